@@ -15,7 +15,9 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -28,7 +30,9 @@ impl Identity {
     /// A deterministic identity for tests and simulations. Returns `None` for the rare seed
     /// that is not a valid scalar.
     pub fn from_seed(seed: [u8; 32]) -> Option<Self> {
-        SigningKey::from_bytes(&seed.into()).ok().map(Self::from_key)
+        SigningKey::from_bytes(&seed.into())
+            .ok()
+            .map(Self::from_key)
     }
 
     fn from_key(key: SigningKey) -> Self {
@@ -66,10 +70,15 @@ pub fn node_id(pubkey: &PublicKeyBytes) -> NodeId {
 }
 
 /// Verify `sig` over `msg` by `pubkey`.
-pub fn verify(pubkey: &PublicKeyBytes, msg: &[u8], sig: &SignatureBytes) -> Result<(), CryptoError> {
+pub fn verify(
+    pubkey: &PublicKeyBytes,
+    msg: &[u8],
+    sig: &SignatureBytes,
+) -> Result<(), CryptoError> {
     let key = VerifyingKey::from_sec1_bytes(pubkey).map_err(|_| CryptoError::BadPublicKey)?;
     let sig = Signature::from_slice(sig).map_err(|_| CryptoError::BadSignature)?;
-    key.verify(msg, &sig).map_err(|_| CryptoError::SignatureMismatch)
+    key.verify(msg, &sig)
+        .map_err(|_| CryptoError::SignatureMismatch)
 }
 
 #[cfg(test)]
@@ -94,7 +103,10 @@ mod tests {
             verify(&b.public_key(), b"hello", &sig),
             Err(CryptoError::SignatureMismatch)
         );
-        assert_eq!(verify(&[0u8; 33], b"hello", &sig), Err(CryptoError::BadPublicKey));
+        assert_eq!(
+            verify(&[0u8; 33], b"hello", &sig),
+            Err(CryptoError::BadPublicKey)
+        );
         assert!(!format!("{a:?}").contains("key:"));
     }
 

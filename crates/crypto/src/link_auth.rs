@@ -30,7 +30,11 @@ pub enum LinkAuthError {
     BadProof(crate::CryptoError),
 }
 
-fn message(prover_fp: &Fingerprint, verifier_fp: &Fingerprint, verifier_nonce: &[u8; 32]) -> Vec<u8> {
+fn message(
+    prover_fp: &Fingerprint,
+    verifier_fp: &Fingerprint,
+    verifier_nonce: &[u8; 32],
+) -> Vec<u8> {
     let mut m = Vec::with_capacity(DOMAIN.len() + 140);
     m.extend_from_slice(DOMAIN);
     m.extend_from_slice(&prover_fp.canonical());
@@ -72,7 +76,10 @@ mod tests {
     use rand_chacha::rand_core::SeedableRng;
 
     fn fp(b: u8) -> Fingerprint {
-        Fingerprint { algorithm: "sha-256".into(), digest: vec![b; 32] }
+        Fingerprint {
+            algorithm: "sha-256".into(),
+            digest: vec![b; 32],
+        }
     }
 
     #[test]
@@ -86,7 +93,10 @@ mod tests {
         let sig = prove(&b, &fb, &fa, &na);
         assert_eq!(check(b.id(), &b.public_key(), &sig, &fa, &fb, &na), Ok(()));
         // Wrong nonce (replay from another link).
-        assert!(matches!(check(b.id(), &b.public_key(), &sig, &fa, &fb, &nb), Err(LinkAuthError::BadProof(_))));
+        assert!(matches!(
+            check(b.id(), &b.public_key(), &sig, &fa, &fb, &nb),
+            Err(LinkAuthError::BadProof(_))
+        ));
         // A MITM swapped A's view of B's fingerprint.
         assert!(check(b.id(), &b.public_key(), &sig, &fa, &fp(9), &na).is_err());
         // Someone else's key.

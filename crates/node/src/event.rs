@@ -45,10 +45,23 @@ pub enum LogLevel {
 /// Something the page (or a test) may want to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Bridge { state: BridgeState, detail: String },
-    Peer { id: NodeId, state: LinkState, reason: Option<String> },
-    Message { from: NodeId, data: Vec<u8> },
-    Log { level: LogLevel, text: String },
+    Bridge {
+        state: BridgeState,
+        detail: String,
+    },
+    Peer {
+        id: NodeId,
+        state: LinkState,
+        reason: Option<String>,
+    },
+    Message {
+        from: NodeId,
+        data: Vec<u8>,
+    },
+    Log {
+        level: LogLevel,
+        text: String,
+    },
 }
 
 /// One entry of [`crate::Node::peers`].

@@ -47,19 +47,35 @@ pub enum Output {
     /// Send one frame to the bridge.
     SendBridge(Vec<u8>),
     /// Close the bridge connection (it broke the protocol).
-    CloseBridge { reason: String },
+    CloseBridge {
+        reason: String,
+    },
     /// Create a peer connection and a data channel, then report the local offer SDP (after ICE
     /// gathering) with [`Node::handle_offer_ready`].
-    CreateOffer { link: LinkId },
+    CreateOffer {
+        link: LinkId,
+    },
     /// Create a peer connection for this remote offer, then report the local answer SDP with
     /// [`Node::handle_answer_ready`].
-    CreateAnswer { link: LinkId, offer: String },
+    CreateAnswer {
+        link: LinkId,
+        offer: String,
+    },
     /// Apply the remote answer to the link's peer connection.
-    ApplyAnswer { link: LinkId, answer: String },
+    ApplyAnswer {
+        link: LinkId,
+        answer: String,
+    },
     /// Send one frame on the link's data channel.
-    SendLink { link: LinkId, bytes: Vec<u8> },
+    SendLink {
+        link: LinkId,
+        bytes: Vec<u8>,
+    },
     /// Tear the link down. The core has already forgotten it.
-    CloseLink { link: LinkId, reason: String },
+    CloseLink {
+        link: LinkId,
+        reason: String,
+    },
     Event(Event),
 }
 
@@ -178,13 +194,20 @@ impl Node {
             .by_peer
             .get(&peer)
             .copied()
-            .filter(|l| self.links.get(l).is_some_and(|l| l.state == LinkState::Linked))
+            .filter(|l| {
+                self.links
+                    .get(l)
+                    .is_some_and(|l| l.state == LinkState::Linked)
+            })
             .ok_or_else(|| ApiError::NotLinked(peer.short()))?;
         let bytes = LinkMsg::Data(data.to_vec()).encode_frame();
         if let Some(l) = self.links.get_mut(&link_id) {
             l.bytes_out += data.len() as u64;
         }
-        self.out.push_back(Output::SendLink { link: link_id, bytes });
+        self.out.push_back(Output::SendLink {
+            link: link_id,
+            bytes,
+        });
         Ok(())
     }
 
@@ -232,7 +255,11 @@ impl Node {
             .map(|(id, _)| *id)
             .collect();
         for link in stuck {
-            self.close_link(link, "the bridge went away during the introduction", LinkState::Closed);
+            self.close_link(
+                link,
+                "the bridge went away during the introduction",
+                LinkState::Closed,
+            );
         }
     }
 
@@ -243,7 +270,9 @@ impl Node {
             Err(e) => {
                 let reason = format!("the bridge sent a malformed frame: {e}");
                 self.log(LogLevel::Warn, reason.clone());
-                self.out.push_back(Output::CloseBridge { reason: reason.clone() });
+                self.out.push_back(Output::CloseBridge {
+                    reason: reason.clone(),
+                });
                 self.handle_bridge_closed(now, &reason);
                 return;
             }
@@ -257,20 +286,42 @@ impl Node {
                 self.find_peers();
             }
             SignalMsg::FoundPeer { peers } => self.on_found_peers(now, peers),
-            SignalMsg::Introduce { peer, session, sdp } => self.on_introduce(now, peer, session, sdp),
-            SignalMsg::Introduced { peer, session, sdp } => self.on_introduced(now, peer, session, sdp),
-            SignalMsg::IntroduceFailed { peer, session, reason } => {
+            SignalMsg::Introduce { peer, session, sdp } => {
+                self.on_introduce(now, peer, session, sdp)
+            }
+            SignalMsg::Introduced { peer, session, sdp } => {
+                self.on_introduced(now, peer, session, sdp)
+            }
+            SignalMsg::IntroduceFailed {
+                peer,
+                session,
+                reason,
+            } => {
                 if let Some(&link) = self.by_peer.get(&peer) {
-                    if self.links.get(&link).is_some_and(|l| l.session == session && l.initiator) {
-                        self.close_link(link, &format!("introduction failed: {reason}"), LinkState::Closed);
+                    if self
+                        .links
+                        .get(&link)
+                        .is_some_and(|l| l.session == session && l.initiator)
+                    {
+                        self.close_link(
+                            link,
+                            &format!("introduction failed: {reason}"),
+                            LinkState::Closed,
+                        );
                     }
                 }
             }
             SignalMsg::Error { code, reason } => {
-                self.log(LogLevel::Warn, format!("the bridge reports error {code}: {reason}"));
+                self.log(
+                    LogLevel::Warn,
+                    format!("the bridge reports error {code}: {reason}"),
+                );
             }
             other => {
-                self.log(LogLevel::Warn, format!("ignoring an unexpected frame from the bridge: {other:?}"));
+                self.log(
+                    LogLevel::Warn,
+                    format!("ignoring an unexpected frame from the bridge: {other:?}"),
+                );
             }
         }
     }
@@ -281,7 +332,13 @@ impl Node {
                 continue;
             }
             if node_id(&p.pubkey) != p.id {
-                self.log(LogLevel::Warn, format!("the bridge named peer {} with a key that is not its own", p.id.short()));
+                self.log(
+                    LogLevel::Warn,
+                    format!(
+                        "the bridge named peer {} with a key that is not its own",
+                        p.id.short()
+                    ),
+                );
                 continue;
             }
             if self.links.len() >= self.cfg.max_links {
@@ -301,13 +358,16 @@ impl Node {
             return;
         }
         if let Some(&existing) = self.by_peer.get(&from) {
-            let ours_pending = self
-                .links
-                .get(&existing)
-                .is_some_and(|l| l.initiator && matches!(l.state, LinkState::Offering | LinkState::Introducing));
+            let ours_pending = self.links.get(&existing).is_some_and(|l| {
+                l.initiator && matches!(l.state, LinkState::Offering | LinkState::Introducing)
+            });
             // Glare: both sides offered at once. The lower ID's offer wins.
             if ours_pending && self.id() > from {
-                self.close_link(existing, "both sides offered; taking the peer's offer", LinkState::Closed);
+                self.close_link(
+                    existing,
+                    "both sides offered; taking the peer's offer",
+                    LinkState::Closed,
+                );
             } else {
                 return;
             }
@@ -332,42 +392,53 @@ impl Node {
         if let Some(l) = self.links.get_mut(&link) {
             l.remote_fp = Some(remote_fp);
         }
-        self.out.push_back(Output::CreateAnswer { link, offer: sdp });
+        self.out
+            .push_back(Output::CreateAnswer { link, offer: sdp });
     }
 
     fn on_introduced(&mut self, now: Time, from: NodeId, session: u64, sdp: String) {
         let Some(&link) = self.by_peer.get(&from) else {
             return;
         };
-        let matches = self
-            .links
-            .get(&link)
-            .is_some_and(|l| l.initiator && l.session == session && l.state == LinkState::Introducing);
+        let matches = self.links.get(&link).is_some_and(|l| {
+            l.initiator && l.session == session && l.state == LinkState::Introducing
+        });
         if !matches {
             return;
         }
         let Some(fp) = dtls::fingerprint(&sdp) else {
-            self.close_link(link, "the answer has no DTLS fingerprint", LinkState::Closed);
+            self.close_link(
+                link,
+                "the answer has no DTLS fingerprint",
+                LinkState::Closed,
+            );
             return;
         };
         if let Some(l) = self.links.get_mut(&link) {
             l.remote_fp = Some(fp);
         }
         self.set_link_state(now, link, LinkState::Connecting);
-        self.out.push_back(Output::ApplyAnswer { link, answer: sdp });
+        self.out
+            .push_back(Output::ApplyAnswer { link, answer: sdp });
     }
 
     // ----- links -----------------------------------------------------------------------------
 
     /// The local offer for `link` is ready (ICE candidates gathered).
     pub fn handle_offer_ready(&mut self, now: Time, link: LinkId, sdp: String) {
-        let Some(l) = self.links.get(&link) else { return };
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
         if l.state != LinkState::Offering {
             return;
         }
         let (peer, session) = (l.peer, l.session);
         let Some(fp) = dtls::fingerprint(&sdp) else {
-            self.close_link(link, "our own offer has no DTLS fingerprint", LinkState::Closed);
+            self.close_link(
+                link,
+                "our own offer has no DTLS fingerprint",
+                LinkState::Closed,
+            );
             return;
         };
         if let Some(l) = self.links.get_mut(&link) {
@@ -379,13 +450,19 @@ impl Node {
 
     /// The local answer for `link` is ready.
     pub fn handle_answer_ready(&mut self, now: Time, link: LinkId, sdp: String) {
-        let Some(l) = self.links.get(&link) else { return };
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
         if l.state != LinkState::Answering {
             return;
         }
         let (peer, session) = (l.peer, l.session);
         let Some(fp) = dtls::fingerprint(&sdp) else {
-            self.close_link(link, "our own answer has no DTLS fingerprint", LinkState::Closed);
+            self.close_link(
+                link,
+                "our own answer has no DTLS fingerprint",
+                LinkState::Closed,
+            );
             return;
         };
         if let Some(l) = self.links.get_mut(&link) {
@@ -404,7 +481,9 @@ impl Node {
 
     /// The data channel of `link` opened: start authentication.
     pub fn handle_link_opened(&mut self, now: Time, link: LinkId) {
-        let Some(l) = self.links.get(&link) else { return };
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
         if l.state != LinkState::Connecting {
             return;
         }
@@ -428,7 +507,9 @@ impl Node {
 
     /// One frame from `link`'s data channel.
     pub fn handle_link_frame(&mut self, now: Time, link: LinkId, bytes: &[u8]) {
-        let Some(l) = self.links.get(&link) else { return };
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
         let state = l.state;
         let msg = match LinkMsg::decode_frame(bytes) {
             Ok(m) => m,
@@ -443,16 +524,26 @@ impl Node {
                 self.on_peer_cert(now, link, pubkey, sig)
             }
             (LinkState::Linked, LinkMsg::Data(data)) => {
-                let Some(l) = self.links.get_mut(&link) else { return };
+                let Some(l) = self.links.get_mut(&link) else {
+                    return;
+                };
                 l.bytes_in += data.len() as u64;
                 let from = l.peer;
-                self.out.push_back(Output::Event(Event::Message { from, data }));
+                self.out
+                    .push_back(Output::Event(Event::Message { from, data }));
             }
             (_, LinkMsg::Close { reason }) => {
-                self.close_link(link, &format!("the peer closed the link: {reason}"), LinkState::Closed);
+                self.close_link(
+                    link,
+                    &format!("the peer closed the link: {reason}"),
+                    LinkState::Closed,
+                );
             }
             (LinkState::Linked, LinkMsg::Unrecognized { cmd, .. }) => {
-                self.log(LogLevel::Info, format!("ignoring unknown link command 0x{cmd:02x}"));
+                self.log(
+                    LogLevel::Info,
+                    format!("ignoring unknown link command 0x{cmd:02x}"),
+                );
             }
             (state, msg) => {
                 let what = match msg {
@@ -467,14 +558,20 @@ impl Node {
     }
 
     fn on_peer_nonce(&mut self, link: LinkId, their_nonce: [u8; NONCE_LEN]) {
-        let Some(l) = self.links.get_mut(&link) else { return };
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
         if l.got_peer_nonce {
             self.protocol_violation(link, "the peer sent a second nonce");
             return;
         }
         l.got_peer_nonce = true;
         let (Some(local_fp), Some(remote_fp)) = (l.local_fp.clone(), l.remote_fp.clone()) else {
-            self.close_link(link, "fingerprints unknown at authentication", LinkState::Closed);
+            self.close_link(
+                link,
+                "fingerprints unknown at authentication",
+                LinkState::Closed,
+            );
             return;
         };
         let mut nonce = their_nonce;
@@ -497,7 +594,9 @@ impl Node {
         pubkey: onionmesh_wire::PublicKeyBytes,
         sig: onionmesh_wire::SignatureBytes,
     ) {
-        let Some(l) = self.links.get(&link) else { return };
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
         if !l.got_peer_nonce {
             self.protocol_violation(link, "the peer sent its certificate before its nonce");
             return;
@@ -517,9 +616,15 @@ impl Node {
                 let reason = format!("link authentication failed: {e}");
                 self.out.push_back(Output::SendLink {
                     link,
-                    bytes: LinkMsg::Close { reason: reason.clone() }.encode_frame(),
+                    bytes: LinkMsg::Close {
+                        reason: reason.clone(),
+                    }
+                    .encode_frame(),
                 });
-                self.log(LogLevel::Warn, format!("refusing peer {}: {reason}", l.peer.short()));
+                self.log(
+                    LogLevel::Warn,
+                    format!("refusing peer {}: {reason}", l.peer.short()),
+                );
                 self.close_link(link, &reason, LinkState::Refused);
             }
         }
@@ -548,7 +653,14 @@ impl Node {
 
     // ----- helpers ---------------------------------------------------------------------------
 
-    fn new_link(&mut self, now: Time, peer: NodeId, initiator: bool, session: u64, state: LinkState) -> LinkId {
+    fn new_link(
+        &mut self,
+        now: Time,
+        peer: NodeId,
+        initiator: bool,
+        session: u64,
+        state: LinkState,
+    ) -> LinkId {
         let id = LinkId(self.next_link);
         self.next_link += 1;
         let mut nonce = [0u8; NONCE_LEN];
@@ -587,7 +699,9 @@ impl Node {
 
     /// Forget `link` and tell the driver to close it.
     fn close_link(&mut self, link: LinkId, reason: &str, final_state: LinkState) {
-        let Some(l) = self.links.remove(&link) else { return };
+        let Some(l) = self.links.remove(&link) else {
+            return;
+        };
         if self.by_peer.get(&l.peer) == Some(&link) {
             self.by_peer.remove(&l.peer);
         }
@@ -601,8 +715,15 @@ impl Node {
     }
 
     fn protocol_violation(&mut self, link: LinkId, what: &str) {
-        let peer = self.links.get(&link).map(|l| l.peer.short()).unwrap_or_default();
-        self.log(LogLevel::Warn, format!("closing the link to {peer}: {what}"));
+        let peer = self
+            .links
+            .get(&link)
+            .map(|l| l.peer.short())
+            .unwrap_or_default();
+        self.log(
+            LogLevel::Warn,
+            format!("closing the link to {peer}: {what}"),
+        );
         self.close_link(link, what, LinkState::Closed);
     }
 
@@ -619,10 +740,12 @@ impl Node {
     }
 
     fn emit_peer(&mut self, id: NodeId, state: LinkState, reason: Option<String>) {
-        self.out.push_back(Output::Event(Event::Peer { id, state, reason }));
+        self.out
+            .push_back(Output::Event(Event::Peer { id, state, reason }));
     }
 
     fn log(&mut self, level: LogLevel, text: String) {
-        self.out.push_back(Output::Event(Event::Log { level, text }));
+        self.out
+            .push_back(Output::Event(Event::Log { level, text }));
     }
 }

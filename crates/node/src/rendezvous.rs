@@ -58,11 +58,20 @@ pub mod codes {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RendezvousOutput {
-    Send { conn: ConnId, bytes: Vec<u8> },
+    Send {
+        conn: ConnId,
+        bytes: Vec<u8>,
+    },
     /// Close `conn`; `reason` is for the log.
-    Close { conn: ConnId, reason: String },
+    Close {
+        conn: ConnId,
+        reason: String,
+    },
     /// A peer registered (for the log).
-    Registered { conn: ConnId, id: NodeId },
+    Registered {
+        conn: ConnId,
+        id: NodeId,
+    },
 }
 
 #[derive(Debug)]
@@ -169,9 +178,15 @@ impl Rendezvous {
 
     /// One frame from `conn`. `unix_ms` is the bridge's wall clock, to check hello freshness.
     pub fn handle_frame(&mut self, now: Time, unix_ms: u64, conn: ConnId, bytes: &[u8]) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if !take_token(c, now, self.cfg.frames_per_sec, self.cfg.burst) {
-            self.reject(conn, codes::RATE_LIMITED, "sending faster than the per-peer rate limit");
+            self.reject(
+                conn,
+                codes::RATE_LIMITED,
+                "sending faster than the per-peer rate limit",
+            );
             return;
         }
         let msg = match SignalMsg::decode_frame(bytes) {
@@ -186,16 +201,26 @@ impl Rendezvous {
             _ => None,
         };
         match (registered, msg) {
-            (None, SignalMsg::Hello { pubkey, timestamp_ms, sig }) => {
-                self.on_hello(conn, unix_ms, pubkey, timestamp_ms, sig)
-            }
+            (
+                None,
+                SignalMsg::Hello {
+                    pubkey,
+                    timestamp_ms,
+                    sig,
+                },
+            ) => self.on_hello(conn, unix_ms, pubkey, timestamp_ms, sig),
             (None, _) => self.reject(conn, codes::PROTOCOL, "the first frame must be a hello"),
             (Some(_), SignalMsg::FindPeer { id, .. }) => self.on_find_peer(conn, id),
             (Some(from), SignalMsg::Introduce { peer, session, sdp }) => {
                 match self.by_id.get(&peer).copied() {
-                    Some(target) if peer != from => {
-                        self.send(target, &SignalMsg::Introduce { peer: from, session, sdp })
-                    }
+                    Some(target) if peer != from => self.send(
+                        target,
+                        &SignalMsg::Introduce {
+                            peer: from,
+                            session,
+                            sdp,
+                        },
+                    ),
                     _ => self.send(
                         conn,
                         &SignalMsg::IntroduceFailed {
@@ -208,17 +233,40 @@ impl Rendezvous {
             }
             (Some(from), SignalMsg::Introduced { peer, session, sdp }) => {
                 if let Some(target) = self.by_id.get(&peer).copied() {
-                    self.send(target, &SignalMsg::Introduced { peer: from, session, sdp });
+                    self.send(
+                        target,
+                        &SignalMsg::Introduced {
+                            peer: from,
+                            session,
+                            sdp,
+                        },
+                    );
                 }
             }
-            (Some(from), SignalMsg::IntroduceFailed { peer, session, reason }) => {
+            (
+                Some(from),
+                SignalMsg::IntroduceFailed {
+                    peer,
+                    session,
+                    reason,
+                },
+            ) => {
                 if let Some(target) = self.by_id.get(&peer).copied() {
-                    self.send(target, &SignalMsg::IntroduceFailed { peer: from, session, reason });
+                    self.send(
+                        target,
+                        &SignalMsg::IntroduceFailed {
+                            peer: from,
+                            session,
+                            reason,
+                        },
+                    );
                 }
             }
-            (Some(_), SignalMsg::Unrecognized { cmd, .. }) => {
-                self.reject(conn, codes::PROTOCOL, &format!("unknown command 0x{cmd:02x}"))
-            }
+            (Some(_), SignalMsg::Unrecognized { cmd, .. }) => self.reject(
+                conn,
+                codes::PROTOCOL,
+                &format!("unknown command 0x{cmd:02x}"),
+            ),
             (Some(_), other) => {
                 let name = match other {
                     SignalMsg::Hello { .. } => "a second hello",
@@ -249,7 +297,10 @@ impl Rendezvous {
             self.reject(
                 conn,
                 codes::BAD_HELLO,
-                &format!("hello timestamp is {} s away from the bridge's clock", skew / 1000),
+                &format!(
+                    "hello timestamp is {} s away from the bridge's clock",
+                    skew / 1000
+                ),
             );
             return;
         }
@@ -265,7 +316,8 @@ impl Rendezvous {
             c.state = ConnState::Registered { id, pubkey };
         }
         self.by_id.insert(id, conn);
-        self.out.push_back(RendezvousOutput::Registered { conn, id });
+        self.out
+            .push_back(RendezvousOutput::Registered { conn, id });
         let peers_online = u32::try_from(self.by_id.len()).unwrap_or(u32::MAX);
         self.send(
             conn,

@@ -34,8 +34,13 @@ pub enum LinkMsg {
     /// Application bytes between two authenticated peers.
     Data(Vec<u8>),
     /// The sender is closing the link, and why.
-    Close { reason: String },
-    Unrecognized { cmd: u8, body: Vec<u8> },
+    Close {
+        reason: String,
+    },
+    Unrecognized {
+        cmd: u8,
+        body: Vec<u8>,
+    },
 }
 
 impl Frame for LinkMsg {
@@ -99,8 +104,14 @@ mod tests {
     fn arb_msg() -> impl Strategy<Value = LinkMsg> {
         prop_oneof![
             any::<[u8; 32]>().prop_map(LinkMsg::Nonce),
-            (proptest::collection::vec(any::<u8>(), 33), proptest::collection::vec(any::<u8>(), 64))
-                .prop_map(|(p, s)| LinkMsg::Cert { pubkey: p.try_into().unwrap(), sig: s.try_into().unwrap() }),
+            (
+                proptest::collection::vec(any::<u8>(), 33),
+                proptest::collection::vec(any::<u8>(), 64)
+            )
+                .prop_map(|(p, s)| LinkMsg::Cert {
+                    pubkey: p.try_into().unwrap(),
+                    sig: s.try_into().unwrap()
+                }),
             proptest::collection::vec(any::<u8>(), 0..2000).prop_map(LinkMsg::Data),
             ".{0,80}".prop_map(|reason| LinkMsg::Close { reason }),
             (0x20u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40))
@@ -132,6 +143,9 @@ mod tests {
     fn trailing_bytes_are_refused() {
         let mut bytes = LinkMsg::Nonce([1; 32]).encode_frame();
         bytes.push(0);
-        assert_eq!(LinkMsg::decode_frame(&bytes), Err(WireError::TrailingBytes(1)));
+        assert_eq!(
+            LinkMsg::decode_frame(&bytes),
+            Err(WireError::TrailingBytes(1))
+        );
     }
 }

@@ -103,15 +103,24 @@ mod tests {
         let mut r = Reader::new(&[0xff, 0xff, 1, 2]);
         assert_eq!(
             r.take_var16(100),
-            Err(WireError::LengthTooLarge { len: 65535, max: 100 })
+            Err(WireError::LengthTooLarge {
+                len: 65535,
+                max: 100
+            })
         );
         let mut r = Reader::new(&[0, 5, 1, 2]);
         assert_eq!(
             r.take_var16(100),
-            Err(WireError::Truncated { needed: 5, remaining: 2 })
+            Err(WireError::Truncated {
+                needed: 5,
+                remaining: 2
+            })
         );
         let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xff]);
-        assert!(matches!(r.take_var32(1 << 20), Err(WireError::LengthTooLarge { .. })));
+        assert!(matches!(
+            r.take_var32(1 << 20),
+            Err(WireError::LengthTooLarge { .. })
+        ));
     }
 
     #[test]

@@ -54,7 +54,10 @@ pub enum SignalMsg {
         sig: SignatureBytes,
     },
     /// Bridge -> node: the hello was accepted. Carries the bridge's own public key.
-    Welcome { bridge_pubkey: PublicKeyBytes, peers_online: u32 },
+    Welcome {
+        bridge_pubkey: PublicKeyBytes,
+        peers_online: u32,
+    },
     /// Bridge -> node: why the bridge is about to close the connection.
     Error { code: u16, reason: String },
     /// DB_FIND_PEER [ID, public key].
@@ -62,11 +65,23 @@ pub enum SignalMsg {
     /// DB_FOUND_PEER: peers closest to the asker by XOR distance.
     FoundPeer { peers: Vec<PeerRecord> },
     /// INTRODUCE [peer, SDP offer].
-    Introduce { peer: NodeId, session: u64, sdp: String },
+    Introduce {
+        peer: NodeId,
+        session: u64,
+        sdp: String,
+    },
     /// INTRODUCED [peer, SDP answer].
-    Introduced { peer: NodeId, session: u64, sdp: String },
+    Introduced {
+        peer: NodeId,
+        session: u64,
+        sdp: String,
+    },
     /// Bridge -> offerer: the introduction could not be delivered.
-    IntroduceFailed { peer: NodeId, session: u64, reason: String },
+    IntroduceFailed {
+        peer: NodeId,
+        session: u64,
+        reason: String,
+    },
     /// A command this version does not know; the body is kept for logging.
     Unrecognized { cmd: u8, body: Vec<u8> },
 }
@@ -235,7 +250,11 @@ mod tests {
     fn arb_msg() -> impl Strategy<Value = SignalMsg> {
         prop_oneof![
             (arb_pk(), any::<u64>(), arb_sig()).prop_map(|(pubkey, timestamp_ms, sig)| {
-                SignalMsg::Hello { pubkey, timestamp_ms, sig }
+                SignalMsg::Hello {
+                    pubkey,
+                    timestamp_ms,
+                    sig,
+                }
             }),
             (arb_pk(), any::<u32>()).prop_map(|(bridge_pubkey, peers_online)| SignalMsg::Welcome {
                 bridge_pubkey,
@@ -254,7 +273,11 @@ mod tests {
             (arb_id(), any::<u64>(), ".{0,300}")
                 .prop_map(|(peer, session, sdp)| SignalMsg::Introduced { peer, session, sdp }),
             (arb_id(), any::<u64>(), ".{0,50}").prop_map(|(peer, session, reason)| {
-                SignalMsg::IntroduceFailed { peer, session, reason }
+                SignalMsg::IntroduceFailed {
+                    peer,
+                    session,
+                    reason,
+                }
             }),
             (0x40u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40))
                 .prop_map(|(cmd, body)| SignalMsg::Unrecognized { cmd, body }),
@@ -303,7 +326,11 @@ mod tests {
     #[test]
     fn hello_vector() {
         // A fixed vector so another implementation can check its encoder.
-        let msg = SignalMsg::Hello { pubkey: [2; 33], timestamp_ms: 0x0102030405060708, sig: [9; 64] };
+        let msg = SignalMsg::Hello {
+            pubkey: [2; 33],
+            timestamp_ms: 0x0102030405060708,
+            sig: [9; 64],
+        };
         let bytes = msg.encode_frame();
         assert_eq!(bytes.len(), 1 + 33 + 8 + 64);
         assert_eq!(&bytes[..2], &[0x01, 0x02]);

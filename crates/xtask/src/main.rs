@@ -1,0 +1,260 @@
+//! `cargo xtask <command>`: the project's own scripts, in Rust so they run wherever cargo does.
+//!
+//! - `serve [--listen ADDR]`: install what is missing, build the wasm bundle and the bridge, and
+//!   start a bridge serving the page (default http://127.0.0.1:8080).
+//! - `test`: install what is missing, then run every check: rustfmt, clippy (native and wasm),
+//!   the native unit and simulation tests, the wasm tests in headless Chromium, and the
+//!   end-to-end tests (real Chromium pages against a real bridge).
+//! - `bench`: print the benchmark figures (raw WebRTC throughput baseline, bundle size).
+//! - `build-web`: build only the wasm bundle into web/pkg.
+//!
+//! Each command installs what it needs on a fresh machine: the wasm32 target (rustup), the
+//! `wasm-bindgen` CLI matching the `wasm-bindgen` crate in Cargo.lock (cargo install), Chromium and
+//! chromedriver (apt-get) and the test harness's npm packages (npm ci).
+
+// The scripts time whole runs; only the protocol core must not read the clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    if let Err(e) = std::env::set_current_dir(&root) {
+        eprintln!("xtask: cannot enter {}: {e}", root.display());
+        return ExitCode::FAILURE;
+    }
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench(),
+        Some("build-web") => ensure_wasm_tools().and_then(|_| build_web()),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <serve [--listen ADDR] | test [--skip-e2e] | bench | build-web>"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nxtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or(here)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Run a command, echoing it, and fail with a sentence if it fails.
+fn run(cmd: &mut Command) -> Result {
+    let shown = format!("{cmd:?}").replace('"', "");
+    println!("\n==> {shown}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` failed ({status})"))
+    }
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+// ----- installing what is missing ------------------------------------------------------------
+
+fn ensure_wasm_tools() -> Result {
+    let installed =
+        output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
+        run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    }
+    let want = locked_version("wasm-bindgen")?;
+    let have = output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
+    if have.split_whitespace().nth(1) != Some(want.as_str()) {
+        // Not --locked: the CLI's own lock file names a yanked webpki-roots.
+        run(cargo().args([
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            &format!("={want}"),
+        ]))?;
+    }
+    Ok(())
+}
+
+fn ensure_browser() -> Result {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "chromium", "chromium-driver"]))
+}
+
+fn ensure_npm() -> Result {
+    if Path::new("tests/node_modules/playwright-core").exists() {
+        return Ok(());
+    }
+    run(Command::new("npm").args(["ci", "--prefix", "tests", "--no-audit", "--no-fund"]))
+}
+
+/// The version of `name` that Cargo.lock pins.
+fn locked_version(name: &str) -> Result<String> {
+    let lock = std::fs::read_to_string("Cargo.lock")
+        .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    let needle = format!("name = \"{name}\"\nversion = \"");
+    let start = lock
+        .find(&needle)
+        .ok_or_else(|| format!("Cargo.lock does not pin {name}"))?
+        + needle.len();
+    let end = lock[start..]
+        .find('"')
+        .ok_or_else(|| "Cargo.lock is malformed".to_string())?;
+    Ok(lock[start..start + end].to_string())
+}
+
+// ----- building ------------------------------------------------------------------------------
+
+fn build_web() -> Result {
+    run(cargo().args([
+        "build",
+        "-p",
+        "onionmesh-browser",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        "wasm",
+    ]))?;
+    let wasm = target_dir()
+        .join(WASM_TARGET)
+        .join("wasm")
+        .join("onionmesh_browser.wasm");
+    run(Command::new("wasm-bindgen")
+        .args(["--target", "web", "--out-dir", "web/pkg"])
+        .arg(&wasm))
+}
+
+fn bridge_binary(profile: &str) -> PathBuf {
+    target_dir().join(profile).join("onionmesh-bridge")
+}
+
+// ----- commands ------------------------------------------------------------------------------
+
+fn serve(args: &[String]) -> Result {
+    let mut listen = "127.0.0.1:8080".to_string();
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--listen" {
+            listen = it.next().cloned().ok_or("--listen needs an address")?;
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    ensure_wasm_tools()?;
+    build_web()?;
+    run(cargo().args(["build", "--release", "-p", "onionmesh-bridge"]))?;
+    println!("\nOpen http://{listen}/ in a browser (several tabs make a mesh). Ctrl-C stops.");
+    run(Command::new(bridge_binary("release"))
+        .args(["--listen", &listen, "--static-dir", "web"])
+        .args(rest))
+}
+
+fn test(args: &[String]) -> Result {
+    let skip_e2e = args.iter().any(|a| a == "--skip-e2e");
+    let started = Instant::now();
+    ensure_wasm_tools()?;
+    ensure_browser()?;
+    ensure_npm()?;
+
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args([
+        "clippy",
+        "-p",
+        "onionmesh-browser",
+        "--target",
+        WASM_TARGET,
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // Native: wire, crypto, node core, simulator, bridge (real WebSockets on loopback).
+    run(cargo().args(["test", "--workspace"]))?;
+    // wasm: the browser crate's tests, in headless Chromium through chromedriver.
+    run(cargo()
+        .args(["test", "-p", "onionmesh-browser", "--target", WASM_TARGET])
+        .env("CHROMEDRIVER", CHROMEDRIVER)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "180")
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        ))?;
+    if !skip_e2e {
+        build_web()?;
+        run(cargo().args(["build", "-p", "onionmesh-bridge"]))?;
+        // End to end: real Chromium pages against a real bridge, on loopback.
+        run(Command::new("npm")
+            .args(["test", "--prefix", "tests"])
+            .env("ONIONMESH_BRIDGE", bridge_binary("debug"))
+            .env("CHROMIUM", CHROMIUM))?;
+    }
+    println!(
+        "\nAll checks passed in {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn bench() -> Result {
+    ensure_wasm_tools()?;
+    ensure_browser()?;
+    ensure_npm()?;
+    build_web()?;
+    run(cargo().args(["build", "-p", "onionmesh-bridge"]))?;
+    run(Command::new("node")
+        .arg("tests/bench/run.mjs")
+        .env("ONIONMESH_BRIDGE", bridge_binary("debug"))
+        .env("CHROMIUM", CHROMIUM))
+}

@@ -1,0 +1,85 @@
+// Benchmarks that print figures (no assertions):
+// 1. raw WebRTC data-channel throughput between two pages (two browser contexts) at 16 KiB and
+//    64 KiB messages — the baseline later onionmesh figures are compared against;
+// 2. the wasm bundle's size, raw and gzipped.
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { launchBrowser, root } from '../e2e/harness.mjs';
+
+const TOTAL = Number(process.env.BENCH_BYTES || 64 * 1024 * 1024);
+
+async function rawThroughput(browser, messageSize) {
+  const a = await (await browser.newContext()).newPage();
+  const b = await (await browser.newContext()).newPage();
+  await a.goto('about:blank');
+  await b.goto('about:blank');
+  const gathered = `(pc) => new Promise((r) => { if (pc.iceGatheringState === 'complete') return r();
+    pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && r()); })`;
+  const offer = await a.evaluate(async (g) => {
+    const pc = new RTCPeerConnection();
+    const dc = pc.createDataChannel('bench', { ordered: true });
+    dc.binaryType = 'arraybuffer';
+    window.bench = { pc, dc };
+    await pc.setLocalDescription(await pc.createOffer());
+    await eval(g)(pc);
+    return pc.localDescription.sdp;
+  }, gathered);
+  const answer = await b.evaluate(async ({ sdp, g }) => {
+    const pc = new RTCPeerConnection();
+    window.bench = { pc, received: 0 };
+    pc.ondatachannel = ({ channel }) => {
+      channel.binaryType = 'arraybuffer';
+      channel.onmessage = (e) => {
+        window.bench.received += e.data.byteLength;
+        if (window.bench.received >= window.bench.total) channel.send('done');
+      };
+    };
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await eval(g)(pc);
+    return pc.localDescription.sdp;
+  }, { sdp: offer, g: gathered });
+  await b.evaluate((t) => { window.bench.total = t; }, TOTAL);
+  const seconds = await a.evaluate(async ({ sdp, size, total }) => {
+    const { pc, dc } = window.bench;
+    await pc.setRemoteDescription({ type: 'answer', sdp });
+    if (dc.readyState !== 'open') await new Promise((r) => { dc.onopen = r; });
+    const msg = new Uint8Array(size);
+    const HIGH = 4 * 1024 * 1024;
+    dc.bufferedAmountLowThreshold = 1024 * 1024;
+    const done = new Promise((r) => { dc.onmessage = r; });
+    const t0 = performance.now();
+    for (let sent = 0; sent < total; sent += size) {
+      if (dc.bufferedAmount > HIGH) await new Promise((r) => { dc.onbufferedamountlow = r; });
+      dc.send(msg);
+    }
+    await done;
+    return (performance.now() - t0) / 1000;
+  }, { sdp: answer, size: messageSize, total: TOTAL });
+  await a.context().close();
+  await b.context().close();
+  return TOTAL / seconds / 1e6;
+}
+
+const browser = await launchBrowser();
+try {
+  console.log(`raw WebRTC data channel, two pages in one headless Chromium, ${TOTAL / 1048576} MiB per run`);
+  console.log('message size | MB/s');
+  for (const size of [16 * 1024, 64 * 1024]) {
+    const runs = [];
+    for (let i = 0; i < 3; i++) runs.push(await rawThroughput(browser, size));
+    runs.sort((x, y) => x - y);
+    console.log(`${String(size / 1024).padStart(9)} KiB | ${runs[1].toFixed(1)} (median of 3; min ${runs[0].toFixed(1)}, max ${runs[2].toFixed(1)})`);
+  }
+} finally {
+  await browser.close();
+}
+
+const pkg = path.join(root, 'web', 'pkg');
+console.log('\nwasm bundle (web/pkg)');
+console.log('file | raw bytes | gzip -9 bytes');
+for (const f of readdirSync(pkg).filter((f) => f.endsWith('.wasm') || f.endsWith('.js'))) {
+  const bytes = readFileSync(path.join(pkg, f));
+  console.log(`${f} | ${bytes.length} | ${gzipSync(bytes, { level: 9 }).length}`);
+}
