@@ -1,0 +1,84 @@
+//! The command line.
+
+use clap::builder::RangedU64ValueParser;
+use clap::Parser;
+use onionmesh_wire::MAX_SIGNAL_FRAME;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// onionmesh bridge: serves the onionmesh page over HTTP and introduces the browsers that
+/// connect to `/ws` to each other (signed hello, peer lookup, WebRTC introduction).
+///
+/// After binding it prints one line to stdout,
+/// `onionmesh bridge listening on http://<ip>:<port>`, and logs everything else to stderr.
+/// Ctrl-C or SIGTERM closes every connection and exits with status 0.
+#[derive(Debug, Parser)]
+#[command(name = "onionmesh-bridge", version, about, long_about)]
+pub struct Args {
+    /// Address to listen on. Port 0 picks a free port; the chosen one is printed on stdout.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory served over HTTP: `/` is its index.html, `.wasm` files go out as
+    /// application/wasm.
+    #[arg(long, value_name = "DIR", default_value = "web")]
+    pub static_dir: PathBuf,
+
+    /// What to log on stderr: a level (error, warn, info, debug, trace) or tracing directives
+    /// such as `onionmesh_bridge=debug,info`.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Most WebSocket connections at once; further upgrades are refused with HTTP 503.
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections: usize,
+
+    /// Frames per second each peer may send, sustained. A peer that exceeds it (beyond
+    /// `--burst`) is disconnected with an error.
+    #[arg(long, value_name = "FRAMES", default_value_t = 50,
+          value_parser = RangedU64ValueParser::<u32>::new().range(1..))]
+    pub rate: u32,
+
+    /// Frames a peer may send in a burst above the sustained `--rate`.
+    #[arg(long, value_name = "N", default_value_t = 200,
+          value_parser = RangedU64ValueParser::<u32>::new().range(1..))]
+    pub burst: u32,
+
+    /// Largest WebSocket message, in bytes; a larger one closes that connection. The protocol
+    /// never needs more than 32768 (and a hello needs 106).
+    #[arg(long, value_name = "BYTES", default_value_t = MAX_SIGNAL_FRAME,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_SIGNAL_FRAME as u64))]
+    pub max_frame: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let a = Args::parse_from(["onionmesh-bridge"]);
+        assert_eq!(a.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(a.static_dir, PathBuf::from("web"));
+        assert_eq!(a.log_level, "info");
+        assert_eq!((a.max_connections, a.rate, a.burst), (1024, 50, 200));
+        assert_eq!(a.max_frame, 32768);
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        assert!(Args::try_parse_from(["b", "--max-frame", "40000"]).is_err());
+        assert!(Args::try_parse_from(["b", "--rate", "0"]).is_err());
+        assert!(Args::try_parse_from(["b", "--max-connections", "0"]).is_err());
+        let a =
+            Args::try_parse_from(["b", "--listen", "127.0.0.1:0", "--max-frame", "4096"]).unwrap();
+        assert_eq!(a.max_frame, 4096);
+    }
+}

@@ -1,0 +1,257 @@
+//! One task per WebSocket: reads frames and hands them to the hub, writes what the hub queued.
+//!
+//! The task owns no protocol state. It only enforces the transport rules before bytes reach the
+//! core (binary frames only, at most `--max-frame` bytes) and reports violations to the hub as
+//! transport errors, so the rendezvous answers them like any other broken frame: an Error frame,
+//! then a close.
+
+use crate::hub::{Goodbye, Outbound, ToHub, OUTBOUND_QUEUE};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
+use onionmesh_node::ConnId;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit};
+use tokio::time::timeout;
+use tracing::debug;
+
+/// How long to wait for the peer's half of the close handshake (or for a close frame to be
+/// written) before dropping the socket.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Longest close-frame reason the WebSocket protocol allows.
+const MAX_CLOSE_REASON: usize = 123;
+
+pub struct ConnTask {
+    pub conn: ConnId,
+    pub addr: SocketAddr,
+    pub hub: mpsc::Sender<ToHub>,
+    pub shutdown: watch::Receiver<bool>,
+    pub max_frame: usize,
+    /// This connection's slot under --max-connections, given back when the task ends.
+    pub slot: OwnedSemaphorePermit,
+}
+
+impl ConnTask {
+    pub async fn run(self, socket: WebSocket) {
+        let ConnTask {
+            conn,
+            addr,
+            hub,
+            shutdown,
+            max_frame,
+            slot,
+        } = self;
+        debug!("connection {} opened from {addr}", conn.0);
+        let (out, queue) = mpsc::channel(OUTBOUND_QUEUE);
+        let kill = Arc::new(Notify::new());
+        let connected = ToHub::Connected {
+            conn,
+            out,
+            kill: kill.clone(),
+        };
+        if hub.send(connected).await.is_err() {
+            // The hub is gone: the bridge is stopping.
+            return;
+        }
+        let mut link = Link {
+            socket,
+            conn,
+            hub,
+            queue,
+            kill,
+            shutdown,
+            max_frame,
+            close_code: close_code::POLICY,
+        };
+        let why = link.serve().await;
+        debug!("connection {} ended: {why:?}", conn.0);
+        // If the hub is gone there is nobody left to tell.
+        let _ = link.hub.send(ToHub::Closed { conn, why }).await;
+        drop(slot);
+    }
+}
+
+struct Link {
+    socket: WebSocket,
+    conn: ConnId,
+    hub: mpsc::Sender<ToHub>,
+    queue: mpsc::Receiver<Outbound>,
+    kill: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+    max_frame: usize,
+    /// The close code to use when the hub closes us; set by the transport error that caused it.
+    close_code: u16,
+}
+
+/// What the read side saw.
+enum Inbound {
+    Frame(axum::body::Bytes),
+    /// Refused before the core; stop reading and wait for the hub's verdict.
+    Refused {
+        code: u16,
+        reason: String,
+    },
+    /// Ignore (ping, pong: the library answers pings itself).
+    Nothing,
+    /// The peer sent a close frame; the library answers it, and the next read ends the stream.
+    Close,
+    End(Goodbye),
+}
+
+impl Link {
+    async fn serve(&mut self) -> Goodbye {
+        if *self.shutdown.borrow() {
+            return self
+                .close(
+                    close_code::AWAY,
+                    "the bridge is shutting down",
+                    Goodbye::Shutdown,
+                )
+                .await;
+        }
+        // False once a transport error went to the hub: we only wait for its Error frame and close.
+        let mut reading = true;
+        let mut peer_said_goodbye = false;
+        loop {
+            tokio::select! {
+                biased;
+                () = self.kill.notified() => return Goodbye::ByHub,
+                _ = self.shutdown.changed() => {
+                    return self.close(close_code::AWAY, "the bridge is shutting down", Goodbye::Shutdown).await;
+                }
+                out = self.queue.recv() => match out {
+                    Some(Outbound::Frame(bytes)) => {
+                        if let Err(why) = self.send(Message::Binary(bytes.into())).await {
+                            return why;
+                        }
+                    }
+                    Some(Outbound::Close { reason }) => {
+                        return self.close(self.close_code, &reason, Goodbye::ByHub).await;
+                    }
+                    // The hub dropped us (as a slow reader, and `kill` raced this branch).
+                    None => return Goodbye::ByHub,
+                },
+                msg = self.socket.recv(), if reading => match self.inbound(msg) {
+                    Inbound::Frame(bytes) => {
+                        let event = ToHub::Frame { conn: self.conn, bytes };
+                        if self.hub.send(event).await.is_err() {
+                            return Goodbye::Shutdown;
+                        }
+                    }
+                    Inbound::Refused { code, reason } => {
+                        reading = false;
+                        self.close_code = code;
+                        let event = ToHub::TransportError { conn: self.conn, reason };
+                        if self.hub.send(event).await.is_err() {
+                            return Goodbye::Shutdown;
+                        }
+                    }
+                    Inbound::Nothing => {}
+                    Inbound::Close => peer_said_goodbye = true,
+                    Inbound::End(Goodbye::PeerVanished) if peer_said_goodbye => return Goodbye::PeerClosed,
+                    Inbound::End(why) => return why,
+                },
+            }
+        }
+    }
+
+    fn inbound(&self, msg: Option<Result<Message, axum::Error>>) -> Inbound {
+        match msg {
+            None => Inbound::End(Goodbye::PeerVanished),
+            Some(Ok(Message::Binary(bytes))) if bytes.len() > self.max_frame => Inbound::Refused {
+                code: close_code::SIZE,
+                reason: too_large(self.max_frame, &format!("{} bytes", bytes.len())),
+            },
+            Some(Ok(Message::Binary(bytes))) => Inbound::Frame(bytes),
+            Some(Ok(Message::Text(_))) => Inbound::Refused {
+                code: close_code::UNSUPPORTED,
+                reason: "a text frame arrived; this protocol uses binary frames only".into(),
+            },
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Nothing,
+            Some(Ok(Message::Close(_))) => Inbound::Close,
+            Some(Err(e)) => self.read_error(e),
+        }
+    }
+
+    fn read_error(&self, e: axum::Error) -> Inbound {
+        let e = match e.into_inner().downcast::<tungstenite::Error>() {
+            Ok(e) => *e,
+            Err(other) => return Inbound::End(Goodbye::Broken(other.to_string())),
+        };
+        match e {
+            tungstenite::Error::Capacity(c) => Inbound::Refused {
+                code: close_code::SIZE,
+                reason: too_large(self.max_frame, &c.to_string()),
+            },
+            tungstenite::Error::Protocol(p) => Inbound::Refused {
+                code: close_code::PROTOCOL,
+                reason: format!("WebSocket protocol violation: {p}"),
+            },
+            tungstenite::Error::Utf8(u) => Inbound::Refused {
+                code: close_code::INVALID,
+                reason: format!("a text frame is not valid UTF-8: {u}"),
+            },
+            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+                Inbound::End(Goodbye::PeerVanished)
+            }
+            other => Inbound::End(Goodbye::Broken(other.to_string())),
+        }
+    }
+
+    /// Write one message, unless the hub kills us or the bridge stops meanwhile.
+    async fn send(&mut self, msg: Message) -> Result<(), Goodbye> {
+        tokio::select! {
+            biased;
+            () = self.kill.notified() => Err(Goodbye::ByHub),
+            _ = self.shutdown.changed() => Err(Goodbye::Shutdown),
+            sent = self.socket.send(msg) => {
+                sent.map_err(|e| Goodbye::Broken(format!("could not write to the socket: {e}")))
+            }
+        }
+    }
+
+    /// Write a close frame, wait briefly for the peer's reply so it reads everything we sent,
+    /// then give up the socket. Returns `why` for the hub.
+    async fn close(&mut self, code: u16, reason: &str, why: Goodbye) -> Goodbye {
+        let frame = CloseFrame {
+            code,
+            reason: truncate(reason, MAX_CLOSE_REASON).into(),
+        };
+        let linger = async {
+            self.socket.send(Message::Close(Some(frame))).await?;
+            // Reads end with the peer's close (or with an error on the bytes we did not read).
+            while let Some(Ok(_)) = self.socket.recv().await {}
+            Ok::<(), axum::Error>(())
+        };
+        // The close is best effort: the peer may be gone or not reading.
+        let _ = timeout(CLOSE_LINGER, linger).await;
+        why
+    }
+}
+
+fn too_large(max: usize, detail: &str) -> String {
+    format!("the frame is larger than the maximum of {max} bytes ({detail})")
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        assert_eq!(truncate("short", MAX_CLOSE_REASON), "short");
+        let long = "é".repeat(100);
+        let cut = truncate(&long, MAX_CLOSE_REASON);
+        assert!(cut.len() <= MAX_CLOSE_REASON && cut.len() == 122);
+    }
+}

@@ -1,0 +1,29 @@
+//! Why the bridge could not start or keep serving. Problems with one peer are not errors here:
+//! they close that peer's connection and are logged by the hub.
+
+use std::io;
+use std::net::SocketAddr;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BridgeError {
+    #[error("--log-level {level:?} is not a valid log filter ({reason}); try info or debug")]
+    LogFilter { level: String, reason: String },
+    #[error("could not start the async runtime: {0}")]
+    Runtime(io::Error),
+    #[error("could not get randomness from the operating system for the bridge identity: {0}")]
+    Entropy(getrandom::Error),
+    #[error("could not listen on {addr}: {source}; is another program using that port?")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("could not read the address the listener is bound to: {0}")]
+    LocalAddr(io::Error),
+    #[error("could not write the listening line to stdout: {0}")]
+    Stdout(io::Error),
+    #[error("could not install the {signal} handler: {source}")]
+    Signal {
+        signal: &'static str,
+        source: io::Error,
+    },
+    #[error("the HTTP server stopped with an error: {0}")]
+    Serve(io::Error),
+}

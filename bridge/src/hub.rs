@@ -1,0 +1,438 @@
+//! The hub: the one task that owns the sans-IO [`Rendezvous`].
+//!
+//! Connection tasks send it [`ToHub`] events over one bounded channel; it feeds them to the
+//! rendezvous, drains [`RendezvousOutput`]s and routes them to each connection's bounded
+//! outbound queue with `try_send`. The hub never waits on a connection: a peer whose queue is
+//! full reads too slowly and is dropped on the spot, so one slow peer cannot stall the others.
+//!
+//! Every close is logged here, once, because only the hub knows which peer ID a connection
+//! registered: [`Closing`] formats the line.
+
+use axum::body::Bytes;
+use onionmesh_node::{ConnId, Rendezvous, RendezvousOutput, Time};
+use onionmesh_wire::NodeId;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::pending;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, info, warn};
+
+/// Frames waiting to be written to one peer. A full queue means the peer reads too slowly.
+/// Each frame is at most `MAX_SIGNAL_FRAME` (32 KiB), so a peer holds at most 2 MiB here.
+pub const OUTBOUND_QUEUE: usize = 64;
+
+/// Events from all connections to the hub. Connection tasks wait when it is full, which pushes
+/// back on their sockets rather than growing memory.
+pub const HUB_QUEUE: usize = 1024;
+
+/// What the hub tells one connection task.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Write this frame.
+    Frame(Vec<u8>),
+    /// Write a close frame and end: the rendezvous closed the connection for `reason`.
+    Close { reason: String },
+}
+
+/// Why a connection ended without the hub asking for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Goodbye {
+    /// The peer sent a close frame.
+    PeerClosed,
+    /// The TCP connection ended without a close frame.
+    PeerVanished,
+    /// The socket failed (reset, I/O error).
+    Broken(String),
+    /// The bridge is shutting down.
+    Shutdown,
+    /// The hub closed it (its `Close`, or dropped as a slow reader); already logged.
+    ByHub,
+}
+
+/// What a connection task tells the hub.
+#[derive(Debug)]
+pub enum ToHub {
+    /// A WebSocket is open. `out` is its bounded outbound queue; notifying `kill` makes the task
+    /// drop the socket at once, even in the middle of a write.
+    Connected {
+        conn: ConnId,
+        out: mpsc::Sender<Outbound>,
+        kill: Arc<Notify>,
+    },
+    /// One binary message, already checked against `--max-frame`.
+    Frame { conn: ConnId, bytes: Bytes },
+    /// The transport refused something before it reached the core (too large, a text frame, a
+    /// WebSocket protocol violation).
+    TransportError { conn: ConnId, reason: String },
+    /// The task has ended.
+    Closed { conn: ConnId, why: Goodbye },
+}
+
+struct ConnHandle {
+    out: mpsc::Sender<Outbound>,
+    kill: Arc<Notify>,
+    peer: Option<NodeId>,
+}
+
+/// The log line for a close: `closing connection 7 (peer 1a2b3c4d): <reason>`.
+pub struct Closing<'a> {
+    pub conn: ConnId,
+    pub peer: Option<NodeId>,
+    pub reason: &'a str,
+}
+
+impl fmt::Display for Closing<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "closing connection {}", self.conn.0)?;
+        if let Some(id) = self.peer {
+            write!(f, " (peer {})", id.short())?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// The rendezvous plus the routing table to the connection tasks. Synchronous: the async part
+/// is [`run`], so the routing rules can be tested without sockets.
+pub struct Hub {
+    rv: Rendezvous,
+    // Bounded by --max-connections: only a task holding a connection slot sends `Connected`.
+    conns: BTreeMap<ConnId, ConnHandle>,
+}
+
+impl Hub {
+    pub fn new(rv: Rendezvous) -> Self {
+        Hub {
+            rv,
+            conns: BTreeMap::new(),
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.rv.poll_timeout()
+    }
+
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.rv.handle_timeout(now);
+        self.flush();
+    }
+
+    /// One event from a connection task. `unix_ms` is the wall clock, for hello freshness.
+    pub fn handle(&mut self, now: Time, unix_ms: u64, event: ToHub) {
+        match event {
+            ToHub::Connected { conn, out, kill } => {
+                self.conns.insert(
+                    conn,
+                    ConnHandle {
+                        out,
+                        kill,
+                        peer: None,
+                    },
+                );
+                self.rv.handle_connected(now, conn);
+            }
+            ToHub::Frame { conn, bytes } => self.rv.handle_frame(now, unix_ms, conn, &bytes),
+            ToHub::TransportError { conn, reason } => self.rv.handle_transport_error(conn, &reason),
+            ToHub::Closed { conn, why } => {
+                if let Some(h) = self.conns.remove(&conn) {
+                    log_goodbye(conn, h.peer, &why);
+                }
+                self.rv.handle_closed(conn);
+            }
+        }
+        self.flush();
+    }
+
+    /// Carry out everything the rendezvous asked for, in order.
+    fn flush(&mut self) {
+        while let Some(output) = self.rv.poll_output() {
+            match output {
+                RendezvousOutput::Send { conn, bytes } => {
+                    let Some(h) = self.conns.get(&conn) else {
+                        continue;
+                    };
+                    match h.out.try_send(Outbound::Frame(bytes)) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => self.drop_slow_reader(conn),
+                        // The task is already ending; its `Closed` event is on the way.
+                        Err(TrySendError::Closed(_)) => {}
+                    }
+                }
+                RendezvousOutput::Close { conn, reason } => {
+                    // The rendezvous has already forgotten `conn` and queued an Error frame.
+                    let Some(h) = self.conns.remove(&conn) else {
+                        continue;
+                    };
+                    warn!(
+                        "{}",
+                        Closing {
+                            conn,
+                            peer: h.peer,
+                            reason: &reason
+                        }
+                    );
+                    if let Err(TrySendError::Full(_)) = h.out.try_send(Outbound::Close { reason }) {
+                        h.kill.notify_one();
+                    }
+                    // Dropping `h.out` lets the task see the end of its queue after the close.
+                }
+                RendezvousOutput::Registered { conn, id } => {
+                    if let Some(h) = self.conns.get_mut(&conn) {
+                        h.peer = Some(id);
+                    }
+                    info!(
+                        "peer {} registered on connection {} ({} peers online; ID {id})",
+                        id.short(),
+                        conn.0,
+                        self.rv.registered_peers()
+                    );
+                }
+            }
+        }
+    }
+
+    fn drop_slow_reader(&mut self, conn: ConnId) {
+        if let Some(h) = self.conns.remove(&conn) {
+            warn!(
+                "{}",
+                Closing {
+                    conn,
+                    peer: h.peer,
+                    reason: &format!(
+                        "the peer reads too slowly: {OUTBOUND_QUEUE} frames are waiting for it"
+                    ),
+                }
+            );
+            h.kill.notify_one();
+        }
+        self.rv.handle_closed(conn);
+    }
+}
+
+fn log_goodbye(conn: ConnId, peer: Option<NodeId>, why: &Goodbye) {
+    let line = |reason: &str| Closing { conn, peer, reason }.to_string();
+    match why {
+        Goodbye::PeerClosed => info!("{}", line("the peer said goodbye")),
+        Goodbye::PeerVanished => info!("{}", line("the peer went away without a close frame")),
+        Goodbye::Shutdown => info!("{}", line("the bridge is shutting down")),
+        Goodbye::Broken(e) => warn!("{}", line(&format!("the connection broke: {e}"))),
+        // The hub removed its handle when it decided; reaching here means a race, not a bug.
+        Goodbye::ByHub => debug!("{}", line("closed by the bridge")),
+    }
+}
+
+/// The bridge's monotonic clock: milliseconds since start, as the core's [`Time`].
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        Clock {
+            start: Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Time {
+        Time::from_millis(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn instant(&self, t: Time) -> Instant {
+        self.start + Duration::from_millis(t.as_millis())
+    }
+}
+
+/// Wall-clock Unix milliseconds, for checking hello timestamps. 0 if the clock is before 1970.
+// The driver is where clocks are read; the core only receives the value.
+#[allow(clippy::disallowed_methods)]
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Run the hub until every sender of `events` is gone (the server and all connections ended).
+pub async fn run(mut hub: Hub, mut events: mpsc::Receiver<ToHub>, clock: Clock) {
+    loop {
+        let wake = hub.poll_timeout().map(|t| clock.instant(t));
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => hub.handle(clock.now(), unix_ms(), event),
+                None => break,
+            },
+            () = sleep_until_opt(wake) => hub.handle_timeout(clock.now()),
+        }
+    }
+    debug!("hub stopped");
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onionmesh_crypto::{hello, Identity};
+    use onionmesh_node::RendezvousConfig;
+    use onionmesh_wire::{Frame, SignalMsg};
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn hub() -> Hub {
+        let id = Identity::from_seed([9; 32]).unwrap();
+        Hub::new(Rendezvous::new(id, RendezvousConfig::default()))
+    }
+
+    fn connect(hub: &mut Hub, conn: u64, queue: usize) -> (mpsc::Receiver<Outbound>, Arc<Notify>) {
+        let (out, rx) = mpsc::channel(queue);
+        let kill = Arc::new(Notify::new());
+        hub.handle(
+            Time::ZERO,
+            T0,
+            ToHub::Connected {
+                conn: ConnId(conn),
+                out,
+                kill: kill.clone(),
+            },
+        );
+        (rx, kill)
+    }
+
+    fn frame(hub: &mut Hub, conn: u64, msg: &SignalMsg) {
+        hub.handle(
+            Time::ZERO,
+            T0,
+            ToHub::Frame {
+                conn: ConnId(conn),
+                bytes: msg.encode_frame().into(),
+            },
+        );
+    }
+
+    fn hello_msg(identity: &Identity) -> SignalMsg {
+        SignalMsg::Hello {
+            pubkey: identity.public_key(),
+            timestamp_ms: T0,
+            sig: hello::sign(identity, T0),
+        }
+    }
+
+    fn next(rx: &mut mpsc::Receiver<Outbound>) -> Outbound {
+        rx.try_recv().expect("an outbound message")
+    }
+
+    #[test]
+    fn close_line_format() {
+        let peer = NodeId([
+            0x1a, 0x2b, 0x3c, 0x4d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ]);
+        let with = Closing {
+            conn: ConnId(7),
+            peer: Some(peer),
+            reason: "malformed frame: x",
+        };
+        assert_eq!(
+            with.to_string(),
+            "closing connection 7 (peer 1a2b3c4d): malformed frame: x"
+        );
+        let without = Closing {
+            conn: ConnId(3),
+            peer: None,
+            reason: "r",
+        };
+        assert_eq!(without.to_string(), "closing connection 3: r");
+    }
+
+    #[tokio::test]
+    async fn rejection_sends_error_then_close_and_forgets_the_connection() {
+        let mut hub = hub();
+        let (mut rx, _kill) = connect(&mut hub, 1, 8);
+        let asker = Identity::from_seed([1; 32]).unwrap();
+        frame(
+            &mut hub,
+            1,
+            &SignalMsg::FindPeer {
+                id: asker.id(),
+                pubkey: asker.public_key(),
+            },
+        );
+        let Outbound::Frame(bytes) = next(&mut rx) else {
+            panic!("expected the Error frame first")
+        };
+        assert!(matches!(
+            SignalMsg::decode_frame(&bytes),
+            Ok(SignalMsg::Error { .. })
+        ));
+        assert!(matches!(next(&mut rx), Outbound::Close { reason } if reason.contains("hello")));
+        // The hub dropped its sender: the task sees the end of the queue.
+        assert!(rx.recv().await.is_none());
+        assert!(hub.conns.is_empty());
+        assert_eq!(hub.rv.connections(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_is_dropped_without_blocking() {
+        let mut hub = hub();
+        let slow = Identity::from_seed([1; 32]).unwrap();
+        // Room for one frame: the Welcome fills it, and nobody reads it.
+        let (mut rx, kill) = connect(&mut hub, 1, 1);
+        frame(&mut hub, 1, &hello_msg(&slow));
+        assert_eq!(hub.conns[&ConnId(1)].peer, Some(slow.id()));
+        frame(
+            &mut hub,
+            1,
+            &SignalMsg::FindPeer {
+                id: slow.id(),
+                pubkey: slow.public_key(),
+            },
+        );
+        // The FoundPeer did not fit: the peer was dropped and its task told to stop.
+        tokio::time::timeout(Duration::from_secs(1), kill.notified())
+            .await
+            .expect("the kill signal");
+        assert!(hub.conns.is_empty());
+        assert_eq!(hub.rv.registered_peers(), 0);
+        assert!(matches!(next(&mut rx), Outbound::Frame(_)));
+
+        // Others are unaffected.
+        let fine = Identity::from_seed([2; 32]).unwrap();
+        let (mut rx2, _kill2) = connect(&mut hub, 2, 8);
+        frame(&mut hub, 2, &hello_msg(&fine));
+        let Outbound::Frame(bytes) = next(&mut rx2) else {
+            panic!("expected Welcome")
+        };
+        assert!(matches!(
+            SignalMsg::decode_frame(&bytes),
+            Ok(SignalMsg::Welcome {
+                peers_online: 1,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn closed_connection_is_forgotten() {
+        let mut hub = hub();
+        let (_rx, _kill) = connect(&mut hub, 4, 8);
+        hub.handle(
+            Time::ZERO,
+            T0,
+            ToHub::Closed {
+                conn: ConnId(4),
+                why: Goodbye::PeerClosed,
+            },
+        );
+        assert!(hub.conns.is_empty());
+        assert_eq!(hub.rv.connections(), 0);
+        assert_eq!(hub.poll_timeout(), None);
+    }
+}

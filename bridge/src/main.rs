@@ -1,0 +1,235 @@
+//! # onionmesh-bridge: the tokio driver around the rendezvous
+//!
+//! The bridge serves the onionmesh page (static files) and, on `GET /ws`, WebSocket connections
+//! from browsers. All protocol decisions are made by the sans-IO
+//! [`onionmesh_node::Rendezvous`]; this binary only moves bytes and time in and out of it:
+//!
+//! - [`http`]: the axum router, the connection limit, static files;
+//! - [`conn`]: one task per WebSocket, enforcing the transport rules (binary frames only, at
+//!   most `--max-frame` bytes);
+//! - [`hub`]: the one task that owns the rendezvous, fed through a bounded channel, writing to
+//!   each connection through a bounded queue and dropping peers that read too slowly.
+//!
+//! Start-up prints exactly one line to stdout, `onionmesh bridge listening on http://IP:PORT`;
+//! everything else is logged to stderr.
+
+mod cli;
+mod conn;
+mod error;
+mod http;
+mod hub;
+
+use clap::Parser;
+use cli::Args;
+use error::BridgeError;
+use http::AppState;
+use hub::{Clock, Hub, HUB_QUEUE};
+use onionmesh_crypto::Identity;
+use onionmesh_node::{Rendezvous, RendezvousConfig};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// How long shutdown waits for connections to finish their close handshakes.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = init_logging(&args.log_level) {
+        eprintln!("onionmesh-bridge: {e}");
+        return ExitCode::from(2);
+    }
+    // A current-thread runtime: all protocol work happens in the single hub task anyway (the
+    // core is single-threaded by design), and per-connection work is a copy and a channel send.
+    // More worker threads would add contention and nondeterminism before any measurement showed
+    // the bridge needs them.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("{}", BridgeError::Runtime(e));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: &str) -> Result<(), BridgeError> {
+    let filter = EnvFilter::try_new(level).map_err(|e| BridgeError::LogFilter {
+        level: level.to_owned(),
+        reason: e.to_string(),
+    })?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    Ok(())
+}
+
+/// A fresh identity for this run, from a ChaCha20 generator seeded by the operating system.
+fn fresh_identity() -> Result<Identity, BridgeError> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(BridgeError::Entropy)?;
+    Ok(Identity::generate(&mut ChaCha20Rng::from_seed(seed)))
+}
+
+async fn run(args: Args) -> Result<(), BridgeError> {
+    let identity = fresh_identity()?;
+    info!(
+        "bridge ID {} (short {})",
+        identity.id(),
+        identity.id().short()
+    );
+    // Install the handlers before serving, so a signal can never be missed or kill us mid-way.
+    let stop = signals::Stop::install()?;
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| BridgeError::Bind {
+            addr: args.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(BridgeError::LocalAddr)?;
+    announce(local)?;
+    if !args.static_dir.is_dir() {
+        warn!(
+            "the static directory {} does not exist; only /ws will work (set --static-dir)",
+            args.static_dir.display()
+        );
+    }
+
+    let cfg = RendezvousConfig {
+        max_peers: args.max_connections,
+        frames_per_sec: args.rate,
+        burst: args.burst,
+        ..RendezvousConfig::default()
+    };
+    let (hub_tx, hub_rx) = mpsc::channel(HUB_QUEUE);
+    let hub_task = tokio::spawn(hub::run(
+        Hub::new(Rendezvous::new(identity, cfg)),
+        hub_rx,
+        Clock::start(),
+    ));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = AppState {
+        hub: hub_tx,
+        slots: Arc::new(Semaphore::new(args.max_connections)),
+        max_connections: args.max_connections,
+        next_conn: Arc::new(AtomicU64::new(1)),
+        shutdown: shutdown_rx,
+        max_frame: args.max_frame,
+    };
+    let app = http::router(state, &args.static_dir);
+    info!(
+        "serving {} and WebSocket /ws (max {} connections, {} frames/s burst {}, frames up to {} bytes)",
+        args.static_dir.display(),
+        args.max_connections,
+        args.rate,
+        args.burst,
+        args.max_frame
+    );
+
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let signal = stop.wait().await;
+        info!("{signal} received: shutting down");
+        // Tells every connection task to close its WebSocket.
+        let _ = shutdown_tx.send(true);
+    })
+    .await;
+    served.map_err(BridgeError::Serve)?;
+
+    // The server no longer accepts; the hub ends once the last connection task has closed its
+    // socket and dropped its sender.
+    if tokio::time::timeout(DRAIN_TIMEOUT, hub_task).await.is_err() {
+        warn!(
+            "some connections did not close within {} s; exiting anyway",
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
+    info!("bridge stopped");
+    Ok(())
+}
+
+/// The one stdout line test harnesses and scripts parse.
+fn announce(local: SocketAddr) -> Result<(), BridgeError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "onionmesh bridge listening on http://{local}").map_err(BridgeError::Stdout)?;
+    out.flush().map_err(BridgeError::Stdout)
+}
+
+mod signals {
+    use crate::error::BridgeError;
+
+    /// SIGINT (Ctrl-C) and SIGTERM.
+    #[cfg(unix)]
+    pub struct Stop {
+        int: tokio::signal::unix::Signal,
+        term: tokio::signal::unix::Signal,
+    }
+
+    #[cfg(unix)]
+    impl Stop {
+        pub fn install() -> Result<Self, BridgeError> {
+            use tokio::signal::unix::{signal, SignalKind};
+            let int = signal(SignalKind::interrupt()).map_err(|source| BridgeError::Signal {
+                signal: "SIGINT",
+                source,
+            })?;
+            let term = signal(SignalKind::terminate()).map_err(|source| BridgeError::Signal {
+                signal: "SIGTERM",
+                source,
+            })?;
+            Ok(Stop { int, term })
+        }
+
+        /// Waits for the first of the two; returns its name.
+        pub async fn wait(mut self) -> &'static str {
+            tokio::select! {
+                _ = self.int.recv() => "SIGINT",
+                _ = self.term.recv() => "SIGTERM",
+            }
+        }
+    }
+
+    /// Elsewhere only Ctrl-C.
+    #[cfg(not(unix))]
+    pub struct Stop;
+
+    #[cfg(not(unix))]
+    impl Stop {
+        pub fn install() -> Result<Self, BridgeError> {
+            Ok(Stop)
+        }
+
+        pub async fn wait(self) -> &'static str {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                // Without a handler we can only run until killed.
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+}
