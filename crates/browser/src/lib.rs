@@ -1,0 +1,70 @@
+//! # onionmesh-browser: onionmesh in a web page
+//!
+//! The thin driver around the sans-IO [`onionmesh_node::Node`] core, compiled to WebAssembly. It is
+//! the only onionmesh code in a page that touches the world:
+//!
+//! - a WebSocket to the bridge (binary frames, `ArrayBuffer`), behind the small
+//!   [`BridgeTransport`] seam so that tests can plug in an in-page rendezvous instead;
+//! - one `RTCPeerConnection` per peer link, with no ICE servers (host candidates only) and one
+//!   ordered, reliable data channel named `onionmesh`, negotiated without trickle ICE: the offer
+//!   or answer is reported once candidate gathering completes;
+//! - backpressure on every channel: above 1 MiB buffered, frames wait in a per-link queue that
+//!   drains on `bufferedamountlow`; a link whose queue passes 8 MiB is closed with a reason;
+//! - one `setTimeout` for the core's next deadline, and `performance.now()` as its clock.
+//!
+//! Every JS callback is a struct field of the thing it belongs to (the WebSocket transport, a
+//! link, its channel, the timer) and is detached and freed with it; nothing is `forget()`-ed.
+//! The session key is generated in wasm memory at every start from the browser's CSPRNG and is
+//! never exported.
+//!
+//! ## The JS API
+//!
+//! ```js
+//! import init, { Node } from './pkg/onionmesh_browser.js';
+//! await init();
+//! const node = await Node.start('ws://127.0.0.1:8080/ws');   // rejects: BAD_URL, BRIDGE_UNREACHABLE
+//! console.log(node.id, node.shortId, node.bridgeState());
+//! node.on(event => {
+//!   if (event.type === 'peer' && event.state === 'linked') {
+//!     node.send(event.id, new TextEncoder().encode('hello'));   // throws NOT_LINKED, TOO_LARGE...
+//!   }
+//!   if (event.type === 'message') {
+//!     console.log(event.fromShortId, new TextDecoder().decode(event.data));
+//!   }
+//! });
+//! // node.peers(), node.findPeers(), node.disconnect(id), node.off(subscription), node.stop()
+//! ```
+//!
+//! Errors are JS `Error`s whose message is a sentence saying what happened and what to do, with a
+//! stable `code` string ([`ErrorCode`]).
+//!
+//! ## Building
+//!
+//! ```sh
+//! cargo build -p onionmesh-browser --target wasm32-unknown-unknown --profile wasm
+//! wasm-bindgen --target web --out-dir web/pkg target/wasm32-unknown-unknown/wasm/onionmesh_browser.wasm
+//! ```
+//!
+//! On other targets the crate is empty.
+
+#[cfg(target_arch = "wasm32")]
+mod api;
+#[cfg(target_arch = "wasm32")]
+mod bridge;
+#[cfg(target_arch = "wasm32")]
+mod driver;
+#[cfg(target_arch = "wasm32")]
+mod error;
+#[cfg(target_arch = "wasm32")]
+mod events;
+#[cfg(target_arch = "wasm32")]
+mod link;
+#[cfg(target_arch = "wasm32")]
+mod timer;
+
+#[cfg(target_arch = "wasm32")]
+pub use api::{BrowserNode, NodeOptions};
+#[cfg(target_arch = "wasm32")]
+pub use bridge::{BridgeSink, BridgeTransport, WebSocketTransport};
+#[cfg(target_arch = "wasm32")]
+pub use error::ErrorCode;
