@@ -63,7 +63,7 @@ mod link;
 mod timer;
 
 #[cfg(target_arch = "wasm32")]
-pub use api::{BrowserNode, NodeOptions};
+pub use api::{BrowserNode, EventCallback, NodeOptions, PeerList, StartOptions};
 #[cfg(target_arch = "wasm32")]
 pub use bridge::{BridgeSink, BridgeTransport, WebSocketTransport};
 #[cfg(target_arch = "wasm32")]
