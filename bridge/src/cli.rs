@@ -50,6 +50,11 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = MAX_SIGNAL_FRAME,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_SIGNAL_FRAME as u64))]
     pub max_frame: usize,
+
+    /// Milliseconds a new WebSocket has to send its signed hello before it is closed.
+    #[arg(long, value_name = "MS", default_value_t = 10_000,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub hello_timeout: u64,
 }
 
 #[cfg(test)]
@@ -70,6 +75,8 @@ mod tests {
         assert_eq!(a.log_level, "info");
         assert_eq!((a.max_connections, a.rate, a.burst), (1024, 50, 200));
         assert_eq!(a.max_frame, 32768);
+        let core = onionmesh_node::RendezvousConfig::default();
+        assert_eq!(u128::from(a.hello_timeout), core.hello_timeout.as_millis());
     }
 
     #[test]

@@ -113,6 +113,12 @@ impl Link {
         // False once a transport error went to the hub: we only wait for its Error frame and close.
         let mut reading = true;
         let mut peer_said_goodbye = false;
+        // An event read from the socket and not yet accepted by the hub. While the hub's queue is
+        // full we stop reading (back-pressure onto TCP) but keep draining our outbound queue:
+        // a task stuck in `hub.send` could not write, and the hub would think the peer slow.
+        let mut pending: Option<ToHub> = None;
+        // A local handle, so a reserved slot does not borrow `self` across the branches.
+        let hub = self.hub.clone();
         loop {
             tokio::select! {
                 biased;
@@ -132,20 +138,18 @@ impl Link {
                     // The hub dropped us (as a slow reader, and `kill` raced this branch).
                     None => return Goodbye::ByHub,
                 },
-                msg = self.socket.recv(), if reading => match self.inbound(msg) {
-                    Inbound::Frame(bytes) => {
-                        let event = ToHub::Frame { conn: self.conn, bytes };
-                        if self.hub.send(event).await.is_err() {
-                            return Goodbye::Shutdown;
-                        }
-                    }
+                permit = hub.reserve(), if pending.is_some() => match (permit, pending.take()) {
+                    (Ok(permit), Some(event)) => permit.send(event),
+                    (Ok(_), None) => {}
+                    // The hub is gone: the bridge is stopping.
+                    (Err(_), _) => return Goodbye::Shutdown,
+                },
+                msg = self.socket.recv(), if reading && pending.is_none() => match self.inbound(msg) {
+                    Inbound::Frame(bytes) => pending = Some(ToHub::Frame { conn: self.conn, bytes }),
                     Inbound::Refused { code, reason } => {
                         reading = false;
                         self.close_code = code;
-                        let event = ToHub::TransportError { conn: self.conn, reason };
-                        if self.hub.send(event).await.is_err() {
-                            return Goodbye::Shutdown;
-                        }
+                        pending = Some(ToHub::TransportError { conn: self.conn, reason });
                     }
                     Inbound::Nothing => {}
                     Inbound::Close => peer_said_goodbye = true,

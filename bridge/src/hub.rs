@@ -184,7 +184,7 @@ impl Hub {
                         h.peer = Some(id);
                     }
                     info!(
-                        "peer {} registered on connection {} ({} peers online; ID {id})",
+                        "peer {} registered on connection {} ({} online; ID {id})",
                         id.short(),
                         conn.0,
                         self.rv.registered_peers()
@@ -262,7 +262,15 @@ pub async fn run(mut hub: Hub, mut events: mpsc::Receiver<ToHub>, clock: Clock) 
         let wake = hub.poll_timeout().map(|t| clock.instant(t));
         tokio::select! {
             event = events.recv() => match event {
-                Some(event) => hub.handle(clock.now(), unix_ms(), event),
+                Some(event) => {
+                    hub.handle(clock.now(), unix_ms(), event);
+                    // Let the connection tasks we just queued frames for write them before the
+                    // next event. Without this the hub could run a whole burst of events (tokio's
+                    // budget is 128) and fill a queue whose peer reads perfectly well; with it, a
+                    // full queue really means a socket that does not drain. (On the
+                    // current-thread runtime every woken task runs before the hub again.)
+                    tokio::task::yield_now().await;
+                }
                 None => break,
             },
             () = sleep_until_opt(wake) => hub.handle_timeout(clock.now()),

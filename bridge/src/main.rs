@@ -120,6 +120,7 @@ async fn run(args: Args) -> Result<(), BridgeError> {
         max_peers: args.max_connections,
         frames_per_sec: args.rate,
         burst: args.burst,
+        hello_timeout: Duration::from_millis(args.hello_timeout),
         ..RendezvousConfig::default()
     };
     let (hub_tx, hub_rx) = mpsc::channel(HUB_QUEUE);
