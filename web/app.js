@@ -1,0 +1,213 @@
+// The onionmesh page: starts one node, shows its state, and sends and receives text messages.
+// Tests drive it through `window.onionmesh` and the element ids below; keep both stable.
+import init, { Node } from './pkg/onionmesh_browser.js';
+
+const MAX_LIST_ITEMS = 200;     // messages and log lines kept on screen
+const MAX_EVENTS = 10000;       // events kept in window.onionmesh.events
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const bridgeUrl = params.get('bridge')
+  || `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
+const testBadProof = params.get('test-bad-proof') === '1';
+
+window.onionmesh = { node: null, events: [] };
+
+function setBridgeState(state) {
+  const el = $('bridge-state');
+  el.textContent = state;
+  el.dataset.state = state;
+}
+
+function append(listId, item) {
+  const list = $(listId);
+  list.append(item);
+  while (list.children.length > MAX_LIST_ITEMS) list.firstElementChild.remove();
+  item.scrollIntoView({ block: 'nearest' });
+}
+
+function log(text, level = 'info') {
+  const li = document.createElement('li');
+  li.className = level;
+  const time = document.createElement('time');
+  time.textContent = new Date().toLocaleTimeString();
+  li.append(time, ' ', text);
+  append('log', li);
+}
+
+function showError(message) {
+  const el = $('error');
+  el.textContent = message;
+  el.hidden = false;
+}
+
+function sentence(text) {
+  const s = String(text).trim();
+  if (!s) return s;
+  return s[0].toUpperCase() + s.slice(1) + (/[.!?]$/.test(s) ? '' : '.');
+}
+
+function describe(event) {
+  switch (event.type) {
+    case 'bridge':
+      return `Bridge: ${sentence(event.detail)}`;
+    case 'peer':
+      return event.reason
+        ? `Peer ${event.shortId} is ${event.state}: ${sentence(event.reason)}`
+        : `Peer ${event.shortId} is ${event.state}.`;
+    case 'message':
+      return `Message from ${event.fromShortId} (${event.data.length} bytes).`;
+    case 'log':
+      return sentence(event.text);
+    default:
+      return `Unknown event ${JSON.stringify(event)}.`;
+  }
+}
+
+const decoder = new TextDecoder();
+
+function showMessage(event) {
+  const li = document.createElement('li');
+  li.dataset.from = event.from;
+  const who = document.createElement('span');
+  who.className = 'from';
+  who.textContent = event.fromShortId;
+  const text = document.createElement('span');
+  text.className = 'text';
+  text.textContent = decoder.decode(event.data);
+  li.append(who, text);
+  append('messages', li);
+}
+
+function formatBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function renderPeers(node) {
+  let peers;
+  try {
+    peers = node.peers();
+  } catch (err) {
+    return; // stopped
+  }
+  const tbody = $('peers').tBodies[0];
+  const seen = new Set();
+  for (const p of peers) {
+    seen.add(p.id);
+    let row = tbody.querySelector(`tr[data-peer-id="${p.id}"]`);
+    if (!row) {
+      row = document.createElement('tr');
+      row.dataset.peerId = p.id;
+      row.innerHTML = '<td><code class="short-id"></code></td><td class="state"></td>'
+        + '<td class="role"></td><td class="bytes"></td><td class="actions"></td>';
+      row.querySelector('.short-id').textContent = p.shortId;
+      row.querySelector('.short-id').title = p.id;
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'disconnect';
+      button.textContent = 'Disconnect';
+      button.addEventListener('click', () => {
+        try {
+          node.disconnect(p.id);
+        } catch (err) {
+          log(err.message, 'warn');
+        }
+      });
+      row.querySelector('.actions').append(button);
+      tbody.append(row);
+    }
+    const state = row.querySelector('.state');
+    state.textContent = p.state;
+    state.dataset.state = p.state;
+    row.querySelector('.role').textContent = p.initiator ? 'we offered' : 'they offered';
+    row.querySelector('.bytes').textContent = `${formatBytes(p.bytesIn)} / ${formatBytes(p.bytesOut)}`;
+  }
+  for (const row of [...tbody.rows]) {
+    if (!seen.has(row.dataset.peerId)) row.remove();
+  }
+  $('no-peers').hidden = peers.length > 0;
+
+  // The send form offers linked peers only.
+  const select = $('send-peer');
+  const linked = peers.filter((p) => p.state === 'linked');
+  const chosen = select.value;
+  const wanted = linked.map((p) => p.id).join(',');
+  if (select.dataset.ids !== wanted) {
+    select.dataset.ids = wanted;
+    select.replaceChildren();
+    if (linked.length === 0) {
+      select.append(new Option('(no linked peer)', ''));
+    }
+    for (const p of linked) select.append(new Option(p.shortId, p.id, false, p.id === chosen));
+  }
+  $('send-button').disabled = linked.length === 0;
+}
+
+function onEvent(node, event) {
+  const events = window.onionmesh.events;
+  events.push(event);
+  if (events.length > MAX_EVENTS) events.splice(0, events.length - MAX_EVENTS);
+
+  if (event.type === 'bridge') setBridgeState(event.state);
+  if (event.type === 'message') showMessage(event);
+  const warn = (event.type === 'log' && event.level === 'warn')
+    || (event.type === 'peer' && event.state === 'refused');
+  log(describe(event), warn ? 'warn' : 'info');
+  renderPeers(node);
+}
+
+function wireForm(node) {
+  const encoder = new TextEncoder();
+  $('send-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const peer = $('send-peer').value;
+    const input = $('send-text');
+    try {
+      node.send(peer, encoder.encode(input.value));
+      log(`Sent ${encoder.encode(input.value).length} bytes to ${peer.slice(0, 8)}.`);
+      input.value = '';
+    } catch (err) {
+      log(`Could not send: ${err.message}`, 'warn');
+    }
+  });
+  $('find-peers').addEventListener('click', () => {
+    try {
+      node.findPeers();
+      log('Asked the bridge for peers.');
+    } catch (err) {
+      log(err.message, 'warn');
+    }
+  });
+}
+
+async function main() {
+  $('bridge-url').textContent = bridgeUrl;
+  setBridgeState('connecting');
+  log(`Connecting to the bridge at ${bridgeUrl}${testBadProof ? ' (test: corrupt link proof)' : ''}.`);
+  try {
+    await init();
+    const node = await Node.start(bridgeUrl, { testOnlyCorruptLinkProof: testBadProof });
+    window.onionmesh.node = node;
+    node.on((event) => onEvent(node, event));
+    $('my-id').textContent = node.shortId;
+    $('my-id').title = node.id;
+    setBridgeState(node.bridgeState());
+    $('find-peers').disabled = false;
+    wireForm(node);
+    renderPeers(node);
+    // Keep the byte counters fresh between events.
+    setInterval(() => renderPeers(node), 1000);
+    log(`Started as ${node.shortId}.`);
+    window.onionmeshReady = true;
+  } catch (err) {
+    const message = err && err.message ? err.message : String(err);
+    window.onionmeshError = message;
+    setBridgeState('disconnected');
+    showError(message);
+    log(message, 'warn');
+  }
+}
+
+main();
