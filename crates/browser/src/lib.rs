@@ -46,6 +46,20 @@
 //! ```
 //!
 //! On other targets the crate is empty.
+//!
+//! ## Testing
+//!
+//! The tests run in real headless Chromium (`webdriver.json` in this directory holds its flags):
+//!
+//! ```sh
+//! CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=120 \
+//!   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+//!   cargo test -p onionmesh-browser --target wasm32-unknown-unknown
+//! ```
+//!
+//! `tests/links_in_page.rs` links two nodes over real WebRTC, introduced by the bridge's
+//! `Rendezvous` core running in the same page and plugged in with
+//! [`BrowserNode::start_with_transport`].
 
 #[cfg(target_arch = "wasm32")]
 mod api;
