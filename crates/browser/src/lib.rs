@@ -1,10 +1,10 @@
 //! # onionmesh-browser: onionmesh in a web page
 //!
-//! The thin driver around the sans-IO [`onionmesh_node::Node`] core, compiled to WebAssembly. It is
+//! The thin driver around the sans-IO `onionmesh_node::Node` core, compiled to WebAssembly. It is
 //! the only onionmesh code in a page that touches the world:
 //!
 //! - a WebSocket to the bridge (binary frames, `ArrayBuffer`), behind the small
-//!   [`BridgeTransport`] seam so that tests can plug in an in-page rendezvous instead;
+//!   `BridgeTransport` seam so that tests can plug in an in-page rendezvous instead;
 //! - one `RTCPeerConnection` per peer link, with no ICE servers (host candidates only) and one
 //!   ordered, reliable data channel named `onionmesh`, negotiated without trickle ICE: the offer
 //!   or answer is reported once candidate gathering completes;
@@ -36,7 +36,7 @@
 //! ```
 //!
 //! Errors are JS `Error`s whose message is a sentence saying what happened and what to do, with a
-//! stable `code` string ([`ErrorCode`]).
+//! stable `code` string (`ErrorCode`).
 //!
 //! ## Building
 //!
@@ -59,7 +59,7 @@
 //!
 //! `tests/links_in_page.rs` links two nodes over real WebRTC, introduced by the bridge's
 //! `Rendezvous` core running in the same page and plugged in with
-//! [`BrowserNode::start_with_transport`].
+//! `BrowserNode::start_with_transport`.
 
 #[cfg(target_arch = "wasm32")]
 mod api;
