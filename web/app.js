@@ -64,7 +64,16 @@ function describe(event) {
   }
 }
 
-const decoder = new TextDecoder();
+// Messages are bytes. Show them as text when they are UTF-8, otherwise say what arrived.
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+function describe(bytes) {
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    return `${bytes.length} bytes of binary data`;
+  }
+}
 
 function showMessage(event) {
   const li = document.createElement('li');
@@ -74,7 +83,7 @@ function showMessage(event) {
   who.textContent = event.fromShortId;
   const text = document.createElement('span');
   text.className = 'text';
-  text.textContent = decoder.decode(event.data);
+  text.textContent = describe(event.data);
   li.append(who, text);
   append('messages', li);
 }
