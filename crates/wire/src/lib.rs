@@ -20,8 +20,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod cell;
 mod error;
 mod id;
+pub mod kad;
 pub mod link;
 mod reader;
 pub mod signal;

@@ -1,0 +1,1 @@
+//! Onion cells: 512-byte link cells and relay messages (filled in by the onion-routing work).

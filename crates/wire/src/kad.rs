@@ -1,0 +1,1 @@
+//! Kademlia RPC frames (filled in by the DHT work).
