@@ -2,8 +2,10 @@
 //! CERTS-style authentication: each sends a fresh [`LinkMsg::Nonce`], then a [`LinkMsg::Cert`]
 //! signing both DTLS fingerprints and the other side's nonce. Only then may other frames flow.
 //!
-//! Layout: `[cmd: u8][body]`. Codes 0x10..=0x1f are reserved for onion cells.
+//! Layout: `[cmd: u8][body]`. Codes 0x10..=0x1f are reserved for onion cells; 0x10 carries one
+//! 512-byte [`Cell`].
 
+use crate::cell::{Cell, CELL_LEN};
 use crate::{Frame, PublicKeyBytes, Reader, SignatureBytes, WireError, Writer, MAX_LINK_FRAME};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +16,8 @@ impl LinkCmd {
     pub const CERT: LinkCmd = LinkCmd(0x02);
     pub const DATA: LinkCmd = LinkCmd(0x03);
     pub const CLOSE: LinkCmd = LinkCmd(0x04);
+    /// One onion cell (exactly [`CELL_LEN`] bytes follow).
+    pub const CELL: LinkCmd = LinkCmd(0x10);
 }
 
 pub const NONCE_LEN: usize = 32;
@@ -37,6 +41,8 @@ pub enum LinkMsg {
     Close {
         reason: String,
     },
+    /// One onion cell, for the onion layer (`onionmesh-onion`).
+    Cell(Box<Cell>),
     Unrecognized {
         cmd: u8,
         body: Vec<u8>,
@@ -69,6 +75,10 @@ impl Frame for LinkMsg {
                 }
                 w.put_var16(&reason.as_bytes()[..end]);
             }
+            LinkMsg::Cell(cell) => {
+                w.put_u8(LinkCmd::CELL.0);
+                w.put_bytes(&cell.to_bytes());
+            }
             LinkMsg::Unrecognized { cmd, body } => {
                 w.put_u8(*cmd);
                 w.put_bytes(body);
@@ -88,6 +98,9 @@ impl Frame for LinkMsg {
             LinkCmd::CLOSE => LinkMsg::Close {
                 reason: r.take_str16(MAX_CLOSE_REASON)?.to_owned(),
             },
+            LinkCmd::CELL => {
+                LinkMsg::Cell(Box::new(Cell::from_bytes(&r.take_array::<CELL_LEN>()?)))
+            }
             LinkCmd(cmd) => LinkMsg::Unrecognized {
                 cmd,
                 body: r.take_rest().to_vec(),
@@ -114,6 +127,8 @@ mod tests {
                 }),
             proptest::collection::vec(any::<u8>(), 0..2000).prop_map(LinkMsg::Data),
             ".{0,80}".prop_map(|reason| LinkMsg::Close { reason }),
+            proptest::collection::vec(any::<u8>(), CELL_LEN)
+                .prop_map(|b| LinkMsg::Cell(Box::new(Cell::from_bytes(&b.try_into().unwrap())))),
             (0x20u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40))
                 .prop_map(|(cmd, body)| LinkMsg::Unrecognized { cmd, body }),
         ]
@@ -137,6 +152,29 @@ mod tests {
         let bytes = msg.encode_frame();
         assert_eq!(bytes.len(), MAX_LINK_FRAME);
         assert_eq!(LinkMsg::decode_frame(&bytes).unwrap(), msg);
+    }
+
+    #[test]
+    fn cell_frames_are_exactly_one_cell() {
+        use crate::cell::{CellMsg, CircId, DestroyReason};
+        let cell = Cell::new(CircId(0x8001), &CellMsg::Destroy(DestroyReason::PROTOCOL));
+        let bytes = LinkMsg::Cell(Box::new(cell.clone())).encode_frame();
+        assert_eq!(bytes.len(), 1 + CELL_LEN);
+        assert_eq!(hex::encode(&bytes[..6]), "108001440100");
+        assert_eq!(
+            LinkMsg::decode_frame(&bytes).unwrap(),
+            LinkMsg::Cell(Box::new(cell))
+        );
+        assert!(matches!(
+            LinkMsg::decode_frame(&bytes[..CELL_LEN]),
+            Err(WireError::Truncated { .. })
+        ));
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            LinkMsg::decode_frame(&long),
+            Err(WireError::TrailingBytes(1))
+        );
     }
 
     #[test]
