@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod contact;
+pub mod lookup;
 pub mod table;
 mod time;
 
