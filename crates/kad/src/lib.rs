@@ -2,8 +2,11 @@
 #![forbid(unsafe_code)]
 
 pub mod contact;
+pub mod limit;
 pub mod lookup;
+pub mod store;
 pub mod table;
 mod time;
+pub mod token;
 
 pub use time::Time;
