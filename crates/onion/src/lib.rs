@@ -1,2 +1,10 @@
-//! Tor-style onion routing for onionmesh: cells, the k256 ntor-style handshake, relay crypto, circuits (sans-IO)
+//! Tor-style onion routing for onionmesh (docs to come with the circuits).
 #![forbid(unsafe_code)]
+
+pub mod crypto;
+pub mod handshake;
+mod key;
+
+pub use crypto::{Forward, ProxyCrypto, RouterCrypto, SendmeTag};
+pub use handshake::{server_handshake, ClientHandshake, HandshakeError, HopKeys};
+pub use key::{OnionKey, OnionPublicKey};
