@@ -1,12 +1,80 @@
-//! Kademlia DHT for onionmesh: routing table, RPCs, iterative lookups, value store (sans-IO)
+//! # onionmesh-kad: the Kademlia DHT, sans-IO
+//!
+//! Nodes find each other and content references through a Kademlia DHT over their 160-bit IDs
+//! (XOR metric, buckets of `k = 8`, `alpha = 3` parallel requests), as the spec's "DHT and
+//! Bridges" and "Content discovery" sections describe, with the BitTorrent DHT's rules for node
+//! health (good / questionable / bad, 15 minutes) and STORE tokens.
+//!
+//! Like every protocol crate here, it pretends the network does not exist: [`Kad`] owns no
+//! socket, reads no clock and draws no randomness it was not given. Pieces, each usable alone:
+//!
+//! - [`table::RoutingTable`]: 160 fixed buckets with replacement caches and refresh bookkeeping;
+//! - [`lookup::ClosestIter`]: the iterative lookup, told whom it asked and what they answered;
+//! - [`store::ValueStore`], [`token::Tokens`], [`limit::RateLimiter`]: what we hold for others,
+//!   who may store, and how fast anyone may ask;
+//! - [`Kad`]: all of the above wired to the RPCs of `onionmesh_wire::kad`;
+//! - [`peers::ConnectedPeers`]: the node layer's helper that caps links and picks a route
+//!   (link, introducer or bridge) for each `Send`;
+//! - [`sim`]: a deterministic network of thousands of `Kad`s on a virtual clock.
+//!
+//! ## Calling rules
+//!
+//! In the style of quinn-proto and str0m:
+//! 1. feed every input in with `handle_message(now, from, bytes)`, `handle_send_failed`, or an
+//!    API call (`bootstrap`, `find_node`, `find_value`, `publish`), passing `now` on the
+//!    driver's monotonic clock;
+//! 2. after each call, drain [`Kad::poll_output`] until it returns `None` and carry out the
+//!    [`Output`]s in order: `Send { to, bytes }` (deliver one frame to that contact) or
+//!    `Event(..)`;
+//! 3. arm one timer for [`Kad::poll_timeout`] and call [`Kad::handle_timeout`] when it fires.
+//!
+//! ## Reaching nodes
+//!
+//! A browser node cannot open a connection to an address: it reaches an unlinked node through
+//! an introducer (a peer linked to both) or through the node's bridge. So `Kad` never asks for a
+//! link per contact. A [`Contact`](onionmesh_wire::kad::Contact) carries its bridge address and
+//! up to four introducers (the spec's `[IDx]`): whoever told us about a node is one. `Send`
+//! hands the whole contact to the node layer, which routes the frame (see
+//! [`peers::ConnectedPeers::route`]) and reports a frame it could not route with
+//! [`Kad::handle_send_failed`]. Answers go back to the `from` contact the node layer gave with
+//! the request, so they take the same way back.
+//!
+//! ## Example: two nodes
+//!
+//! ```
+//! use onionmesh_kad::{sim::test_contact, Kad, KadConfig, KadEvent, Output, Time};
+//! let (a, b) = (test_contact(1), test_contact(2));
+//! let now = Time::ZERO;
+//! let mut na = Kad::new(a.clone(), KadConfig::default(), [1; 32], now).unwrap();
+//! let mut nb = Kad::new(b.clone(), KadConfig::default(), [2; 32], now).unwrap();
+//! // A joins through B: it looks itself up, starting from B.
+//! na.bootstrap(now, &[b.clone()]).unwrap();
+//! let Some(Output::Send { to, bytes }) = na.poll_output() else { panic!() };
+//! assert_eq!(to.id, b.id);
+//! // The driver delivers the FIND_NODE to B, and B's answer back to A.
+//! nb.handle_message(now, &a, &bytes);
+//! let Some(Output::Send { to, bytes }) = nb.poll_output() else { panic!() };
+//! assert_eq!(to.id, a.id);
+//! na.handle_message(now, &b, &bytes);
+//! let Some(Output::Event(KadEvent::LookupFinished(done))) = na.poll_output() else { panic!() };
+//! assert_eq!(done.closest, vec![b.clone()]);
+//! // Both now know each other.
+//! assert!(na.table().get(&b.id).is_some() && nb.table().get(&a.id).is_some());
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod contact;
+mod dht;
 pub mod limit;
 pub mod lookup;
+pub mod peers;
+pub mod sim;
 pub mod store;
 pub mod table;
 mod time;
 pub mod token;
 
+pub use dht::{
+    ApiError, Kad, KadConfig, KadEvent, LookupId, LookupKind, LookupResult, Output, Rejection,
+};
 pub use time::Time;

@@ -1,0 +1,437 @@
+//! A deterministic network of [`Kad`] nodes on a virtual clock, for the tests and the
+//! `lookup_bench` example. It uses only the public API, exactly as a driver would.
+//!
+//! - every message is one Kademlia frame, encoded and decoded by the real codec;
+//! - each pair of nodes has a fixed latency drawn from `[min_latency, max_latency]`, and frames
+//!   between them arrive in order (like a data channel);
+//! - a frame to a node that has left is lost: the sender learns it by a timeout;
+//! - time jumps from event to event, so ten thousand nodes over an hour of virtual time take
+//!   seconds. The same [`SimConfig`] gives the same run.
+//!
+//! [`Scenario`] is the acceptance run: a static network (are FIND_NODE results the true `k`
+//! closest?) and then churn (do FIND_VALUE lookups still find stored values?).
+//!
+//! ```
+//! use onionmesh_kad::sim::{Sim, SimConfig};
+//! let mut sim = Sim::new(SimConfig::default());
+//! for _ in 0..50 {
+//!     sim.join();
+//!     sim.run_for(std::time::Duration::from_millis(200));
+//! }
+//! let target = sim.random_id();
+//! let lookup = sim.find_node(7, target);
+//! sim.run_for(std::time::Duration::from_secs(30));
+//! let result = sim.result(7, lookup).unwrap();
+//! assert_eq!(result.closest.iter().map(|c| c.id).collect::<Vec<_>>(), sim.true_closest(&target, 8, Some(7)));
+//! ```
+
+use crate::contact::id_of;
+use crate::{Kad, KadConfig, KadEvent, LookupId, LookupKind, LookupResult, Output, Time};
+use onionmesh_wire::kad::Contact;
+use onionmesh_wire::{NodeId, ID_LEN};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Duration;
+
+/// A valid contact made from `seed`: the public key is 33 pseudo-random bytes (the DHT only
+/// hashes it) and the ID is its hash.
+pub fn test_contact(seed: u64) -> Contact {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut pubkey = [0u8; 33];
+    rng.fill_bytes(&mut pubkey);
+    pubkey[0] = 0x02;
+    Contact {
+        id: id_of(&pubkey),
+        pubkey,
+        bridge: String::new(),
+        introducers: Vec::new(),
+    }
+}
+
+/// Tunables of a simulated network.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub min_latency: Duration,
+    pub max_latency: Duration,
+    /// Existing nodes a joining node is given (by "the bridge").
+    pub bootstrap_seeds: usize,
+    pub kad: KadConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            min_latency: Duration::from_millis(10),
+            max_latency: Duration::from_millis(100),
+            bootstrap_seeds: 3,
+            kad: KadConfig::default(),
+        }
+    }
+}
+
+/// Network-wide counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    pub frames_delivered: u64,
+    pub frames_lost: u64,
+    pub bytes: u64,
+    pub rejections: u64,
+    pub stores_accepted: u64,
+}
+
+enum Ev {
+    Deliver {
+        to: usize,
+        from: usize,
+        bytes: Vec<u8>,
+    },
+    Wake {
+        node: usize,
+    },
+}
+
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+struct SimNode {
+    kad: Option<Kad>,
+    contact: Contact,
+    wake: Option<Time>,
+}
+
+/// The simulated network. Nodes are named by their index, in join order.
+pub struct Sim {
+    cfg: SimConfig,
+    now: Time,
+    rng: ChaCha20Rng,
+    nodes: Vec<SimNode>,
+    alive: Vec<usize>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    results: HashMap<(usize, LookupId), LookupResult>,
+    published: HashMap<(usize, LookupId), (usize, usize)>,
+    by_id: HashMap<NodeId, usize>,
+    stats: SimStats,
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl Sim {
+    pub fn new(cfg: SimConfig) -> Sim {
+        Sim {
+            rng: ChaCha20Rng::seed_from_u64(cfg.seed),
+            cfg,
+            now: Time::ZERO,
+            nodes: Vec::new(),
+            alive: Vec::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            results: HashMap::new(),
+            published: HashMap::new(),
+            by_id: HashMap::new(),
+            stats: SimStats::default(),
+        }
+    }
+
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.stats
+    }
+
+    /// Indices of the nodes that are up.
+    pub fn alive(&self) -> &[usize] {
+        &self.alive
+    }
+
+    /// Nodes ever created (up or gone).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn is_alive(&self, i: usize) -> bool {
+        self.nodes.get(i).is_some_and(|n| n.kad.is_some())
+    }
+
+    pub fn contact(&self, i: usize) -> &Contact {
+        &self.nodes[i].contact
+    }
+
+    /// The node, if it is up.
+    pub fn node(&self, i: usize) -> Option<&Kad> {
+        self.nodes.get(i).and_then(|n| n.kad.as_ref())
+    }
+
+    /// A uniformly random ID from the simulation's RNG.
+    pub fn random_id(&mut self) -> NodeId {
+        let mut id = [0u8; ID_LEN];
+        self.rng.fill_bytes(&mut id);
+        NodeId(id)
+    }
+
+    /// A uniformly random index below `n` (`n > 0`).
+    pub fn random_below(&mut self, n: usize) -> usize {
+        (self.rng.next_u64() % n.max(1) as u64) as usize
+    }
+
+    fn latency(&self, a: usize, b: usize) -> u64 {
+        let (lo, hi) = (a.min(b) as u64, a.max(b) as u64);
+        let min = self.cfg.min_latency.as_millis() as u64;
+        let max = (self.cfg.max_latency.as_millis() as u64).max(min);
+        let h = splitmix(self.cfg.seed ^ splitmix(lo.wrapping_mul(0x1_0000_0001) ^ hi));
+        min + h % (max - min + 1)
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            ev,
+        }));
+    }
+
+    /// Adds a node, bootstrapped from `bootstrap_seeds` random live nodes. Returns its index.
+    pub fn join(&mut self) -> usize {
+        let i = self.nodes.len();
+        let contact = test_contact(splitmix(self.cfg.seed ^ (i as u64).wrapping_mul(7919)));
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let kad = Kad::new(contact.clone(), self.cfg.kad.clone(), seed, self.now)
+            .expect("test contacts are valid");
+        let mut seeds = Vec::new();
+        for _ in 0..self.cfg.bootstrap_seeds.min(self.alive.len()) * 2 {
+            if seeds.len() == self.cfg.bootstrap_seeds {
+                break;
+            }
+            let pick = self.random_below(self.alive.len());
+            let j = self.alive[pick];
+            let c = self.nodes[j].contact.clone();
+            if !seeds.contains(&c) {
+                seeds.push(c);
+            }
+        }
+        self.by_id.insert(contact.id, i);
+        self.nodes.push(SimNode {
+            kad: Some(kad),
+            contact,
+            wake: None,
+        });
+        self.alive.push(i);
+        let now = self.now;
+        if let Some(k) = self.nodes[i].kad.as_mut() {
+            let _ = k.bootstrap(now, &seeds);
+        }
+        self.flush(i);
+        i
+    }
+
+    /// Node `i` leaves without a word (a closed tab). Frames to it are lost from now on.
+    pub fn leave(&mut self, i: usize) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.kad = None;
+            n.wake = None;
+        }
+        self.alive.retain(|&j| j != i);
+    }
+
+    fn with_node(&mut self, i: usize, f: impl FnOnce(&mut Kad, Time)) {
+        let now = self.now;
+        if let Some(k) = self.nodes.get_mut(i).and_then(|n| n.kad.as_mut()) {
+            f(k, now);
+            self.flush(i);
+        }
+    }
+
+    /// Starts a FIND_NODE at node `i`. Panics if `i` is down or too busy (a test bug).
+    pub fn find_node(&mut self, i: usize, target: NodeId) -> LookupId {
+        let mut id = None;
+        self.with_node(i, |k, now| id = k.find_node(now, target).ok());
+        id.expect("node is up and has room for a lookup")
+    }
+
+    /// Starts a FIND_VALUE at node `i`.
+    pub fn find_value(&mut self, i: usize, key: NodeId) -> LookupId {
+        let mut id = None;
+        self.with_node(i, |k, now| id = k.find_value(now, key).ok());
+        id.expect("node is up and has room for a lookup")
+    }
+
+    /// Node `i` publishes itself as a provider of `key`.
+    pub fn publish(&mut self, i: usize, key: NodeId) -> LookupId {
+        let mut id = None;
+        self.with_node(i, |k, now| id = k.publish(now, key).ok());
+        id.expect("node is up and has room for a lookup")
+    }
+
+    /// The result of a finished FIND_NODE / FIND_VALUE / bootstrap / refresh lookup.
+    pub fn result(&self, i: usize, id: LookupId) -> Option<&LookupResult> {
+        self.results.get(&(i, id))
+    }
+
+    /// `(holders, attempted)` of a finished publication round.
+    pub fn published(&self, i: usize, id: LookupId) -> Option<(usize, usize)> {
+        self.published.get(&(i, id)).copied()
+    }
+
+    /// Drain node `i`'s outputs into the network and re-arm its timer.
+    fn flush(&mut self, i: usize) {
+        let now = self.now;
+        let mut sends = Vec::new();
+        let Some(k) = self.nodes[i].kad.as_mut() else {
+            return;
+        };
+        while let Some(o) = k.poll_output() {
+            match o {
+                Output::Send { to, bytes } => sends.push((to.id, bytes)),
+                Output::Event(e) => match e {
+                    KadEvent::LookupFinished(r) => {
+                        // Refresh results are not asked for by anyone: keep memory flat.
+                        if !matches!(r.kind, LookupKind::Refresh { .. }) {
+                            self.results.insert((i, r.id), r);
+                        }
+                    }
+                    KadEvent::Published {
+                        id,
+                        holders,
+                        attempted,
+                        ..
+                    } => {
+                        self.published.insert((i, id), (holders, attempted));
+                    }
+                    KadEvent::Rejected { .. } => self.stats.rejections += 1,
+                    KadEvent::ProviderStored { .. } => self.stats.stores_accepted += 1,
+                },
+            }
+        }
+        let wake = k.poll_timeout();
+        for (to, bytes) in sends {
+            match self.index_of(&to) {
+                Some(j) => {
+                    let at = now.as_millis() + self.latency(i, j);
+                    self.stats.bytes += bytes.len() as u64;
+                    self.push(
+                        at,
+                        Ev::Deliver {
+                            to: j,
+                            from: i,
+                            bytes,
+                        },
+                    );
+                }
+                None => self.stats.frames_lost += 1,
+            }
+        }
+        if let Some(t) = wake {
+            let t = t.max(now);
+            let n = &mut self.nodes[i];
+            if n.wake.is_none_or(|w| t < w) {
+                n.wake = Some(t);
+                self.push(t.as_millis(), Ev::Wake { node: i });
+            }
+        }
+    }
+
+    fn index_of(&self, id: &NodeId) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Runs the network until virtual time `until` (inclusive).
+    pub fn run_until(&mut self, until: Time) {
+        while let Some(Reverse(top)) = self.queue.peek() {
+            if top.at > until.as_millis() {
+                break;
+            }
+            let Some(Reverse(next)) = self.queue.pop() else {
+                break;
+            };
+            self.now = self.now.max(Time::from_millis(next.at));
+            match next.ev {
+                Ev::Deliver { to, from, bytes } => {
+                    let from_contact = self.nodes[from].contact.clone();
+                    let now = self.now;
+                    match self.nodes[to].kad.as_mut() {
+                        Some(k) => {
+                            self.stats.frames_delivered += 1;
+                            k.handle_message(now, &from_contact, &bytes);
+                            self.flush(to);
+                        }
+                        None => self.stats.frames_lost += 1,
+                    }
+                }
+                Ev::Wake { node } => {
+                    if self.nodes[node].wake != Some(self.now) {
+                        continue; // superseded by an earlier wake-up
+                    }
+                    self.nodes[node].wake = None;
+                    let now = self.now;
+                    if let Some(k) = self.nodes[node].kad.as_mut() {
+                        k.handle_timeout(now);
+                        self.flush(node);
+                    }
+                }
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// The `k` live nodes closest to `target`, closest first, leaving out node `exclude` (the
+    /// one that looks, which never returns itself).
+    pub fn true_closest(&self, target: &NodeId, k: usize, exclude: Option<usize>) -> Vec<NodeId> {
+        let mut v: Vec<([u8; ID_LEN], NodeId)> = self
+            .alive
+            .iter()
+            .filter(|&&i| Some(i) != exclude)
+            .map(|&i| {
+                let id = self.nodes[i].contact.id;
+                (id.distance(target), id)
+            })
+            .collect();
+        if v.len() > k {
+            v.select_nth_unstable(k);
+            v.truncate(k);
+        }
+        v.sort_unstable();
+        v.into_iter().map(|(_, id)| id).collect()
+    }
+}
