@@ -19,7 +19,7 @@
 //!     sim.run_for(std::time::Duration::from_millis(200));
 //! }
 //! let target = sim.random_id();
-//! let lookup = sim.find_node(7, target);
+//! let lookup = sim.find_node(7, target).unwrap();
 //! sim.run_for(std::time::Duration::from_secs(30));
 //! let result = sim.result(7, lookup).unwrap();
 //! assert_eq!(result.closest.iter().map(|c| c.id).collect::<Vec<_>>(), sim.true_closest(&target, 8, Some(7)));
@@ -32,7 +32,7 @@ use onionmesh_wire::{NodeId, ID_LEN};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
 /// A valid contact made from `seed`: the public key is 33 pseudo-random bytes (the DHT only
@@ -204,6 +204,12 @@ impl Sim {
         NodeId(id)
     }
 
+    /// A random live node; panics if none is up (a test bug).
+    pub fn random_alive(&mut self) -> usize {
+        let pick = self.random_below(self.alive.len());
+        self.alive[pick]
+    }
+
     /// A uniformly random index below `n` (`n > 0`).
     pub fn random_below(&mut self, n: usize) -> usize {
         (self.rng.next_u64() % n.max(1) as u64) as usize
@@ -278,25 +284,25 @@ impl Sim {
         }
     }
 
-    /// Starts a FIND_NODE at node `i`. Panics if `i` is down or too busy (a test bug).
-    pub fn find_node(&mut self, i: usize, target: NodeId) -> LookupId {
+    /// Starts a FIND_NODE at node `i`; `None` if `i` is down or has too many lookups running.
+    pub fn find_node(&mut self, i: usize, target: NodeId) -> Option<LookupId> {
         let mut id = None;
         self.with_node(i, |k, now| id = k.find_node(now, target).ok());
-        id.expect("node is up and has room for a lookup")
+        id
     }
 
     /// Starts a FIND_VALUE at node `i`.
-    pub fn find_value(&mut self, i: usize, key: NodeId) -> LookupId {
+    pub fn find_value(&mut self, i: usize, key: NodeId) -> Option<LookupId> {
         let mut id = None;
         self.with_node(i, |k, now| id = k.find_value(now, key).ok());
-        id.expect("node is up and has room for a lookup")
+        id
     }
 
-    /// Node `i` publishes itself as a provider of `key`.
-    pub fn publish(&mut self, i: usize, key: NodeId) -> LookupId {
+    /// Node `i` publishes itself as a provider of `key` (and republishes it periodically).
+    pub fn publish(&mut self, i: usize, key: NodeId) -> Option<LookupId> {
         let mut id = None;
         self.with_node(i, |k, now| id = k.publish(now, key).ok());
-        id.expect("node is up and has room for a lookup")
+        id
     }
 
     /// The result of a finished FIND_NODE / FIND_VALUE / bootstrap / refresh lookup.
@@ -433,5 +439,255 @@ impl Sim {
         }
         v.sort_unstable();
         v.into_iter().map(|(_, id)| id).collect()
+    }
+}
+
+/// The acceptance run: build a network, check FIND_NODE on it as it is, then publish values and
+/// check FIND_VALUE while nodes leave and join.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub nodes: usize,
+    /// Lookups in each phase (FIND_NODE static, FIND_VALUE under churn).
+    pub lookups: usize,
+    /// Keys published before the churn phase, each by a different node that stays up.
+    pub values: usize,
+    /// Fraction of `nodes` that leave during the churn phase, and also the fraction that join.
+    pub churn: f64,
+    /// Time between two joins while the network is built.
+    pub join_gap: Duration,
+    /// Time between two lookups in the static phase.
+    pub lookup_gap: Duration,
+    /// Length of the churn phase; leaves, joins and lookups are spread uniformly over it.
+    pub churn_window: Duration,
+    pub sim: SimConfig,
+}
+
+impl Scenario {
+    /// `nodes` nodes, `lookups` lookups per phase, 20% churn over 20 minutes.
+    pub fn new(nodes: usize, lookups: usize, seed: u64) -> Scenario {
+        Scenario {
+            nodes,
+            lookups,
+            values: (lookups / 10).clamp(1, nodes.max(1)),
+            churn: 0.2,
+            join_gap: Duration::from_millis(20),
+            lookup_gap: Duration::from_millis(10),
+            churn_window: Duration::from_secs(20 * 60),
+            sim: SimConfig {
+                seed,
+                ..SimConfig::default()
+            },
+        }
+    }
+}
+
+/// Figures of one phase.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhaseReport {
+    /// Lookups started.
+    pub lookups: usize,
+    /// Lookups that met the phase's goal (exact result, or value found).
+    pub ok: usize,
+    /// Lookups with no result by the end of the phase.
+    pub unfinished: usize,
+    /// Rounds and requests of every finished lookup, sorted.
+    pub rounds: Vec<u32>,
+    pub requests: Vec<u32>,
+}
+
+impl PhaseReport {
+    /// Share of lookups that met the goal, in percent.
+    pub fn percent_ok(&self) -> f64 {
+        if self.lookups == 0 {
+            return 100.0;
+        }
+        100.0 * self.ok as f64 / self.lookups as f64
+    }
+
+    fn add(&mut self, r: &LookupResult, ok: bool) {
+        self.rounds.push(r.stats.rounds);
+        self.requests.push(r.stats.requests);
+        if ok {
+            self.ok += 1;
+        }
+    }
+
+    fn sort(&mut self) {
+        self.rounds.sort_unstable();
+        self.requests.sort_unstable();
+    }
+}
+
+/// The `p`-th percentile (0..=100, nearest rank) of sorted `v`; 0 when empty.
+pub fn percentile(v: &[u32], p: u32) -> u32 {
+    if v.is_empty() {
+        return 0;
+    }
+    let rank = (v.len() * p.min(100) as usize).div_ceil(100).max(1);
+    v[rank - 1]
+}
+
+/// What [`Scenario::run`] measured.
+#[derive(Debug, Clone)]
+pub struct ScenarioReport {
+    pub nodes: usize,
+    /// FIND_NODE in the static network; `ok` = the result is exactly the true `k` closest.
+    pub static_find_node: PhaseReport,
+    /// FIND_VALUE under churn; `ok` = the publisher is among the providers found.
+    pub churn_find_value: PhaseReport,
+    /// Publication rounds before the churn phase: `(holders, attempted)` summed.
+    pub publish_holders: (usize, usize),
+    pub left: usize,
+    pub joined: usize,
+    pub stats: SimStats,
+    pub virtual_time: Time,
+}
+
+enum ChurnAction {
+    Leave(usize),
+    Join,
+    Lookup,
+}
+
+impl Scenario {
+    pub fn run(&self) -> ScenarioReport {
+        let mut sim = Sim::new(self.sim.clone());
+        let k = self.sim.kad.lookup.k;
+        let patience = self.sim.kad.request_timeout * 12;
+        for _ in 0..self.nodes {
+            sim.join();
+            sim.run_for(self.join_gap);
+        }
+        sim.run_for(Duration::from_secs(60));
+
+        // Phase 1: static network, FIND_NODE for random targets from random nodes.
+        let mut started = Vec::with_capacity(self.lookups);
+        let mut static_report = PhaseReport::default();
+        for _ in 0..self.lookups {
+            let origin = sim.random_alive();
+            let target = sim.random_id();
+            static_report.lookups += 1;
+            if let Some(id) = sim.find_node(origin, target) {
+                started.push((origin, id, target));
+            }
+            sim.run_for(self.lookup_gap);
+        }
+        sim.run_for(patience);
+        for (origin, id, target) in &started {
+            match sim.result(*origin, *id) {
+                Some(r) => {
+                    let got: Vec<NodeId> = r.closest.iter().map(|c| c.id).collect();
+                    let exact = got == sim.true_closest(target, k, Some(*origin));
+                    static_report.add(r, exact);
+                }
+                None => static_report.unfinished += 1,
+            }
+        }
+        static_report.sort();
+
+        // Phase 2: publish values from nodes that will stay.
+        let mut stable: HashSet<usize> = HashSet::new();
+        let mut values: Vec<(NodeId, NodeId)> = Vec::new(); // (key, publisher)
+        let mut rounds = Vec::new();
+        for _ in 0..self.values {
+            let publisher = sim.random_alive();
+            if !stable.insert(publisher) {
+                continue;
+            }
+            let key = sim.random_id();
+            if let Some(id) = sim.publish(publisher, key) {
+                values.push((key, sim.contact(publisher).id));
+                rounds.push((publisher, id));
+            }
+            sim.run_for(self.lookup_gap);
+        }
+        sim.run_for(patience);
+        let mut publish_holders = (0, 0);
+        for (p, id) in rounds {
+            if let Some((h, a)) = sim.published(p, id) {
+                publish_holders.0 += h;
+                publish_holders.1 += a;
+            }
+        }
+
+        // Phase 3: churn. Leavers are drawn from the nodes that publish nothing.
+        let n_churn = (self.nodes as f64 * self.churn).round() as usize;
+        let mut candidates: Vec<usize> = sim
+            .alive()
+            .iter()
+            .copied()
+            .filter(|i| !stable.contains(i))
+            .collect();
+        let mut doomed: HashSet<usize> = HashSet::new();
+        let window = self.churn_window.as_millis() as u64;
+        let mut plan: Vec<(u64, ChurnAction)> = Vec::new();
+        for _ in 0..n_churn.min(candidates.len()) {
+            let pick = sim.random_below(candidates.len());
+            let i = candidates.swap_remove(pick);
+            doomed.insert(i);
+            plan.push((sim.rng.next_u64() % window.max(1), ChurnAction::Leave(i)));
+        }
+        for _ in 0..n_churn {
+            plan.push((sim.rng.next_u64() % window.max(1), ChurnAction::Join));
+        }
+        for _ in 0..self.lookups {
+            plan.push((sim.rng.next_u64() % window.max(1), ChurnAction::Lookup));
+        }
+        plan.sort_by_key(|(t, _)| *t);
+        let start = sim.now();
+        let (mut left, mut joined) = (0, 0);
+        let mut finds = Vec::with_capacity(self.lookups);
+        let mut churn_report = PhaseReport::default();
+        for (offset, action) in plan {
+            sim.run_until(start + Duration::from_millis(offset));
+            match action {
+                ChurnAction::Leave(i) => {
+                    sim.leave(i);
+                    doomed.remove(&i);
+                    left += 1;
+                }
+                ChurnAction::Join => {
+                    sim.join();
+                    joined += 1;
+                }
+                ChurnAction::Lookup => {
+                    if values.is_empty() {
+                        continue;
+                    }
+                    // The asker stays up until its answer (a node that leaves takes its lookup
+                    // with it, which says nothing about the DHT).
+                    let mut origin = sim.random_alive();
+                    while doomed.contains(&origin) {
+                        origin = sim.random_alive();
+                    }
+                    let (key, publisher) = values[sim.random_below(values.len())];
+                    churn_report.lookups += 1;
+                    if let Some(id) = sim.find_value(origin, key) {
+                        finds.push((origin, id, publisher));
+                    }
+                }
+            }
+        }
+        sim.run_for(patience);
+        for (origin, id, publisher) in &finds {
+            match sim.result(*origin, *id) {
+                Some(r) => {
+                    let found = r.providers.iter().any(|p| p.contact.id == *publisher);
+                    churn_report.add(r, found);
+                }
+                None => churn_report.unfinished += 1,
+            }
+        }
+        churn_report.sort();
+        ScenarioReport {
+            nodes: self.nodes,
+            static_find_node: static_report,
+            churn_find_value: churn_report,
+            publish_holders,
+            left,
+            joined,
+            stats: sim.stats(),
+            virtual_time: sim.now(),
+        }
     }
 }
