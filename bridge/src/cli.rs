@@ -13,7 +13,7 @@ use std::path::PathBuf;
 /// `onionmesh bridge listening on http://<ip>:<port>`, and logs everything else to stderr.
 /// Ctrl-C or SIGTERM closes every connection and exits with status 0.
 #[derive(Debug, Parser)]
-#[command(name = "onionmesh-bridge", version, about, long_about)]
+#[command(name = "onionmesh-bridge", version)]
 pub struct Args {
     /// Address to listen on. Port 0 picks a free port; the chosen one is printed on stdout.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]

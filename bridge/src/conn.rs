@@ -66,6 +66,7 @@ impl ConnTask {
         };
         let why = link.serve().await;
         debug!("connection {} ended: {why:?}", conn.0);
+        drop(link.socket);
         // If the hub is gone there is nobody left to tell.
         let _ = link.hub.send(ToHub::Closed { conn, why }).await;
         drop(slot);
@@ -102,13 +103,7 @@ enum Inbound {
 impl Link {
     async fn serve(&mut self) -> Goodbye {
         if *self.shutdown.borrow() {
-            return self
-                .close(
-                    close_code::AWAY,
-                    "the bridge is shutting down",
-                    Goodbye::Shutdown,
-                )
-                .await;
+            return self.going_away().await;
         }
         // False once a transport error went to the hub: we only wait for its Error frame and close.
         let mut reading = true;
@@ -123,10 +118,11 @@ impl Link {
             tokio::select! {
                 biased;
                 () = self.kill.notified() => return Goodbye::ByHub,
-                _ = self.shutdown.changed() => {
-                    return self.close(close_code::AWAY, "the bridge is shutting down", Goodbye::Shutdown).await;
-                }
+                _ = self.shutdown.changed() => return self.going_away().await,
                 out = self.queue.recv() => match out {
+                    // The peer has closed; the library already answered it, and writing data
+                    // after a close is not allowed.
+                    Some(Outbound::Frame(_)) if peer_said_goodbye => {}
                     Some(Outbound::Frame(bytes)) => {
                         if let Err(why) = self.send(Message::Binary(bytes.into())).await {
                             return why;
@@ -145,7 +141,9 @@ impl Link {
                     (Err(_), _) => return Goodbye::Shutdown,
                 },
                 msg = self.socket.recv(), if reading && pending.is_none() => match self.inbound(msg) {
-                    Inbound::Frame(bytes) => pending = Some(ToHub::Frame { conn: self.conn, bytes }),
+                    Inbound::Frame(bytes) => {
+                        pending = Some(ToHub::Frame { conn: self.conn, bytes });
+                    }
                     Inbound::Refused { code, reason } => {
                         reading = false;
                         self.close_code = code;
@@ -153,8 +151,12 @@ impl Link {
                     }
                     Inbound::Nothing => {}
                     Inbound::Close => peer_said_goodbye = true,
-                    Inbound::End(Goodbye::PeerVanished) if peer_said_goodbye => return Goodbye::PeerClosed,
-                    Inbound::End(why) => return why,
+                    Inbound::End(why) => {
+                        return match why {
+                            Goodbye::PeerVanished if peer_said_goodbye => Goodbye::PeerClosed,
+                            why => why,
+                        };
+                    }
                 },
             }
         }
@@ -213,6 +215,12 @@ impl Link {
                 sent.map_err(|e| Goodbye::Broken(format!("could not write to the socket: {e}")))
             }
         }
+    }
+
+    async fn going_away(&mut self) -> Goodbye {
+        let reason = "the bridge is shutting down";
+        self.close(close_code::AWAY, reason, Goodbye::Shutdown)
+            .await
     }
 
     /// Write a close frame, wait briefly for the peer's reply so it reads everything we sent,
