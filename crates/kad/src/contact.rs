@@ -88,7 +88,7 @@ pub fn merge_introducers(list: &mut Vec<NodeId>, fresh: &[NodeId], own: &NodeId)
 }
 
 /// `c` as learned from `via`: `via` knows `c`, so it becomes the first introducer (the spec's
-/// "[IDx] is a list of peers that can perform the introduction to N").
+/// "`[IDx]` is a list of peers that can perform the introduction to N").
 pub fn learned_via(mut c: Contact, via: &NodeId) -> Contact {
     let own = c.id;
     merge_introducers(&mut c.introducers, &[*via], &own);

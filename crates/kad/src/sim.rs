@@ -315,6 +315,11 @@ impl Sim {
         self.published.get(&(i, id)).copied()
     }
 
+    /// Publication rounds node `i` has finished (the first one and every republication).
+    pub fn publication_rounds(&self, i: usize) -> usize {
+        self.published.keys().filter(|(n, _)| *n == i).count()
+    }
+
     /// Drain node `i`'s outputs into the network and re-arm its timer.
     fn flush(&mut self, i: usize) {
         let now = self.now;
