@@ -39,6 +39,38 @@
 //! [`Kad::handle_send_failed`]. Answers go back to the `from` contact the node layer gave with
 //! the request, so they take the same way back.
 //!
+//! ## Design choices
+//!
+//! - **160 fixed buckets** of `k` (the spec's layout, not BEP 5's splitting buckets); see
+//!   [`table`] for why. States good / questionable / bad follow BEP 5's 15-minute rules; a full
+//!   bucket pings its least recently seen questionable entry (twice) before replacing it with a
+//!   candidate from its bounded replacement cache; buckets unchanged for 15 minutes are
+//!   refreshed by a lookup of a random ID in their range.
+//! - **Lookups** keep `alpha = 3` requests in flight and finish when the `k` closest known nodes
+//!   have all answered (failures and timeouts drop out). Each [`LookupResult`] reports its
+//!   rounds (depth, as in synchronous Kademlia) and requests.
+//! - **FIND_VALUE** does not stop at the first holder: it goes on until `value_quorum` (3)
+//!   holders returned providers, so a download does not depend on the first peer found.
+//! - **Publishing** stores our provider record at the `k` closest nodes found by a lookup, and
+//!   again every 10 minutes (records live 30); the spec's hop-by-hop STORE forwarding is not
+//!   used, because a holder may only store records *of the sender itself*: a STORE needs a token
+//!   the holder issued to the sender (HMAC of its ID, 5-minute secret rotation, current and
+//!   previous accepted), and a provider record naming anyone else is refused. So nobody can sign
+//!   up other nodes.
+//! - **Contacts are checked** at the boundary: a node's ID must be the hash of its public key,
+//!   so placing fake nodes next to a target takes generating keys.
+//! - **Floods** are dropped unanswered (an ERROR would cost as much as an answer), per peer and
+//!   globally, with one [`KadEvent::Rejected`] per burst; answering allocates nothing.
+//!
+//! ## Bounds
+//!
+//! Everything a remote peer can make us keep is capped: `k` entries and `replacements`
+//! candidates per bucket; `max_pending` requests; `max_lookups` lookups, each with at most
+//! `max_candidates` candidates and `max_requests` requests; `max_keys` / `max_providers_per_key`
+//! / `max_records` stored records; `max_publications`; the rate limiter's `max_peers`; at most
+//! 20 contacts or providers and 4 introducers per decoded message. The output queue holds what
+//! one call produced: drain it after every call.
+//!
 //! ## Example: two nodes
 //!
 //! ```
