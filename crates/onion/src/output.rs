@@ -1,0 +1,46 @@
+//! What the state machines hand back to their driver, and what they show the page.
+
+use crate::error::ProtocolError;
+use onionmesh_wire::cell::Cell;
+use onionmesh_wire::NodeId;
+
+/// One action for the driver, from [`crate::OnionProxy::poll_output`] or
+/// [`crate::OnionRouter::poll_output`].
+// Nearly every output is a cell: boxing it would cost an allocation per cell to save space
+// in the rare other variants.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output<E> {
+    /// Send this cell on the link to `peer` (as `LinkMsg::Cell`).
+    Cell { peer: NodeId, cell: Cell },
+    /// Open a link to `peer` (through an introducer), then report `link_opened` or
+    /// `link_failed`. Only the router asks for links.
+    NeedLink { peer: NodeId },
+    /// `peer` sent link-level garbage: close the link, then report `link_closed`.
+    CloseLink { peer: NodeId, reason: ProtocolError },
+    /// Something for the application.
+    Event(E),
+}
+
+/// A circuit as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitView {
+    /// The proxy's circuit handle, or the router's circuit key.
+    pub id: u64,
+    /// Hops as short IDs: the path for the proxy; `[previous, next]` for a router.
+    pub hops: Vec<String>,
+    /// "building", "open", "extending", "waiting for link".
+    pub state: &'static str,
+    /// Relay payload bytes sent / received by this end (DATA only).
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Cells in and out of this circuit at this node.
+    pub cells_in: u64,
+    pub cells_out: u64,
+    pub streams: usize,
+    /// Circuit-level windows at this end (0 for a middle router).
+    pub package_window: u32,
+    pub deliver_window: u32,
+    /// DATA cells sent and not yet acknowledged by a SENDME.
+    pub in_flight: u32,
+}

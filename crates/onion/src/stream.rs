@@ -1,0 +1,235 @@
+//! The end of a circuit that carries streams: the proxy for its circuits, the last hop for the
+//! service side. Windows, bounded send and receive buffers, and the choice of the next cell to
+//! package. Crypto and links are the caller's business.
+
+use crate::crypto::SendmeTag;
+use crate::flow::{CircFlow, FlowError, StreamFlow, TAG_CELL_MIN_PADDING};
+use onionmesh_wire::cell::{
+    field, CellBody, EndReason, RelayCell, RelayMsg, StreamId, RELAY_DATA_LEN,
+};
+use rand_core::RngCore;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Bytes a stream accepts from its writer before `write` returns short.
+pub const STREAM_SEND_BUFFER: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub(crate) struct StreamEnd {
+    pub(crate) flow: StreamFlow,
+    /// CONNECTED seen (proxy) or sent (last hop).
+    pub(crate) open: bool,
+    send: VecDeque<u8>,
+    recv: VecDeque<Vec<u8>>,
+    recv_off: usize,
+    /// END received, with its reason.
+    pub(crate) remote_end: Option<EndReason>,
+    /// The local side closed: send END once `send` drains.
+    pub(crate) local_close: bool,
+    end_sent: bool,
+    /// A write came back short: tell the writer when there is room again.
+    pub(crate) want_writable: bool,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+}
+
+impl StreamEnd {
+    pub(crate) fn new(open: bool) -> StreamEnd {
+        StreamEnd {
+            flow: StreamFlow::default(),
+            open,
+            send: VecDeque::new(),
+            recv: VecDeque::new(),
+            recv_off: 0,
+            remote_end: None,
+            local_close: false,
+            end_sent: false,
+            want_writable: false,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    pub(crate) fn buffered_out(&self) -> usize {
+        self.send.len()
+    }
+
+    pub(crate) fn buffered_in_cells(&self) -> usize {
+        self.recv.len()
+    }
+
+    /// Nothing more will happen on this stream.
+    pub(crate) fn finished(&self) -> bool {
+        (self.remote_end.is_some() || self.end_sent) && self.recv.is_empty()
+    }
+}
+
+/// What reading did, for the caller to act on.
+#[derive(Debug, Default)]
+pub(crate) struct ReadOutcome {
+    pub(crate) data: Vec<u8>,
+    pub(crate) stream_sendmes: u32,
+    pub(crate) circ_sendmes: Vec<SendmeTag>,
+}
+
+/// What arriving DATA did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum DataOutcome {
+    /// Buffered; `true` if the buffer was empty before (the reader should be told).
+    Buffered(bool),
+    /// The stream is unknown or closed; the cell was counted and dropped. Send these
+    /// circuit SENDMEs so the window does not leak.
+    Dropped(Vec<SendmeTag>),
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Endpoint {
+    pub(crate) flow: CircFlow,
+    pub(crate) streams: BTreeMap<StreamId, StreamEnd>,
+    rr: u16,
+}
+
+impl Endpoint {
+    pub(crate) fn write(&mut self, id: StreamId, data: &[u8]) -> Option<usize> {
+        let s = self.streams.get_mut(&id)?;
+        if s.local_close || s.remote_end.is_some() {
+            return Some(0);
+        }
+        let room = STREAM_SEND_BUFFER.saturating_sub(s.send.len());
+        let n = room.min(data.len());
+        s.send.extend(&data[..n]);
+        if n < data.len() {
+            s.want_writable = true;
+        }
+        Some(n)
+    }
+
+    pub(crate) fn read(&mut self, id: StreamId, max: usize) -> Option<ReadOutcome> {
+        let s = self.streams.get_mut(&id)?;
+        let mut out = ReadOutcome::default();
+        let mut cells = 0u32;
+        while let Some(front) = s.recv.front() {
+            if out.data.len() >= max && !front.is_empty() {
+                break;
+            }
+            let take = (max - out.data.len()).min(front.len() - s.recv_off);
+            out.data
+                .extend_from_slice(&front[s.recv_off..s.recv_off + take]);
+            s.recv_off += take;
+            if s.recv_off == front.len() {
+                s.recv.pop_front();
+                s.recv_off = 0;
+                cells += 1;
+            }
+        }
+        if s.remote_end.is_none() {
+            out.stream_sendmes = s.flow.on_consumed(cells);
+        }
+        out.circ_sendmes = self.flow.on_consumed(cells);
+        Some(out)
+    }
+
+    /// A DATA cell arrived for `id` with this tag.
+    pub(crate) fn on_data(
+        &mut self,
+        id: StreamId,
+        data: Vec<u8>,
+        tag: SendmeTag,
+    ) -> Result<DataOutcome, FlowError> {
+        self.flow.on_received(tag)?;
+        match self.streams.get_mut(&id) {
+            Some(s) if s.open && s.remote_end.is_none() && !s.end_sent => {
+                s.flow.on_received()?;
+                s.bytes_in += data.len() as u64;
+                let was_empty = s.recv.is_empty();
+                // An empty DATA cell is kept too: it counts against the windows until read.
+                s.recv.push_back(data);
+                Ok(DataOutcome::Buffered(was_empty))
+            }
+            // Late data for a stream we closed (Tor drops it too).
+            _ => Ok(DataOutcome::Dropped(self.flow.on_consumed(1))),
+        }
+    }
+
+    /// The next cell to package, if windows and buffers allow: DATA (round-robin across
+    /// streams) or a deferred END. Stream windows are charged here; the caller charges the
+    /// circuit window with the sealed cell's tag via `flow.on_sent`.
+    pub(crate) fn next_cell(&mut self) -> Option<RelayCell> {
+        let ids: Vec<StreamId> = self
+            .streams
+            .range(StreamId(self.rr.wrapping_add(1))..)
+            .chain(self.streams.range(..=StreamId(self.rr)))
+            .map(|(id, _)| *id)
+            .collect();
+        let circ_ok = self.flow.can_send();
+        let limit = if self.flow.next_is_tagged() {
+            RELAY_DATA_LEN - TAG_CELL_MIN_PADDING
+        } else {
+            RELAY_DATA_LEN
+        };
+        for id in ids {
+            let Some(s) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            if !s.open || s.end_sent || s.remote_end.is_some() {
+                continue;
+            }
+            if !s.send.is_empty() && circ_ok && s.flow.can_send() {
+                let n = s.send.len().min(limit);
+                let data: Vec<u8> = s.send.drain(..n).collect();
+                s.flow.on_sent();
+                s.bytes_out += n as u64;
+                self.rr = id.0;
+                return Some(RelayCell::new(id, RelayMsg::Data(data)));
+            }
+            if s.send.is_empty() && s.local_close {
+                s.end_sent = true;
+                self.rr = id.0;
+                return Some(RelayCell::new(id, RelayMsg::End(EndReason::DONE)));
+            }
+        }
+        None
+    }
+
+    /// Streams whose writers asked to hear about room, and now have it.
+    pub(crate) fn take_writable(&mut self) -> Vec<StreamId> {
+        let mut out = Vec::new();
+        for (id, s) in self.streams.iter_mut() {
+            if s.want_writable && s.send.len() <= STREAM_SEND_BUFFER / 2 {
+                s.want_writable = false;
+                out.push(*id);
+            }
+        }
+        out
+    }
+
+    /// Forget a stream now. Cells it had buffered count as consumed, so the circuit window does
+    /// not shrink for good; returns the circuit SENDME tags that frees.
+    pub(crate) fn remove_stream(&mut self, id: StreamId) -> Vec<SendmeTag> {
+        let Some(s) = self.streams.remove(&id) else {
+            return Vec::new();
+        };
+        self.flow.on_consumed(s.recv.len() as u32)
+    }
+
+    /// Remove streams that are done; returns them.
+    pub(crate) fn reap(&mut self) -> Vec<StreamId> {
+        let done: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.finished())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &done {
+            self.streams.remove(id);
+        }
+        done
+    }
+}
+
+/// Encode `cell` as a plaintext body with random padding after its data.
+pub(crate) fn plaintext(rng: &mut impl RngCore, cell: &RelayCell) -> CellBody {
+    let mut body = cell.encode();
+    let start = field::DATA.start + cell.data_len();
+    rng.fill_bytes(&mut body[start..]);
+    body
+}
