@@ -6,6 +6,7 @@ mod common;
 use common::Net;
 use onionmesh_onion::flow::{CIRC_WINDOW_START, STREAM_WINDOW_START};
 use onionmesh_onion::*;
+use std::time::Duration;
 
 fn open_stream(net: &mut Net, from: usize, circ: CircHandle) -> StreamHandle {
     let now = net.now;
@@ -219,4 +220,151 @@ fn destroy_propagates_both_ways() {
         ),
         (0, 0, 0)
     );
+}
+
+#[test]
+fn truncate_then_extend_elsewhere() {
+    let mut net = Net::new(5, RouterConfig::default());
+    let circ = net.build(0, &[1, 2, 3]);
+    let now = net.now;
+    net.node(0).proxy.truncate_circuit(now, circ, 1).unwrap();
+    net.run();
+    let me = net.id(0);
+    assert!(net.proxy_events.iter().any(|(n, e)| *n == me
+        && *e
+            == ProxyEvent::CircuitTruncated {
+                circ,
+                hops: 1,
+                reason: DestroyReason::REQUESTED
+            }));
+    assert_eq!(
+        (
+            net.router_circuits(1),
+            net.router_circuits(2),
+            net.router_circuits(3)
+        ),
+        (1, 0, 0)
+    );
+    let hop4 = net.hop(4);
+    net.node(0).proxy.extend_circuit(now, circ, hop4).unwrap();
+    net.run();
+    let v = &net.node(0).proxy.circuits()[0];
+    assert_eq!(v.state, "open");
+    assert_eq!(v.hops.len(), 2);
+    let s = open_stream(&mut net, 0, circ);
+    assert_eq!(echo(&mut net, 0, s, b"after truncate"), b"after truncate");
+    // Streams make a circuit final.
+    let hop3 = net.hop(3);
+    assert_eq!(
+        net.node(0).proxy.extend_circuit(now, circ, hop3),
+        Err(ApiError::CircuitUsed)
+    );
+}
+
+#[test]
+fn a_failed_extension_closes_the_building_circuit() {
+    let mut net = Net::new(4, RouterConfig::default());
+    net.auto_link = false;
+    let (a, b) = (net.id(0), net.id(1));
+    net.link(a, b);
+    let path = [net.hop(1), net.hop(2)];
+    let now = net.now;
+    let circ = net.node(0).proxy.build_circuit(now, &path).unwrap();
+    net.run();
+    // Hop 1 asked for a link to hop 2; it cannot be had.
+    assert_eq!(net.need_links, vec![(b, net.id(2))]);
+    let target = net.id(2);
+    net.node(1).router.link_failed(now, target);
+    net.run();
+    assert_eq!(
+        net.closed(a, circ),
+        Some(CloseReason::ExtendFailed(DestroyReason::CONNECTFAILED))
+    );
+    assert_eq!(net.router_circuits(1), 0);
+}
+
+#[test]
+fn timers_close_idle_and_stuck_circuits() {
+    let mut net = Net::new(4, RouterConfig::default());
+    // Idle: the routers' idle timeout (5 min) fires first and destroys towards the proxy.
+    let circ = net.build(0, &[1, 2, 3]);
+    assert!(net.node(0).proxy.poll_timeout().is_some());
+    assert!(net.node(1).router.poll_timeout().is_some());
+    net.advance(Duration::from_secs(301));
+    assert_eq!(
+        net.closed(net.id(0), circ),
+        Some(CloseReason::Destroyed(DestroyReason::TIMEOUT))
+    );
+    assert_eq!(
+        (
+            net.router_circuits(1),
+            net.router_circuits(2),
+            net.router_circuits(3)
+        ),
+        (0, 0, 0)
+    );
+
+    // Stuck: hop 1 never gets its link to hop 2; its extend timeout fires, the proxy learns by
+    // TRUNCATED, and its own build timeout would have fired next.
+    net.auto_link = false;
+    let path = [net.hop(1), net.hop(3)];
+    let (b, d) = (net.id(1), net.id(3));
+    net.unlink(b, d);
+    let now = net.now;
+    let circ = net.node(0).proxy.build_circuit(now, &path).unwrap();
+    net.run();
+    net.advance(Duration::from_secs(31));
+    assert_eq!(
+        net.closed(net.id(0), circ),
+        Some(CloseReason::ExtendFailed(DestroyReason::TIMEOUT))
+    );
+
+    // A first hop that never answers: the proxy's build timeout.
+    let (a, c) = (net.id(0), net.id(2));
+    net.link(a, c);
+    let path = [net.hop(2)];
+    let now = net.now;
+    let circ = net.node(0).proxy.build_circuit(now, &path).unwrap();
+    net.run_until(|n| n.wire.iter().any(|(f, _, _)| *f == a));
+    net.wire.clear();
+    net.advance(Duration::from_secs(61));
+    assert_eq!(net.closed(a, circ), Some(CloseReason::Timeout));
+}
+
+#[test]
+fn eight_hops_work_and_nine_are_refused() {
+    let mut net = Net::new(10, RouterConfig::default());
+    let circ = net.build(0, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    let s = open_stream(&mut net, 0, circ);
+    let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+    assert_eq!(echo(&mut net, 0, s, &data), data);
+    let nine: Vec<HopSpec> = (1..10).map(|i| net.hop(i)).collect();
+    let now = net.now;
+    assert_eq!(
+        net.node(0).proxy.build_circuit(now, &nine),
+        Err(ApiError::BadPath(PathError::BadLength(9)))
+    );
+}
+
+#[test]
+fn the_proxy_sees_resourcelimit() {
+    let mut net = Net::new(
+        3,
+        RouterConfig {
+            max_circuits_per_link: 2,
+            ..RouterConfig::default()
+        },
+    );
+    net.build(0, &[1]);
+    net.build(0, &[1, 2]);
+    let now = net.now;
+    let hop = net.hop(1);
+    let third = net.node(0).proxy.build_circuit(now, &[hop]).unwrap();
+    net.run();
+    assert_eq!(
+        net.closed(net.id(0), third),
+        Some(CloseReason::Destroyed(DestroyReason::RESOURCELIMIT))
+    );
+    // The other node is not limited by our link's cap.
+    net.build(2, &[1]);
 }
