@@ -158,6 +158,8 @@ pub mod circid;
 pub mod crypto;
 mod error;
 pub mod flow;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod handshake;
 mod key;
 mod output;
