@@ -121,9 +121,14 @@
 //! dropping or delaying cells (end-to-end timing correlation, which onion routing does not
 //! prevent; see "Attacks on Tor" in the spec notes). Counting failed circuits per first hop
 //! (Tor's path-bias detection) is how a node can notice a guard doing this; the events here
-//! carry the reasons it needs. Costs: about four times the work of a plain stream cipher per
-//! layer (measured in `benches/relay.rs`); no tag chaining or key ratchet as in CGO (forward
-//! secrecy inside a circuit's life is not provided; circuits are short-lived instead).
+//! carry the reasons it needs. Costs: two ChaCha20 passes and two HMAC-SHA256 per layer.
+//! Measured with `cargo bench -p onionmesh-onion --bench relay` (native, release, one core of a
+//! shared 2-core AMD EPYC with SHA extensions): the proxy seals a cell for 3 hops in ~6.7 µs
+//! (~150k cells/s, ~75 MB/s of payload), a hop removes its layer and recognizes the cell in
+//! ~2.5 µs (~400k cells/s), or passes it on in ~2.1 µs; the proxy peels 3 backward layers in
+//! ~7 µs. WebRTC data channels carry far less than that per peer. Not done, unlike CGO: tag
+//! chaining and a per-cell key ratchet (forward secrecy within a circuit's life); circuits are
+//! short-lived instead.
 //!
 //! ## Circuits
 //!

@@ -212,6 +212,11 @@ impl OnionRouter {
         &self.key
     }
 
+    /// Extensions waiting for a link or a CREATED2 (bounded by `max_pending_extends`).
+    pub fn pending_extends(&self) -> usize {
+        self.pending_extends
+    }
+
     /// Accept BEGIN for `name` at this hop.
     pub fn register_service(&mut self, name: &str) -> Result<(), ApiError> {
         if name.is_empty()
@@ -289,7 +294,7 @@ impl OnionRouter {
                     else {
                         continue;
                     };
-                    self.pending_extends = self.pending_extends.saturating_sub(1);
+                    // Still one pending extension: WaitingLink becomes Creating.
                     self.start_create(now, key, peer, hdata);
                 }
             }

@@ -61,6 +61,10 @@ fn echo(net: &mut Net, from: usize, s: StreamHandle, data: &[u8]) -> Vec<u8> {
 fn three_hops_one_megabyte_echo() {
     let mut net = Net::new(5, RouterConfig::default());
     let circ = net.build(0, &[1, 2, 3]);
+    // No extension is left pending anywhere.
+    for i in 0..5 {
+        assert_eq!(net.node(i).router.pending_extends(), 0);
+    }
     // Hops 2 and 3 were linked on demand (NeedLink).
     assert!(net.linked(net.id(1), net.id(2)) && net.linked(net.id(2), net.id(3)));
     assert!(!net.linked(net.id(0), net.id(3)));
@@ -281,6 +285,7 @@ fn a_failed_extension_closes_the_building_circuit() {
         Some(CloseReason::ExtendFailed(DestroyReason::CONNECTFAILED))
     );
     assert_eq!(net.router_circuits(1), 0);
+    assert_eq!(net.node(1).router.pending_extends(), 0);
 }
 
 #[test]
