@@ -493,18 +493,12 @@ impl OnionProxy {
             .circuits
             .get_mut(&s.circ.0)
             .ok_or(ApiError::UnknownStream)?;
-        let st = c
+        let tags = c
             .endpoint
-            .streams
-            .get_mut(&s.stream)
+            .close_stream(s.stream)
             .ok_or(ApiError::UnknownStream)?;
-        st.local_close = true;
-        if st.remote_end.is_some() || !st.open {
-            // Nothing to flush to a peer that ended, or that never answered.
-            let tags = c.endpoint.remove_stream(s.stream);
-            let hop = c.last_hop();
-            self.send_sendmes(s.circ.0, hop, StreamId(0), 0, &tags);
-        }
+        let hop = c.last_hop();
+        self.send_sendmes(s.circ.0, hop, StreamId(0), 0, &tags);
         self.pump();
         Ok(())
     }

@@ -453,20 +453,15 @@ impl OnionRouter {
             .circuits
             .get_mut(&s.circuit)
             .ok_or(ApiError::UnknownStream)?;
-        let st = c
+        let tags = c
             .endpoint
-            .streams
-            .get_mut(&s.stream)
+            .close_stream(s.stream)
             .ok_or(ApiError::UnknownStream)?;
-        st.local_close = true;
-        if st.remote_end.is_some() {
-            let tags = c.endpoint.remove_stream(s.stream);
-            for tag in tags {
-                self.send_back(
-                    s.circuit,
-                    RelayCell::new(StreamId(0), RelayMsg::Sendme { tag: Some(tag) }),
-                );
-            }
+        for tag in tags {
+            self.send_back(
+                s.circuit,
+                RelayCell::new(StreamId(0), RelayMsg::Sendme { tag: Some(tag) }),
+            );
         }
         self.pump();
         Ok(())

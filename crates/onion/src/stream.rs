@@ -202,13 +202,20 @@ impl Endpoint {
         out
     }
 
-    /// Forget a stream now. Cells it had buffered count as consumed, so the circuit window does
-    /// not shrink for good; returns the circuit SENDME tags that frees.
-    pub(crate) fn remove_stream(&mut self, id: StreamId) -> Vec<SendmeTag> {
-        let Some(s) = self.streams.remove(&id) else {
-            return Vec::new();
-        };
-        self.flow.on_consumed(s.recv.len() as u32)
+    /// The local side closes `id`: unread data is dropped (and credited to the circuit window:
+    /// the returned tags are circuit SENDMEs to send); queued data is still sent, then END. A
+    /// stream the other side already ended, or that never opened, goes at once.
+    pub(crate) fn close_stream(&mut self, id: StreamId) -> Option<Vec<SendmeTag>> {
+        let s = self.streams.get_mut(&id)?;
+        s.local_close = true;
+        let gone = s.remote_end.is_some() || !s.open;
+        let cells = s.recv.len() as u32;
+        s.recv.clear();
+        s.recv_off = 0;
+        if gone {
+            self.streams.remove(&id);
+        }
+        Some(self.flow.on_consumed(cells))
     }
 
     /// Remove streams that are done; returns them.

@@ -373,3 +373,38 @@ fn the_proxy_sees_resourcelimit() {
     // The other node is not limited by our link's cap.
     net.build(2, &[1]);
 }
+
+#[test]
+fn closing_a_stream_with_unread_data_frees_the_window() {
+    let mut net = Net::new(4, RouterConfig::default());
+    net.service_reading = false;
+    let circ = net.build(0, &[1, 2, 3]);
+    let s = open_stream(&mut net, 0, circ);
+    let now = net.now;
+    for _ in 0..10 {
+        net.node(0)
+            .proxy
+            .stream_write(now, s, &[1u8; 60_000])
+            .unwrap();
+        net.run();
+    }
+    assert_eq!(
+        net.node(0).proxy.circuits()[0].in_flight,
+        STREAM_WINDOW_START
+    );
+    // The service closes without reading: its 500 unread cells are credited back.
+    let exit = net.id(3);
+    let stream = net.services.keys().find(|(n, _)| *n == exit).unwrap().1;
+    net.services.clear();
+    net.node(3).router.stream_close(now, stream).unwrap();
+    net.run();
+    let me = net.id(0);
+    assert!(net.proxy_events.iter().any(|(n, e)| *n == me
+        && *e
+            == ProxyEvent::StreamEnded {
+                stream: s,
+                reason: EndReason::DONE
+            }));
+    assert_eq!(net.node(0).proxy.circuits()[0].in_flight, 0);
+    assert_eq!(net.node(3).router.stream_buffered_cells(stream), None);
+}
