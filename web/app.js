@@ -67,7 +67,7 @@ function describe(event) {
 // Messages are bytes. Show them as text when they are UTF-8, otherwise say what arrived.
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-function describe(bytes) {
+function messageText(bytes) {
   try {
     return decoder.decode(bytes);
   } catch {
@@ -83,7 +83,7 @@ function showMessage(event) {
   who.textContent = event.fromShortId;
   const text = document.createElement('span');
   text.className = 'text';
-  text.textContent = describe(event.data);
+  text.textContent = messageText(event.data);
   li.append(who, text);
   append('messages', li);
 }

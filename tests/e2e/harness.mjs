@@ -72,7 +72,10 @@ export async function openNode(browser, url, query = '') {
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => consoleLines.push(`pageerror: ${e.message}`));
   await page.goto(`${url}/${query}`);
-  await page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
+  await page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 })
+    .catch((e) => {
+      throw new Error(`the page never started its node (${e.message}); page console:\n${consoleLines.join('\n')}`);
+    });
   const error = await page.evaluate(() => window.onionmeshError);
   if (error) throw new Error(`the page failed to start its node: ${error}\n${consoleLines.join('\n')}`);
   const id = await page.evaluate(() => window.onionmesh.node.id);
