@@ -103,10 +103,9 @@ pub mod peers;
 pub mod sim;
 pub mod store;
 pub mod table;
-mod time;
 pub mod token;
 
 pub use dht::{
     ApiError, Kad, KadConfig, KadEvent, LookupId, LookupKind, LookupResult, Output, Rejection,
 };
-pub use time::Time;
+pub use onionmesh_wire::Time;

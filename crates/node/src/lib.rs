@@ -32,10 +32,9 @@ mod event;
 mod link;
 mod node;
 mod rendezvous;
-mod time;
 
 pub use event::{BridgeState, Event, LinkState, LogLevel, PeerView};
 pub use link::LinkId;
 pub use node::{ApiError, Node, NodeConfig, Output};
+pub use onionmesh_wire::Time;
 pub use rendezvous::{ConnId, Rendezvous, RendezvousConfig, RendezvousOutput};
-pub use time::Time;

@@ -27,6 +27,7 @@ pub mod kad;
 pub mod link;
 mod reader;
 pub mod signal;
+mod time;
 mod writer;
 
 pub use error::WireError;
@@ -34,6 +35,7 @@ pub use id::{NodeId, PublicKeyBytes, SignatureBytes, ID_LEN, PUBKEY_LEN, SIG_LEN
 pub use link::{LinkCmd, LinkMsg};
 pub use reader::Reader;
 pub use signal::{PeerRecord, SignalCmd, SignalMsg};
+pub use time::Time;
 pub use writer::Writer;
 
 /// Largest frame on a bridge WebSocket. SDP with gathered host candidates is a few KiB.

@@ -1,11 +1,9 @@
 use std::time::Duration;
 
-/// A point on the driver's monotonic clock, in milliseconds from an arbitrary origin. The DHT
-/// never reads a clock: drivers pass `Time` in (`performance.now()` in the browser, a tokio
-/// `Instant` in the bridge, the virtual clock in [`crate::sim`]).
-///
-/// It has the same shape as `onionmesh_node::Time`, so the node layer converts with
-/// `kad::Time::from_millis(t.as_millis())`.
+/// A point on the driver's monotonic clock, in milliseconds from an arbitrary origin. No protocol
+/// crate reads a clock: drivers pass `Time` in (`performance.now()` in the browser, a tokio
+/// `Instant` in the bridge, a virtual clock in the simulators). Every sans-IO crate uses this one
+/// type, so `now` passes between layers unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Time(u64);
 
