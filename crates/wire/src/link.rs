@@ -142,7 +142,10 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = LinkMsg::decode_frame(&bytes);
+            // Same property as the cargo-fuzz target in crates/wire/fuzz.
+            if let Ok(msg) = LinkMsg::decode_frame(&bytes) {
+                prop_assert_eq!(LinkMsg::decode_frame(&msg.encode_frame()).unwrap(), msg);
+            }
         }
     }
 

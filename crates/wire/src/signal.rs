@@ -293,7 +293,10 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let _ = SignalMsg::decode_frame(&bytes);
+            // Same property as the cargo-fuzz target in crates/wire/fuzz.
+            if let Ok(msg) = SignalMsg::decode_frame(&bytes) {
+                prop_assert_eq!(SignalMsg::decode_frame(&msg.encode_frame()).unwrap(), msg);
+            }
         }
 
         #[test]
