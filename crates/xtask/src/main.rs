@@ -252,9 +252,19 @@ fn bench() -> Result {
     ensure_browser()?;
     ensure_npm()?;
     build_web()?;
-    run(cargo().args(["build", "-p", "onionmesh-bridge"]))?;
+    // Browser: raw WebRTC data-channel throughput (the baseline) and the bundle's size.
     run(Command::new("node")
         .arg("tests/bench/run.mjs")
-        .env("ONIONMESH_BRIDGE", bridge_binary("debug"))
-        .env("CHROMIUM", CHROMIUM))
+        .env("CHROMIUM", CHROMIUM))?;
+    // Kademlia: lookup rounds and messages for N = 100, 1,000 and 10,000 beside log2 N.
+    run(cargo().args([
+        "run",
+        "--release",
+        "-p",
+        "onionmesh-kad",
+        "--example",
+        "lookup_bench",
+    ]))?;
+    // Onion relay crypto, cells per second on one core.
+    run(cargo().args(["bench", "-p", "onionmesh-onion", "--bench", "relay"]))
 }
