@@ -1,6 +1,6 @@
 use crate::{LinkState, Time};
 use onionmesh_crypto::dtls::Fingerprint;
-use onionmesh_wire::{NodeId, PublicKeyBytes};
+use onionmesh_wire::NodeId;
 
 /// A handle for one WebRTC peer connection, chosen by the core. The driver maps it to its
 /// `RTCPeerConnection` and data channel.
@@ -20,7 +20,6 @@ pub(crate) struct Link {
     /// Our challenge for the peer's proof.
     pub nonce: [u8; 32],
     pub got_peer_nonce: bool,
-    pub peer_pubkey: Option<PublicKeyBytes>,
     /// Entered the current state at.
     pub since: Time,
     /// A link not yet `Linked` is closed at this time.

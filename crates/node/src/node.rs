@@ -346,9 +346,6 @@ impl Node {
             }
             let session = self.rng.next_u64();
             let link = self.new_link(now, p.id, true, session, LinkState::Offering);
-            if let Some(l) = self.links.get_mut(&link) {
-                l.peer_pubkey = Some(p.pubkey);
-            }
             self.out.push_back(Output::CreateOffer { link });
         }
     }
@@ -607,7 +604,6 @@ impl Node {
         match link_auth::check(l.peer, &pubkey, &sig, local_fp, remote_fp, &l.nonce) {
             Ok(()) => {
                 if let Some(l) = self.links.get_mut(&link) {
-                    l.peer_pubkey = Some(pubkey);
                     l.deadline = None;
                 }
                 self.set_link_state(now, link, LinkState::Linked);
@@ -676,7 +672,6 @@ impl Node {
                 remote_fp: None,
                 nonce,
                 got_peer_nonce: false,
-                peer_pubkey: None,
                 since: now,
                 deadline: Some(now + self.cfg.connect_timeout),
                 bytes_in: 0,

@@ -414,11 +414,7 @@ impl RelayMsg {
                 w.put_var16(&hdata[..hdata.len().min(MAX_EXTENDED2_HDATA)]);
             }
             RelayMsg::Begin { service } => {
-                let mut end = service.len().min(MAX_SERVICE_NAME);
-                while !service.is_char_boundary(end) {
-                    end -= 1;
-                }
-                w.put_var16(&service.as_bytes()[..end]);
+                w.put_str16(service, MAX_SERVICE_NAME);
             }
             RelayMsg::Connected | RelayMsg::Truncate | RelayMsg::Drop => {}
             RelayMsg::Data(d) => w.put_bytes(&d[..d.len().min(RELAY_DATA_LEN)]),

@@ -207,15 +207,6 @@ impl KadMsg {
     }
 }
 
-fn put_str(w: &mut Writer, s: &str, max: usize) {
-    // Truncate at a char boundary rather than emit a frame the reader would refuse.
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    w.put_var16(&s.as_bytes()[..end]);
-}
-
 fn take_id(r: &mut Reader<'_>) -> Result<NodeId, WireError> {
     Ok(NodeId(r.take_array()?))
 }
@@ -234,7 +225,7 @@ impl Contact {
     pub fn write_onto(&self, w: &mut Writer) {
         w.put_bytes(&self.id.0);
         w.put_bytes(&self.pubkey);
-        put_str(w, &self.bridge, MAX_ADDR);
+        w.put_str16(&self.bridge, MAX_ADDR);
         let intro = &self.introducers[..self.introducers.len().min(MAX_INTRODUCERS)];
         w.put_u8(intro.len() as u8);
         for id in intro {
@@ -361,7 +352,7 @@ impl Frame for KadMsg {
                 w.put_u8(KadCmd::ERROR.0);
                 w.put_u64(*rid);
                 w.put_u16(code.0);
-                put_str(w, reason, MAX_REASON);
+                w.put_str16(reason, MAX_REASON);
             }
             KadMsg::Unrecognized { cmd, body } => {
                 w.put_u8(*cmd);

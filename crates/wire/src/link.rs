@@ -69,11 +69,7 @@ impl Frame for LinkMsg {
             }
             LinkMsg::Close { reason } => {
                 w.put_u8(LinkCmd::CLOSE.0);
-                let mut end = reason.len().min(MAX_CLOSE_REASON);
-                while !reason.is_char_boundary(end) {
-                    end -= 1;
-                }
-                w.put_var16(&reason.as_bytes()[..end]);
+                w.put_str16(reason, MAX_CLOSE_REASON);
             }
             LinkMsg::Cell(cell) => {
                 w.put_u8(LinkCmd::CELL.0);

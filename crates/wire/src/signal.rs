@@ -90,15 +90,6 @@ fn take_id(r: &mut Reader<'_>) -> Result<NodeId, WireError> {
     Ok(NodeId(r.take_array()?))
 }
 
-fn put_str(w: &mut Writer, s: &str, max: usize) {
-    // Truncate at a char boundary rather than emit a frame the reader would refuse.
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    w.put_var16(&s.as_bytes()[..end]);
-}
-
 impl Frame for SignalMsg {
     const MAX_FRAME: usize = MAX_SIGNAL_FRAME;
 
@@ -125,7 +116,7 @@ impl Frame for SignalMsg {
             SignalMsg::Error { code, reason } => {
                 w.put_u8(SignalCmd::ERROR.0);
                 w.put_u16(*code);
-                put_str(w, reason, MAX_REASON);
+                w.put_str16(reason, MAX_REASON);
             }
             SignalMsg::FindPeer { id, pubkey } => {
                 w.put_u8(SignalCmd::FIND_PEER.0);
@@ -139,20 +130,20 @@ impl Frame for SignalMsg {
                 for p in peers {
                     w.put_bytes(&p.id.0);
                     w.put_bytes(&p.pubkey);
-                    put_str(w, &p.bridge, MAX_ADDR);
+                    w.put_str16(&p.bridge, MAX_ADDR);
                 }
             }
             SignalMsg::Introduce { peer, session, sdp } => {
                 w.put_u8(SignalCmd::INTRODUCE.0);
                 w.put_bytes(&peer.0);
                 w.put_u64(*session);
-                put_str(w, sdp, MAX_SDP);
+                w.put_str16(sdp, MAX_SDP);
             }
             SignalMsg::Introduced { peer, session, sdp } => {
                 w.put_u8(SignalCmd::INTRODUCED.0);
                 w.put_bytes(&peer.0);
                 w.put_u64(*session);
-                put_str(w, sdp, MAX_SDP);
+                w.put_str16(sdp, MAX_SDP);
             }
             SignalMsg::IntroduceFailed {
                 peer,
@@ -162,7 +153,7 @@ impl Frame for SignalMsg {
                 w.put_u8(SignalCmd::INTRODUCE_FAILED.0);
                 w.put_bytes(&peer.0);
                 w.put_u64(*session);
-                put_str(w, reason, MAX_REASON);
+                w.put_str16(reason, MAX_REASON);
             }
             SignalMsg::Unrecognized { cmd, body } => {
                 w.put_u8(*cmd);

@@ -41,6 +41,16 @@ impl Writer {
         self.put_u16(len);
         self.put_bytes(v);
     }
+    /// A u16-length-prefixed UTF-8 string, cut to at most `max` bytes at a character boundary,
+    /// so the frame never carries more than the matching `Reader::take_str16(max)` accepts.
+    pub fn put_str16(&mut self, s: &str, max: usize) {
+        let mut end = s.len().min(max).min(usize::from(u16::MAX));
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.put_var16(&s.as_bytes()[..end]);
+    }
+
     /// u32 length then the bytes.
     pub fn put_var32(&mut self, v: &[u8]) {
         let len = u32::try_from(v.len()).expect("field longer than u32::MAX: a caller bug");
