@@ -1,6 +1,6 @@
 //! A token bucket on the caller's clock, for CREATE2 rate limits.
 
-use std::time::Duration;
+use onionmesh_wire::Time;
 
 /// `capacity` tokens, refilled at `per_sec` tokens per second. Kept in milli-tokens so that the
 /// arithmetic is exact on integer milliseconds.
@@ -9,11 +9,11 @@ pub(crate) struct TokenBucket {
     milli: u64,
     capacity_milli: u64,
     per_sec: u64,
-    last: Duration,
+    last: Time,
 }
 
 impl TokenBucket {
-    pub(crate) fn new(now: Duration, capacity: u32, per_sec: u32) -> TokenBucket {
+    pub(crate) fn new(now: Time, capacity: u32, per_sec: u32) -> TokenBucket {
         TokenBucket {
             milli: u64::from(capacity) * 1000,
             capacity_milli: u64::from(capacity) * 1000,
@@ -23,9 +23,8 @@ impl TokenBucket {
     }
 
     /// Take one token if there is one.
-    pub(crate) fn take(&mut self, now: Duration) -> bool {
-        let elapsed_ms =
-            u64::try_from(now.saturating_sub(self.last).as_millis()).unwrap_or(u64::MAX);
+    pub(crate) fn take(&mut self, now: Time) -> bool {
+        let elapsed_ms = now.since(self.last);
         if now > self.last {
             self.last = now;
         }
@@ -46,10 +45,11 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn refills_with_time() {
-        let t = Duration::from_secs(100);
+        let t = Time::from_millis(100_000);
         let mut b = TokenBucket::new(t, 3, 2);
         assert!(b.take(t) && b.take(t) && b.take(t));
         assert!(!b.take(t));

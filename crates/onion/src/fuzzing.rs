@@ -9,6 +9,7 @@ use crate::{
     ProxyConfig, RouterConfig,
 };
 use onionmesh_wire::cell::{Cell, CellBody, RelayCell, RelayCmd, RelayMsg, BODY_LEN, CELL_LEN};
+use onionmesh_wire::Time;
 use onionmesh_wire::{Frame, LinkMsg, NodeId};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -67,7 +68,7 @@ pub fn node_cells(data: &[u8]) {
     let mut router = OnionRouter::new(local, key, RouterConfig::default(), [1; 32]);
     let _ = router.register_service("echo");
     let mut proxy = OnionProxy::new(local, ProxyConfig::default(), [2; 32]);
-    let mut now = Duration::from_secs(1);
+    let mut now = Time::from_millis(1000);
     for record in data.chunks(CELL_LEN + 1) {
         let Some((&who, rest)) = record.split_first() else {
             break;
@@ -81,7 +82,7 @@ pub fn node_cells(data: &[u8]) {
             CellOwner::Router => router.handle_cell(now, peer, cell),
         }
         if who & 0x80 != 0 {
-            now += Duration::from_secs(u64::from(who & 0x7f));
+            now = now + Duration::from_secs(u64::from(who & 0x7f));
             router.handle_timeout(now);
             proxy.handle_timeout(now);
             router.link_opened(now, peer);

@@ -20,8 +20,8 @@
 //!
 //! ## Calling rules
 //!
-//! - Time is a [`Duration`](std::time::Duration) since any origin the driver likes (its
-//!   monotonic clock; a virtual clock in the simulator). It must not go backwards.
+//! - Time is [`onionmesh_wire::Time`], milliseconds on the driver's monotonic clock (a virtual clock
+//!   in the simulator), shared with every other sans-IO crate. It must not go backwards.
 //! - After **every** `handle_*`, `link_*` or API call, drain [`OnionProxy::poll_output`] /
 //!   [`OnionRouter::poll_output`] until `None`, and (re)arm a timer for `poll_timeout()`; when it
 //!   fires, call `handle_timeout(now)`.
@@ -35,7 +35,7 @@
 //!
 //! ```
 //! use onionmesh_onion::*;
-//! use std::time::Duration;
+//! use onionmesh_wire::Time;
 //!
 //! // A proxy and one router, wired back to back.
 //! let key = OnionKey::from_seed([7; 32]).unwrap();
@@ -46,7 +46,7 @@
 //! let mut router = OnionRouter::new(router_id, key, RouterConfig::default(), [2; 32]);
 //! router.register_service("echo").unwrap();
 //!
-//! let t = Duration::ZERO;
+//! let t = Time::ZERO;
 //! let circ = proxy.build_circuit(t, &[hop]).unwrap();
 //! let mut built = false;
 //! for _ in 0..4 {

@@ -14,6 +14,7 @@ use onionmesh_wire::cell::{
     StreamId, MAX_SERVICE_NAME,
 };
 use onionmesh_wire::NodeId;
+use onionmesh_wire::Time;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use std::collections::{BTreeMap, VecDeque};
@@ -109,8 +110,8 @@ struct Circuit {
     used: bool,
     built: bool,
     next_stream: u16,
-    build_started: Duration,
-    last_activity: Duration,
+    build_started: Time,
+    last_activity: Time,
     cells_in: u64,
     cells_out: u64,
 }
@@ -173,14 +174,14 @@ impl OnionProxy {
     }
 
     /// When `handle_timeout` must next be called.
-    pub fn poll_timeout(&self) -> Option<Duration> {
+    pub fn poll_timeout(&self) -> Option<Time> {
         self.circuits
             .values()
             .filter_map(|c| self.deadline(c))
             .min()
     }
 
-    fn deadline(&self, c: &Circuit) -> Option<Duration> {
+    fn deadline(&self, c: &Circuit) -> Option<Time> {
         if !c.built {
             Some(c.build_started + self.cfg.build_timeout)
         } else if c.endpoint.streams.is_empty() {
@@ -190,7 +191,7 @@ impl OnionProxy {
         }
     }
 
-    pub fn handle_timeout(&mut self, now: Duration) {
+    pub fn handle_timeout(&mut self, now: Time) {
         let expired: Vec<u64> = self
             .circuits
             .iter()
@@ -211,7 +212,7 @@ impl OnionProxy {
     }
 
     /// The link to `peer` closed: every circuit through it is gone.
-    pub fn link_closed(&mut self, _now: Duration, peer: NodeId) {
+    pub fn link_closed(&mut self, _now: Time, peer: NodeId) {
         self.queues.remove_link(&peer);
         let dead: Vec<u64> = self
             .circuits
@@ -225,7 +226,7 @@ impl OnionProxy {
     }
 
     /// A cell from `peer` whose circuit id [`circid::owner_of`] gave to the proxy.
-    pub fn handle_cell(&mut self, now: Duration, peer: NodeId, cell: Cell) {
+    pub fn handle_cell(&mut self, now: Time, peer: NodeId, cell: Cell) {
         let Some(&key) = self.by_link.get(&(peer, cell.circ_id)) else {
             if cell.cmd == CellCmd::CREATE2 {
                 // The peer picked an id from our half of the space.
@@ -274,11 +275,7 @@ impl OnionProxy {
 
     /// Start building a circuit through `path` (hop 0 first). The proxy must already have a
     /// link to `path[0]`. Watch for `CircuitBuilt` or `CircuitClosed`.
-    pub fn build_circuit(
-        &mut self,
-        now: Duration,
-        path: &[HopSpec],
-    ) -> Result<CircHandle, ApiError> {
+    pub fn build_circuit(&mut self, now: Time, path: &[HopSpec]) -> Result<CircHandle, ApiError> {
         check_path(self.local, path).map_err(ApiError::BadPath)?;
         if self.circuits.len() >= self.cfg.max_circuits {
             return Err(ApiError::TooManyCircuits(self.cfg.max_circuits));
@@ -326,7 +323,7 @@ impl OnionProxy {
     /// Add one hop to a built circuit that never carried streams.
     pub fn extend_circuit(
         &mut self,
-        now: Duration,
+        now: Time,
         circ: CircHandle,
         hop: HopSpec,
     ) -> Result<(), ApiError> {
@@ -357,7 +354,7 @@ impl OnionProxy {
     /// Ask hop `keep - 1` to drop every hop after it. Streams on the circuit end.
     pub fn truncate_circuit(
         &mut self,
-        _now: Duration,
+        _now: Time,
         circ: CircHandle,
         keep: usize,
     ) -> Result<(), ApiError> {
@@ -389,7 +386,7 @@ impl OnionProxy {
     /// Open a stream to the service `service` at the circuit's last hop.
     pub fn begin_stream(
         &mut self,
-        now: Duration,
+        now: Time,
         circ: CircHandle,
         service: &str,
     ) -> Result<StreamHandle, ApiError> {
@@ -439,7 +436,7 @@ impl OnionProxy {
     /// full: wait for `StreamWritable`).
     pub fn stream_write(
         &mut self,
-        now: Duration,
+        now: Time,
         s: StreamHandle,
         data: &[u8],
     ) -> Result<usize, ApiError> {
@@ -459,7 +456,7 @@ impl OnionProxy {
     /// Take up to `max` received bytes. Reading is what opens the windows again.
     pub fn stream_read(
         &mut self,
-        now: Duration,
+        now: Time,
         s: StreamHandle,
         max: usize,
     ) -> Result<Vec<u8>, ApiError> {
@@ -488,7 +485,7 @@ impl OnionProxy {
     }
 
     /// Close a stream once its queued bytes are sent.
-    pub fn stream_close(&mut self, _now: Duration, s: StreamHandle) -> Result<(), ApiError> {
+    pub fn stream_close(&mut self, _now: Time, s: StreamHandle) -> Result<(), ApiError> {
         let c = self
             .circuits
             .get_mut(&s.circ.0)
@@ -634,7 +631,7 @@ impl OnionProxy {
         self.send_relay(key, n - 1, RelayCell::new(StreamId(0), msg), true);
     }
 
-    fn on_created(&mut self, now: Duration, key: u64, hdata: &[u8]) {
+    fn on_created(&mut self, now: Time, key: u64, hdata: &[u8]) {
         let Some(c) = self.circuits.get_mut(&key) else {
             return;
         };
@@ -649,7 +646,7 @@ impl OnionProxy {
         self.finish_hop(now, key, hdata);
     }
 
-    fn finish_hop(&mut self, now: Duration, key: u64, hdata: &[u8]) {
+    fn finish_hop(&mut self, now: Time, key: u64, hdata: &[u8]) {
         let Some(c) = self.circuits.get_mut(&key) else {
             return;
         };
@@ -681,7 +678,7 @@ impl OnionProxy {
         }
     }
 
-    fn on_relay(&mut self, now: Duration, key: u64, mut body: onionmesh_wire::cell::CellBody) {
+    fn on_relay(&mut self, now: Time, key: u64, mut body: onionmesh_wire::cell::CellBody) {
         let Some(c) = self.circuits.get_mut(&key) else {
             return;
         };

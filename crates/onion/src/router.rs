@@ -17,6 +17,7 @@ use onionmesh_wire::cell::{
     RelayMsg, StreamId, MAX_SERVICE_NAME,
 };
 use onionmesh_wire::NodeId;
+use onionmesh_wire::Time;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -122,12 +123,12 @@ enum Next {
     WaitingLink {
         target: NodeId,
         hdata: Vec<u8>,
-        since: Duration,
+        since: Time,
     },
     Creating {
         peer: NodeId,
         id: CircId,
-        since: Duration,
+        since: Time,
     },
     Open {
         peer: NodeId,
@@ -143,7 +144,7 @@ struct Circuit {
     crypto: RouterCrypto,
     relay_early_in: u8,
     endpoint: Endpoint,
-    last_activity: Duration,
+    last_activity: Time,
     cells_in: u64,
     cells_out: u64,
 }
@@ -243,11 +244,11 @@ impl OnionRouter {
         Some(Output::Cell { peer, cell })
     }
 
-    pub fn poll_timeout(&self) -> Option<Duration> {
+    pub fn poll_timeout(&self) -> Option<Time> {
         self.circuits.values().map(|c| self.deadline(c)).min()
     }
 
-    fn deadline(&self, c: &Circuit) -> Duration {
+    fn deadline(&self, c: &Circuit) -> Time {
         let idle = c.last_activity + self.cfg.idle_timeout;
         match c.next {
             Next::WaitingLink { since, .. } | Next::Creating { since, .. } => {
@@ -257,7 +258,7 @@ impl OnionRouter {
         }
     }
 
-    pub fn handle_timeout(&mut self, now: Duration) {
+    pub fn handle_timeout(&mut self, now: Time) {
         let keys: Vec<u64> = self
             .circuits
             .iter()
@@ -281,7 +282,7 @@ impl OnionRouter {
     }
 
     /// A link to `peer` is up (authenticated). Circuits waiting to extend to it go on.
-    pub fn link_opened(&mut self, now: Duration, peer: NodeId) {
+    pub fn link_opened(&mut self, now: Time, peer: NodeId) {
         self.linked.insert(peer);
         for key in self.waiting.remove(&peer).unwrap_or_default() {
             let Some(c) = self.circuits.get_mut(&key) else {
@@ -302,13 +303,13 @@ impl OnionRouter {
     }
 
     /// A link we asked for with `NeedLink` could not be opened.
-    pub fn link_failed(&mut self, _now: Duration, peer: NodeId) {
+    pub fn link_failed(&mut self, _now: Time, peer: NodeId) {
         self.fail_waiting(peer, DestroyReason::CONNECTFAILED);
     }
 
     /// The link to `peer` closed: circuits through it are torn down (or truncated, if the link
     /// was their next hop and the extension was still in progress).
-    pub fn link_closed(&mut self, _now: Duration, peer: NodeId) {
+    pub fn link_closed(&mut self, _now: Time, peer: NodeId) {
         self.linked.remove(&peer);
         self.buckets.remove(&peer);
         self.queues.remove_link(&peer);
@@ -352,7 +353,7 @@ impl OnionRouter {
     }
 
     /// A cell from `peer` whose circuit id [`circid::owner_of`] gave to the router.
-    pub fn handle_cell(&mut self, now: Duration, peer: NodeId, cell: Cell) {
+    pub fn handle_cell(&mut self, now: Time, peer: NodeId, cell: Cell) {
         if cell.circ_id == CircId(0) {
             if cell.cmd != CellCmd::PADDING {
                 self.events.push_back(Output::CloseLink {
@@ -397,7 +398,7 @@ impl OnionRouter {
     /// Queue bytes towards the client; returns how many were taken.
     pub fn stream_write(
         &mut self,
-        now: Duration,
+        now: Time,
         s: ExitStream,
         data: &[u8],
     ) -> Result<usize, ApiError> {
@@ -417,7 +418,7 @@ impl OnionRouter {
     /// Take up to `max` bytes the client sent.
     pub fn stream_read(
         &mut self,
-        now: Duration,
+        now: Time,
         s: ExitStream,
         max: usize,
     ) -> Result<Vec<u8>, ApiError> {
@@ -448,7 +449,7 @@ impl OnionRouter {
     }
 
     /// Close a stream once its queued bytes are sent.
-    pub fn stream_close(&mut self, _now: Duration, s: ExitStream) -> Result<(), ApiError> {
+    pub fn stream_close(&mut self, _now: Time, s: ExitStream) -> Result<(), ApiError> {
         let c = self
             .circuits
             .get_mut(&s.circuit)
@@ -527,7 +528,7 @@ impl OnionRouter {
             .push_back(Output::Event(RouterEvent::CreateRefused { peer, reason }));
     }
 
-    fn on_create(&mut self, now: Duration, peer: NodeId, cell: Cell) {
+    fn on_create(&mut self, now: Time, peer: NodeId, cell: Cell) {
         let id = cell.circ_id;
         if circid::allocated_by_us(self.local, peer, id) {
             self.events.push_back(Output::CloseLink {
@@ -595,7 +596,7 @@ impl OnionRouter {
         );
     }
 
-    fn cell_from_prev(&mut self, now: Duration, key: u64, peer: NodeId, msg: CellMsg) {
+    fn cell_from_prev(&mut self, now: Time, key: u64, peer: NodeId, msg: CellMsg) {
         let (mut body, early) = match msg {
             CellMsg::Relay(body) => (body, false),
             CellMsg::RelayEarly(body) => (body, true),
@@ -722,14 +723,7 @@ impl OnionRouter {
         }
     }
 
-    fn on_recognized(
-        &mut self,
-        now: Duration,
-        key: u64,
-        body: CellBody,
-        tag: SendmeTag,
-        early: bool,
-    ) {
+    fn on_recognized(&mut self, now: Time, key: u64, body: CellBody, tag: SendmeTag, early: bool) {
         let cell = match RelayCell::decode(&body) {
             Ok(cell) => cell,
             Err(e) => {
@@ -907,7 +901,7 @@ impl OnionRouter {
         }
     }
 
-    fn start_create(&mut self, now: Duration, key: u64, target: NodeId, hdata: Vec<u8>) {
+    fn start_create(&mut self, now: Time, key: u64, target: NodeId, hdata: Vec<u8>) {
         let by_link = &self.by_link;
         let Some(id) =
             circid::allocate(&mut self.rng, self.local, target, CellOwner::Router, |id| {

@@ -7,11 +7,12 @@ use onionmesh_wire::cell::{
     field, Cell, CellBody, CellCmd, CellMsg, CircId, HandshakeType, RelayCell, RelayMsg, BODY_LEN,
 };
 use onionmesh_wire::NodeId;
+use onionmesh_wire::Time;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::time::Duration;
 
-const T0: Duration = Duration::from_secs(50);
+const T0: Time = Time::from_millis(50_000);
 
 fn router_with(cfg: RouterConfig) -> (OnionRouter, HopSpec) {
     let key = OnionKey::from_seed([9; 32]).unwrap();

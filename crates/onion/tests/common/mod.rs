@@ -6,6 +6,7 @@
 use onionmesh_onion::*;
 use onionmesh_wire::cell::Cell;
 use onionmesh_wire::NodeId;
+use onionmesh_wire::Time;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ pub struct Net {
     pub nodes: BTreeMap<NodeId, Node>,
     pub order: Vec<NodeId>,
     pub links: BTreeSet<(NodeId, NodeId)>,
-    pub now: Duration,
+    pub now: Time,
     pub wire: VecDeque<(NodeId, NodeId, Cell)>,
     pub proxy_events: Vec<(NodeId, ProxyEvent)>,
     pub router_events: Vec<(NodeId, RouterEvent)>,
@@ -66,7 +67,7 @@ impl Net {
             nodes,
             order,
             links: BTreeSet::new(),
-            now: Duration::from_secs(1000),
+            now: Time::from_millis(1_000_000),
             wire: VecDeque::new(),
             proxy_events: Vec::new(),
             router_events: Vec::new(),
@@ -249,7 +250,7 @@ impl Net {
 
     /// Advance the virtual clock and fire every timer that is due.
     pub fn advance(&mut self, by: Duration) {
-        self.now += by;
+        self.now = self.now + by;
         let now = self.now;
         for n in self.nodes.values_mut() {
             n.proxy.handle_timeout(now);
