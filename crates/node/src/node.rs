@@ -87,6 +87,12 @@ pub enum ApiError {
     NotLinked(String),
     #[error("the message is {len} bytes; at most {max} fit in one link frame")]
     TooLarge { len: usize, max: usize },
+    #[error("a node cannot link to itself")]
+    SelfConnect,
+    #[error("the node is not registered with a bridge, so nobody can introduce it")]
+    NoBridge,
+    #[error("the node already has {0} links open or opening; close one first")]
+    TooManyLinks(usize),
 }
 
 impl ApiError {
@@ -95,6 +101,9 @@ impl ApiError {
         match self {
             ApiError::NotLinked(_) => "NOT_LINKED",
             ApiError::TooLarge { .. } => "TOO_LARGE",
+            ApiError::SelfConnect => "BAD_PEER_ID",
+            ApiError::NoBridge => "NO_BRIDGE",
+            ApiError::TooManyLinks(_) => "TOO_MANY_LINKS",
         }
     }
 }
@@ -220,6 +229,28 @@ impl Node {
             };
             self.send_bridge(&msg);
         }
+    }
+
+    /// Open a link to `peer` through an introduction by our bridge (the bridge relays our offer
+    /// and the answer). Does nothing if a link to `peer` exists or is being made; watch for the
+    /// `linked` event or a closed link.
+    pub fn connect(&mut self, now: Time, peer: NodeId) -> Result<(), ApiError> {
+        if peer == self.id() {
+            return Err(ApiError::SelfConnect);
+        }
+        if self.by_peer.contains_key(&peer) {
+            return Ok(());
+        }
+        if self.bridge != BridgeState::Registered {
+            return Err(ApiError::NoBridge);
+        }
+        if self.links.len() >= self.cfg.max_links {
+            return Err(ApiError::TooManyLinks(self.cfg.max_links));
+        }
+        let session = self.rng.next_u64();
+        let link = self.new_link(now, peer, true, session, LinkState::Offering);
+        self.out.push_back(Output::CreateOffer { link });
+        Ok(())
     }
 
     /// Close the link to `peer`, if any.

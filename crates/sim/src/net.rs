@@ -231,6 +231,14 @@ impl Sim {
         r
     }
 
+    /// Ask node `from` to open a link to node `to` through the bridge (the node API's `connect`).
+    pub fn connect(&mut self, from: usize, to: usize) -> Result<(), onionmesh_node::ApiError> {
+        let peer = self.nodes[to].id();
+        let r = self.nodes[from].connect(self.now, peer);
+        self.drain_node(from);
+        r
+    }
+
     /// Run until the virtual clock passes `now + d` or nothing is left to do.
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;

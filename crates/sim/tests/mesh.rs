@@ -224,3 +224,32 @@ fn runs_are_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn connect_links_two_chosen_nodes_through_the_bridge() {
+    // Nodes that never look for peers by themselves: only `connect` makes links.
+    let mut cfg = SimConfig {
+        nodes: 20,
+        seed: 9,
+        ..SimConfig::default()
+    };
+    cfg.node.target_links = 0;
+    let mut sim = Sim::new(cfg);
+    sim.run_for(Duration::from_secs(5));
+    // A registered node finds a few peers on its own at Welcome; pick a pair that is not linked.
+    let (a, b) = (0..20)
+        .flat_map(|a| (0..20).map(move |b| (a, b)))
+        .find(|&(a, b)| a != b && !sim.node(a).linked_peers().contains(&sim.node(b).id()))
+        .expect("some pair is not linked");
+    sim.connect(a, b).unwrap();
+    sim.run_for(Duration::from_secs(10));
+    assert!(sim.node(a).linked_peers().contains(&sim.node(b).id()));
+    assert!(sim.node(b).linked_peers().contains(&sim.node(a).id()));
+    // Asking again is a no-op; asking for oneself is an error.
+    sim.connect(a, b).unwrap();
+    assert_eq!(
+        sim.connect(a, a).unwrap_err(),
+        onionmesh_node::ApiError::SelfConnect
+    );
+    assert_links_consistent(&sim);
+}
