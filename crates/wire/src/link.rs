@@ -3,10 +3,15 @@
 //! signing both DTLS fingerprints and the other side's nonce. Only then may other frames flow.
 //!
 //! Layout: `[cmd: u8][body]`. Codes 0x10..=0x1f are reserved for onion cells; 0x10 carries one
-//! 512-byte [`Cell`].
+//! 512-byte [`Cell`]. Codes 0x20..=0x2f carry the DHT: a Kademlia frame for the peer itself
+//! ([`LinkMsg::Kad`]), and the relay through an introducer ([`LinkMsg::Relay`] in,
+//! [`LinkMsg::Relayed`] out), which lets a node reach a DHT node it has no link to.
 
 use crate::cell::{Cell, CELL_LEN};
-use crate::{Frame, PublicKeyBytes, Reader, SignatureBytes, WireError, Writer, MAX_LINK_FRAME};
+use crate::kad::MAX_KAD_FRAME;
+use crate::{
+    Frame, NodeId, PublicKeyBytes, Reader, SignatureBytes, WireError, Writer, MAX_LINK_FRAME,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkCmd(pub u8);
@@ -18,6 +23,12 @@ impl LinkCmd {
     pub const CLOSE: LinkCmd = LinkCmd(0x04);
     /// One onion cell (exactly [`CELL_LEN`] bytes follow).
     pub const CELL: LinkCmd = LinkCmd(0x10);
+    /// One Kademlia frame (`onionmesh_wire::kad::KadMsg`) for the peer at the other end.
+    pub const KAD: LinkCmd = LinkCmd(0x20);
+    /// "Pass this Kademlia frame on to your peer X": sender -> introducer.
+    pub const RELAY: LinkCmd = LinkCmd(0x21);
+    /// "Peer X (with this key) sent you this Kademlia frame": introducer -> target.
+    pub const RELAYED: LinkCmd = LinkCmd(0x22);
 }
 
 pub const NONCE_LEN: usize = 32;
@@ -43,6 +54,21 @@ pub enum LinkMsg {
     },
     /// One onion cell, for the onion layer (`onionmesh-onion`).
     Cell(Box<Cell>),
+    /// One Kademlia frame (at most [`MAX_KAD_FRAME`] bytes), for the peer itself.
+    Kad(Vec<u8>),
+    /// Sender -> introducer: relay `bytes` (one Kademlia frame) to the introducer's peer `to`.
+    Relay {
+        to: NodeId,
+        bytes: Vec<u8>,
+    },
+    /// Introducer -> target: `from`, whose ID key is `pubkey`, asked us to relay `bytes`. The
+    /// target trusts the introducer for `from` (it authenticated `from` on its own link), as
+    /// it trusts a bridge for the peers it introduces.
+    Relayed {
+        from: NodeId,
+        pubkey: PublicKeyBytes,
+        bytes: Vec<u8>,
+    },
     Unrecognized {
         cmd: u8,
         body: Vec<u8>,
@@ -75,6 +101,25 @@ impl Frame for LinkMsg {
                 w.put_u8(LinkCmd::CELL.0);
                 w.put_bytes(&cell.to_bytes());
             }
+            LinkMsg::Kad(bytes) => {
+                w.put_u8(LinkCmd::KAD.0);
+                w.put_var16(&bytes[..bytes.len().min(MAX_KAD_FRAME)]);
+            }
+            LinkMsg::Relay { to, bytes } => {
+                w.put_u8(LinkCmd::RELAY.0);
+                w.put_bytes(&to.0);
+                w.put_var16(&bytes[..bytes.len().min(MAX_KAD_FRAME)]);
+            }
+            LinkMsg::Relayed {
+                from,
+                pubkey,
+                bytes,
+            } => {
+                w.put_u8(LinkCmd::RELAYED.0);
+                w.put_bytes(&from.0);
+                w.put_bytes(pubkey);
+                w.put_var16(&bytes[..bytes.len().min(MAX_KAD_FRAME)]);
+            }
             LinkMsg::Unrecognized { cmd, body } => {
                 w.put_u8(*cmd);
                 w.put_bytes(body);
@@ -97,6 +142,16 @@ impl Frame for LinkMsg {
             LinkCmd::CELL => {
                 LinkMsg::Cell(Box::new(Cell::from_bytes(&r.take_array::<CELL_LEN>()?)))
             }
+            LinkCmd::KAD => LinkMsg::Kad(r.take_var16(MAX_KAD_FRAME)?.to_vec()),
+            LinkCmd::RELAY => LinkMsg::Relay {
+                to: NodeId(r.take_array()?),
+                bytes: r.take_var16(MAX_KAD_FRAME)?.to_vec(),
+            },
+            LinkCmd::RELAYED => LinkMsg::Relayed {
+                from: NodeId(r.take_array()?),
+                pubkey: r.take_array()?,
+                bytes: r.take_var16(MAX_KAD_FRAME)?.to_vec(),
+            },
             LinkCmd(cmd) => LinkMsg::Unrecognized {
                 cmd,
                 body: r.take_rest().to_vec(),
@@ -125,7 +180,26 @@ mod tests {
             ".{0,80}".prop_map(|reason| LinkMsg::Close { reason }),
             proptest::collection::vec(any::<u8>(), CELL_LEN)
                 .prop_map(|b| LinkMsg::Cell(Box::new(Cell::from_bytes(&b.try_into().unwrap())))),
-            (0x20u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40))
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(LinkMsg::Kad),
+            (
+                any::<[u8; 20]>(),
+                proptest::collection::vec(any::<u8>(), 0..300)
+            )
+                .prop_map(|(to, bytes)| LinkMsg::Relay {
+                    to: NodeId(to),
+                    bytes
+                }),
+            (
+                any::<[u8; 20]>(),
+                proptest::collection::vec(any::<u8>(), 33),
+                proptest::collection::vec(any::<u8>(), 0..300)
+            )
+                .prop_map(|(from, pk, bytes)| LinkMsg::Relayed {
+                    from: NodeId(from),
+                    pubkey: pk.try_into().unwrap(),
+                    bytes
+                }),
+            (0x30u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40))
                 .prop_map(|(cmd, body)| LinkMsg::Unrecognized { cmd, body }),
         ]
     }
@@ -174,6 +248,21 @@ mod tests {
             LinkMsg::decode_frame(&long),
             Err(WireError::TrailingBytes(1))
         );
+    }
+
+    #[test]
+    fn kad_frames_vector_and_bounds() {
+        let bytes = LinkMsg::Relay {
+            to: NodeId([0xab; 20]),
+            bytes: vec![1, 2, 3],
+        }
+        .encode_frame();
+        assert_eq!(hex::encode(&bytes[..3]), "21abab");
+        assert_eq!(hex::encode(&bytes[21..]), "0003010203");
+        // A length field beyond the Kademlia maximum is refused before allocating.
+        let mut big = vec![LinkCmd::KAD.0, 0xff, 0xff];
+        big.extend(std::iter::repeat_n(0u8, 100));
+        assert!(LinkMsg::decode_frame(&big).is_err());
     }
 
     #[test]

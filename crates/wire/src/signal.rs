@@ -10,8 +10,8 @@ use crate::{
     Frame, NodeId, PublicKeyBytes, Reader, SignatureBytes, WireError, Writer, MAX_SIGNAL_FRAME,
 };
 
-/// Command byte of a signalling frame. Codes 0x20..=0x3f are reserved for the DB_* content
-/// messages that travel over bridges later.
+/// Command byte of a signalling frame. Codes 0x20..=0x2f carry the DHT between a node and its
+/// bridge, 0x30..=0x4f are bridge-to-bridge (federation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignalCmd(pub u8);
 
@@ -24,7 +24,21 @@ impl SignalCmd {
     pub const INTRODUCE: SignalCmd = SignalCmd(0x12);
     pub const INTRODUCED: SignalCmd = SignalCmd(0x13);
     pub const INTRODUCE_FAILED: SignalCmd = SignalCmd(0x14);
+    pub const KAD_TO: SignalCmd = SignalCmd(0x20);
+    pub const KAD_FROM: SignalCmd = SignalCmd(0x21);
+    pub const BRIDGE_INFO: SignalCmd = SignalCmd(0x22);
+    pub const BRIDGE_HELLO: SignalCmd = SignalCmd(0x30);
+    pub const FEDERATE: SignalCmd = SignalCmd(0x31);
+    pub const PEERS_JOINED: SignalCmd = SignalCmd(0x32);
+    pub const PEERS_LEFT: SignalCmd = SignalCmd(0x33);
 }
+
+/// Most peer records (or IDs) in one `PeersJoined` / `PeersLeft`.
+pub const MAX_PEERS_PER_SYNC: usize = 100;
+/// Largest Kademlia frame carried in `KadTo` / `KadFrom` (the `kad` codec's maximum).
+pub const MAX_KAD_BYTES: usize = crate::kad::MAX_KAD_FRAME;
+/// Largest frame wrapped in a `Federate`.
+pub const MAX_INNER: usize = MAX_SIGNAL_FRAME - 64;
 
 /// Longest SDP accepted (offer or answer with its gathered candidates).
 pub const MAX_SDP: usize = 16 * 1024;
@@ -82,12 +96,59 @@ pub enum SignalMsg {
         session: u64,
         reason: String,
     },
+    /// Node -> bridge: deliver one Kademlia frame to `peer` (the bridge itself, a peer
+    /// registered here, or a peer or bridge reachable through a federated bridge).
+    KadTo { peer: NodeId, bytes: Vec<u8> },
+    /// Bridge -> node (or inside `Federate`): `peer`, whose key is `pubkey` and whose bridge is
+    /// `bridge` (empty: the sending bridge), sent this Kademlia frame.
+    KadFrom {
+        peer: NodeId,
+        pubkey: PublicKeyBytes,
+        bridge: String,
+        bytes: Vec<u8>,
+    },
+    /// Bridge -> node, after `Welcome`: the address under which other bridges know this bridge
+    /// (what the node publishes as its own bridge in the DHT).
+    BridgeInfo { addr: String },
+    /// Bridge -> bridge, first frame each way: a signed hello like a node's, plus the address
+    /// the sender is reachable at.
+    BridgeHello {
+        pubkey: PublicKeyBytes,
+        timestamp_ms: u64,
+        sig: SignatureBytes,
+        addr: String,
+    },
+    /// Bridge -> bridge: deliver `inner` (one encoded `KadFrom`, `Introduce`, `Introduced` or
+    /// `IntroduceFailed` whose `peer` is the source) to `to`: the receiving bridge itself or a
+    /// peer registered there.
+    Federate { to: NodeId, inner: Vec<u8> },
+    /// Bridge -> bridge: these peers registered at the sender (their `bridge` field is ignored).
+    PeersJoined { peers: Vec<PeerRecord> },
+    /// Bridge -> bridge: these peers left the sender.
+    PeersLeft { ids: Vec<NodeId> },
     /// A command this version does not know; the body is kept for logging.
     Unrecognized { cmd: u8, body: Vec<u8> },
 }
 
 fn take_id(r: &mut Reader<'_>) -> Result<NodeId, WireError> {
     Ok(NodeId(r.take_array()?))
+}
+
+/// A count byte (checked against `max` before allocating), then that many peer records.
+fn take_records(r: &mut Reader<'_>, max: usize) -> Result<Vec<PeerRecord>, WireError> {
+    let n = usize::from(r.take_u8()?);
+    if n > max {
+        return Err(WireError::LengthTooLarge { len: n, max });
+    }
+    let mut peers = Vec::with_capacity(n);
+    for _ in 0..n {
+        peers.push(PeerRecord {
+            id: take_id(r)?,
+            pubkey: r.take_array()?,
+            bridge: r.take_str16(MAX_ADDR)?.to_owned(),
+        });
+    }
+    Ok(peers)
 }
 
 impl Frame for SignalMsg {
@@ -155,6 +216,62 @@ impl Frame for SignalMsg {
                 w.put_u64(*session);
                 w.put_str16(reason, MAX_REASON);
             }
+            SignalMsg::KadTo { peer, bytes } => {
+                w.put_u8(SignalCmd::KAD_TO.0);
+                w.put_bytes(&peer.0);
+                w.put_var16(&bytes[..bytes.len().min(MAX_KAD_BYTES)]);
+            }
+            SignalMsg::KadFrom {
+                peer,
+                pubkey,
+                bridge,
+                bytes,
+            } => {
+                w.put_u8(SignalCmd::KAD_FROM.0);
+                w.put_bytes(&peer.0);
+                w.put_bytes(pubkey);
+                w.put_str16(bridge, MAX_ADDR);
+                w.put_var16(&bytes[..bytes.len().min(MAX_KAD_BYTES)]);
+            }
+            SignalMsg::BridgeInfo { addr } => {
+                w.put_u8(SignalCmd::BRIDGE_INFO.0);
+                w.put_str16(addr, MAX_ADDR);
+            }
+            SignalMsg::BridgeHello {
+                pubkey,
+                timestamp_ms,
+                sig,
+                addr,
+            } => {
+                w.put_u8(SignalCmd::BRIDGE_HELLO.0);
+                w.put_bytes(pubkey);
+                w.put_u64(*timestamp_ms);
+                w.put_bytes(sig);
+                w.put_str16(addr, MAX_ADDR);
+            }
+            SignalMsg::Federate { to, inner } => {
+                w.put_u8(SignalCmd::FEDERATE.0);
+                w.put_bytes(&to.0);
+                w.put_var16(&inner[..inner.len().min(MAX_INNER)]);
+            }
+            SignalMsg::PeersJoined { peers } => {
+                w.put_u8(SignalCmd::PEERS_JOINED.0);
+                let peers = &peers[..peers.len().min(MAX_PEERS_PER_SYNC)];
+                w.put_u8(peers.len() as u8);
+                for p in peers {
+                    w.put_bytes(&p.id.0);
+                    w.put_bytes(&p.pubkey);
+                    w.put_str16(&p.bridge, MAX_ADDR);
+                }
+            }
+            SignalMsg::PeersLeft { ids } => {
+                w.put_u8(SignalCmd::PEERS_LEFT.0);
+                let ids = &ids[..ids.len().min(MAX_PEERS_PER_SYNC)];
+                w.put_u8(ids.len() as u8);
+                for id in ids {
+                    w.put_bytes(&id.0);
+                }
+            }
             SignalMsg::Unrecognized { cmd, body } => {
                 w.put_u8(*cmd);
                 w.put_bytes(body);
@@ -182,23 +299,48 @@ impl Frame for SignalMsg {
                 id: take_id(r)?,
                 pubkey: r.take_array()?,
             },
-            SignalCmd::FOUND_PEER => {
+            SignalCmd::FOUND_PEER => SignalMsg::FoundPeer {
+                peers: take_records(r, MAX_PEERS_PER_ANSWER)?,
+            },
+            SignalCmd::KAD_TO => SignalMsg::KadTo {
+                peer: take_id(r)?,
+                bytes: r.take_var16(MAX_KAD_BYTES)?.to_vec(),
+            },
+            SignalCmd::KAD_FROM => SignalMsg::KadFrom {
+                peer: take_id(r)?,
+                pubkey: r.take_array()?,
+                bridge: r.take_str16(MAX_ADDR)?.to_owned(),
+                bytes: r.take_var16(MAX_KAD_BYTES)?.to_vec(),
+            },
+            SignalCmd::BRIDGE_INFO => SignalMsg::BridgeInfo {
+                addr: r.take_str16(MAX_ADDR)?.to_owned(),
+            },
+            SignalCmd::BRIDGE_HELLO => SignalMsg::BridgeHello {
+                pubkey: r.take_array()?,
+                timestamp_ms: r.take_u64()?,
+                sig: r.take_array()?,
+                addr: r.take_str16(MAX_ADDR)?.to_owned(),
+            },
+            SignalCmd::FEDERATE => SignalMsg::Federate {
+                to: take_id(r)?,
+                inner: r.take_var16(MAX_INNER)?.to_vec(),
+            },
+            SignalCmd::PEERS_JOINED => SignalMsg::PeersJoined {
+                peers: take_records(r, MAX_PEERS_PER_SYNC)?,
+            },
+            SignalCmd::PEERS_LEFT => {
                 let n = usize::from(r.take_u8()?);
-                if n > MAX_PEERS_PER_ANSWER {
+                if n > MAX_PEERS_PER_SYNC {
                     return Err(WireError::LengthTooLarge {
                         len: n,
-                        max: MAX_PEERS_PER_ANSWER,
+                        max: MAX_PEERS_PER_SYNC,
                     });
                 }
-                let mut peers = Vec::with_capacity(n);
+                let mut ids = Vec::with_capacity(n);
                 for _ in 0..n {
-                    peers.push(PeerRecord {
-                        id: take_id(r)?,
-                        pubkey: r.take_array()?,
-                        bridge: r.take_str16(MAX_ADDR)?.to_owned(),
-                    });
+                    ids.push(take_id(r)?);
                 }
-                SignalMsg::FoundPeer { peers }
+                SignalMsg::PeersLeft { ids }
             }
             SignalCmd::INTRODUCE => SignalMsg::Introduce {
                 peer: take_id(r)?,
@@ -270,7 +412,40 @@ mod tests {
                     reason,
                 }
             }),
-            (0x40u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40))
+            (arb_id(), proptest::collection::vec(any::<u8>(), 0..200))
+                .prop_map(|(peer, bytes)| SignalMsg::KadTo { peer, bytes }),
+            (
+                arb_id(),
+                arb_pk(),
+                "[a-z0-9.:/]{0,30}",
+                proptest::collection::vec(any::<u8>(), 0..200)
+            )
+                .prop_map(|(peer, pubkey, bridge, bytes)| SignalMsg::KadFrom {
+                    peer,
+                    pubkey,
+                    bridge,
+                    bytes
+                }),
+            "[a-z0-9.:/]{0,40}".prop_map(|addr| SignalMsg::BridgeInfo { addr }),
+            (arb_pk(), any::<u64>(), arb_sig(), "[a-z0-9.:/]{0,40}").prop_map(
+                |(pubkey, timestamp_ms, sig, addr)| SignalMsg::BridgeHello {
+                    pubkey,
+                    timestamp_ms,
+                    sig,
+                    addr
+                }
+            ),
+            (arb_id(), proptest::collection::vec(any::<u8>(), 0..200))
+                .prop_map(|(to, inner)| SignalMsg::Federate { to, inner }),
+            proptest::collection::vec(
+                (arb_id(), arb_pk(), "[a-z0-9.:]{0,10}")
+                    .prop_map(|(id, pubkey, bridge)| PeerRecord { id, pubkey, bridge }),
+                0..=30
+            )
+            .prop_map(|peers| SignalMsg::PeersJoined { peers }),
+            proptest::collection::vec(arb_id(), 0..=30)
+                .prop_map(|ids| SignalMsg::PeersLeft { ids }),
+            (0x50u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40))
                 .prop_map(|(cmd, body)| SignalMsg::Unrecognized { cmd, body }),
         ]
     }
@@ -315,6 +490,28 @@ mod tests {
             SignalMsg::decode_frame(&frame),
             Err(WireError::LengthTooLarge { len: 200, .. })
         ));
+    }
+
+    #[test]
+    fn sync_counts_are_bounded() {
+        for cmd in [SignalCmd::PEERS_JOINED, SignalCmd::PEERS_LEFT] {
+            assert!(matches!(
+                SignalMsg::decode_frame(&[cmd.0, 101]),
+                Err(WireError::LengthTooLarge { len: 101, .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn kad_to_vector() {
+        let bytes = SignalMsg::KadTo {
+            peer: NodeId([0x11; 20]),
+            bytes: vec![0xaa],
+        }
+        .encode_frame();
+        assert_eq!(bytes.len(), 1 + 20 + 2 + 1);
+        assert_eq!(hex::encode(&bytes[..2]), "2011");
+        assert_eq!(hex::encode(&bytes[21..]), "0001aa");
     }
 
     #[test]
