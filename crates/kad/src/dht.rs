@@ -753,7 +753,11 @@ impl Kad {
         let mut closer = Vec::with_capacity(contacts.len());
         for c in contacts {
             match check_contact(&c) {
-                Ok(()) => closer.push(learned_via(c, &from.id)),
+                Ok(()) => {
+                    let c = learned_via(c, &from.id);
+                    self.table.on_route(&c);
+                    closer.push(c);
+                }
                 Err(e) => bad = Some(e),
             }
         }

@@ -220,7 +220,10 @@ impl RoutingTable {
         };
         let k = self.cfg.k;
         let b = &mut self.buckets[j];
-        if b.entries.iter().any(|e| e.contact.id == contact.id) {
+        if let Some(e) = b.entries.iter_mut().find(|e| e.contact.id == contact.id) {
+            // A new way to reach it (its introducers, its bridge) is worth keeping: the node
+            // layer routes through the first introducer it is linked to.
+            merge_contact(&mut e.contact, contact);
             return Insert::Updated;
         }
         if b.entries.len() < k {
@@ -238,6 +241,21 @@ impl RoutingTable {
             return Insert::Added;
         }
         Insert::Full { ping: None }
+    }
+
+    /// Another way to reach a node we already store (a node that named it in an answer is one
+    /// more introducer). Never adds an entry: unknown contacts wait until they talk to us.
+    pub fn on_route(&mut self, contact: &Contact) {
+        let Some(j) = bucket_index(&self.me, &contact.id) else {
+            return;
+        };
+        if let Some(e) = self.buckets[j]
+            .entries
+            .iter_mut()
+            .find(|e| e.contact.id == contact.id)
+        {
+            merge_contact(&mut e.contact, contact);
+        }
     }
 
     fn offer(&mut self, now: Time, contact: &Contact, answered: bool) -> Insert {
