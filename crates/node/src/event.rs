@@ -62,6 +62,8 @@ pub enum Event {
         level: LogLevel,
         text: String,
     },
+    /// A DHT outcome (see `crate::dht`).
+    Dht(crate::dht::DhtEvent),
 }
 
 /// One entry of [`crate::Node::peers`].

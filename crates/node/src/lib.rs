@@ -28,11 +28,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod dht;
 mod event;
+mod federation;
 mod link;
 mod node;
 mod rendezvous;
 
+pub use dht::{DhtConfig, DhtError, DhtEvent, DhtLookupKind, DhtStats};
 pub use event::{BridgeState, Event, LinkState, LogLevel, PeerView};
 pub use link::LinkId;
 pub use node::{ApiError, Node, NodeConfig, Output};

@@ -1,5 +1,6 @@
 //! The peer node's state machine. See the crate docs for the calling rules.
 
+use crate::dht::{DhtConfig, NodeDht};
 use crate::event::{BridgeState, Event, LinkState, LogLevel, PeerView};
 use crate::link::{Link, LinkId};
 use crate::Time;
@@ -26,6 +27,8 @@ pub struct NodeConfig {
     pub auth_timeout: Duration,
     /// Test-only: sign a wrong link proof, so that peers must refuse us.
     pub test_only_corrupt_link_proof: bool,
+    /// The Kademlia DHT (see `crate::dht`).
+    pub dht: DhtConfig,
 }
 
 impl Default for NodeConfig {
@@ -37,6 +40,7 @@ impl Default for NodeConfig {
             connect_timeout: Duration::from_secs(30),
             auth_timeout: Duration::from_secs(10),
             test_only_corrupt_link_proof: false,
+            dht: DhtConfig::default(),
         }
     }
 }
@@ -111,24 +115,35 @@ impl ApiError {
 /// One mesh node.
 pub struct Node {
     identity: Identity,
-    cfg: NodeConfig,
+    pub(crate) cfg: NodeConfig,
     rng: ChaCha20Rng,
-    bridge: BridgeState,
+    pub(crate) bridge: BridgeState,
     next_refresh: Option<Time>,
-    links: BTreeMap<LinkId, Link>,
-    by_peer: BTreeMap<NodeId, LinkId>,
+    pub(crate) links: BTreeMap<LinkId, Link>,
+    pub(crate) by_peer: BTreeMap<NodeId, LinkId>,
     next_link: u64,
-    out: VecDeque<Output>,
+    pub(crate) out: VecDeque<Output>,
+    pub(crate) dht: NodeDht,
 }
 
 impl Node {
     /// `seed` feeds the node's RNG (nonces, session ids): give it 32 bytes from the OS RNG in a
     /// driver, a fixed value in a simulation.
     pub fn new(identity: Identity, cfg: NodeConfig, seed: [u8; 32]) -> Node {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut dht_seed = [0u8; 32];
+        rng.fill_bytes(&mut dht_seed);
+        let me = onionmesh_wire::kad::Contact {
+            id: identity.id(),
+            pubkey: identity.public_key(),
+            bridge: String::new(),
+            introducers: Vec::new(),
+        };
         Node {
+            dht: NodeDht::new(me, cfg.dht.clone(), dht_seed),
             identity,
             cfg,
-            rng: ChaCha20Rng::from_seed(seed),
+            rng,
             bridge: BridgeState::Connecting,
             next_refresh: None,
             links: BTreeMap::new(),
@@ -161,6 +176,7 @@ impl Node {
             .values()
             .filter_map(|l| l.deadline)
             .chain(self.next_refresh)
+            .chain(self.dht_poll_timeout())
             .min()
     }
 
@@ -309,14 +325,28 @@ impl Node {
             }
         };
         match msg {
-            SignalMsg::Welcome { peers_online, .. } => {
+            SignalMsg::Welcome {
+                peers_online,
+                bridge_pubkey,
+            } => {
+                self.dht_on_welcome(bridge_pubkey);
                 self.set_bridge(
                     BridgeState::Registered,
                     &format!("registered; {peers_online} peers online at this bridge"),
                 );
                 self.find_peers();
             }
-            SignalMsg::FoundPeer { peers } => self.on_found_peers(now, peers),
+            SignalMsg::FoundPeer { peers } => {
+                self.dht_on_found_peers(now, &peers);
+                self.on_found_peers(now, peers)
+            }
+            SignalMsg::BridgeInfo { addr } => self.dht_on_bridge_info(now, addr),
+            SignalMsg::KadFrom {
+                peer,
+                pubkey,
+                bridge,
+                bytes,
+            } => self.dht_on_kad_from(now, peer, pubkey, bridge, &bytes),
             SignalMsg::Introduce { peer, session, sdp } => {
                 self.on_introduce(now, peer, session, sdp)
             }
@@ -360,6 +390,11 @@ impl Node {
     fn on_found_peers(&mut self, now: Time, peers: Vec<PeerRecord>) {
         for p in peers {
             if p.id == self.id() || self.by_peer.contains_key(&p.id) {
+                continue;
+            }
+            // Peers at other bridges only enter the DHT (see `dht_on_found_peers`): a link to
+            // one is made on demand with `connect`, so lookups do not link to everyone.
+            if !p.bridge.is_empty() {
                 continue;
             }
             if node_id(&p.pubkey) != p.id {
@@ -557,8 +592,21 @@ impl Node {
                 };
                 l.bytes_in += data.len() as u64;
                 let from = l.peer;
+                self.dht_touch(now, from);
                 self.out
                     .push_back(Output::Event(Event::Message { from, data }));
+            }
+            (
+                LinkState::Linked,
+                msg @ (LinkMsg::Kad(_)
+                | LinkMsg::Relay { .. }
+                | LinkMsg::Relayed { .. }
+                | LinkMsg::RelayFailed { .. }),
+            ) => {
+                let Some(peer) = self.links.get(&link).map(|l| l.peer) else {
+                    return;
+                };
+                self.dht_on_link_msg(now, link, peer, msg);
             }
             (_, LinkMsg::Close { reason }) => {
                 self.close_link(
@@ -634,10 +682,12 @@ impl Node {
         };
         match link_auth::check(l.peer, &pubkey, &sig, local_fp, remote_fp, &l.nonce) {
             Ok(()) => {
+                let peer = l.peer;
                 if let Some(l) = self.links.get_mut(&link) {
                     l.deadline = None;
                 }
                 self.set_link_state(now, link, LinkState::Linked);
+                self.dht_on_linked(now, peer, pubkey);
             }
             Err(e) => {
                 let reason = format!("link authentication failed: {e}");
@@ -676,6 +726,7 @@ impl Node {
                 self.find_peers();
             }
         }
+        self.dht_timeout(now);
     }
 
     // ----- helpers ---------------------------------------------------------------------------
@@ -730,6 +781,7 @@ impl Node {
         };
         if self.by_peer.get(&l.peer) == Some(&link) {
             self.by_peer.remove(&l.peer);
+            self.dht_on_closed(&l.peer);
         }
         // Even when the driver reported the close itself it may still hold the peer connection;
         // closing twice is harmless for it, and forgetting would leak.
@@ -753,7 +805,7 @@ impl Node {
         self.close_link(link, what, LinkState::Closed);
     }
 
-    fn send_bridge(&mut self, msg: &SignalMsg) {
+    pub(crate) fn send_bridge(&mut self, msg: &SignalMsg) {
         self.out.push_back(Output::SendBridge(msg.encode_frame()));
     }
 
@@ -770,7 +822,7 @@ impl Node {
             .push_back(Output::Event(Event::Peer { id, state, reason }));
     }
 
-    fn log(&mut self, level: LogLevel, text: String) {
+    pub(crate) fn log(&mut self, level: LogLevel, text: String) {
         self.out
             .push_back(Output::Event(Event::Log { level, text }));
     }

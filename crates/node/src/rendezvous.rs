@@ -30,6 +30,13 @@ pub struct RendezvousConfig {
     pub hello_timeout: Duration,
     /// How many peers one `FoundPeer` names.
     pub peers_per_answer: usize,
+    /// The address other bridges and the DHT know this bridge by (`ws://host:port/ws`); sent to
+    /// each node in `BridgeInfo` and to federated bridges in `BridgeHello`.
+    pub addr: String,
+    /// Most peers registered at federated bridges that this bridge remembers.
+    pub max_remote_peers: usize,
+    /// Federated bridge connections may send this many times the per-peer frame rate.
+    pub bridge_rate_factor: u32,
 }
 
 impl Default for RendezvousConfig {
@@ -41,6 +48,9 @@ impl Default for RendezvousConfig {
             max_clock_skew: Duration::from_secs(300),
             hello_timeout: Duration::from_secs(10),
             peers_per_answer: 8,
+            addr: "bridge".into(),
+            max_remote_peers: 50_000,
+            bridge_rate_factor: 20,
         }
     }
 }
@@ -72,17 +82,38 @@ pub enum RendezvousOutput {
         conn: ConnId,
         id: NodeId,
     },
+    /// A federated bridge said hello on `conn` (for the log).
+    Federated {
+        conn: ConnId,
+        id: NodeId,
+        addr: String,
+    },
+    /// Something worth a line in the log; `warn` for misbehaviour.
+    Log {
+        warn: bool,
+        text: String,
+    },
 }
 
 #[derive(Debug)]
-enum ConnState {
-    AwaitingHello { deadline: Time },
-    Registered { id: NodeId, pubkey: PublicKeyBytes },
+pub(crate) enum ConnState {
+    AwaitingHello {
+        deadline: Time,
+    },
+    Registered {
+        id: NodeId,
+        pubkey: PublicKeyBytes,
+    },
+    /// A federated bridge (see `crate::federation`).
+    Bridge {
+        id: NodeId,
+        addr: String,
+    },
 }
 
 #[derive(Debug)]
-struct Conn {
-    state: ConnState,
+pub(crate) struct Conn {
+    pub(crate) state: ConnState,
     /// Token bucket, in thousandths of a frame.
     tokens_milli: u64,
     refilled_at: Time,
@@ -90,14 +121,16 @@ struct Conn {
 
 /// The bridge's peer registry and introduction relay.
 pub struct Rendezvous {
-    identity: Identity,
-    cfg: RendezvousConfig,
-    conns: BTreeMap<ConnId, Conn>,
-    by_id: BTreeMap<NodeId, ConnId>,
-    out: VecDeque<RendezvousOutput>,
+    pub(crate) identity: Identity,
+    pub(crate) cfg: RendezvousConfig,
+    pub(crate) conns: BTreeMap<ConnId, Conn>,
+    pub(crate) by_id: BTreeMap<NodeId, ConnId>,
+    pub(crate) out: VecDeque<RendezvousOutput>,
+    pub(crate) fed: crate::federation::Federation,
 }
 
 impl Rendezvous {
+    /// A rendezvous without a DHT node (see [`Rendezvous::with_dht`]).
     pub fn new(identity: Identity, cfg: RendezvousConfig) -> Self {
         Rendezvous {
             identity,
@@ -105,6 +138,7 @@ impl Rendezvous {
             conns: BTreeMap::new(),
             by_id: BTreeMap::new(),
             out: VecDeque::new(),
+            fed: crate::federation::Federation::default(),
         }
     }
 
@@ -129,8 +163,9 @@ impl Rendezvous {
             .values()
             .filter_map(|c| match c.state {
                 ConnState::AwaitingHello { deadline } => Some(deadline),
-                ConnState::Registered { .. } => None,
+                _ => None,
             })
+            .chain(self.fed.kad.as_ref().and_then(|k| k.poll_timeout()))
             .min()
     }
 
@@ -150,10 +185,15 @@ impl Rendezvous {
     /// The connection is gone (closed by either side). Forgets it.
     pub fn handle_closed(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.remove(&conn) {
-            if let ConnState::Registered { id, .. } = c.state {
-                if self.by_id.get(&id) == Some(&conn) {
-                    self.by_id.remove(&id);
+            match c.state {
+                ConnState::Registered { id, .. } => {
+                    if self.by_id.get(&id) == Some(&conn) {
+                        self.by_id.remove(&id);
+                        self.fed_peer_left(id);
+                    }
                 }
+                ConnState::Bridge { .. } => self.fed_bridge_closed(conn),
+                ConnState::AwaitingHello { .. } => {}
             }
         }
     }
@@ -174,6 +214,7 @@ impl Rendezvous {
         for conn in late {
             self.reject(conn, codes::HELLO_TIMEOUT, "no hello within the time limit");
         }
+        self.fed_timeout(now);
     }
 
     /// One frame from `conn`. `unix_ms` is the bridge's wall clock, to check hello freshness.
@@ -181,7 +222,16 @@ impl Rendezvous {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if !take_token(c, now, self.cfg.frames_per_sec, self.cfg.burst) {
+        let factor = match c.state {
+            ConnState::Bridge { .. } => self.cfg.bridge_rate_factor.max(1),
+            _ => 1,
+        };
+        if !take_token(
+            c,
+            now,
+            self.cfg.frames_per_sec.saturating_mul(factor),
+            self.cfg.burst.saturating_mul(factor),
+        ) {
             self.reject(
                 conn,
                 codes::RATE_LIMITED,
@@ -198,9 +248,25 @@ impl Rendezvous {
         };
         let registered = match self.conns.get(&conn).map(|c| &c.state) {
             Some(ConnState::Registered { id, .. }) => Some(*id),
+            Some(ConnState::Bridge { .. }) => {
+                self.fed_bridge_frame(now, conn, msg);
+                return;
+            }
             _ => None,
         };
         match (registered, msg) {
+            (
+                None,
+                SignalMsg::BridgeHello {
+                    pubkey,
+                    timestamp_ms,
+                    sig,
+                    addr,
+                },
+            ) => self.fed_on_bridge_hello(now, unix_ms, conn, pubkey, timestamp_ms, sig, addr),
+            (Some(from), SignalMsg::KadTo { peer, bytes }) => {
+                self.fed_kad_from_node(now, conn, from, peer, bytes)
+            }
             (
                 None,
                 SignalMsg::Hello {
@@ -211,6 +277,45 @@ impl Rendezvous {
             ) => self.on_hello(conn, unix_ms, pubkey, timestamp_ms, sig),
             (None, _) => self.reject(conn, codes::PROTOCOL, "the first frame must be a hello"),
             (Some(_), SignalMsg::FindPeer { id, .. }) => self.on_find_peer(conn, id),
+            (Some(from), SignalMsg::Introduce { peer, session, sdp })
+                if !self.by_id.contains_key(&peer) && self.fed_knows(&peer) =>
+            {
+                self.fed_forward(
+                    &peer,
+                    &SignalMsg::Introduce {
+                        peer: from,
+                        session,
+                        sdp,
+                    },
+                )
+            }
+            (Some(from), SignalMsg::Introduced { peer, session, sdp })
+                if !self.by_id.contains_key(&peer) && self.fed_knows(&peer) =>
+            {
+                self.fed_forward(
+                    &peer,
+                    &SignalMsg::Introduced {
+                        peer: from,
+                        session,
+                        sdp,
+                    },
+                )
+            }
+            (
+                Some(from),
+                SignalMsg::IntroduceFailed {
+                    peer,
+                    session,
+                    reason,
+                },
+            ) if !self.by_id.contains_key(&peer) && self.fed_knows(&peer) => self.fed_forward(
+                &peer,
+                &SignalMsg::IntroduceFailed {
+                    peer: from,
+                    session,
+                    reason,
+                },
+            ),
             (Some(from), SignalMsg::Introduce { peer, session, sdp }) => {
                 match self.by_id.get(&peer).copied() {
                     Some(target) if peer != from => self.send(
@@ -326,35 +431,39 @@ impl Rendezvous {
                 peers_online,
             },
         );
+        self.send(
+            conn,
+            &SignalMsg::BridgeInfo {
+                addr: self.cfg.addr.clone(),
+            },
+        );
+        self.fed_peer_joined(id, pubkey);
     }
 
     fn on_find_peer(&mut self, conn: ConnId, target: NodeId) {
         let n = self.cfg.peers_per_answer.min(MAX_PEERS_PER_ANSWER);
-        // A linear scan is fine at the bridge's scale (max_peers); the Kademlia table replaces it
-        // when bridges federate.
-        let mut best: Vec<(NodeId, PublicKeyBytes)> = self
+        // A linear scan is fine at the bridge's scale (max_peers plus max_remote_peers).
+        let mut best: Vec<PeerRecord> = self
             .conns
             .iter()
             .filter(|(c, _)| **c != conn)
             .filter_map(|(_, c)| match c.state {
-                ConnState::Registered { id, pubkey } => Some((id, pubkey)),
-                ConnState::AwaitingHello { .. } => None,
+                ConnState::Registered { id, pubkey } => Some(PeerRecord {
+                    id,
+                    pubkey,
+                    bridge: String::new(),
+                }),
+                _ => None,
             })
             .collect();
-        best.sort_by_key(|(id, _)| id.distance(&target));
+        // Peers registered at federated bridges, each tagged with the bridge that introduces it.
+        best.extend(self.fed_remote_records(&target, n));
+        best.sort_by_key(|p| p.id.distance(&target));
         best.truncate(n);
-        let peers = best
-            .into_iter()
-            .map(|(id, pubkey)| PeerRecord {
-                id,
-                pubkey,
-                bridge: String::new(),
-            })
-            .collect();
-        self.send(conn, &SignalMsg::FoundPeer { peers });
+        self.send(conn, &SignalMsg::FoundPeer { peers: best });
     }
 
-    fn send(&mut self, conn: ConnId, msg: &SignalMsg) {
+    pub(crate) fn send(&mut self, conn: ConnId, msg: &SignalMsg) {
         self.out.push_back(RendezvousOutput::Send {
             conn,
             bytes: msg.encode_frame(),
@@ -362,7 +471,7 @@ impl Rendezvous {
     }
 
     /// Tell the peer why, then close it and forget it.
-    fn reject(&mut self, conn: ConnId, code: u16, reason: &str) {
+    pub(crate) fn reject(&mut self, conn: ConnId, code: u16, reason: &str) {
         if !self.conns.contains_key(&conn) {
             return;
         }

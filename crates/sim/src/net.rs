@@ -162,7 +162,10 @@ impl Sim {
         rng.fill_bytes(&mut bseed);
         let bridge_identity =
             Identity::from_seed(bseed).unwrap_or_else(|| Identity::generate(&mut rng));
-        let bridge = Rendezvous::new(bridge_identity, cfg.bridge.clone());
+        let mut dht_seed = [0u8; 32];
+        rng.fill_bytes(&mut dht_seed);
+        let bridge =
+            Rendezvous::with_dht(bridge_identity, cfg.bridge.clone(), dht_seed, Time::ZERO);
         let n = cfg.nodes;
         let mut sim = Sim {
             now: Time::ZERO,
@@ -228,6 +231,13 @@ impl Sim {
         let peer = self.nodes[to].id();
         let r = self.nodes[from].send(peer, data);
         self.drain_node(from);
+        r
+    }
+
+    /// Run `f` on node `i` (any node API call), then carry out what it asked for.
+    pub fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Node, Time) -> R) -> R {
+        let r = f(&mut self.nodes[i], self.now);
+        self.drain_node(i);
         r
     }
 
@@ -376,7 +386,10 @@ impl Sim {
                     };
                     self.deliver_bridge(i, false, Ev::ToNode(i, bytes));
                 }
-                RendezvousOutput::Close { .. } | RendezvousOutput::Registered { .. } => {}
+                RendezvousOutput::Close { .. }
+                | RendezvousOutput::Registered { .. }
+                | RendezvousOutput::Federated { .. }
+                | RendezvousOutput::Log { .. } => {}
             }
         }
         if let Some(t) = self.bridge.poll_timeout() {

@@ -29,6 +29,8 @@ impl LinkCmd {
     pub const RELAY: LinkCmd = LinkCmd(0x21);
     /// "Peer X (with this key) sent you this Kademlia frame": introducer -> target.
     pub const RELAYED: LinkCmd = LinkCmd(0x22);
+    /// "I have no link to X; here is your frame back": introducer -> sender.
+    pub const RELAY_FAILED: LinkCmd = LinkCmd(0x23);
 }
 
 pub const NONCE_LEN: usize = 32;
@@ -67,6 +69,11 @@ pub enum LinkMsg {
     Relayed {
         from: NodeId,
         pubkey: PublicKeyBytes,
+        bytes: Vec<u8>,
+    },
+    /// Introducer -> sender: it has no link to `to`, so `bytes` come back for another route.
+    RelayFailed {
+        to: NodeId,
         bytes: Vec<u8>,
     },
     Unrecognized {
@@ -120,6 +127,11 @@ impl Frame for LinkMsg {
                 w.put_bytes(pubkey);
                 w.put_var16(&bytes[..bytes.len().min(MAX_KAD_FRAME)]);
             }
+            LinkMsg::RelayFailed { to, bytes } => {
+                w.put_u8(LinkCmd::RELAY_FAILED.0);
+                w.put_bytes(&to.0);
+                w.put_var16(&bytes[..bytes.len().min(MAX_KAD_FRAME)]);
+            }
             LinkMsg::Unrecognized { cmd, body } => {
                 w.put_u8(*cmd);
                 w.put_bytes(body);
@@ -150,6 +162,10 @@ impl Frame for LinkMsg {
             LinkCmd::RELAYED => LinkMsg::Relayed {
                 from: NodeId(r.take_array()?),
                 pubkey: r.take_array()?,
+                bytes: r.take_var16(MAX_KAD_FRAME)?.to_vec(),
+            },
+            LinkCmd::RELAY_FAILED => LinkMsg::RelayFailed {
+                to: NodeId(r.take_array()?),
                 bytes: r.take_var16(MAX_KAD_FRAME)?.to_vec(),
             },
             LinkCmd(cmd) => LinkMsg::Unrecognized {
@@ -186,6 +202,14 @@ mod tests {
                 proptest::collection::vec(any::<u8>(), 0..300)
             )
                 .prop_map(|(to, bytes)| LinkMsg::Relay {
+                    to: NodeId(to),
+                    bytes
+                }),
+            (
+                any::<[u8; 20]>(),
+                proptest::collection::vec(any::<u8>(), 0..300)
+            )
+                .prop_map(|(to, bytes)| LinkMsg::RelayFailed {
                     to: NodeId(to),
                     bytes
                 }),

@@ -1,0 +1,571 @@
+//! Bridges as DHT nodes, and bridges federated with each other.
+//!
+//! Each bridge runs a [`Kad`] under its own identity: pages use it as their bootstrap seed
+//! (`KadTo` addressed to the bridge's ID), and it stores provider records like any node.
+//!
+//! A bridge is started with other bridges' addresses; its driver dials them
+//! ([`Rendezvous::handle_dialed`]) and both sides exchange a signed `BridgeHello` carrying the
+//! address each is known by. Then, on that connection:
+//!
+//! - **Registrations.** Each side sends `PeersJoined` for the peers registered with it (a
+//!   snapshot, then one frame per newcomer) and `PeersLeft` when they go. So `FindPeer`
+//!   (`DB_FIND_PEER`) is answered with the closest peers known *across* bridges, each record
+//!   tagged with the address of the bridge that can introduce it. Bridges are few (the spec:
+//!   "bridges are not numerous"), so this flooding costs one frame per registration per
+//!   federated bridge; the remote table is capped at `max_remote_peers`.
+//! - **Kademlia among bridges.** The bridges' DHT nodes bootstrap from each other, and their
+//!   frames travel as `Federate { to: bridge, inner: KadFrom }`.
+//! - **Forwarding for peers.** A page's `KadTo`, `Introduce`, `Introduced` or
+//!   `IntroduceFailed` for a peer registered at a federated bridge goes there as
+//!   `Federate { to, inner }`, where `inner` is exactly the frame the target will receive
+//!   (its `peer` is the source). So a page on bridge 2 reaches DHT nodes on bridge 1, and a
+//!   peer on bridge 1 links to a peer on bridge 2 (the introduction is relayed bridge to
+//!   bridge).
+//!
+//! A federated bridge is trusted like a peer: what it sends is decoded, checked (a record's ID
+//! must be the hash of its key, only the four deliverable kinds may be wrapped, the target must
+//! be registered here) and bounded by the same per-connection rate limit (times
+//! `bridge_rate_factor`); anything else closes that connection with a reason.
+
+use crate::rendezvous::{codes, ConnState};
+use crate::{ConnId, Rendezvous, RendezvousOutput, Time};
+use onionmesh_crypto::{hello, node_id, Identity};
+use onionmesh_kad::{Kad, KadConfig, KadEvent, Output as KadOutput};
+use onionmesh_wire::kad::Contact;
+use onionmesh_wire::signal::MAX_PEERS_PER_SYNC;
+use onionmesh_wire::{Frame, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, SignatureBytes};
+use std::collections::BTreeMap;
+
+/// A peer registered at a federated bridge.
+#[derive(Debug, Clone)]
+pub(crate) struct Remote {
+    pubkey: PublicKeyBytes,
+    via: ConnId,
+}
+
+/// The federation state of a [`Rendezvous`].
+#[derive(Default)]
+pub(crate) struct Federation {
+    pub kad: Option<Kad>,
+    /// Bounded by `max_remote_peers`.
+    remote: BTreeMap<NodeId, Remote>,
+    /// Federated bridges by ID. Bounded by the connections.
+    bridges: BTreeMap<NodeId, ConnId>,
+    /// Connections we dialed: they expect our `BridgeHello` first and answer with theirs.
+    dialed: BTreeMap<ConnId, ()>,
+    logged_drops: u64,
+}
+
+impl Rendezvous {
+    /// A rendezvous that is also a DHT node under the bridge's identity. `seed` feeds the DHT's
+    /// RNG (token secrets, request ids): 32 bytes from the OS in the bridge.
+    pub fn with_dht(
+        identity: Identity,
+        cfg: crate::RendezvousConfig,
+        seed: [u8; 32],
+        now: Time,
+    ) -> Self {
+        let me = Contact {
+            id: identity.id(),
+            pubkey: identity.public_key(),
+            bridge: cfg.addr.clone(),
+            introducers: Vec::new(),
+        };
+        let kad = Kad::new(me, KadConfig::default(), seed, now).ok();
+        let mut r = Rendezvous::new(identity, cfg);
+        r.fed.kad = kad;
+        r
+    }
+
+    /// The bridge's DHT node, if it runs one.
+    pub fn dht(&self) -> Option<&Kad> {
+        self.fed.kad.as_ref()
+    }
+
+    /// Federated bridges connected now.
+    pub fn federated_bridges(&self) -> usize {
+        self.fed.bridges.len()
+    }
+
+    /// Peers registered at federated bridges that this bridge knows.
+    pub fn remote_peers(&self) -> usize {
+        self.fed.remote.len()
+    }
+
+    /// The driver opened a connection to another bridge (`--peer-bridge`): greet it.
+    /// `unix_ms` is the wall clock, signed into the hello.
+    pub fn handle_dialed(&mut self, now: Time, unix_ms: u64, conn: ConnId) {
+        self.handle_connected(now, conn);
+        self.fed.dialed.insert(conn, ());
+        self.send_bridge_hello(conn, unix_ms);
+    }
+
+    fn send_bridge_hello(&mut self, conn: ConnId, unix_ms: u64) {
+        let msg = SignalMsg::BridgeHello {
+            pubkey: self.identity.public_key(),
+            timestamp_ms: unix_ms,
+            sig: hello::sign(&self.identity, unix_ms),
+            addr: self.cfg.addr.clone(),
+        };
+        self.send(conn, &msg);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fed_on_bridge_hello(
+        &mut self,
+        now: Time,
+        unix_ms: u64,
+        conn: ConnId,
+        pubkey: PublicKeyBytes,
+        timestamp_ms: u64,
+        sig: SignatureBytes,
+        addr: String,
+    ) {
+        let id = match hello::verify_hello(&pubkey, timestamp_ms, &sig) {
+            Ok(id) => id,
+            Err(e) => {
+                self.reject(conn, codes::BAD_HELLO, &format!("bad bridge hello: {e}"));
+                return;
+            }
+        };
+        if u128::from(unix_ms.abs_diff(timestamp_ms)) > self.cfg.max_clock_skew.as_millis() {
+            self.reject(
+                conn,
+                codes::BAD_HELLO,
+                "bridge hello timestamp out of range",
+            );
+            return;
+        }
+        if id == self.identity.id() {
+            self.reject(
+                conn,
+                codes::PROTOCOL,
+                "a bridge cannot federate with itself",
+            );
+            return;
+        }
+        if self.fed.bridges.contains_key(&id) {
+            self.reject(
+                conn,
+                codes::DUPLICATE_ID,
+                "that bridge is already federated",
+            );
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = ConnState::Bridge {
+                id,
+                addr: addr.clone(),
+            };
+        }
+        self.fed.bridges.insert(id, conn);
+        if self.fed.dialed.remove(&conn).is_none() {
+            self.send_bridge_hello(conn, unix_ms);
+        }
+        self.out.push_back(RendezvousOutput::Federated {
+            conn,
+            id,
+            addr: addr.clone(),
+        });
+        // Everyone registered here, in frames of at most MAX_PEERS_PER_SYNC.
+        let mine: Vec<PeerRecord> = self
+            .conns
+            .values()
+            .filter_map(|c| match c.state {
+                ConnState::Registered { id, pubkey } => Some(PeerRecord {
+                    id,
+                    pubkey,
+                    bridge: String::new(),
+                }),
+                _ => None,
+            })
+            .collect();
+        for chunk in mine.chunks(MAX_PEERS_PER_SYNC) {
+            self.send(
+                conn,
+                &SignalMsg::PeersJoined {
+                    peers: chunk.to_vec(),
+                },
+            );
+        }
+        // The bridges' DHT nodes know each other.
+        if let Some(kad) = self.fed.kad.as_mut() {
+            let c = Contact {
+                id,
+                pubkey,
+                bridge: addr,
+                introducers: Vec::new(),
+            };
+            let _ = kad.bootstrap(now, &[c]);
+        }
+        self.fed_flush(now);
+    }
+
+    /// One frame on a federated bridge connection.
+    pub(crate) fn fed_bridge_frame(&mut self, now: Time, conn: ConnId, msg: SignalMsg) {
+        let Some(ConnState::Bridge {
+            id: bridge_id,
+            addr,
+            ..
+        }) = self.conns.get(&conn).map(|c| &c.state)
+        else {
+            return;
+        };
+        let (bridge_id, bridge_addr) = (*bridge_id, addr.clone());
+        match msg {
+            SignalMsg::PeersJoined { peers } => {
+                for p in peers {
+                    if node_id(&p.pubkey) != p.id {
+                        self.reject(
+                            conn,
+                            codes::PROTOCOL,
+                            "a peer record whose ID is not the hash of its key",
+                        );
+                        return;
+                    }
+                    if self.by_id.contains_key(&p.id) || p.id == self.identity.id() {
+                        continue;
+                    }
+                    if self.fed.remote.len() >= self.cfg.max_remote_peers
+                        && !self.fed.remote.contains_key(&p.id)
+                    {
+                        self.drop_log(format!(
+                            "forgetting peer {}: {} remote peers are known already",
+                            p.id.short(),
+                            self.cfg.max_remote_peers
+                        ));
+                        continue;
+                    }
+                    self.fed.remote.insert(
+                        p.id,
+                        Remote {
+                            pubkey: p.pubkey,
+                            via: conn,
+                        },
+                    );
+                }
+            }
+            SignalMsg::PeersLeft { ids } => {
+                for id in ids {
+                    if self.fed.remote.get(&id).is_some_and(|r| r.via == conn) {
+                        self.fed.remote.remove(&id);
+                    }
+                }
+            }
+            SignalMsg::Federate { to, inner } => {
+                let inner_msg = match SignalMsg::decode_frame(&inner) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.reject(
+                            conn,
+                            codes::MALFORMED,
+                            &format!("malformed federated frame: {e}"),
+                        );
+                        return;
+                    }
+                };
+                self.on_federate(now, conn, bridge_id, bridge_addr, to, inner_msg);
+            }
+            SignalMsg::Unrecognized { cmd, .. } => self.reject(
+                conn,
+                codes::PROTOCOL,
+                &format!("unknown bridge command 0x{cmd:02x}"),
+            ),
+            _ => self.reject(
+                conn,
+                codes::PROTOCOL,
+                "a node-to-bridge message on a bridge connection",
+            ),
+        }
+    }
+
+    fn on_federate(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        bridge_id: NodeId,
+        bridge_addr: String,
+        to: NodeId,
+        inner: SignalMsg,
+    ) {
+        let source = match &inner {
+            SignalMsg::KadFrom { peer, .. }
+            | SignalMsg::Introduce { peer, .. }
+            | SignalMsg::Introduced { peer, .. }
+            | SignalMsg::IntroduceFailed { peer, .. } => *peer,
+            _ => {
+                self.reject(
+                    conn,
+                    codes::PROTOCOL,
+                    "a federated frame of a kind that is never forwarded",
+                );
+                return;
+            }
+        };
+        // The answer to a frame from a peer we did not know yet goes back the same way.
+        if source != bridge_id
+            && !self.by_id.contains_key(&source)
+            && !self.fed.remote.contains_key(&source)
+            && self.fed.remote.len() < self.cfg.max_remote_peers
+        {
+            if let SignalMsg::KadFrom { pubkey, .. } = &inner {
+                if node_id(pubkey) == source {
+                    self.fed.remote.insert(
+                        source,
+                        Remote {
+                            pubkey: *pubkey,
+                            via: conn,
+                        },
+                    );
+                }
+            }
+        }
+        if to == self.identity.id() {
+            let SignalMsg::KadFrom {
+                peer,
+                pubkey,
+                bridge,
+                bytes,
+            } = inner
+            else {
+                self.drop_log(format!(
+                    "dropping an introduction addressed to this bridge from {}",
+                    bridge_id.short()
+                ));
+                return;
+            };
+            let from = Contact {
+                id: peer,
+                pubkey,
+                bridge: if bridge.is_empty() {
+                    bridge_addr
+                } else {
+                    bridge
+                },
+                introducers: Vec::new(),
+            };
+            if let Some(kad) = self.fed.kad.as_mut() {
+                kad.handle_message(now, &from, &bytes);
+            }
+            self.fed_flush(now);
+            return;
+        }
+        let Some(target) = self.by_id.get(&to).copied() else {
+            self.drop_log(format!(
+                "dropping a federated frame for {}: not registered here",
+                to.short()
+            ));
+            return;
+        };
+        let deliver = match inner {
+            // Name the source's bridge so the target can answer (and others can reach it).
+            SignalMsg::KadFrom {
+                peer,
+                pubkey,
+                bridge,
+                bytes,
+            } => SignalMsg::KadFrom {
+                peer,
+                pubkey,
+                bridge: if bridge.is_empty() {
+                    bridge_addr
+                } else {
+                    bridge
+                },
+                bytes,
+            },
+            other => other,
+        };
+        self.send(target, &deliver);
+    }
+
+    /// A registered node sent `KadTo { peer, bytes }`.
+    pub(crate) fn fed_kad_from_node(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        from: NodeId,
+        peer: NodeId,
+        bytes: Vec<u8>,
+    ) {
+        let Some(ConnState::Registered { pubkey, .. }) = self.conns.get(&conn).map(|c| &c.state)
+        else {
+            return;
+        };
+        let pubkey = *pubkey;
+        if peer == self.identity.id() {
+            let c = Contact {
+                id: from,
+                pubkey,
+                bridge: self.cfg.addr.clone(),
+                introducers: Vec::new(),
+            };
+            if let Some(kad) = self.fed.kad.as_mut() {
+                kad.handle_message(now, &c, &bytes);
+            }
+            self.fed_flush(now);
+            return;
+        }
+        if peer == from {
+            return;
+        }
+        if let Some(target) = self.by_id.get(&peer).copied() {
+            self.send(
+                target,
+                &SignalMsg::KadFrom {
+                    peer: from,
+                    pubkey,
+                    bridge: String::new(),
+                    bytes,
+                },
+            );
+            return;
+        }
+        if self.fed_knows(&peer) {
+            let inner = SignalMsg::KadFrom {
+                peer: from,
+                pubkey,
+                bridge: self.cfg.addr.clone(),
+                bytes,
+            };
+            self.fed_forward(&peer, &inner);
+        } else {
+            self.drop_log(format!(
+                "dropping a DHT frame from {} for {}: no route to that node",
+                from.short(),
+                peer.short()
+            ));
+        }
+    }
+
+    /// True if `peer` is a federated bridge or registered at one.
+    pub(crate) fn fed_knows(&self, peer: &NodeId) -> bool {
+        self.fed.bridges.contains_key(peer) || self.fed.remote.contains_key(peer)
+    }
+
+    /// Send `inner` to `to` through the federated bridge that has it.
+    pub(crate) fn fed_forward(&mut self, to: &NodeId, inner: &SignalMsg) {
+        let via = self
+            .fed
+            .bridges
+            .get(to)
+            .copied()
+            .or_else(|| self.fed.remote.get(to).map(|r| r.via));
+        if let Some(via) = via {
+            self.send(
+                via,
+                &SignalMsg::Federate {
+                    to: *to,
+                    inner: inner.encode_frame(),
+                },
+            );
+        }
+    }
+
+    /// Up to `n` remote peers closest to `target`, tagged with their bridge's address.
+    pub(crate) fn fed_remote_records(&self, target: &NodeId, n: usize) -> Vec<PeerRecord> {
+        let mut best: Vec<(&NodeId, &Remote)> = self.fed.remote.iter().collect();
+        if best.len() > n {
+            best.select_nth_unstable_by_key(n, |(id, _)| id.distance(target));
+            best.truncate(n);
+        }
+        best.into_iter()
+            .filter_map(|(id, r)| {
+                let addr = match self.conns.get(&r.via).map(|c| &c.state) {
+                    Some(ConnState::Bridge { addr, .. }) => addr.clone(),
+                    _ => return None,
+                };
+                Some(PeerRecord {
+                    id: *id,
+                    pubkey: r.pubkey,
+                    bridge: addr,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn fed_peer_joined(&mut self, id: NodeId, pubkey: PublicKeyBytes) {
+        let conns: Vec<ConnId> = self.fed.bridges.values().copied().collect();
+        for c in conns {
+            self.send(
+                c,
+                &SignalMsg::PeersJoined {
+                    peers: vec![PeerRecord {
+                        id,
+                        pubkey,
+                        bridge: String::new(),
+                    }],
+                },
+            );
+        }
+    }
+
+    pub(crate) fn fed_peer_left(&mut self, id: NodeId) {
+        let conns: Vec<ConnId> = self.fed.bridges.values().copied().collect();
+        for c in conns {
+            self.send(c, &SignalMsg::PeersLeft { ids: vec![id] });
+        }
+    }
+
+    pub(crate) fn fed_bridge_closed(&mut self, conn: ConnId) {
+        self.fed.bridges.retain(|_, c| *c != conn);
+        self.fed.remote.retain(|_, r| r.via != conn);
+        self.fed.dialed.remove(&conn);
+    }
+
+    pub(crate) fn fed_timeout(&mut self, now: Time) {
+        if let Some(kad) = self.fed.kad.as_mut() {
+            if kad.poll_timeout().is_some_and(|t| t <= now) {
+                kad.handle_timeout(now);
+            }
+        }
+        self.fed_flush(now);
+    }
+
+    /// Carry out what the bridge's DHT node asked for.
+    pub(crate) fn fed_flush(&mut self, now: Time) {
+        loop {
+            let Some(out) = self.fed.kad.as_mut().and_then(|k| k.poll_output()) else {
+                return;
+            };
+            match out {
+                KadOutput::Send { to, bytes } => {
+                    let me = self.identity.id();
+                    let msg = SignalMsg::KadFrom {
+                        peer: me,
+                        pubkey: self.identity.public_key(),
+                        bridge: String::new(),
+                        bytes,
+                    };
+                    if let Some(conn) = self.by_id.get(&to.id).copied() {
+                        self.send(conn, &msg);
+                    } else if self.fed_knows(&to.id) {
+                        self.fed_forward(&to.id, &msg);
+                    } else if let Some(kad) = self.fed.kad.as_mut() {
+                        kad.handle_send_failed(now, &to.id);
+                    }
+                }
+                KadOutput::Event(KadEvent::Rejected { from, reason }) => {
+                    self.drop_log(format!(
+                        "DHT: refused a message from {}: {reason}",
+                        from.short()
+                    ));
+                }
+                KadOutput::Event(_) => {}
+            }
+        }
+    }
+
+    /// A warning for the log, at most 100 in full and then every 1000th, so a flood cannot
+    /// flood the log.
+    fn drop_log(&mut self, text: String) {
+        self.fed.logged_drops += 1;
+        let n = self.fed.logged_drops;
+        if n <= 100 || n.is_multiple_of(1000) {
+            self.out.push_back(RendezvousOutput::Log {
+                warn: true,
+                text: format!("{text} ({n} dropped so far)"),
+            });
+        }
+    }
+}
