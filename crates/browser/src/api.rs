@@ -87,7 +87,7 @@ impl NodeOptions {
 /// stops, as with `stop()`.
 #[wasm_bindgen(js_name = Node)]
 pub struct BrowserNode {
-    shared: Rc<Shared>,
+    pub(crate) shared: Rc<Shared>,
     id: String,
     short_id: String,
 }
@@ -261,7 +261,7 @@ impl BrowserNode {
     }
 
     /// Run `f` unless the node is stopped.
-    fn live<R>(
+    pub(crate) fn live<R>(
         &self,
         f: impl FnOnce(&mut crate::driver::Driver, onionmesh_node::Time) -> R,
     ) -> Result<R, JsValue> {
@@ -306,7 +306,7 @@ fn check_url(url: &str) -> Result<(), JsValue> {
     }
 }
 
-fn parse_peer(peer_id: &str) -> Result<NodeId, JsValue> {
+pub(crate) fn parse_peer(peer_id: &str) -> Result<NodeId, JsValue> {
     if peer_id.len() != 40 {
         return Err(bad_peer(peer_id));
     }

@@ -33,6 +33,8 @@ pub struct Shared {
     /// by a subscriber are delivered after the current one, in order).
     pending: RefCell<VecDeque<Event>>,
     dispatching: Cell<bool>,
+    /// Promises of `dhtFindNode` / `dhtFindValue` / `dhtPublish` waiting for their lookup.
+    pub dht_waiters: RefCell<crate::dht::Waiters>,
 }
 
 #[derive(Default)]
@@ -95,6 +97,7 @@ impl Shared {
             subscribers: RefCell::new(Subscribers::default()),
             pending: RefCell::new(VecDeque::new()),
             dispatching: Cell::new(false),
+            dht_waiters: RefCell::new(crate::dht::Waiters::default()),
         })
     }
 
@@ -130,6 +133,7 @@ impl Shared {
             let Some(event) = self.pending.borrow_mut().pop_front() else {
                 break;
             };
+            self.dht_waiters.borrow_mut().on_event(&event);
             let obj = events::to_js(&event);
             // Copy the list: a callback may subscribe or unsubscribe.
             let subs: Vec<js_sys::Function> = self

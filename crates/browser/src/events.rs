@@ -49,6 +49,10 @@ pub fn to_js(event: &Event) -> JsValue {
             set(&obj, "level", name(level));
             set(&obj, "text", text.as_str());
         }
+        Event::Dht(e) => {
+            set(&obj, "type", "dht");
+            crate::dht::fill_event(&obj, e);
+        }
     }
     obj.into()
 }

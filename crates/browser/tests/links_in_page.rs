@@ -87,7 +87,9 @@ impl Hub {
                         spawn_local(async move { sink.closed(reason) });
                     }
                 }
-                RendezvousOutput::Registered { .. } => {}
+                RendezvousOutput::Registered { .. }
+                | RendezvousOutput::Federated { .. }
+                | RendezvousOutput::Log { .. } => {}
             }
         }
     }
