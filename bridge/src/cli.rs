@@ -55,6 +55,17 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 10_000,
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
     pub hello_timeout: u64,
+
+    /// Another bridge to federate with, as its WebSocket address (`ws://host:port/ws`; a missing
+    /// path means `/ws`). Repeatable. The bridge dials each one (again every 2 s while it is
+    /// down), and they share their registered peers, relay introductions and DHT traffic.
+    #[arg(long = "peer-bridge", value_name = "URL")]
+    pub peer_bridges: Vec<String>,
+
+    /// The address other bridges and the DHT know this bridge by. Default:
+    /// `ws://<listen address>/ws` (right for loopback tests; set it behind NAT or TLS).
+    #[arg(long, value_name = "URL")]
+    pub advertise: Option<String>,
 }
 
 #[cfg(test)]
@@ -87,5 +98,15 @@ mod tests {
         let a =
             Args::try_parse_from(["b", "--listen", "127.0.0.1:0", "--max-frame", "4096"]).unwrap();
         assert_eq!(a.max_frame, 4096);
+        let a = Args::try_parse_from([
+            "b",
+            "--peer-bridge",
+            "ws://127.0.0.1:1/ws",
+            "--peer-bridge",
+            "ws://127.0.0.1:2",
+        ])
+        .unwrap();
+        assert_eq!(a.peer_bridges.len(), 2);
+        assert_eq!(a.advertise, None);
     }
 }

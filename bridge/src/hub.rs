@@ -63,6 +63,13 @@ pub enum ToHub {
         out: mpsc::Sender<Outbound>,
         kill: Arc<Notify>,
     },
+    /// The federation dialer opened a WebSocket to a `--peer-bridge`; like `Connected`, and the
+    /// rendezvous greets it with a bridge hello.
+    Dialed {
+        conn: ConnId,
+        out: mpsc::Sender<Outbound>,
+        kill: Arc<Notify>,
+    },
     /// One binary message, already checked against `--max-frame`.
     Frame { conn: ConnId, bytes: Bytes },
     /// The transport refused something before it reached the core (too large, a text frame, a
@@ -134,6 +141,17 @@ impl Hub {
                 );
                 self.rv.handle_connected(now, conn);
             }
+            ToHub::Dialed { conn, out, kill } => {
+                self.conns.insert(
+                    conn,
+                    ConnHandle {
+                        out,
+                        kill,
+                        peer: None,
+                    },
+                );
+                self.rv.handle_dialed(now, unix_ms, conn);
+            }
             ToHub::Frame { conn, bytes } => self.rv.handle_frame(now, unix_ms, conn, &bytes),
             ToHub::TransportError { conn, reason } => self.rv.handle_transport_error(conn, &reason),
             ToHub::Closed { conn, why } => {
@@ -179,6 +197,18 @@ impl Hub {
                     }
                     // Dropping `h.out` lets the task see the end of its queue after the close.
                 }
+                RendezvousOutput::Federated { conn, id, addr } => {
+                    if let Some(h) = self.conns.get_mut(&conn) {
+                        h.peer = Some(id);
+                    }
+                    info!(
+                        "federated with bridge {addr} (ID {id}) on connection {}; {} bridges federated",
+                        conn.0,
+                        self.rv.federated_bridges()
+                    );
+                }
+                RendezvousOutput::Log { warn: true, text } => warn!("{text}"),
+                RendezvousOutput::Log { warn: false, text } => info!("{text}"),
                 RendezvousOutput::Registered { conn, id } => {
                     if let Some(h) = self.conns.get_mut(&conn) {
                         h.peer = Some(id);
@@ -391,8 +421,8 @@ mod tests {
     async fn a_slow_reader_is_dropped_without_blocking() {
         let mut hub = hub();
         let slow = Identity::from_seed([1; 32]).unwrap();
-        // Room for one frame: the Welcome fills it, and nobody reads it.
-        let (mut rx, kill) = connect(&mut hub, 1, 1);
+        // Room for two frames: the Welcome and the BridgeInfo fill it, and nobody reads them.
+        let (mut rx, kill) = connect(&mut hub, 1, 2);
         frame(&mut hub, 1, &hello_msg(&slow));
         assert_eq!(hub.conns[&ConnId(1)].peer, Some(slow.id()));
         frame(

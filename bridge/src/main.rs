@@ -16,6 +16,7 @@
 mod cli;
 mod conn;
 mod error;
+mod federation;
 mod http;
 mod hub;
 
@@ -116,26 +117,45 @@ async fn run(args: Args) -> Result<(), BridgeError> {
         );
     }
 
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("ws://{local}/ws"));
+    info!("known to other bridges and the DHT as {advertise}");
     let cfg = RendezvousConfig {
         max_peers: args.max_connections,
         frames_per_sec: args.rate,
         burst: args.burst,
         hello_timeout: Duration::from_millis(args.hello_timeout),
+        addr: advertise,
         ..RendezvousConfig::default()
     };
+    let mut dht_seed = [0u8; 32];
+    getrandom::getrandom(&mut dht_seed).map_err(BridgeError::Entropy)?;
+    let clock = Clock::start();
     let (hub_tx, hub_rx) = mpsc::channel(HUB_QUEUE);
     let hub_task = tokio::spawn(hub::run(
-        Hub::new(Rendezvous::new(identity, cfg)),
+        Hub::new(Rendezvous::with_dht(identity, cfg, dht_seed, clock.now())),
         hub_rx,
-        Clock::start(),
+        clock,
     ));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let next_conn = Arc::new(AtomicU64::new(1));
+    for peer in &args.peer_bridges {
+        tokio::spawn(federation::dial_forever(
+            federation::ws_url(peer),
+            hub_tx.clone(),
+            next_conn.clone(),
+            shutdown_rx.clone(),
+            args.max_frame,
+        ));
+    }
     let state = AppState {
         hub: hub_tx,
         slots: Arc::new(Semaphore::new(args.max_connections)),
         max_connections: args.max_connections,
-        next_conn: Arc::new(AtomicU64::new(1)),
+        next_conn,
         shutdown: shutdown_rx,
         max_frame: args.max_frame,
     };

@@ -204,14 +204,18 @@ impl Client {
         self.identity.id()
     }
 
-    /// Connect and register; returns once Welcome arrived.
+    /// Connect and register; returns once Welcome and BridgeInfo arrived.
     pub async fn registered(bridge: &Bridge, seed: u8) -> Client {
         let mut c = Client::connect(bridge, seed).await;
         let hello = hello_frame(&c.identity);
         c.send_raw(Message::Binary(hello.into())).await;
         match c.recv().await {
-            SignalMsg::Welcome { .. } => c,
+            SignalMsg::Welcome { .. } => {}
             other => panic!("expected Welcome, got {other:?}"),
+        }
+        match c.recv().await {
+            SignalMsg::BridgeInfo { .. } => c,
+            other => panic!("expected BridgeInfo, got {other:?}"),
         }
     }
 

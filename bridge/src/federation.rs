@@ -1,0 +1,164 @@
+//! The federation dialer: one task per `--peer-bridge`, keeping a WebSocket open to that
+//! bridge and moving frames between it and the hub.
+//!
+//! It is the outbound twin of [`crate::conn`]: the hub sees a dialed connection like any other
+//! (a bounded outbound queue, a kill switch), except that it announces it with
+//! [`ToHub::Dialed`] so the rendezvous greets it with a bridge hello. Everything the two bridges
+//! say to each other is decided by the sans-IO core (`onionmesh_node`'s federation module).
+//! When the connection fails or ends, the task waits [`REDIAL`] and dials again, until
+//! shutdown.
+
+use crate::hub::{Goodbye, Outbound, ToHub, OUTBOUND_QUEUE};
+use futures_util::{SinkExt, StreamExt};
+use onionmesh_node::ConnId;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{info, warn};
+
+/// Wait between two dial attempts.
+pub const REDIAL: Duration = Duration::from_secs(2);
+/// Give up on one dial attempt after this long.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `ws://host:port` gets the `/ws` path the bridges serve; anything else is used as given.
+pub fn ws_url(addr: &str) -> String {
+    let rest = addr
+        .strip_prefix("ws://")
+        .or_else(|| addr.strip_prefix("wss://"));
+    match rest {
+        Some(r) if !r.contains('/') => format!("{addr}/ws"),
+        Some(_) => addr.to_owned(),
+        None => format!("ws://{addr}/ws"),
+    }
+}
+
+/// Keep a federation connection to `url` until shutdown.
+pub async fn dial_forever(
+    url: String,
+    hub: mpsc::Sender<ToHub>,
+    next_conn: Arc<AtomicU64>,
+    mut shutdown: watch::Receiver<bool>,
+    max_frame: usize,
+) {
+    let mut failures = 0u32;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let dial = tokio::time::timeout(DIAL_TIMEOUT, tokio_tungstenite::connect_async(&url));
+        let why = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = dial => match r {
+                Ok(Ok((ws, _))) => {
+                    failures = 0;
+                    let conn = ConnId(next_conn.fetch_add(1, Ordering::Relaxed));
+                    info!("dialed peer bridge {url} as connection {}", conn.0);
+                    serve(conn, ws, &hub, &mut shutdown, max_frame).await
+                }
+                Ok(Err(e)) => Err(format!("{e}")),
+                Err(_) => Err(format!("no answer within {} s", DIAL_TIMEOUT.as_secs())),
+            },
+        };
+        match why {
+            Ok(()) => return, // shutdown or the hub is gone
+            Err(e) => {
+                failures += 1;
+                // Every failure while it is down would be noise: the first, then every 30th.
+                if failures == 1 || failures % 30 == 0 {
+                    warn!(
+                        "peer bridge {url} is unreachable ({e}); retrying every {} s",
+                        REDIAL.as_secs()
+                    );
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(REDIAL) => {}
+        }
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Pump one dialed connection. `Ok(())` means stop for good (shutdown, hub gone); `Err` means
+/// dial again.
+async fn serve(
+    conn: ConnId,
+    mut ws: Ws,
+    hub: &mpsc::Sender<ToHub>,
+    shutdown: &mut watch::Receiver<bool>,
+    max_frame: usize,
+) -> Result<(), String> {
+    let (out, mut queue) = mpsc::channel(OUTBOUND_QUEUE);
+    let kill = Arc::new(Notify::new());
+    if hub
+        .send(ToHub::Dialed {
+            conn,
+            out,
+            kill: kill.clone(),
+        })
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let (result, why) = loop {
+        tokio::select! {
+            biased;
+            () = kill.notified() => break (Err("closed by this bridge".to_owned()), Goodbye::ByHub),
+            _ = shutdown.changed() => {
+                let _ = ws.close(None).await;
+                break (Ok(()), Goodbye::Shutdown);
+            }
+            out = queue.recv() => match out {
+                Some(Outbound::Frame(bytes)) => {
+                    if let Err(e) = ws.send(Message::Binary(bytes.into())).await {
+                        break (Err(format!("{e}")), Goodbye::Broken(e.to_string()));
+                    }
+                }
+                Some(Outbound::Close { reason }) => {
+                    let _ = ws.close(None).await;
+                    break (Err(reason), Goodbye::ByHub);
+                }
+                None => break (Err("closed by this bridge".to_owned()), Goodbye::ByHub),
+            },
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Binary(bytes))) if bytes.len() <= max_frame => {
+                    if hub.send(ToHub::Frame { conn, bytes: bytes.to_vec().into() }).await.is_err() {
+                        break (Ok(()), Goodbye::Shutdown);
+                    }
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    let reason = format!("a {}-byte frame, over --max-frame", bytes.len());
+                    let _ = hub.send(ToHub::TransportError { conn, reason: reason.clone() }).await;
+                    break (Err(reason), Goodbye::ByHub);
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    break (Err("the peer bridge closed the connection".to_owned()), Goodbye::PeerClosed)
+                }
+                Some(Ok(_)) => {} // ping, pong, text: nothing for the core
+                Some(Err(e)) => break (Err(format!("{e}")), Goodbye::Broken(e.to_string())),
+            },
+        }
+    };
+    let _ = hub.send(ToHub::Closed { conn, why }).await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ws_url;
+
+    #[test]
+    fn peer_bridge_addresses_get_the_ws_path() {
+        assert_eq!(ws_url("ws://127.0.0.1:9"), "ws://127.0.0.1:9/ws");
+        assert_eq!(ws_url("ws://127.0.0.1:9/ws"), "ws://127.0.0.1:9/ws");
+        assert_eq!(ws_url("127.0.0.1:9"), "ws://127.0.0.1:9/ws");
+        assert_eq!(ws_url("wss://b.example/x"), "wss://b.example/x");
+    }
+}
