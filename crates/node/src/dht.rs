@@ -67,6 +67,13 @@ impl Default for DhtConfig {
 
 /// Most other bridges remembered (from the tags of `FoundPeer` records).
 const MAX_KNOWN_BRIDGES: usize = 8;
+/// Most remembered "this introducer has no link to that node" answers.
+const MAX_NO_ROUTE: usize = 256;
+/// Most targets with introducer hints, and hints per target.
+const MAX_HINTS: usize = 512;
+const HINTS_PER_TARGET: usize = 4;
+/// How long such an answer is remembered.
+const NO_ROUTE_TTL: Duration = Duration::from_secs(5 * 60);
 /// Rejections beyond this many are counted but only every 100th is logged.
 const LOGGED_REJECTIONS: u64 = 50;
 
@@ -180,6 +187,14 @@ pub(crate) struct NodeDht {
     other_bridges: BTreeSet<String>,
     far_in_a_row: u32,
     published: BTreeSet<NodeId>,
+    /// `(introducer, target)` pairs whose relay failed (the introducer had no link to the
+    /// target), with when: skipped when routing. Bounded by [`MAX_NO_ROUTE`].
+    no_route: BTreeMap<(NodeId, NodeId), Time>,
+    /// Linked peers that named a node in their DHT answers, most recent first: candidates to
+    /// introduce it (the routing table's introducer list is capped and also holds unlinked
+    /// nodes). Bounded by [`MAX_HINTS`] targets of [`HINTS_PER_TARGET`]; entries whose peer
+    /// unlinks are skipped by the router.
+    hints: BTreeMap<NodeId, (Time, Vec<NodeId>)>,
     stats: DhtStats,
 }
 
@@ -203,6 +218,8 @@ impl NodeDht {
             other_bridges: BTreeSet::new(),
             far_in_a_row: 0,
             published: BTreeSet::new(),
+            no_route: BTreeMap::new(),
+            hints: BTreeMap::new(),
             stats: DhtStats::default(),
         }
     }
@@ -437,6 +454,7 @@ impl Node {
                 let Some(pubkey) = self.dht.pubkeys.get(&peer).copied() else {
                     return;
                 };
+                self.learn_hints(now, peer, &bytes);
                 let from = Contact {
                     id: peer,
                     pubkey,
@@ -460,20 +478,70 @@ impl Node {
                 self.dht.kad.handle_message(now, &c, &bytes);
             }
             LinkMsg::RelayFailed { to, bytes } => {
-                // Only the bridge is left (the introducer was the first linked one we had).
-                let registered = self.bridge == crate::BridgeState::Registered;
-                let bridge = self.known_bridge(&to);
-                if registered && !bridge.is_empty() {
-                    self.dht.stats.sent_via_bridge += 1;
-                    self.send_bridge(&SignalMsg::KadTo { peer: to, bytes });
-                } else {
-                    self.dht.stats.unroutable += 1;
-                    self.dht.kad.handle_send_failed(now, &to);
+                // Remember that this peer cannot introduce `to`, and try the next way.
+                if self.dht.no_route.len() >= MAX_NO_ROUTE {
+                    if let Some(oldest) = self
+                        .dht
+                        .no_route
+                        .iter()
+                        .min_by_key(|(_, t)| **t)
+                        .map(|(k, _)| *k)
+                    {
+                        self.dht.no_route.remove(&oldest);
+                    }
+                }
+                self.dht.no_route.insert((peer, to), now);
+                let contact = self.dht.kad.table().get(&to).cloned();
+                match contact {
+                    Some(c) => self.dht_route(now, c, bytes),
+                    None => {
+                        let registered = self.bridge == crate::BridgeState::Registered;
+                        if registered && !self.dht.bridge_addr.is_empty() {
+                            self.dht.stats.sent_via_bridge += 1;
+                            self.send_bridge(&SignalMsg::KadTo { peer: to, bytes });
+                        } else {
+                            self.dht.stats.unroutable += 1;
+                            self.dht.kad.handle_send_failed(now, &to);
+                        }
+                    }
                 }
             }
             _ => {}
         }
         self.dht_flush(now);
+    }
+
+    /// `peer` is linked to us and named these nodes: it may be linked to them too.
+    fn learn_hints(&mut self, now: Time, peer: NodeId, bytes: &[u8]) {
+        let contacts = match KadMsg::decode_frame(bytes) {
+            Ok(KadMsg::Nodes { contacts, .. }) | Ok(KadMsg::Value { contacts, .. }) => contacts,
+            _ => return,
+        };
+        for c in contacts {
+            if c.id == peer {
+                continue;
+            }
+            if !self.dht.hints.contains_key(&c.id) && self.dht.hints.len() >= MAX_HINTS {
+                if let Some(oldest) = self
+                    .dht
+                    .hints
+                    .iter()
+                    .min_by_key(|(_, (t, _))| *t)
+                    .map(|(k, _)| *k)
+                {
+                    self.dht.hints.remove(&oldest);
+                }
+            }
+            let entry = self
+                .dht
+                .hints
+                .entry(c.id)
+                .or_insert_with(|| (now, Vec::new()));
+            entry.0 = now;
+            entry.1.retain(|p| *p != peer);
+            entry.1.insert(0, peer);
+            entry.1.truncate(HINTS_PER_TARGET);
+        }
     }
 
     fn on_relay_request(
@@ -638,7 +706,26 @@ impl Node {
         } else if let Some((via, link)) = to
             .introducers
             .iter()
-            .find_map(|i| self.linked_link(i).map(|l| (*i, l)))
+            .chain(
+                self.dht
+                    .hints
+                    .get(&to.id)
+                    .map(|h| h.1.iter())
+                    .into_iter()
+                    .flatten(),
+            )
+            .find_map(|i| {
+                let failed = self
+                    .dht
+                    .no_route
+                    .get(&(*i, to.id))
+                    .is_some_and(|t| now.since(*t) < NO_ROUTE_TTL.as_millis() as u64);
+                if failed {
+                    None
+                } else {
+                    self.linked_link(i).map(|l| (*i, l))
+                }
+            })
         {
             self.dht.stats.sent_via_introducer += 1;
             self.dht_touch(now, via);
