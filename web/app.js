@@ -1,6 +1,7 @@
 // The onionmesh page: starts one node, shows its state, and sends and receives text messages.
 // Tests drive it through `window.onionmesh` and the element ids below; keep both stable.
 import init, { Node } from './pkg/onionmesh_browser.js';
+import { describeDht, wireDht } from './dht.js';
 
 const MAX_LIST_ITEMS = 200;     // messages and log lines kept on screen
 const MAX_EVENTS = 10000;       // events kept in window.onionmesh.events
@@ -59,6 +60,8 @@ function describe(event) {
       return `Message from ${event.fromShortId} (${event.data.length} bytes).`;
     case 'log':
       return sentence(event.text);
+    case 'dht':
+      return describeDht(event);
     default:
       return `Unknown event ${JSON.stringify(event)}.`;
   }
@@ -205,6 +208,7 @@ async function main() {
     setBridgeState(node.bridgeState());
     $('find-peers').disabled = false;
     wireForm(node);
+    wireDht(node, log);
     renderPeers(node);
     // Keep the byte counters fresh between events.
     setInterval(() => renderPeers(node), 1000);

@@ -55,6 +55,22 @@ export async function startBridge(extraArgs = []) {
   };
 }
 
+/// Starts a bridge federated with `peers` (bridges from startBridge): it dials each one with
+/// --peer-bridge, and this resolves once both sides logged the federation.
+export async function startFederatedBridge(peers, extraArgs = []) {
+  const flags = peers.flatMap((p) => ['--peer-bridge', p.url.replace(/^http:/, 'ws:') + '/ws']);
+  const bridge = await startBridge([...flags, ...extraArgs]);
+  const deadline = Date.now() + 20000;
+  const federated = (b) => /federated with bridge/.test(b.logs());
+  while (!(federated(bridge) && peers.every(federated))) {
+    if (Date.now() > deadline) {
+      throw new Error(`the bridges did not federate within 20 s; logs:\n${bridge.logs()}\n${peers.map((p) => p.logs()).join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return bridge;
+}
+
 export async function launchBrowser() {
   // Playwright gives every launch a fresh temporary --user-data-dir and adds --headless.
   return chromium.launch({

@@ -1,0 +1,105 @@
+// The DHT across browser nodes and federated bridges, in real Chromium: two bridges on loopback
+// (the second started with --peer-bridge), three pages on each.
+//
+// 1. A key published by a page on bridge 1 is found (its providers name that page) by a page on
+//    bridge 2, with no link between the two sides: DHT frames cross through the bridges.
+// 2. A page on bridge 2 links to a page on bridge 1 through a cross-bridge introduction.
+// 3. A page reaches a DHT node it has no link to through an introducer (a page linked to both)
+//    that relays its frames: it gets the node's answer, and no link to it exists before or after.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { startBridge, startFederatedBridge, launchBrowser, openNode, linkedPeers, waitForLinked } from './harness.mjs';
+
+const dht = (page, fn, arg) => page.evaluate(fn, arg);
+const stats = (n) => n.page.evaluate(() => window.onionmesh.node.dhtStats());
+
+/// Retries a DHT lookup until `ok(result)` (the mesh is still forming at first).
+async function until(what, call, ok, timeout = 30000) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await call();
+    if (ok(last)) return last;
+    if (Date.now() > deadline) throw new Error(`${what}: gave up; last result ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+test('DHT across two federated bridges: find a value, link across bridges, reach a node through an introducer', async () => {
+  const b1 = await startBridge();
+  const b2 = await startFederatedBridge([b1]);
+  const browser = await launchBrowser();
+  const logs = () => `bridge 1:\n${b1.logs()}\nbridge 2:\n${b2.logs()}`;
+  try {
+    const side1 = [];
+    const side2 = [];
+    for (let i = 0; i < 3; i++) side1.push(await openNode(browser, b1.url));
+    for (let i = 0; i < 3; i++) side2.push(await openNode(browser, b2.url));
+    // Pages link to the pages of their own bridge only; the other side is reached through the DHT.
+    for (const side of [side1, side2]) {
+      for (const n of side) {
+        await waitForLinked(n.page, side.filter((o) => o !== n).map((o) => o.id)).catch((e) => {
+          throw new Error(`${e.message}\n${n.consoleLines.join('\n')}\n${logs()}`);
+        });
+      }
+    }
+    const [p1, p2, p3] = side1;
+    const [p4, p5, p6] = side2;
+    for (const n of side2) {
+      const linked = await linkedPeers(n.page);
+      assert.ok(side1.every((o) => !linked.includes(o.id)), 'no cross-bridge link yet');
+    }
+
+    // 1. Publish on bridge 1, find from bridge 2.
+    const key = randomBytes(20).toString('hex');
+    const published = await dht(p1.page, (k) => window.onionmesh.node.dhtPublish(k), key);
+    assert.ok(published.holders >= 1, `stored nowhere: ${JSON.stringify(published)}`);
+    const found = await until(
+      'find the value from bridge 2',
+      () => dht(p6.page, (k) => window.onionmesh.node.dhtFindValue(k), key),
+      (r) => r.providers.includes(p1.id),
+    );
+    assert.ok(found.providers.includes(p1.id));
+    const s6 = await stats(p6);
+    assert.ok(s6.sentViaBridge > 0, 'page 6 reached bridge 1 nodes through the bridges');
+    for (const n of side2) {
+      const linked = await linkedPeers(n.page);
+      assert.ok(side1.every((o) => !linked.includes(o.id)), 'the lookup opened no cross-bridge link');
+    }
+
+    // 2. A page on bridge 2 links to a page on bridge 1 via a cross-bridge introduction.
+    await p4.page.evaluate((id) => window.onionmesh.node.connect(id), p1.id);
+    await waitForLinked(p4.page, [p1.id]).catch((e) => {
+      throw new Error(`cross-bridge link: ${e.message}\n${p4.consoleLines.join('\n')}\n${logs()}`);
+    });
+    await waitForLinked(p1.page, [p4.id]);
+
+    // 3. Page 5 (bridge 2) is linked to page 4, which is now linked to page 1; page 5 has no
+    // link to page 1. A first lookup teaches page 5 that page 4 can introduce page 1; the
+    // second one reaches page 1 through page 4.
+    assert.ok(!(await linkedPeers(p5.page)).includes(p1.id), 'no direct link before');
+    await until(
+      'learn page 4 as page 1\'s introducer',
+      () => dht(p5.page, (id) => window.onionmesh.node.dhtFindNode(id), p1.id),
+      (r) => r.closest[0] === p1.id,
+    );
+    const before5 = await stats(p5);
+    const before4 = await stats(p4);
+    const r = await dht(p5.page, (id) => window.onionmesh.node.dhtFindNode(id), p1.id);
+    assert.equal(r.closest[0], p1.id, 'page 1 itself answered');
+    const after5 = await stats(p5);
+    const after4 = await stats(p4);
+    assert.ok(after5.sentViaIntroducer > before5.sentViaIntroducer, `page 5 sent through an introducer: ${JSON.stringify(after5)}`);
+    assert.ok(after4.relayed > before4.relayed, 'page 4 relayed the frames');
+    assert.ok(!(await linkedPeers(p5.page)).includes(p1.id), 'and no link was opened');
+
+    // The DHT card shows it.
+    assert.notEqual(await p5.page.textContent('#dht-table'), '0');
+    void p2; void p3;
+  } finally {
+    await browser.close();
+    await b2.stop();
+    await b1.stop();
+  }
+});
