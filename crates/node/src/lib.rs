@@ -8,6 +8,13 @@
 //! - [`Rendezvous`]: the bridge's job towards its peers: verify signed hellos, answer
 //!   `FindPeer` with the closest registered peers, relay `Introduce` / `Introduced`.
 //!
+//! Both run the Kademlia DHT (`onionmesh_kad`): a node routes its DHT frames over links,
+//! through introducers or through its bridge (see the `dht` module: `Node::dht_publish`,
+//! `dht_find_value`, `dht_find_node`, [`DhtEvent`]), and a bridge built with
+//! [`Rendezvous::with_dht`] is a DHT node that federates with other bridges (see the
+//! `federation` module: `handle_dialed`, shared registrations, cross-bridge introductions and
+//! DHT forwarding).
+//!
 //! Neither owns a socket, spawns a task, reads a clock or draws randomness it was not given.
 //! Calling rules (the same for both, in the style of quinn-proto):
 //! 1. feed every event in with a `handle_*` method, passing `now` (a [`Time`] on the driver's

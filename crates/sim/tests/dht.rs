@@ -118,3 +118,35 @@ fn an_unlinked_node_is_reached_through_an_introducer() {
         "an introducer relayed frames"
     );
 }
+
+#[test]
+fn idle_links_are_closed_down_to_the_target_and_lookups_open_none() {
+    let mut cfg = SimConfig {
+        nodes: 8,
+        seed: 10,
+        ..SimConfig::default()
+    };
+    cfg.node.target_links = 3;
+    cfg.node.dht.idle_link_timeout = Duration::from_secs(20);
+    let mut sim = Sim::new(cfg);
+    sim.run_for(Duration::from_secs(10));
+    let before: usize = (0..8).map(|i| sim.node(i).linked_peers().len()).sum();
+    sim.run_for(Duration::from_secs(60));
+    let idle_closes = (0..8)
+        .flat_map(|i| sim.events_of(i).iter())
+        .filter(|e| matches!(e, Event::Peer { reason: Some(r), .. } if r.contains("idle")))
+        .count();
+    assert!(idle_closes > 0, "no idle link was closed");
+    let after: usize = (0..8).map(|i| sim.node(i).linked_peers().len()).sum();
+    assert!(after < before, "links {before} -> {after}");
+
+    // Lookups touch every node but open no link.
+    let links: Vec<usize> = (0..8).map(|i| sim.node(i).linked_peers().len()).collect();
+    let target = sim.node(7).id();
+    let l = sim
+        .with_node(0, |n, now| n.dht_find_node(now, target))
+        .unwrap();
+    sim.run_for(Duration::from_secs(5));
+    assert!(lookup_done(&sim, 0, l).is_some());
+    assert!(sim.node(0).linked_peers().len() <= links[0]);
+}
