@@ -8,8 +8,14 @@ const MAX_EVENTS = 10000;       // events kept in window.onionmesh.events
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const bridgeUrl = params.get('bridge')
-  || `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
+// `?bridge-id=<40 hex>` pins the bridge: the node refuses any bridge that cannot prove that ID.
+const pinnedBridge = params.get('bridge-id');
+const bridgeUrl = (() => {
+  const url = params.get('bridge')
+    || `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
+  if (!pinnedBridge) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}bridge-id=${encodeURIComponent(pinnedBridge)}`;
+})();
 const testBadProof = params.get('test-bad-proof') === '1';
 
 window.onionmesh = { node: null, events: [] };

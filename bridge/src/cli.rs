@@ -51,7 +51,14 @@ pub struct Args {
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_SIGNAL_FRAME as u64))]
     pub max_frame: usize,
 
-    /// Milliseconds a new WebSocket has to send its signed hello before it is closed.
+    /// File holding the bridge's long-term identity key (64 hex characters). Created, readable
+    /// by its owner only, if it does not exist. Without it the bridge makes a new identity at
+    /// every start, and pages that pinned the old bridge ID refuse the new one.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+
+    /// Milliseconds a new WebSocket has to finish the link handshake, and then again to send
+    /// its signed hello, before it is closed.
     #[arg(long, value_name = "MS", default_value_t = 10_000,
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
     pub hello_timeout: u64,

@@ -1,19 +1,28 @@
 //! One task per WebSocket: reads frames and hands them to the hub, writes what the hub queued.
 //!
-//! The task owns no protocol state. It only enforces the transport rules before bytes reach the
-//! core (binary frames only, at most `--max-frame` bytes) and reports violations to the hub as
-//! transport errors, so the rendezvous answers them like any other broken frame: an Error frame,
-//! then a close.
+//! The task owns no rendezvous state. It runs the link's secure channel
+//! ([`onionmesh_crypto::channel`]): first the handshake (the bridge proves its identity, the
+//! node proves its own, both hidden from the wire), then every WebSocket message in either
+//! direction is one ChaCha20-Poly1305 frame, so a plain `ws://` connection shows an observer
+//! nothing but sizes and timing. A failed handshake closes the socket before the hub ever hears
+//! of it. After that the task enforces the transport rules before bytes reach the core (binary
+//! frames only, at most `--max-frame` bytes of plaintext, every frame authentic and in order) and
+//! reports violations to the hub as transport errors, so the rendezvous answers them like any
+//! other broken frame: an Error frame (still encrypted), then a close.
 
 use crate::hub::{Goodbye, Outbound, ToHub, OUTBOUND_QUEUE};
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
+use onionmesh_crypto::channel::{Channel, ServerHandshake, TAG_LEN};
+use onionmesh_crypto::Identity;
 use onionmesh_node::ConnId;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit};
 use tokio::time::timeout;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// How long to wait for the peer's half of the close handshake (or for a close frame to be
 /// written) before dropping the socket.
@@ -30,6 +39,16 @@ pub struct ConnTask {
     pub max_frame: usize,
     /// This connection's slot under --max-connections, given back when the task ends.
     pub slot: OwnedSemaphorePermit,
+    /// The bridge's long-term identity, proven to every node in the link handshake.
+    pub identity: Arc<Identity>,
+    /// How long a new connection has to finish the link handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// The WebSocket message limit for `max_frame` bytes of plaintext: the frame plus its tag, and
+/// never less than the largest handshake message.
+pub fn ws_message_limit(max_frame: usize) -> usize {
+    (max_frame + TAG_LEN).max(onionmesh_crypto::channel::M3_LEN)
 }
 
 impl ConnTask {
@@ -41,8 +60,27 @@ impl ConnTask {
             shutdown,
             max_frame,
             slot,
+            identity,
+            handshake_timeout,
         } = self;
         debug!("connection {} opened from {addr}", conn.0);
+        let mut socket = socket;
+        let channel = match timeout(handshake_timeout, handshake(&mut socket, &identity)).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(reason)) => return refuse(conn, addr, socket, &reason).await,
+            Err(_) => {
+                let reason = format!(
+                    "no link handshake within {} ms",
+                    handshake_timeout.as_millis()
+                );
+                return refuse(conn, addr, socket, &reason).await;
+            }
+        };
+        debug!(
+            "connection {}: link secured with node {}",
+            conn.0,
+            channel.peer_id().short()
+        );
         let (out, queue) = mpsc::channel(OUTBOUND_QUEUE);
         let kill = Arc::new(Notify::new());
         let connected = ToHub::Connected {
@@ -63,6 +101,7 @@ impl ConnTask {
             shutdown,
             max_frame,
             close_code: close_code::POLICY,
+            channel,
         };
         let why = link.serve().await;
         debug!("connection {} ended: {why:?}", conn.0);
@@ -83,6 +122,57 @@ struct Link {
     max_frame: usize,
     /// The close code to use when the hub closes us; set by the transport error that caused it.
     close_code: u16,
+    channel: Channel,
+}
+
+/// The server side of the link handshake: m1 in, m2 out, m3 in. Returns a sentence on failure.
+async fn handshake(socket: &mut WebSocket, identity: &Identity) -> Result<Channel, String> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed)
+        .map_err(|e| format!("the bridge has no randomness for the link handshake: {e}"))?;
+    let mut rng = ChaCha20Rng::from_seed(seed);
+    let m1 = handshake_message(socket).await?;
+    let (pending, m2) = ServerHandshake::respond(&mut rng, identity, &m1)
+        .map_err(|e| format!("link handshake failed: {e}"))?;
+    socket
+        .send(Message::Binary(m2.into()))
+        .await
+        .map_err(|e| format!("could not write the link handshake: {e}"))?;
+    let m3 = handshake_message(socket).await?;
+    pending
+        .finish(&m3)
+        .map_err(|e| format!("link handshake failed: {e}"))
+}
+
+async fn handshake_message(socket: &mut WebSocket) -> Result<axum::body::Bytes, String> {
+    loop {
+        match socket.recv().await {
+            Some(Ok(Message::Binary(b))) => return Ok(b),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Text(_))) => {
+                return Err(
+                    "link handshake failed: a text frame arrived; this protocol uses \
+                            binary frames only (is this an old onionmesh page?)"
+                        .into(),
+                )
+            }
+            Some(Ok(Message::Close(_))) | None => {
+                return Err("the peer left during the link handshake".into())
+            }
+            Some(Err(e)) => return Err(format!("link handshake failed: {e}")),
+        }
+    }
+}
+
+/// Close a connection whose handshake failed; the hub never knew it.
+async fn refuse(conn: ConnId, addr: SocketAddr, mut socket: WebSocket, reason: &str) {
+    warn!("closing connection {} from {addr}: {reason}", conn.0);
+    let frame = CloseFrame {
+        code: close_code::POLICY,
+        reason: truncate(reason, MAX_CLOSE_REASON).into(),
+    };
+    // Best effort, as in `Link::close`.
+    let _ = timeout(CLOSE_LINGER, socket.send(Message::Close(Some(frame)))).await;
 }
 
 /// What the read side saw.
@@ -124,7 +214,15 @@ impl Link {
                     // after a close is not allowed.
                     Some(Outbound::Frame(_)) if peer_said_goodbye => {}
                     Some(Outbound::Frame(bytes)) => {
-                        if let Err(why) = self.send(Message::Binary(bytes.into())).await {
+                        let sealed = match self.channel.seal(&bytes) {
+                            Ok(sealed) => sealed,
+                            Err(e) => {
+                                let reason = format!("link channel: {e}");
+                                let why = Goodbye::Broken(reason.clone());
+                                return self.close(close_code::POLICY, &reason, why).await;
+                            }
+                        };
+                        if let Err(why) = self.send(Message::Binary(sealed.into())).await {
                             return why;
                         }
                     }
@@ -162,14 +260,20 @@ impl Link {
         }
     }
 
-    fn inbound(&self, msg: Option<Result<Message, axum::Error>>) -> Inbound {
+    fn inbound(&mut self, msg: Option<Result<Message, axum::Error>>) -> Inbound {
         match msg {
             None => Inbound::End(Goodbye::PeerVanished),
-            Some(Ok(Message::Binary(bytes))) if bytes.len() > self.max_frame => Inbound::Refused {
-                code: close_code::SIZE,
-                reason: too_large(self.max_frame, &format!("{} bytes", bytes.len())),
+            Some(Ok(Message::Binary(sealed))) => match self.channel.open(&sealed) {
+                Ok(bytes) if bytes.len() > self.max_frame => Inbound::Refused {
+                    code: close_code::SIZE,
+                    reason: too_large(self.max_frame, &format!("{} bytes", bytes.len())),
+                },
+                Ok(bytes) => Inbound::Frame(bytes.into()),
+                Err(e) => Inbound::Refused {
+                    code: close_code::POLICY,
+                    reason: format!("link channel: {e}"),
+                },
             },
-            Some(Ok(Message::Binary(bytes))) => Inbound::Frame(bytes),
             Some(Ok(Message::Text(_))) => Inbound::Refused {
                 code: close_code::UNSUPPORTED,
                 reason: "a text frame arrived; this protocol uses binary frames only".into(),

@@ -13,6 +13,8 @@ pub enum BridgeError {
     Runtime(io::Error),
     #[error("could not get randomness from the operating system for the bridge identity: {0}")]
     Entropy(getrandom::Error),
+    #[error("the key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
     #[error("could not listen on {addr}: {source}; is another program using that port?")]
     Bind { addr: SocketAddr, source: io::Error },
     #[error("could not read the address the listener is bound to: {0}")]

@@ -10,11 +10,13 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Router};
+use onionmesh_crypto::Identity;
 use onionmesh_node::ConnId;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tower_http::services::ServeDir;
 use tracing::warn;
@@ -29,6 +31,9 @@ pub struct AppState {
     pub next_conn: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<bool>,
     pub max_frame: usize,
+    /// The bridge's identity, for the link handshake (the same key the rendezvous uses).
+    pub identity: Arc<Identity>,
+    pub handshake_timeout: Duration,
 }
 
 pub fn router(state: AppState, static_dir: &Path) -> Router {
@@ -73,11 +78,14 @@ async fn upgrade(
         shutdown: st.shutdown,
         max_frame: st.max_frame,
         slot,
+        identity: st.identity,
+        handshake_timeout: st.handshake_timeout,
     };
     // tungstenite refuses a larger frame from its header, before reading (or allocating) the
     // payload; `ConnTask` checks the length again before the core sees it.
-    ws.max_message_size(st.max_frame)
-        .max_frame_size(st.max_frame)
+    let limit = crate::conn::ws_message_limit(st.max_frame);
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
         .on_failed_upgrade(move |e| {
             warn!(
                 "connection {}: the WebSocket upgrade from {addr} failed: {e}",

@@ -5,10 +5,14 @@
 //! [`onionmesh_node::Rendezvous`]; this binary only moves bytes and time in and out of it:
 //!
 //! - [`http`]: the axum router, the connection limit, static files;
-//! - [`conn`]: one task per WebSocket, enforcing the transport rules (binary frames only, at
-//!   most `--max-frame` bytes);
+//! - [`conn`]: one task per WebSocket, running the link's secure channel (a handshake bound to
+//!   the bridge's and the node's identities, then ChaCha20-Poly1305 on every message) and
+//!   enforcing the transport rules (binary frames only, at most `--max-frame` bytes);
 //! - [`hub`]: the one task that owns the rendezvous, fed through a bounded channel, writing to
 //!   each connection through a bounded queue and dropping peers that read too slowly.
+//!
+//! The bridge's identity is new at every start unless `--key-file` keeps it; its ID is logged at
+//! start-up, and a page can pin it (`?bridge-id=<ID>` on the page URL).
 //!
 //! Start-up prints exactly one line to stdout, `onionmesh bridge listening on http://IP:PORT`;
 //! everything else is logged to stderr.
@@ -27,8 +31,6 @@ use http::AppState;
 use hub::{Clock, Hub, HUB_QUEUE};
 use onionmesh_crypto::Identity;
 use onionmesh_node::{Rendezvous, RendezvousConfig};
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha20Rng;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -85,19 +87,60 @@ fn init_logging(level: &str) -> Result<(), BridgeError> {
     Ok(())
 }
 
-/// A fresh identity for this run, from a ChaCha20 generator seeded by the operating system.
-fn fresh_identity() -> Result<Identity, BridgeError> {
-    let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed).map_err(BridgeError::Entropy)?;
-    Ok(Identity::generate(&mut ChaCha20Rng::from_seed(seed)))
+/// The bridge's identity: from `--key-file` (created if missing), or fresh for this run. Two
+/// copies of it, one for the rendezvous and one for the link handshakes (an `Identity` is
+/// deliberately not `Clone`).
+fn identities(key_file: Option<&std::path::Path>) -> Result<(Identity, Identity), BridgeError> {
+    // `None` for the rare 32 bytes that are not a valid secret scalar (probability 2^-128).
+    let both = |seed: [u8; 32]| Some((Identity::from_seed(seed)?, Identity::from_seed(seed)?));
+    let fresh = || -> Result<([u8; 32], (Identity, Identity)), BridgeError> {
+        loop {
+            let mut seed = [0u8; 32];
+            getrandom::getrandom(&mut seed).map_err(BridgeError::Entropy)?;
+            if let Some(pair) = both(seed) {
+                return Ok((seed, pair));
+            }
+        }
+    };
+    let Some(path) = key_file else {
+        return Ok(fresh()?.1);
+    };
+    let err = |reason: String| BridgeError::KeyFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mut seed = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut seed)
+                .map_err(|e| err(format!("is not 64 hex characters ({e})")))?;
+            both(seed).ok_or_else(|| err("does not hold a valid secp256k1 secret key".into()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (seed, pair) = fresh()?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options
+                .open(path)
+                .and_then(|mut f| writeln!(f, "{}", hex::encode(seed)))
+                .map_err(|e| err(format!("could not be created: {e}")))?;
+            info!("created a new bridge identity in {}", path.display());
+            Ok(pair)
+        }
+        Err(e) => Err(err(format!("could not be read: {e}"))),
+    }
 }
 
 async fn run(args: Args) -> Result<(), BridgeError> {
-    let identity = fresh_identity()?;
+    let (identity, link_identity) = identities(args.key_file.as_deref())?;
+    let link_identity = Arc::new(link_identity);
     info!(
-        "bridge ID {} (short {})",
+        "bridge ID {} (short {}); pages can pin it with ?bridge-id={}",
         identity.id(),
-        identity.id().short()
+        identity.id().short(),
+        identity.id()
     );
     // Install the handlers before serving, so a signal can never be missed or kill us mid-way.
     let stop = signals::Stop::install()?;
@@ -158,6 +201,8 @@ async fn run(args: Args) -> Result<(), BridgeError> {
         next_conn,
         shutdown: shutdown_rx,
         max_frame: args.max_frame,
+        identity: link_identity,
+        handshake_timeout: Duration::from_millis(args.hello_timeout),
     };
     let app = http::router(state, &args.static_dir);
     info!(

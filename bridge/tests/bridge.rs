@@ -96,6 +96,10 @@ enum Misbehaviour {
     Flood(usize),
     /// Nothing at all: no hello.
     Silent,
+    /// Hello, then a sealed frame with one bit flipped on the wire.
+    Tampered,
+    /// Hello, then the very same sealed hello again.
+    Replayed,
 }
 
 impl Misbehaviour {
@@ -123,6 +127,26 @@ impl Misbehaviour {
             }
             Misbehaviour::Empty => c.send_raw(Message::Binary(Vec::new().into())).await,
             Misbehaviour::Silent => {}
+            Misbehaviour::Tampered => {
+                c.send_raw(Message::Binary(hello_frame(&c.identity).into()))
+                    .await;
+                assert!(matches!(c.recv().await, SignalMsg::Welcome { .. }));
+                let find = SignalMsg::FindPeer {
+                    id: c.id(),
+                    pubkey: c.identity.public_key(),
+                }
+                .encode_frame();
+                let mut sealed = c.seal(&find);
+                sealed[3] ^= 0x20;
+                c.send_unsealed(Message::Binary(sealed.into())).await;
+            }
+            Misbehaviour::Replayed => {
+                let sealed = c.seal(&hello_frame(&c.identity));
+                c.send_unsealed(Message::Binary(sealed.clone().into()))
+                    .await;
+                assert!(matches!(c.recv().await, SignalMsg::Welcome { .. }));
+                c.send_unsealed(Message::Binary(sealed.into())).await;
+            }
             Misbehaviour::Flood(n) => {
                 c.send_raw(Message::Binary(hello_frame(&c.identity).into()))
                     .await;
@@ -172,7 +196,13 @@ async fn closes_only_the_offender(
     let line = bridge
         .wait_for_log(&["WARN", "closing connection 2", reason])
         .await;
-    let registered = matches!(bad, Misbehaviour::Garbage | Misbehaviour::Flood(_));
+    let registered = matches!(
+        bad,
+        Misbehaviour::Garbage
+            | Misbehaviour::Flood(_)
+            | Misbehaviour::Tampered
+            | Misbehaviour::Replayed
+    );
     assert_eq!(
         line.contains(&format!(
             "closing connection 2 (peer {}): ",
@@ -200,6 +230,166 @@ async fn garbage_after_hello_closes_that_connection() {
         Some(PROTOCOL),
     )
     .await;
+}
+
+#[tokio::test]
+async fn tampered_frame_closes_that_connection() {
+    closes_only_the_offender(
+        &[],
+        Misbehaviour::Tampered,
+        "link channel: a frame failed authentication",
+        None,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn replayed_frame_closes_that_connection() {
+    closes_only_the_offender(
+        &[],
+        Misbehaviour::Replayed,
+        "link channel: a frame failed authentication",
+        None,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_link_handshake_closes_that_connection() {
+    let bridge = Bridge::start(&["--hello-timeout", "500"]);
+    let mut good = Client::registered(&bridge, 1).await;
+    // An unencrypted hello where the handshake's first message belongs.
+    let mut plain = Client::connect_plain(&bridge, 2).await;
+    plain
+        .send_unsealed(Message::Binary(hello_frame(&plain.identity).into()))
+        .await;
+    let ending = plain.expect_closed().await;
+    assert_eq!(ending.close.map(|c| u16::from(c.code)), Some(1008));
+    bridge
+        .wait_for_log(&["WARN", "closing connection 2", "link handshake failed"])
+        .await;
+    // Silence during the handshake: closed after --hello-timeout.
+    let silent = Client::connect_plain(&bridge, 3).await;
+    silent.expect_closed().await;
+    bridge
+        .wait_for_log(&[
+            "WARN",
+            "closing connection 3",
+            "no link handshake within 500 ms",
+        ])
+        .await;
+    assert!(good.find_peer(good.id()).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_passive_observer_sees_no_identity_and_no_plaintext() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bridge = Bridge::start(&[]);
+    // A TCP relay between the client and the bridge that records every byte both ways.
+    let tap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tap_addr = tap.local_addr().unwrap();
+    let wire = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let (bridge_addr, log) = (bridge.addr, wire.clone());
+    tokio::spawn(async move {
+        let (client, _) = tap.accept().await.unwrap();
+        let server = tokio::net::TcpStream::connect(bridge_addr).await.unwrap();
+        let (mut cr, mut cw) = client.into_split();
+        let (mut sr, mut sw) = server.into_split();
+        let log2 = log.clone();
+        let up = async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                log.lock().unwrap().extend_from_slice(&buf[..n]);
+                if sw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let down = async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = sr.read(&mut buf).await {
+                log2.lock().unwrap().extend_from_slice(&buf[..n]);
+                if cw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::join!(up, down);
+    });
+
+    let mut observed = Client::connect_url(&format!("ws://{tap_addr}/ws"), 1).await;
+    let hello = hello_frame(&observed.identity);
+    observed
+        .send_raw(Message::Binary(hello.clone().into()))
+        .await;
+    let welcome = observed.recv().await;
+    let SignalMsg::Welcome { bridge_pubkey, .. } = welcome.clone() else {
+        panic!("expected Welcome, got {welcome:?}");
+    };
+    let other = Client::registered(&bridge, 2).await;
+    let found = observed.find_peer(other.id()).await;
+    assert_eq!(found.len(), 1);
+    let bridge_id = observed.bridge_id();
+    assert_eq!(onionmesh_crypto::node_id(&bridge_pubkey), bridge_id);
+    bridge
+        .wait_for_log(&["INFO", &format!("bridge ID {bridge_id}")])
+        .await;
+    let (observed_id, observed_key) = (observed.id(), observed.identity.public_key());
+    observed.close().await;
+
+    let wire = wire.lock().unwrap().clone();
+    assert!(wire.len() > 500, "the tap saw the traffic");
+    let secrets: [(&str, Vec<u8>); 7] = [
+        ("the node's ID", observed_id.0.to_vec()),
+        ("the node's public key", observed_key.to_vec()),
+        ("the bridge's ID", bridge_id.0.to_vec()),
+        ("the bridge's public key", bridge_pubkey.to_vec()),
+        ("the other peer's ID", other.id().0.to_vec()),
+        ("the hello", hello),
+        ("the welcome", welcome.encode_frame()),
+    ];
+    for (what, bytes) in secrets {
+        // Any 8-byte window would be a leak; none may appear anywhere in the capture.
+        for window in bytes.windows(8) {
+            assert!(
+                !wire.windows(8).any(|w| w == window),
+                "{what} is visible on the wire"
+            );
+        }
+    }
+    // Nor do the hex forms (as in a log line or a JSON message).
+    let text = String::from_utf8_lossy(&wire);
+    assert!(!text.contains(&observed_id.to_hex()[..16]));
+    assert!(!text.contains(&bridge_id.to_hex()[..16]));
+}
+
+#[tokio::test]
+async fn key_file_keeps_the_bridge_identity() {
+    let dir = TempDir::new("key-file");
+    let key = dir.path().join("bridge.key");
+    let key_arg = key.to_str().unwrap();
+    let first = {
+        let bridge = Bridge::start(&["--key-file", key_arg]);
+        bridge
+            .wait_for_log(&["INFO", "created a new bridge identity in"])
+            .await;
+        Client::connect(&bridge, 1).await.bridge_id()
+    };
+    assert_eq!(std::fs::read_to_string(&key).unwrap().trim().len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key file is private");
+    }
+    let bridge = Bridge::start(&["--key-file", key_arg]);
+    assert_eq!(Client::connect(&bridge, 1).await.bridge_id(), first);
+    bridge
+        .wait_for_log(&["INFO", &format!("bridge ID {first}")])
+        .await;
+    // A fresh bridge has another identity.
+    let other = Bridge::start(&[]);
+    assert_ne!(Client::connect(&other, 1).await.bridge_id(), first);
 }
 
 #[tokio::test]
@@ -454,6 +644,7 @@ fn help_names_every_flag() {
         "--rate",
         "--burst",
         "--max-frame",
+        "--key-file",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }

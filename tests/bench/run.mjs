@@ -1,8 +1,10 @@
 // Benchmarks that print figures (no assertions):
 // 1. raw WebRTC data-channel throughput between two pages (two browser contexts) at 16 KiB and
 //    64 KiB messages — the baseline later onionmesh figures are compared against;
-// 2. the wasm bundle's size, raw and gzipped.
+// 2. the onion relay crypto's per-hop rate in wasm (`benchRelayCrypto`), cells/s on one core;
+// 3. the wasm bundle's size, raw and gzipped.
 import { readFileSync, readdirSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { launchBrowser, root } from '../e2e/harness.mjs';
@@ -62,8 +64,48 @@ async function rawThroughput(browser, messageSize) {
   return TOTAL / seconds / 1e6;
 }
 
+/// Serves web/ on loopback (the page needs an http origin to load its wasm module).
+async function serveWeb() {
+  const types = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html', '.css': 'text/css' };
+  const server = http.createServer((req, res) => {
+    const file = path.join(root, 'web', path.normalize(new URL(req.url, 'http://x').pathname));
+    try {
+      const body = readFileSync(file);
+      res.writeHead(200, { 'content-type': types[path.extname(file)] || 'application/octet-stream' });
+      res.end(body);
+    } catch {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
+}
+
+async function relayCryptoInWasm(browser, url, cells) {
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(`${url}/style.css`);
+  const rate = await page.evaluate(async ({ url, cells }) => {
+    const m = await import(`${url}/pkg/onionmesh_browser.js`);
+    await m.default();
+    return m.benchRelayCrypto(cells);
+  }, { url, cells });
+  await page.context().close();
+  return rate;
+}
+
 const browser = await launchBrowser();
+const web = await serveWeb();
 try {
+  const CELLS = Number(process.env.BENCH_CELLS || 500000);
+  const rates = [];
+  for (let i = 0; i < 3; i++) rates.push(await relayCryptoInWasm(browser, web.url, CELLS));
+  rates.sort((x, y) => x - y);
+  const k = (r) => `${Math.round(r / 1000)} k`;
+  console.log(`onion relay crypto in wasm (headless Chromium, one core), per-hop forward, ${CELLS} cells per run`);
+  console.log(`  ${k(rates[1])} cells/s (median of 3; min ${k(rates[0])}, max ${k(rates[2])}); target >= 500 k in wasm`);
+  console.log('  (native figure: `cargo bench -p onionmesh-onion --bench relay`, target >= 1,500 k cells/s)\n');
+
   console.log(`raw WebRTC data channel, two pages in one headless Chromium, ${TOTAL / 1048576} MiB per run`);
   console.log('message size | MB/s');
   for (const size of [16 * 1024, 64 * 1024]) {
@@ -73,6 +115,7 @@ try {
     console.log(`${String(size / 1024).padStart(9)} KiB | ${runs[1].toFixed(1)} (median of 3; min ${runs[0].toFixed(1)}, max ${runs[2].toFixed(1)})`);
   }
 } finally {
+  web.close();
   await browser.close();
 }
 

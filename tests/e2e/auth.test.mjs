@@ -39,3 +39,25 @@ test('a peer with a wrong link proof is refused and the link is closed', async (
     await bridge.stop();
   }
 });
+
+test('a page pinned to the bridge ID registers; pinned to another ID it refuses the bridge', async () => {
+  const bridge = await startBridge();
+  const browser = await launchBrowser();
+  try {
+    const id = bridge.logs().match(/bridge ID ([0-9a-f]{40})/)?.[1];
+    assert.ok(id, `the bridge logged no ID:\n${bridge.logs()}`);
+    const pinned = await openNode(browser, bridge.url, `?bridge-id=${id}`);
+    await pinned.page.waitForFunction(() => window.onionmesh.node.bridgeState() === 'registered', null, { timeout: 30000 });
+
+    const wrong = 'ab'.repeat(20);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${bridge.url}/?bridge-id=${wrong}`);
+    await page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
+    const error = await page.evaluate(() => window.onionmeshError);
+    assert.match(String(error), new RegExp(`not the pinned ${wrong}`));
+  } finally {
+    await browser.close();
+    await bridge.stop();
+  }
+});

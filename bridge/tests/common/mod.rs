@@ -3,6 +3,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 use futures_util::{SinkExt, StreamExt};
+use onionmesh_crypto::channel::{Channel, ClientHandshake};
 use onionmesh_crypto::{hello, Identity};
 use onionmesh_wire::{Frame, NodeId, PeerRecord, SignalMsg};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -185,18 +186,105 @@ pub struct Ending {
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub identity: Identity,
+    /// The link's secure channel; `None` for a client that skipped the handshake.
+    channel: Option<Channel>,
 }
 
 impl Client {
+    /// Connect and run the link handshake (not yet registered).
     pub async fn connect(bridge: &Bridge, seed: u8) -> Client {
-        let (ws, _) =
-            tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(bridge.ws_url()))
-                .await
-                .expect("connect in time")
-                .expect("WebSocket handshake");
+        Client::connect_url(&bridge.ws_url(), seed).await
+    }
+
+    pub async fn connect_url(url: &str, seed: u8) -> Client {
+        let mut c = Client::connect_plain_url(url, seed).await;
+        c.handshake().await;
+        c
+    }
+
+    /// Connect without the link handshake, to misbehave at that level.
+    pub async fn connect_plain(bridge: &Bridge, seed: u8) -> Client {
+        Client::connect_plain_url(&bridge.ws_url(), seed).await
+    }
+
+    async fn connect_plain_url(url: &str, seed: u8) -> Client {
+        let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")
+            .expect("WebSocket handshake");
         Client {
             ws,
             identity: identity(seed),
+            channel: None,
+        }
+    }
+
+    async fn handshake(&mut self) {
+        let mut rng =
+            <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(
+                u64::from(self.identity.id().0[0]),
+            );
+        let (hs, m1) = ClientHandshake::start(&mut rng, None);
+        self.ws
+            .send(Message::Binary(m1.to_vec().into()))
+            .await
+            .expect("send m1");
+        let m2 = self.next_binary().await;
+        let (channel, m3) = hs
+            .finish(&self.identity, &m2)
+            .expect("the bridge's handshake");
+        self.ws
+            .send(Message::Binary(m3.into()))
+            .await
+            .expect("send m3");
+        self.channel = Some(channel);
+    }
+
+    async fn next_binary(&mut self) -> Vec<u8> {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a message in time")
+                .expect("the connection is open")
+                .expect("a clean read");
+            match msg {
+                Message::Binary(b) => return b.to_vec(),
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// The bridge's ID, as proven in the link handshake.
+    pub fn bridge_id(&self) -> NodeId {
+        self.channel.as_ref().expect("a secured link").peer_id()
+    }
+
+    /// Seal `payload` as the next frame without sending it (to tamper with or replay it).
+    pub fn seal(&mut self, payload: &[u8]) -> Vec<u8> {
+        self.channel
+            .as_mut()
+            .expect("a secured link")
+            .seal(payload)
+            .expect("seal")
+    }
+
+    /// Send a WebSocket message exactly as given (no sealing).
+    pub async fn send_unsealed(&mut self, msg: Message) {
+        self.ws.send(msg).await.expect("send");
+    }
+
+    fn open(&mut self, b: &[u8]) -> Vec<u8> {
+        match self.channel.as_mut() {
+            Some(ch) => ch.open(b).expect("an authentic frame from the bridge"),
+            None => b.to_vec(),
+        }
+    }
+
+    fn sealed(&mut self, msg: Message) -> Message {
+        match (msg, self.channel.as_mut()) {
+            (Message::Binary(b), Some(ch)) => Message::Binary(ch.seal(&b).expect("seal").into()),
+            (other, _) => other,
         }
     }
 
@@ -224,12 +312,15 @@ impl Client {
             .await;
     }
 
+    /// Send one message; a binary one is sealed on a secured link.
     pub async fn send_raw(&mut self, msg: Message) {
+        let msg = self.sealed(msg);
         self.ws.send(msg).await.expect("send");
     }
 
     /// Sends unless the connection is already gone.
     pub async fn try_send_raw(&mut self, msg: Message) -> bool {
+        let msg = self.sealed(msg);
         self.ws.send(msg).await.is_ok()
     }
 
@@ -251,7 +342,10 @@ impl Client {
                 .expect("the connection is open")
                 .expect("a clean read");
             match msg {
-                Message::Binary(b) => return SignalMsg::decode_frame(&b).expect("a valid frame"),
+                Message::Binary(b) => {
+                    let plain = self.open(&b);
+                    return SignalMsg::decode_frame(&plain).expect("a valid frame");
+                }
                 Message::Ping(_) | Message::Pong(_) => {}
                 other => panic!("unexpected {other:?}"),
             }
@@ -273,7 +367,7 @@ impl Client {
         let read_all = async {
             while let Some(msg) = self.ws.next().await {
                 match msg {
-                    Ok(Message::Binary(b)) => match SignalMsg::decode_frame(&b) {
+                    Ok(Message::Binary(b)) => match SignalMsg::decode_frame(&self.open(&b)) {
                         Ok(SignalMsg::Error { code, reason }) => {
                             ending.error = Some((code, reason))
                         }

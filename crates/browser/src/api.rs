@@ -95,7 +95,8 @@ pub struct BrowserNode {
 #[wasm_bindgen(js_class = Node)]
 impl BrowserNode {
     /// Start a node: make a fresh identity, connect to the bridge at `bridgeUrl` (`ws://` or
-    /// `wss://`) and register. Resolves once the WebSocket is open; registration and peer links
+    /// `wss://`), secure the link (add `?bridge-id=<40 hex>` to accept only that bridge) and
+    /// register. Resolves once the WebSocket is open; registration and peer links
     /// follow as events. Rejects with code `BAD_URL` for another kind of URL and
     /// `BRIDGE_UNREACHABLE` when the bridge cannot be reached within 10 seconds.
     ///
@@ -221,7 +222,7 @@ impl BrowserNode {
         label: &str,
         options: NodeOptions,
     ) -> Result<BrowserNode, JsValue> {
-        let (identity, seed) = fresh_identity()?;
+        let (identity, link_identity, seed) = fresh_identity()?;
         let id = identity.id();
         let cfg = NodeConfig {
             test_only_corrupt_link_proof: options.test_only_corrupt_link_proof,
@@ -230,6 +231,7 @@ impl BrowserNode {
         let shared = Shared::new(Node::new(identity, cfg, seed), label.to_owned());
         let transport = connect(BridgeSink {
             shared: Rc::downgrade(&shared),
+            identity: Rc::new(link_identity),
         })?;
         let opened = {
             let mut d = shared.driver.try_borrow_mut().map_err(|_| {
@@ -271,8 +273,9 @@ impl BrowserNode {
     }
 }
 
-/// A fresh session identity and node RNG seed, both from the browser's CSPRNG.
-fn fresh_identity() -> Result<(Identity, [u8; 32]), JsValue> {
+/// A fresh session identity (twice: one for the core, one for the bridge link's handshake; an
+/// `Identity` is not `Clone`) and node RNG seed, both from the browser's CSPRNG.
+fn fresh_identity() -> Result<(Identity, Identity, [u8; 32]), JsValue> {
     let random = |buf: &mut [u8; 32]| {
         getrandom::getrandom(buf).map_err(|e| {
             js_error(
@@ -283,12 +286,13 @@ fn fresh_identity() -> Result<(Identity, [u8; 32]), JsValue> {
     };
     let mut key_seed = [0u8; 32];
     random(&mut key_seed)?;
-    let mut rng = ChaCha20Rng::from_seed(key_seed);
+    // The same seed gives the same key pair.
+    let identity = Identity::generate(&mut ChaCha20Rng::from_seed(key_seed));
+    let link_identity = Identity::generate(&mut ChaCha20Rng::from_seed(key_seed));
     key_seed.fill(0);
-    let identity = Identity::generate(&mut rng);
     let mut node_seed = [0u8; 32];
     random(&mut node_seed)?;
-    Ok((identity, node_seed))
+    Ok((identity, link_identity, node_seed))
 }
 
 fn check_url(url: &str) -> Result<(), JsValue> {

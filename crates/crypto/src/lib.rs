@@ -10,12 +10,17 @@
 //!   a fresh nonce chosen by the other side. A bridge that substituted its own fingerprints cannot
 //!   produce that signature, and a recorded proof cannot be replayed on another link.
 //! - [`dtls`]: reading the DTLS fingerprint out of an SDP.
+//! - [`channel`]: the encrypted, mutually authenticated channel a node runs over its WebSocket
+//!   to a bridge (ECDH handshake signed by both identities, then ChaCha20-Poly1305 frames).
 //!
 //! The crate takes its randomness from the caller (`rand_core::CryptoRngCore`), so simulations
 //! stay reproducible.
 #![forbid(unsafe_code)]
 
+pub mod channel;
 pub mod dtls;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod hello;
 mod identity;
 pub mod link_auth;

@@ -44,6 +44,18 @@ pub fn relay_msg(data: &[u8]) {
     }
 }
 
+/// `data` as the data of an EXTEND2 relay message and, if it decodes, its handshake data as
+/// the onionskin the next hop would get in CREATE2 (the path an extending router takes).
+pub fn extend2(data: &[u8]) {
+    if let Ok(msg) = RelayMsg::decode(RelayCmd::EXTEND2, data) {
+        let cell = RelayCell::new(Default::default(), msg.clone());
+        let _ = RelayCell::decode(&cell.encode());
+        if let RelayMsg::Extend2 { hdata, .. } = msg {
+            handshake_server_onionskin(&hdata);
+        }
+    }
+}
+
 /// `data` as a router's reply to a real onionskin.
 pub fn handshake_client_reply(data: &[u8]) {
     let key = router_key();
@@ -106,6 +118,11 @@ mod tests {
         #[test]
         fn relay_msg_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600)) {
             relay_msg(&data);
+        }
+
+        #[test]
+        fn extend2_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            extend2(&data);
         }
 
         #[test]

@@ -19,7 +19,7 @@
 //! ```text
 //! PRK    = HKDF-Extract(salt = T("key_extract"), IKM = s)          (SHA-256)
 //! verify = HKDF-Expand(PRK, T("verify"), 32)
-//! keys   = HKDF-Expand(PRK, T("key_expand"), 320)                  -> HopKeys
+//! keys   = HKDF-Expand(PRK, T("key_expand"), 128)                  -> HopKeys
 //! AUTH   = HMAC-SHA256(T("mac"), verify | ID | B | Y | X | PROTOID | "Server")
 //! ```
 //!
@@ -45,10 +45,10 @@ pub const PROTOID: &[u8] = b"onionmesh-ntor-k256-v1";
 pub const ONIONSKIN_LEN: usize = ID_LEN + 2 * PUBKEY_LEN;
 /// Router -> client: Y, AUTH.
 pub const REPLY_LEN: usize = PUBKEY_LEN + 32;
-/// Bytes of key material per hop: per direction 4 LIONESS keys and a digest seed, 32 each.
+/// Bytes of key material per hop: per direction a ChaCha20 key and a digest seed, 32 each.
 pub const HOP_KEYS_LEN: usize = 2 * DIRECTION_KEYS_LEN;
 /// Bytes of key material per direction.
-pub const DIRECTION_KEYS_LEN: usize = 5 * 32;
+pub const DIRECTION_KEYS_LEN: usize = 2 * 32;
 
 /// Why a handshake failed. Every variant means the other side (or the path data that named the
 /// router) is wrong: the circuit is closed, nothing else.
@@ -85,7 +85,7 @@ impl HopKeys {
         HopKeys { material }
     }
 
-    /// All 320 bytes: forward (k1, k2, k3, k4, digest seed), then backward, 32 bytes each.
+    /// All 128 bytes: forward (ChaCha20 key, digest seed), then backward, 32 bytes each.
     pub fn as_bytes(&self) -> &[u8; HOP_KEYS_LEN] {
         &self.material
     }
@@ -141,7 +141,7 @@ fn derive(xy: &[u8; 32], xb: &[u8; 32], t: &Transcript<'_>) -> (Hmac<Sha256>, [u
     hk.expand(&label("verify"), &mut verify)
         .expect("32 bytes is a valid HKDF length");
     hk.expand(&label("key_expand"), &mut keys)
-        .expect("320 bytes is a valid HKDF length");
+        .expect("128 bytes is a valid HKDF length");
 
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&label("mac"))
         .expect("HMAC takes keys of any length");

@@ -10,7 +10,7 @@ fn circuit(n: usize, seed: u8) -> (ProxyCrypto, Vec<RouterCrypto>) {
     let mut proxy = ProxyCrypto::new();
     let mut routers = Vec::new();
     for hop in 0..n {
-        let material: [u8; 320] =
+        let material: [u8; 128] =
             std::array::from_fn(|i| (i as u8).wrapping_mul(31) ^ seed ^ (hop as u8 * 17));
         let keys = HopKeys::from_bytes(material);
         proxy.add_hop(&keys);
@@ -139,6 +139,20 @@ proptest! {
         proxy.originate(n - 1, &mut a);
         prop_assert!(forward(&mut routers, a).is_some());
         prop_assert!(forward(&mut routers, a).is_none());
+
+        // Drop: a cell lost before the hop makes the next one unreadable too.
+        let (mut proxy, mut routers) = circuit(n, seed);
+        let mut lost = data_body(b"lost");
+        let mut next = data_body(b"next");
+        proxy.originate(n - 1, &mut lost);
+        proxy.originate(n - 1, &mut next);
+        prop_assert!(forward(&mut routers, next).is_none());
+
+        // Backward reorder.
+        let (mut proxy, mut routers) = circuit(n, seed);
+        let _first = backward(&mut routers, n - 1, data_body(b"first"));
+        let mut second = backward(&mut routers, n - 1, data_body(&[second; 40]));
+        prop_assert!(proxy.receive(&mut second).is_none());
 
         // Backward replay.
         let (mut proxy, mut routers) = circuit(n, seed);

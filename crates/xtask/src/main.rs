@@ -7,6 +7,8 @@
 //!   end-to-end tests (real Chromium pages against a real bridge).
 //! - `bench`: print the benchmark figures (raw WebRTC throughput baseline, bundle size).
 //! - `build-web`: build only the wasm bundle into web/pkg.
+//! - `fuzz [<target> [SECONDS]]`: list the fuzz targets, or fuzz one for a long run (see
+//!   `fuzz.rs`; `test` runs every target for a few seconds).
 //!
 //! Each command installs what it needs on a fresh machine: the wasm32 target (rustup), the
 //! `wasm-bindgen` CLI matching the `wasm-bindgen` crate in Cargo.lock (cargo install), Chromium and
@@ -14,6 +16,8 @@
 
 // The scripts time whole runs; only the protocol core must not read the clock.
 #![allow(clippy::disallowed_methods)]
+
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -37,9 +41,10 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(),
         Some("build-web") => ensure_wasm_tools().and_then(|_| build_web()),
+        Some("fuzz") => fuzz::long_run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <serve [--listen ADDR] | test [--skip-e2e] | bench | build-web>"
+                "usage: cargo xtask <serve [--listen ADDR] | test [--skip-e2e] | bench | build-web | fuzz [TARGET [SECONDS]]>"
             );
             return ExitCode::from(2);
         }
@@ -222,6 +227,8 @@ fn test(args: &[String]) -> Result {
     ]))?;
     // Native: wire, crypto, node core, simulator, bridge (real WebSockets on loopback).
     run(cargo().args(["test", "--workspace"]))?;
+    // Every cargo-fuzz target (crates/*/fuzz) for a few seconds each, on stable.
+    fuzz::smoke()?;
     // wasm: the browser crate's tests, in headless Chromium through chromedriver.
     run(cargo()
         .args(["test", "-p", "onionmesh-browser", "--target", WASM_TARGET])
