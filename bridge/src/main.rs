@@ -192,6 +192,7 @@ async fn run(args: Args) -> Result<(), BridgeError> {
             next_conn.clone(),
             shutdown_rx.clone(),
             args.max_frame,
+            link_identity.clone(),
         ));
     }
     let state = AppState {

@@ -326,6 +326,11 @@ async fn a_passive_observer_sees_no_identity_and_no_plaintext() {
     let SignalMsg::Welcome { bridge_pubkey, .. } = welcome.clone() else {
         panic!("expected Welcome, got {welcome:?}");
     };
+    let info = observed.recv().await;
+    assert!(
+        matches!(info, SignalMsg::BridgeInfo { .. }),
+        "expected BridgeInfo, got {info:?}"
+    );
     let other = Client::registered(&bridge, 2).await;
     let found = observed.find_peer(other.id()).await;
     assert_eq!(found.len(), 1);
