@@ -62,6 +62,8 @@ pub enum Event {
         level: LogLevel,
         text: String,
     },
+    /// Circuits and streams (see `crate::circuits`).
+    Onion(crate::circuits::OnionEvent),
 }
 
 /// One entry of [`crate::Node::peers`].

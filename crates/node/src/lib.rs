@@ -28,11 +28,13 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod circuits;
 mod event;
 mod link;
 mod node;
 mod rendezvous;
 
+pub use circuits::{CircuitInfo, OnionConfig, OnionError, OnionEvent, ECHO_BUFFER, MAX_DIRECTORY};
 pub use event::{BridgeState, Event, LinkState, LogLevel, PeerView};
 pub use link::LinkId;
 pub use node::{ApiError, Node, NodeConfig, Output};

@@ -26,6 +26,8 @@ pub struct NodeConfig {
     pub auth_timeout: Duration,
     /// Test-only: sign a wrong link proof, so that peers must refuse us.
     pub test_only_corrupt_link_proof: bool,
+    /// Onion proxy and router tunables.
+    pub onion: crate::circuits::OnionConfig,
 }
 
 impl Default for NodeConfig {
@@ -37,6 +39,7 @@ impl Default for NodeConfig {
             connect_timeout: Duration::from_secs(30),
             auth_timeout: Duration::from_secs(10),
             test_only_corrupt_link_proof: false,
+            onion: crate::circuits::OnionConfig::default(),
         }
     }
 }
@@ -115,26 +118,41 @@ pub struct Node {
     rng: ChaCha20Rng,
     bridge: BridgeState,
     next_refresh: Option<Time>,
-    links: BTreeMap<LinkId, Link>,
-    by_peer: BTreeMap<NodeId, LinkId>,
+    pub(crate) links: BTreeMap<LinkId, Link>,
+    pub(crate) by_peer: BTreeMap<NodeId, LinkId>,
     next_link: u64,
-    out: VecDeque<Output>,
+    pub(crate) out: VecDeque<Output>,
+    /// Onion proxy and router (crate::circuits).
+    pub(crate) onion: crate::circuits::Onion,
+    /// The latest `now` the node was given, for work the onion layer starts inside `poll_output`.
+    pub(crate) now: Time,
 }
 
 impl Node {
     /// `seed` feeds the node's RNG (nonces, session ids): give it 32 bytes from the OS RNG in a
     /// driver, a fixed value in a simulation.
     pub fn new(identity: Identity, cfg: NodeConfig, seed: [u8; 32]) -> Node {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut onion_seed = [0u8; 32];
+        rng.fill_bytes(&mut onion_seed);
+        let onion = crate::circuits::Onion::new(
+            identity.id(),
+            identity.onion_secret(),
+            &cfg.onion,
+            onion_seed,
+        );
         Node {
             identity,
             cfg,
-            rng: ChaCha20Rng::from_seed(seed),
+            rng,
             bridge: BridgeState::Connecting,
             next_refresh: None,
             links: BTreeMap::new(),
             by_peer: BTreeMap::new(),
             next_link: 1,
             out: VecDeque::new(),
+            onion,
+            now: Time::ZERO,
         }
     }
 
@@ -152,6 +170,9 @@ impl Node {
 
     /// The next action for the driver.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.out.is_empty() {
+            self.pump_onion();
+        }
         self.out.pop_front()
     }
 
@@ -161,6 +182,7 @@ impl Node {
             .values()
             .filter_map(|l| l.deadline)
             .chain(self.next_refresh)
+            .chain(self.onion.poll_timeout())
             .min()
     }
 
@@ -309,7 +331,11 @@ impl Node {
             }
         };
         match msg {
-            SignalMsg::Welcome { peers_online, .. } => {
+            SignalMsg::Welcome {
+                peers_online,
+                bridge_pubkey,
+            } => {
+                self.onion.set_bridge(node_id(&bridge_pubkey));
                 self.set_bridge(
                     BridgeState::Registered,
                     &format!("registered; {peers_online} peers online at this bridge"),
@@ -359,6 +385,11 @@ impl Node {
 
     fn on_found_peers(&mut self, now: Time, peers: Vec<PeerRecord>) {
         for p in peers {
+            // Onion keys are identity keys (crate::circuits): remember the checked ones.
+            if p.id != self.id() && node_id(&p.pubkey) == p.id {
+                let bridge = self.onion_bridge();
+                self.onion.learn(p.id, &p.pubkey, bridge);
+            }
             if p.id == self.id() || self.by_peer.contains_key(&p.id) {
                 continue;
             }
@@ -535,6 +566,7 @@ impl Node {
 
     /// One frame from `link`'s data channel.
     pub fn handle_link_frame(&mut self, now: Time, link: LinkId, bytes: &[u8]) {
+        self.now = now;
         let Some(l) = self.links.get(&link) else {
             return;
         };
@@ -567,6 +599,14 @@ impl Node {
                     LinkState::Closed,
                 );
             }
+            (LinkState::Linked, LinkMsg::Cell(cell)) => {
+                let Some(l) = self.links.get_mut(&link) else {
+                    return;
+                };
+                l.bytes_in += bytes.len() as u64;
+                let peer = l.peer;
+                self.onion_cell(now, peer, *cell);
+            }
             (LinkState::Linked, LinkMsg::Unrecognized { cmd, .. }) => {
                 self.log(
                     LogLevel::Info,
@@ -578,6 +618,7 @@ impl Node {
                     LinkMsg::Nonce(_) => "a second nonce",
                     LinkMsg::Cert { .. } => "a certificate outside authentication",
                     LinkMsg::Data(_) => "data before authentication",
+                    LinkMsg::Cell(_) => "an onion cell before authentication",
                     _ => "an unknown command",
                 };
                 self.protocol_violation(link, &format!("unexpected {what} while {state:?}"));
@@ -632,12 +673,16 @@ impl Node {
         let (Some(local_fp), Some(remote_fp)) = (l.local_fp.as_ref(), l.remote_fp.as_ref()) else {
             return;
         };
+        let peer = l.peer;
         match link_auth::check(l.peer, &pubkey, &sig, local_fp, remote_fp, &l.nonce) {
             Ok(()) => {
                 if let Some(l) = self.links.get_mut(&link) {
                     l.deadline = None;
                 }
+                let (peer, bridge) = (peer, self.onion_bridge());
+                self.onion.learn(peer, &pubkey, bridge);
                 self.set_link_state(now, link, LinkState::Linked);
+                self.onion_link_up(now, peer);
             }
             Err(e) => {
                 let reason = format!("link authentication failed: {e}");
@@ -660,6 +705,7 @@ impl Node {
     // ----- timers ----------------------------------------------------------------------------
 
     pub fn handle_timeout(&mut self, now: Time) {
+        self.onion_timeout(now);
         let expired: Vec<(LinkId, LinkState)> = self
             .links
             .iter()
@@ -731,6 +777,7 @@ impl Node {
         if self.by_peer.get(&l.peer) == Some(&link) {
             self.by_peer.remove(&l.peer);
         }
+        self.onion_link_down(l.peer, l.state == LinkState::Linked);
         // Even when the driver reported the close itself it may still hold the peer connection;
         // closing twice is harmless for it, and forgetting would leak.
         self.out.push_back(Output::CloseLink {
@@ -740,7 +787,7 @@ impl Node {
         self.emit_peer(l.peer, final_state, Some(reason.to_owned()));
     }
 
-    fn protocol_violation(&mut self, link: LinkId, what: &str) {
+    pub(crate) fn protocol_violation(&mut self, link: LinkId, what: &str) {
         let peer = self
             .links
             .get(&link)
@@ -770,7 +817,7 @@ impl Node {
             .push_back(Output::Event(Event::Peer { id, state, reason }));
     }
 
-    fn log(&mut self, level: LogLevel, text: String) {
+    pub(crate) fn log(&mut self, level: LogLevel, text: String) {
         self.out
             .push_back(Output::Event(Event::Log { level, text }));
     }
