@@ -133,6 +133,8 @@ pub enum OnionEvent {
 pub enum OnionError {
     #[error("peer {0} is unknown: its key has not been seen (find peers first)")]
     UnknownPeer(String),
+    #[error("the key given for peer {0} is not its key (or the peer is this node)")]
+    BadPeerKey(String),
     #[error("there is no authenticated link to the first hop {0}; wait for its 'linked' event")]
     FirstHopNotLinked(String),
     #[error("cannot choose a path: {0}")]
@@ -146,6 +148,7 @@ impl OnionError {
     pub fn code(&self) -> &'static str {
         match self {
             OnionError::UnknownPeer(_) => "UNKNOWN_PEER",
+            OnionError::BadPeerKey(_) => "BAD_PEER_KEY",
             OnionError::FirstHopNotLinked(_) => "NOT_LINKED",
             OnionError::NoPath(_) => "NO_PATH",
             OnionError::Onion(e) => e.code(),
@@ -369,6 +372,16 @@ impl Node {
         let ids = path.iter().map(|h| h.id).collect();
         let circ = self.onion.proxy.build_circuit(now, &path)?;
         Ok((circ.0, ids))
+    }
+
+    /// Remember a peer's key learned elsewhere (a DHT record, another bridge) so that it can be
+    /// a hop. The key must hash to the ID, as everywhere else.
+    pub fn learn_peer(&mut self, id: NodeId, pubkey: &PublicKeyBytes) -> Result<(), OnionError> {
+        if onionmesh_crypto::node_id(pubkey) != id || id == self.id() {
+            return Err(OnionError::BadPeerKey(id.short()));
+        }
+        self.onion.learn(id, pubkey, None);
+        Ok(())
     }
 
     /// Tear one of our circuits down.
