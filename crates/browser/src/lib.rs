@@ -66,6 +66,8 @@ mod api;
 #[cfg(target_arch = "wasm32")]
 mod bridge;
 #[cfg(target_arch = "wasm32")]
+mod circuits;
+#[cfg(target_arch = "wasm32")]
 mod driver;
 #[cfg(target_arch = "wasm32")]
 mod error;
@@ -80,5 +82,7 @@ mod timer;
 pub use api::{BrowserNode, EventCallback, NodeOptions, PeerList, StartOptions};
 #[cfg(target_arch = "wasm32")]
 pub use bridge::{BridgeSink, BridgeTransport, WebSocketTransport};
+#[cfg(target_arch = "wasm32")]
+pub use circuits::CircuitList;
 #[cfg(target_arch = "wasm32")]
 pub use error::ErrorCode;
