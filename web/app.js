@@ -224,7 +224,8 @@ function wireCircuits(node) {
 function onEvent(node, event) {
   // Stream data can arrive thousands of times a second: a page that wants it subscribes itself
   // (node.on); keeping it here would hold every byte.
-  if (event.type === 'stream' && (event.event === 'data' || event.event === 'writable')) return;
+  if ((event.type === 'stream' || event.type === 'service')
+    && ['data', 'readable', 'writable'].includes(event.event)) return;
   const events = window.onionmesh.events;
   events.push(event);
   if (events.length > MAX_EVENTS) events.splice(0, events.length - MAX_EVENTS);
@@ -235,7 +236,7 @@ function onEvent(node, event) {
   const warn = (event.type === 'log' && event.level === 'warn')
     || (event.type === 'peer' && event.state === 'refused');
   log(describe(event), warn ? 'warn' : 'info');
-  renderPeers(node);
+  if (event.type === 'peer' || event.type === 'bridge') renderPeers(node);
 }
 
 function wireForm(node) {

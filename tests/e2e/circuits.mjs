@@ -85,3 +85,58 @@ export async function buildCircuit(page, path) {
   }, path);
 }
 
+
+/// In page `sinkPage`: serve `service`, count what arrives, answer one byte once `total` arrived.
+export async function serveSink(sinkPage, service, total) {
+  await sinkPage.evaluate(({ service, total }) => {
+    const node = window.onionmesh.node;
+    node.serve(service);
+    const counts = new Map();
+    node.on((e) => {
+      if (e.type !== 'service') return;
+      const key = `${e.circuit}/${e.stream}`;
+      if (e.event === 'opened' && e.service === service) counts.set(key, 0);
+      if (!counts.has(key) || (e.event !== 'readable' && e.event !== 'writable')) return;
+      for (;;) {
+        const chunk = node.serviceRead(e.circuit, e.stream, 1 << 20);
+        if (chunk.length === 0) break;
+        const n = counts.get(key) + chunk.length;
+        counts.set(key, n);
+        if (n === total) node.serviceWrite(e.circuit, e.stream, new Uint8Array([1]));
+      }
+    });
+  }, { service, total });
+}
+
+/// In page A: send `total` bytes on a new stream of `circ` to a sink service and wait for its
+/// one-byte answer. Returns seconds from the stream opening to the answer.
+export async function sendToSink(page, circ, service, total) {
+  return page.evaluate(async ({ circ, service, total }) => {
+    const node = window.onionmesh.node;
+    const chunk = new Uint8Array(65536);
+    crypto.getRandomValues(chunk);
+    let sent = 0;
+    let stream = null;
+    return new Promise((resolve, reject) => {
+      let t0 = 0;
+      const timer = setTimeout(() => reject(new Error(`timed out after sending ${sent}`)), 300000);
+      const pump = () => {
+        while (sent < total) {
+          const want = Math.min(total - sent, chunk.length);
+          const n = node.write(circ, stream, chunk.subarray(0, want));
+          sent += n;
+          if (n < want) return;
+        }
+      };
+      const sub = node.on((e) => {
+        if (e.circuit !== circ) return;
+        if (e.type === 'circuit' && e.event === 'closed') { clearTimeout(timer); reject(new Error(`closed: ${e.reason}`)); }
+        if (e.type !== 'stream' || e.stream !== stream) return;
+        if (e.event === 'opened') { t0 = performance.now(); pump(); }
+        if (e.event === 'writable') pump();
+        if (e.event === 'data') { clearTimeout(timer); node.off(sub); resolve((performance.now() - t0) / 1000); }
+      });
+      stream = node.openStream(circ, service);
+    });
+  }, { circ, service, total });
+}
