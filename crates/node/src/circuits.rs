@@ -2,8 +2,9 @@
 //! [`OnionRouter`] (circuits it relays or ends), glued to the node's links.
 //!
 //! How the pieces meet:
-//! - An incoming `LinkMsg::Cell` on an authenticated link goes to the proxy or the router by
-//!   [`owner_of`]; their `Output::Cell`s leave as `LinkMsg::Cell` on the peer's link.
+//! - An incoming `LinkMsg::Cell` (or each cell of a `LinkMsg::Cells` batch) on an authenticated
+//!   link goes to the proxy or the router by [`owner_of`]; their `Output::Cell`s leave on the
+//!   peer's link, consecutive cells for one link batched into one `LinkMsg::Cells` frame.
 //! - Links reaching `Linked` are reported to the router (`link_opened`), links closing to both
 //!   (`link_closed`), and a congested data channel to both (`link_blocked`, see
 //!   [`Node::handle_link_congestion`]).
@@ -40,6 +41,7 @@ use onionmesh_onion::{
     PathRules, ProxyConfig, ProxyEvent, RouterConfig, RouterEvent, StreamHandle, StreamId,
 };
 use onionmesh_wire::cell::Cell;
+use onionmesh_wire::link::MAX_CELLS_PER_FRAME;
 use onionmesh_wire::{Frame, LinkMsg, NodeId, PublicKeyBytes};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -574,15 +576,70 @@ impl Node {
                 self.onion.router.link_failed(now, peer);
             }
         }
+        // Cells for one link leave in batches of up to MAX_CELLS_PER_FRAME (one data-channel
+        // message each), in order; anything else ends the batching so that it keeps its place.
+        let mut batches: BTreeMap<NodeId, Vec<Cell>> = BTreeMap::new();
         while self.out.is_empty() {
-            if let Some(o) = self.onion.proxy.poll_output() {
-                self.onion_proxy_output(o);
+            let cell = if let Some(o) = self.onion.proxy.poll_output() {
+                match o {
+                    OnionOutput::Cell { peer, cell } => Some((peer, cell)),
+                    other => {
+                        self.flush_batches(&mut batches);
+                        self.onion_proxy_output(other);
+                        None
+                    }
+                }
             } else if let Some(o) = self.onion.router.poll_output() {
-                self.onion_router_output(now, o);
+                match o {
+                    OnionOutput::Cell { peer, cell } => Some((peer, cell)),
+                    other => {
+                        self.flush_batches(&mut batches);
+                        self.onion_router_output(now, other);
+                        None
+                    }
+                }
             } else {
-                return;
+                break;
+            };
+            if let Some((peer, cell)) = cell {
+                let batch = batches.entry(peer).or_default();
+                batch.push(cell);
+                if batch.len() >= MAX_CELLS_PER_FRAME {
+                    let cells = std::mem::take(batch);
+                    self.send_cells(peer, cells);
+                }
             }
         }
+        self.flush_batches(&mut batches);
+    }
+
+    fn flush_batches(&mut self, batches: &mut BTreeMap<NodeId, Vec<Cell>>) {
+        for (peer, cells) in std::mem::take(batches) {
+            if !cells.is_empty() {
+                self.send_cells(peer, cells);
+            }
+        }
+    }
+
+    fn send_cells(&mut self, peer: NodeId, mut cells: Vec<Cell>) {
+        if cells.len() == 1 {
+            if let Some(cell) = cells.pop() {
+                self.send_cell(peer, cell);
+            }
+            return;
+        }
+        let Some(&link) = self.by_peer.get(&peer) else {
+            return;
+        };
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if l.state != LinkState::Linked {
+            return;
+        }
+        let bytes = LinkMsg::Cells(cells).encode_frame();
+        l.bytes_out += bytes.len() as u64;
+        self.out.push_back(crate::Output::SendLink { link, bytes });
     }
 
     fn send_cell(&mut self, peer: NodeId, cell: Cell) {

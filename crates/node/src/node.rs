@@ -607,6 +607,16 @@ impl Node {
                 let peer = l.peer;
                 self.onion_cell(now, peer, *cell);
             }
+            (LinkState::Linked, LinkMsg::Cells(cells)) => {
+                let Some(l) = self.links.get_mut(&link) else {
+                    return;
+                };
+                l.bytes_in += bytes.len() as u64;
+                let peer = l.peer;
+                for cell in cells {
+                    self.onion_cell(now, peer, cell);
+                }
+            }
             (LinkState::Linked, LinkMsg::Unrecognized { cmd, .. }) => {
                 self.log(
                     LogLevel::Info,
@@ -618,7 +628,7 @@ impl Node {
                     LinkMsg::Nonce(_) => "a second nonce",
                     LinkMsg::Cert { .. } => "a certificate outside authentication",
                     LinkMsg::Data(_) => "data before authentication",
-                    LinkMsg::Cell(_) => "an onion cell before authentication",
+                    LinkMsg::Cell(_) | LinkMsg::Cells(_) => "an onion cell before authentication",
                     _ => "an unknown command",
                 };
                 self.protocol_violation(link, &format!("unexpected {what} while {state:?}"));

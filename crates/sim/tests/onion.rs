@@ -106,8 +106,14 @@ fn thousand_nodes_ten_thousand_circuits() {
     {
         let (leaks, cells) = (leaks.clone(), cells.clone());
         sim.set_link_tap(Some(Box::new(move |_, _, bytes| {
-            if bytes.first() == Some(&0x10) {
-                *cells.borrow_mut() += 1;
+            // 0x10: one cell; 0x11: a batch, its count first.
+            let n = match bytes.first() {
+                Some(0x10) => 1,
+                Some(0x11) => bytes.get(1).copied().unwrap_or(0) as u64,
+                _ => 0,
+            };
+            if n > 0 {
+                *cells.borrow_mut() += n;
                 if find(bytes, MARK) || find(bytes, SERVICE.as_bytes()) {
                     *leaks.borrow_mut() += 1;
                 }
