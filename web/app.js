@@ -68,6 +68,13 @@ function describe(event) {
       return sentence(event.text);
     case 'dht':
       return describeDht(event);
+    case 'circuit':
+      if (event.event === 'closed') return `Circuit ${event.circuit} closed (${event.code}): ${sentence(event.reason)}`;
+      if (event.event === 'extended') return `Circuit ${event.circuit} has ${event.hops} hop(s).`;
+      return `Circuit ${event.circuit} is ${event.event}.`;
+    case 'stream':
+    case 'service':
+      return `${event.type === 'stream' ? 'Stream' : 'Service stream'} ${event.circuit}/${event.stream} ${event.event}${event.reason ? `: ${event.reason}` : ''}${event.service ? ` (${event.service})` : ''}.`;
     default:
       return `Unknown event ${JSON.stringify(event)}.`;
   }
@@ -163,17 +170,82 @@ function renderPeers(node) {
   $('send-button').disabled = linked.length === 0;
 }
 
+// The Circuits card: our circuits (hops as short IDs, state, bytes) and how many we relay.
+function renderCircuits(node) {
+  let ours;
+  let relayed;
+  try {
+    ours = node.circuits();
+    relayed = node.relayedCircuits();
+  } catch (err) {
+    return; // stopped
+  }
+  const tbody = $('circuits').tBodies[0];
+  const rows = ours.map((c) => {
+    const row = document.createElement('tr');
+    row.dataset.circuitId = String(c.id);
+    row.dataset.state = c.state;
+    row.dataset.hops = String(c.hops.length);
+    row.dataset.bytesSent = String(c.bytesSent);
+    row.dataset.bytesReceived = String(c.bytesReceived);
+    row.innerHTML = '<td class="id"></td><td class="hops"></td><td class="state"></td><td class="bytes"></td><td></td>';
+    row.querySelector('.id').textContent = String(c.id);
+    row.querySelector('.hops').textContent = c.hops.join(' → ');
+    row.querySelector('.state').textContent = c.state;
+    row.querySelector('.bytes').textContent = `${formatBytes(c.bytesSent)} / ${formatBytes(c.bytesReceived)}`;
+    return row;
+  });
+  if (relayed.length > 0) {
+    const row = document.createElement('tr');
+    row.className = 'relayed';
+    row.innerHTML = '<td colspan="4" class="muted">circuits of other nodes through this page</td><td class="count"></td>';
+    row.querySelector('.count').textContent = String(relayed.length);
+    rows.push(row);
+  }
+  tbody.replaceChildren(...rows);
+  $('no-circuits').hidden = rows.length > 0;
+}
+
+function wireCircuits(node) {
+  $('build-circuit').disabled = false;
+  $('serve-echo').disabled = false;
+  $('build-circuit').addEventListener('click', () => {
+    try {
+      const id = node.buildCircuit();
+      log(`Building circuit ${id}.`);
+    } catch (err) {
+      log(`Could not build a circuit: ${err.message}`, 'warn');
+    }
+    renderCircuits(node);
+  });
+  $('serve-echo').addEventListener('change', (ev) => {
+    if (!ev.target.checked) return;
+    try {
+      node.serve('echo');
+      ev.target.disabled = true;
+      log('Serving echo: circuits ending here may open streams to "echo".');
+    } catch (err) {
+      log(err.message, 'warn');
+    }
+  });
+}
+
 function onEvent(node, event) {
+  // Stream data can arrive thousands of times a second: a page that wants it subscribes itself
+  // (node.on); keeping it here would hold every byte.
+  if ((event.type === 'stream' || event.type === 'service')
+    && ['data', 'readable', 'writable'].includes(event.event)) return;
   const events = window.onionmesh.events;
   events.push(event);
   if (events.length > MAX_EVENTS) events.splice(0, events.length - MAX_EVENTS);
 
   if (event.type === 'bridge') setBridgeState(event.state);
   if (event.type === 'message') showMessage(event);
+  if (event.type === 'circuit') renderCircuits(node);
   const warn = (event.type === 'log' && event.level === 'warn')
     || (event.type === 'peer' && event.state === 'refused');
   log(describe(event), warn ? 'warn' : 'info');
-  renderPeers(node);
+  if (event.type === 'peer' || event.type === 'bridge') renderPeers(node);
 }
 
 function wireForm(node) {
@@ -216,8 +288,15 @@ async function main() {
     wireForm(node);
     wireDht(node, log);
     renderPeers(node);
+    wireCircuits(node);
+    if (params.get('echo') === '1') {
+      node.serve('echo');
+      $('serve-echo').checked = true;
+      $('serve-echo').disabled = true;
+    }
+    renderCircuits(node);
     // Keep the byte counters fresh between events.
-    setInterval(() => renderPeers(node), 1000);
+    setInterval(() => { renderPeers(node); renderCircuits(node); }, 1000);
     log(`Started as ${node.shortId}.`);
     window.onionmeshReady = true;
   } catch (err) {

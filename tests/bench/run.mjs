@@ -2,14 +2,38 @@
 // 1. raw WebRTC data-channel throughput between two pages (two browser contexts) at 16 KiB and
 //    64 KiB messages — the baseline later onionmesh figures are compared against;
 // 2. the onion relay crypto's per-hop rate in wasm (`benchRelayCrypto`), cells/s on one core;
-// 3. the wasm bundle's size, raw and gzipped.
+// 3. 3-hop onion circuit throughput between pages (four pages and a real bridge: A -> B -> C -> D,
+//    one stream to a sink service at D), printed as a ratio to (1) measured in the same run;
+// 4. the wasm bundle's size, raw and gzipped.
 import { readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { launchBrowser, root } from '../e2e/harness.mjs';
+import { launchBrowser, root, startBridge } from '../e2e/harness.mjs';
+import { buildCircuit, fourPages, sendToSink, serveSink } from '../e2e/circuits.mjs';
 
 const TOTAL = Number(process.env.BENCH_BYTES || 64 * 1024 * 1024);
+const CIRCUIT_BYTES = Number(process.env.BENCH_CIRCUIT_BYTES || 16 * 1024 * 1024);
+
+/// MB/s of one stream through a 3-hop circuit of pages, one run per circuit.
+async function circuitThroughput(browser, runs) {
+  const bridge = await startBridge();
+  try {
+    const [a, b, c, d] = await fourPages(browser, bridge);
+    await serveSink(d.page, 'sink', CIRCUIT_BYTES);
+    const out = [];
+    for (let i = 0; i < runs; i++) {
+      const circ = await buildCircuit(a.page, [b.id, c.id, d.id]);
+      const seconds = await sendToSink(a.page, circ, 'sink', CIRCUIT_BYTES);
+      out.push(CIRCUIT_BYTES / seconds / 1e6);
+      await a.page.evaluate((id) => window.onionmesh.node.destroyCircuit(id), circ);
+    }
+    for (const p of [a, b, c, d]) await p.context.close();
+    return out;
+  } finally {
+    await bridge.stop();
+  }
+}
 
 async function rawThroughput(browser, messageSize) {
   const a = await (await browser.newContext()).newPage();
@@ -108,12 +132,20 @@ try {
 
   console.log(`raw WebRTC data channel, two pages in one headless Chromium, ${TOTAL / 1048576} MiB per run`);
   console.log('message size | MB/s');
+  const raw = {};
   for (const size of [16 * 1024, 64 * 1024]) {
     const runs = [];
     for (let i = 0; i < 3; i++) runs.push(await rawThroughput(browser, size));
     runs.sort((x, y) => x - y);
     console.log(`${String(size / 1024).padStart(9)} KiB | ${runs[1].toFixed(1)} (median of 3; min ${runs[0].toFixed(1)}, max ${runs[2].toFixed(1)})`);
+    raw[size] = runs[1];
   }
+  const circ = await circuitThroughput(browser, 3);
+  circ.sort((x, y) => x - y);
+  const med = circ[1];
+  console.log(`\n3-hop onion circuit, four pages (A -> B -> C -> D) and a real bridge, one stream, ${CIRCUIT_BYTES / 1048576} MiB per run`);
+  console.log('MB/s, median of 3 | min - max | ratio to raw 16 KiB | ratio to raw 64 KiB');
+  console.log(`${med.toFixed(1)} | ${circ[0].toFixed(1)} - ${circ[2].toFixed(1)} | ${(100 * med / raw[16384]).toFixed(0)} % | ${(100 * med / raw[65536]).toFixed(0)} %`);
 } finally {
   web.close();
   await browser.close();

@@ -46,11 +46,15 @@ export type NodeEvent =
   | { type: "bridge"; state: BridgeState; detail: string }
   | { type: "peer"; id: string; shortId: string; state: PeerState | "closed" | "refused"; reason?: string }
   | { type: "message"; from: string; fromShortId: string; data: Uint8Array }
-  | { type: "log"; level: "info" | "warn"; text: string };
+  | { type: "log"; level: "info" | "warn"; text: string }
+  | OnionNodeEvent;
 
 /** Thrown and rejected errors carry one of these in `code`. */
 export type ErrorCode =
-  | "BAD_URL" | "BRIDGE_UNREACHABLE" | "NOT_LINKED" | "TOO_LARGE" | "BAD_PEER_ID" | "BAD_CALLBACK" | "STOPPED" | "INTERNAL";
+  | "BAD_URL" | "BRIDGE_UNREACHABLE" | "NOT_LINKED" | "TOO_LARGE" | "BAD_PEER_ID" | "BAD_CALLBACK" | "STOPPED" | "INTERNAL"
+  // circuits, streams, services
+  | "UNKNOWN_PEER" | "BAD_PEER_KEY" | "NO_PATH" | "BAD_PATH" | "UNKNOWN_CIRCUIT" | "UNKNOWN_STREAM" | "NOT_OPEN"
+  | "STREAM_NOT_OPEN" | "TOO_MANY_CIRCUITS" | "TOO_MANY_STREAMS" | "CIRCUIT_USED" | "BAD_HOP_COUNT" | "BAD_SERVICE_NAME";
 "#;
 
 #[wasm_bindgen]
@@ -335,7 +339,7 @@ fn api_code(code: &str) -> ErrorCode {
     }
 }
 
-fn capitalise(s: &str) -> String {
+pub(crate) fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(first) => first.to_uppercase().chain(c).collect(),

@@ -15,7 +15,7 @@ use crate::error::{js_error, ErrorCode};
 use crate::events;
 use crate::link::PeerLink;
 use crate::timer::{self, Timer};
-use onionmesh_node::{Event, LinkId, LogLevel, Node, Output, Time};
+use onionmesh_node::{Event, LinkId, LogLevel, Node, OnionEvent, Output, Time};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
@@ -242,6 +242,10 @@ impl Driver {
         if let Some(Err(reason)) = self.links.get_mut(&link).map(PeerLink::flush) {
             self.node.handle_link_failed(now, link, &reason);
         }
+        // Onion cells wait in the core's bounded queues while our own queue is not empty.
+        if self.links.get(&link).is_some_and(|l| l.queued_bytes() == 0) {
+            self.node.handle_link_congestion(link, false);
+        }
     }
 
     /// Bytes waiting in the driver's per-link queues, over all links (for tests and diagnostics).
@@ -338,15 +342,33 @@ impl Driver {
                 }
             }
             Output::SendLink { link, bytes } => {
-                if let Some(Err(reason)) = self.links.get_mut(&link).map(|l| l.send(bytes)) {
-                    self.node.handle_link_failed(now, link, &reason);
+                match self.links.get_mut(&link).map(|l| l.send(bytes)) {
+                    Some(Err(reason)) => self.node.handle_link_failed(now, link, &reason),
+                    Some(Ok(())) if self.links.get(&link).is_some_and(|l| l.queued_bytes() > 0) => {
+                        self.node.handle_link_congestion(link, true)
+                    }
+                    _ => {}
                 }
             }
             Output::CloseLink { link, .. } => {
                 // Dropping the link closes the channel and the connection and frees its closures.
                 self.links.remove(&link);
             }
+            Output::Event(Event::Onion(OnionEvent::StreamReadable { circ, stream })) => {
+                self.read_stream(now, circ, stream)
+            }
             Output::Event(e) => self.events.push(e),
+        }
+    }
+
+    /// Read a stream for the page as soon as data arrives and hand it on as a `data` event
+    /// (the page keeps what it receives; reading is what reopens the circuit's windows).
+    fn read_stream(&mut self, now: Time, circ: u64, stream: u16) {
+        if let Ok(data) = self.node.stream_read(now, circ, stream, usize::MAX) {
+            if !data.is_empty() {
+                self.events
+                    .push(Event::Onion(OnionEvent::StreamData { circ, stream, data }));
+            }
         }
     }
 

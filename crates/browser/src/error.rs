@@ -21,6 +21,11 @@ pub enum ErrorCode {
     BadCallback,
     /// The node was stopped.
     Stopped,
+    /// An onion (circuit, stream, service) call failed; the code comes from the core
+    /// (`UNKNOWN_PEER`, `BAD_PEER_KEY`, `NOT_LINKED`, `NO_PATH`, `BAD_PATH`, `UNKNOWN_CIRCUIT`,
+    /// `UNKNOWN_STREAM`, `NOT_OPEN`, `TOO_MANY_CIRCUITS`, `TOO_MANY_STREAMS`, `BAD_SERVICE_NAME`,
+    /// ...).
+    Onion(&'static str),
     /// Something this crate did not expect (a bug, or a browser without WebRTC). The message says
     /// what.
     Internal,
@@ -36,6 +41,7 @@ impl ErrorCode {
             ErrorCode::BadPeerId => "BAD_PEER_ID",
             ErrorCode::BadCallback => "BAD_CALLBACK",
             ErrorCode::Stopped => "STOPPED",
+            ErrorCode::Onion(code) => code,
             ErrorCode::Internal => "INTERNAL",
         }
     }

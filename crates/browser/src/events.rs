@@ -1,7 +1,7 @@
 //! The core's events as the plain JS objects the page receives.
 
 use js_sys::{Object, Reflect, Uint8Array};
-use onionmesh_node::Event;
+use onionmesh_node::{Event, OnionEvent};
 use serde::Serialize;
 use wasm_bindgen::JsValue;
 
@@ -53,6 +53,65 @@ pub fn to_js(event: &Event) -> JsValue {
             set(&obj, "type", "dht");
             crate::dht::fill_event(&obj, e);
         }
+        Event::Onion(e) => onion_to_js(&obj, e),
     }
     obj.into()
+}
+
+/// `{type:"circuit", event:"extended"|"built"|"closed", circuit, hops?, code?, reason?}`,
+/// `{type:"stream", event:"opened"|"data"|"writable"|"ended", circuit, stream, data?, reason?}`
+/// or `{type:"service", event:"opened"|"readable"|"writable"|"ended", circuit, stream, service?}`.
+fn onion_to_js(obj: &Object, e: &OnionEvent) {
+    let (kind, event, circ, stream) = match e {
+        OnionEvent::CircuitExtended { circ, hops } => {
+            set(obj, "hops", *hops as u32);
+            ("circuit", "extended", *circ, None)
+        }
+        OnionEvent::CircuitBuilt { circ } => ("circuit", "built", *circ, None),
+        OnionEvent::CircuitClosed { circ, code, reason } => {
+            set(obj, "code", *code);
+            set(obj, "reason", reason.as_str());
+            ("circuit", "closed", *circ, None)
+        }
+        OnionEvent::StreamOpened { circ, stream } => ("stream", "opened", *circ, Some(*stream)),
+        OnionEvent::StreamReadable { circ, stream } => ("stream", "readable", *circ, Some(*stream)),
+        OnionEvent::StreamData { circ, stream, data } => {
+            set(obj, "data", Uint8Array::from(data.as_slice()));
+            ("stream", "data", *circ, Some(*stream))
+        }
+        OnionEvent::StreamWritable { circ, stream } => ("stream", "writable", *circ, Some(*stream)),
+        OnionEvent::StreamEnded {
+            circ,
+            stream,
+            reason,
+        } => {
+            set(obj, "reason", reason.as_str());
+            ("stream", "ended", *circ, Some(*stream))
+        }
+        OnionEvent::ServiceStreamOpened {
+            circuit,
+            stream,
+            service,
+        } => {
+            set(obj, "service", service.as_str());
+            ("service", "opened", *circuit, Some(*stream))
+        }
+        OnionEvent::ServiceReadable { circuit, stream } => {
+            ("service", "readable", *circuit, Some(*stream))
+        }
+        OnionEvent::ServiceWritable { circuit, stream } => {
+            ("service", "writable", *circuit, Some(*stream))
+        }
+        OnionEvent::ServiceEnded { circuit, stream } => {
+            ("service", "ended", *circuit, Some(*stream))
+        }
+        _ => ("circuit", "unknown", 0, None),
+    };
+    set(obj, "type", kind);
+    set(obj, "event", event);
+    // Circuit handles count up from 1 and stay far below 2^53.
+    set(obj, "circuit", circ as f64);
+    if let Some(s) = stream {
+        set(obj, "stream", s);
+    }
 }

@@ -68,6 +68,8 @@ mod bench;
 #[cfg(target_arch = "wasm32")]
 mod bridge;
 #[cfg(target_arch = "wasm32")]
+mod circuits;
+#[cfg(target_arch = "wasm32")]
 mod dht;
 #[cfg(target_arch = "wasm32")]
 mod driver;
@@ -84,5 +86,7 @@ mod timer;
 pub use api::{BrowserNode, EventCallback, NodeOptions, PeerList, StartOptions};
 #[cfg(target_arch = "wasm32")]
 pub use bridge::{BridgeSink, BridgeTransport, WebSocketTransport};
+#[cfg(target_arch = "wasm32")]
+pub use circuits::CircuitList;
 #[cfg(target_arch = "wasm32")]
 pub use error::ErrorCode;

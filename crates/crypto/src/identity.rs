@@ -52,6 +52,14 @@ impl Identity {
         self.public
     }
 
+    /// The secret scalar, big-endian, for the one other use of this key pair: the node's onion
+    /// key (`onionmesh_onion::OnionKey::from_seed`), so that the public key peers already know
+    /// from hellos, peer records and link certificates is also the key a circuit's ntor
+    /// handshake expects. Nothing else should call this.
+    pub fn onion_secret(&self) -> [u8; 32] {
+        self.key.to_bytes().into()
+    }
+
     /// ECDSA over SHA-256(msg), deterministic (RFC 6979), low-S.
     pub fn sign(&self, msg: &[u8]) -> SignatureBytes {
         let sig: Signature = self.key.sign(msg);

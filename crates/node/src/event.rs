@@ -64,6 +64,8 @@ pub enum Event {
     },
     /// A DHT outcome (see `crate::dht`).
     Dht(crate::dht::DhtEvent),
+    /// Circuits and streams (see `crate::circuits`).
+    Onion(crate::circuits::OnionEvent),
 }
 
 /// One entry of [`crate::Node::peers`].

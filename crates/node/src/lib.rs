@@ -35,6 +35,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod circuits;
 mod dht;
 mod event;
 mod federation;
@@ -42,6 +43,7 @@ mod link;
 mod node;
 mod rendezvous;
 
+pub use circuits::{CircuitInfo, OnionConfig, OnionError, OnionEvent, ECHO_BUFFER, MAX_DIRECTORY};
 pub use dht::{DhtConfig, DhtError, DhtEvent, DhtLookupKind, DhtStats};
 pub use event::{BridgeState, Event, LinkState, LogLevel, PeerView};
 pub use link::LinkId;

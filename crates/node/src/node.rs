@@ -29,6 +29,8 @@ pub struct NodeConfig {
     pub test_only_corrupt_link_proof: bool,
     /// The Kademlia DHT (see `crate::dht`).
     pub dht: DhtConfig,
+    /// Onion proxy and router tunables.
+    pub onion: crate::circuits::OnionConfig,
 }
 
 impl Default for NodeConfig {
@@ -41,6 +43,7 @@ impl Default for NodeConfig {
             auth_timeout: Duration::from_secs(10),
             test_only_corrupt_link_proof: false,
             dht: DhtConfig::default(),
+            onion: crate::circuits::OnionConfig::default(),
         }
     }
 }
@@ -124,6 +127,10 @@ pub struct Node {
     next_link: u64,
     pub(crate) out: VecDeque<Output>,
     pub(crate) dht: NodeDht,
+    /// Onion proxy and router (crate::circuits).
+    pub(crate) onion: crate::circuits::Onion,
+    /// The latest `now` the node was given, for work the onion layer starts inside `poll_output`.
+    pub(crate) now: Time,
 }
 
 impl Node {
@@ -139,6 +146,14 @@ impl Node {
             bridge: String::new(),
             introducers: Vec::new(),
         };
+        let mut onion_seed = [0u8; 32];
+        rng.fill_bytes(&mut onion_seed);
+        let onion = crate::circuits::Onion::new(
+            identity.id(),
+            identity.onion_secret(),
+            &cfg.onion,
+            onion_seed,
+        );
         Node {
             dht: NodeDht::new(me, cfg.dht.clone(), dht_seed),
             identity,
@@ -150,6 +165,8 @@ impl Node {
             by_peer: BTreeMap::new(),
             next_link: 1,
             out: VecDeque::new(),
+            onion,
+            now: Time::ZERO,
         }
     }
 
@@ -167,6 +184,9 @@ impl Node {
 
     /// The next action for the driver.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.out.is_empty() {
+            self.pump_onion();
+        }
         self.out.pop_front()
     }
 
@@ -177,6 +197,7 @@ impl Node {
             .filter_map(|l| l.deadline)
             .chain(self.next_refresh)
             .chain(self.dht_poll_timeout())
+            .chain(self.onion.poll_timeout())
             .min()
     }
 
@@ -330,6 +351,7 @@ impl Node {
                 bridge_pubkey,
             } => {
                 self.dht_on_welcome(bridge_pubkey);
+                self.onion.set_bridge(node_id(&bridge_pubkey));
                 self.set_bridge(
                     BridgeState::Registered,
                     &format!("registered; {peers_online} peers online at this bridge"),
@@ -389,6 +411,11 @@ impl Node {
 
     fn on_found_peers(&mut self, now: Time, peers: Vec<PeerRecord>) {
         for p in peers {
+            // Onion keys are identity keys (crate::circuits): remember the checked ones.
+            if p.id != self.id() && node_id(&p.pubkey) == p.id {
+                let bridge = self.onion_bridge();
+                self.onion.learn(p.id, &p.pubkey, bridge);
+            }
             if p.id == self.id() || self.by_peer.contains_key(&p.id) {
                 continue;
             }
@@ -570,6 +597,7 @@ impl Node {
 
     /// One frame from `link`'s data channel.
     pub fn handle_link_frame(&mut self, now: Time, link: LinkId, bytes: &[u8]) {
+        self.now = now;
         let Some(l) = self.links.get(&link) else {
             return;
         };
@@ -615,6 +643,24 @@ impl Node {
                     LinkState::Closed,
                 );
             }
+            (LinkState::Linked, LinkMsg::Cell(cell)) => {
+                let Some(l) = self.links.get_mut(&link) else {
+                    return;
+                };
+                l.bytes_in += bytes.len() as u64;
+                let peer = l.peer;
+                self.onion_cell(now, peer, *cell);
+            }
+            (LinkState::Linked, LinkMsg::Cells(cells)) => {
+                let Some(l) = self.links.get_mut(&link) else {
+                    return;
+                };
+                l.bytes_in += bytes.len() as u64;
+                let peer = l.peer;
+                for cell in cells {
+                    self.onion_cell(now, peer, cell);
+                }
+            }
             (LinkState::Linked, LinkMsg::Unrecognized { cmd, .. }) => {
                 self.log(
                     LogLevel::Info,
@@ -626,6 +672,7 @@ impl Node {
                     LinkMsg::Nonce(_) => "a second nonce",
                     LinkMsg::Cert { .. } => "a certificate outside authentication",
                     LinkMsg::Data(_) => "data before authentication",
+                    LinkMsg::Cell(_) | LinkMsg::Cells(_) => "an onion cell before authentication",
                     _ => "an unknown command",
                 };
                 self.protocol_violation(link, &format!("unexpected {what} while {state:?}"));
@@ -686,8 +733,11 @@ impl Node {
                 if let Some(l) = self.links.get_mut(&link) {
                     l.deadline = None;
                 }
+                let bridge = self.onion_bridge();
+                self.onion.learn(peer, &pubkey, bridge);
                 self.set_link_state(now, link, LinkState::Linked);
                 self.dht_on_linked(now, peer, pubkey);
+                self.onion_link_up(now, peer);
             }
             Err(e) => {
                 let reason = format!("link authentication failed: {e}");
@@ -710,6 +760,7 @@ impl Node {
     // ----- timers ----------------------------------------------------------------------------
 
     pub fn handle_timeout(&mut self, now: Time) {
+        self.onion_timeout(now);
         let expired: Vec<(LinkId, LinkState)> = self
             .links
             .iter()
@@ -783,6 +834,7 @@ impl Node {
             self.by_peer.remove(&l.peer);
             self.dht_on_closed(&l.peer);
         }
+        self.onion_link_down(l.peer, l.state == LinkState::Linked);
         // Even when the driver reported the close itself it may still hold the peer connection;
         // closing twice is harmless for it, and forgetting would leak.
         self.out.push_back(Output::CloseLink {
@@ -792,7 +844,7 @@ impl Node {
         self.emit_peer(l.peer, final_state, Some(reason.to_owned()));
     }
 
-    fn protocol_violation(&mut self, link: LinkId, what: &str) {
+    pub(crate) fn protocol_violation(&mut self, link: LinkId, what: &str) {
         let peer = self
             .links
             .get(&link)

@@ -25,4 +25,4 @@
 
 mod net;
 
-pub use net::{Sim, SimConfig, SimStats};
+pub use net::{LinkTap, Sim, SimConfig, SimStats};

@@ -104,7 +104,12 @@ pub struct Sim {
     /// Every event each node emitted, for tests.
     node_events: Vec<Vec<Event>>,
     stats: SimStats,
+    /// Sees every link frame `(from, to, bytes)` as it is sent (tests record relays' views).
+    link_tap: Option<LinkTap>,
 }
+
+/// See [`Sim::set_link_tap`].
+pub type LinkTap = Box<dyn FnMut(usize, usize, &[u8])>;
 
 fn fake_sdp(rng: &mut ChaCha20Rng, end: End) -> String {
     let mut fp = [0u8; 32];
@@ -182,6 +187,7 @@ impl Sim {
             node_timer: vec![None; n],
             node_events: vec![Vec::new(); n],
             stats: SimStats::default(),
+            link_tap: None,
             cfg,
         };
         for i in 0..n {
@@ -247,6 +253,11 @@ impl Sim {
         let r = self.nodes[from].connect(self.now, peer);
         self.drain_node(from);
         r
+    }
+
+    /// Watch every link frame as it is sent: `(from node, to node, frame bytes)`.
+    pub fn set_link_tap(&mut self, tap: Option<LinkTap>) {
+        self.link_tap = tap;
     }
 
     /// Run until the virtual clock passes `now + d` or nothing is left to do.
@@ -458,6 +469,9 @@ impl Sim {
                 Output::SendLink { link, bytes } => {
                     let local = (i, link);
                     if let Some(remote) = self.pairs.get(&local).copied() {
+                        if let Some(tap) = self.link_tap.as_mut() {
+                            tap(i, remote.0, &bytes);
+                        }
                         self.deliver_link(local, remote, Ev::Frame(remote, bytes));
                     }
                 }

@@ -3,9 +3,11 @@
 //! signing both DTLS fingerprints and the other side's nonce. Only then may other frames flow.
 //!
 //! Layout: `[cmd: u8][body]`. Codes 0x10..=0x1f are reserved for onion cells; 0x10 carries one
-//! 512-byte [`Cell`]. Codes 0x20..=0x2f carry the DHT: a Kademlia frame for the peer itself
-//! ([`LinkMsg::Kad`]), and the relay through an introducer ([`LinkMsg::Relay`] in,
-//! [`LinkMsg::Relayed`] out), which lets a node reach a DHT node it has no link to.
+//! 512-byte [`Cell`]; 0x11 carries 1 to [`MAX_CELLS_PER_FRAME`] cells (`[count: u8][cells]`), so
+//! that a busy link sends one data-channel message per burst of cells instead of one per cell.
+//! Codes 0x20..=0x2f carry the DHT: a Kademlia frame for the peer itself ([`LinkMsg::Kad`]), and
+//! the relay through an introducer ([`LinkMsg::Relay`] in, [`LinkMsg::Relayed`] out), which lets
+//! a node reach a DHT node it has no link to.
 
 use crate::cell::{Cell, CELL_LEN};
 use crate::kad::MAX_KAD_FRAME;
@@ -31,7 +33,13 @@ impl LinkCmd {
     pub const RELAYED: LinkCmd = LinkCmd(0x22);
     /// "I have no link to X; here is your frame back": introducer -> sender.
     pub const RELAY_FAILED: LinkCmd = LinkCmd(0x23);
+    /// Several onion cells: a count byte, then exactly that many cells.
+    pub const CELLS: LinkCmd = LinkCmd(0x11);
 }
+
+/// Most cells in one [`LinkMsg::Cells`] frame (16 KiB of cells: a data-channel message size that
+/// every browser sends efficiently).
+pub const MAX_CELLS_PER_FRAME: usize = 32;
 
 pub const NONCE_LEN: usize = 32;
 /// Largest application payload in one `Data` frame.
@@ -76,6 +84,8 @@ pub enum LinkMsg {
         to: NodeId,
         bytes: Vec<u8>,
     },
+    /// 1 to [`MAX_CELLS_PER_FRAME`] onion cells for the same link, in order.
+    Cells(Vec<Cell>),
     Unrecognized {
         cmd: u8,
         body: Vec<u8>,
@@ -132,6 +142,15 @@ impl Frame for LinkMsg {
                 w.put_bytes(&to.0);
                 w.put_var16(&bytes[..bytes.len().min(MAX_KAD_FRAME)]);
             }
+            LinkMsg::Cells(cells) => {
+                // Callers never build more than the maximum; cut rather than write a bad frame.
+                let cells = &cells[..cells.len().min(MAX_CELLS_PER_FRAME)];
+                w.put_u8(LinkCmd::CELLS.0);
+                w.put_u8(cells.len() as u8);
+                for c in cells {
+                    w.put_bytes(&c.to_bytes());
+                }
+            }
             LinkMsg::Unrecognized { cmd, body } => {
                 w.put_u8(*cmd);
                 w.put_bytes(body);
@@ -168,6 +187,23 @@ impl Frame for LinkMsg {
                 to: NodeId(r.take_array()?),
                 bytes: r.take_var16(MAX_KAD_FRAME)?.to_vec(),
             },
+            LinkCmd::CELLS => {
+                let n = r.take_u8()? as usize;
+                if n == 0 {
+                    return Err(WireError::BadValue("a cell batch with no cells"));
+                }
+                if n > MAX_CELLS_PER_FRAME {
+                    return Err(WireError::LengthTooLarge {
+                        len: n,
+                        max: MAX_CELLS_PER_FRAME,
+                    });
+                }
+                let mut cells = Vec::with_capacity(n);
+                for _ in 0..n {
+                    cells.push(Cell::from_bytes(&r.take_array::<CELL_LEN>()?));
+                }
+                LinkMsg::Cells(cells)
+            }
             LinkCmd(cmd) => LinkMsg::Unrecognized {
                 cmd,
                 body: r.take_rest().to_vec(),
@@ -223,6 +259,15 @@ mod tests {
                     pubkey: pk.try_into().unwrap(),
                     bytes
                 }),
+            proptest::collection::vec(
+                proptest::collection::vec(any::<u8>(), CELL_LEN),
+                1..=MAX_CELLS_PER_FRAME
+            )
+            .prop_map(|v| LinkMsg::Cells(
+                v.into_iter()
+                    .map(|b| Cell::from_bytes(&b.try_into().unwrap()))
+                    .collect()
+            )),
             (0x30u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40))
                 .prop_map(|(cmd, body)| LinkMsg::Unrecognized { cmd, body }),
         ]
@@ -287,6 +332,33 @@ mod tests {
         let mut big = vec![LinkCmd::KAD.0, 0xff, 0xff];
         big.extend(std::iter::repeat_n(0u8, 100));
         assert!(LinkMsg::decode_frame(&big).is_err());
+    }
+
+    #[test]
+    fn cell_batches_check_their_count() {
+        use crate::cell::{CellMsg, CircId, DestroyReason};
+        let cell = Cell::new(CircId(7), &CellMsg::Destroy(DestroyReason::PROTOCOL));
+        let two = LinkMsg::Cells(vec![cell.clone(), cell.clone()]).encode_frame();
+        assert_eq!(two.len(), 2 + 2 * CELL_LEN);
+        assert_eq!(&two[..2], &[0x11, 2]);
+        assert!(LinkMsg::decode_frame(&two).is_ok());
+        // Fewer cells than the count says, one more than it says, zero, too many.
+        assert!(LinkMsg::decode_frame(&two[..2 + CELL_LEN]).is_err());
+        let mut extra = two.clone();
+        extra.extend_from_slice(&cell.to_bytes());
+        assert_eq!(
+            LinkMsg::decode_frame(&extra),
+            Err(WireError::TrailingBytes(CELL_LEN))
+        );
+        assert!(LinkMsg::decode_frame(&[0x11, 0]).is_err());
+        let mut many = vec![0x11, 33];
+        for _ in 0..33 {
+            many.extend_from_slice(&cell.to_bytes());
+        }
+        assert!(matches!(
+            LinkMsg::decode_frame(&many),
+            Err(WireError::LengthTooLarge { len: 33, .. })
+        ));
     }
 
     #[test]
