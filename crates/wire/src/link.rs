@@ -39,7 +39,8 @@ impl LinkCmd {
 
 /// Most cells in one [`LinkMsg::Cells`] frame (16 KiB of cells: a data-channel message size that
 /// every browser sends efficiently).
-pub const MAX_CELLS_PER_FRAME: usize = 32;
+pub const MAX_CELLS_PER_FRAME: usize = 120;
+const _: () = assert!(2 + MAX_CELLS_PER_FRAME * CELL_LEN <= MAX_LINK_FRAME);
 
 pub const NONCE_LEN: usize = 32;
 /// Largest application payload in one `Data` frame.
@@ -351,13 +352,14 @@ mod tests {
             Err(WireError::TrailingBytes(CELL_LEN))
         );
         assert!(LinkMsg::decode_frame(&[0x11, 0]).is_err());
-        let mut many = vec![0x11, 33];
-        for _ in 0..33 {
+        let over = MAX_CELLS_PER_FRAME + 1;
+        let mut many = vec![0x11, over as u8];
+        for _ in 0..over {
             many.extend_from_slice(&cell.to_bytes());
         }
         assert!(matches!(
             LinkMsg::decode_frame(&many),
-            Err(WireError::LengthTooLarge { len: 33, .. })
+            Err(WireError::LengthTooLarge { len, .. }) if len == over
         ));
     }
 
