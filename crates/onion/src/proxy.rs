@@ -440,11 +440,7 @@ impl OnionProxy {
         s: StreamHandle,
         data: &[u8],
     ) -> Result<usize, ApiError> {
-        let c = self
-            .circuits
-            .get_mut(&s.circ.0)
-            .ok_or(ApiError::UnknownStream)?;
-        c.last_activity = now;
+        let c = self.active_circuit(now, s.circ.0)?;
         let n = c
             .endpoint
             .write(s.stream, data)
@@ -460,11 +456,7 @@ impl OnionProxy {
         s: StreamHandle,
         max: usize,
     ) -> Result<Vec<u8>, ApiError> {
-        let c = self
-            .circuits
-            .get_mut(&s.circ.0)
-            .ok_or(ApiError::UnknownStream)?;
-        c.last_activity = now;
+        let c = self.active_circuit(now, s.circ.0)?;
         let out = c
             .endpoint
             .read(s.stream, max)
@@ -584,6 +576,13 @@ impl OnionProxy {
         let out = Cell::new(c.id, &msg);
         self.push_cell(key, out);
         Some(tag)
+    }
+
+    /// The circuit a stream call addresses, marked active at `now`.
+    fn active_circuit(&mut self, now: Time, key: u64) -> Result<&mut Circuit, ApiError> {
+        let c = self.circuits.get_mut(&key).ok_or(ApiError::UnknownStream)?;
+        c.last_activity = now;
+        Ok(c)
     }
 
     fn send_sendmes(&mut self, key: u64, hop: usize, stream: StreamId, n: u32, tags: &[SendmeTag]) {

@@ -402,11 +402,7 @@ impl OnionRouter {
         s: ExitStream,
         data: &[u8],
     ) -> Result<usize, ApiError> {
-        let c = self
-            .circuits
-            .get_mut(&s.circuit)
-            .ok_or(ApiError::UnknownStream)?;
-        c.last_activity = now;
+        let c = self.active_circuit(now, s.circuit)?;
         let n = c
             .endpoint
             .write(s.stream, data)
@@ -422,28 +418,13 @@ impl OnionRouter {
         s: ExitStream,
         max: usize,
     ) -> Result<Vec<u8>, ApiError> {
-        let c = self
-            .circuits
-            .get_mut(&s.circuit)
-            .ok_or(ApiError::UnknownStream)?;
-        c.last_activity = now;
+        let c = self.active_circuit(now, s.circuit)?;
         let out = c
             .endpoint
             .read(s.stream, max)
             .ok_or(ApiError::UnknownStream)?;
         c.endpoint.reap();
-        for _ in 0..out.stream_sendmes {
-            self.send_back(
-                s.circuit,
-                RelayCell::new(s.stream, RelayMsg::Sendme { tag: None }),
-            );
-        }
-        for tag in out.circ_sendmes {
-            self.send_back(
-                s.circuit,
-                RelayCell::new(StreamId(0), RelayMsg::Sendme { tag: Some(tag) }),
-            );
-        }
+        self.send_sendmes(s.circuit, s.stream, out.stream_sendmes, &out.circ_sendmes);
         self.pump();
         Ok(out.data)
     }
@@ -458,12 +439,7 @@ impl OnionRouter {
             .endpoint
             .close_stream(s.stream)
             .ok_or(ApiError::UnknownStream)?;
-        for tag in tags {
-            self.send_back(
-                s.circuit,
-                RelayCell::new(StreamId(0), RelayMsg::Sendme { tag: Some(tag) }),
-            );
-        }
+        self.send_sendmes(s.circuit, StreamId(0), 0, &tags);
         self.pump();
         Ok(())
     }
@@ -1008,6 +984,27 @@ impl OnionRouter {
     }
 
     /// Seal a relay message from this hop towards the proxy.
+    /// The circuit a service call addresses, marked active at `now`.
+    fn active_circuit(&mut self, now: Time, key: u64) -> Result<&mut Circuit, ApiError> {
+        let c = self.circuits.get_mut(&key).ok_or(ApiError::UnknownStream)?;
+        c.last_activity = now;
+        Ok(c)
+    }
+
+    /// `n` stream SENDMEs for `stream`, then one authenticated circuit SENDME per tag, towards
+    /// the client.
+    fn send_sendmes(&mut self, key: u64, stream: StreamId, n: u32, tags: &[SendmeTag]) {
+        for _ in 0..n {
+            self.send_back(key, RelayCell::new(stream, RelayMsg::Sendme { tag: None }));
+        }
+        for tag in tags {
+            self.send_back(
+                key,
+                RelayCell::new(StreamId(0), RelayMsg::Sendme { tag: Some(*tag) }),
+            );
+        }
+    }
+
     fn send_back(&mut self, key: u64, cell: RelayCell) -> Option<SendmeTag> {
         let c = self.circuits.get_mut(&key)?;
         let mut body = plaintext(&mut self.rng, &cell);
