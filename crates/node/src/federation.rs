@@ -168,18 +168,7 @@ impl Rendezvous {
             addr: addr.clone(),
         });
         // Everyone registered here, in frames of at most MAX_PEERS_PER_SYNC.
-        let mine: Vec<PeerRecord> = self
-            .conns
-            .values()
-            .filter_map(|c| match c.state {
-                ConnState::Registered { id, pubkey } => Some(PeerRecord {
-                    id,
-                    pubkey,
-                    bridge: String::new(),
-                }),
-                _ => None,
-            })
-            .collect();
+        let mine: Vec<PeerRecord> = self.local_records(None).collect();
         for chunk in mine.chunks(MAX_PEERS_PER_SYNC) {
             self.send(
                 conn,

@@ -440,13 +440,15 @@ impl Rendezvous {
         self.fed_peer_joined(id, pubkey);
     }
 
-    fn on_find_peer(&mut self, conn: ConnId, target: NodeId) {
-        let n = self.cfg.peers_per_answer.min(MAX_PEERS_PER_ANSWER);
-        // A linear scan is fine at the bridge's scale (max_peers plus max_remote_peers).
-        let mut best: Vec<PeerRecord> = self
-            .conns
+    /// Peers registered at this bridge (but the one on `except`), as records with an empty
+    /// bridge field ("this bridge").
+    pub(crate) fn local_records(
+        &self,
+        except: Option<ConnId>,
+    ) -> impl Iterator<Item = PeerRecord> + '_ {
+        self.conns
             .iter()
-            .filter(|(c, _)| **c != conn)
+            .filter(move |(c, _)| Some(**c) != except)
             .filter_map(|(_, c)| match c.state {
                 ConnState::Registered { id, pubkey } => Some(PeerRecord {
                     id,
@@ -455,7 +457,12 @@ impl Rendezvous {
                 }),
                 _ => None,
             })
-            .collect();
+    }
+
+    fn on_find_peer(&mut self, conn: ConnId, target: NodeId) {
+        let n = self.cfg.peers_per_answer.min(MAX_PEERS_PER_ANSWER);
+        // A linear scan is fine at the bridge's scale (max_peers plus max_remote_peers).
+        let mut best: Vec<PeerRecord> = self.local_records(Some(conn)).collect();
         // Peers registered at federated bridges, each tagged with the bridge that introduces it.
         best.extend(self.fed_remote_records(&target, n));
         best.sort_by_key(|p| p.id.distance(&target));
