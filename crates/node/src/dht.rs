@@ -1,18 +1,17 @@
-//! The node's Kademlia DHT: a [`Kad`] wired to the node's links and bridge.
+//! The node's DHT part: a [`Kad`] wired to the node's links and bridge.
 //!
-//! Kademlia frames travel three ways, chosen per frame by [`Node`]'s router (the rules of
-//! `onionmesh_kad::peers`, plus the bridge's own DHT node):
+//! Kademlia frames travel three ways, chosen per frame by this part's router:
 //!
 //! 1. on the authenticated link to the contact (`LinkMsg::Kad`);
 //! 2. else through one of the contact's introducers we are linked to (`LinkMsg::Relay`; the
-//!    introducer checks the frame, rate-limits the sender per link, and hands it on as
-//!    `LinkMsg::Relayed` with the sender's authenticated key). The answer comes back the same
-//!    way, because the target learns the introducer as the sender's introducer;
+//!    introducer — `crate::relay` — checks the frame, rate-limits the sender per link, and hands
+//!    it on as `LinkMsg::Relayed` with the sender's authenticated key). The answer comes back
+//!    the same way, because the target learns the introducer as the sender's introducer;
 //! 3. else through our bridge (`SignalMsg::KadTo`), which delivers it to its own DHT node, to a
 //!    peer registered there, or through a federated bridge to a peer registered at that one.
 //!
-//! A lookup never opens a link: links stay at most `max_links` (about 32), and links idle for
-//! `idle_link_timeout` are closed while more than `target_links` are open.
+//! This is the only place DHT routing happens. A lookup never opens a link, and the DHT never
+//! closes one: the link table's idle policy does.
 //!
 //! Contacts enter the DHT from authenticated links and from the bridge's `FoundPeer` records;
 //! `onionmesh_kad` refuses any whose ID is not the hash of its key. The DHT bootstraps when the
@@ -23,32 +22,25 @@
 //! the ID space from us, or when its closest peer is farther than a node we already know. After
 //! `far_answers_to_warn` far answers in a row the node logs a warning, reports
 //! [`DhtEvent::SuspectBridge`] with the other bridges it has heard of, and looks itself up again
-//! through the peers registered at those other bridges (it cannot switch bridges itself: that
-//! is the driver's decision).
+//! through the peers registered at those other bridges.
 
-use crate::event::{Event, LinkState, LogLevel};
-use crate::link::LinkId;
-use crate::node::Node;
-use crate::Time;
+use crate::error::DhtError;
+use crate::event::{DhtEvent, DhtLookupKind, DhtStats, Event, LogLevel};
+use crate::links::LinkTable;
+use crate::output::{log, Request, Requests};
+use onionmesh_bounded::BoundedLru;
 use onionmesh_crypto::node_id;
 use onionmesh_kad::contact::{bucket_index, ID_BITS};
 use onionmesh_kad::{Kad, KadConfig, KadEvent, LookupKind, Output as KadOutput};
 use onionmesh_wire::kad::{Contact, KadMsg};
-use onionmesh_wire::{Frame, LinkMsg, NodeId, PeerRecord, PublicKeyBytes, SignalMsg};
-use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use onionmesh_wire::{Frame, LinkMsg, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, Time};
+use std::collections::BTreeSet;
 use std::time::Duration;
-use thiserror::Error;
 
 /// Tunables of the node's DHT.
 #[derive(Debug, Clone)]
 pub struct DhtConfig {
     pub kad: KadConfig,
-    /// Frames per second one linked peer may ask us to relay, sustained, and the burst above.
-    pub relay_per_sec: u32,
-    pub relay_burst: u32,
-    /// While more than `target_links` links are open, one idle this long is closed.
-    pub idle_link_timeout: Duration,
     /// Far `FoundPeer` answers in a row before the bridge is suspected.
     pub far_answers_to_warn: u32,
 }
@@ -57,9 +49,6 @@ impl Default for DhtConfig {
     fn default() -> Self {
         DhtConfig {
             kad: KadConfig::default(),
-            relay_per_sec: 20,
-            relay_burst: 60,
-            idle_link_timeout: Duration::from_secs(10 * 60),
             far_answers_to_warn: 3,
         }
     }
@@ -77,271 +66,146 @@ const NO_ROUTE_TTL: Duration = Duration::from_secs(5 * 60);
 /// Rejections beyond this many are counted but only every 100th is logged.
 const LOGGED_REJECTIONS: u64 = 50;
 
-/// What a lookup was for, in the page's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DhtLookupKind {
-    FindNode,
-    FindValue,
-    Publish,
-    Bootstrap,
-    Refresh,
-}
-
-/// A DHT outcome the page (or a test) may want.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DhtEvent {
-    /// A lookup finished. `closest` answered us, closest first; `providers` (FIND_VALUE) are
-    /// the nodes that said they hold the key.
-    LookupDone {
-        lookup: u64,
-        kind: DhtLookupKind,
-        target: NodeId,
-        closest: Vec<NodeId>,
-        providers: Vec<NodeId>,
-        rounds: u32,
-        requests: u32,
-    },
-    /// A publication round ended: `holders` of `attempted` nodes stored our record.
-    Published {
-        lookup: u64,
-        key: NodeId,
-        holders: usize,
-        attempted: usize,
-    },
-    /// We now hold a provider record for another node.
-    ProviderStored { key: NodeId, provider: NodeId },
-    /// Our bridge keeps answering with peers far from our ID; `alternatives` are other bridges
-    /// we have heard of.
-    SuspectBridge {
-        bridge: String,
-        far_answers: u32,
-        alternatives: Vec<String>,
-    },
-}
-
-/// A caller misused the DHT API.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum DhtError {
-    #[error(transparent)]
-    Kad(#[from] onionmesh_kad::ApiError),
-}
-
-impl DhtError {
-    /// A stable code for the JS API.
-    pub fn code(&self) -> &'static str {
-        match self {
-            DhtError::Kad(e) => e.code(),
-        }
-    }
-}
-
-/// Counters and sizes for the page's DHT card.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DhtStats {
-    pub bootstrapped: bool,
-    pub table_size: usize,
-    pub running_lookups: usize,
-    pub lookups_done: u64,
-    pub stored_keys: usize,
-    pub published_keys: usize,
-    /// Frames we sent on a link to the contact itself.
-    pub sent_direct: u64,
-    /// Frames we sent through an introducer.
-    pub sent_via_introducer: u64,
-    /// Frames we sent through our bridge.
-    pub sent_via_bridge: u64,
-    /// Frames we could not route at all.
-    pub unroutable: u64,
-    /// Frames we relayed for a linked peer.
-    pub relayed: u64,
-    /// Relay requests we refused (rate limit, target not linked, not a Kademlia frame).
-    pub relay_refused: u64,
-    /// Messages refused by the DHT (malformed, bad token, flood...).
-    pub rejected: u64,
-    pub far_answers: u32,
-    pub bridge: String,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens_milli: u64,
-    at: Time,
+/// What the DHT part reads of the rest of the node when it routes.
+pub(crate) struct Route<'a> {
+    pub links: &'a LinkTable,
+    pub registered: bool,
 }
 
 /// The node's DHT state (see the module docs).
-pub(crate) struct NodeDht {
-    pub kad: Kad,
+pub(crate) struct DhtPart {
+    kad: Kad,
     cfg: DhtConfig,
-    /// Keys of authenticated link peers, and when each link last carried traffic. Both are
-    /// bounded by the links (`max_links`): entries leave when the link closes.
-    pubkeys: BTreeMap<NodeId, PublicKeyBytes>,
-    last_used: BTreeMap<NodeId, Time>,
-    relay_buckets: BTreeMap<NodeId, Bucket>,
     bridge_contact: Option<Contact>,
     bridge_pubkey: Option<PublicKeyBytes>,
-    bridge_addr: String,
+    bridge_addr: Option<String>,
     other_bridges: BTreeSet<String>,
     far_in_a_row: u32,
     published: BTreeSet<NodeId>,
     /// `(introducer, target)` pairs whose relay failed (the introducer had no link to the
-    /// target), with when: skipped when routing. Bounded by [`MAX_NO_ROUTE`].
-    no_route: BTreeMap<(NodeId, NodeId), Time>,
+    /// target), with when: skipped when routing.
+    no_route: BoundedLru<(NodeId, NodeId), Time>,
     /// Linked peers that named a node in their DHT answers, most recent first: candidates to
-    /// introduce it (the routing table's introducer list is capped and also holds unlinked
-    /// nodes). Bounded by [`MAX_HINTS`] targets of [`HINTS_PER_TARGET`]; entries whose peer
-    /// unlinks are skipped by the router.
-    hints: BTreeMap<NodeId, (Time, Vec<NodeId>)>,
+    /// introduce it. Entries whose peer unlinks are skipped by the router.
+    hints: BoundedLru<NodeId, Vec<NodeId>>,
     stats: DhtStats,
 }
 
-impl NodeDht {
-    pub fn new(me: Contact, cfg: DhtConfig, seed: [u8; 32]) -> NodeDht {
+impl DhtPart {
+    pub fn new(me: Contact, cfg: DhtConfig, seed: [u8; 32]) -> DhtPart {
         // The node's own contact is built from its identity, so its ID is the hash of its key and
         // `Kad::new` cannot refuse it. `Time::ZERO`: drivers start their clock with the node.
         let kad = match Kad::new(me, cfg.kad.clone(), seed, Time::ZERO) {
             Ok(k) => k,
             Err(e) => unreachable!("the node's own contact is valid by construction: {e}"),
         };
-        NodeDht {
+        DhtPart {
             kad,
             cfg,
-            pubkeys: BTreeMap::new(),
-            last_used: BTreeMap::new(),
-            relay_buckets: BTreeMap::new(),
             bridge_contact: None,
             bridge_pubkey: None,
-            bridge_addr: String::new(),
+            bridge_addr: None,
             other_bridges: BTreeSet::new(),
             far_in_a_row: 0,
             published: BTreeSet::new(),
-            no_route: BTreeMap::new(),
-            hints: BTreeMap::new(),
+            no_route: BoundedLru::new(MAX_NO_ROUTE),
+            hints: BoundedLru::new(MAX_HINTS),
             stats: DhtStats::default(),
         }
     }
 
-    fn relay_allow(&mut self, now: Time, peer: NodeId) -> bool {
-        let cap = u64::from(self.cfg.relay_burst) * 1000;
-        let b = self.relay_buckets.entry(peer).or_insert(Bucket {
-            tokens_milli: cap,
-            at: now,
-        });
-        let refill = now
-            .since(b.at)
-            .saturating_mul(u64::from(self.cfg.relay_per_sec));
-        b.tokens_milli = b.tokens_milli.saturating_add(refill).min(cap);
-        b.at = now;
-        if b.tokens_milli >= 1000 {
-            b.tokens_milli -= 1000;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-impl Node {
-    // ----- API -------------------------------------------------------------------------------
-
-    /// Find the nodes closest to `target`; ends with [`DhtEvent::LookupDone`] carrying the
-    /// returned lookup id.
-    pub fn dht_find_node(&mut self, now: Time, target: NodeId) -> Result<u64, DhtError> {
-        let id = self.dht.kad.find_node(now, target)?;
-        self.dht_flush(now);
-        Ok(id.0)
+    pub fn kad(&self) -> &Kad {
+        &self.kad
     }
 
-    /// Find providers of `key`; ends with [`DhtEvent::LookupDone`] whose `providers` name them.
-    pub fn dht_find_value(&mut self, now: Time, key: NodeId) -> Result<u64, DhtError> {
-        let id = self.dht.kad.find_value(now, key)?;
-        self.dht_flush(now);
-        Ok(id.0)
+    fn bridge_addr(&self) -> String {
+        self.bridge_addr.clone().unwrap_or_default()
     }
 
-    /// Announce that this node provides `key` (a content hash_name): our record is stored at
-    /// the closest nodes now and republished until the node stops. Ends with
-    /// [`DhtEvent::Published`].
-    pub fn dht_publish(&mut self, now: Time, key: NodeId) -> Result<u64, DhtError> {
-        let id = self.dht.kad.publish(now, key)?;
-        self.dht.published.insert(key);
-        self.dht_flush(now);
-        Ok(id.0)
-    }
-
-    /// Sizes and counters for display.
-    pub fn dht_stats(&self) -> DhtStats {
-        let mut s = self.dht.stats.clone();
-        s.table_size = self.dht.kad.table().len();
-        s.running_lookups = self.dht.kad.running_lookups();
-        s.stored_keys = self.dht.kad.store().keys();
-        s.published_keys = self.dht.published.len();
-        s.bridge = self.dht.bridge_addr.clone();
+    pub fn stats(&self) -> DhtStats {
+        let mut s = self.stats.clone();
+        s.table_size = self.kad.table().len();
+        s.running_lookups = self.kad.running_lookups();
+        s.stored_keys = self.kad.store().keys();
+        s.published_keys = self.published.len();
+        s.bridge = self.bridge_addr.clone();
         s
     }
 
-    /// The DHT node itself, read-only (for tests and diagnostics).
-    pub fn dht(&self) -> &Kad {
-        &self.dht.kad
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.kad.poll_timeout()
     }
 
-    // ----- hooks called by the node ----------------------------------------------------------
+    // ----- inputs from the node ------------------------------------------------------------
 
-    pub(crate) fn dht_on_welcome(&mut self, bridge_pubkey: PublicKeyBytes) {
-        self.dht.bridge_pubkey = Some(bridge_pubkey);
+    pub fn on_welcome(&mut self, bridge_pubkey: PublicKeyBytes) {
+        self.bridge_pubkey = Some(bridge_pubkey);
     }
 
     /// The bridge told us its address: we can now name our bridge in the DHT, and bootstrap
-    /// from the bridge's DHT node and our linked peers.
-    pub(crate) fn dht_on_bridge_info(&mut self, now: Time, addr: String) {
-        self.dht.bridge_addr = addr.clone();
-        self.dht.kad.set_reachability(addr.clone(), Vec::new());
-        let mut seeds: Vec<Contact> = self
-            .dht
-            .pubkeys
-            .iter()
-            .map(|(id, pk)| Contact {
-                id: *id,
-                pubkey: *pk,
-                bridge: addr.clone(),
-                introducers: Vec::new(),
+    /// from the bridge's DHT node and our linked peers. After a reconnection this also
+    /// re-announces every key we publish.
+    pub fn on_bridge_info(&mut self, now: Time, addr: String, r: &Route, reqs: &mut Requests) {
+        let again = self.bridge_addr.is_some();
+        self.bridge_addr = Some(addr.clone());
+        self.kad.set_reachability(addr.clone(), Vec::new());
+        let mut seeds: Vec<Contact> = r
+            .links
+            .linked_peers()
+            .into_iter()
+            .filter_map(|id| {
+                r.links.linked_pubkey(&id).map(|pk| Contact {
+                    id,
+                    pubkey: pk,
+                    bridge: addr.clone(),
+                    introducers: Vec::new(),
+                })
             })
             .collect();
-        if let Some(pk) = self.dht.bridge_pubkey {
+        if let Some(pk) = self.bridge_pubkey {
             let c = Contact {
                 id: node_id(&pk),
                 pubkey: pk,
                 bridge: addr,
                 introducers: Vec::new(),
             };
-            self.dht.bridge_contact = Some(c.clone());
+            self.bridge_contact = Some(c.clone());
             seeds.push(c);
         }
-        if self.dht.kad.bootstrap(now, &seeds).is_ok() {
-            self.dht.stats.bootstrapped = true;
+        if self.kad.bootstrap(now, &seeds).is_ok() {
+            self.stats.bootstrapped = true;
         }
-        self.dht_flush(now);
+        if again {
+            for key in self.published.clone() {
+                // A refusal (too many publications at once) leaves the periodic republish.
+                let _ = self.kad.publish(now, key);
+            }
+        }
+        self.flush(now, r, reqs);
     }
 
     /// Records from the bridge's `FoundPeer`: contacts for the DHT, and the far-answer check.
-    pub(crate) fn dht_on_found_peers(&mut self, now: Time, peers: &[PeerRecord]) {
-        let me = self.id();
+    pub fn on_found_peers(
+        &mut self,
+        now: Time,
+        peers: &[PeerRecord],
+        r: &Route,
+        reqs: &mut Requests,
+    ) {
+        let me = self.kad.me().id;
         let valid: Vec<&PeerRecord> = peers
             .iter()
             .filter(|p| p.id != me && node_id(&p.pubkey) == p.id)
             .collect();
-        self.check_far_answer(now, &valid);
+        self.check_far_answer(now, me, &valid, r, reqs);
         for p in valid {
             let bridge = if p.bridge.is_empty() {
-                self.dht.bridge_addr.clone()
+                self.bridge_addr()
             } else {
-                if p.bridge != self.dht.bridge_addr
-                    && self.dht.other_bridges.len() < MAX_KNOWN_BRIDGES
+                if Some(&p.bridge) != self.bridge_addr.as_ref()
+                    && self.other_bridges.len() < MAX_KNOWN_BRIDGES
                 {
-                    self.dht.other_bridges.insert(p.bridge.clone());
+                    self.other_bridges.insert(p.bridge.clone());
                 }
                 p.bridge.clone()
             };
@@ -352,13 +216,19 @@ impl Node {
                 introducers: Vec::new(),
             };
             // Checked above; a refusal here would only mean a bad record, which we skip.
-            let _ = self.dht.kad.add_contact(now, &c);
+            let _ = self.kad.add_contact(now, &c);
         }
-        self.dht_flush(now);
+        self.flush(now, r, reqs);
     }
 
-    fn check_far_answer(&mut self, now: Time, answer: &[&PeerRecord]) {
-        let me = self.id();
+    fn check_far_answer(
+        &mut self,
+        now: Time,
+        me: NodeId,
+        answer: &[&PeerRecord],
+        r: &Route,
+        reqs: &mut Requests,
+    ) {
         if answer.is_empty() {
             return;
         }
@@ -368,7 +238,6 @@ impl Node {
                 .all(|p| bucket_index(&me, &p.id) == Some(ID_BITS - 1));
         let best_answer = answer.iter().map(|p| p.id.distance(&me)).min();
         let best_known = self
-            .dht
             .kad
             .table()
             .closest(&me, 1, None)
@@ -376,17 +245,17 @@ impl Node {
             .map(|c| c.id.distance(&me));
         let withholds = matches!((best_answer, best_known), (Some(a), Some(k)) if a > k);
         if !(all_far_half || withholds) {
-            self.dht.far_in_a_row = 0;
+            self.far_in_a_row = 0;
             return;
         }
-        self.dht.far_in_a_row = self.dht.far_in_a_row.saturating_add(1);
-        self.dht.stats.far_answers = self.dht.stats.far_answers.saturating_add(1);
-        if self.dht.far_in_a_row < self.cfg.dht.far_answers_to_warn {
+        self.far_in_a_row = self.far_in_a_row.saturating_add(1);
+        self.stats.far_answers = self.stats.far_answers.saturating_add(1);
+        if self.far_in_a_row < self.cfg.far_answers_to_warn {
             return;
         }
-        self.dht.far_in_a_row = 0;
-        let alternatives: Vec<String> = self.dht.other_bridges.iter().cloned().collect();
-        let bridge = self.dht.bridge_addr.clone();
+        self.far_in_a_row = 0;
+        let alternatives: Vec<String> = self.other_bridges.iter().cloned().collect();
+        let bridge = self.bridge_addr();
         let next = if alternatives.is_empty() {
             "no other bridge is known; add peers by hand or use another bridge".to_owned()
         } else {
@@ -395,44 +264,45 @@ impl Node {
                 alternatives.join(", ")
             )
         };
-        self.log(
+        log(
+            reqs,
             LogLevel::Warn,
             format!(
                 "the bridge {bridge} keeps returning peers far from our ID ({} far answers in a row); it may be hiding our neighbours: {next}",
-                self.cfg.dht.far_answers_to_warn
+                self.cfg.far_answers_to_warn
             ),
         );
-        self.out
-            .push_back(crate::Output::Event(Event::Dht(DhtEvent::SuspectBridge {
-                bridge: bridge.clone(),
-                far_answers: self.cfg.dht.far_answers_to_warn,
-                alternatives: alternatives.clone(),
-            })));
+        reqs.push_back(Request::Emit(Event::Dht(DhtEvent::SuspectBridge {
+            bridge: bridge.clone(),
+            far_answers: self.cfg.far_answers_to_warn,
+            alternatives: alternatives.clone(),
+        })));
         if !alternatives.is_empty() {
             let seeds: Vec<Contact> = self
-                .dht
                 .kad
                 .table()
                 .closest(&me, 64, None)
                 .into_iter()
                 .filter(|c| c.bridge != bridge && !c.bridge.is_empty())
                 .collect();
-            let _ = self.dht.kad.bootstrap(now, &seeds);
-            self.dht_flush(now);
+            let _ = self.kad.bootstrap(now, &seeds);
+            self.flush(now, r, reqs);
         }
     }
 
     /// A `KadFrom` from the bridge: a frame from the bridge's DHT node or one it forwarded.
-    pub(crate) fn dht_on_kad_from(
+    pub fn on_kad_from(
         &mut self,
         now: Time,
         peer: NodeId,
         pubkey: PublicKeyBytes,
         bridge: String,
         bytes: &[u8],
+        r: &Route,
+        reqs: &mut Requests,
     ) {
         let bridge = if bridge.is_empty() {
-            self.dht.bridge_addr.clone()
+            self.bridge_addr()
         } else {
             bridge
         };
@@ -442,28 +312,33 @@ impl Node {
             bridge,
             introducers: Vec::new(),
         };
-        self.dht.kad.handle_message(now, &from, bytes);
-        self.dht_flush(now);
+        self.kad.handle_message(now, &from, bytes);
+        self.flush(now, r, reqs);
     }
 
-    /// A DHT frame on an authenticated link from `peer`.
-    pub(crate) fn dht_on_link_msg(&mut self, now: Time, link: LinkId, peer: NodeId, msg: LinkMsg) {
-        self.dht_touch(now, peer);
+    /// A DHT frame on an authenticated link from `peer` (`Kad`, `Relayed` or `RelayFailed`).
+    pub fn on_link_msg(
+        &mut self,
+        now: Time,
+        peer: NodeId,
+        msg: LinkMsg,
+        r: &Route,
+        reqs: &mut Requests,
+    ) {
         match msg {
             LinkMsg::Kad(bytes) => {
-                let Some(pubkey) = self.dht.pubkeys.get(&peer).copied() else {
+                let Some(pubkey) = r.links.linked_pubkey(&peer) else {
                     return;
                 };
-                self.learn_hints(now, peer, &bytes);
+                self.learn_hints(peer, &bytes);
                 let from = Contact {
                     id: peer,
                     pubkey,
                     bridge: self.known_bridge(&peer),
                     introducers: Vec::new(),
                 };
-                self.dht.kad.handle_message(now, &from, &bytes);
+                self.kad.handle_message(now, &from, &bytes);
             }
-            LinkMsg::Relay { to, bytes } => self.on_relay_request(now, link, peer, to, bytes),
             LinkMsg::Relayed {
                 from,
                 pubkey,
@@ -475,44 +350,30 @@ impl Node {
                     bridge: self.known_bridge(&from),
                     introducers: vec![peer],
                 };
-                self.dht.kad.handle_message(now, &c, &bytes);
+                self.kad.handle_message(now, &c, &bytes);
             }
             LinkMsg::RelayFailed { to, bytes } => {
                 // Remember that this peer cannot introduce `to`, and try the next way.
-                if self.dht.no_route.len() >= MAX_NO_ROUTE {
-                    if let Some(oldest) = self
-                        .dht
-                        .no_route
-                        .iter()
-                        .min_by_key(|(_, t)| **t)
-                        .map(|(k, _)| *k)
-                    {
-                        self.dht.no_route.remove(&oldest);
+                self.no_route.insert((peer, to), now);
+                match self.kad.table().get(&to).cloned() {
+                    Some(c) => self.route(now, c, bytes, r, reqs),
+                    None if r.registered && self.bridge_addr.is_some() => {
+                        self.stats.sent_via_bridge += 1;
+                        reqs.push_back(Request::SendBridge(SignalMsg::KadTo { peer: to, bytes }));
                     }
-                }
-                self.dht.no_route.insert((peer, to), now);
-                let contact = self.dht.kad.table().get(&to).cloned();
-                match contact {
-                    Some(c) => self.dht_route(now, c, bytes),
                     None => {
-                        let registered = self.bridge == crate::BridgeState::Registered;
-                        if registered && !self.dht.bridge_addr.is_empty() {
-                            self.dht.stats.sent_via_bridge += 1;
-                            self.send_bridge(&SignalMsg::KadTo { peer: to, bytes });
-                        } else {
-                            self.dht.stats.unroutable += 1;
-                            self.dht.kad.handle_send_failed(now, &to);
-                        }
+                        self.stats.unroutable += 1;
+                        self.kad.handle_send_failed(now, &to);
                     }
                 }
             }
             _ => {}
         }
-        self.dht_flush(now);
+        self.flush(now, r, reqs);
     }
 
     /// `peer` is linked to us and named these nodes: it may be linked to them too.
-    fn learn_hints(&mut self, now: Time, peer: NodeId, bytes: &[u8]) {
+    fn learn_hints(&mut self, peer: NodeId, bytes: &[u8]) {
         let contacts = match KadMsg::decode_frame(bytes) {
             Ok(KadMsg::Nodes { contacts, .. }) | Ok(KadMsg::Value { contacts, .. }) => contacts,
             _ => return,
@@ -521,231 +382,114 @@ impl Node {
             if c.id == peer {
                 continue;
             }
-            if !self.dht.hints.contains_key(&c.id) && self.dht.hints.len() >= MAX_HINTS {
-                if let Some(oldest) = self
-                    .dht
-                    .hints
-                    .iter()
-                    .min_by_key(|(_, (t, _))| *t)
-                    .map(|(k, _)| *k)
-                {
-                    self.dht.hints.remove(&oldest);
-                }
-            }
-            let entry = self
-                .dht
-                .hints
-                .entry(c.id)
-                .or_insert_with(|| (now, Vec::new()));
-            entry.0 = now;
-            entry.1.retain(|p| *p != peer);
-            entry.1.insert(0, peer);
-            entry.1.truncate(HINTS_PER_TARGET);
+            let mut list = self.hints.remove(&c.id).unwrap_or_default();
+            list.retain(|p| *p != peer);
+            list.insert(0, peer);
+            list.truncate(HINTS_PER_TARGET);
+            self.hints.insert(c.id, list);
         }
     }
 
-    fn on_relay_request(
+    pub fn link_up(
         &mut self,
         now: Time,
-        link: LinkId,
-        from: NodeId,
-        to: NodeId,
-        bytes: Vec<u8>,
+        peer: NodeId,
+        pubkey: PublicKeyBytes,
+        r: &Route,
+        reqs: &mut Requests,
     ) {
-        let refuse = |node: &mut Node, why: String| {
-            node.dht.stats.relay_refused += 1;
-            let n = node.dht.stats.relay_refused;
-            if n <= LOGGED_REJECTIONS || n.is_multiple_of(100) {
-                node.log(
-                    LogLevel::Warn,
-                    format!(
-                        "not relaying a DHT frame from {} to {}: {why} ({n} refused so far)",
-                        from.short(),
-                        to.short()
-                    ),
-                );
-            }
-        };
-        if !self.dht.relay_allow(now, from) {
-            refuse(
-                self,
-                "the peer asks faster than the per-link relay limit".into(),
-            );
-            return;
-        }
-        if let Err(e) = KadMsg::decode_frame(&bytes) {
-            refuse(self, format!("it is not a Kademlia frame ({e})"));
-            return;
-        }
-        let target = self.linked_link(&to).filter(|_| to != from);
-        let Some(target) = target else {
-            // Whoever named us as `to`'s introducer knew we know `to`, not that we are linked
-            // to it. Hand the frame back at once, so the sender tries its bridge instead of
-            // waiting for a timeout.
-            self.dht.stats.relay_refused += 1;
-            self.out.push_back(crate::Output::SendLink {
-                link,
-                bytes: LinkMsg::RelayFailed { to, bytes }.encode_frame(),
-            });
-            return;
-        };
-        let Some(pubkey) = self.dht.pubkeys.get(&from).copied() else {
-            return;
-        };
-        self.dht.stats.relayed += 1;
-        self.dht_touch(now, to);
-        self.out.push_back(crate::Output::SendLink {
-            link: target,
-            bytes: LinkMsg::Relayed {
-                from,
-                pubkey,
-                bytes,
-            }
-            .encode_frame(),
-        });
-    }
-
-    pub(crate) fn dht_on_linked(&mut self, now: Time, peer: NodeId, pubkey: PublicKeyBytes) {
-        self.dht.pubkeys.insert(peer, pubkey);
-        self.dht.last_used.insert(peer, now);
         let c = Contact {
             id: peer,
             pubkey,
             bridge: self.known_bridge(&peer),
             introducers: Vec::new(),
         };
-        let _ = self.dht.kad.add_contact(now, &c);
-        self.dht_flush(now);
+        let _ = self.kad.add_contact(now, &c);
+        self.flush(now, r, reqs);
     }
 
-    pub(crate) fn dht_on_closed(&mut self, peer: &NodeId) {
-        self.dht.pubkeys.remove(peer);
-        self.dht.last_used.remove(peer);
-        self.dht.relay_buckets.remove(peer);
-    }
-
-    pub(crate) fn dht_touch(&mut self, now: Time, peer: NodeId) {
-        if let Some(t) = self.dht.last_used.get_mut(&peer) {
-            *t = now;
+    pub fn handle_timeout(&mut self, now: Time, r: &Route, reqs: &mut Requests) {
+        if self.kad.poll_timeout().is_some_and(|t| t <= now) {
+            self.kad.handle_timeout(now);
         }
+        self.flush(now, r, reqs);
     }
 
-    pub(crate) fn dht_poll_timeout(&self) -> Option<Time> {
-        self.dht.kad.poll_timeout()
+    // ----- API (through DhtApi) ------------------------------------------------------------
+
+    fn find_node(&mut self, now: Time, target: NodeId) -> Result<u64, DhtError> {
+        Ok(self.kad.find_node(now, target)?.0)
     }
 
-    pub(crate) fn dht_timeout(&mut self, now: Time) {
-        if self.dht.kad.poll_timeout().is_some_and(|t| t <= now) {
-            self.dht.kad.handle_timeout(now);
-        }
-        self.dht_flush(now);
-        self.close_idle_links(now);
+    fn find_value(&mut self, now: Time, key: NodeId) -> Result<u64, DhtError> {
+        Ok(self.kad.find_value(now, key)?.0)
     }
 
-    /// While more than `target_links` links are open, close those idle for too long, least
-    /// recently used first.
-    fn close_idle_links(&mut self, now: Time) {
-        let mut idle: Vec<(Time, NodeId)> = self
-            .dht
-            .last_used
-            .iter()
-            .filter(|(_, t)| now.since(**t) >= self.cfg.dht.idle_link_timeout.as_millis() as u64)
-            .map(|(p, t)| (*t, *p))
-            .collect();
-        idle.sort();
-        let mut open = self.dht.last_used.len();
-        for (_, peer) in idle {
-            if open <= self.cfg.target_links {
-                break;
-            }
-            self.disconnect(peer, "idle for too long; keeping the link count low");
-            open -= 1;
-        }
+    fn publish(&mut self, now: Time, key: NodeId) -> Result<u64, DhtError> {
+        let id = self.kad.publish(now, key)?;
+        self.published.insert(key);
+        Ok(id.0)
     }
 
-    // ----- routing ---------------------------------------------------------------------------
+    // ----- routing -------------------------------------------------------------------------
 
     fn known_bridge(&self, peer: &NodeId) -> String {
-        self.dht
-            .kad
+        self.kad
             .table()
             .get(peer)
             .map(|c| c.bridge.clone())
             .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| self.dht.bridge_addr.clone())
-    }
-
-    fn linked_link(&self, peer: &NodeId) -> Option<LinkId> {
-        let link = *self.by_peer.get(peer)?;
-        self.links
-            .get(&link)
-            .filter(|l| l.state == LinkState::Linked)
-            .map(|_| link)
+            .unwrap_or_else(|| self.bridge_addr())
     }
 
     /// Carry out what the DHT asked for, routing each frame (see the module docs).
-    pub(crate) fn dht_flush(&mut self, now: Time) {
-        while let Some(out) = self.dht.kad.poll_output() {
+    pub fn flush(&mut self, now: Time, r: &Route, reqs: &mut Requests) {
+        while let Some(out) = self.kad.poll_output() {
             match out {
-                KadOutput::Send { to, bytes } => self.dht_route(now, to, bytes),
-                KadOutput::Event(e) => self.dht_event(e),
+                KadOutput::Send { to, bytes } => self.route(now, to, bytes, r, reqs),
+                KadOutput::Event(e) => self.event(e, reqs),
             }
         }
     }
 
-    fn dht_route(&mut self, now: Time, to: Contact, bytes: Vec<u8>) {
-        let registered = self.bridge == crate::BridgeState::Registered;
-        let is_bridge = self.dht.bridge_contact.as_ref().map(|c| c.id) == Some(to.id);
-        if let Some(link) = self.linked_link(&to.id) {
-            self.dht.stats.sent_direct += 1;
-            self.dht_touch(now, to.id);
-            self.out.push_back(crate::Output::SendLink {
-                link,
-                bytes: LinkMsg::Kad(bytes).encode_frame(),
+    fn route(&mut self, now: Time, to: Contact, bytes: Vec<u8>, r: &Route, reqs: &mut Requests) {
+        let is_bridge = self.bridge_contact.as_ref().map(|c| c.id) == Some(to.id);
+        if r.links.is_linked(&to.id) {
+            self.stats.sent_direct += 1;
+            reqs.push_back(Request::SendTo {
+                peer: to.id,
+                msg: LinkMsg::Kad(bytes),
             });
-        } else if let Some((via, link)) = to
-            .introducers
-            .iter()
-            .chain(
-                self.dht
-                    .hints
-                    .get(&to.id)
-                    .map(|h| h.1.iter())
-                    .into_iter()
-                    .flatten(),
-            )
-            .find_map(|i| {
-                let failed = self
-                    .dht
-                    .no_route
-                    .get(&(*i, to.id))
-                    .is_some_and(|t| now.since(*t) < NO_ROUTE_TTL.as_millis() as u64);
-                if failed {
-                    None
-                } else {
-                    self.linked_link(i).map(|l| (*i, l))
-                }
-            })
-        {
-            self.dht.stats.sent_via_introducer += 1;
-            self.dht_touch(now, via);
-            self.out.push_back(crate::Output::SendLink {
-                link,
-                bytes: LinkMsg::Relay { to: to.id, bytes }.encode_frame(),
+            return;
+        }
+        let ttl = u64::try_from(NO_ROUTE_TTL.as_millis()).unwrap_or(u64::MAX);
+        let hinted: Vec<NodeId> = self.hints.peek(&to.id).cloned().unwrap_or_default();
+        let via = to.introducers.iter().chain(hinted.iter()).find(|i| {
+            let failed = self
+                .no_route
+                .peek(&(**i, to.id))
+                .is_some_and(|t| now.since(*t) < ttl);
+            !failed && r.links.is_linked(i)
+        });
+        if let Some(via) = via {
+            self.stats.sent_via_introducer += 1;
+            reqs.push_back(Request::SendTo {
+                peer: *via,
+                msg: LinkMsg::Relay { to: to.id, bytes },
             });
-        } else if registered && (is_bridge || !to.bridge.is_empty()) {
-            self.dht.stats.sent_via_bridge += 1;
-            self.send_bridge(&SignalMsg::KadTo { peer: to.id, bytes });
+        } else if r.registered && (is_bridge || !to.bridge.is_empty()) {
+            self.stats.sent_via_bridge += 1;
+            reqs.push_back(Request::SendBridge(SignalMsg::KadTo { peer: to.id, bytes }));
         } else {
-            self.dht.stats.unroutable += 1;
-            self.dht.kad.handle_send_failed(now, &to.id);
+            self.stats.unroutable += 1;
+            self.kad.handle_send_failed(now, &to.id);
         }
     }
 
-    fn dht_event(&mut self, e: KadEvent) {
+    fn event(&mut self, e: KadEvent, reqs: &mut Requests) {
         let ev = match e {
             KadEvent::LookupFinished(r) => {
-                self.dht.stats.lookups_done += 1;
+                self.stats.lookups_done += 1;
                 let kind = match r.kind {
                     LookupKind::FindNode => DhtLookupKind::FindNode,
                     LookupKind::FindValue => DhtLookupKind::FindValue,
@@ -770,7 +514,7 @@ impl Node {
                 attempted,
                 ..
             } => {
-                self.dht.stats.lookups_done += 1;
+                self.stats.lookups_done += 1;
                 DhtEvent::Published {
                     lookup: id.0,
                     key,
@@ -782,10 +526,11 @@ impl Node {
                 DhtEvent::ProviderStored { key, provider }
             }
             KadEvent::Rejected { from, reason } => {
-                self.dht.stats.rejected += 1;
-                let n = self.dht.stats.rejected;
+                self.stats.rejected += 1;
+                let n = self.stats.rejected;
                 if n <= LOGGED_REJECTIONS || n.is_multiple_of(100) {
-                    self.log(
+                    log(
+                        reqs,
                         LogLevel::Warn,
                         format!(
                             "DHT: refused a message from {}: {reason} ({n} refused so far)",
@@ -797,6 +542,54 @@ impl Node {
             }
             _ => return,
         };
-        self.out.push_back(crate::Output::Event(Event::Dht(ev)));
+        reqs.push_back(Request::Emit(Event::Dht(ev)));
+    }
+}
+
+/// The DHT API, borrowed from the node with [`crate::Node::dht`]. Lookups end with a
+/// [`DhtEvent`] on the node's output carrying the returned lookup id.
+pub struct DhtApi<'a> {
+    pub(crate) part: &'a mut DhtPart,
+    pub(crate) route: Route<'a>,
+    pub(crate) reqs: &'a mut Requests,
+    /// The introducer relay's (relayed, refused) counters, for [`DhtApi::stats`].
+    pub(crate) relay_counts: (u64, u64),
+}
+
+impl DhtApi<'_> {
+    /// Find the nodes closest to `target`; ends with [`DhtEvent::LookupDone`].
+    pub fn find_node(&mut self, now: Time, target: NodeId) -> Result<u64, DhtError> {
+        let id = self.part.find_node(now, target)?;
+        self.part.flush(now, &self.route, self.reqs);
+        Ok(id)
+    }
+
+    /// Find providers of `key`; ends with [`DhtEvent::LookupDone`] whose `providers` name them.
+    pub fn find_value(&mut self, now: Time, key: NodeId) -> Result<u64, DhtError> {
+        let id = self.part.find_value(now, key)?;
+        self.part.flush(now, &self.route, self.reqs);
+        Ok(id)
+    }
+
+    /// Announce that this node provides `key` (a content hash_name): our record is stored at
+    /// the closest nodes now, republished until the node stops, and re-announced after a
+    /// bridge reconnection. Ends with [`DhtEvent::Published`].
+    pub fn publish(&mut self, now: Time, key: NodeId) -> Result<u64, DhtError> {
+        let id = self.part.publish(now, key)?;
+        self.part.flush(now, &self.route, self.reqs);
+        Ok(id)
+    }
+
+    /// Sizes and counters for display.
+    pub fn stats(&self) -> DhtStats {
+        let mut s = self.part.stats();
+        (s.relayed, s.relay_refused) = self.relay_counts;
+        s
+    }
+
+
+    /// The DHT node itself, read-only (for tests and diagnostics).
+    pub fn kad(&self) -> &Kad {
+        &self.part.kad
     }
 }

@@ -1,52 +1,77 @@
-//! # onionmesh-node: the sans-IO core
+//! # onionmesh-node: the peer node's sans-IO core
 //!
-//! Two state machines that pretend the network does not exist:
+//! [`Node`] is one mesh node (a browser page, or a simulated one). It registers with a bridge,
+//! asks it for peers, gets introduced to them over WebRTC, authenticates every link with the
+//! CERTS binding (`onionmesh_crypto::link_auth`), builds and relays onion circuits, and runs the
+//! Kademlia DHT. It owns no socket, spawns no task, reads no clock and draws no randomness it
+//! was not given.
 //!
-//! - [`Node`]: one mesh node (a browser page, later also a bridge's own node). It registers with
-//!   a bridge, asks it for peers, gets introduced to them over WebRTC, and authenticates every
-//!   link with the CERTS binding (see `onionmesh_crypto::link_auth`).
-//! - [`Rendezvous`]: the bridge's job towards its peers: verify signed hellos, answer
-//!   `FindPeer` with the closest registered peers, relay `Introduce` / `Introduced`.
+//! ## Shape: one owner, owned parts
 //!
-//! Both run the Kademlia DHT (`onionmesh_kad`): a node routes its DHT frames over links,
-//! through introducers or through its bridge (see the `dht` module: `Node::dht_publish`,
-//! `dht_find_value`, `dht_find_node`, [`DhtEvent`]), and a bridge built with
-//! [`Rendezvous::with_dht`] is a DHT node that federates with other bridges (see the
-//! `federation` module: `handle_dialed`, shared registrations, cross-bridge introductions and
-//! DHT forwarding).
+//! `Node` owns its parts as fields, each a state machine in its own module with its own
+//! methods:
 //!
-//! Neither owns a socket, spawns a task, reads a clock or draws randomness it was not given.
-//! Calling rules (the same for both, in the style of quinn-proto):
-//! 1. feed every event in with a `handle_*` method, passing `now` (a [`Time`] on the driver's
-//!    monotonic clock);
-//! 2. after each call, drain [`Node::poll_output`] until it returns `None` and carry out the
-//!    actions in order;
-//! 3. arm one timer for [`Node::poll_timeout`] and call [`Node::handle_timeout`] when it fires.
+//! | part | module | job |
+//! |---|---|---|
+//! | link table | `links` | WebRTC links, authentication, deadlines, idle policy |
+//! | bridge link | `bridge` | registration, refresh, reconnection with backoff |
+//! | onion | `onion` | the onion proxy and router, cell batching, the service seam |
+//! | DHT | `dht` | Kademlia over links, introducers and the bridge |
+//! | introducer relay | `relay` | `Relay` / `Relayed` / `RelayFailed` for linked peers |
+//!
+//! Parts never write each other's fields: they return typed requests (send on a link, open a
+//! link, close a link, emit an event) that `Node` carries out in one pump. Events and views
+//! (`event`) and the error-code list (`code`) are leaf modules.
+//!
+//! ## Calling rules (the style of quinn-proto and str0m)
+//! 1. feed every driver event in with [`Node::handle_input`]`(now, `[`Input`]`)`, passing `now`
+//!    (a [`Time`] on the driver's monotonic clock; it never goes backwards inside the node);
+//! 2. after each call (and each application call through a handle), drain
+//!    [`Node::poll_output`] until it returns `None` and carry out the [`Output`]s in order;
+//! 3. arm one timer for [`Node::poll_timeout`] and feed [`Input::Timeout`] when it fires.
+//!
+//! The application API is grouped into borrowed handles: [`Node::onion`] (circuits, streams,
+//! services), [`Node::dht`] (lookups and publication), [`Node::link`] (one peer's link).
 //!
 //! ```
-//! use onionmesh_node::{Node, NodeConfig, Output, Time};
+//! use onionmesh_node::{Input, Node, NodeConfig, Output, Time};
 //! use onionmesh_crypto::Identity;
 //! let identity = Identity::from_seed([7; 32]).unwrap();
 //! let mut node = Node::new(identity, NodeConfig::default(), [1; 32]);
-//! node.handle_bridge_opened(Time::ZERO, 1_700_000_000_000);
-//! // The node greets the bridge and asks for peers.
+//! node.handle_input(Time::ZERO, Input::BridgeOpened { unix_ms: 1_700_000_000_000 });
+//! // The node says it is registering, then greets the bridge.
 //! assert!(matches!(node.poll_output(), Some(Output::Event(_))));
 //! assert!(matches!(node.poll_output(), Some(Output::SendBridge(_))));
 //! ```
 #![forbid(unsafe_code)]
 
-mod circuits;
+mod bridge;
+mod code;
 mod dht;
+mod error;
 mod event;
-mod federation;
-mod link;
+mod links;
 mod node;
-mod rendezvous;
+mod onion;
+mod output;
+mod relay;
+mod services;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
-pub use circuits::{CircuitInfo, OnionConfig, OnionError, OnionEvent, ECHO_BUFFER, MAX_DIRECTORY};
-pub use dht::{DhtConfig, DhtError, DhtEvent, DhtLookupKind, DhtStats};
-pub use event::{BridgeState, Event, LinkState, LogLevel, PeerView};
-pub use link::LinkId;
-pub use node::{ApiError, Node, NodeConfig, Output};
+pub use bridge::BridgeConfig;
+pub use code::ErrorCode;
+pub use dht::{DhtApi, DhtConfig};
+pub use error::{ApiError, DhtError, OnionError};
+pub use event::{
+    BridgeCloseReason, BridgeState, CircuitInfo, CircuitState, DhtEvent, DhtLookupKind, DhtStats,
+    Event, LinkCloseReason, LinkState, LogLevel, OnionEvent, PeerView,
+};
+pub use links::LinkConfig;
+pub use node::{LinkApi, Node, NodeConfig};
+pub use onion::{OnionApi, OnionConfig, MAX_DIRECTORY};
+pub use onionmesh_onion::{CircHandle, ExitStream, StreamHandle, StreamId};
 pub use onionmesh_wire::Time;
-pub use rendezvous::{ConnId, Rendezvous, RendezvousConfig, RendezvousOutput};
+pub use output::{Input, LinkId, Output};
+pub use relay::RelayConfig;
+pub use services::{Echo, StreamIo, StreamService, ECHO_BUFFER};

@@ -158,14 +158,20 @@ fn linked_pair() -> (Node, Node, onionmesh_node::LinkId, onionmesh_node::LinkId)
             bridge: String::new(),
         }],
     };
-    a.handle_bridge_frame(now, &found.encode_frame());
+    a.handle_input(now, Input::BridgeFrame(&found.encode_frame()));
     let la = std::iter::from_fn(|| a.poll_output())
         .find_map(|o| match o {
             Output::CreateOffer { link } => Some(link),
             _ => None,
         })
         .unwrap();
-    a.handle_offer_ready(now, la, sdp(0xaa));
+    a.handle_input(
+        now,
+        Input::OfferReady {
+            link: la,
+            sdp: sdp(0xaa),
+        },
+    );
     let Some(Output::SendBridge(intro)) =
         std::iter::from_fn(|| a.poll_output()).find(|o| matches!(o, Output::SendBridge(_)))
     else {
@@ -179,14 +185,16 @@ fn linked_pair() -> (Node, Node, onionmesh_node::LinkId, onionmesh_node::LinkId)
     else {
         panic!()
     };
-    b.handle_bridge_frame(
+    b.handle_input(
         now,
-        &SignalMsg::Introduce {
-            peer: a.id(),
-            session,
-            sdp: offer,
-        }
-        .encode_frame(),
+        Input::BridgeFrame(
+            &SignalMsg::Introduce {
+                peer: a.id(),
+                session,
+                sdp: offer,
+            }
+            .encode_frame(),
+        ),
     );
     let lb = std::iter::from_fn(|| b.poll_output())
         .find_map(|o| match o {
@@ -194,16 +202,24 @@ fn linked_pair() -> (Node, Node, onionmesh_node::LinkId, onionmesh_node::LinkId)
             _ => None,
         })
         .unwrap();
-    b.handle_answer_ready(now, lb, sdp(0xbb));
-    while b.poll_output().is_some() {}
-    a.handle_bridge_frame(
+    b.handle_input(
         now,
-        &SignalMsg::Introduced {
-            peer: b.id(),
-            session,
+        Input::AnswerReady {
+            link: lb,
             sdp: sdp(0xbb),
-        }
-        .encode_frame(),
+        },
+    );
+    while b.poll_output().is_some() {}
+    a.handle_input(
+        now,
+        Input::BridgeFrame(
+            &SignalMsg::Introduced {
+                peer: b.id(),
+                session,
+                sdp: sdp(0xbb),
+            }
+            .encode_frame(),
+        ),
     );
     while a.poll_output().is_some() {}
     (a, b, la, lb)
@@ -222,27 +238,57 @@ fn sends(n: &mut Node) -> Vec<Vec<u8>> {
 fn handshake_by_hand_then_malformed_frames_close_the_link_only() {
     let (mut a, mut b, la, lb) = linked_pair();
     let now = Time::ZERO;
-    a.handle_link_opened(now, la);
-    b.handle_link_opened(now, lb);
+    a.handle_input(now, Input::LinkOpened { link: la });
+    b.handle_input(now, Input::LinkOpened { link: lb });
     // Exchange nonces, then certs.
     for f in sends(&mut a) {
-        b.handle_link_frame(now, lb, &f);
+        b.handle_input(
+            now,
+            Input::LinkFrame {
+                link: lb,
+                bytes: &f,
+            },
+        );
     }
     for f in sends(&mut b) {
-        a.handle_link_frame(now, la, &f);
+        a.handle_input(
+            now,
+            Input::LinkFrame {
+                link: la,
+                bytes: &f,
+            },
+        );
     }
     for f in sends(&mut a) {
-        b.handle_link_frame(now, lb, &f);
+        b.handle_input(
+            now,
+            Input::LinkFrame {
+                link: lb,
+                bytes: &f,
+            },
+        );
     }
     for f in sends(&mut b) {
-        a.handle_link_frame(now, la, &f);
+        a.handle_input(
+            now,
+            Input::LinkFrame {
+                link: la,
+                bytes: &f,
+            },
+        );
     }
     assert_eq!(a.linked_peers(), vec![b.id()]);
     assert_eq!(b.linked_peers(), vec![a.id()]);
 
     a.send(b.id(), b"ping").unwrap();
     for f in sends(&mut a) {
-        b.handle_link_frame(now, lb, &f);
+        b.handle_input(
+            now,
+            Input::LinkFrame {
+                link: lb,
+                bytes: &f,
+            },
+        );
     }
     let got: Vec<_> = std::iter::from_fn(|| b.poll_output()).collect();
     assert!(got.contains(&Output::Event(Event::Message {
@@ -251,7 +297,13 @@ fn handshake_by_hand_then_malformed_frames_close_the_link_only() {
     })));
 
     // A truncated frame: the link closes with a reason, the node carries on.
-    b.handle_link_frame(now, lb, &LinkMsg::Data(vec![1; 10]).encode_frame()[..6]);
+    b.handle_input(
+        now,
+        Input::LinkFrame {
+            link: lb,
+            bytes: &LinkMsg::Data(vec![1; 10]).encode_frame()[..6],
+        },
+    );
     let outs: Vec<_> = std::iter::from_fn(|| b.poll_output()).collect();
     assert!(outs
         .iter()
@@ -270,12 +322,14 @@ fn handshake_by_hand_then_malformed_frames_close_the_link_only() {
 #[test]
 fn data_before_authentication_is_a_violation() {
     let (mut a, _b, la, _lb) = linked_pair();
-    a.handle_link_opened(Time::ZERO, la);
+    a.handle_input(Time::ZERO, Input::LinkOpened { link: la });
     while a.poll_output().is_some() {}
-    a.handle_link_frame(
+    a.handle_input(
         Time::ZERO,
-        la,
-        &LinkMsg::Data(b"sneaky".to_vec()).encode_frame(),
+        Input::LinkFrame {
+            link: la,
+            bytes: &LinkMsg::Data(b"sneaky".to_vec()).encode_frame(),
+        },
     );
     let outs: Vec<_> = std::iter::from_fn(|| a.poll_output()).collect();
     assert!(outs.iter().any(|o| matches!(o, Output::CloseLink { reason, .. } if reason.contains("data before authentication"))));

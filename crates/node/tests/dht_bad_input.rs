@@ -42,7 +42,7 @@ fn bridge_frames(outs: &[Output]) -> Vec<SignalMsg> {
 /// A node registered at a bridge whose DHT node is `bridge`.
 fn registered(seed: u8, bridge: &Identity) -> Node {
     let mut n = Node::new(identity(seed), NodeConfig::default(), [seed; 32]);
-    n.handle_bridge_opened(Time::ZERO, UNIX);
+    n.handle_input(Time::ZERO, Input::BridgeOpened { unix_ms: UNIX });
     for msg in [
         SignalMsg::Welcome {
             bridge_pubkey: bridge.public_key(),
@@ -52,7 +52,7 @@ fn registered(seed: u8, bridge: &Identity) -> Node {
             addr: BRIDGE_ADDR.into(),
         },
     ] {
-        n.handle_bridge_frame(Time::ZERO, &msg.encode_frame());
+        n.handle_input(Time::ZERO, Input::BridgeFrame(&msg.encode_frame()));
     }
     drain(&mut n);
     n
@@ -76,7 +76,7 @@ fn sdp(tag: u8) -> String {
 /// Introduce `a` to `b` through a pretend bridge and run the link handshake; returns each
 /// side's link id.
 fn link(a: &mut Node, b: &mut Node, now: Time) -> (LinkId, LinkId) {
-    a.connect(now, b.id()).unwrap();
+    a.link(b.id()).connect(now).unwrap();
     let la = drain(a)
         .iter()
         .find_map(|o| match o {
@@ -84,7 +84,13 @@ fn link(a: &mut Node, b: &mut Node, now: Time) -> (LinkId, LinkId) {
             _ => None,
         })
         .unwrap();
-    a.handle_offer_ready(now, la, sdp(1));
+    a.handle_input(
+        now,
+        Input::OfferReady {
+            link: la,
+            sdp: sdp(1),
+        },
+    );
     let Some(SignalMsg::Introduce {
         session,
         sdp: offer,
@@ -98,7 +104,7 @@ fn link(a: &mut Node, b: &mut Node, now: Time) -> (LinkId, LinkId) {
         session,
         sdp: offer,
     };
-    b.handle_bridge_frame(now, &intro.encode_frame());
+    b.handle_input(now, Input::BridgeFrame(&intro.encode_frame()));
     let lb = drain(b)
         .iter()
         .find_map(|o| match o {
@@ -106,7 +112,13 @@ fn link(a: &mut Node, b: &mut Node, now: Time) -> (LinkId, LinkId) {
             _ => None,
         })
         .unwrap();
-    b.handle_answer_ready(now, lb, sdp(2));
+    b.handle_input(
+        now,
+        Input::AnswerReady {
+            link: lb,
+            sdp: sdp(2),
+        },
+    );
     let Some(SignalMsg::Introduced { sdp: answer, .. }) =
         bridge_frames(&drain(b)).into_iter().next()
     else {
@@ -117,22 +129,34 @@ fn link(a: &mut Node, b: &mut Node, now: Time) -> (LinkId, LinkId) {
         session,
         sdp: answer,
     };
-    a.handle_bridge_frame(now, &back.encode_frame());
+    a.handle_input(now, Input::BridgeFrame(&back.encode_frame()));
     drain(a);
-    a.handle_link_opened(now, la);
-    b.handle_link_opened(now, lb);
+    a.handle_input(now, Input::LinkOpened { link: la });
+    b.handle_input(now, Input::LinkOpened { link: lb });
     // Shuttle link frames until both sides are quiet.
     for _ in 0..10 {
         let mut moved = false;
         for o in drain(a) {
             if let Output::SendLink { bytes, .. } = o {
-                b.handle_link_frame(now, lb, &bytes);
+                b.handle_input(
+                    now,
+                    Input::LinkFrame {
+                        link: lb,
+                        bytes: &bytes,
+                    },
+                );
                 moved = true;
             }
         }
         for o in drain(b) {
             if let Output::SendLink { bytes, .. } = o {
-                a.handle_link_frame(now, la, &bytes);
+                a.handle_input(
+                    now,
+                    Input::LinkFrame {
+                        link: la,
+                        bytes: &bytes,
+                    },
+                );
                 moved = true;
             }
         }
@@ -163,7 +187,7 @@ fn malformed_kad_frames_are_logged_and_the_node_carries_on() {
             bytes,
         }
         .encode_frame();
-        n.handle_bridge_frame(Time::ZERO, &frame);
+        n.handle_input(Time::ZERO, Input::BridgeFrame(&frame));
         let outs = drain(&mut n);
         assert!(
             warnings(&outs).iter().any(|w| w.contains("DHT: refused")),
@@ -179,14 +203,14 @@ fn malformed_kad_frames_are_logged_and_the_node_carries_on() {
         bytes: KadMsg::Ping { rid: 1 }.encode_frame(),
     }
     .encode_frame();
-    n.handle_bridge_frame(Time::ZERO, &frame);
+    n.handle_input(Time::ZERO, Input::BridgeFrame(&frame));
     let outs = drain(&mut n);
     assert!(warnings(&outs).iter().any(|w| w.contains("not the hash")));
     assert!(
         bridge_frames(&outs).is_empty(),
         "no answer to a bad contact"
     );
-    assert_eq!(n.dht_stats().rejected, 5);
+    assert_eq!(n.dht().stats().rejected, 5);
 }
 
 #[test]
@@ -209,7 +233,7 @@ fn store_with_a_wrong_or_missing_token_is_refused() {
         token: [0xaa; TOKEN_LEN],
         provider,
     };
-    n.handle_bridge_frame(Time::ZERO, &kad_from(&peer, &store));
+    n.handle_input(Time::ZERO, Input::BridgeFrame(&kad_from(&peer, &store)));
     let outs = drain(&mut n);
     let answer = bridge_frames(&outs)
         .into_iter()
@@ -240,7 +264,7 @@ fn a_flood_of_find_requests_is_rate_limited() {
             rid,
             target: NodeId([1; 20]),
         };
-        n.handle_bridge_frame(Time::ZERO, &kad_from(&peer, &find));
+        n.handle_input(Time::ZERO, Input::BridgeFrame(&kad_from(&peer, &find)));
         let outs = drain(&mut n);
         answered += bridge_frames(&outs).len();
         limited_logs += warnings(&outs)
@@ -255,7 +279,10 @@ fn a_flood_of_find_requests_is_rate_limited() {
         rid: 9999,
         target: NodeId([1; 20]),
     };
-    n.handle_bridge_frame(Time::from_millis(10_000), &kad_from(&peer, &find));
+    n.handle_input(
+        Time::from_millis(10_000),
+        Input::BridgeFrame(&kad_from(&peer, &find)),
+    );
     assert_eq!(bridge_frames(&drain(&mut n)).len(), 1);
 }
 
@@ -277,7 +304,13 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
         to: x.id(),
         bytes: ping.clone(),
     };
-    i.handle_link_frame(now, li_a, &relay.encode_frame());
+    i.handle_input(
+        now,
+        Input::LinkFrame {
+            link: li_a,
+            bytes: &relay.encode_frame(),
+        },
+    );
     let outs = drain(&mut i);
     let relayed: Vec<LinkMsg> = outs
         .iter()
@@ -296,14 +329,16 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
     );
 
     // Not a Kademlia frame: refused and logged, the link stays.
-    i.handle_link_frame(
+    i.handle_input(
         now,
-        li_a,
-        &LinkMsg::Relay {
-            to: x.id(),
-            bytes: vec![0x03, 1, 2],
-        }
-        .encode_frame(),
+        Input::LinkFrame {
+            link: li_a,
+            bytes: &LinkMsg::Relay {
+                to: x.id(),
+                bytes: vec![0x03, 1, 2],
+            }
+            .encode_frame(),
+        },
     );
     let outs = drain(&mut i);
     assert!(warnings(&outs)
@@ -313,14 +348,16 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
 
     // To a node the introducer has no link to: the frame comes straight back.
     let stranger = identity(50).id();
-    i.handle_link_frame(
+    i.handle_input(
         now,
-        li_a,
-        &LinkMsg::Relay {
-            to: stranger,
-            bytes: ping.clone(),
-        }
-        .encode_frame(),
+        Input::LinkFrame {
+            link: li_a,
+            bytes: &LinkMsg::Relay {
+                to: stranger,
+                bytes: ping.clone(),
+            }
+            .encode_frame(),
+        },
     );
     let back = drain(&mut i)
         .into_iter()
@@ -341,7 +378,13 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
     let mut passed = 0;
     let mut logs = 0;
     for _ in 0..1000 {
-        i.handle_link_frame(now, li_a, &relay.encode_frame());
+        i.handle_input(
+            now,
+            Input::LinkFrame {
+                link: li_a,
+                bytes: &relay.encode_frame(),
+            },
+        );
         let outs = drain(&mut i);
         passed += outs
             .iter()
@@ -379,7 +422,7 @@ fn a_bridge_that_keeps_returning_far_peers_is_reported() {
     let mut suspected = Vec::new();
     let mut logs = Vec::new();
     for _ in 0..3 {
-        n.handle_bridge_frame(Time::ZERO, &answer.encode_frame());
+        n.handle_input(Time::ZERO, Input::BridgeFrame(&answer.encode_frame()));
         let outs = drain(&mut n);
         logs.extend(warnings(&outs));
         suspected.extend(outs.into_iter().filter_map(|o| match o {
@@ -391,7 +434,7 @@ fn a_bridge_that_keeps_returning_far_peers_is_reported() {
             _ => None,
         }));
     }
-    assert_eq!(n.dht_stats().far_answers, 3);
+    assert_eq!(n.dht().stats().far_answers, 3);
     assert_eq!(
         suspected,
         vec![(

@@ -68,7 +68,7 @@ impl Net {
         for i in 0..n {
             let identity = Identity::from_seed([i as u8 + 1; 32]).unwrap();
             let mut node = Node::new(identity, NodeConfig::default(), [i as u8 + 50; 32]);
-            node.serve("echo").unwrap();
+            node.onion().serve("echo").unwrap();
             nodes.push(node);
         }
         let bridge = Rendezvous::new(
@@ -88,7 +88,7 @@ impl Net {
         for i in 0..n {
             net.bridge.handle_connected(net.now, ConnId(i as u64));
             net.drain_bridge();
-            net.nodes[i].handle_bridge_opened(net.now, UNIX);
+            net.nodes[i].handle_input(net.now, Input::BridgeOpened { unix_ms: UNIX });
             net.drain(i);
         }
         net.run();
@@ -163,27 +163,45 @@ impl Net {
                     if found && !self.discover[i] {
                         continue;
                     }
-                    self.nodes[i].handle_bridge_frame(now, &b);
+                    self.nodes[i].handle_input(now, Input::BridgeFrame(&b));
                     i
                 }
                 Msg::Offer((i, l)) => {
-                    self.nodes[i].handle_offer_ready(now, l, sdp((i, l)));
+                    self.nodes[i].handle_input(
+                        now,
+                        Input::OfferReady {
+                            link: l,
+                            sdp: sdp((i, l)),
+                        },
+                    );
                     i
                 }
                 Msg::Answer((i, l)) => {
-                    self.nodes[i].handle_answer_ready(now, l, sdp((i, l)));
+                    self.nodes[i].handle_input(
+                        now,
+                        Input::AnswerReady {
+                            link: l,
+                            sdp: sdp((i, l)),
+                        },
+                    );
                     i
                 }
                 Msg::Open((i, l)) => {
-                    self.nodes[i].handle_link_opened(now, l);
+                    self.nodes[i].handle_input(now, Input::LinkOpened { link: l });
                     i
                 }
                 Msg::Frame((i, l), b) => {
-                    self.nodes[i].handle_link_frame(now, l, &b);
+                    self.nodes[i].handle_input(now, Input::LinkFrame { link: l, bytes: &b });
                     i
                 }
                 Msg::Closed((i, l), r) => {
-                    self.nodes[i].handle_link_closed(now, l, &r);
+                    self.nodes[i].handle_input(
+                        now,
+                        Input::LinkClosed {
+                            link: l,
+                            reason: &r,
+                        },
+                    );
                     i
                 }
             };
@@ -226,7 +244,8 @@ impl Net {
         let ids: Vec<NodeId> = path.iter().map(|&i| self.id(i)).collect();
         let now = self.now;
         let circ = self.nodes[from]
-            .build_circuit(now, &ids)
+            .onion()
+            .build(now, &ids)
             .map_err(|e| e.to_string())?;
         self.drain(from);
         self.run();
@@ -266,7 +285,10 @@ fn four() -> Net {
 
 fn echo(net: &mut Net, from: usize, circ: u64, data: &[u8]) -> Vec<u8> {
     let now = net.now;
-    let s = net.nodes[from].open_stream(now, circ, "echo").unwrap();
+    let s = net.nodes[from]
+        .onion()
+        .open_stream(now, circ, "echo")
+        .unwrap();
     net.drain(from);
     net.run();
     assert!(net
@@ -278,7 +300,15 @@ fn echo(net: &mut Net, from: usize, circ: u64, data: &[u8]) -> Vec<u8> {
         let now = net.now;
         if sent < data.len() {
             let n = net.nodes[from]
-                .stream_write(now, circ, s, &data[sent..])
+                .onion()
+                .write(
+                    now,
+                    StreamHandle {
+                        circ: circ,
+                        stream: s,
+                    },
+                    &data[sent..],
+                )
                 .unwrap();
             if sent + n < data.len() {
                 short_writes += 1;
@@ -287,7 +317,15 @@ fn echo(net: &mut Net, from: usize, circ: u64, data: &[u8]) -> Vec<u8> {
         }
         got.extend(
             net.nodes[from]
-                .stream_read(now, circ, s, usize::MAX)
+                .onion()
+                .read(
+                    now,
+                    StreamHandle {
+                        circ: circ,
+                        stream: s,
+                    },
+                    usize::MAX,
+                )
                 .unwrap(),
         );
         net.drain(from);
@@ -317,7 +355,7 @@ fn three_hops_linked_on_demand_echo_300k() {
         vec![net.id(1).short(), net.id(2).short(), net.id(3).short()]
     );
     // The middle hop sees only its neighbours.
-    let mid = net.nodes[2].relayed_circuits();
+    let mid = net.nodes[2].onion().relayed_circuits();
     assert_eq!(mid[0].hops, vec![net.id(1).short(), net.id(3).short()]);
 
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 31 + i / 498) as u8).collect();
@@ -332,7 +370,7 @@ fn three_hops_linked_on_demand_echo_300k() {
 fn automatic_path_obeys_the_rules() {
     let mut net = Net::new(6, vec![true; 6]);
     let now = net.now;
-    let (circ, path) = net.nodes[0].build_circuit_auto(now, 3).unwrap();
+    let (circ, path) = net.nodes[0].onion().build_auto(now, 3).unwrap();
     net.drain(0);
     net.run();
     assert_eq!(path.len(), 3);
@@ -354,14 +392,14 @@ fn unknown_or_unlinked_hops_are_api_errors() {
     let now = net.now;
     let stranger = NodeId([0xab; 20]);
     let path = [net.id(1), stranger];
-    let e = net.nodes[0].build_circuit(now, &path).unwrap_err();
+    let e = net.nodes[0].onion().build(now, &path).unwrap_err();
     assert_eq!(e.code(), "UNKNOWN_PEER");
     // Node 1 knows node 0 (from its link certificate) but has no link to 2.
     let (a, b) = (net.id(2), net.id(0));
-    let e = net.nodes[1].build_circuit(now, &[a, b]);
+    let e = net.nodes[1].onion().build(now, &[a, b]);
     assert!(e.is_err());
     let path = [net.id(1), net.id(1)];
-    let e = net.nodes[0].build_circuit(now, &path).unwrap_err();
+    let e = net.nodes[0].onion().build(now, &path).unwrap_err();
     assert_eq!(e.code(), "BAD_PATH");
 }
 
@@ -379,7 +417,7 @@ fn extend2_outside_relay_early_closes_the_circuit_not_the_node() {
     }));
     let now = net.now;
     let path = [net.id(1), net.id(2), net.id(3)];
-    let circ = net.nodes[0].build_circuit(now, &path).unwrap();
+    let circ = net.nodes[0].onion().build(now, &path).unwrap();
     net.drain(0);
     net.run();
     let (code, reason) = net.closed(0, circ).expect("the circuit must close");
@@ -413,7 +451,7 @@ fn a_modified_relay_cell_kills_only_its_circuit() {
         true
     }));
     let now = net.now;
-    net.nodes[0].open_stream(now, bad, "echo").unwrap();
+    net.nodes[0].onion().open_stream(now, bad, "echo").unwrap();
     net.drain(0);
     flip.set(false);
     net.run();
@@ -474,7 +512,13 @@ fn link_level_garbage_closes_that_link_only() {
             .map(|((_, l), _)| *l)
             .unwrap();
         let now = net.now;
-        net.nodes[0].handle_link_frame(now, l0, &frame);
+        net.nodes[0].handle_input(
+            now,
+            Input::LinkFrame {
+                link: l0,
+                bytes: &frame,
+            },
+        );
         net.drain(0);
         net.run();
         assert!(!net.linked(0, 1), "{what}: the link to the offender closes");
@@ -496,7 +540,7 @@ fn link_level_garbage_closes_that_link_only() {
 fn idle_circuits_time_out_and_destroy_travels() {
     let mut net = four();
     let circ = net.build(0, &[1, 2, 3]).unwrap();
-    assert_eq!(net.nodes[3].relayed_circuits().len(), 1);
+    assert_eq!(net.nodes[3].onion().relayed_circuits().len(), 1);
     net.advance(Duration::from_secs(601));
     assert_eq!(
         net.closed(0, circ).map(|c| c.0),
@@ -505,7 +549,7 @@ fn idle_circuits_time_out_and_destroy_travels() {
     net.run();
     for i in 1..4 {
         assert!(
-            net.nodes[i].relayed_circuits().is_empty(),
+            net.nodes[i].onion().relayed_circuits().is_empty(),
             "hop {i} dropped it"
         );
     }
