@@ -213,7 +213,7 @@ impl Net {
         self.now = self.now + by;
         for i in 0..self.nodes.len() {
             if self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
-                self.nodes[i].handle_timeout(self.now);
+                self.nodes[i].handle_input(self.now, Input::Timeout);
                 self.drain(i);
             }
         }

@@ -250,7 +250,7 @@ impl Sim {
     /// Ask node `from` to open a link to node `to` through the bridge (the node API's `connect`).
     pub fn connect(&mut self, from: usize, to: usize) -> Result<(), onionmesh_node::ApiError> {
         let peer = self.nodes[to].id();
-        let r = self.nodes[from].connect(self.now, peer);
+        let r = self.nodes[from].link(peer).connect(self.now);
         self.drain_node(from);
         r
     }
@@ -326,7 +326,7 @@ impl Sim {
                 self.joined[i] = true;
                 self.bridge.handle_connected(now, ConnId(i as u64));
                 self.drain_bridge();
-                self.nodes[i].handle_bridge_opened(now, UNIX_EPOCH_MS + now.as_millis());
+                self.nodes[i].handle_input(now, Input::BridgeOpened { unix_ms: UNIX_EPOCH_MS + now.as_millis() });
                 self.drain_node(i);
             }
             Ev::ToBridge(i, bytes) => {
@@ -341,30 +341,30 @@ impl Sim {
             }
             Ev::ToNode(i, bytes) => {
                 self.stats.bridge_frames += 1;
-                self.nodes[i].handle_bridge_frame(now, &bytes);
+                self.nodes[i].handle_input(now, Input::BridgeFrame(&bytes));
                 self.drain_node(i);
             }
             Ev::OfferReady((i, l), sdp) => {
-                self.nodes[i].handle_offer_ready(now, l, sdp);
+                self.nodes[i].handle_input(now, Input::OfferReady { link: l, sdp: sdp });
                 self.drain_node(i);
             }
             Ev::AnswerReady((i, l), sdp) => {
-                self.nodes[i].handle_answer_ready(now, l, sdp);
+                self.nodes[i].handle_input(now, Input::AnswerReady { link: l, sdp: sdp });
                 self.drain_node(i);
             }
             Ev::Open((i, l)) => {
                 if self.pairs.contains_key(&(i, l)) {
-                    self.nodes[i].handle_link_opened(now, l);
+                    self.nodes[i].handle_input(now, Input::LinkOpened { link: l });
                     self.drain_node(i);
                 }
             }
             Ev::Frame((i, l), bytes) => {
                 self.stats.link_frames += 1;
-                self.nodes[i].handle_link_frame(now, l, &bytes);
+                self.nodes[i].handle_input(now, Input::LinkFrame { link: l, bytes: &bytes });
                 self.drain_node(i);
             }
             Ev::Closed((i, l), reason) => {
-                self.nodes[i].handle_link_closed(now, l, &reason);
+                self.nodes[i].handle_input(now, Input::LinkClosed { link: l, reason: &reason });
                 self.drain_node(i);
             }
             Ev::NodeTimer(i) => {
@@ -372,7 +372,7 @@ impl Sim {
                     self.node_timer[i] = None;
                 }
                 if self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
-                    self.nodes[i].handle_timeout(now);
+                    self.nodes[i].handle_input(now, Input::Timeout);
                     self.drain_node(i);
                 }
             }

@@ -241,14 +241,14 @@ fn connect_links_two_chosen_nodes_through_the_bridge() {
         .flat_map(|a| (0..20).map(move |b| (a, b)))
         .find(|&(a, b)| a != b && !sim.node(a).linked_peers().contains(&sim.node(b).id()))
         .expect("some pair is not linked");
-    sim.connect(a, b).unwrap();
+    sim.link(b).connect(a).unwrap();
     sim.run_for(Duration::from_secs(10));
     assert!(sim.node(a).linked_peers().contains(&sim.node(b).id()));
     assert!(sim.node(b).linked_peers().contains(&sim.node(a).id()));
     // Asking again is a no-op; asking for oneself is an error.
-    sim.connect(a, b).unwrap();
+    sim.link(b).connect(a).unwrap();
     assert_eq!(
-        sim.connect(a, a).unwrap_err(),
+        sim.link(a).connect(a).unwrap_err(),
         onionmesh_node::ApiError::SelfConnect
     );
     assert_links_consistent(&sim);

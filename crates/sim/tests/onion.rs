@@ -95,7 +95,7 @@ fn thousand_nodes_ten_thousand_circuits() {
         ..SimConfig::default()
     });
     for i in 0..n {
-        sim.with_node(i, |node, _| node.serve(SERVICE).unwrap());
+        sim.with_node(i, |node, _| node.onion().serve(SERVICE).unwrap());
     }
     sim.run_for(Duration::from_millis(n as u64 * 10 + 5_000));
     let links_before: usize = sim.nodes().iter().map(|x| x.linked_peers().len()).sum();
@@ -145,10 +145,10 @@ fn thousand_nodes_ten_thousand_circuits() {
         let path = [h1, h2, h3];
         let id = sim.with_node(proxy, |node, now| {
             for &h in &path[1..] {
-                node.learn_peer(ids[h], &keys[h]).unwrap();
+                node.onion().learn_peer(ids[h], &keys[h]).unwrap();
             }
             let p: Vec<NodeId> = path.iter().map(|&h| ids[h]).collect();
-            node.build_circuit(now, &p).unwrap()
+            node.onion().build(now, &p).unwrap()
         });
         by_handle.insert((proxy, id), c);
         circs.push(Circ {
@@ -201,7 +201,7 @@ fn thousand_nodes_ten_thousand_circuits() {
                 OnionEvent::StreamReadable { circ, stream } => {
                     let c = by_handle[&(i, circ)];
                     let data = sim.with_node(i, |node, now| {
-                        node.stream_read(now, circ, stream, usize::MAX).unwrap()
+                        node.onion().read(now, StreamHandle { circ: circ, stream: stream }, usize::MAX).unwrap()
                     });
                     circs[c].got.extend(data);
                 }
@@ -218,7 +218,7 @@ fn thousand_nodes_ten_thousand_circuits() {
                         continue;
                     };
                     let data = sim.with_node(i, |node, now| {
-                        node.service_read(now, circuit, stream, 64 * 1024)
+                        node.onion().service_read(now, ExitStream { circuit: circuit, stream: stream }, 64 * 1024)
                             .unwrap_or_default()
                     });
                     if first.len() < MARK.len() + 8 {
@@ -227,7 +227,7 @@ fn thousand_nodes_ten_thousand_circuits() {
                     pending.extend(data);
                     let out = std::mem::take(pending);
                     let taken = sim.with_node(i, |node, now| {
-                        node.service_write(now, circuit, stream, &out)
+                        node.onion().service_write(now, ExitStream { circuit: circuit, stream: stream }, &out)
                             .unwrap_or(out.len())
                     });
                     pending.extend_from_slice(&out[taken..]);
@@ -245,8 +245,8 @@ fn thousand_nodes_ten_thousand_circuits() {
                     let p = payload(k);
                     let (id, proxy) = (c.id, c.proxy);
                     let (s, sent) = sim.with_node(proxy, |node, now| {
-                        let s = node.open_stream(now, id, SERVICE).unwrap();
-                        (s, node.stream_write(now, id, s, &p).unwrap())
+                        let s = node.onion().open_stream(now, id, SERVICE).unwrap();
+                        (s, node.onion().write(now, StreamHandle { circ: id, stream: s }, &p).unwrap())
                     });
                     c.stream = Some(s);
                     c.sent = sent;
@@ -261,7 +261,7 @@ fn thousand_nodes_ten_thousand_circuits() {
                         let p = payload(k);
                         let (id, proxy, from) = (c.id, c.proxy, c.sent);
                         c.sent += sim.with_node(proxy, |node, now| {
-                            node.stream_write(now, id, s, &p[from..]).unwrap()
+                            node.onion().write(now, StreamHandle { circ: id, stream: s }, &p[from..]).unwrap()
                         });
                     }
                 }
@@ -339,7 +339,7 @@ fn check_views(sim: &Sim, circs: &[Circ], ids: &[NodeId]) {
     }
     for (i, node) in sim.nodes().iter().enumerate() {
         let mut got: Vec<Vec<String>> = node
-            .relayed_circuits()
+            .onion().relayed_circuits()
             .into_iter()
             .map(|v| v.hops)
             .collect();
