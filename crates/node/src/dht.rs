@@ -587,7 +587,6 @@ impl DhtApi<'_> {
         s
     }
 
-
     /// The DHT node itself, read-only (for tests and diagnostics).
     pub fn kad(&self) -> &Kad {
         &self.part.kad
