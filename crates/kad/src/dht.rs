@@ -187,7 +187,7 @@ impl ApiError {
 pub enum Output {
     /// Deliver `bytes` (one Kademlia frame) to `to`. The contact carries its bridge and
     /// introducers: the node layer sends on a link if it has one, else relays through an
-    /// introducer or the bridge (see [`crate::peers`]). If it cannot, it calls
+    /// introducer or the bridge (the node's DHT part chooses). If it cannot, it calls
     /// [`Kad::handle_send_failed`]; otherwise silence ends in a timeout.
     Send {
         to: Contact,

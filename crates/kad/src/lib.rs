@@ -13,9 +13,8 @@
 //! - [`store::ValueStore`], [`token::Tokens`], [`limit::RateLimiter`]: what we hold for others,
 //!   who may store, and how fast anyone may ask;
 //! - [`Kad`]: all of the above wired to the RPCs of `onionmesh_wire::kad`;
-//! - [`peers::ConnectedPeers`]: the node layer's helper that caps links and picks a route
-//!   (link, introducer or bridge) for each `Send`;
-//! - [`sim`]: a deterministic network of thousands of `Kad`s on a virtual clock.
+//! - `sim` (behind the `sim` cargo feature, for tests and benchmarks): a deterministic network
+//!   of thousands of `Kad`s on a virtual clock.
 //!
 //! ## Calling rules
 //!
@@ -34,10 +33,12 @@
 //! an introducer (a peer linked to both) or through the node's bridge. So `Kad` never asks for a
 //! link per contact. A [`Contact`](onionmesh_wire::kad::Contact) carries its bridge address and
 //! up to four introducers (the spec's `[IDx]`): whoever told us about a node is one. `Send`
-//! hands the whole contact to the node layer, which routes the frame (see
-//! [`peers::ConnectedPeers::route`]) and reports a frame it could not route with
-//! [`Kad::handle_send_failed`]. Answers go back to the `from` contact the node layer gave with
-//! the request, so they take the same way back.
+//! hands the whole contact to the node layer, which routes the frame and reports a frame it
+//! could not route with [`Kad::handle_send_failed`]. Choosing the way (the open link to the
+//! contact, else a linked introducer that relays it, else the contact's bridge, else failure) is
+//! the node's job and lives in its DHT part (`crates/node`, `dht.rs`), not in this crate.
+//! Answers go back to the `from` contact the node layer gave with the request, so they take the
+//! same way back.
 //!
 //! ## Design choices
 //!
@@ -99,7 +100,7 @@ pub mod contact;
 mod dht;
 pub mod limit;
 pub mod lookup;
-pub mod peers;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod table;

@@ -1,7 +1,7 @@
 //! The node's Kademlia DHT: a [`Kad`] wired to the node's links and bridge.
 //!
-//! Kademlia frames travel three ways, chosen per frame by [`Node`]'s router (the rules of
-//! `onionmesh_kad::peers`, plus the bridge's own DHT node):
+//! Kademlia frames travel three ways, chosen per frame here (this is the one place DHT routing
+//! lives; `onionmesh_kad` only names the contact, with its bridge and introducers):
 //!
 //! 1. on the authenticated link to the contact (`LinkMsg::Kad`);
 //! 2. else through one of the contact's introducers we are linked to (`LinkMsg::Relay`; the
