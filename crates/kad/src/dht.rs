@@ -8,6 +8,7 @@ use crate::store::{StoreConfig, StoreFull, ValueStore};
 use crate::table::{Failure, Insert, RoutingTable, TableConfig};
 use crate::token::{TokenCheck, Tokens};
 use crate::Time;
+use onionmesh_bounded::BoundedLru;
 use onionmesh_wire::kad::{
     Contact, KadErrorCode, KadMsg, Provider, Token, MAX_CONTACTS, MAX_PROVIDERS,
 };
@@ -245,7 +246,7 @@ pub struct Kad {
     tokens: Tokens,
     limiter: RateLimiter,
     pending: BTreeMap<u64, Pending>,
-    recent_timeouts: VecDeque<u64>,
+    recent_timeouts: BoundedLru<u64, ()>,
     pinging: BTreeSet<NodeId>,
     lookups: BTreeMap<LookupId, Lookup>,
     publications: BTreeMap<NodeId, Time>,
@@ -269,7 +270,7 @@ impl Kad {
             tokens,
             rng,
             pending: BTreeMap::new(),
-            recent_timeouts: VecDeque::with_capacity(RECENT_TIMEOUTS),
+            recent_timeouts: BoundedLru::new(RECENT_TIMEOUTS),
             pinging: BTreeSet::new(),
             lookups: BTreeMap::new(),
             publications: BTreeMap::new(),
@@ -473,10 +474,7 @@ impl Kad {
             .map(|(rid, _)| *rid)
             .collect();
         for rid in expired {
-            if self.recent_timeouts.len() >= RECENT_TIMEOUTS {
-                self.recent_timeouts.pop_front();
-            }
-            self.recent_timeouts.push_back(rid);
+            self.recent_timeouts.insert(rid, ());
             self.on_request_failed(now, rid);
         }
         if now >= self.next_maintenance {
@@ -685,7 +683,7 @@ impl Kad {
         match self.pending.get(&rid) {
             Some(p) if p.to == from.id => {}
             _ => {
-                if !self.recent_timeouts.contains(&rid) {
+                if !self.recent_timeouts.contains_key(&rid) {
                     self.reject(from.id, Rejection::Unsolicited { rid });
                 }
                 return;
