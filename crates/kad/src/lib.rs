@@ -100,6 +100,7 @@ pub mod contact;
 mod dht;
 pub mod limit;
 pub mod lookup;
+pub mod rtt;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
@@ -107,6 +108,7 @@ pub mod table;
 pub mod token;
 
 pub use dht::{
-    ApiError, Kad, KadConfig, KadEvent, LookupId, LookupKind, LookupResult, Output, Rejection,
+    ApiError, Kad, KadConfig, KadEvent, LookupId, LookupKind, LookupResult, Output, PublishError,
+    Rejection,
 };
 pub use onionmesh_wire::Time;

@@ -7,15 +7,19 @@
 //! spreads over many identities can thus get a fresh bucket, but the global bucket still bounds
 //! the total work we do for others.
 //!
-//! The buckets and the bounded map are the workspace's one [`TokenBucket`] and [`BoundedLru`]
+//! The other side of the same limit is [`Pacer`]: the rate at which *we* send requests to one
+//! peer, kept below what a peer with the default [`RateConfig`] answers, so that a burst of our
+//! own work (a hundred publications at once) is spread out instead of being dropped unanswered.
+//!
+//! The buckets and the bounded maps are the workspace's one [`TokenBucket`] and [`BoundedLru`]
 //! (`onionmesh_bounded`), so saturation and eviction agree with every other limit in onionmesh.
 
 use crate::Time;
 use onionmesh_bounded::{BoundedLru, TokenBucket};
 use onionmesh_wire::NodeId;
 
-/// Tunables of the rate limiter. Publishers pace themselves below these defaults (see
-/// `KadConfig::pacing`), so keep the two in step when changing them.
+/// Tunables of the rate limiter. Our own requests are paced below these defaults (see
+/// [`PacingConfig`]), so keep the two in step when changing them.
 #[derive(Debug, Clone)]
 pub struct RateConfig {
     /// Requests one peer may send at once, above its sustained rate.
@@ -119,6 +123,62 @@ impl RateLimiter {
     }
 }
 
+/// How fast we send requests to any one peer: a burst of `burst`, then `per_sec` per second.
+/// The defaults are half of [`RateConfig`]'s per-peer defaults, leaving the other half for
+/// lookups that other nodes route through the same peer and for clock drift between the two.
+#[derive(Debug, Clone)]
+pub struct PacingConfig {
+    pub burst: u32,
+    pub per_sec: u32,
+    /// Most peers with a bucket of their own (at least 1); a forgotten peer starts full again,
+    /// which is harmless because its bucket at the peer has refilled meanwhile for all but the
+    /// busiest few, and those are the most recently used, not the forgotten.
+    pub max_peers: usize,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        let rate = RateConfig::default();
+        PacingConfig {
+            burst: rate.peer_burst / 2,
+            per_sec: rate.peer_per_sec / 2,
+            max_peers: 256,
+        }
+    }
+}
+
+/// One outgoing token bucket per peer. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    cfg: PacingConfig,
+    peers: BoundedLru<NodeId, TokenBucket>,
+}
+
+impl Pacer {
+    pub fn new(cfg: PacingConfig) -> Pacer {
+        Pacer {
+            peers: BoundedLru::new(cfg.max_peers),
+            cfg,
+        }
+    }
+
+    /// May one more request go to `peer` now? Takes a token if so.
+    pub fn try_send(&mut self, now: Time, peer: &NodeId) -> bool {
+        if let Some(b) = self.peers.get_mut(peer) {
+            return b.take(now);
+        }
+        let mut b = TokenBucket::new(now, self.cfg.burst, self.cfg.per_sec);
+        let ok = b.take(now);
+        self.peers.insert(*peer, b);
+        ok
+    }
+
+    /// Time for one token to refill: when a refused send is worth trying again.
+    pub fn retry_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(1000u64.div_ceil(u64::from(self.cfg.per_sec.max(1))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +250,25 @@ mod tests {
             Verdict::Deny { first: true },
             "`b` kept its half-spent bucket"
         );
+    }
+
+    #[test]
+    fn pacing_stays_under_the_default_per_peer_limit() {
+        let mut pacer = Pacer::new(PacingConfig::default());
+        let mut limiter = RateLimiter::new(RateConfig::default(), ms(0));
+        let (me, peer) = (NodeId([1; 20]), NodeId([2; 20]));
+        let mut sent = 0;
+        // Try to send every millisecond for a minute: the pacer lets through what it may, and
+        // the peer's limiter allows every one of them.
+        for t in 0..60_000 {
+            if pacer.try_send(ms(t), &peer) {
+                sent += 1;
+                assert_eq!(limiter.check(ms(t), &me), Verdict::Allow, "at {t} ms");
+            }
+        }
+        // A burst of 16, then 8 per second: 479 more tokens by 59,999 ms.
+        assert_eq!(sent, 16 + 479);
+        assert_eq!(pacer.retry_after(), std::time::Duration::from_millis(125));
     }
 
     #[test]
