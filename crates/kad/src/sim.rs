@@ -240,6 +240,11 @@ impl Sim {
         min + h % (max - min + 1)
     }
 
+    /// The round trip between nodes `a` and `b` (twice their fixed one-way latency).
+    pub fn round_trip(&self, a: usize, b: usize) -> Duration {
+        Duration::from_millis(2 * self.latency(a, b))
+    }
+
     fn push(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
         self.queue.push(Reverse(Scheduled {
