@@ -1108,8 +1108,8 @@ impl Kad {
         match outcome {
             StoreOutcome::Stored => phase.holders += 1,
             StoreOutcome::Silent if attempt < max_attempts => {
+                // (If even the retry cannot be queued, `fill_stores` below moves on.)
                 self.send_store(now, lid, contact, token, attempt + 1);
-                return;
             }
             StoreOutcome::Silent => {
                 // Silent through every try: count it against the node, as a timeout would.

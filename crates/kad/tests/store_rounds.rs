@@ -222,3 +222,90 @@ fn a_round_short_of_holders_fails_with_a_code() {
     );
     assert_eq!(error.code(), "PUBLISH_INCOMPLETE");
 }
+
+mod every_round_ends {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Whatever the peers do (answer, refuse, stay silent, be unroutable) and however few
+        /// requests may be pending, a round ends with exactly one `Published`, and reports
+        /// success exactly when it holds as many holders as it wanted.
+        #[test]
+        fn exactly_one_honest_outcome(
+            peers in 0usize..12,
+            max_pending in 1usize..24,
+            store_attempts in 1u8..4,
+            fates in proptest::collection::vec(0u8..7, 0..400),
+        ) {
+            let cfg = KadConfig {
+                max_pending,
+                store_attempts,
+                ..KadConfig::default()
+            };
+            let mut k = Kad::new(test_contact(1), cfg, [1; 32], ms(0)).unwrap();
+            let contacts: Vec<Contact> = (100..100 + peers as u64).map(test_contact).collect();
+            for c in &contacts {
+                k.add_contact(ms(0), c).unwrap();
+            }
+            k.publish(ms(0), NodeId([0x42; 20])).unwrap();
+            let mut now = ms(0);
+            let mut fate = fates.into_iter().chain(std::iter::repeat(0));
+            let mut outcomes = Vec::new();
+            let mut outs = drain(&mut k);
+            // Five virtual minutes: well past any round, before the first republication.
+            while now < ms(5 * 60 * 1000) {
+                if let Some(p) = published(&outs) {
+                    outcomes.push(p);
+                }
+                let mut answers = Vec::new();
+                let mut failed = Vec::new();
+                for (to, msg) in sent(&outs) {
+                    let Some(c) = contacts.iter().find(|c| c.id == to) else { continue };
+                    let rid = msg.rid().unwrap();
+                    match (fate.next().unwrap(), &msg) {
+                        (0..=3, KadMsg::Store { .. }) => answers.push((c, KadMsg::StoreOk { rid })),
+                        (0..=3, _) => answers.push((
+                            c,
+                            KadMsg::Nodes { rid, token: [9; 16], contacts: vec![] },
+                        )),
+                        (4, _) => answers.push((
+                            c,
+                            KadMsg::Error { rid, code: KadErrorCode::STORE_FULL, reason: String::new() },
+                        )),
+                        (5, _) => {} // silent
+                        _ => failed.push(to),
+                    }
+                }
+                outs.clear();
+                now = now + Duration::from_millis(50);
+                for (c, a) in answers {
+                    k.handle_message(now, c, &a.encode_frame());
+                    outs.extend(drain(&mut k));
+                }
+                for to in failed {
+                    k.handle_send_failed(now, &to);
+                    outs.extend(drain(&mut k));
+                }
+                if outs.is_empty() {
+                    now = k.poll_timeout().unwrap().max(now);
+                    k.handle_timeout(now);
+                    outs = drain(&mut k);
+                }
+            }
+            prop_assert_eq!(outcomes.len(), 1, "exactly one outcome: {:?}", outcomes);
+            let (holders, attempted, error) = outcomes.pop().unwrap();
+            prop_assert!(holders <= attempted);
+            match error {
+                None => prop_assert!(holders >= 1),
+                Some(PublishError::NoNodes) => prop_assert_eq!(holders, 0),
+                Some(PublishError::Incomplete { holders: h, wanted }) => {
+                    prop_assert_eq!(h, holders);
+                    prop_assert!(holders < wanted);
+                }
+                Some(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+    }
+}
