@@ -89,8 +89,10 @@ codes! {
     BadOwnContact = "BAD_OWN_CONTACT",
     TooManyLookups = "TOO_MANY_LOOKUPS",
     TooManyPublications = "TOO_MANY_PUBLICATIONS",
-    /// A publication reached too few holders.
-    NotPublished = "NOT_PUBLISHED",
+    /// No DHT node answered the lookup for a key being published.
+    PublishNoNodes = "PUBLISH_NO_NODES",
+    /// A publication reached fewer than the closest nodes it wanted.
+    PublishIncomplete = "PUBLISH_INCOMPLETE",
     // --- the JS edge ---
     /// An argument from JavaScript has the wrong type or shape.
     BadArgument = "BAD_ARGUMENT",

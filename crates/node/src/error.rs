@@ -122,6 +122,8 @@ mod tests {
             "BAD_OWN_CONTACT",
             "TOO_MANY_LOOKUPS",
             "TOO_MANY_PUBLICATIONS",
+            "PUBLISH_NO_NODES",
+            "PUBLISH_INCOMPLETE",
             "REQUESTED",
             "DESTROYED",
             "PROTOCOL",

@@ -195,12 +195,15 @@ pub enum DhtEvent {
         rounds: u32,
         requests: u32,
     },
-    /// A publication round ended: `holders` of `attempted` nodes stored our record.
+    /// A publication round ended: `holders` of `attempted` nodes stored our record. `error`
+    /// is `None` when the round reached the closest nodes (`onionmesh_kad::PublishError` gives
+    /// the rule), else its code and sentence; a round never succeeds with no holder.
     Published {
         lookup: u64,
         key: NodeId,
         holders: usize,
         attempted: usize,
+        error: Option<(ErrorCode, String)>,
     },
     /// We now hold a provider record for another node.
     ProviderStored { key: NodeId, provider: NodeId },
