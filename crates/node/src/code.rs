@@ -69,7 +69,7 @@ codes! {
     UnknownPeer = "UNKNOWN_PEER",
     BadPeerKey = "BAD_PEER_KEY",
     /// A path names this node itself.
-    SelfInPath = "SELF_IN_PATH",
+    PathThroughSelf = "PATH_THROUGH_SELF",
     NoPath = "NO_PATH",
     UnknownCircuit = "UNKNOWN_CIRCUIT",
     UnknownStream = "UNKNOWN_STREAM",
@@ -85,6 +85,8 @@ codes! {
     Handshake = "HANDSHAKE",
     ResourceLimit = "RESOURCE_LIMIT",
     ExtendFailed = "EXTEND_FAILED",
+    /// An automatic circuit failed on every path it tried.
+    BuildFailed = "BUILD_FAILED",
     // --- DHT ---
     BadOwnContact = "BAD_OWN_CONTACT",
     TooManyLookups = "TOO_MANY_LOOKUPS",
