@@ -1,0 +1,21 @@
+//! # onionmesh-ordb: the content layer (sans-IO)
+//!
+//! TODO(crate docs): filled in below once the parts exist.
+#![forbid(unsafe_code)]
+
+pub mod content;
+pub mod merkle;
+pub mod publish;
+pub mod store;
+
+pub use content::{
+    hash_name_of, Descriptor, MetaError, PieceError, PieceRecord, VerifiedMeta, DEFAULT_PIECE_SIZE,
+    MAX_PIECE_SIZE, MIN_PIECE_SIZE,
+};
+pub use onionmesh_wire::db::{DbMsg, HashName};
+pub use onionmesh_wire::Time;
+pub use publish::{publish_bytes, Publication, PublishError, Publisher};
+pub use store::{
+    MemStore, Store, StoreCompletion, StoreError, StoreOpId, StoreReply, StoreRequest,
+    StoredContent,
+};
