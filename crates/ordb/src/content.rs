@@ -81,7 +81,11 @@ pub enum PieceError {
     #[error("piece {index} does not exist: the content has {count} pieces")]
     OutOfRange { index: u32, count: u32 },
     #[error("piece {index} has {got} bytes; it should have {expected}")]
-    WrongLength { index: u32, expected: u32, got: usize },
+    WrongLength {
+        index: u32,
+        expected: u32,
+        got: usize,
+    },
     #[error("piece {index} does not match the content's Merkle root: it was altered")]
     ProofMismatch { index: u32 },
 }
@@ -116,8 +120,8 @@ impl VerifiedMeta {
         if count > u64::from(merkle::MAX_LEAVES) {
             return Err(MetaError::TooManyPieces);
         }
-        let key = VerifyingKey::from_sec1_bytes(meta.publisher())
-            .map_err(|_| MetaError::BadPublicKey)?;
+        let key =
+            VerifyingKey::from_sec1_bytes(meta.publisher()).map_err(|_| MetaError::BadPublicKey)?;
         let sig = Signature::from_slice(meta.signature()).map_err(|_| MetaError::BadSignature)?;
         key.verify(&signed_message(&meta), &sig)
             .map_err(|_| MetaError::BadSignature)?;
@@ -321,11 +325,11 @@ mod tests {
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x10;
-            assert_eq!(
-                VerifiedMeta::verify(&b, name),
-                Err(MetaError::HashMismatch)
+            assert_eq!(VerifiedMeta::verify(&b, name), Err(MetaError::HashMismatch));
+            assert!(
+                VerifiedMeta::verify(&b, hash_name_of(&b)).is_err(),
+                "byte {i}"
             );
-            assert!(VerifiedMeta::verify(&b, hash_name_of(&b)).is_err(), "byte {i}");
         }
         // Piece checks.
         for (i, p) in pieces.iter().enumerate() {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod content;
+pub mod download;
 pub mod merkle;
 pub mod publish;
 pub mod store;
@@ -11,6 +12,10 @@ pub mod store;
 pub use content::{
     hash_name_of, Descriptor, MetaError, PieceError, PieceRecord, VerifiedMeta, DEFAULT_PIECE_SIZE,
     MAX_PIECE_SIZE, MIN_PIECE_SIZE,
+};
+pub use download::{
+    Download, DownloadConfig, DownloadError, DownloadEvent, DownloadInput, Progress, SourceId,
+    SourceProblem,
 };
 pub use onionmesh_wire::db::{DbMsg, HashName};
 pub use onionmesh_wire::Time;
