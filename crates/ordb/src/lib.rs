@@ -7,6 +7,7 @@ pub mod content;
 pub mod download;
 pub mod merkle;
 pub mod publish;
+pub mod relay;
 pub mod store;
 
 pub use content::{
@@ -20,6 +21,10 @@ pub use download::{
 pub use onionmesh_wire::db::{DbMsg, HashName};
 pub use onionmesh_wire::Time;
 pub use publish::{publish_bytes, Publication, PublishError, Publisher};
+pub use relay::{
+    OrdbCirc, Relay, RelayConfig, RelayEvent, RelayId, RelayInput, RelayOutput, RequestId,
+    RELAY_STORE_OP_BIT,
+};
 pub use store::{
     MemStore, Store, StoreCompletion, StoreError, StoreOpId, StoreReply, StoreRequest,
     StoredContent,
