@@ -6,6 +6,7 @@
 pub mod content;
 pub mod download;
 pub mod merkle;
+mod ordb;
 pub mod publish;
 pub mod relay;
 pub mod store;
@@ -20,6 +21,7 @@ pub use download::{
 };
 pub use onionmesh_wire::db::{DbMsg, HashName};
 pub use onionmesh_wire::Time;
+pub use ordb::{Ordb, OrdbConfig, OrdbError, OrdbEvent, OrdbInput, OrdbOutput};
 pub use publish::{publish_bytes, Publication, PublishError, Publisher};
 pub use relay::{
     OrdbCirc, Relay, RelayConfig, RelayEvent, RelayId, RelayInput, RelayOutput, RequestId,

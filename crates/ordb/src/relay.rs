@@ -354,6 +354,23 @@ impl Relay {
         self.held.get(hash_name).and_then(Held::completion)
     }
 
+    /// The descriptor of a held content and the pieces held.
+    pub fn held(&self, hash_name: &HashName) -> Option<(&Descriptor, Vec<u32>)> {
+        self.held.get(hash_name).map(|h| {
+            let pieces = (0..h.have.len() as u32)
+                .filter(|i| h.have[*i as usize])
+                .collect();
+            (&h.descriptor, pieces)
+        })
+    }
+
+    /// Pieces held of `hash_name` and pieces in all, if it is held.
+    pub fn held_count(&self, hash_name: &HashName) -> Option<(u32, u32)> {
+        self.held
+            .get(hash_name)
+            .map(|h| (h.count, h.have.len() as u32))
+    }
+
     /// The ORDBs listed for `hash_name` (OR_files then OR_streams), in rotation order.
     pub fn listed(&self, hash_name: &HashName) -> Vec<OrdbCirc> {
         let files = self.or_files.peek(hash_name).into_iter().flatten();
