@@ -32,8 +32,7 @@ pub struct OrdbConfig {
     pub download: DownloadConfig,
     /// Downloads at once.
     pub max_downloads: usize,
-    /// Store writes outstanding; past it, downloads wait (they are fed no more source messages
-    /// by [`Ordb::handle_input`], which returns [`OrdbError::StoreBusy`]).
+    /// Store writes outstanding before [`Ordb::wants_source_data`] turns false.
     pub max_pending_writes: usize,
 }
 
@@ -138,8 +137,6 @@ pub enum OrdbError {
     AlreadyDownloading(HashName),
     #[error("{0} is not being downloaded")]
     NotDownloading(HashName),
-    #[error("storage is behind by {0} writes; try again when it catches up")]
-    StoreBusy(usize),
     #[error(transparent)]
     Download(#[from] crate::download::DownloadError),
 }
@@ -288,6 +285,18 @@ impl Ordb {
         })
     }
 
+    /// False while the store is more than [`OrdbConfig::max_pending_writes`] writes behind:
+    /// the driver then stops reading download streams (stream flow control pushes back through
+    /// the circuits to the sources) until it turns true again. Nothing is dropped.
+    pub fn wants_source_data(&self) -> bool {
+        self.pending_writes < self.config.max_pending_writes
+    }
+
+    /// Store writes not yet completed.
+    pub fn store_backlog(&self) -> usize {
+        self.pending_writes
+    }
+
     /// The contents being downloaded.
     pub fn downloads(&self) -> impl Iterator<Item = HashName> + '_ {
         self.downloads.keys().copied()
@@ -304,15 +313,9 @@ impl Ordb {
             }
             OrdbInput::Relay(input) => self.relay.handle_input(now, input),
             OrdbInput::Download { hash_name, input } => {
-                let busy = self.pending_writes >= self.config.max_pending_writes;
-                if busy && matches!(input, DownloadInput::Message { .. }) {
-                    // The store is far behind: push back on the network instead of buffering.
-                    return Err(OrdbError::StoreBusy(self.pending_writes));
-                }
-                match self.downloads.get_mut(&hash_name) {
-                    Some(d) => d.handle_input(now, input)?,
-                    // Late messages for a finished or cancelled download.
-                    None => {}
+                // A download that is gone (finished, cancelled) ignores late messages.
+                if let Some(d) = self.downloads.get_mut(&hash_name) {
+                    d.handle_input(now, input)?;
                 }
             }
         }
