@@ -106,7 +106,8 @@ pub enum OrdbEvent {
         pieces_have: u32,
         pieces: u32,
     },
-    /// Every piece is held and stored: the download is over (close its sources).
+    /// Every piece is held and stored: a download is over (close its sources), or a
+    /// publication is fully stored.
     Complete(HashName),
     /// Found in the store at start, incomplete: [`Ordb::download`] resumes it.
     Resumable {
