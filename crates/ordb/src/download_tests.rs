@@ -2,6 +2,7 @@
 //! round trip, and may corrupt a piece, forge the descriptor, stall or refuse.
 
 use super::*;
+use crate::merkle::Hash;
 use crate::publish::{publish_bytes, Publication};
 use onionmesh_wire::db::{DataSlice, DbEnd, ProofPart};
 use proptest::prelude::*;
@@ -474,5 +475,102 @@ proptest! {
         prop_assert!(h.complete);
         prop_assert_eq!(h.assembled(), data);
         prop_assert!(h.max_unverified_seen <= DownloadConfig::default().max_unverified_bytes);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Noise {
+    Data(u32, u32, usize, u8),
+    Proof(u32, u8, usize),
+    Meta(bool, u32),
+    End,
+    Remove,
+    Wait(u64),
+}
+
+fn noise() -> impl Strategy<Value = Noise> {
+    prop_oneof![
+        5 => (0u32..12, 0u32..20_000, 0usize..=490, any::<u8>()).prop_map(|(p, o, n, b)| Noise::Data(p, o, n, b)),
+        2 => (0u32..12, 0u8..5, 0usize..5).prop_map(|(p, l, n)| Noise::Proof(p, l, n)),
+        2 => (any::<bool>(), 0u32..600).prop_map(|(g, o)| Noise::Meta(g, o)),
+        1 => Just(Noise::End),
+        1 => Just(Noise::Remove),
+        1 => (0u64..20_000).prop_map(Noise::Wait),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Sources sending arbitrary messages never get a wrong piece accepted, never make the
+    /// scheduler panic, and never push unverified bytes past the bound.
+    #[test]
+    fn arbitrary_source_messages_never_yield_a_wrong_piece(
+        steps in proptest::collection::vec((0u64..3, noise()), 1..400),
+    ) {
+        let data = content(150_000);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let (publication, records) = publish_bytes(&mut rng, &data, "a/b", "x", 16384).unwrap();
+        let d = publication.descriptor().clone();
+        let config = DownloadConfig { max_unverified_bytes: 100_000, ..DownloadConfig::default() };
+        let mut dl = Download::new(d.hash_name(), config.clone(), [2; 32]);
+        let mut now = Time::ZERO;
+        let mut live = BTreeSet::new();
+        for (s, n) in steps {
+            let s = SourceId(s);
+            if live.insert(s) {
+                dl.handle_input(now, DownloadInput::AddSource(s)).unwrap();
+            }
+            let msg = match n {
+                Noise::Data(p, o, len, b) => {
+                    // Half the time, true bytes of the piece at that offset.
+                    let truth = records.get(p as usize).map(|r| r.bytes.clone()).unwrap_or_default();
+                    let o = if b % 2 == 0 { o.min(truth.len() as u32) } else { o };
+                    let bytes = if b % 2 == 0 {
+                        truth[(o as usize).min(truth.len())..].iter().take(len).copied().collect()
+                    } else {
+                        vec![b; len]
+                    };
+                    DbMsg::Data(DataSlice::new(p, o, bytes).unwrap())
+                }
+                Noise::Proof(p, level, n) => {
+                    let truth = records.get(p as usize).map(|r| r.proof.clone()).unwrap_or_default();
+                    let hashes: Vec<Hash> = if level == 0 { truth.into_iter().take(n).collect() } else { vec![[level; 32]; n] };
+                    DbMsg::Proof(ProofPart::new(p, level, hashes).unwrap())
+                }
+                Noise::Meta(good, off) => {
+                    let mut bytes = d.encoded().to_vec();
+                    let at = (off as usize) % bytes.len();
+                    if !good { bytes[at] ^= 1; }
+                    DbMsg::Connected(DescriptorSlice::split(DescriptorKind::ONIONMESH_V1, &bytes).unwrap().remove(0))
+                }
+                Noise::End => DbMsg::End(DbEnd::with_sentence(DbEndReason::DESTROYED, "bye")),
+                Noise::Remove => {
+                    live.remove(&s);
+                    DbMsg::Unrecognized { cmd: 0, data: vec![] }
+                }
+                Noise::Wait(ms) => {
+                    now = now + Duration::from_millis(ms);
+                    DbMsg::Unrecognized { cmd: 1, data: vec![] }
+                }
+            };
+            let input = match msg {
+                DbMsg::Unrecognized { cmd: 0, .. } => DownloadInput::RemoveSource(s),
+                DbMsg::Unrecognized { cmd: 1, .. } => DownloadInput::Timeout,
+                msg => DownloadInput::Message { source: s, msg },
+            };
+            dl.handle_input(now, input).unwrap();
+            while let Some(ev) = dl.poll_event() {
+                match ev {
+                    DownloadEvent::Piece { index, record } => {
+                        prop_assert_eq!(&record.bytes, &records[index as usize].bytes);
+                    }
+                    DownloadEvent::Metadata(m) => prop_assert_eq!(&m, &d),
+                    DownloadEvent::ReplaceSource { source, .. } => { live.remove(&source); }
+                    _ => {}
+                }
+            }
+            prop_assert!(dl.progress().unverified_bytes <= config.max_unverified_bytes);
+            prop_assert!(dl.sources().count() <= config.max_sources);
+        }
     }
 }

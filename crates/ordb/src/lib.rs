@@ -151,8 +151,8 @@ pub use onionmesh_wire::Time;
 pub use ordb::{Ordb, OrdbConfig, OrdbError, OrdbEvent, OrdbInput, OrdbOutput};
 pub use publish::{publish_bytes, Publication, PublishError, Publisher};
 pub use relay::{
-    OrdbCirc, Relay, RelayConfig, RelayEvent, RelayId, RelayInput, RelayOutput, RequestId,
-    RELAY_STORE_OP_BIT,
+    OrdbCirc, Relay, RelayConfig, RelayEvent, RelayId, RelayInput, RelayOutput, RelayStats,
+    RequestId, RELAY_STORE_OP_BIT,
 };
 pub use store::{
     MemStore, Store, StoreCompletion, StoreError, StoreOpId, StoreReply, StoreRequest,

@@ -247,7 +247,12 @@ impl Ordb {
     /// Start storing a new publication: its descriptor now, then each piece with
     /// [`Ordb::put_piece`] (from the publisher's second pass).
     pub fn publish(&mut self, now: Time, publication: &Publication) {
-        self.hold_descriptor(now, publication.descriptor().clone());
+        let d = publication.descriptor();
+        self.hold_descriptor(now, d.clone());
+        if d.piece_count() == 0 {
+            self.out
+                .push_back(OrdbOutput::Event(OrdbEvent::Complete(d.hash_name())));
+        }
     }
 
     /// Store one piece of a content whose descriptor is held (a publication's second pass).
@@ -420,8 +425,15 @@ impl Ordb {
                             record,
                         },
                     ),
-                    // Complete is announced once the last piece is stored (see on_store).
-                    DownloadEvent::Complete => {}
+                    // Complete is announced once the last piece is stored (see on_store),
+                    // or here for a content with no piece at all.
+                    DownloadEvent::Complete => {
+                        if self.relay.held_count(&hash_name) == Some((0, 0)) {
+                            self.downloads.remove(&hash_name);
+                            self.out
+                                .push_back(OrdbOutput::Event(OrdbEvent::Complete(hash_name)));
+                        }
+                    }
                 }
             }
         }

@@ -203,6 +203,31 @@ pub enum RelayOutput {
     Event(RelayEvent),
 }
 
+/// Table sizes, for the page's Network section and for tests of the bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RelayStats {
+    /// Contents held (served and advertised).
+    pub held: usize,
+    /// hash_names in OR_files and in OR_streams.
+    pub file_names: usize,
+    pub stream_names: usize,
+    /// The longest list of ORDBs for one hash_name.
+    pub longest_list: usize,
+    /// Circuits to other ORDBs known, and of those, neighbours.
+    pub circuits: usize,
+    pub neighbours: usize,
+    /// ORDBs dropped as free riders this session.
+    pub banned: usize,
+    /// Request streams being served or relayed, forwarded queries, provider searches.
+    pub sessions: usize,
+    pub relays: usize,
+    pub finds: usize,
+    /// Queries parked waiting for provider searches.
+    pub parked: usize,
+    /// Store reads outstanding.
+    pub reads: usize,
+}
+
 /// Things worth telling a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -352,6 +377,27 @@ impl Relay {
     /// The 25 % step of `hash_name` this node holds, if it holds at least a quarter.
     pub fn held_completion(&self, hash_name: &HashName) -> Option<Completion> {
         self.held.get(hash_name).and_then(Held::completion)
+    }
+
+    /// Table sizes.
+    pub fn stats(&self) -> RelayStats {
+        let longest = |l: &BoundedLru<HashName, Vec<Entry>>| l.iter().map(|(_, v)| v.len()).max();
+        RelayStats {
+            held: self.held.len(),
+            file_names: self.or_files.len(),
+            stream_names: self.or_streams.len(),
+            longest_list: longest(&self.or_files)
+                .max(longest(&self.or_streams))
+                .unwrap_or(0),
+            circuits: self.circuits.len(),
+            neighbours: self.circuits.values().filter(|c| c.neighbour).count(),
+            banned: self.banned.len(),
+            sessions: self.sessions.len(),
+            relays: self.relays.len(),
+            finds: self.finds.len(),
+            parked: self.finds.values().map(|f| f.parked.len()).sum(),
+            reads: self.reads.len(),
+        }
     }
 
     /// The descriptor of a held content and the pieces held.

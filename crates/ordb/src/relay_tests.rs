@@ -3,6 +3,7 @@ use crate::download::{Download, DownloadConfig, DownloadEvent, DownloadInput, So
 use crate::publish::publish_bytes;
 use crate::store::{MemStore, Store};
 use rand_chacha::rand_core::SeedableRng;
+use std::collections::BTreeSet;
 
 const T0: Time = Time::from_millis(0);
 
@@ -675,4 +676,134 @@ fn a_store_failure_is_a_sentence_and_the_relay_goes_on() {
             (RequestId(3), DbEndReason::BAD_REQUEST)
         ]
     );
+}
+
+mod bounds {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Query(u64, u8, u32, u16, u8),
+        Closed(u64),
+        Up(u64, bool),
+        Down(u64),
+        Info(u64, u8, u8, u8),
+        Upstream(u64, u8),
+        UpClosed(u64),
+        Providers(u8, Vec<u64>),
+        StoreDone(u8),
+        Stored(u32),
+        Wait(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u64..40, 0u8..6, 0u32..8, 0u16..5, 0u8..7).prop_map(|(a, b, c, d, e)| Op::Query(a, b, c, d, e)),
+            1 => (0u64..40).prop_map(Op::Closed),
+            2 => (0u64..20, any::<bool>()).prop_map(|(c, n)| Op::Up(c, n)),
+            1 => (0u64..20).prop_map(Op::Down),
+            3 => (0u64..20, 0u8..6, 0u8..4, 0u8..4).prop_map(|(a, b, c, d)| Op::Info(a, b, c, d)),
+            3 => (0u64..30, 0u8..4).prop_map(|(a, b)| Op::Upstream(a, b)),
+            1 => (0u64..30).prop_map(Op::UpClosed),
+            1 => (0u8..6, proptest::collection::vec(0u64..20, 0..4)).prop_map(|(a, b)| Op::Providers(a, b)),
+            2 => (0u8..3).prop_map(Op::StoreDone),
+            1 => (0u32..8).prop_map(Op::Stored),
+            1 => (0u64..40_000).prop_map(Op::Wait),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn tables_stay_bounded_whatever_arrives(ops in proptest::collection::vec(op(), 1..300)) {
+            let config = RelayConfig {
+                max_names: 4,
+                max_entries_per_name: 3,
+                max_circuits: 10,
+                max_sessions: 8,
+                max_queued_per_session: 2,
+                max_relays: 6,
+                max_finds: 3,
+                max_parked_per_find: 2,
+                ..RelayConfig::default()
+            };
+            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+            let (p, records) = publish_bytes(&mut rng, &[4; 7 * 16384], "a/b", "x", 16384).unwrap();
+            let d = p.descriptor().clone();
+            let held = d.hash_name();
+            let names = |i: u8| if i == 0 { held } else { name(i) };
+            let mut r = Relay::new(T0, config.clone());
+            r.handle_input(T0, RelayInput::Hold { descriptor: Box::new(d), pieces: vec![0, 1, 2] });
+            let mut now = T0;
+            let mut reads: Vec<StoreOpId> = Vec::new();
+            let mut up: BTreeSet<OrdbCirc> = BTreeSet::new();
+            for op in ops {
+                let input = match op {
+                    Op::Query(from, n, piece, count, counter) => RelayInput::Query {
+                        from: RequestId(from),
+                        query: DbQuery { hash_name: names(n), piece, offset: 0, count, counter },
+                    },
+                    Op::Closed(from) => RelayInput::RequestClosed(RequestId(from)),
+                    Op::Up(c, neighbour) => { up.insert(OrdbCirc(c)); RelayInput::CircuitUp { circ: OrdbCirc(c), neighbour } }
+                    Op::Down(c) => { up.remove(&OrdbCirc(c)); RelayInput::CircuitDown(OrdbCirc(c)) }
+                    Op::Info(c, n, comp, flags) => RelayInput::Info {
+                        from: OrdbCirc(c),
+                        info: info(names(n), [Completion::Quarter, Completion::Half, Completion::ThreeQuarters, Completion::Full][comp as usize], InfoFlags(flags)),
+                    },
+                    Op::Upstream(id, kind) => RelayInput::Upstream {
+                        relay: RelayId(id),
+                        msg: match kind {
+                            0 => DbMsg::Data(DataSlice::new(0, 0, vec![1; 5]).unwrap()),
+                            1 => DbMsg::End(DbEnd::with_sentence(DbEndReason::UNAVAILABLE, "no")),
+                            2 => DbMsg::Proof(ProofPart::new(0, 0, vec![]).unwrap()),
+                            _ => DbMsg::Query(query(held, 0, 1, 0)),
+                        },
+                    },
+                    Op::UpClosed(id) => RelayInput::UpstreamClosed(RelayId(id)),
+                    Op::Providers(n, circs) => {
+                        for c in &circs { up.insert(OrdbCirc(*c)); }
+                        RelayInput::Providers { hash_name: names(n), circs: circs.into_iter().map(OrdbCirc).collect() }
+                    }
+                    Op::StoreDone(kind) => {
+                        let Some(id) = reads.pop() else { continue };
+                        RelayInput::Store(StoreCompletion {
+                            id,
+                            result: match kind {
+                                0 => Ok(StoreReply::Piece(Some(records[0].clone()))),
+                                1 => Ok(StoreReply::Piece(None)),
+                                _ => Err(StoreError::Backend("x".into())),
+                            },
+                        })
+                    }
+                    Op::Stored(i) => RelayInput::PieceStored { hash_name: held, index: i },
+                    Op::Wait(ms) => {
+                        now = now + Duration::from_millis(ms);
+                        RelayInput::Timeout
+                    }
+                };
+                r.handle_input(now, input);
+                for o in drain(&mut r) {
+                    match o {
+                        RelayOutput::Store { id, .. } => reads.push(id),
+                        RelayOutput::Forward { via, query, .. } => {
+                            prop_assert!(up.contains(&via), "forwarded over a circuit that is down");
+                            prop_assert!(query.counter <= MAX_COUNTER);
+                        }
+                        RelayOutput::SendInfo { to, .. } => prop_assert!(up.contains(&to)),
+                        _ => {}
+                    }
+                }
+                let s = r.stats();
+                prop_assert!(s.sessions <= config.max_sessions);
+                prop_assert!(s.relays <= config.max_relays);
+                prop_assert!(s.finds <= config.max_finds);
+                prop_assert!(s.parked <= config.max_finds * config.max_parked_per_find);
+                prop_assert!(s.file_names <= config.max_names && s.stream_names <= config.max_names);
+                prop_assert!(s.longest_list <= config.max_entries_per_name);
+                prop_assert!(s.circuits <= config.max_circuits);
+                prop_assert!(s.reads <= config.max_sessions);
+            }
+        }
+    }
 }
