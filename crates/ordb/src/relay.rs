@@ -1089,12 +1089,13 @@ impl Relay {
                         }
                     }
                     Err(_) => {
-                        return self.refuse(
+                        self.refuse(
                             from,
                             name,
                             DbEndReason::DESTROYED,
                             "A stored piece has a broken proof.",
                         );
+                        return self.close_session(from, false);
                     }
                 }
                 for d in DataSlice::split(index, offset, &bytes) {

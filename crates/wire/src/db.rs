@@ -1019,6 +1019,40 @@ mod tests {
     }
 
     #[test]
+    fn content_meta_vector() {
+        let meta = ContentMeta::new(
+            0x1_0000,
+            0x4000,
+            [0x11; 32],
+            [0x02; 33],
+            "a/b".into(),
+            "n".into(),
+            [0x33; 64],
+        )
+        .unwrap();
+        let expected = format!(
+            "01{}{}{}{}{}{}{}",
+            "0000000000010000",
+            "00004000",
+            "11".repeat(32),
+            "02".repeat(33),
+            "0003612f62",
+            "00016e",
+            "33".repeat(64)
+        );
+        assert_eq!(hex::encode(meta.encode()), expected);
+        assert_eq!(meta.signed_bytes().len(), meta.encode().len() - SIG_LEN);
+        // An unknown version is refused.
+        let mut bytes = meta.encode();
+        bytes[0] = 2;
+        assert!(matches!(
+            ContentMeta::decode(&bytes),
+            Err(WireError::BadValue(_))
+        ));
+        assert_eq!(ContentMeta::decode(&[]), Err(WireError::Empty));
+    }
+
+    #[test]
     fn malformed_inputs_are_refused() {
         // A query one byte short, and one byte long.
         let (cmd, mut data) = DbMsg::Query(DbQuery {
