@@ -374,3 +374,63 @@ fn api_misuse() {
     );
     o.cancel(&HashName([1; 20])).unwrap();
 }
+
+#[test]
+fn a_slow_store_pushes_back_on_the_sources() {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+    let data = content();
+    let (publication, records) = publish_bytes(&mut rng, &data, "a/b", "x", 16384).unwrap();
+    let d = publication.descriptor().clone();
+    let h = d.hash_name();
+    let config = OrdbConfig {
+        max_pending_writes: 3,
+        ..OrdbConfig::default()
+    };
+    let mut o = Ordb::new(Time::ZERO, config, [5; 32]);
+    o.download(Time::ZERO, h).unwrap();
+    let src = |msg| OrdbInput::Download {
+        hash_name: h,
+        input: DownloadInput::Message { source: SRC, msg },
+    };
+    o.handle_input(
+        Time::ZERO,
+        OrdbInput::Download {
+            hash_name: h,
+            input: DownloadInput::AddSource(SRC),
+        },
+    )
+    .unwrap();
+    let slices = onionmesh_wire::db::DescriptorSlice::split(d.kind(), d.encoded()).unwrap();
+    for s in slices {
+        o.handle_input(Time::ZERO, src(DbMsg::Connected(s)))
+            .unwrap();
+    }
+    // The store never answers: the descriptor write and two piece writes fill the backlog.
+    let mut stores = Vec::new();
+    for (i, r) in records.iter().enumerate().take(2) {
+        assert!(o.wants_source_data());
+        for p in onionmesh_wire::db::ProofPart::split(i as u32, &r.proof).unwrap() {
+            o.handle_input(Time::ZERO, src(DbMsg::Proof(p))).unwrap();
+        }
+        for s in onionmesh_wire::db::DataSlice::split(i as u32, 0, &r.bytes) {
+            o.handle_input(Time::ZERO, src(DbMsg::Data(s))).unwrap();
+        }
+    }
+    while let Some(out) = o.poll_output() {
+        if let OrdbOutput::Store { id, request } = out {
+            stores.push((id, request));
+        }
+    }
+    assert_eq!(o.store_backlog(), 3);
+    assert!(!o.wants_source_data());
+    // The store catches up: reading may go on.
+    let mut mem = MemStore::new(1 << 20);
+    for (id, request) in stores {
+        mem.submit(id, request);
+    }
+    while let Some(c) = mem.poll_completion() {
+        o.handle_input(Time::ZERO, OrdbInput::Store(c)).unwrap();
+    }
+    assert!(o.wants_source_data());
+    assert_eq!(o.progress(&h).unwrap().pieces_have, 2);
+}
