@@ -128,6 +128,21 @@ pub enum OrdbEvent {
     Relay(RelayEvent),
 }
 
+/// One content in this node's library (`node.library()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryEntry {
+    pub hash_name: HashName,
+    pub name: String,
+    pub mime: String,
+    /// Content size, bytes.
+    pub size: u64,
+    /// Verified bytes stored.
+    pub bytes_have: u64,
+    pub complete: bool,
+    /// Being downloaded now.
+    pub downloading: bool,
+}
+
 /// The caller misused the API.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -301,6 +316,30 @@ impl Ordb {
     /// Store writes not yet completed.
     pub fn store_backlog(&self) -> usize {
         self.pending_writes
+    }
+
+    /// Every content held (whole or in part), by hash_name. Bounded by
+    /// [`RelayConfig::max_held`].
+    pub fn library(&self) -> Vec<LibraryEntry> {
+        self.relay
+            .held_names()
+            .filter_map(|h| {
+                let (d, pieces) = self.relay.held(&h)?;
+                let bytes_have = pieces
+                    .iter()
+                    .map(|i| u64::from(d.piece_len(*i).unwrap_or(0)))
+                    .sum();
+                Some(LibraryEntry {
+                    hash_name: h,
+                    name: d.name().to_owned(),
+                    mime: d.mime().to_owned(),
+                    size: d.size(),
+                    bytes_have,
+                    complete: pieces.len() as u32 == d.piece_count(),
+                    downloading: self.downloads.contains_key(&h),
+                })
+            })
+            .collect()
     }
 
     /// The contents being downloaded.

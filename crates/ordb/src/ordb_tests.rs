@@ -223,6 +223,19 @@ fn a_requester_gets_the_content_through_an_ordb_and_serves_it_after() {
     );
     let p = mesh.nodes[B].progress(&h).unwrap();
     assert!(p.complete && p.bytes_have == data.len() as u64);
+    let lib = mesh.nodes[B].library();
+    assert_eq!(lib.len(), 1);
+    assert_eq!(
+        (lib[0].name.as_str(), lib[0].mime.as_str(), lib[0].size),
+        ("v.webm", "video/webm", data.len() as u64)
+    );
+    assert!(lib[0].complete && !lib[0].downloading);
+    // Removing it stops serving it and deletes it from the store.
+    let now = mesh.now;
+    mesh.nodes[B].remove(now, h);
+    mesh.settle();
+    assert!(mesh.nodes[B].library().is_empty());
+    assert_eq!(mesh.stores[B].used(), 0);
 }
 
 #[test]

@@ -400,6 +400,11 @@ impl Relay {
         }
     }
 
+    /// The hash_names of the contents held.
+    pub fn held_names(&self) -> impl Iterator<Item = HashName> + '_ {
+        self.held.keys().copied()
+    }
+
     /// The descriptor of a held content and the pieces held.
     pub fn held(&self, hash_name: &HashName) -> Option<(&Descriptor, Vec<u32>)> {
         self.held.get(hash_name).map(|h| {
