@@ -18,7 +18,8 @@
 //! - **Finding.** With no usable entry, the node asks the DHT for providers
 //!   ([`RelayOutput::FindProviders`]); the driver runs `FIND_VALUE`, builds circuits to what it
 //!   finds and reports them ([`RelayInput::Providers`]); they join the list and the parked
-//!   queries go on. Nothing found: `DB_END UNAVAILABLE`.
+//!   queries go on. Nothing found: the query goes to a facilitator (an ORDB that advertised with
+//!   the F flag, which can fetch from outside the mesh), else `DB_END UNAVAILABLE`.
 //! - **Loops.** A query whose counter has reached 5 is answered `DB_END LOOP`.
 //! - **Advertising.** When held content crosses 25/50/75/100 %, a `DB_INFO` (with F if this node
 //!   is a facilitator) goes to every neighbour ORDB ([`RelayOutput::SendInfo`]); at 25 % the
@@ -26,7 +27,7 @@
 //!   hash_name new to this node is passed on, once, only to neighbours not known to have it
 //!   (not the sender, not one already told, not one listed as holding it): no flooding.
 //! - **Free riders.** An ORDB that accepts forwarded queries but answers nothing (or says
-//!   `UNAVAILABLE` for what it advertised) collects strikes; at
+//!   `UNAVAILABLE` for what it advertised itself) collects strikes; at
 //!   [`RelayConfig::free_rider_strikes`] it is dropped from every list and never chosen again
 //!   this session ([`RelayEvent::FreeRiderDropped`]).
 //!
@@ -326,6 +327,8 @@ pub struct Relay {
     told: BoundedLru<HashName, Vec<OrdbCirc>>,
     circuits: BTreeMap<OrdbCirc, CircState>,
     banned: BoundedLru<OrdbCirc, ()>,
+    /// ORDBs that advertised with the F flag, in rotation order.
+    facilitators: VecDeque<OrdbCirc>,
     sessions: BTreeMap<RequestId, Session>,
     relays: BTreeMap<RelayId, Forwarded>,
     finds: BTreeMap<HashName, Find>,
@@ -358,6 +361,7 @@ impl Relay {
             told: BoundedLru::new(config.max_names),
             circuits: BTreeMap::new(),
             banned: BoundedLru::new(config.max_circuits * 4),
+            facilitators: VecDeque::new(),
             sessions: BTreeMap::new(),
             relays: BTreeMap::new(),
             finds: BTreeMap::new(),
@@ -623,6 +627,12 @@ impl Relay {
         if self.banned.contains_key(&from) || !self.circuits.contains_key(&from) {
             return;
         }
+        if info.flags.contains(InfoFlags::FACILITATOR) && !self.facilitators.contains(&from) {
+            if self.facilitators.len() >= self.config.max_circuits {
+                self.facilitators.pop_front();
+            }
+            self.facilitators.push_back(from);
+        }
         let name = info.hash_name;
         let is_new = !self.or_files.contains_key(&name)
             && !self.or_streams.contains_key(&name)
@@ -829,7 +839,12 @@ impl Relay {
                 "This node relays too many requests; try another.",
             );
         }
-        let chosen = self.choose(&name, &tried);
+        let mut chosen = self.choose(&name, &tried);
+        if chosen.is_none() && searched {
+            // Nobody in the mesh has it: a facilitator may fetch it from outside (spec: "If the
+            // FIND process is unsuccessful, the ORDB sends the request to facilitators").
+            chosen = self.choose_facilitator(&tried);
+        }
         let Some(via) = chosen else {
             if searched {
                 return self.give_up(from, name);
@@ -866,6 +881,16 @@ impl Relay {
             via,
             query,
         });
+    }
+
+    /// A live facilitator not tried yet, rotating so they share the load.
+    fn choose_facilitator(&mut self, tried: &[OrdbCirc]) -> Option<OrdbCirc> {
+        let pos = self.facilitators.iter().position(|c| {
+            self.circuits.contains_key(c) && !self.banned.contains_key(c) && !tried.contains(c)
+        })?;
+        let c = self.facilitators.remove(pos)?;
+        self.facilitators.push_back(c);
+        Some(c)
     }
 
     fn choose(&mut self, name: &HashName, tried: &[OrdbCirc]) -> Option<OrdbCirc> {
@@ -981,9 +1006,17 @@ impl Relay {
                     });
                     self.close_session(to, false);
                 } else {
-                    // It advertised (or was found as a provider) and has nothing: a strike, and
-                    // the query goes elsewhere.
-                    self.upstream_failed(now, id, true);
+                    // Nothing there: the query goes elsewhere. Saying so is not free riding,
+                    // unless that ORDB advertised this very content.
+                    let (name, via) = (r.hash_name, r.via);
+                    let advertised = self
+                        .or_files
+                        .peek(&name)
+                        .into_iter()
+                        .chain(self.or_streams.peek(&name))
+                        .flatten()
+                        .any(|e| e.circ == via && e.completion.is_some());
+                    self.upstream_failed(now, id, advertised);
                 }
             }
             // Queries and adverts do not come back up a forwarded stream.
@@ -1031,6 +1064,7 @@ impl Relay {
         }
         self.circuits.remove(&circ);
         self.banned.insert(circ, ());
+        self.facilitators.retain(|c| *c != circ);
         for list in [&mut self.or_files, &mut self.or_streams] {
             list.retain(|_, v| {
                 v.retain(|e| e.circ != circ);

@@ -807,3 +807,117 @@ mod bounds {
         }
     }
 }
+
+#[test]
+fn when_the_dht_finds_nobody_a_facilitator_is_asked() {
+    let mut r = relay_with_neighbours(RelayConfig::default(), &[1, 2]);
+    // Circuit 2 is a facilitator (it said so in an advert about another content).
+    r.handle_input(
+        T0,
+        RelayInput::Info {
+            from: OrdbCirc(2),
+            info: info(name(30), Completion::Full, InfoFlags::FACILITATOR),
+        },
+    );
+    drain(&mut r);
+    let h = name(31);
+    r.handle_input(
+        T0,
+        RelayInput::Query {
+            from: RequestId(1),
+            query: query(h, 0, 0, 0),
+        },
+    );
+    assert_eq!(drain(&mut r), vec![RelayOutput::FindProviders(h)]);
+    r.handle_input(
+        T0,
+        RelayInput::Providers {
+            hash_name: h,
+            circs: vec![],
+        },
+    );
+    let f = forwards(&drain(&mut r));
+    assert_eq!(f.len(), 1);
+    assert_eq!((f[0].1, f[0].2.counter), (OrdbCirc(2), 1));
+    // The facilitator has nothing either: UNAVAILABLE, and no other facilitator to try.
+    r.handle_input(
+        T0,
+        RelayInput::Upstream {
+            relay: f[0].0,
+            msg: DbMsg::End(DbEnd::with_sentence(DbEndReason::UNAVAILABLE, "no")),
+        },
+    );
+    assert_eq!(
+        ends(&drain(&mut r)),
+        vec![(RequestId(1), DbEndReason::UNAVAILABLE)]
+    );
+}
+
+#[test]
+fn an_ordb_that_denies_what_it_advertised_is_dropped_but_an_honest_no_is_not() {
+    let mut r = relay_with_neighbours(RelayConfig::default(), &[1]);
+    let h = name(40);
+    r.handle_input(
+        T0,
+        RelayInput::Info {
+            from: OrdbCirc(1),
+            info: info(h, Completion::Full, InfoFlags::default()),
+        },
+    );
+    drain(&mut r);
+    let mut dropped = false;
+    for i in 0..3 {
+        r.handle_input(
+            T0,
+            RelayInput::Query {
+                from: RequestId(i),
+                query: query(h, 0, 1, 0),
+            },
+        );
+        let f = forwards(&drain(&mut r));
+        assert_eq!(f[0].1, OrdbCirc(1));
+        r.handle_input(
+            T0,
+            RelayInput::Upstream {
+                relay: f[0].0,
+                msg: DbMsg::End(DbEnd::with_sentence(DbEndReason::UNAVAILABLE, "no")),
+            },
+        );
+        dropped |= drain(&mut r).contains(&RelayOutput::Event(RelayEvent::FreeRiderDropped(
+            OrdbCirc(1),
+        )));
+    }
+    assert!(dropped);
+    assert_eq!(r.stats().banned, 1);
+
+    // A provider found in the DHT that says "no" is not penalised.
+    let mut r = relay_with_neighbours(RelayConfig::default(), &[]);
+    for i in 0..5 {
+        let h = name(50 + i);
+        r.handle_input(
+            T0,
+            RelayInput::Query {
+                from: RequestId(u64::from(i)),
+                query: query(h, 0, 1, 0),
+            },
+        );
+        drain(&mut r);
+        r.handle_input(
+            T0,
+            RelayInput::Providers {
+                hash_name: h,
+                circs: vec![OrdbCirc(7)],
+            },
+        );
+        let f = forwards(&drain(&mut r));
+        r.handle_input(
+            T0,
+            RelayInput::Upstream {
+                relay: f[0].0,
+                msg: DbMsg::End(DbEnd::with_sentence(DbEndReason::UNAVAILABLE, "no")),
+            },
+        );
+        drain(&mut r);
+    }
+    assert_eq!(r.stats().banned, 0);
+}
