@@ -50,6 +50,13 @@ pub struct Args {
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_unfinished_per_address: usize,
 
+    /// The process's open-file soft limit (every connection is a file). Default: raised at start
+    /// towards the hard limit. Connections may use it minus a reserve (logged at start); when
+    /// that runs short the oldest connections without a secured link give way.
+    #[arg(long, value_name = "N",
+          value_parser = RangedU64ValueParser::<u64>::new().range(64..))]
+    pub open_file_limit: Option<u64>,
+
     /// Milliseconds an HTTP connection has to send a complete request head, from opening or
     /// from the end of the previous request, before it is closed.
     #[arg(long, value_name = "MS", default_value_t = 5_000,

@@ -11,7 +11,7 @@
 //! other broken frame: an Error frame (still encrypted), then a close.
 
 use crate::hub::{Goodbye, Outbound, ToHub, OUTBOUND_QUEUE};
-use crate::limits::Admission;
+use crate::limits::{Admission, Refusal};
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use onionmesh_crypto::channel::{Channel, ServerHandshake, TAG_LEN};
 use onionmesh_crypto::Identity;
@@ -50,10 +50,6 @@ pub struct ConnTask {
     /// deadline frees the slots of connections that never will.
     pub first_message_timeout: Duration,
 }
-
-/// The close reason for a connection evicted before its link handshake finished.
-const GAVE_WAY: &str = "the bridge is busy and this connection had not finished its link \
-                        handshake; it gave way to a newer one. Try again";
 
 /// How a handshake attempt ended.
 enum Handshake {
@@ -104,8 +100,9 @@ impl ConnTask {
                 return refuse(conn, addr, socket, close_code::POLICY, &reason).await
             }
             Handshake::Evicted => {
-                debug!("closing connection {} from {addr}: {GAVE_WAY}", conn.0);
-                return refuse_quietly(socket, close_code::AGAIN, GAVE_WAY).await;
+                let reason = Refusal::GaveWay.to_string();
+                debug!("closing connection {} from {addr}: {reason}", conn.0);
+                return refuse_quietly(socket, close_code::AGAIN, &reason).await;
             }
         };
         admission.linked();

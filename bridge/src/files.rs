@@ -32,10 +32,47 @@ pub struct FileLimit {
     pub problem: Option<String>,
 }
 
-/// Raise the open-file soft limit towards the hard limit. Never fails: if the limit cannot be
-/// read, assume the common 1024; if it cannot be raised, keep what there is. Either way the
+/// Set the open-file soft limit: to `wanted` (at most the hard limit) if given
+/// (`--open-file-limit`), else raise it towards the hard limit. Never fails: if the limit cannot
+/// be read, assume the common 1024; if it cannot be changed, keep what there is. Either way the
 /// result says so, for the log.
-pub fn raise() -> FileLimit {
+pub fn apply(wanted: Option<u64>) -> FileLimit {
+    match wanted {
+        None => raise(),
+        Some(n) => set(n),
+    }
+}
+
+fn set(wanted: u64) -> FileLimit {
+    let (soft, hard) = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            return FileLimit {
+                soft: 1024,
+                hard: 1024,
+                raised_from: None,
+                problem: Some(format!("could not read it ({e}); assuming 1024")),
+            }
+        }
+    };
+    let target = wanted.min(hard);
+    let mut limit = FileLimit {
+        soft,
+        hard,
+        raised_from: None,
+        problem: (target < wanted).then(|| format!("--open-file-limit {wanted} is above it")),
+    };
+    match rlimit::setrlimit(rlimit::Resource::NOFILE, target, hard) {
+        Ok(()) => {
+            limit.raised_from = (target > soft).then_some(soft);
+            limit.soft = target;
+        }
+        Err(e) => limit.problem = Some(format!("could not set it to {target} ({e})")),
+    }
+    limit
+}
+
+fn raise() -> FileLimit {
     let (soft, hard) = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
         Ok(limits) => limits,
         Err(e) => {
@@ -125,8 +162,12 @@ mod tests {
     #[test]
     fn raising_never_lowers_the_limit() {
         let (before, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
-        let after = raise();
+        let after = apply(None);
         assert!(after.soft >= before, "{after}");
         assert!(after.soft <= after.hard);
+        assert_eq!(
+            rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap().0,
+            after.soft
+        );
     }
 }

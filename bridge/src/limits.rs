@@ -25,6 +25,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
+use tracing::warn;
 
 /// The gate's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +132,8 @@ pub enum Refusal {
     Full { max: usize },
     /// The open-file budget is used up by secured links.
     NoFiles,
+    /// The connection was evicted for a newer one before it had secured a link.
+    GaveWay,
 }
 
 impl fmt::Display for Refusal {
@@ -149,6 +152,11 @@ impl fmt::Display for Refusal {
                 f,
                 "this bridge has no room for another connection; try again later or use another \
                  bridge"
+            ),
+            Refusal::GaveWay => write!(
+                f,
+                "the bridge is busy: this connection had not finished connecting and gave way to \
+                 a newer one; try again"
             ),
         }
     }
@@ -357,6 +365,14 @@ impl Inner {
             if let Some(rank) = entry.stage.rank() {
                 self.tally.evicted[rank] += 1;
             }
+            if self.tally.evicted.iter().sum::<u64>() == 1 {
+                warn!(
+                    "the bridge is short of room: connections without a secured link are giving \
+                     way to newer ones, first from {} (counts follow every few seconds; see \
+                     --max-per-address, --max-unfinished-per-address, --open-file-limit)",
+                    entry.key
+                );
+            }
             // Nobody listening means the task is already gone.
             let _ = entry.evict.send(true);
         }
@@ -469,7 +485,6 @@ impl Admission {
     }
 
     /// Whether the gate has evicted this connection.
-    #[cfg(test)]
     pub fn is_evicted(&self) -> bool {
         *self.0.evicted.borrow()
     }
@@ -525,7 +540,17 @@ mod tests {
             .collect();
         let refusal = g.admit(ip(1)).err().unwrap();
         assert_eq!(refusal, Refusal::AddressFull { max: 2 });
-        assert!(refusal.to_string().len() <= 123);
+        for r in [
+            Refusal::AddressFull { max: 1_000_000 },
+            Refusal::Full { max: 1_000_000 },
+            Refusal::NoFiles,
+            Refusal::GaveWay,
+        ] {
+            assert!(
+                r.to_string().len() <= 123,
+                "too long for a close frame: {r}"
+            );
+        }
         assert!(g.admit(ip(2)).is_ok());
         assert!(held.iter().all(|a| !a.is_evicted()));
     }

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     // Before the runtime opens its first file.
-    let files = files::raise();
+    let files = files::apply(args.open_file_limit);
     // A current-thread runtime: all protocol work happens in the single hub task anyway (the
     // core is single-threaded by design), and per-connection work is a copy and a channel send.
     // More worker threads would add contention and nondeterminism before any measurement showed

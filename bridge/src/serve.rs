@@ -112,6 +112,7 @@ impl Server {
                         peer,
                         header_timeout,
                         shutdown: shutdown.clone(),
+                        farewells: refusing.clone(),
                     };
                     tokio::spawn(conn.serve(stream, admission));
                 }
@@ -124,6 +125,7 @@ impl Server {
                                 peer,
                                 header_timeout: header_timeout.min(REFUSAL_LIFETIME),
                                 shutdown: shutdown.clone(),
+                                farewells: refusing.clone(),
                             };
                             tokio::spawn(async move {
                                 conn.refuse(stream, refusal).await;
@@ -207,6 +209,8 @@ struct Connection {
     peer: SocketAddr,
     header_timeout: Duration,
     shutdown: watch::Receiver<bool>,
+    /// Shared with refusals: evicted connections that may still be told why.
+    farewells: Arc<Semaphore>,
 }
 
 impl Connection {
@@ -224,9 +228,14 @@ impl Connection {
         let (router, peer) = (router.clone(), *peer);
         let held = admission.clone();
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            held.served();
             req.extensions_mut().insert(ConnectInfo(peer));
-            req.extensions_mut().insert(held.clone());
+            if held.is_evicted() {
+                // Told why on its way out (see the eviction branch below).
+                req.extensions_mut().insert(Refused(Refusal::GaveWay));
+            } else {
+                held.served();
+                req.extensions_mut().insert(held.clone());
+            }
             let mut router = router.clone();
             async move { router.call(req).await }
         });
@@ -240,6 +249,15 @@ impl Connection {
             ended = conn.as_mut() => ended,
             () = admission.evicted() => {
                 debug!("closing the HTTP connection from {peer}: it gave way to a newer one");
+                // While there is room, a connection that gave way is still answered: a head
+                // being read gets the refusal (a 503, or a WebSocket closed with the reason), a
+                // response being sent is finished, an idle kept-alive connection closes at once.
+                // Its files are no longer counted by the gate, hence the bounded pool.
+                let Ok(_permit) = self.farewells.clone().try_acquire_owned() else {
+                    return;
+                };
+                conn.as_mut().graceful_shutdown();
+                let _ = timeout(REFUSAL_LIFETIME, conn.as_mut()).await;
                 return;
             }
             () = stopping(&mut shutdown) => {
