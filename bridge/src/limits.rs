@@ -249,12 +249,14 @@ impl Gate {
             .per_addr
             .get(&key)
             .map_or((0, 0), |a| (a.open, a.unfinished.len()));
-        if open >= cfg.max_per_address {
-            let oldest = g
+        if open >= cfg.max_per_address || unfinished >= cfg.max_unfinished_per_address {
+            // The address's oldest unfinished connection gives way, else its oldest served one;
+            // one with a secured link never does.
+            let victim = g
                 .per_addr
                 .get(&key)
-                .and_then(|a| a.evictable.first().copied());
-            match oldest {
+                .and_then(|a| a.unfinished.first().or(a.evictable.first()).copied());
+            match victim {
                 Some(t) => g.evict(t),
                 None => {
                     g.tally.refused += 1;
@@ -262,14 +264,6 @@ impl Gate {
                         max: cfg.max_per_address,
                     });
                 }
-            }
-        } else if unfinished >= cfg.max_unfinished_per_address {
-            let oldest = g
-                .per_addr
-                .get(&key)
-                .and_then(|a| a.unfinished.first().copied());
-            if let Some(t) = oldest {
-                g.evict(t);
             }
         }
         while g.usage.files + Stage::Head.files() > cfg.file_budget {
@@ -398,6 +392,35 @@ impl Inner {
         if let Some(e) = self.entries.get_mut(&ticket) {
             e.stage = stage;
         }
+    }
+}
+
+#[cfg(test)]
+impl Inner {
+    /// Panics if a count disagrees with the entries or a limit is exceeded.
+    fn check(&self) {
+        let mut usage = Usage::default();
+        let mut per: HashMap<AddrKey, (usize, usize)> = HashMap::new();
+        for e in self.entries.values() {
+            usage.connections += 1;
+            usage.files += e.stage.files();
+            usage.websockets += usize::from(e.stage.websocket());
+            let p = per.entry(e.key).or_default();
+            p.0 += 1;
+            p.1 += usize::from(e.stage.unfinished());
+        }
+        assert_eq!(usage, self.usage);
+        assert!(usage.websockets <= self.cfg.max_websockets, "{usage:?}");
+        for (key, (open, unfinished)) in &per {
+            let a = &self.per_addr[key];
+            assert_eq!((a.open, a.unfinished.len()), (*open, *unfinished));
+            assert!(*open <= self.cfg.max_per_address);
+            assert!(*unfinished <= self.cfg.max_unfinished_per_address);
+        }
+        assert_eq!(per.len(), self.per_addr.len());
+        let ranked: usize = self.by_rank.iter().map(BTreeSet::len).sum();
+        let evictable = self.entries.values().filter(|e| e.stage.rank().is_some());
+        assert_eq!(ranked, evictable.count());
     }
 }
 
@@ -642,6 +665,85 @@ mod tests {
         drop(_d);
         assert_eq!(g.usage(), Usage::default());
         assert!(g.lock().per_addr.is_empty() && g.lock().entries.is_empty());
+    }
+
+    /// One step of a random connection history.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Admit(u8),
+        Served(usize),
+        Upgrade(usize),
+        Linked(usize),
+        Drop(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u8..4).prop_map(Op::Admit),
+            any::<usize>().prop_map(Op::Served),
+            any::<usize>().prop_map(Op::Upgrade),
+            any::<usize>().prop_map(Op::Linked),
+            any::<usize>().prop_map(Op::Drop),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever connections do, the counts match the connections, no limit is exceeded
+        /// (the file budget only by secured links, which are never evicted), and everything
+        /// returns to zero.
+        #[test]
+        fn limits_hold_for_any_history(
+            ops in proptest::collection::vec(op(), 1..200),
+            (ws, files, per, unfinished) in (1usize..6, 2usize..14, 1usize..6, 1usize..4),
+        ) {
+            let g = gate(ws, files, per, unfinished);
+            let mut held: Vec<(Admission, Stage)> = Vec::new();
+            for op in ops {
+                let pick = |i: usize| (!held.is_empty()).then(|| i % held.len());
+                match op {
+                    Op::Admit(a) => {
+                        if let Ok(adm) = g.admit(ip(a)) {
+                            held.push((adm, Stage::Head));
+                        }
+                    }
+                    Op::Served(i) => if let Some(i) = pick(i) {
+                        held[i].0.served();
+                        if held[i].1 == Stage::Head { held[i].1 = Stage::Served; }
+                    },
+                    Op::Upgrade(i) => if let Some(i) = pick(i) {
+                        if matches!(held[i].1, Stage::Head | Stage::Served)
+                            && held[i].0.upgrade().is_ok()
+                        {
+                            held[i].1 = Stage::Handshaking;
+                        }
+                    },
+                    Op::Linked(i) => if let Some(i) = pick(i) {
+                        if held[i].1 == Stage::Handshaking && !held[i].0.is_evicted() {
+                            held[i].0.linked();
+                            held[i].1 = Stage::Linked;
+                        }
+                    },
+                    Op::Drop(i) => if let Some(i) = pick(i) {
+                        held.swap_remove(i);
+                    },
+                }
+                g.lock().check();
+                let linked_files: usize = held
+                    .iter()
+                    .filter(|(a, s)| *s == Stage::Linked && !a.is_evicted())
+                    .count();
+                let usage = g.usage();
+                proptest::prop_assert!(usage.files <= files.max(linked_files + 2));
+                for (a, s) in &held {
+                    proptest::prop_assert!(!(*s == Stage::Linked && a.is_evicted()));
+                }
+                // Evicted ones are closed by their tasks; here, by dropping them.
+                held.retain(|(a, _)| !a.is_evicted());
+            }
+            drop(held);
+            proptest::prop_assert_eq!(g.usage(), Usage::default());
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
-use tokio::time::{sleep, timeout};
+use tokio::time::{sleep, timeout, Instant};
 use tower_service::Service;
 use tracing::{debug, warn};
 
@@ -75,6 +75,8 @@ impl Server {
         let refusing = Arc::new(Semaphore::new(REFUSING_AT_ONCE));
         tokio::spawn(log_tally(gate.clone(), header_timeout, shutdown.clone()));
         let mut backoff = ACCEPT_BACKOFF.0;
+        // Accept errors are logged at WARN once per TALLY_EVERY, else at DEBUG.
+        let mut quiet_until = Instant::now();
         loop {
             let accepted = tokio::select! {
                 biased;
@@ -91,12 +93,17 @@ impl Server {
                     continue;
                 }
                 Err(e) => {
-                    warn!(
-                        "could not accept a connection: {e}; retrying in {} ms \
-                         (if this says too many open files, raise the hard limit: \
-                         ulimit -Hn, or LimitNOFILE= under systemd)",
-                        backoff.as_millis()
-                    );
+                    if Instant::now() >= quiet_until {
+                        quiet_until = Instant::now() + TALLY_EVERY;
+                        warn!(
+                            "could not accept a connection: {e}; retrying in {} ms, and \
+                             longer while it lasts (if this says too many open files, raise \
+                             the hard limit: ulimit -Hn, or LimitNOFILE= under systemd)",
+                            backoff.as_millis()
+                        );
+                    } else {
+                        debug!("could not accept a connection: {e}");
+                    }
                     tokio::select! {
                         () = stopping(&mut shutdown) => break,
                         () = sleep(backoff) => {}
@@ -137,6 +144,11 @@ impl Server {
                     }
                 }
             }
+            // Let the connections just spawned and those told to give way run (and close their
+            // sockets) before the next accept: without this, tokio's cooperative budget lets the
+            // loop accept over a hundred sockets in one go, each holding a file until its task
+            // runs, which is more than the reserve below the open-file limit.
+            tokio::task::yield_now().await;
         }
         debug!("the listener is closed");
     }
@@ -299,5 +311,24 @@ impl Connection {
             .with_upgrades();
         // The upgraded socket is closed by its own short-lived task (`http::refuse_ws`).
         let _ = timeout(REFUSAL_LIFETIME, conn).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_about_one_connection_are_told_apart() {
+        assert!(per_connection(&io::Error::from(
+            io::ErrorKind::ConnectionAborted
+        )));
+        assert!(per_connection(&io::Error::from(io::ErrorKind::Interrupted)));
+        // EMFILE ("too many open files") concerns the listener: back off, do not spin.
+        #[cfg(unix)]
+        assert!(!per_connection(&io::Error::from_raw_os_error(24)));
+        assert!(!per_connection(&io::Error::from(
+            io::ErrorKind::OutOfMemory
+        )));
     }
 }

@@ -381,3 +381,55 @@ async fn one_address_cannot_hold_the_bridge() {
     let log = bridge.stderr();
     assert!(!log.contains("this bridge is full"), "{log}");
 }
+
+/// The smallest open-file limit the bridge accepts leaves room for one HTTP connection: a flood
+/// of slow connections is refused or gives way, the accept loop keeps going, and once the flood
+/// is over the page loads and a WebSocket registers.
+#[tokio::test]
+async fn a_tiny_file_limit_never_stops_the_accept_loop() {
+    const FLOOD: usize = 300;
+    raise_own_file_limit(FLOOD as u64 + 512);
+    let dir = TempDir::new("tiny-limit");
+    std::fs::write(dir.path().join("index.html"), "onionmesh").unwrap();
+    let bridge = Bridge::start(&[
+        "--static-dir",
+        dir.path().to_str().unwrap(),
+        "--open-file-limit",
+        "64",
+        "--header-timeout",
+        "1000",
+    ]);
+    bridge
+        .wait_for_log(&["open-file limit 64", "connections may use 2"])
+        .await;
+    let give_up = Duration::from_secs(4);
+    let flood: Vec<_> = (0..FLOOD)
+        .map(|i| {
+            let from = attacker(i % 30);
+            tokio::spawn(slowloris(
+                from,
+                bridge.addr,
+                Duration::from_millis(300),
+                give_up,
+            ))
+        })
+        .collect();
+    for task in flood {
+        match task.await.unwrap() {
+            Slow::Closed(_) => {}
+            other => panic!("a slow connection ended as {other:?}"),
+        }
+    }
+    let addr = bridge.addr;
+    let (status, _, body) = tokio::task::spawn_blocking(move || http_get(addr, "/"))
+        .await
+        .unwrap();
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, b"onionmesh");
+    // The reserve below the limit was enough: `accept` never ran out of files.
+    let log = bridge.stderr();
+    assert!(!log.contains("could not accept"), "{log}");
+    assert!(log.contains("giving way to newer ones"), "{log}");
+    let mut page = Client::registered(&bridge, 9).await;
+    assert!(page.find_peer(page.id()).await.is_empty());
+}
