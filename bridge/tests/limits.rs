@@ -4,6 +4,10 @@
 //! loopback addresses (127.0.x.y, all routed to `lo` on Linux) than the real page (127.0.0.1),
 //! so the per-address limits can be seen at work.
 
+// Attackers bind other loopback addresses (127.0.1.x); only Linux routes all of 127/8 to `lo`
+// without configuration.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use common::{http_get, Bridge, Client, TempDir, PATIENCE};
@@ -432,4 +436,23 @@ async fn a_tiny_file_limit_never_stops_the_accept_loop() {
     assert!(log.contains("giving way to newer ones"), "{log}");
     let mut page = Client::registered(&bridge, 9).await;
     assert!(page.find_peer(page.id()).await.is_empty());
+}
+
+#[test]
+fn help_names_the_limit_flags() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onionmesh-bridge"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--max-per-address",
+        "--max-unfinished-per-address",
+        "--open-file-limit",
+        "--header-timeout",
+        "--first-message-timeout",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
 }
