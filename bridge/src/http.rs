@@ -130,7 +130,10 @@ async fn upgrade(
 
 /// Accept the upgrade only to close it at once with `refusal` as the reason (code 1013, "try
 /// again later"): a page's script sees the close reason, while an HTTP 503 would reach it as a
-/// bare 1006. `admission` is held until the socket is closed, so its file stays counted.
+/// bare 1006. `admission` is held until the socket is closed, so its file stays counted. On a
+/// connection refused at the gate there is none: that socket is outside every count for up to
+/// [`REFUSAL_LINGER`], which stays short because one close frame into a fresh socket's empty
+/// send buffer does not wait on the client.
 fn refuse_ws(ws: WebSocketUpgrade, refusal: Refusal, admission: Option<Admission>) -> Response {
     ws.on_upgrade(move |mut socket: WebSocket| async move {
         let frame = CloseFrame {
