@@ -544,35 +544,46 @@ async fn a_slow_reader_is_dropped_and_the_sender_is_not() {
     drop(slow);
 }
 
+/// Opens a WebSocket and returns the close frame the bridge sends at once, or `None` if it keeps
+/// the connection open (a slot was granted).
+async fn refusal_close(bridge: &Bridge) -> Option<tungstenite::protocol::CloseFrame> {
+    use futures_util::StreamExt;
+    let (mut ws, _) = tokio_tungstenite::connect_async(bridge.ws_url())
+        .await
+        .expect("the upgrade itself succeeds; a refusal comes as a close frame");
+    match tokio::time::timeout(std::time::Duration::from_millis(300), ws.next()).await {
+        Ok(Some(Ok(Message::Close(frame)))) => Some(frame.expect("a close reason")),
+        Err(_) => None,
+        other => panic!("expected a close frame or nothing, got {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn connection_limit_refuses_with_503() {
+async fn connection_limit_refuses_with_a_sentence() {
     let bridge = Bridge::start(&["--max-connections", "2"]);
     let first = Client::connect(&bridge, 1).await;
     let _second = Client::registered(&bridge, 2).await;
-    match tokio_tungstenite::connect_async(bridge.ws_url()).await {
-        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
-        other => panic!("expected HTTP 503, got {other:?}"),
-    }
+    // Both slots hold secured links, so nothing gives way: the page reads a reason, not a 1006.
+    let close = refusal_close(&bridge).await.expect("refused");
+    assert_eq!(u16::from(close.code), 1013);
+    assert!(
+        close.reason.contains("this bridge is full (2 connections)"),
+        "{close:?}"
+    );
     bridge
         .wait_for_log(&[
             "WARN",
-            "refusing a WebSocket",
-            "all 2 connection slots are in use",
+            "refusing a connection",
+            "this bridge is full (2 connections)",
         ])
         .await;
 
     // A slot frees up when a connection ends.
     first.close().await;
     let deadline = Instant::now() + PATIENCE;
-    loop {
-        match tokio_tungstenite::connect_async(bridge.ws_url()).await {
-            Ok(_) => break,
-            Err(tungstenite::Error::Http(resp)) if resp.status() == 503 => {
-                assert!(Instant::now() < deadline, "the slot was never released");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            Err(e) => panic!("unexpected {e}"),
-        }
+    while refusal_close(&bridge).await.is_some() {
+        assert!(Instant::now() < deadline, "the slot was never released");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 
