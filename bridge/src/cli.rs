@@ -93,7 +93,7 @@ mod tests {
         assert_eq!(a.log_level, "info");
         assert_eq!((a.max_connections, a.rate, a.burst), (1024, 50, 200));
         assert_eq!(a.max_frame, 32768);
-        let core = onionmesh_node::RendezvousConfig::default();
+        let core = onionmesh_rendezvous::RendezvousConfig::default();
         assert_eq!(u128::from(a.hello_timeout), core.hello_timeout.as_millis());
     }
 

@@ -2,7 +2,7 @@
 //!
 //! The bridge serves the onionmesh page (static files) and, on `GET /ws`, WebSocket connections
 //! from browsers. All protocol decisions are made by the sans-IO
-//! [`onionmesh_node::Rendezvous`]; this binary only moves bytes and time in and out of it:
+//! [`onionmesh_rendezvous::Rendezvous`]; this binary only moves bytes and time in and out of it:
 //!
 //! - [`http`]: the axum router, the connection limit, static files;
 //! - [`conn`]: one task per WebSocket, running the link's secure channel (a handshake bound to
@@ -30,7 +30,7 @@ use error::BridgeError;
 use http::AppState;
 use hub::{Clock, Hub, HUB_QUEUE};
 use onionmesh_crypto::Identity;
-use onionmesh_node::{Rendezvous, RendezvousConfig};
+use onionmesh_rendezvous::{Rendezvous, RendezvousConfig};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;

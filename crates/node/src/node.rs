@@ -299,15 +299,15 @@ impl Node {
 
     // ----- bridge ----------------------------------------------------------------------------
 
-    /// The WebSocket to the bridge is open. `unix_ms` is wall-clock time, signed into the hello.
-    pub fn handle_bridge_opened(&mut self, now: Time, unix_ms: u64) {
-        self.set_bridge(BridgeState::Registering, "sending the signed hello");
-        let sig = hello::sign(&self.identity, unix_ms);
-        self.send_bridge(&SignalMsg::Hello {
-            pubkey: self.identity.public_key(),
-            timestamp_ms: unix_ms,
-            sig,
-        });
+    /// The WebSocket to the bridge is open. The node waits for the bridge's `Challenge` and
+    /// answers it with its signed hello (issue 11, case 1: no wall clock is involved).
+    /// `_unix_ms` is no longer used.
+    // TODO(node author): drop `_unix_ms` from the signature (browser driver, sim, tests).
+    pub fn handle_bridge_opened(&mut self, now: Time, _unix_ms: u64) {
+        self.set_bridge(
+            BridgeState::Registering,
+            "waiting for the bridge's challenge",
+        );
         self.next_refresh = Some(now + self.cfg.refresh_interval);
     }
 
@@ -346,6 +346,19 @@ impl Node {
             }
         };
         match msg {
+            // The bridge challenges every new connection; the hello signs its nonce.
+            SignalMsg::Challenge { nonce } => {
+                let sig = hello::sign(&self.identity, &nonce);
+                self.send_bridge(&SignalMsg::Hello {
+                    pubkey: self.identity.public_key(),
+                    challenge: nonce,
+                    sig,
+                });
+            }
+            // The bridge's keepalive: answer at once, or it drops us as gone.
+            SignalMsg::Ping { nonce } => self.send_bridge(&SignalMsg::Pong { nonce }),
+            // TODO(node author, issue 13): stop choosing these peers for links and paths.
+            SignalMsg::PeersGone { .. } => {}
             SignalMsg::Welcome {
                 peers_online,
                 bridge_pubkey,

@@ -4,11 +4,11 @@
 //! malformed or tampered cells closing only the circuit or link concerned.
 
 use onionmesh_crypto::Identity;
-use onionmesh_node::{
-    ConnId, Event, LinkId, Node, NodeConfig, OnionEvent, Output, Rendezvous, RendezvousConfig,
-    RendezvousOutput, Time,
-};
+use onionmesh_node::{Event, LinkId, Node, NodeConfig, OnionEvent, Output, Time};
 use onionmesh_onion::{owner_of, CellOwner};
+use onionmesh_rendezvous::{
+    ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
+};
 use onionmesh_wire::cell::{Cell, CellCmd, CellMsg, CircId, HandshakeType};
 use onionmesh_wire::{Frame, LinkMsg, NodeId, SignalMsg};
 use std::collections::{BTreeMap, VecDeque};
@@ -74,6 +74,7 @@ impl Net {
         let bridge = Rendezvous::new(
             Identity::from_seed([99; 32]).unwrap(),
             RendezvousConfig::default(),
+            [98; 32],
         );
         let mut net = Net {
             nodes,
@@ -86,7 +87,8 @@ impl Net {
             tamper: None,
         };
         for i in 0..n {
-            net.bridge.handle_connected(net.now, ConnId(i as u64));
+            net.bridge
+                .handle_input(net.now, RendezvousInput::Opened(ConnId(i as u64)));
             net.drain_bridge();
             net.nodes[i].handle_bridge_opened(net.now, UNIX);
             net.drain(i);
@@ -153,7 +155,9 @@ impl Net {
             let now = self.now;
             let i = match m {
                 Msg::ToBridge(i, b) => {
-                    self.bridge.handle_frame(now, UNIX, ConnId(i as u64), &b);
+                    let conn = ConnId(i as u64);
+                    self.bridge
+                        .handle_input(now, RendezvousInput::Frame { conn, bytes: &b });
                     self.drain_bridge();
                     continue;
                 }

@@ -1,6 +1,6 @@
 //! # onionmesh-sim: many nodes, one process, a virtual clock
 //!
-//! The simulator drives real [`onionmesh_node::Node`]s and a real [`onionmesh_node::Rendezvous`]
+//! The simulator drives real [`onionmesh_node::Node`]s and a real [`onionmesh_rendezvous::Rendezvous`]
 //! (the bridge's core) exactly as the browser and tokio drivers do, but over an emulated network:
 //!
 //! - every node has a WebSocket to the bridge with its own latency;

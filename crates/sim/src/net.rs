@@ -1,7 +1,7 @@
 use onionmesh_crypto::Identity;
-use onionmesh_node::{
-    ConnId, Event, LinkId, LinkState, Node, NodeConfig, Output, Rendezvous, RendezvousConfig,
-    RendezvousOutput, Time,
+use onionmesh_node::{Event, LinkId, LinkState, Node, NodeConfig, Output, Time};
+use onionmesh_rendezvous::{
+    ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
 };
 use onionmesh_wire::{Frame, SignalMsg};
 use rand_chacha::ChaCha20Rng;
@@ -324,18 +324,21 @@ impl Sim {
         match ev {
             Ev::Join(i) => {
                 self.joined[i] = true;
-                self.bridge.handle_connected(now, ConnId(i as u64));
+                self.bridge
+                    .handle_input(now, RendezvousInput::Opened(ConnId(i as u64)));
                 self.drain_bridge();
                 self.nodes[i].handle_bridge_opened(now, UNIX_EPOCH_MS + now.as_millis());
                 self.drain_node(i);
             }
             Ev::ToBridge(i, bytes) => {
                 self.stats.bridge_frames += 1;
-                self.bridge.handle_frame(
+                let conn = ConnId(i as u64);
+                self.bridge.handle_input(
                     now,
-                    UNIX_EPOCH_MS + now.as_millis(),
-                    ConnId(i as u64),
-                    &bytes,
+                    RendezvousInput::Frame {
+                        conn,
+                        bytes: &bytes,
+                    },
                 );
                 self.drain_bridge();
             }
@@ -378,7 +381,7 @@ impl Sim {
             }
             Ev::BridgeTimer => {
                 if self.bridge.poll_timeout().is_some_and(|t| t <= now) {
-                    self.bridge.handle_timeout(now);
+                    self.bridge.handle_input(now, RendezvousInput::Timeout);
                     self.drain_bridge();
                 }
             }

@@ -14,7 +14,8 @@
 //!
 //! The size comes from `ONION_SIM_NODES` / `ONION_SIM_CIRCUITS` (default 1,000 / 10,000).
 
-use onionmesh_node::{Event, NodeConfig, OnionEvent, RendezvousConfig};
+use onionmesh_node::{Event, NodeConfig, OnionEvent};
+use onionmesh_rendezvous::RendezvousConfig;
 use onionmesh_sim::{Sim, SimConfig};
 use onionmesh_wire::NodeId;
 use rand_chacha::ChaCha20Rng;

@@ -4,15 +4,19 @@
 //! (`KadTo` addressed to the bridge's ID), and it stores provider records like any node.
 //!
 //! A bridge is started with other bridges' addresses; its driver dials them
-//! ([`Rendezvous::handle_dialed`]) and both sides exchange a signed `BridgeHello` carrying the
-//! address each is known by. Then, on that connection:
+//! ([`crate::RendezvousInput::Dialed`]). Each side sends a `Challenge` first and answers the
+//! other's with a `BridgeHello` signing it and carrying the address it is known by (the dialer
+//! answers first; the dialed bridge answers once the dialer's hello checks out). Then, on that
+//! connection:
 //!
 //! - **Registrations.** Each side sends `PeersJoined` for the peers registered with it (a
-//!   snapshot, then one frame per newcomer) and `PeersLeft` when they go. So `FindPeer`
+//!   snapshot, then one frame per newcomer) and `PeersLeft` when they go (batched with the
+//!   departures announced to pages, see `crate::departures`). So `FindPeer`
 //!   (`DB_FIND_PEER`) is answered with the closest peers known *across* bridges, each record
 //!   tagged with the address of the bridge that can introduce it. Bridges are few (the spec:
 //!   "bridges are not numerous"), so this flooding costs one frame per registration per
-//!   federated bridge; the remote table is capped at `max_remote_peers`.
+//!   federated bridge; the remote table is a bounded LRU of `max_remote_peers`. A peer that
+//!   left a federated bridge is announced to this bridge's pages in `PeersGone` too.
 //! - **Kademlia among bridges.** The bridges' DHT nodes bootstrap from each other, and their
 //!   frames travel as `Federate { to: bridge, inner: KadFrom }`.
 //! - **Forwarding for peers.** A page's `KadTo`, `Introduce`, `Introduced` or
@@ -25,16 +29,23 @@
 //! A federated bridge is trusted like a peer: what it sends is decoded, checked (a record's ID
 //! must be the hash of its key, only the four deliverable kinds may be wrapped, the target must
 //! be registered here) and bounded by the same per-connection rate limit (times
-//! `bridge_rate_factor`); anything else closes that connection with a reason.
+//! `bridge_rate_factor`) and keepalive; anything else closes that connection with a reason.
+//!
+//! TODO: this module still continues `Rendezvous`'s `impl` (it moved here from
+//! `onionmesh-node` as it was); making the federation a part with its own methods that returns
+//! typed requests is the next step of issue 8's "owned parts" for this crate.
 
-use crate::rendezvous::{codes, ConnState};
+use crate::config::codes;
+use crate::conn::ConnState;
 use crate::{ConnId, Rendezvous, RendezvousOutput, Time};
+use onionmesh_bounded::{BoundedLru, TokenBucket};
 use onionmesh_crypto::{hello, node_id, Identity};
 use onionmesh_kad::{Kad, KadConfig, KadEvent, Output as KadOutput};
 use onionmesh_wire::kad::Contact;
-use onionmesh_wire::signal::MAX_PEERS_PER_SYNC;
+use onionmesh_wire::signal::{ChallengeNonce, MAX_PEERS_PER_SYNC};
 use onionmesh_wire::{Frame, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, SignatureBytes};
-use std::collections::BTreeMap;
+use rand_core::RngCore;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A peer registered at a federated bridge.
 #[derive(Debug, Clone)]
@@ -44,21 +55,33 @@ pub(crate) struct Remote {
 }
 
 /// The federation state of a [`Rendezvous`].
-#[derive(Default)]
 pub(crate) struct Federation {
     pub kad: Option<Kad>,
-    /// Bounded by `max_remote_peers`.
-    remote: BTreeMap<NodeId, Remote>,
+    /// Peers registered at federated bridges; least recently announced or used go first.
+    remote: BoundedLru<NodeId, Remote>,
     /// Federated bridges by ID. Bounded by the connections.
     bridges: BTreeMap<NodeId, ConnId>,
-    /// Connections we dialed: they expect our `BridgeHello` first and answer with theirs.
-    dialed: BTreeMap<ConnId, ()>,
+    /// Connections we dialed: we answer their challenge with our `BridgeHello` first.
+    pub dialed: BTreeSet<ConnId>,
     logged_drops: u64,
 }
 
+impl Federation {
+    pub fn new(max_remote_peers: usize) -> Self {
+        Federation {
+            kad: None,
+            remote: BoundedLru::new(max_remote_peers),
+            bridges: BTreeMap::new(),
+            dialed: BTreeSet::new(),
+            logged_drops: 0,
+        }
+    }
+}
+
 impl Rendezvous {
-    /// A rendezvous that is also a DHT node under the bridge's identity. `seed` feeds the DHT's
-    /// RNG (token secrets, request ids): 32 bytes from the OS in the bridge.
+    /// A rendezvous that is also a DHT node under the bridge's identity, its clock starting at
+    /// `now`. `seed` feeds both RNGs (challenges; the DHT's token secrets and request ids): 32
+    /// bytes from the OS in the bridge.
     pub fn with_dht(
         identity: Identity,
         cfg: crate::RendezvousConfig,
@@ -71,9 +94,11 @@ impl Rendezvous {
             bridge: cfg.addr.clone(),
             introducers: Vec::new(),
         };
-        let kad = Kad::new(me, KadConfig::default(), seed, now).ok();
-        let mut r = Rendezvous::new(identity, cfg);
-        r.fed.kad = kad;
+        let mut r = Rendezvous::new(identity, cfg, seed);
+        r.now = now;
+        let mut kad_seed = [0u8; 32];
+        r.rng.fill_bytes(&mut kad_seed);
+        r.fed.kad = Kad::new(me, KadConfig::default(), kad_seed, now).ok();
         r
     }
 
@@ -92,50 +117,65 @@ impl Rendezvous {
         self.fed.remote.len()
     }
 
-    /// The driver opened a connection to another bridge (`--peer-bridge`): greet it.
-    /// `unix_ms` is the wall clock, signed into the hello.
-    pub fn handle_dialed(&mut self, now: Time, unix_ms: u64, conn: ConnId) {
-        self.handle_connected(now, conn);
-        self.fed.dialed.insert(conn, ());
-        self.send_bridge_hello(conn, unix_ms);
-    }
-
-    fn send_bridge_hello(&mut self, conn: ConnId, unix_ms: u64) {
+    /// Sign the other bridge's `challenge` into our hello.
+    fn send_bridge_hello(&mut self, conn: ConnId, challenge: ChallengeNonce) {
         let msg = SignalMsg::BridgeHello {
             pubkey: self.identity.public_key(),
-            timestamp_ms: unix_ms,
-            sig: hello::sign(&self.identity, unix_ms),
+            challenge,
+            sig: hello::sign(&self.identity, &challenge),
             addr: self.cfg.addr.clone(),
         };
         self.send(conn, &msg);
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The other side of a connection that has not said hello sent its challenge: only a
+    /// bridge does. A connection we dialed answers it with our hello at once; otherwise we
+    /// keep it for the answer to the dialer's hello.
+    pub(crate) fn fed_on_challenge(&mut self, conn: ConnId, nonce: ChallengeNonce) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let ConnState::AwaitingHello {
+            their_challenge, ..
+        } = &mut c.state
+        else {
+            return;
+        };
+        if their_challenge.replace(nonce).is_some() {
+            self.reject(conn, codes::PROTOCOL, "a second challenge");
+            return;
+        }
+        if self.fed.dialed.contains(&conn) {
+            self.send_bridge_hello(conn, nonce);
+        }
+    }
+
     pub(crate) fn fed_on_bridge_hello(
         &mut self,
-        now: Time,
-        unix_ms: u64,
         conn: ConnId,
         pubkey: PublicKeyBytes,
-        timestamp_ms: u64,
+        challenge: ChallengeNonce,
         sig: SignatureBytes,
         addr: String,
     ) {
-        let id = match hello::verify_hello(&pubkey, timestamp_ms, &sig) {
-            Ok(id) => id,
-            Err(e) => {
-                self.reject(conn, codes::BAD_HELLO, &format!("bad bridge hello: {e}"));
+        let now = self.now;
+        let their_challenge = match self.conns.get(&conn).map(|c| &c.state) {
+            Some(ConnState::AwaitingHello {
+                their_challenge: Some(n),
+                ..
+            }) => *n,
+            _ => {
+                self.reject(
+                    conn,
+                    codes::PROTOCOL,
+                    "a bridge must send its challenge before its hello",
+                );
                 return;
             }
         };
-        if u128::from(unix_ms.abs_diff(timestamp_ms)) > self.cfg.max_clock_skew.as_millis() {
-            self.reject(
-                conn,
-                codes::BAD_HELLO,
-                "bridge hello timestamp out of range",
-            );
+        let Some(id) = self.check_hello(conn, &pubkey, &challenge, &sig) else {
             return;
-        }
+        };
         if id == self.identity.id() {
             self.reject(
                 conn,
@@ -152,15 +192,22 @@ impl Rendezvous {
             );
             return;
         }
+        let factor = self.cfg.bridge_rate_factor.max(1);
+        let (burst, rate) = (
+            self.cfg.burst.saturating_mul(factor),
+            self.cfg.frames_per_sec.saturating_mul(factor),
+        );
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = ConnState::Bridge {
                 id,
                 addr: addr.clone(),
             };
+            c.bucket = TokenBucket::new(now, burst, rate);
         }
+        self.reschedule(conn);
         self.fed.bridges.insert(id, conn);
-        if self.fed.dialed.remove(&conn).is_none() {
-            self.send_bridge_hello(conn, unix_ms);
+        if !self.fed.dialed.remove(&conn) {
+            self.send_bridge_hello(conn, their_challenge);
         }
         self.out.push_back(RendezvousOutput::Federated {
             conn,
@@ -215,16 +262,7 @@ impl Rendezvous {
                     if self.by_id.contains_key(&p.id) || p.id == self.identity.id() {
                         continue;
                     }
-                    if self.fed.remote.len() >= self.cfg.max_remote_peers
-                        && !self.fed.remote.contains_key(&p.id)
-                    {
-                        self.drop_log(format!(
-                            "forgetting peer {}: {} remote peers are known already",
-                            p.id.short(),
-                            self.cfg.max_remote_peers
-                        ));
-                        continue;
-                    }
+                    self.departures.returned(&p.id);
                     self.fed.remote.insert(
                         p.id,
                         Remote {
@@ -236,11 +274,15 @@ impl Rendezvous {
             }
             SignalMsg::PeersLeft { ids } => {
                 for id in ids {
-                    if self.fed.remote.get(&id).is_some_and(|r| r.via == conn) {
+                    if self.fed.remote.peek(&id).is_some_and(|r| r.via == conn) {
                         self.fed.remote.remove(&id);
+                        // This bridge's pages may hold it as a candidate too.
+                        self.peer_left(id, false);
                     }
                 }
             }
+            SignalMsg::Ping { nonce } => self.send(conn, &SignalMsg::Pong { nonce }),
+            SignalMsg::Pong { .. } => {}
             SignalMsg::Federate { to, inner } => {
                 let inner_msg = match SignalMsg::decode_frame(&inner) {
                     Ok(m) => m,
@@ -347,6 +389,26 @@ impl Rendezvous {
             return;
         };
         let deliver = match inner {
+            // Probed like a local introduction; a suspect target fails it at once.
+            SignalMsg::Introduce { peer, session, sdp } => {
+                if self.conns.get(&target).is_some_and(|c| c.suspect) {
+                    let reason = format!(
+                        "peer {} does not answer its bridge (its page may be suspended or gone)",
+                        to.short()
+                    );
+                    self.fed_forward(
+                        &peer,
+                        &SignalMsg::IntroduceFailed {
+                            peer: to,
+                            session,
+                            reason,
+                        },
+                    );
+                } else {
+                    self.introduce_local(target, peer, session, sdp);
+                }
+                return;
+            }
             // Name the source's bridge so the target can answer (and others can reach it).
             SignalMsg::KadFrom {
                 peer,
@@ -429,6 +491,7 @@ impl Rendezvous {
 
     /// True if `peer` is a federated bridge or registered at one.
     pub(crate) fn fed_knows(&self, peer: &NodeId) -> bool {
+        // (`contains_key` does not refresh the entry; forwarding through it does.)
         self.fed.bridges.contains_key(peer) || self.fed.remote.contains_key(peer)
     }
 
@@ -439,7 +502,7 @@ impl Rendezvous {
             .bridges
             .get(to)
             .copied()
-            .or_else(|| self.fed.remote.get(to).map(|r| r.via));
+            .or_else(|| self.fed.remote.get_mut(to).map(|r| r.via));
         if let Some(via) = via {
             self.send(
                 via,
@@ -489,17 +552,9 @@ impl Rendezvous {
         }
     }
 
-    pub(crate) fn fed_peer_left(&mut self, id: NodeId) {
-        let conns: Vec<ConnId> = self.fed.bridges.values().copied().collect();
-        for c in conns {
-            self.send(c, &SignalMsg::PeersLeft { ids: vec![id] });
-        }
-    }
-
     pub(crate) fn fed_bridge_closed(&mut self, conn: ConnId) {
         self.fed.bridges.retain(|_, c| *c != conn);
         self.fed.remote.retain(|_, r| r.via != conn);
-        self.fed.dialed.remove(&conn);
     }
 
     pub(crate) fn fed_timeout(&mut self, now: Time) {
@@ -551,10 +606,7 @@ impl Rendezvous {
         self.fed.logged_drops += 1;
         let n = self.fed.logged_drops;
         if n <= 100 || n.is_multiple_of(1000) {
-            self.out.push_back(RendezvousOutput::Log {
-                warn: true,
-                text: format!("{text} ({n} dropped so far)"),
-            });
+            self.log(true, format!("{text} ({n} dropped so far)"));
         }
     }
 }
