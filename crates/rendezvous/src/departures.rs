@@ -48,6 +48,12 @@ impl Departures {
         }
     }
 
+    /// Departures waiting to be announced.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.gone.len()
+    }
+
     /// When the next announcement is due.
     pub fn due(&self) -> Option<Time> {
         self.due

@@ -3,7 +3,7 @@
 //! What a bridge does for the pages registered with it, as one state machine that pretends the
 //! network does not exist ([`Rendezvous`]):
 //!
-//! - **Registration.** Every connection gets a random [`SignalMsg::Challenge`] first; the page
+//! - **Registration.** Every connection gets a random [`SignalMsg::Challenge`](onionmesh_wire::SignalMsg::Challenge) first; the page
 //!   answers with a hello that signs it (`onionmesh_crypto::hello`), proving it holds the key
 //!   behind its ID *now*. No wall clock is involved, so a visitor whose clock is days off
 //!   registers like anyone else, and a hello recorded on one connection is refused on another.
@@ -11,13 +11,13 @@
 //!   closest to the asker (XOR distance), across federated bridges; `Introduce` / `Introduced`
 //!   / `IntroduceFailed` are relayed between peers.
 //! - **Liveness.** A connection silent for [`RendezvousConfig::ping_interval`] gets a
-//!   [`SignalMsg::Ping`]; one that stays silent for [`RendezvousConfig::silence_timeout`] is
+//!   [`SignalMsg::Ping`](onionmesh_wire::SignalMsg::Ping); one that stays silent for [`RendezvousConfig::silence_timeout`] is
 //!   dropped with its registration and federation announcements. An introduction is relayed
 //!   together with a ping: a target that does not answer within
 //!   [`RendezvousConfig::probe_timeout`] fails the introduction with a sentence and is not
 //!   offered to anyone until it is heard from again.
 //! - **Departures.** Peers that leave (or stop answering) are announced to every registered page
-//!   in [`SignalMsg::PeersGone`] and to federated bridges in [`SignalMsg::PeersLeft`], batched
+//!   in [`SignalMsg::PeersGone`](onionmesh_wire::SignalMsg::PeersGone) and to federated bridges in [`SignalMsg::PeersLeft`](onionmesh_wire::SignalMsg::PeersLeft), batched
 //!   over [`RendezvousConfig::departure_batch`] and capped per frame.
 //! - **Federation** (the `federation` module): bridges exchange challenge-signed
 //!   `BridgeHello`s, share registrations, forward DHT frames and introductions for each other,

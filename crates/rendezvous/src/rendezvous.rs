@@ -723,3 +723,6 @@ fn not_answering(id: &NodeId, within: std::time::Duration) -> String {
         within.as_secs().max(1)
     )
 }
+
+#[cfg(test)]
+mod proptests;

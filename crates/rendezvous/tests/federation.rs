@@ -212,3 +212,65 @@ fn a_silent_page_at_one_bridge_is_announced_gone_at_the_other() {
         .collect();
     assert_eq!(gone, vec![&vec![ghost.id()]]);
 }
+
+#[test]
+fn an_introduction_across_bridges_to_a_silent_page_fails_in_seconds() {
+    let mut p = Pair::new();
+    let (ghost, asker) = (identity(12), identity(13));
+    let n = open(&mut p.y, p.now, ConnId(1));
+    p.y.handle_input(
+        p.now,
+        RendezvousInput::Frame {
+            conn: ConnId(1),
+            bytes: &hello_frame(&ghost, &n),
+        },
+    );
+    let n = open(&mut p.x, p.now, ConnId(2));
+    p.x.handle_input(
+        p.now,
+        RendezvousInput::Frame {
+            conn: ConnId(2),
+            bytes: &hello_frame(&asker, &n),
+        },
+    );
+    p.pump();
+    p.pages.clear();
+
+    let intro = SignalMsg::Introduce {
+        peer: ghost.id(),
+        session: 3,
+        sdp: "offer".into(),
+    };
+    p.x.handle_input(
+        p.now,
+        RendezvousInput::Frame {
+            conn: ConnId(2),
+            bytes: &intro.encode_frame(),
+        },
+    );
+    p.pump();
+    // y relayed it to the ghost, with a ping.
+    assert!(p
+        .pages
+        .iter()
+        .any(|(s, c, m)| (*s, *c) == (1, ConnId(1)) && matches!(m, SignalMsg::Introduce { .. })));
+    let asked = p.now;
+    p.run(asked + Duration::from_secs(5), &[(0, ConnId(2))]);
+    let failed = p.pages.iter().find_map(|(s, c, m)| match m {
+        SignalMsg::IntroduceFailed {
+            peer,
+            session: 3,
+            reason,
+        } if (*s, *c) == (0, ConnId(2)) && *peer == ghost.id() => Some(reason.clone()),
+        _ => None,
+    });
+    let reason = failed.expect("the failure comes back across the federation");
+    assert!(reason.contains("did not answer the bridge"), "{reason}");
+    // x forgot it (y announced it gone), and told its own page.
+    assert_eq!(p.x.remote_peers(), 0);
+    assert!(p.pages.iter().any(|(s, c, m)| (*s, *c) == (0, ConnId(2))
+        && *m
+            == SignalMsg::PeersGone {
+                ids: vec![ghost.id()]
+            }));
+}
