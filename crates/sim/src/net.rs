@@ -1,6 +1,8 @@
 use onionmesh_crypto::Identity;
 use onionmesh_node::{Event, Input, LinkId, LinkState, Node, NodeConfig, Output, Time};
-use onionmesh_rendezvous::{ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput};
+use onionmesh_rendezvous::{
+    ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
+};
 use onionmesh_wire::{Frame, SignalMsg};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -346,7 +348,12 @@ impl Sim {
     }
 
     /// Application send from node `from` to node `to` (through the node API).
-    pub fn send(&mut self, from: usize, to: usize, data: &[u8]) -> Result<(), onionmesh_node::ApiError> {
+    pub fn send(
+        &mut self,
+        from: usize,
+        to: usize,
+        data: &[u8],
+    ) -> Result<(), onionmesh_node::ApiError> {
         let peer = self.nodes[to].id();
         let now = self.now;
         let r = self.nodes[from].link(peer).send(now, data);
@@ -496,15 +503,20 @@ impl Sim {
         let now = self.now;
         match ev {
             Ev::Join(i) => {
-                if !matches!(self.life[i], Life::Waiting | Life::Alive) || self.node_conn[i].is_some() {
+                if !matches!(self.life[i], Life::Waiting | Life::Alive)
+                    || self.node_conn[i].is_some()
+                {
                     return;
                 }
                 self.life[i] = Life::Alive;
                 let b = self.bridge_of(i);
                 if !self.bridge_up[b] {
-                    self.nodes[i].handle_input(now, Input::BridgeClosed {
-                        reason: "the connection to the bridge could not be opened",
-                    });
+                    self.nodes[i].handle_input(
+                        now,
+                        Input::BridgeClosed {
+                            reason: "the connection to the bridge could not be opened",
+                        },
+                    );
                     self.drain_node(i);
                     return;
                 }
@@ -525,7 +537,13 @@ impl Sim {
                 if self.conns.contains_key(&end) {
                     self.stats.bridge_frames += 1;
                     let (b, conn) = end;
-                    self.bridges[b].handle_input(now, RendezvousInput::Frame { conn, bytes: &bytes });
+                    self.bridges[b].handle_input(
+                        now,
+                        RendezvousInput::Frame {
+                            conn,
+                            bytes: &bytes,
+                        },
+                    );
                     self.drain_bridge(b);
                 }
             }
@@ -581,13 +599,25 @@ impl Sim {
             Ev::Frame((i, l), bytes) => {
                 if self.awake(i) {
                     self.stats.link_frames += 1;
-                    self.nodes[i].handle_input(now, Input::LinkFrame { link: l, bytes: &bytes });
+                    self.nodes[i].handle_input(
+                        now,
+                        Input::LinkFrame {
+                            link: l,
+                            bytes: &bytes,
+                        },
+                    );
                     self.drain_node(i);
                 }
             }
             Ev::Closed((i, l), reason) => {
                 if self.awake(i) {
-                    self.nodes[i].handle_input(now, Input::LinkClosed { link: l, reason: &reason });
+                    self.nodes[i].handle_input(
+                        now,
+                        Input::LinkClosed {
+                            link: l,
+                            reason: &reason,
+                        },
+                    );
                     self.drain_node(i);
                 }
             }
@@ -692,7 +722,10 @@ impl Sim {
                     if let Some(end) = self.node_conn[i].take() {
                         if self.conns.remove(&end).is_some() {
                             let lat = self.latency();
-                            self.schedule(self.now + Duration::from_millis(lat), Ev::BridgeConnClosed(end));
+                            self.schedule(
+                                self.now + Duration::from_millis(lat),
+                                Ev::BridgeConnClosed(end),
+                            );
                         }
                     }
                 }
