@@ -152,14 +152,6 @@ impl Drop for Bridge {
     }
 }
 
-#[allow(clippy::disallowed_methods)] // A test driver reads the wall clock, like the bridge.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 pub fn identity(seed: u8) -> Identity {
     Identity::from_seed([seed; 32]).expect("a valid test seed")
 }

@@ -21,7 +21,8 @@ pub struct RendezvousConfig {
     /// sent with the introduction) within this time, or the introduction fails.
     pub probe_timeout: Duration,
     /// Departures are collected this long before they are announced, so a burst of them costs
-    /// one frame per page (and per federated bridge), not one per departure.
+    /// one frame per page (and per federated bridge), not one per departure. Pages get at most
+    /// one `PeersGone` frame per interval.
     pub departure_batch: Duration,
     /// How many peers one `FoundPeer` names.
     pub peers_per_answer: usize,

@@ -359,7 +359,7 @@ impl Rendezvous {
                 bytes,
             } = inner
             else {
-                self.drop_log(format!(
+                self.fed_drop_log(format!(
                     "dropping an introduction addressed to this bridge from {}",
                     bridge_id.short()
                 ));
@@ -382,7 +382,7 @@ impl Rendezvous {
             return;
         }
         let Some(target) = self.by_id.get(&to).copied() else {
-            self.drop_log(format!(
+            self.fed_drop_log(format!(
                 "dropping a federated frame for {}: not registered here",
                 to.short()
             ));
@@ -481,7 +481,7 @@ impl Rendezvous {
             };
             self.fed_forward(&peer, &inner);
         } else {
-            self.drop_log(format!(
+            self.fed_drop_log(format!(
                 "dropping a DHT frame from {} for {}: no route to that node",
                 from.short(),
                 peer.short()
@@ -590,7 +590,7 @@ impl Rendezvous {
                     }
                 }
                 KadOutput::Event(KadEvent::Rejected { from, reason }) => {
-                    self.drop_log(format!(
+                    self.fed_drop_log(format!(
                         "DHT: refused a message from {}: {reason}",
                         from.short()
                     ));
@@ -602,7 +602,7 @@ impl Rendezvous {
 
     /// A warning for the log, at most 100 in full and then every 1000th, so a flood cannot
     /// flood the log.
-    fn drop_log(&mut self, text: String) {
+    pub(crate) fn fed_drop_log(&mut self, text: String) {
         self.fed.logged_drops += 1;
         let n = self.fed.logged_drops;
         if n <= 100 || n.is_multiple_of(1000) {

@@ -17,8 +17,10 @@
 //!   [`RendezvousConfig::probe_timeout`] fails the introduction with a sentence and is not
 //!   offered to anyone until it is heard from again.
 //! - **Departures.** Peers that leave (or stop answering) are announced to every registered page
-//!   in [`SignalMsg::PeersGone`](onionmesh_wire::SignalMsg::PeersGone) and to federated bridges in [`SignalMsg::PeersLeft`](onionmesh_wire::SignalMsg::PeersLeft), batched
-//!   over [`RendezvousConfig::departure_batch`] and capped per frame.
+//!   in [`SignalMsg::PeersGone`](onionmesh_wire::SignalMsg::PeersGone) (at most one frame of
+//!   100 IDs per page per [`RendezvousConfig::departure_batch`]) and to federated bridges in
+//!   [`SignalMsg::PeersLeft`](onionmesh_wire::SignalMsg::PeersLeft), coalesced over that
+//!   interval.
 //! - **Federation** (the `federation` module): bridges exchange challenge-signed
 //!   `BridgeHello`s, share registrations, forward DHT frames and introductions for each other,
 //!   and run a Kademlia node each ([`Rendezvous::with_dht`]).

@@ -637,15 +637,20 @@ impl Rendezvous {
     /// `id` is gone (`here`: it was registered at this bridge); announced in the next batch.
     pub(crate) fn peer_left(&mut self, id: NodeId, here: bool) {
         let (now, batch) = (self.now, self.cfg.departure_batch);
-        if self.departures.left(now, batch, id, here) {
-            self.announce_departures();
+        if !self.departures.left(now, batch, id, here) {
+            self.fed_drop_log(format!(
+                "not announcing that peer {} left to pages: {} departures wait already",
+                id.short(),
+                crate::departures::MAX_PENDING
+            ));
         }
     }
 
-    /// Tell every registered page which peers are gone, and every federated bridge which of
-    /// this bridge's peers left, in frames of at most `MAX_PEERS_GONE` / `MAX_PEERS_PER_SYNC`.
+    /// Tell every registered page which peers are gone (one `PeersGone` of at most
+    /// `MAX_PEERS_GONE` IDs per batch interval), and every federated bridge which of this
+    /// bridge's peers left (all of them, in `PeersLeft` frames of `MAX_PEERS_PER_SYNC`).
     fn announce_departures(&mut self) {
-        let a = self.departures.take();
+        let a = self.departures.take(self.now, self.cfg.departure_batch);
         let mut pages = Vec::new();
         let mut bridges = Vec::new();
         for (conn, c) in &self.conns {

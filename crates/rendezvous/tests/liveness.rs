@@ -266,7 +266,7 @@ fn find_outs(r: &mut Rendezvous, now: Time, who: &Identity) -> Vec<RendezvousOut
 }
 
 #[test]
-fn departures_are_batched_and_capped_per_frame() {
+fn departures_are_batched_and_paced_one_frame_per_interval() {
     let mut r = bridge(RendezvousConfig {
         max_peers: 1_000,
         ..RendezvousConfig::default()
@@ -288,18 +288,24 @@ fn departures_are_batched_and_capped_per_frame() {
         sent_to(&drain(&mut r), ConnId(1)).is_empty(),
         "not one frame per departure"
     );
-    assert_eq!(r.poll_timeout(), Some(t + Duration::from_millis(500)));
-    r.handle_input(t + Duration::from_millis(500), RendezvousInput::Timeout);
-    let frames = sent_to(&drain(&mut r), ConnId(1));
+    // One frame per page per 500 ms: 100, 100, then 50 IDs.
     let mut told = Vec::new();
-    for f in &frames {
-        let SignalMsg::PeersGone { ids } = f else {
-            panic!("{f:?}")
+    let mut at = t;
+    for want in [100, 100, 50] {
+        at = at + Duration::from_millis(500);
+        assert_eq!(r.poll_timeout(), Some(at));
+        r.handle_input(at, RendezvousInput::Timeout);
+        let frames = sent_to(&drain(&mut r), ConnId(1));
+        let [SignalMsg::PeersGone { ids }] = frames.as_slice() else {
+            panic!("{frames:?}")
         };
-        assert!(ids.len() <= onionmesh_wire::signal::MAX_PEERS_GONE);
+        assert_eq!(ids.len(), want);
         told.extend(ids.iter().copied());
     }
-    assert_eq!(frames.len(), 3);
+    // Nothing left to announce.
+    let next = at + Duration::from_millis(500);
+    r.handle_input(next, RendezvousInput::Timeout);
+    assert!(sent_to(&drain(&mut r), ConnId(1)).is_empty());
     told.sort();
     left.sort();
     assert_eq!(told, left);
