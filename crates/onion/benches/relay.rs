@@ -316,10 +316,18 @@ fn router_rate(idle: usize, cells: u64) -> f64 {
 
 fn router_summary() {
     const CELLS: u64 = 200_000;
-    let one = router_rate(0, CELLS);
-    let many = router_rate(1000, CELLS);
+    const ROUNDS: usize = 3;
+    // Alternate the two cases and keep the best of each: on a shared machine the noise is
+    // larger than the effect being measured otherwise.
+    let (mut one, mut many) = (0f64, 0f64);
+    for _ in 0..ROUNDS {
+        one = one.max(router_rate(0, CELLS));
+        many = many.max(router_rate(1000, CELLS));
+    }
     println!();
-    println!("a whole router as a middle hop, relay cells/s (one busy circuit, {CELLS} cells):");
+    println!(
+        "a whole router as a middle hop, relay cells/s (one busy circuit, {CELLS} cells, best of {ROUNDS}):"
+    );
     println!("  1 circuit open:          {one:>12.0}");
     println!("  1,001 circuits open:     {many:>12.0}");
     println!("  ratio (1,001 / 1):       {:>12.3}", many / one);
