@@ -17,6 +17,7 @@
 mod admission;
 mod circuit;
 mod config;
+mod deadlines;
 mod endpoint;
 mod event;
 mod extend;
@@ -33,6 +34,7 @@ use crate::ready::ReadySet;
 use crate::stream::{plaintext, sendmes, Endpoint};
 use admission::Admission;
 use circuit::{Circuit, DestroyTo, Next, Side};
+use deadlines::Deadlines;
 use endpoint::AtHop;
 use extend::{Refusal, Waiting};
 use onionmesh_wire::cell::{
@@ -66,6 +68,8 @@ pub struct OnionRouter {
     waiting: Waiting,
     /// Last-hop circuits that may have stream cells to package, by the link back.
     ready: ReadySet,
+    /// When each circuit next needs looking at (possibly early).
+    deadlines: Deadlines,
     next_key: u64,
     queues: LinkQueues,
     events: VecDeque<RouterOutput>,
@@ -97,6 +101,7 @@ impl OnionRouter {
             linked: BTreeSet::new(),
             waiting: Waiting::default(),
             ready: ReadySet::default(),
+            deadlines: Deadlines::default(),
             next_key: 1,
             events: VecDeque::new(),
         }
@@ -138,11 +143,18 @@ impl OnionRouter {
         Some(Output::Cell { peer, cell })
     }
 
-    /// When `handle_timeout` must next be called. O(circuits).
-    // TODO: a deadline index would make this O(log n); the driver calls it once per batch of
-    // inputs, not per cell.
+    /// When `handle_timeout` must next be called. It may be earlier than needed (a circuit
+    /// that saw traffic since is simply looked at again later); never later. O(log circuits).
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.circuits.values().map(|c| self.deadline(c)).min()
+        self.deadlines.next()
+    }
+
+    /// Look at circuit `key` again no later than its deadline.
+    fn arm(&mut self, key: u64) {
+        if let Some(c) = self.circuits.get(&key) {
+            let t = self.deadline(c);
+            self.deadlines.arm(key, t);
+        }
     }
 
     fn deadline(&self, c: &Circuit) -> Time {
@@ -156,21 +168,18 @@ impl OnionRouter {
     }
 
     pub fn handle_timeout(&mut self, now: Time) {
-        let keys: Vec<u64> = self
-            .circuits
-            .iter()
-            .filter(|(_, c)| self.deadline(c) <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in keys {
+        for key in self.deadlines.due(now) {
             let Some(c) = self.circuits.get(&key) else {
                 continue;
             };
-            if c.last_activity + self.cfg.idle_timeout <= now {
+            if self.deadline(c) > now {
+                // Traffic moved it on since it was armed.
+            } else if c.last_activity + self.cfg.idle_timeout <= now {
                 self.close(key, CloseReason::Timeout, DestroyTo::Both);
             } else {
                 self.truncate_here(key, DestroyReason::TIMEOUT);
             }
+            self.arm(key);
         }
     }
 
@@ -397,6 +406,7 @@ impl OnionRouter {
         );
         self.by_link.insert((peer, id), (key, Side::Prev));
         self.admission.opened(peer);
+        self.arm(key);
         self.push(
             key,
             peer,
@@ -519,6 +529,7 @@ impl OnionRouter {
                     hdata,
                     since: now,
                 };
+                self.arm(key);
                 if self.waiting.add(target, key) {
                     self.events.push_back(Output::NeedLink { peer: target });
                 }
@@ -544,6 +555,7 @@ impl OnionRouter {
             id,
             since: now,
         };
+        self.arm(key);
         self.by_link.insert((target, id), (key, Side::Next));
         let cell = Cell::new(
             id,
@@ -681,6 +693,7 @@ impl OnionRouter {
         let Some(c) = self.circuits.remove(&key) else {
             return;
         };
+        self.deadlines.remove(key);
         let destroy = reason.destroy_reason();
         self.by_link.remove(&(c.prev, c.prev_id));
         self.admission.closed(&c.prev);
