@@ -148,9 +148,13 @@ fn summary() {
     println!("  proxy seal for 3 hops:   {originate:>12.0}");
 }
 
-/// A proxy `p`, the router under test `r` (middle hop) and a last hop `x`, linked directly.
+/// A proxy `p`, the router under test `r` (middle hop) and a last hop `x`, linked directly;
+/// a second proxy `q` owns the idle circuits, so that `p`'s own work stays the same size in
+/// both cases and only `r` carries the extra circuits.
 struct Mesh {
     p: OnionProxy,
+    q: OnionProxy,
+    qid: NodeId,
     r: OnionRouter,
     x: OnionRouter,
     pid: NodeId,
@@ -178,8 +182,11 @@ impl Mesh {
             max_circuits: 4096,
             ..ProxyConfig::default()
         };
+        let qid = NodeId([2; 20]);
         let mut m = Mesh {
-            p: OnionProxy::new(pid, pcfg, [1; 32]),
+            p: OnionProxy::new(pid, pcfg.clone(), [1; 32]),
+            q: OnionProxy::new(qid, pcfg, [4; 32]),
+            qid,
             r: OnionRouter::new(rid, rkey, rcfg.clone(), [2; 32]),
             x: OnionRouter::new(xid, xkey, rcfg, [3; 32]),
             pid,
@@ -219,6 +226,13 @@ impl Mesh {
                     _ => {}
                 }
             }
+            while let Some(o) = self.q.poll_output() {
+                moved = true;
+                if let Output::Cell { cell, .. } = o {
+                    to_r.push((self.qid, cell));
+                }
+                // `q`'s events are not needed: its circuits only have to exist.
+            }
             let mut x_streams = Vec::new();
             while let Some(o) = self.x.poll_output() {
                 moved = true;
@@ -234,6 +248,7 @@ impl Mesh {
             // The router under test.
             let start = std::time::Instant::now();
             let mut to_p = Vec::new();
+            let mut to_q = Vec::new();
             let mut to_x = Vec::new();
             self.r_cells += to_r.len() as u64;
             for (from, cell) in to_r {
@@ -242,6 +257,8 @@ impl Mesh {
                     if let Output::Cell { peer, cell } = o {
                         if peer == self.pid {
                             to_p.push(cell);
+                        } else if peer == self.qid {
+                            to_q.push(cell);
                         } else {
                             to_x.push(cell);
                         }
@@ -252,6 +269,8 @@ impl Mesh {
                 if let Output::Cell { peer, cell } = o {
                     if peer == self.pid {
                         to_p.push(cell);
+                    } else if peer == self.qid {
+                        to_q.push(cell);
                     } else {
                         to_x.push(cell);
                     }
@@ -260,9 +279,12 @@ impl Mesh {
             if timed {
                 self.r_time += start.elapsed();
             }
-            moved |= !to_p.is_empty() || !to_x.is_empty();
+            moved |= !to_p.is_empty() || !to_q.is_empty() || !to_x.is_empty();
             for cell in to_p {
                 self.p.handle_cell(now, self.rid, cell);
+            }
+            for cell in to_q {
+                self.q.handle_cell(now, self.rid, cell);
             }
             for cell in to_x {
                 self.x.handle_cell(now, self.rid, cell);
@@ -289,6 +311,14 @@ impl Mesh {
         );
         s
     }
+
+    /// An idle circuit from `q` ending at `r`, with an open stream.
+    fn open_idle(&mut self, rh: HopSpec) {
+        let circ = self.q.build_circuit(self.now, &[rh]).unwrap();
+        self.settle(false);
+        self.q.begin_stream(self.now, circ, "sink").unwrap();
+        self.settle(false);
+    }
 }
 
 /// Relay cells/s through the middle router with `idle` extra circuits open, one busy.
@@ -297,8 +327,10 @@ fn router_rate(idle: usize, cells: u64) -> f64 {
     let (rh, xh) = (Mesh::hop(&m.r), Mesh::hop(&m.x));
     let busy = m.open_stream(&[rh, xh]);
     for _ in 0..idle {
-        m.open_stream(&[rh]);
+        m.open_idle(rh);
     }
+    assert_eq!(m.r.circuits().len(), idle + 1);
+    assert!(m.r.circuits().iter().filter(|c| c.streams == 1).count() >= idle);
     let chunk = vec![0x5a; 64 * 1024];
     m.r_time = Duration::ZERO;
     m.r_cells = 0;
