@@ -258,10 +258,17 @@ fn an_explicit_path_is_not_retried_but_its_failed_hop_is_remembered() {
 }
 
 #[test]
-fn a_hop_whose_link_closed_is_not_chosen_and_a_pinned_last_hop_is_kept() {
+fn a_hop_whose_link_closed_under_a_circuit_is_not_chosen_and_a_pinned_last_hop_is_kept() {
     let mut net = net6();
     let (me, two) = (net.id(0), net.id(2));
     let cands = candidates(&net, &[1, 2, 4]);
+    // An idle link closing is no failure.
+    let (one, now) = (net.id(1), net.now);
+    net.unlink(me, one);
+    assert!(net.node(0).proxy.recently_failed(now).is_empty());
+    net.link(me, one);
+    // A link closing under a circuit is.
+    net.build(0, &[2]);
     net.unlink(me, two);
     let now = net.now;
     assert_eq!(net.node(0).proxy.recently_failed(now), vec![two]);
@@ -286,6 +293,47 @@ fn a_hop_whose_link_closed_is_not_chosen_and_a_pinned_last_hop_is_kept() {
     assert_eq!((p[0].id, p[1].id), (net.id(1), net.id(4)));
     run_links(&mut net, &[]);
     assert!(events_for(&net, c).contains(&ProxyEvent::CircuitBuilt { circ: c }));
+}
+
+#[test]
+fn a_retry_does_not_start_at_a_peer_whose_link_closed_since() {
+    let mut net = net6();
+    let (me, dead) = (net.id(0), net.id(3));
+    let (four, five) = (net.id(4), net.id(5));
+    net.link(me, four);
+    net.link(me, five);
+    // Four possible first hops; the second hop is pinned to the dead node, so every attempt
+    // fails and is retried.
+    let cands = candidates(&net, &[1, 2, 4, 5, 3]);
+    let rules = rules(&net);
+    let now = net.now;
+    let pins = PathPins::default().and_at(1, dead);
+    let (circ, first) = net
+        .node(0)
+        .proxy
+        .build_circuit_auto(now, 2, &rules, &pins, &cands)
+        .unwrap();
+    // Before the extension fails, we close our (idle) links to the other first hops.
+    net.now = now + Duration::from_millis(1);
+    for i in [1, 2, 4, 5] {
+        let other = net.id(i);
+        if other != first[0].id {
+            net.unlink(me, other);
+        }
+    }
+    run_links(&mut net, &[dead]);
+    let mut retries = 0;
+    for e in events_for(&net, circ) {
+        if let ProxyEvent::CircuitRetrying { path, .. } = e {
+            retries += 1;
+            assert_eq!(path[0], first[0].id, "a retry started at a closed link");
+        }
+    }
+    assert_eq!(retries, 2);
+    assert!(matches!(
+        net.closed(me, circ),
+        Some(CloseReason::BuildFailed { .. })
+    ));
 }
 
 #[test]
