@@ -16,8 +16,10 @@
 //! hop carrying one busy circuit (a stream from a proxy to a service one hop further), first
 //! with that circuit alone, then with 1,000 more circuits open through the same router, each
 //! ending there with an idle stream. Both directions count (DATA forward, SENDMEs back), and
-//! only the router's own calls (`handle_cell` and draining `poll_output`) are timed. The ratio
-//! shows what idle circuits cost per cell; with the ready set it stays near 1.
+//! only the router's own calls (`handle_cell` and draining `poll_output`) are timed. The two
+//! routers run side by side, taking turns, so machine load hits both alike. The ratio shows
+//! what idle circuits cost per cell; with the ready set it stays near 1.
+//! `cargo bench -p onionmesh-onion --bench relay -- --router` prints only this table.
 //!
 //! `cargo bench -p onionmesh-onion --bench relay`. Nothing here asserts a speed.
 
@@ -321,8 +323,9 @@ impl Mesh {
     }
 }
 
-/// Relay cells/s through the middle router with `idle` extra circuits open, one busy.
-fn router_rate(idle: usize, cells: u64) -> f64 {
+/// A mesh whose router carries `idle` idle circuits besides the busy one; returns it and the
+/// busy stream.
+fn mesh_with(idle: usize) -> (Mesh, StreamHandle) {
     let mut m = Mesh::new();
     let (rh, xh) = (Mesh::hop(&m.r), Mesh::hop(&m.x));
     let busy = m.open_stream(&[rh, xh]);
@@ -331,34 +334,43 @@ fn router_rate(idle: usize, cells: u64) -> f64 {
     }
     assert_eq!(m.r.circuits().len(), idle + 1);
     assert!(m.r.circuits().iter().filter(|c| c.streams == 1).count() >= idle);
-    let chunk = vec![0x5a; 64 * 1024];
     m.r_time = Duration::ZERO;
     m.r_cells = 0;
-    while m.r_cells < cells {
-        m.now = m.now + Duration::from_millis(1);
-        let mut left = chunk.as_slice();
-        while !left.is_empty() {
-            let n = m.p.stream_write(m.now, busy, left).unwrap();
-            left = &left[n..];
-            m.settle(true);
-        }
+    (m, busy)
+}
+
+/// Push one 64 KiB chunk through the busy circuit of `m` (the router's share is timed).
+fn push_chunk(m: &mut Mesh, busy: StreamHandle, chunk: &[u8]) {
+    m.now = m.now + Duration::from_millis(1);
+    let mut left = chunk;
+    while !left.is_empty() {
+        let n = m.p.stream_write(m.now, busy, left).unwrap();
+        left = &left[n..];
+        m.settle(true);
     }
-    m.r_cells as f64 / m.r_time.as_secs_f64()
 }
 
 fn router_summary() {
-    const CELLS: u64 = 200_000;
-    const ROUNDS: usize = 3;
-    // Alternate the two cases and keep the best of each: on a shared machine the noise is
-    // larger than the effect being measured otherwise.
-    let (mut one, mut many) = (0f64, 0f64);
-    for _ in 0..ROUNDS {
-        one = one.max(router_rate(0, CELLS));
-        many = many.max(router_rate(1000, CELLS));
+    const CELLS: u64 = 300_000;
+    // Both meshes exist side by side and take turns, 1 MiB (about 2,100 cells) each, so that
+    // a shared machine's load changes hit both cases alike, while a turn is long enough that
+    // switching between the meshes' working sets costs little.
+    let (mut one, one_busy) = mesh_with(0);
+    let (mut many, many_busy) = mesh_with(1000);
+    let chunk = vec![0x5a; 64 * 1024];
+    while one.r_cells < CELLS || many.r_cells < CELLS {
+        for _ in 0..16 {
+            push_chunk(&mut one, one_busy, &chunk);
+        }
+        for _ in 0..16 {
+            push_chunk(&mut many, many_busy, &chunk);
+        }
     }
+    let rate = |m: &Mesh| m.r_cells as f64 / m.r_time.as_secs_f64();
+    let (one, many) = (rate(&one), rate(&many));
     println!();
     println!(
-        "a whole router as a middle hop, relay cells/s (one busy circuit, {CELLS} cells, best of {ROUNDS}):"
+        "a whole router as a middle hop, relay cells/s (one busy circuit, {CELLS} cells each, interleaved):"
     );
     println!("  1 circuit open:          {one:>12.0}");
     println!("  1,001 circuits open:     {many:>12.0}");

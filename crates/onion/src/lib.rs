@@ -181,10 +181,10 @@
 //! Per-cell cost does not grow with idle circuits: stream data is packaged from a ready set of
 //! circuits that may have something to send (not by asking every circuit on every cell), and
 //! the router's timers sit in a deadline index (`poll_timeout` is O(log n)). The bench prints
-//! relay cells/s through a whole router with 1 and with 1,001 circuits open: on the shared
-//! 2-core machine above, about 1.0-1.4 M and 0.7-1.0 M (ratio about 0.7; 0.003 before the
-//! ready set, when every cell visited every circuit with streams). The rest of the gap is the
-//! ordered maps' O(log n) and a bigger working set, not work per idle circuit.
+//! relay cells/s through a whole router with 1 and with 1,001 circuits open, the two cases
+//! interleaved: on the shared 2-core machine above, ratio 0.94-1.01 (about 0.5-0.6 M cells/s
+//! each under load); 0.003 before the ready set (964 k vs 2.5 k cells/s), when every cell
+//! visited every circuit with streams.
 //!
 //! ## Errors
 //!
