@@ -123,6 +123,24 @@ fn run(n: usize, circuits: usize, seed: u64) -> Outcome {
         .filter(|i| sim.node(**i).bridge_state() == BridgeState::Registered)
         .count();
     let mut failures = Vec::new();
+    for &i in &alive {
+        if sim.node(i).bridge_state() != BridgeState::Registered {
+            let last: Vec<String> = sim
+                .events_of(i)
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Bridge { state, detail } => Some(format!("{state:?}: {detail}")),
+                    _ => None,
+                })
+                .rev()
+                .take(4)
+                .collect();
+            failures.push(format!(
+                "node {i} (bridge {}) not registered: {last:?}",
+                sim.bridge_of(i)
+            ));
+        }
+    }
 
     // Circuits from random live nodes, a few hundred per virtual second.
     struct Circ {
@@ -265,8 +283,22 @@ fn run(n: usize, circuits: usize, seed: u64) -> Outcome {
             }) if lookup == l => Some(providers.clone()),
             _ => None,
         });
-        if providers.is_some_and(|p| p.iter().any(|id| live_ids.contains(id))) {
+        if providers
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|id| live_ids.contains(id)))
+        {
             found_live += 1;
+        } else {
+            let done = sim.events_of(*from).iter().find_map(|e| match e {
+                Event::Dht(d @ DhtEvent::LookupDone { lookup, .. }) if lookup == l => {
+                    Some(format!("{d:?}").chars().take(300).collect::<String>())
+                }
+                _ => None,
+            });
+            failures.push(format!(
+                "lookup {l} from node {from} (stats {:?}): {done:?}",
+                sim.node(*from).dht_stats()
+            ));
         }
     }
     Outcome {
@@ -301,7 +333,11 @@ fn churn_and_a_bridge_restart_leave_the_mesh_working() {
         o.lookups,
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(o.registered, o.alive, "every live node is registered");
+    assert_eq!(
+        o.registered, o.alive,
+        "every live node is registered: {:#?}",
+        o.failures
+    );
     assert!(
         o.reconnections > 0,
         "the restarted bridge's pages reconnected"
@@ -319,9 +355,10 @@ fn churn_and_a_bridge_restart_leave_the_mesh_working() {
     );
     assert!(
         o.found_live * 1000 >= o.lookups * 995,
-        "only {} of {} lookups found a live provider",
+        "only {} of {} lookups found a live provider: {:#?}",
         o.found_live,
-        o.lookups
+        o.lookups,
+        o.failures
     );
 }
 
