@@ -61,32 +61,42 @@
 //! `Rendezvous` core running in the same page and plugged in with
 //! `BrowserNode::start_with_transport`.
 
+// Layers, each using only those above it (no module imports one that imports it back):
+//   leaves:    codes (the one error-code list, JS errors), timer, views (presentation), args
+//   events:    events (core events as JS objects), pending (promises waiting on the core)
+//   wrappers:  bridge (WebSocket + secure channel), link (RTCPeerConnection + data channel)
+//   driver:    driver (feeds the core, carries out its outputs)
+//   JS API:    api (the Node class), api_onion, api_dht (more methods of the same class)
 #[cfg(target_arch = "wasm32")]
 mod api;
+#[cfg(target_arch = "wasm32")]
+mod api_dht;
+#[cfg(target_arch = "wasm32")]
+mod api_onion;
+#[cfg(target_arch = "wasm32")]
+mod args;
 #[cfg(target_arch = "wasm32")]
 mod bench;
 #[cfg(target_arch = "wasm32")]
 mod bridge;
-#[cfg(target_arch = "wasm32")]
-mod circuits;
-#[cfg(target_arch = "wasm32")]
-mod dht;
+pub mod codes;
 #[cfg(target_arch = "wasm32")]
 mod driver;
-#[cfg(target_arch = "wasm32")]
-mod error;
 #[cfg(target_arch = "wasm32")]
 mod events;
 #[cfg(target_arch = "wasm32")]
 mod link;
 #[cfg(target_arch = "wasm32")]
+mod pending;
+#[cfg(target_arch = "wasm32")]
 mod timer;
+#[cfg(target_arch = "wasm32")]
+mod views;
 
 #[cfg(target_arch = "wasm32")]
 pub use api::{BrowserNode, EventCallback, NodeOptions, PeerList, StartOptions};
 #[cfg(target_arch = "wasm32")]
+pub use api_onion::CircuitList;
+#[cfg(target_arch = "wasm32")]
 pub use bridge::{BridgeSink, BridgeTransport, WebSocketTransport};
-#[cfg(target_arch = "wasm32")]
-pub use circuits::CircuitList;
-#[cfg(target_arch = "wasm32")]
-pub use error::ErrorCode;
+pub use codes::ErrorCode;
