@@ -160,7 +160,10 @@ async fn start_node(hub: &HubRef, corrupt_proof: bool) -> BrowserNode {
             h.rv.handle_input(now(), RendezvousInput::Opened(conn));
             h.flush();
         });
-        Ok(Box::new(HubTransport { hub, conn }))
+        Ok(Box::new(HubTransport {
+            hub: hub.clone(),
+            conn,
+        }))
     };
     let options = NodeOptions {
         test_only_corrupt_link_proof: corrupt_proof,
