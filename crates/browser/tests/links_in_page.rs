@@ -392,7 +392,11 @@ async fn two_nodes_link_over_webrtc_and_exchange_bytes() {
     let err = a
         .read(JsValue::from(7), JsValue::from(1), JsValue::UNDEFINED)
         .unwrap_err();
-    assert_eq!(error_code(&err), "UNKNOWN_CIRCUIT");
+    let code = error_code(&err);
+    assert!(
+        code == "UNKNOWN_CIRCUIT" || code == "UNKNOWN_STREAM",
+        "{code}"
+    );
 
     // A graceful disconnect right after a burst of sends (issue 11 case 4): everything `send`
     // accepted arrives before the link closes.
