@@ -29,10 +29,45 @@ pub struct Args {
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
 
-    /// Most WebSocket connections at once; further upgrades are refused with HTTP 503.
+    /// Most WebSocket connections at once. When all are taken, the oldest one still in its link
+    /// handshake gives way to a new one; if every one has a secured link, the new one is closed
+    /// with code 1013 and the reason. The open-file limit may allow fewer (logged at start).
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_connections: usize,
+
+    /// Most connections (HTTP or WebSocket) from one address, an IPv4 address or an IPv6 /64.
+    /// Past it the address's oldest connection without a secured link gives way; if it has
+    /// none, the new one is refused.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_per_address: usize,
+
+    /// Most unfinished connections from one address: HTTP connections that have not sent a
+    /// request head, WebSockets before their link handshake. Past it the address's oldest
+    /// unfinished connection gives way.
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_unfinished_per_address: usize,
+
+    /// The process's open-file soft limit (every connection is a file). Default: raised at start
+    /// towards the hard limit. Connections may use it minus a reserve (logged at start); when
+    /// that runs short the oldest connections without a secured link give way.
+    #[arg(long, value_name = "N",
+          value_parser = RangedU64ValueParser::<u64>::new().range(64..))]
+    pub open_file_limit: Option<u64>,
+
+    /// Milliseconds an HTTP connection has to send a complete request head, from opening or
+    /// from the end of the previous request, before it is closed.
+    #[arg(long, value_name = "MS", default_value_t = 5_000,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub header_timeout: u64,
+
+    /// Milliseconds a new WebSocket has to send the link handshake's first message (pages send
+    /// it at once). At most --hello-timeout.
+    #[arg(long, value_name = "MS", default_value_t = 3_000,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub first_message_timeout: u64,
 
     /// Frames per second each peer may send, sustained. A peer that exceeds it (beyond
     /// `--burst`) is disconnected with an error.
@@ -93,7 +128,10 @@ mod tests {
         assert_eq!(a.log_level, "info");
         assert_eq!((a.max_connections, a.rate, a.burst), (1024, 50, 200));
         assert_eq!(a.max_frame, 32768);
-        let core = onionmesh_node::RendezvousConfig::default();
+        assert_eq!((a.max_per_address, a.max_unfinished_per_address), (64, 16));
+        assert_eq!((a.header_timeout, a.first_message_timeout), (5_000, 3_000));
+        assert!(a.first_message_timeout < a.hello_timeout);
+        let core = onionmesh_rendezvous::RendezvousConfig::default();
         assert_eq!(u128::from(a.hello_timeout), core.hello_timeout.as_millis());
     }
 
@@ -102,6 +140,8 @@ mod tests {
         assert!(Args::try_parse_from(["b", "--max-frame", "40000"]).is_err());
         assert!(Args::try_parse_from(["b", "--rate", "0"]).is_err());
         assert!(Args::try_parse_from(["b", "--max-connections", "0"]).is_err());
+        assert!(Args::try_parse_from(["b", "--max-per-address", "0"]).is_err());
+        assert!(Args::try_parse_from(["b", "--header-timeout", "0"]).is_err());
         let a =
             Args::try_parse_from(["b", "--listen", "127.0.0.1:0", "--max-frame", "4096"]).unwrap();
         assert_eq!(a.max_frame, 4096);

@@ -11,16 +11,17 @@
 //! other broken frame: an Error frame (still encrypted), then a close.
 
 use crate::hub::{Goodbye, Outbound, ToHub, OUTBOUND_QUEUE};
+use crate::limits::{Admission, Refusal};
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use onionmesh_crypto::channel::{Channel, ServerHandshake, TAG_LEN};
 use onionmesh_crypto::Identity;
-use onionmesh_node::ConnId;
+use onionmesh_rendezvous::ConnId;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::timeout;
 use tracing::{debug, warn};
 
@@ -37,12 +38,24 @@ pub struct ConnTask {
     pub hub: mpsc::Sender<ToHub>,
     pub shutdown: watch::Receiver<bool>,
     pub max_frame: usize,
-    /// This connection's slot under --max-connections, given back when the task ends.
-    pub slot: OwnedSemaphorePermit,
+    /// This connection's place at the gate (its slot under --max-connections), given back when
+    /// the task ends. Until the link handshake succeeds, the gate may evict it for a newer one.
+    pub admission: Admission,
     /// The bridge's long-term identity, proven to every node in the link handshake.
     pub identity: Arc<Identity>,
     /// How long a new connection has to finish the link handshake.
     pub handshake_timeout: Duration,
+    /// How long a new connection has to send the handshake's first message (at most
+    /// `handshake_timeout`): a real page sends it as soon as the socket opens, so a short
+    /// deadline frees the slots of connections that never will.
+    pub first_message_timeout: Duration,
+}
+
+/// How a handshake attempt ended.
+enum Handshake {
+    Done(Channel),
+    Failed(String),
+    Evicted,
 }
 
 /// The WebSocket message limit for `max_frame` bytes of plaintext: the frame plus its tag, and
@@ -59,23 +72,40 @@ impl ConnTask {
             hub,
             shutdown,
             max_frame,
-            slot,
+            admission,
             identity,
             handshake_timeout,
+            first_message_timeout,
         } = self;
         debug!("connection {} opened from {addr}", conn.0);
         let mut socket = socket;
-        let channel = match timeout(handshake_timeout, handshake(&mut socket, &identity)).await {
-            Ok(Ok(channel)) => channel,
-            Ok(Err(reason)) => return refuse(conn, addr, socket, &reason).await,
-            Err(_) => {
-                let reason = format!(
-                    "no link handshake within {} ms",
-                    handshake_timeout.as_millis()
-                );
-                return refuse(conn, addr, socket, &reason).await;
+        let first = first_message_timeout.min(handshake_timeout);
+        let attempt = tokio::select! {
+            biased;
+            () = admission.evicted() => Handshake::Evicted,
+            done = timeout(handshake_timeout, handshake(&mut socket, &identity, first)) => {
+                match done {
+                    Ok(Ok(channel)) => Handshake::Done(channel),
+                    Ok(Err(reason)) => Handshake::Failed(reason),
+                    Err(_) => Handshake::Failed(format!(
+                        "no link handshake within {} ms",
+                        handshake_timeout.as_millis()
+                    )),
+                }
             }
         };
+        let channel = match attempt {
+            Handshake::Done(channel) => channel,
+            Handshake::Failed(reason) => {
+                return refuse(conn, addr, socket, close_code::POLICY, &reason).await
+            }
+            Handshake::Evicted => {
+                let reason = Refusal::GaveWay.to_string();
+                debug!("closing connection {} from {addr}: {reason}", conn.0);
+                return refuse_quietly(socket, close_code::AGAIN, &reason).await;
+            }
+        };
+        admission.linked();
         debug!(
             "connection {}: link secured with node {}",
             conn.0,
@@ -108,7 +138,7 @@ impl ConnTask {
         drop(link.socket);
         // If the hub is gone there is nobody left to tell.
         let _ = link.hub.send(ToHub::Closed { conn, why }).await;
-        drop(slot);
+        drop(admission);
     }
 }
 
@@ -125,13 +155,26 @@ struct Link {
     channel: Channel,
 }
 
-/// The server side of the link handshake: m1 in, m2 out, m3 in. Returns a sentence on failure.
-async fn handshake(socket: &mut WebSocket, identity: &Identity) -> Result<Channel, String> {
+/// The server side of the link handshake: m1 in (within `first`), m2 out, m3 in. Returns a
+/// sentence on failure.
+async fn handshake(
+    socket: &mut WebSocket,
+    identity: &Identity,
+    first: Duration,
+) -> Result<Channel, String> {
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed)
         .map_err(|e| format!("the bridge has no randomness for the link handshake: {e}"))?;
     let mut rng = ChaCha20Rng::from_seed(seed);
-    let m1 = handshake_message(socket).await?;
+    let m1 = timeout(first, handshake_message(socket))
+        .await
+        .map_err(|_| {
+            format!(
+                "no link handshake within {} ms: its first message is due that soon after \
+                 the WebSocket opens",
+                first.as_millis()
+            )
+        })??;
     let (pending, m2) = ServerHandshake::respond(&mut rng, identity, &m1)
         .map_err(|e| format!("link handshake failed: {e}"))?;
     socket
@@ -165,10 +208,15 @@ async fn handshake_message(socket: &mut WebSocket) -> Result<axum::body::Bytes, 
 }
 
 /// Close a connection whose handshake failed; the hub never knew it.
-async fn refuse(conn: ConnId, addr: SocketAddr, mut socket: WebSocket, reason: &str) {
+async fn refuse(conn: ConnId, addr: SocketAddr, socket: WebSocket, code: u16, reason: &str) {
     warn!("closing connection {} from {addr}: {reason}", conn.0);
+    refuse_quietly(socket, code, reason).await;
+}
+
+/// [`refuse`] without the log line.
+async fn refuse_quietly(mut socket: WebSocket, code: u16, reason: &str) {
     let frame = CloseFrame {
-        code: close_code::POLICY,
+        code,
         reason: truncate(reason, MAX_CLOSE_REASON).into(),
     };
     // Best effort, as in `Link::close`.

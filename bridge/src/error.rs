@@ -26,6 +26,4 @@ pub enum BridgeError {
         signal: &'static str,
         source: io::Error,
     },
-    #[error("the HTTP server stopped with an error: {0}")]
-    Serve(io::Error),
 }

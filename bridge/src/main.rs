@@ -2,9 +2,12 @@
 //!
 //! The bridge serves the onionmesh page (static files) and, on `GET /ws`, WebSocket connections
 //! from browsers. All protocol decisions are made by the sans-IO
-//! [`onionmesh_node::Rendezvous`]; this binary only moves bytes and time in and out of it:
+//! [`onionmesh_rendezvous::Rendezvous`]; this binary only moves bytes and time in and out of it:
 //!
-//! - [`http`]: the axum router, the connection limit, static files;
+//! - [`serve`]: the accept loop, hyper's HTTP/1 server with a header-read timeout;
+//! - [`limits`]: the admission gate: per-address caps, `--max-connections`, the open-file
+//!   budget ([`files`]), and eviction of the oldest unfinished connections when room runs short;
+//! - [`http`]: the axum router, static files;
 //! - [`conn`]: one task per WebSocket, running the link's secure channel (a handshake bound to
 //!   the bridge's and the node's identities, then ChaCha20-Poly1305 on every message) and
 //!   enforcing the transport rules (binary frames only, at most `--max-frame` bytes);
@@ -21,16 +24,20 @@ mod cli;
 mod conn;
 mod error;
 mod federation;
+mod files;
 mod http;
 mod hub;
+mod limits;
+mod serve;
 
 use clap::Parser;
 use cli::Args;
 use error::BridgeError;
 use http::AppState;
 use hub::{Clock, Hub, HUB_QUEUE};
+use limits::{Gate, GateConfig};
 use onionmesh_crypto::Identity;
-use onionmesh_node::{Rendezvous, RendezvousConfig};
+use onionmesh_rendezvous::{Rendezvous, RendezvousConfig};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -38,12 +45,17 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// How long shutdown waits for connections to finish their close handshakes.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Files for HTTP connections (two each: the socket and a static file being sent) on top of one
+/// per WebSocket: the most the connections may use even where the open-file limit allows more,
+/// since every connection also costs memory.
+const HTTP_FILES: usize = 512;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -51,6 +63,8 @@ fn main() -> ExitCode {
         eprintln!("onionmesh-bridge: {e}");
         return ExitCode::from(2);
     }
+    // Before the runtime opens its first file.
+    let files = files::apply(args.open_file_limit);
     // A current-thread runtime: all protocol work happens in the single hub task anyway (the
     // core is single-threaded by design), and per-connection work is a copy and a channel send.
     // More worker threads would add contention and nondeterminism before any measurement showed
@@ -65,7 +79,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, files)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -133,7 +147,7 @@ fn identities(key_file: Option<&std::path::Path>) -> Result<(Identity, Identity)
     }
 }
 
-async fn run(args: Args) -> Result<(), BridgeError> {
+async fn run(args: Args, files: files::FileLimit) -> Result<(), BridgeError> {
     let (identity, link_identity) = identities(args.key_file.as_deref())?;
     let link_identity = Arc::new(link_identity);
     info!(
@@ -195,15 +209,16 @@ async fn run(args: Args) -> Result<(), BridgeError> {
             link_identity.clone(),
         ));
     }
+    let gate = Gate::new(gate_config(&args, &files));
     let state = AppState {
         hub: hub_tx,
-        slots: Arc::new(Semaphore::new(args.max_connections)),
-        max_connections: args.max_connections,
+        gate: gate.clone(),
         next_conn,
-        shutdown: shutdown_rx,
+        shutdown: shutdown_rx.clone(),
         max_frame: args.max_frame,
         identity: link_identity,
         handshake_timeout: Duration::from_millis(args.hello_timeout),
+        first_message_timeout: Duration::from_millis(args.first_message_timeout),
     };
     let app = http::router(state, &args.static_dir);
     info!(
@@ -215,18 +230,19 @@ async fn run(args: Args) -> Result<(), BridgeError> {
         args.max_frame
     );
 
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let server = serve::Server {
+        router: app,
+        gate,
+        header_timeout: Duration::from_millis(args.header_timeout),
+        shutdown: shutdown_rx,
+    };
+    let stopper = async move {
         let signal = stop.wait().await;
         info!("{signal} received: shutting down");
-        // Tells every connection task to close its WebSocket.
+        // Stops the accept loop and tells every connection task to close its socket.
         let _ = shutdown_tx.send(true);
-    })
-    .await;
-    served.map_err(BridgeError::Serve)?;
+    };
+    tokio::join!(server.run(listener), stopper);
 
     // The server no longer accepts; the hub ends once the last connection task has closed its
     // socket and dropped its sender.
@@ -238,6 +254,39 @@ async fn run(args: Args) -> Result<(), BridgeError> {
     }
     info!("bridge stopped");
     Ok(())
+}
+
+/// The gate's limits from the flags and the open-file limit; logs both.
+fn gate_config(args: &Args, files: &files::FileLimit) -> GateConfig {
+    let cap = args.max_connections.saturating_add(HTTP_FILES);
+    let file_budget = files.budget(cap);
+    info!(
+        "{files}; {} files kept in reserve, connections may use {file_budget}",
+        files.reserve()
+    );
+    if file_budget < cap {
+        warn!(
+            "the open-file limit leaves room for {file_budget} files, less than the {cap} that \
+             --max-connections {} and page loads may need; when they run short the oldest \
+             connections without a secured link give way. Raise the hard limit (ulimit -Hn, \
+             or LimitNOFILE= under systemd) to allow more",
+            args.max_connections
+        );
+    }
+    info!(
+        "at most {} connections per address ({} unfinished); request heads within {} ms, the \
+         first handshake message within {} ms",
+        args.max_per_address,
+        args.max_unfinished_per_address,
+        args.header_timeout,
+        args.first_message_timeout.min(args.hello_timeout)
+    );
+    GateConfig {
+        max_websockets: args.max_connections,
+        file_budget,
+        max_per_address: args.max_per_address,
+        max_unfinished_per_address: args.max_unfinished_per_address,
+    }
 }
 
 /// The one stdout line test harnesses and scripts parse.

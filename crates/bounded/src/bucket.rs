@@ -121,6 +121,9 @@ mod tests {
         assert!(!b.take_n(t, 6));
         assert_eq!(b.available(t), 5);
         assert!(b.take_n(t, 5));
-        assert!(!b.has_token(t + Duration::from_secs(100)), "rate 0 never refills");
+        assert!(
+            !b.has_token(t + Duration::from_secs(100)),
+            "rate 0 never refills"
+        );
     }
 }

@@ -2,12 +2,14 @@
 //! See the crate docs for the calling rules.
 
 use crate::contact::{check_contact, learned_via, random_id_in_bucket, ContactError};
-use crate::limit::{RateConfig, RateLimiter, Verdict};
+use crate::limit::{Pacer, PacingConfig, RateConfig, RateLimiter, Verdict};
 use crate::lookup::{ClosestIter, LookupConfig, LookupStats, Step};
+use crate::rtt::{RoundTrips, RttConfig};
 use crate::store::{StoreConfig, StoreFull, ValueStore};
 use crate::table::{Failure, Insert, RoutingTable, TableConfig};
 use crate::token::{TokenCheck, Tokens};
 use crate::Time;
+use onionmesh_bounded::BoundedLru;
 use onionmesh_wire::kad::{
     Contact, KadErrorCode, KadMsg, Provider, Token, MAX_CONTACTS, MAX_PROVIDERS,
 };
@@ -24,17 +26,35 @@ pub struct KadConfig {
     pub table: TableConfig,
     /// `alpha`, `k` of lookups (keep `lookup.k` equal to `table.k`), and their bounds.
     pub lookup: LookupConfig,
-    /// A request not answered within this time has failed. Generous by default: a request to a
-    /// node we have no link to travels through an introducer, or waits for a new link.
+    /// A request not answered within this time has failed (the routing table counts a failure
+    /// and a late answer is dropped). Generous: a request to a node we have no link to travels
+    /// through an introducer or a bridge. Lookups and publications do not wait this long for a
+    /// slow peer: see `rtt`.
     pub request_timeout: Duration,
+    /// The short, adaptive timeout (from measured round trips, RFC 6298) after which a lookup
+    /// stops waiting for a peer and asks the next one (a late answer is still taken until
+    /// `request_timeout`), and a STORE is tried again or given up.
+    pub rtt: RttConfig,
+    /// How fast we send requests to any one peer (below what its rate limiter accepts); requests
+    /// beyond that wait in a queue bounded by `max_pending`.
+    pub pacing: PacingConfig,
+    /// Tries of a STORE that goes unanswered (dropped by a busy holder, or lost) before that
+    /// holder is given up on for this round and the next closest node is asked instead.
+    pub store_attempts: u8,
     /// Most requests awaiting an answer, all purposes together.
     pub max_pending: usize,
     /// Most lookups running at once (yours, refreshes and republishing together).
     pub max_lookups: usize,
+    /// Most publication rounds running at once; further rounds wait their turn in a queue
+    /// (one per published key at most), so a burst of publications neither fails nor takes every
+    /// lookup slot.
+    pub max_publish_lookups: usize,
     /// Most internal refresh lookups running at once.
     pub max_refresh_lookups: usize,
-    /// A FIND_VALUE lookup stops once this many holders returned providers (so the download is
-    /// not performed only from the first peer found), or when it would stop anyway.
+    /// A FIND_VALUE lookup stops once this many holders returned providers, or when it would
+    /// stop anyway. 1 (the default) returns as soon as one holder answered with providers: every
+    /// holder of a key holds the records of all its providers, so waiting for more holders
+    /// mostly waits for the slowest peer.
     pub value_quorum: usize,
     /// TTL of the provider records we publish.
     pub provider_ttl: Duration,
@@ -57,13 +77,17 @@ impl Default for KadConfig {
             table: TableConfig::default(),
             lookup: LookupConfig::default(),
             request_timeout: Duration::from_secs(10),
+            rtt: RttConfig::default(),
+            pacing: PacingConfig::default(),
+            store_attempts: 3,
             max_pending: 512,
             max_lookups: 32,
+            max_publish_lookups: 8,
             max_refresh_lookups: 4,
-            value_quorum: 3,
+            value_quorum: 1,
             provider_ttl: Duration::from_secs(30 * 60),
             republish_interval: Duration::from_secs(10 * 60),
-            max_publications: 64,
+            max_publications: 256,
             store: StoreConfig::default(),
             token_rotation: Duration::from_secs(5 * 60),
             rate: RateConfig::default(),
@@ -110,13 +134,17 @@ pub struct LookupResult {
 #[non_exhaustive]
 pub enum KadEvent {
     LookupFinished(LookupResult),
-    /// A publication round ended: `holders` of the `attempted` closest nodes accepted our record.
+    /// A publication round ended: `holders` of the `attempted` nodes asked accepted our record.
+    /// `error` is `None` when the round reached its goal (see [`PublishError`] for the rule), and
+    /// says why not otherwise; the key stays published either way and is tried again at the
+    /// next republication.
     Published {
         id: LookupId,
         key: NodeId,
         holders: usize,
         attempted: usize,
         stats: LookupStats,
+        error: Option<PublishError>,
     },
     /// We accepted a provider record from another node.
     ProviderStored {
@@ -182,12 +210,39 @@ impl ApiError {
     }
 }
 
+/// Why a publication round did not reach its goal.
+///
+/// The rule: a round looks the key up, then STOREs the record at the `k` closest nodes that
+/// answered the lookup. A STORE that goes unanswered is sent again (paced, with the adaptive
+/// timeout doubled each time) up to `store_attempts` times; a node that refuses, or stays silent
+/// through every try, is replaced by the next closest node that answered. The round succeeds
+/// when `min(k, nodes that answered)` nodes hold the record, and fails with one of these
+/// otherwise. A round never succeeds with no holder.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    #[error("no node answered the lookup for the key; the DHT is not reachable from here yet (link to a peer or wait for the bridge)")]
+    NoNodes,
+    #[error("only {holders} of the {wanted} closest nodes stored the record (the others refused or did not answer); it is tried again at the next republication")]
+    Incomplete { holders: usize, wanted: usize },
+}
+
+impl PublishError {
+    /// A stable code for the JS API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PublishError::NoNodes => "PUBLISH_NO_NODES",
+            PublishError::Incomplete { .. } => "PUBLISH_INCOMPLETE",
+        }
+    }
+}
+
 /// What the driver must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Deliver `bytes` (one Kademlia frame) to `to`. The contact carries its bridge and
     /// introducers: the node layer sends on a link if it has one, else relays through an
-    /// introducer or the bridge (see [`crate::peers`]). If it cannot, it calls
+    /// introducer or the bridge (the node's DHT part chooses). If it cannot, it calls
     /// [`Kad::handle_send_failed`]; otherwise silence ends in a timeout.
     Send {
         to: Contact,
@@ -199,7 +254,11 @@ pub enum Output {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
     Lookup(LookupId),
-    Store(LookupId),
+    /// A STORE of a publication round; `attempt` counts from 1.
+    Store {
+        lookup: LookupId,
+        attempt: u8,
+    },
     /// Checking a questionable entry of a full bucket; `attempt` counts from 1.
     Ping {
         attempt: u8,
@@ -209,13 +268,37 @@ enum Purpose {
 #[derive(Debug, Clone)]
 struct Pending {
     to: NodeId,
-    deadline: Time,
     purpose: Purpose,
+    /// When it was sent; `None` while it waits for the pacer (in `Kad::queued`).
+    sent: Option<Time>,
+    /// When the request counts as slow (the adaptive timeout), then when it has failed.
+    slow_at: Time,
+    deadline: Time,
+    /// Past `slow_at`: no longer awaited, but a late answer is still taken.
+    slow: bool,
+}
+
+/// How one STORE of a publication round ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreOutcome {
+    Stored,
+    /// An ERROR answer, or an answer of the wrong kind.
+    Refused,
+    /// No answer within the adaptive timeout: try again while attempts remain.
+    Silent,
+    /// The node layer could not route it, or the long timeout passed.
+    Failed,
 }
 
 #[derive(Debug, Clone)]
 struct StorePhase {
-    waiting: usize,
+    /// Nodes that answered the lookup and were not asked yet, closest first, with the token
+    /// each gave us: the ones that replace a holder that refuses or stays silent.
+    spare: VecDeque<(Contact, Token)>,
+    /// Nodes asked and not done yet: their contact, token and the attempts made.
+    asking: BTreeMap<NodeId, (Contact, Token, u8)>,
+    /// `min(k, nodes that answered)`: the holders the round wants.
+    wanted: usize,
     holders: usize,
     attempted: usize,
 }
@@ -244,8 +327,16 @@ pub struct Kad {
     store: ValueStore,
     tokens: Tokens,
     limiter: RateLimiter,
+    pacer: Pacer,
+    rtt: RoundTrips,
     pending: BTreeMap<u64, Pending>,
-    recent_timeouts: VecDeque<u64>,
+    /// Requests waiting for the pacer, in order (each also in `pending`, with `sent: None`).
+    queued: VecDeque<(u64, Contact, Vec<u8>)>,
+    /// When to try the queue again, while it is not empty.
+    next_pump: Option<Time>,
+    /// Publication rounds waiting for a lookup slot, at most one per published key.
+    rounds: VecDeque<(LookupId, NodeId)>,
+    recent_timeouts: BoundedLru<u64, ()>,
     pinging: BTreeSet<NodeId>,
     lookups: BTreeMap<LookupId, Lookup>,
     publications: BTreeMap<NodeId, Time>,
@@ -266,10 +357,15 @@ impl Kad {
             table: RoutingTable::new(me.id, cfg.table.clone(), now),
             store: ValueStore::new(cfg.store.clone()),
             limiter: RateLimiter::new(cfg.rate.clone(), now),
+            pacer: Pacer::new(cfg.pacing.clone()),
+            rtt: RoundTrips::new(cfg.rtt.clone()),
             tokens,
             rng,
             pending: BTreeMap::new(),
-            recent_timeouts: VecDeque::with_capacity(RECENT_TIMEOUTS),
+            queued: VecDeque::new(),
+            next_pump: None,
+            rounds: VecDeque::new(),
+            recent_timeouts: BoundedLru::new(RECENT_TIMEOUTS),
             pinging: BTreeSet::new(),
             lookups: BTreeMap::new(),
             publications: BTreeMap::new(),
@@ -320,6 +416,22 @@ impl Kad {
         self.lookups.len()
     }
 
+    /// Publication rounds waiting for a lookup slot (see `KadConfig::max_publish_lookups`).
+    pub fn waiting_publications(&self) -> usize {
+        self.rounds.len()
+    }
+
+    /// Requests held back by pacing (see `KadConfig::pacing`); they are part of
+    /// [`Kad::pending_requests`].
+    pub fn paced_requests(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Measured round trips to peers, and the adaptive timeout derived from them.
+    pub fn round_trips(&self) -> &RoundTrips {
+        &self.rtt
+    }
+
     /// Next output for the driver, in order. Drain it after every `handle_*` / API call.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
@@ -327,8 +439,17 @@ impl Kad {
 
     /// When [`Kad::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let earliest_request = self.pending.values().map(|p| p.deadline).min();
-        Some(earliest_request.map_or(self.next_maintenance, |t| t.min(self.next_maintenance)))
+        let earliest_request = self
+            .pending
+            .values()
+            .filter(|p| p.sent.is_some())
+            .map(|p| if p.slow { p.deadline } else { p.slow_at })
+            .min();
+        let mut t = self.next_maintenance;
+        for other in [earliest_request, self.next_pump].into_iter().flatten() {
+            t = t.min(other);
+        }
+        Some(t)
     }
 
     /// A contact learned out of band (from the bridge's `FoundPeer`, or a link that opened).
@@ -364,8 +485,15 @@ impl Kad {
     }
 
     /// Announce that we provide `key`: store our record at the `k` closest nodes now and every
-    /// `republish_interval` until [`Kad::unpublish`]. Each round ends with
-    /// [`KadEvent::Published`].
+    /// `republish_interval` until [`Kad::unpublish`]. Each round ends with one
+    /// [`KadEvent::Published`] carrying the returned id, which says whether the round reached
+    /// its goal (see [`PublishError`]). At most `max_publish_lookups` rounds run at once; the
+    /// others wait their turn (publishing a key whose round is still waiting returns that
+    /// round's id), and their requests are paced below the holders' rate limits, so a burst of
+    /// publications is spread out rather than dropped.
+    ///
+    /// Errors: [`ApiError::TooManyPublications`] if `max_publications` other keys are
+    /// published.
     pub fn publish(&mut self, now: Time, key: NodeId) -> Result<LookupId, ApiError> {
         if !self.publications.contains_key(&key)
             && self.publications.len() >= self.cfg.max_publications
@@ -374,15 +502,54 @@ impl Kad {
                 max: self.cfg.max_publications,
             });
         }
-        let id = self.start_lookup(now, LookupKind::Publish, key, Vec::new())?;
         self.publications
             .insert(key, now + self.cfg.republish_interval);
+        let id = self.queue_round(key);
+        self.start_rounds(now);
         Ok(id)
     }
 
-    /// Stop republishing `key`. The records already stored expire with their TTL.
+    /// Stop republishing `key`. The records already stored expire with their TTL; a round
+    /// that waits for its turn is dropped without an event.
     pub fn unpublish(&mut self, key: &NodeId) -> bool {
+        self.rounds.retain(|(_, k)| k != key);
         self.publications.remove(key).is_some()
+    }
+
+    /// Queue a publication round for `key` (or find the one already waiting).
+    fn queue_round(&mut self, key: NodeId) -> LookupId {
+        if let Some((id, _)) = self.rounds.iter().find(|(_, k)| *k == key) {
+            return *id;
+        }
+        let id = self.next_lookup_id();
+        self.rounds.push_back((id, key));
+        id
+    }
+
+    /// Start waiting publication rounds while lookup slots allow.
+    fn start_rounds(&mut self, now: Time) {
+        loop {
+            let running = self
+                .lookups
+                .values()
+                .filter(|l| l.kind == LookupKind::Publish)
+                .count();
+            if running >= self.cfg.max_publish_lookups.max(1)
+                || self.lookups.len() >= self.cfg.max_lookups
+            {
+                return;
+            }
+            let Some((id, key)) = self.rounds.pop_front() else {
+                return;
+            };
+            self.start_lookup_as(now, id, LookupKind::Publish, key, Vec::new());
+        }
+    }
+
+    fn next_lookup_id(&mut self) -> LookupId {
+        let id = LookupId(self.next_lookup);
+        self.next_lookup += 1;
+        id
     }
 
     fn start_lookup(
@@ -397,8 +564,20 @@ impl Kad {
                 max: self.cfg.max_lookups,
             });
         }
-        let id = LookupId(self.next_lookup);
-        self.next_lookup += 1;
+        let id = self.next_lookup_id();
+        self.start_lookup_as(now, id, kind, target, extra_seeds);
+        Ok(id)
+    }
+
+    /// Starts lookup `id` (the caller checked the lookup limit).
+    fn start_lookup_as(
+        &mut self,
+        now: Time,
+        id: LookupId,
+        kind: LookupKind,
+        target: NodeId,
+        extra_seeds: Vec<Contact>,
+    ) {
         let mut seeds = self.table.closest(&target, self.cfg.lookup.k, None);
         seeds.extend(extra_seeds);
         let iter = ClosestIter::new(self.me.id, target, self.cfg.lookup.clone(), seeds);
@@ -420,7 +599,6 @@ impl Kad {
         }
         self.lookups.insert(id, lookup);
         self.drive(now, id);
-        Ok(id)
     }
 
     /// One Kademlia frame arrived from `from`. The node layer vouches for `from`: it is the
@@ -447,6 +625,7 @@ impl Kad {
             self.on_request(now, from, msg);
         } else {
             self.on_answer(now, from, msg);
+            self.settle(now);
         }
     }
 
@@ -462,6 +641,7 @@ impl Kad {
         for rid in rids {
             self.on_request_failed(now, rid);
         }
+        self.settle(now);
     }
 
     /// The timer from [`Kad::poll_timeout`] fired (calling it early or late is harmless).
@@ -469,19 +649,110 @@ impl Kad {
         let expired: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.deadline <= now)
+            .filter(|(_, p)| p.sent.is_some() && p.deadline <= now)
             .map(|(rid, _)| *rid)
             .collect();
         for rid in expired {
-            if self.recent_timeouts.len() >= RECENT_TIMEOUTS {
-                self.recent_timeouts.pop_front();
-            }
-            self.recent_timeouts.push_back(rid);
+            self.recent_timeouts.insert(rid, ());
             self.on_request_failed(now, rid);
+        }
+        let slow: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sent.is_some() && !p.slow && p.slow_at <= now)
+            .map(|(rid, _)| *rid)
+            .collect();
+        for rid in slow {
+            self.on_slow(now, rid);
         }
         if now >= self.next_maintenance {
             self.maintain(now);
             self.next_maintenance = now + self.cfg.maintenance_interval;
+        }
+        self.settle(now);
+    }
+
+    /// After every input: start publication rounds that have room, send what pacing allows.
+    fn settle(&mut self, now: Time) {
+        self.start_rounds(now);
+        if self.next_pump.is_some_and(|t| t <= now) {
+            self.pump(now);
+        }
+    }
+
+    /// Sends the queued requests the pacer lets through now, in order per peer.
+    fn pump(&mut self, now: Time) {
+        self.next_pump = None;
+        let mut blocked: BTreeSet<NodeId> = BTreeSet::new();
+        let mut keep = VecDeque::with_capacity(self.queued.len());
+        while let Some((rid, to, bytes)) = self.queued.pop_front() {
+            let Some(p) = self.pending.get(&rid) else {
+                continue; // failed meanwhile (the node layer reported it unroutable)
+            };
+            let lookup = match p.purpose {
+                Purpose::Lookup(lid) | Purpose::Store { lookup: lid, .. } => Some(lid),
+                Purpose::Ping { .. } => None,
+            };
+            if lookup.is_some_and(|lid| !self.lookups.contains_key(&lid)) {
+                // Its lookup finished while it waited (FIND_VALUE found the value): drop it.
+                self.pending.remove(&rid);
+                continue;
+            }
+            if blocked.contains(&to.id) || !self.pacer.try_send(now, &to.id) {
+                blocked.insert(to.id);
+                keep.push_back((rid, to, bytes));
+                continue;
+            }
+            self.mark_sent(now, rid);
+            self.out.push_back(Output::Send { to, bytes });
+        }
+        if !keep.is_empty() {
+            self.next_pump = Some(now + self.pacer.retry_after());
+        }
+        self.queued = keep;
+    }
+
+    /// Request `rid` leaves now: its timeouts start.
+    fn mark_sent(&mut self, now: Time, rid: u64) {
+        let Some(p) = self.pending.get_mut(&rid) else {
+            return;
+        };
+        let deadline = now + self.cfg.request_timeout;
+        p.slow_at = match p.purpose {
+            Purpose::Lookup(_) => now + self.rtt.timeout(&p.to),
+            Purpose::Store { attempt, .. } => now + self.rtt.backed_off(&p.to, attempt),
+            // Checking a questionable entry is no hurry: only the long timeout.
+            Purpose::Ping { .. } => deadline,
+        };
+        p.slow_at = p.slow_at.min(deadline);
+        p.deadline = deadline;
+        p.sent = Some(now);
+    }
+
+    /// Request `rid` passed its adaptive timeout.
+    fn on_slow(&mut self, now: Time, rid: u64) {
+        let Some(p) = self.pending.get_mut(&rid) else {
+            return;
+        };
+        match p.purpose {
+            Purpose::Lookup(lid) => {
+                // Stop waiting, but keep the request until `deadline` for a late answer.
+                p.slow = true;
+                let peer = p.to;
+                if let Some(l) = self.lookups.get_mut(&lid) {
+                    l.iter.on_unresponsive(&peer);
+                    self.drive(now, lid);
+                }
+            }
+            Purpose::Store { lookup, attempt } => {
+                // Given up: a retry is a new request (a late answer to this one is dropped
+                // quietly, and a STORE is idempotent at the holder).
+                let peer = p.to;
+                self.pending.remove(&rid);
+                self.recent_timeouts.insert(rid, ());
+                self.store_done(now, lookup, peer, attempt, StoreOutcome::Silent);
+            }
+            Purpose::Ping { .. } => p.slow = true,
         }
     }
 
@@ -515,12 +786,7 @@ impl Kad {
             .map(|(k, _)| *k)
             .collect();
         for key in due {
-            if self
-                .start_lookup(now, LookupKind::Publish, key, Vec::new())
-                .is_err()
-            {
-                break; // no room now; the next maintenance tick tries again
-            }
+            self.queue_round(key);
             self.publications
                 .insert(key, now + self.cfg.republish_interval);
         }
@@ -538,7 +804,8 @@ impl Kad {
         });
     }
 
-    /// Sends a request; false if too many are pending already.
+    /// Sends a request now, or queues it behind the pacer; false if too many are pending
+    /// already.
     fn request(
         &mut self,
         now: Time,
@@ -557,12 +824,25 @@ impl Kad {
             rid,
             Pending {
                 to: to.id,
-                deadline: now + self.cfg.request_timeout,
                 purpose,
+                sent: None,
+                slow_at: now,
+                deadline: now,
+                slow: false,
             },
         );
-        let msg = make(rid);
-        self.send(to, &msg);
+        let bytes = make(rid).encode_frame();
+        // Keep each peer's requests in order: behind its queued ones, if any.
+        let behind = self.queued.iter().any(|(_, c, _)| c.id == to.id);
+        if !behind && self.pacer.try_send(now, &to.id) {
+            self.mark_sent(now, rid);
+            self.out.push_back(Output::Send { to, bytes });
+        } else {
+            self.queued.push_back((rid, to, bytes));
+            if self.next_pump.is_none() {
+                self.next_pump = Some(now + self.pacer.retry_after());
+            }
+        }
         true
     }
 
@@ -683,9 +963,9 @@ impl Kad {
     fn on_answer(&mut self, now: Time, from: &Contact, msg: KadMsg) {
         let Some(rid) = msg.rid() else { return };
         match self.pending.get(&rid) {
-            Some(p) if p.to == from.id => {}
+            Some(p) if p.to == from.id && p.sent.is_some() => {}
             _ => {
-                if !self.recent_timeouts.contains(&rid) {
+                if !self.recent_timeouts.contains_key(&rid) {
                     self.reject(from.id, Rejection::Unsolicited { rid });
                 }
                 return;
@@ -699,9 +979,14 @@ impl Kad {
             (Purpose::Ping { .. }, KadMsg::Pong { .. })
                 | (Purpose::Lookup(_), KadMsg::Nodes { .. })
                 | (Purpose::Lookup(_), KadMsg::Value { .. })
-                | (Purpose::Store(_), KadMsg::StoreOk { .. })
+                | (Purpose::Store { .. }, KadMsg::StoreOk { .. })
                 | (_, KadMsg::Error { .. })
         );
+        if let Some(sent) = p.sent {
+            // Late answers too: that is how a timeout that was too short grows.
+            self.rtt
+                .on_sample(&from.id, Duration::from_millis(now.since(sent)));
+        }
         if !fits {
             self.reject(from.id, Rejection::WrongAnswer { rid });
             self.table.on_failure(now, &from.id);
@@ -713,6 +998,10 @@ impl Kad {
         match (p.purpose, msg) {
             (Purpose::Ping { .. }, _) => {
                 self.pinging.remove(&from.id);
+            }
+            (Purpose::Store { lookup, attempt }, KadMsg::Error { code, reason, .. }) => {
+                self.reject(from.id, Rejection::Refused { code, reason });
+                self.store_done(now, lookup, from.id, attempt, StoreOutcome::Refused);
             }
             (purpose, KadMsg::Error { code, reason, .. }) => {
                 self.reject(from.id, Rejection::Refused { code, reason });
@@ -735,7 +1024,9 @@ impl Kad {
                     ..
                 },
             ) => self.lookup_answer(now, lid, from, token, providers, contacts),
-            (Purpose::Store(lid), _) => self.store_answered(lid, true),
+            (Purpose::Store { lookup, attempt }, _) => {
+                self.store_done(now, lookup, from.id, attempt, StoreOutcome::Stored);
+            }
             _ => {}
         }
     }
@@ -797,35 +1088,117 @@ impl Kad {
         self.drive(now, lid);
     }
 
-    fn store_answered(&mut self, lid: LookupId, ok: bool) {
+    /// One STORE of round `lid` to `peer` ended: count it, try again or ask a spare node, and
+    /// end the round once nobody is being asked.
+    fn store_done(
+        &mut self,
+        now: Time,
+        lid: LookupId,
+        peer: NodeId,
+        attempt: u8,
+        outcome: StoreOutcome,
+    ) {
+        let max_attempts = self.cfg.store_attempts.max(1);
+        let Some(phase) = self.lookups.get_mut(&lid).and_then(|l| l.store.as_mut()) else {
+            return;
+        };
+        let Some((contact, token, _)) = phase.asking.remove(&peer) else {
+            return; // an answer to an attempt we had given up on
+        };
+        match outcome {
+            StoreOutcome::Stored => phase.holders += 1,
+            StoreOutcome::Silent if attempt < max_attempts => {
+                // (If even the retry cannot be queued, `fill_stores` below moves on.)
+                self.send_store(now, lid, contact, token, attempt + 1);
+            }
+            StoreOutcome::Silent => {
+                // Silent through every try: count it against the node, as a timeout would.
+                self.table.on_failure(now, &peer);
+            }
+            StoreOutcome::Refused | StoreOutcome::Failed => {}
+        }
+        self.fill_stores(now, lid);
+    }
+
+    /// Ask spare nodes until the round asks or holds as many as it wants; end it when nobody is
+    /// being asked any more.
+    fn fill_stores(&mut self, now: Time, lid: LookupId) {
+        loop {
+            let Some(phase) = self.lookups.get_mut(&lid).and_then(|l| l.store.as_mut()) else {
+                return;
+            };
+            if phase.holders + phase.asking.len() >= phase.wanted {
+                break;
+            }
+            let Some((contact, token)) = phase.spare.pop_front() else {
+                break;
+            };
+            phase.attempted += 1;
+            self.send_store(now, lid, contact, token, 1);
+        }
+        let done = self
+            .lookups
+            .get(&lid)
+            .and_then(|l| l.store.as_ref())
+            .is_some_and(|p| p.asking.is_empty());
+        if done {
+            self.finish_publication(lid);
+        }
+    }
+
+    /// Attempt `attempt` of our STORE at `to`; if it cannot even be queued (too many requests
+    /// pending), that node is done with for this round.
+    fn send_store(&mut self, now: Time, lid: LookupId, to: Contact, token: Token, attempt: u8) {
         let Some(l) = self.lookups.get_mut(&lid) else {
             return;
         };
         let Some(phase) = l.store.as_mut() else {
             return;
         };
-        phase.waiting = phase.waiting.saturating_sub(1);
-        if ok {
-            phase.holders += 1;
-        }
-        if phase.waiting == 0 {
-            self.finish_publication(lid);
+        phase.asking.insert(to.id, (to.clone(), token, attempt));
+        let key = *l.iter.target();
+        let provider = Provider {
+            contact: self.me.clone(),
+            ttl_secs: u32::try_from(self.cfg.provider_ttl.as_secs()).unwrap_or(u32::MAX),
+        };
+        let id = to.id;
+        let purpose = Purpose::Store {
+            lookup: lid,
+            attempt,
+        };
+        let sent = self.request(now, to, purpose, |rid| KadMsg::Store {
+            rid,
+            key,
+            token,
+            provider,
+        });
+        if !sent {
+            if let Some(phase) = self.lookups.get_mut(&lid).and_then(|l| l.store.as_mut()) {
+                phase.asking.remove(&id);
+            }
         }
     }
 
     fn finish_publication(&mut self, lid: LookupId) {
         if let Some(l) = self.lookups.remove(&lid) {
-            let phase = l.store.unwrap_or(StorePhase {
-                waiting: 0,
-                holders: 0,
-                attempted: 0,
-            });
+            let (holders, attempted, wanted) = l
+                .store
+                .as_ref()
+                .map_or((0, 0, 0), |p| (p.holders, p.attempted, p.wanted));
+            let error = if wanted == 0 {
+                Some(PublishError::NoNodes)
+            } else if holders < wanted {
+                Some(PublishError::Incomplete { holders, wanted })
+            } else {
+                None
+            };
             self.out.push_back(Output::Event(KadEvent::Published {
                 id: lid,
                 key: *l.iter.target(),
-                holders: phase.holders,
-                attempted: phase.attempted,
+                holders,
+                attempted,
                 stats: l.iter.stats(),
+                error,
             }));
         }
     }
@@ -856,7 +1229,9 @@ impl Kad {
                     self.drive(now, lid);
                 }
             }
-            Purpose::Store(lid) => self.store_answered(lid, false),
+            Purpose::Store { lookup, attempt } => {
+                self.store_done(now, lookup, peer, attempt, StoreOutcome::Failed);
+            }
             Purpose::Ping { .. } => {
                 self.pinging.remove(&peer);
             }
@@ -905,39 +1280,23 @@ impl Kad {
         };
         let closest = l.iter.closest();
         if l.kind == LookupKind::Publish {
-            let key = *l.iter.target();
-            let provider = Provider {
-                contact: self.me.clone(),
-                ttl_secs: u32::try_from(self.cfg.provider_ttl.as_secs()).unwrap_or(u32::MAX),
-            };
-            let mut phase = StorePhase {
-                waiting: 0,
-                holders: 0,
-                attempted: 0,
-            };
-            let targets: Vec<(Contact, Token)> = closest
+            // Every node that answered, closest first, with its token: the k closest are asked
+            // first, the others replace any of them that refuses or stays silent.
+            let spare: VecDeque<(Contact, Token)> = l
+                .iter
+                .answered()
                 .into_iter()
                 .filter_map(|c| l.tokens.get(&c.id).map(|t| (c, *t)))
                 .collect();
-            for (c, token) in targets {
-                let provider = provider.clone();
-                let sent = self.request(now, c, Purpose::Store(lid), |rid| KadMsg::Store {
-                    rid,
-                    key,
-                    token,
-                    provider,
-                });
-                if sent {
-                    phase.waiting += 1;
-                    phase.attempted += 1;
-                }
-            }
-            let done = phase.waiting == 0;
-            l.store = Some(phase);
+            l.store = Some(StorePhase {
+                wanted: spare.len().min(self.cfg.lookup.k.max(1)),
+                spare,
+                asking: BTreeMap::new(),
+                holders: 0,
+                attempted: 0,
+            });
             self.lookups.insert(lid, l);
-            if done {
-                self.finish_publication(lid);
-            }
+            self.fill_stores(now, lid);
             return;
         }
         self.out

@@ -12,10 +12,11 @@
 //! - [`lookup::ClosestIter`]: the iterative lookup, told whom it asked and what they answered;
 //! - [`store::ValueStore`], [`token::Tokens`], [`limit::RateLimiter`]: what we hold for others,
 //!   who may store, and how fast anyone may ask;
+//! - [`limit::Pacer`], [`rtt::RoundTrips`]: how fast we ask any one peer, and how long we wait
+//!   for it (an adaptive timeout from measured round trips);
 //! - [`Kad`]: all of the above wired to the RPCs of `onionmesh_wire::kad`;
-//! - [`peers::ConnectedPeers`]: the node layer's helper that caps links and picks a route
-//!   (link, introducer or bridge) for each `Send`;
-//! - [`sim`]: a deterministic network of thousands of `Kad`s on a virtual clock.
+//! - `sim` (behind the `sim` cargo feature, for tests and benchmarks): a deterministic network
+//!   of thousands of `Kad`s on a virtual clock.
 //!
 //! ## Calling rules
 //!
@@ -34,10 +35,12 @@
 //! an introducer (a peer linked to both) or through the node's bridge. So `Kad` never asks for a
 //! link per contact. A [`Contact`](onionmesh_wire::kad::Contact) carries its bridge address and
 //! up to four introducers (the spec's `[IDx]`): whoever told us about a node is one. `Send`
-//! hands the whole contact to the node layer, which routes the frame (see
-//! [`peers::ConnectedPeers::route`]) and reports a frame it could not route with
-//! [`Kad::handle_send_failed`]. Answers go back to the `from` contact the node layer gave with
-//! the request, so they take the same way back.
+//! hands the whole contact to the node layer, which routes the frame and reports a frame it
+//! could not route with [`Kad::handle_send_failed`]. Choosing the way (the open link to the
+//! contact, else a linked introducer that relays it, else the contact's bridge, else failure) is
+//! the node's job and lives in its DHT part (`crates/node`, `dht.rs`), not in this crate.
+//! Answers go back to the `from` contact the node layer gave with the request, so they take the
+//! same way back.
 //!
 //! ## Design choices
 //!
@@ -47,12 +50,29 @@
 //!   candidate from its bounded replacement cache; buckets unchanged for 15 minutes are
 //!   refreshed by a lookup of a random ID in their range.
 //! - **Lookups** keep `alpha = 3` requests in flight and finish when the `k` closest known nodes
-//!   have all answered (failures and timeouts drop out). Each [`LookupResult`] reports its
-//!   rounds (depth, as in synchronous Kademlia) and requests.
-//! - **FIND_VALUE** does not stop at the first holder: it goes on until `value_quorum` (3)
-//!   holders returned providers, so a download does not depend on the first peer found.
+//!   have all answered (failures drop out). Each [`LookupResult`] reports its rounds (depth, as
+//!   in synchronous Kademlia) and requests.
+//! - **Two timeouts**, as rust-libp2p's lookups have: a peer that has not answered within an
+//!   adaptive timeout (`SRTT + 4 RTTVAR` of its measured round trips, RFC 6298, clamped to
+//!   300 ms..3 s; 1 s before any sample) is *slow*: the lookup stops waiting for it and asks the
+//!   next peer, but still takes a late answer. Only after `request_timeout` (10 s) has the
+//!   request failed (the routing table counts it). So one silent peer (a suspended laptop)
+//!   costs a lookup a few hundred milliseconds, not 10 s.
+//! - **FIND_VALUE** returns as soon as one holder answered with providers (`value_quorum`, 1 by
+//!   default: every holder of a key keeps all its providers' records), while `alpha` keeps the
+//!   other requests bounded; a larger quorum collects from more holders.
+//! - **Pacing**: our requests to any one peer are paced ([`limit::PacingConfig`]: a burst of 16,
+//!   then 8/s, half of what [`limit::RateConfig`] lets a peer ask of us) and wait in a queue
+//!   bounded by `max_pending` beyond that; so a burst of our own work is spread out instead of
+//!   being dropped unanswered by the peers' rate limiters.
 //! - **Publishing** stores our provider record at the `k` closest nodes found by a lookup, and
-//!   again every 10 minutes (records live 30); the spec's hop-by-hop STORE forwarding is not
+//!   again every 10 minutes (records live 30). At most `max_publish_lookups` rounds run at
+//!   once; the others wait their turn. A STORE that goes unanswered is sent again (up to
+//!   `store_attempts`, the timeout doubled each time); a node that refuses or stays silent is
+//!   replaced by the next closest node that answered the lookup. Each round ends with one
+//!   [`KadEvent::Published`] whose `error` ([`PublishError`]) is `None` only if
+//!   `min(k, nodes that answered)` nodes hold the record; a round never succeeds with no holder.
+//!   The spec's hop-by-hop STORE forwarding is not
 //!   used, because a holder may only store records *of the sender itself*: a STORE needs a token
 //!   the holder issued to the sender (HMAC of its ID, 5-minute secret rotation, current and
 //!   previous accepted), and a provider record naming anyone else is refused. So nobody can sign
@@ -65,9 +85,11 @@
 //! ## Bounds
 //!
 //! Everything a remote peer can make us keep is capped: `k` entries and `replacements`
-//! candidates per bucket; `max_pending` requests; `max_lookups` lookups, each with at most
-//! `max_candidates` candidates and `max_requests` requests; `max_keys` / `max_providers_per_key`
-//! / `max_records` stored records; `max_publications`; the rate limiter's `max_peers`; at most
+//! candidates per bucket; `max_pending` requests (paced ones included); `max_lookups` lookups,
+//! each with at most `max_candidates` candidates and `max_requests` requests; `max_keys` /
+//! `max_providers_per_key` / `max_records` stored records; `max_publications` (and at most one
+//! waiting round each); the `max_peers` of the rate limiter, the pacer and the round-trip
+//! estimates; at most
 //! 20 contacts or providers and 4 introducers per decoded message. The output queue holds what
 //! one call produced: drain it after every call.
 //!
@@ -99,13 +121,15 @@ pub mod contact;
 mod dht;
 pub mod limit;
 pub mod lookup;
-pub mod peers;
+pub mod rtt;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod table;
 pub mod token;
 
 pub use dht::{
-    ApiError, Kad, KadConfig, KadEvent, LookupId, LookupKind, LookupResult, Output, Rejection,
+    ApiError, Kad, KadConfig, KadEvent, LookupId, LookupKind, LookupResult, Output, PublishError,
+    Rejection,
 };
 pub use onionmesh_wire::Time;

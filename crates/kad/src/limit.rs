@@ -6,18 +6,31 @@
 //! first (forgetting it changes nothing), else the least recently active one. A flooder that
 //! spreads over many identities can thus get a fresh bucket, but the global bucket still bounds
 //! the total work we do for others.
+//!
+//! The other side of the same limit is [`Pacer`]: the rate at which *we* send requests to one
+//! peer, kept below what a peer with the default [`RateConfig`] answers, so that a burst of our
+//! own work (a hundred publications at once) is spread out instead of being dropped unanswered.
+//!
+//! The buckets and the bounded maps are the workspace's one [`TokenBucket`] and [`BoundedLru`]
+//! (`onionmesh_bounded`), so saturation and eviction agree with every other limit in onionmesh.
 
 use crate::Time;
+use onionmesh_bounded::{BoundedLru, TokenBucket};
 use onionmesh_wire::NodeId;
-use std::collections::BTreeMap;
 
-/// Tunables of the rate limiter.
+/// Tunables of the rate limiter. Our own requests are paced below these defaults (see
+/// [`PacingConfig`]), so keep the two in step when changing them.
 #[derive(Debug, Clone)]
 pub struct RateConfig {
+    /// Requests one peer may send at once, above its sustained rate.
     pub peer_burst: u32,
+    /// Requests per second one peer may send, sustained.
     pub peer_per_sec: u32,
+    /// Requests all peers together may send at once, above the sustained rate.
     pub global_burst: u32,
+    /// Requests per second all peers together may send, sustained.
     pub global_per_sec: u32,
+    /// Most peers with a bucket of their own (at least 1).
     pub max_peers: usize,
 }
 
@@ -45,57 +58,26 @@ pub enum Verdict {
 }
 
 #[derive(Debug, Clone)]
-struct Bucket {
-    /// In thousandths of a request.
-    milli: u64,
-    last: Time,
+struct PeerState {
+    bucket: TokenBucket,
     denying: bool,
-}
-
-impl Bucket {
-    fn full(burst: u32, now: Time) -> Bucket {
-        Bucket {
-            milli: u64::from(burst) * 1000,
-            last: now,
-            denying: false,
-        }
-    }
-
-    fn refill(&mut self, now: Time, burst: u32, per_sec: u32) {
-        let add = self.since_last(now).saturating_mul(u64::from(per_sec));
-        self.milli = (self.milli.saturating_add(add)).min(u64::from(burst) * 1000);
-        self.last = self.last.max(now);
-    }
-
-    fn since_last(&self, now: Time) -> u64 {
-        now.since(self.last)
-    }
-
-    fn take(&mut self) -> bool {
-        if self.milli >= 1000 {
-            self.milli -= 1000;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// See the module docs.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     cfg: RateConfig,
-    global: Bucket,
-    peers: BTreeMap<NodeId, Bucket>,
+    global: TokenBucket,
+    peers: BoundedLru<NodeId, PeerState>,
 }
 
 impl RateLimiter {
     pub fn new(mut cfg: RateConfig, now: Time) -> RateLimiter {
         cfg.max_peers = cfg.max_peers.max(1);
         RateLimiter {
-            global: Bucket::full(cfg.global_burst, now),
+            global: TokenBucket::new(now, cfg.global_burst, cfg.global_per_sec),
+            peers: BoundedLru::new(cfg.max_peers),
             cfg,
-            peers: BTreeMap::new(),
         }
     }
 
@@ -106,36 +88,94 @@ impl RateLimiter {
 
     /// May `peer` have one more request answered now?
     pub fn check(&mut self, now: Time, peer: &NodeId) -> Verdict {
-        let cfg = &self.cfg;
-        if !self.peers.contains_key(peer) && self.peers.len() >= cfg.max_peers {
-            let refill_ms = (u64::from(cfg.peer_burst) * 1000) / u64::from(cfg.peer_per_sec.max(1));
-            let victim = self
-                .peers
-                .iter()
-                .find(|(_, b)| b.since_last(now) >= refill_ms)
-                .or_else(|| self.peers.iter().min_by_key(|(_, b)| b.last))
-                .map(|(id, _)| *id);
-            if let Some(id) = victim {
-                self.peers.remove(&id);
+        if !self.peers.contains_key(peer) {
+            if self.peers.len() >= self.peers.capacity() {
+                // Forget a peer whose bucket is full again (that changes nothing); failing that,
+                // the insert below evicts the least recently active one.
+                let refilled = self
+                    .peers
+                    .iter_mut()
+                    .find_map(|(id, p)| p.bucket.is_full(now).then_some(*id));
+                if let Some(id) = refilled {
+                    self.peers.remove(&id);
+                }
             }
+            let fresh = PeerState {
+                bucket: TokenBucket::new(now, self.cfg.peer_burst, self.cfg.peer_per_sec),
+                denying: false,
+            };
+            self.peers.insert(*peer, fresh);
         }
-        let b = self
-            .peers
-            .entry(*peer)
-            .or_insert_with(|| Bucket::full(cfg.peer_burst, now));
-        b.refill(now, cfg.peer_burst, cfg.peer_per_sec);
-        self.global
-            .refill(now, cfg.global_burst, cfg.global_per_sec);
+        let Some(p) = self.peers.get_mut(peer) else {
+            // Just inserted (capacity is at least 1, and an insert never evicts its own key).
+            return Verdict::Deny { first: false };
+        };
         // Check the peer first so that one flooder does not drain the global bucket.
-        if b.milli >= 1000 && self.global.take() {
-            b.take();
-            b.denying = false;
+        if p.bucket.has_token(now) && self.global.take(now) {
+            p.bucket.take(now);
+            p.denying = false;
             Verdict::Allow
         } else {
-            let first = !b.denying;
-            b.denying = true;
+            let first = !p.denying;
+            p.denying = true;
             Verdict::Deny { first }
         }
+    }
+}
+
+/// How fast we send requests to any one peer: a burst of `burst`, then `per_sec` per second.
+/// The defaults are half of [`RateConfig`]'s per-peer defaults, leaving the other half for
+/// lookups that other nodes route through the same peer and for clock drift between the two.
+#[derive(Debug, Clone)]
+pub struct PacingConfig {
+    pub burst: u32,
+    pub per_sec: u32,
+    /// Most peers with a bucket of their own (at least 1); a forgotten peer starts full again,
+    /// which is harmless because its bucket at the peer has refilled meanwhile for all but the
+    /// busiest few, and those are the most recently used, not the forgotten.
+    pub max_peers: usize,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        let rate = RateConfig::default();
+        PacingConfig {
+            burst: rate.peer_burst / 2,
+            per_sec: rate.peer_per_sec / 2,
+            max_peers: 256,
+        }
+    }
+}
+
+/// One outgoing token bucket per peer. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    cfg: PacingConfig,
+    peers: BoundedLru<NodeId, TokenBucket>,
+}
+
+impl Pacer {
+    pub fn new(cfg: PacingConfig) -> Pacer {
+        Pacer {
+            peers: BoundedLru::new(cfg.max_peers),
+            cfg,
+        }
+    }
+
+    /// May one more request go to `peer` now? Takes a token if so.
+    pub fn try_send(&mut self, now: Time, peer: &NodeId) -> bool {
+        if let Some(b) = self.peers.get_mut(peer) {
+            return b.take(now);
+        }
+        let mut b = TokenBucket::new(now, self.cfg.burst, self.cfg.per_sec);
+        let ok = b.take(now);
+        self.peers.insert(*peer, b);
+        ok
+    }
+
+    /// Time for one token to refill: when a refused send is worth trying again.
+    pub fn retry_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(1000u64.div_ceil(u64::from(self.cfg.per_sec.max(1))))
     }
 }
 
@@ -185,5 +225,64 @@ mod tests {
             .count();
         assert_eq!(allowed, 10);
         assert!(rl.tracked() <= 4, "the per-peer map is bounded");
+    }
+
+    #[test]
+    fn a_full_map_forgets_a_refilled_peer_before_the_least_recent_one() {
+        let cfg = RateConfig {
+            peer_burst: 2,
+            peer_per_sec: 10,
+            max_peers: 2,
+            ..RateConfig::default()
+        };
+        let mut rl = RateLimiter::new(cfg, ms(0));
+        let (a, b, c) = (NodeId([1; 20]), NodeId([2; 20]), NodeId([3; 20]));
+        // `b` (least recently active) spends its burst; `a`, more recent, spends one token.
+        assert_eq!(rl.check(ms(1_000), &b), Verdict::Allow);
+        assert_eq!(rl.check(ms(1_000), &b), Verdict::Allow);
+        assert_eq!(rl.check(ms(1_050), &a), Verdict::Allow);
+        // At 1,150 ms `a` is full again and `b` holds 1.5 tokens: `a` is the one forgotten.
+        assert_eq!(rl.check(ms(1_150), &c), Verdict::Allow);
+        assert_eq!(rl.tracked(), 2);
+        assert_eq!(rl.check(ms(1_150), &b), Verdict::Allow);
+        assert_eq!(
+            rl.check(ms(1_150), &b),
+            Verdict::Deny { first: true },
+            "`b` kept its half-spent bucket"
+        );
+    }
+
+    #[test]
+    fn pacing_stays_under_the_default_per_peer_limit() {
+        let mut pacer = Pacer::new(PacingConfig::default());
+        let mut limiter = RateLimiter::new(RateConfig::default(), ms(0));
+        let (me, peer) = (NodeId([1; 20]), NodeId([2; 20]));
+        let mut sent = 0;
+        // Try to send every millisecond for a minute: the pacer lets through what it may, and
+        // the peer's limiter allows every one of them.
+        for t in 0..60_000 {
+            if pacer.try_send(ms(t), &peer) {
+                sent += 1;
+                assert_eq!(limiter.check(ms(t), &me), Verdict::Allow, "at {t} ms");
+            }
+        }
+        // A burst of 16, then 8 per second: 479 more tokens by 59,999 ms.
+        assert_eq!(sent, 16 + 479);
+        assert_eq!(pacer.retry_after(), std::time::Duration::from_millis(125));
+    }
+
+    #[test]
+    fn a_clock_going_backwards_grants_nothing_extra() {
+        let cfg = RateConfig {
+            peer_burst: 1,
+            peer_per_sec: 1,
+            ..RateConfig::default()
+        };
+        let mut rl = RateLimiter::new(cfg, ms(10_000));
+        let a = NodeId([1; 20]);
+        assert_eq!(rl.check(ms(10_000), &a), Verdict::Allow);
+        assert_eq!(rl.check(ms(1_000), &a), Verdict::Deny { first: true });
+        assert_eq!(rl.check(ms(10_999), &a), Verdict::Deny { first: false });
+        assert_eq!(rl.check(ms(11_000), &a), Verdict::Allow);
     }
 }

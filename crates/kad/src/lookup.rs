@@ -12,8 +12,11 @@
 //!   been tried, when the request budget is spent, or when the caller calls [`ClosestIter::finish`]
 //!   (FIND_VALUE does, once enough holders returned the value).
 //!
-//! The iterator has no clock. The caller owns the request timeouts and reports a timeout as a
-//! failure; a late answer after that is simply not reported.
+//! The iterator has no clock. The caller owns the request timeouts, and has two of them (as
+//! rust-libp2p's `ClosestPeersIter` does): after a short one (an adaptive timeout from measured
+//! round trips, see [`crate::rtt`]) it reports the peer *slow* with
+//! [`ClosestIter::on_unresponsive`], which frees its `alpha` slot and stops the lookup from
+//! waiting for it, though a late answer is still taken; after the long one it reports a failure.
 //!
 //! Statistics: `requests` counts the requests handed out; `rounds` is the depth of the lookup,
 //! counted as in the synchronous model of Kademlia: the peers we start from are at round 1, a
@@ -83,12 +86,17 @@ pub struct LookupStats {
     pub requests: u32,
     pub answers: u32,
     pub failures: u32,
+    /// Requests given up on as slow (see [`ClosestIter::on_unresponsive`]). Such a request may
+    /// still end as an answer or a failure, and is then counted there too.
+    pub slow: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     NotContacted,
     Waiting,
+    /// Asked, not answered within the short timeout: no longer awaited, but a late answer counts.
+    Unresponsive,
     Succeeded,
     Failed,
 }
@@ -215,7 +223,8 @@ impl ClosestIter {
         let budget_left = (self.stats.requests as usize) < self.cfg.max_requests;
         for c in self.candidates.iter_mut() {
             match c.state {
-                State::Failed => continue,
+                // A slow peer neither holds a place among the `k` nor keeps the lookup waiting.
+                State::Failed | State::Unresponsive => continue,
                 State::Succeeded => {}
                 State::Waiting => all_answered = false,
                 State::NotContacted => {
@@ -241,21 +250,26 @@ impl ClosestIter {
         Step::Waiting
     }
 
-    fn waiting_mut(&mut self, id: &NodeId) -> Option<&mut Candidate> {
-        self.candidates
-            .iter_mut()
-            .find(|c| c.contact.id == *id && c.state == State::Waiting)
+    /// The candidate `id` if a request to it is outstanding (in flight or slow).
+    fn asked_mut(&mut self, id: &NodeId) -> Option<&mut Candidate> {
+        self.candidates.iter_mut().find(|c| {
+            c.contact.id == *id && matches!(c.state, State::Waiting | State::Unresponsive)
+        })
     }
 
-    /// `id` answered with `closer` contacts. Returns false (and ignores the answer) if no request
-    /// to `id` was outstanding.
+    /// `id` answered with `closer` contacts (in time, or late after
+    /// [`ClosestIter::on_unresponsive`]). Returns false (and ignores the answer) if no request to
+    /// `id` was outstanding.
     pub fn on_success(&mut self, id: &NodeId, closer: Vec<Contact>) -> bool {
-        let Some(c) = self.waiting_mut(id) else {
+        let Some(c) = self.asked_mut(id) else {
             return false;
         };
+        let was_waiting = c.state == State::Waiting;
         c.state = State::Succeeded;
         let round = c.round.saturating_add(1);
-        self.in_flight -= 1;
+        if was_waiting {
+            self.in_flight -= 1;
+        }
         self.stats.answers += 1;
         if !self.finished {
             for contact in closer {
@@ -265,14 +279,34 @@ impl ClosestIter {
         true
     }
 
-    /// The request to `id` failed or timed out. Returns false if none was outstanding.
+    /// The request to `id` failed or timed out for good. Returns false if none was outstanding.
     pub fn on_failure(&mut self, id: &NodeId) -> bool {
-        let Some(c) = self.waiting_mut(id) else {
+        let Some(c) = self.asked_mut(id) else {
             return false;
         };
+        let was_waiting = c.state == State::Waiting;
         c.state = State::Failed;
-        self.in_flight -= 1;
+        if was_waiting {
+            self.in_flight -= 1;
+        }
         self.stats.failures += 1;
+        true
+    }
+
+    /// The request to `id` is slow: stop waiting for it (its `alpha` slot goes to the next
+    /// peer, and the lookup may finish without it) but keep taking its answer if one comes.
+    /// Returns false if no request to `id` was in flight.
+    pub fn on_unresponsive(&mut self, id: &NodeId) -> bool {
+        let Some(c) = self
+            .candidates
+            .iter_mut()
+            .find(|c| c.contact.id == *id && c.state == State::Waiting)
+        else {
+            return false;
+        };
+        c.state = State::Unresponsive;
+        self.in_flight -= 1;
+        self.stats.slow += 1;
         true
     }
 
@@ -288,6 +322,16 @@ impl ClosestIter {
             .iter()
             .filter(|c| c.state == State::Succeeded)
             .take(self.cfg.k)
+            .map(|c| c.contact.clone())
+            .collect()
+    }
+
+    /// Every peer that answered (at most `max_candidates`), closest to the target first: the
+    /// `k` of [`ClosestIter::closest`], then the ones a publisher may fall back on.
+    pub fn answered(&self) -> Vec<Contact> {
+        self.candidates
+            .iter()
+            .filter(|c| c.state == State::Succeeded)
             .map(|c| c.contact.clone())
             .collect()
     }
@@ -484,6 +528,40 @@ mod tests {
         let me = NodeId([5; 20]);
         let mut it = ClosestIter::new(me, NodeId([5; 20]), LookupConfig::default(), vec![c(me)]);
         assert_eq!(it.next_step(), Step::Finished);
+    }
+
+    #[test]
+    fn a_slow_peer_frees_its_slot_and_a_late_answer_still_counts() {
+        let me = NodeId([0; 20]);
+        let target = NodeId([0x10; 20]);
+        let cfg = LookupConfig {
+            alpha: 1,
+            k: 2,
+            ..LookupConfig::default()
+        };
+        let (slow, fast) = (NodeId([0x11; 20]), NodeId([0x30; 20]));
+        let mut it = ClosestIter::new(me, target, cfg, vec![c(slow), c(fast)]);
+        assert_eq!(it.next_step(), Step::Query(c(slow)));
+        assert_eq!(it.next_step(), Step::Waiting, "alpha = 1");
+        assert!(it.on_unresponsive(&slow));
+        assert!(!it.on_unresponsive(&slow), "only once");
+        assert_eq!(it.next_step(), Step::Query(c(fast)), "its slot went on");
+        assert!(it.on_success(&fast, vec![]));
+        assert_eq!(
+            it.next_step(),
+            Step::Finished,
+            "not waiting for the slow one"
+        );
+        assert_eq!(it.closest(), vec![c(fast)]);
+        // A late answer is still taken (for the result; the lookup stays finished).
+        assert!(it.on_success(&slow, vec![c(NodeId([0x12; 20]))]));
+        assert_eq!(it.closest(), vec![c(slow), c(fast)]);
+        assert_eq!(it.in_flight(), 0);
+        let st = it.stats();
+        assert_eq!(
+            (st.requests, st.answers, st.failures, st.slow),
+            (2, 2, 0, 1)
+        );
     }
 
     proptest! {

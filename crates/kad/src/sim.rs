@@ -5,6 +5,8 @@
 //! - each pair of nodes has a fixed latency drawn from `[min_latency, max_latency]`, and frames
 //!   between them arrive in order (like a data channel);
 //! - a frame to a node that has left is lost: the sender learns it by a timeout;
+//! - a *suspended* node (a laptop whose lid closed) keeps its state and its place in everyone's
+//!   tables but reads nothing and answers nothing until it is resumed;
 //! - time jumps from event to event, so ten thousand nodes over an hour of virtual time take
 //!   seconds. The same [`SimConfig`] gives the same run.
 //!
@@ -26,7 +28,9 @@
 //! ```
 
 use crate::contact::id_of;
-use crate::{Kad, KadConfig, KadEvent, LookupId, LookupKind, LookupResult, Output, Time};
+use crate::{
+    Kad, KadConfig, KadEvent, LookupId, LookupKind, LookupResult, Output, PublishError, Time,
+};
 use onionmesh_wire::kad::Contact;
 use onionmesh_wire::{NodeId, ID_LEN};
 use rand_chacha::ChaCha20Rng;
@@ -121,6 +125,17 @@ struct SimNode {
     kad: Option<Kad>,
     contact: Contact,
     wake: Option<Time>,
+    suspended: bool,
+}
+
+/// How a publication round ended, as [`KadEvent::Published`] said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRound {
+    pub holders: usize,
+    pub attempted: usize,
+    pub error: Option<PublishError>,
+    /// Virtual time at which the round ended.
+    pub at: Time,
 }
 
 /// The simulated network. Nodes are named by their index, in join order.
@@ -133,7 +148,8 @@ pub struct Sim {
     queue: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
     results: HashMap<(usize, LookupId), LookupResult>,
-    published: HashMap<(usize, LookupId), (usize, usize)>,
+    published: HashMap<(usize, LookupId), PublishRound>,
+    finished_at: HashMap<(usize, LookupId), Time>,
     by_id: HashMap<NodeId, usize>,
     stats: SimStats,
 }
@@ -157,6 +173,7 @@ impl Sim {
             seq: 0,
             results: HashMap::new(),
             published: HashMap::new(),
+            finished_at: HashMap::new(),
             by_id: HashMap::new(),
             stats: SimStats::default(),
         }
@@ -223,6 +240,11 @@ impl Sim {
         min + h % (max - min + 1)
     }
 
+    /// The round trip between nodes `a` and `b` (twice their fixed one-way latency).
+    pub fn round_trip(&self, a: usize, b: usize) -> Duration {
+        Duration::from_millis(2 * self.latency(a, b))
+    }
+
     fn push(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
         self.queue.push(Reverse(Scheduled {
@@ -257,6 +279,7 @@ impl Sim {
             kad: Some(kad),
             contact,
             wake: None,
+            suspended: false,
         });
         self.alive.push(i);
         let now = self.now;
@@ -274,6 +297,28 @@ impl Sim {
             n.wake = None;
         }
         self.alive.retain(|&j| j != i);
+    }
+
+    /// Node `i` stops reading and answering without closing anything (its process is stopped):
+    /// frames to it are lost, its timers do not run, the others notice only by timeouts.
+    pub fn suspend(&mut self, i: usize) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.suspended = true;
+        }
+    }
+
+    /// Node `i` runs again: its overdue timers fire now.
+    pub fn resume(&mut self, i: usize) {
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        n.suspended = false;
+        n.wake = None;
+        let now = self.now;
+        if let Some(k) = n.kad.as_mut() {
+            k.handle_timeout(now);
+            self.flush(i);
+        }
     }
 
     fn with_node(&mut self, i: usize, f: impl FnOnce(&mut Kad, Time)) {
@@ -312,7 +357,20 @@ impl Sim {
 
     /// `(holders, attempted)` of a finished publication round.
     pub fn published(&self, i: usize, id: LookupId) -> Option<(usize, usize)> {
-        self.published.get(&(i, id)).copied()
+        self.published
+            .get(&(i, id))
+            .map(|r| (r.holders, r.attempted))
+    }
+
+    /// The whole outcome of a finished publication round.
+    pub fn publish_round(&self, i: usize, id: LookupId) -> Option<&PublishRound> {
+        self.published.get(&(i, id))
+    }
+
+    /// Virtual time at which lookup `id` of node `i` finished (its result or its publication
+    /// round).
+    pub fn finished_at(&self, i: usize, id: LookupId) -> Option<Time> {
+        self.finished_at.get(&(i, id)).copied()
     }
 
     /// Publication rounds node `i` has finished (the first one and every republication).
@@ -334,6 +392,7 @@ impl Sim {
                     KadEvent::LookupFinished(r) => {
                         // Refresh results are not asked for by anyone: keep memory flat.
                         if !matches!(r.kind, LookupKind::Refresh { .. }) {
+                            self.finished_at.insert((i, r.id), now);
                             self.results.insert((i, r.id), r);
                         }
                     }
@@ -341,9 +400,17 @@ impl Sim {
                         id,
                         holders,
                         attempted,
+                        error,
                         ..
                     } => {
-                        self.published.insert((i, id), (holders, attempted));
+                        self.finished_at.insert((i, id), now);
+                        let round = PublishRound {
+                            holders,
+                            attempted,
+                            error,
+                            at: now,
+                        };
+                        self.published.insert((i, id), round);
                     }
                     KadEvent::Rejected { .. } => self.stats.rejections += 1,
                     KadEvent::ProviderStored { .. } => self.stats.stores_accepted += 1,
@@ -396,16 +463,20 @@ impl Sim {
                 Ev::Deliver { to, from, bytes } => {
                     let from_contact = self.nodes[from].contact.clone();
                     let now = self.now;
+                    let suspended = self.nodes[to].suspended;
                     match self.nodes[to].kad.as_mut() {
-                        Some(k) => {
+                        Some(k) if !suspended => {
                             self.stats.frames_delivered += 1;
                             k.handle_message(now, &from_contact, &bytes);
                             self.flush(to);
                         }
-                        None => self.stats.frames_lost += 1,
+                        _ => self.stats.frames_lost += 1,
                     }
                 }
                 Ev::Wake { node } => {
+                    if self.nodes[node].suspended {
+                        continue; // `resume` runs its timers
+                    }
                     if self.nodes[node].wake != Some(self.now) {
                         continue; // superseded by an earlier wake-up
                     }

@@ -74,7 +74,9 @@ struct Entry {
 struct Bucket {
     /// Least recently seen first.
     entries: Vec<Entry>,
-    /// Candidates for a full bucket, newest last.
+    /// Candidates for a full bucket, newest last. A plain `Vec` rather than the workspace's
+    /// `BoundedLru`: it holds `replacements` (8) contacts, is consumed newest first (BEP 5), and
+    /// the LRU map can only give back its oldest entry.
     replacements: Vec<Contact>,
     last_changed: Time,
 }

@@ -69,7 +69,7 @@ codes! {
     UnknownPeer = "UNKNOWN_PEER",
     BadPeerKey = "BAD_PEER_KEY",
     /// A path names this node itself.
-    SelfInPath = "SELF_IN_PATH",
+    PathThroughSelf = "PATH_THROUGH_SELF",
     NoPath = "NO_PATH",
     UnknownCircuit = "UNKNOWN_CIRCUIT",
     UnknownStream = "UNKNOWN_STREAM",
@@ -85,12 +85,16 @@ codes! {
     Handshake = "HANDSHAKE",
     ResourceLimit = "RESOURCE_LIMIT",
     ExtendFailed = "EXTEND_FAILED",
+    /// An automatic circuit failed on every path it tried.
+    BuildFailed = "BUILD_FAILED",
     // --- DHT ---
     BadOwnContact = "BAD_OWN_CONTACT",
     TooManyLookups = "TOO_MANY_LOOKUPS",
     TooManyPublications = "TOO_MANY_PUBLICATIONS",
-    /// A publication reached too few holders.
-    NotPublished = "NOT_PUBLISHED",
+    /// No DHT node answered the lookup for a key being published.
+    PublishNoNodes = "PUBLISH_NO_NODES",
+    /// A publication reached fewer than the closest nodes it wanted.
+    PublishIncomplete = "PUBLISH_INCOMPLETE",
     // --- the JS edge ---
     /// An argument from JavaScript has the wrong type or shape.
     BadArgument = "BAD_ARGUMENT",

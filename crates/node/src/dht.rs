@@ -24,6 +24,7 @@
 //! [`DhtEvent::SuspectBridge`] with the other bridges it has heard of, and looks itself up again
 //! through the peers registered at those other bridges.
 
+use crate::code::ErrorCode;
 use crate::error::DhtError;
 use crate::event::{DhtEvent, DhtLookupKind, DhtStats, Event, LogLevel};
 use crate::links::LinkTable;
@@ -512,6 +513,7 @@ impl DhtPart {
                 key,
                 holders,
                 attempted,
+                error,
                 ..
             } => {
                 self.stats.lookups_done += 1;
@@ -520,6 +522,12 @@ impl DhtPart {
                     key,
                     holders,
                     attempted,
+                    error: error.map(|e| {
+                        (
+                            ErrorCode::from_text(e.code()).unwrap_or(ErrorCode::Internal),
+                            e.to_string(),
+                        )
+                    }),
                 }
             }
             KadEvent::ProviderStored { key, provider } => {
@@ -586,7 +594,6 @@ impl DhtApi<'_> {
         (s.relayed, s.relay_refused) = self.relay_counts;
         s
     }
-
 
     /// The DHT node itself, read-only (for tests and diagnostics).
     pub fn kad(&self) -> &Kad {

@@ -64,7 +64,7 @@ impl OnionError {
         match self {
             OnionError::UnknownPeer(_) => ErrorCode::UnknownPeer,
             OnionError::BadPeerKey(_) => ErrorCode::BadPeerKey,
-            OnionError::SelfInPath => ErrorCode::SelfInPath,
+            OnionError::SelfInPath => ErrorCode::PathThroughSelf,
             OnionError::FirstHopNotLinked(_) => ErrorCode::NotLinked,
             OnionError::NoPath(_) => ErrorCode::NoPath,
             // The onion crate's codes are all in the list (tested below); a new one that is not
@@ -122,6 +122,8 @@ mod tests {
             "BAD_OWN_CONTACT",
             "TOO_MANY_LOOKUPS",
             "TOO_MANY_PUBLICATIONS",
+            "PUBLISH_NO_NODES",
+            "PUBLISH_INCOMPLETE",
             "REQUESTED",
             "DESTROYED",
             "PROTOCOL",
@@ -130,6 +132,8 @@ mod tests {
             "TIMEOUT",
             "LINK_CLOSED",
             "EXTEND_FAILED",
+            "BUILD_FAILED",
+            "PATH_THROUGH_SELF",
         ] {
             assert!(ErrorCode::from_text(text).is_some(), "{text}");
         }

@@ -83,6 +83,9 @@ pub enum LinkCloseReason {
     DriverFailed(String),
     /// No progress in time while in this state.
     Timeout(LinkState),
+    /// Nothing arrived on the authenticated link for `ms` milliseconds, keepalives included:
+    /// the peer's page is gone or frozen.
+    Silent { ms: u64 },
     /// The peer's link proof did not verify.
     AuthFailed(String),
     /// The peer broke the link protocol (malformed or unexpected frame).
@@ -108,7 +111,7 @@ impl LinkCloseReason {
             LinkCloseReason::PeerClosed(_) => Code::PeerClosed,
             LinkCloseReason::ChannelClosed(_) => Code::LinkClosed,
             LinkCloseReason::DriverFailed(_) => Code::ConnectFailed,
-            LinkCloseReason::Timeout(_) => Code::Timeout,
+            LinkCloseReason::Timeout(_) | LinkCloseReason::Silent { .. } => Code::Timeout,
             LinkCloseReason::AuthFailed(_) => Code::AuthFailed,
             LinkCloseReason::Protocol(_) => Code::Protocol,
             LinkCloseReason::IntroductionFailed(_) => Code::IntroductionFailed,
@@ -128,6 +131,11 @@ impl fmt::Display for LinkCloseReason {
             LinkCloseReason::ChannelClosed(r) => write!(f, "{r}"),
             LinkCloseReason::DriverFailed(r) => write!(f, "{r}"),
             LinkCloseReason::Timeout(s) => write!(f, "timed out while {}", s.as_words()),
+            LinkCloseReason::Silent { ms } => write!(
+                f,
+                "the peer went silent for {:.1} s (its page closed, crashed or froze)",
+                *ms as f64 / 1000.0
+            ),
             LinkCloseReason::AuthFailed(r) => write!(f, "link authentication failed: {r}"),
             LinkCloseReason::Protocol(r) => write!(f, "{r}"),
             LinkCloseReason::IntroductionFailed(r) => write!(f, "introduction failed: {r}"),
@@ -187,12 +195,15 @@ pub enum DhtEvent {
         rounds: u32,
         requests: u32,
     },
-    /// A publication round ended: `holders` of `attempted` nodes stored our record.
+    /// A publication round ended: `holders` of `attempted` nodes stored our record. `error`
+    /// is `None` when the round reached the closest nodes (`onionmesh_kad::PublishError` gives
+    /// the rule), else its code and sentence; a round never succeeds with no holder.
     Published {
         lookup: u64,
         key: NodeId,
         holders: usize,
         attempted: usize,
+        error: Option<(ErrorCode, String)>,
     },
     /// We now hold a provider record for another node.
     ProviderStored { key: NodeId, provider: NodeId },

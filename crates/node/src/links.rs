@@ -37,6 +37,12 @@ pub struct LinkConfig {
     pub auth_timeout: Duration,
     /// While more than `target_links` links are open, one idle this long is closed.
     pub idle_timeout: Duration,
+    /// An authenticated link with nothing to send for this long sends a `Keepalive`. `None`
+    /// turns keepalives (and silence detection) off, for simulations that jump the clock.
+    pub keepalive_interval: Option<Duration>,
+    /// An authenticated link from which nothing at all arrived for this long is dead (a closed
+    /// tab, a crashed or suspended page): it is closed, which destroys its circuits at once.
+    pub silence_timeout: Duration,
     /// Test-only: sign a wrong link proof, so that peers must refuse us.
     pub test_only_corrupt_link_proof: bool,
 }
@@ -49,6 +55,8 @@ impl Default for LinkConfig {
             connect_timeout: Duration::from_secs(30),
             auth_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10 * 60),
+            keepalive_interval: Some(Duration::from_secs(1)),
+            silence_timeout: Duration::from_secs(5),
             test_only_corrupt_link_proof: false,
         }
     }
@@ -75,8 +83,11 @@ struct Link {
     deadline: Option<Time>,
     /// The peer's authenticated key, once linked.
     pubkey: Option<PublicKeyBytes>,
-    /// Last frame in or out (the idle policy).
+    /// Last frame in or out carrying work (the idle policy; keepalives do not count).
     last_used: Time,
+    /// Last frame of any kind received, and sent (silence detection and keepalives).
+    last_in: Time,
+    last_out: Time,
     /// The driver said its channel is congested.
     blocked: bool,
     bytes_in: u64,
@@ -163,7 +174,11 @@ impl LinkTable {
     }
 
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.links.values().filter_map(|l| l.deadline).min()
+        self.links
+            .values()
+            .filter_map(|l| l.deadline)
+            .chain(self.keepalive_due())
+            .min()
     }
 
     // ----- application API -----------------------------------------------------------------
@@ -195,6 +210,7 @@ impl LinkTable {
         }
         l.bytes_out += data.len() as u64;
         l.last_used = now;
+        l.last_out = now;
         reqs.push_back(Request::Driver(Output::SendLink {
             link,
             bytes: LinkMsg::Data(data.to_vec()).encode_frame(),
@@ -258,6 +274,7 @@ impl LinkTable {
         if let Some(l) = self.links.get_mut(&link) {
             l.bytes_out += bytes.len() as u64;
             l.last_used = now;
+            l.last_out = now;
         }
         reqs.push_back(Request::Driver(Output::SendLink { link, bytes }));
         true
@@ -557,7 +574,8 @@ impl LinkTable {
                 return;
             }
         };
-        if state == LinkState::Linked {
+        l.last_in = now;
+        if state == LinkState::Linked && msg != LinkMsg::Keepalive {
             l.bytes_in += bytes.len() as u64;
             l.last_used = now;
         }
@@ -572,6 +590,7 @@ impl LinkTable {
             (LinkState::Linked, LinkMsg::Data(data)) => {
                 reqs.push_back(Request::Emit(Event::Message { from: peer, data }));
             }
+            (_, LinkMsg::Keepalive) => {}
             (_, LinkMsg::Close { reason }) => {
                 self.close(
                     link,
@@ -686,6 +705,8 @@ impl LinkTable {
                 l.deadline = None;
                 l.pubkey = Some(pubkey);
                 l.last_used = now;
+                l.last_in = now;
+                l.last_out = now;
                 self.set_state(now, link, LinkState::Linked, reqs);
                 reqs.push_back(Request::LinkUp { peer, pubkey });
             }
@@ -726,7 +747,50 @@ impl LinkTable {
                 reqs,
             );
         }
+        self.keepalives(now, reqs);
         self.close_idle(now, reqs);
+    }
+
+    /// Close links that went silent; send a keepalive on those we have been quiet on.
+    fn keepalives(&mut self, now: Time, reqs: &mut Requests) {
+        let Some(interval) = self.cfg.keepalive_interval else {
+            return;
+        };
+        let silence = u64::try_from(self.cfg.silence_timeout.as_millis()).unwrap_or(u64::MAX);
+        let interval = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        let mut dead = Vec::new();
+        for (id, l) in self.links.iter_mut() {
+            if l.state != LinkState::Linked {
+                continue;
+            }
+            if now.since(l.last_in) >= silence {
+                dead.push((*id, now.since(l.last_in)));
+            } else if now.since(l.last_out) >= interval {
+                l.last_out = now;
+                reqs.push_back(Request::Driver(Output::SendLink {
+                    link: *id,
+                    bytes: LinkMsg::Keepalive.encode_frame(),
+                }));
+            }
+        }
+        for (link, ms) in dead {
+            self.close(
+                link,
+                LinkCloseReason::Silent { ms },
+                LinkState::Closed,
+                reqs,
+            );
+        }
+    }
+
+    /// When the keepalive policy next needs a look.
+    fn keepalive_due(&self) -> Option<Time> {
+        let interval = self.cfg.keepalive_interval?;
+        self.links
+            .values()
+            .filter(|l| l.state == LinkState::Linked)
+            .map(|l| (l.last_in + self.cfg.silence_timeout).min(l.last_out + interval))
+            .min()
     }
 
     /// While more than `target_links` links are authenticated, close those idle for too long,
@@ -801,6 +865,8 @@ impl LinkTable {
                 since: now,
                 deadline: Some(now + self.cfg.connect_timeout),
                 last_used: now,
+                last_in: now,
+                last_out: now,
                 blocked: false,
                 bytes_in: 0,
                 bytes_out: 0,

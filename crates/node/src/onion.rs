@@ -26,9 +26,10 @@ use crate::output::{log, Request, Requests};
 use crate::services::{Echo, Handler, Services, StreamIo};
 use onionmesh_bounded::BoundedLru;
 use onionmesh_onion::{
-    owner_of, CellOwner, CircHandle, CircuitView, CloseReason, EndReason, ExitStream, HopSpec,
-    OnionKey, OnionProxy, OnionPublicKey, OnionRouter, Output as OnionOutput, PathError, PathRules,
-    ProxyConfig, ProxyEvent, RouterConfig, RouterEvent, StreamHandle,
+    owner_of, ApiError, Candidate, CellOwner, CircHandle, CircuitView, CloseReason, EndReason,
+    ExitStream, HopSpec, OnionKey, OnionProxy, OnionPublicKey, OnionRouter, Output as OnionOutput,
+    PathError, PathPins, PathRules, ProxyConfig, ProxyEvent, RouterConfig, RouterEvent,
+    StreamHandle,
 };
 use onionmesh_wire::cell::Cell;
 use onionmesh_wire::link::MAX_CELLS_PER_FRAME;
@@ -69,7 +70,6 @@ pub(crate) struct OnionPart {
     blocked: BTreeSet<NodeId>,
     services: Services,
     bridge: Option<NodeId>,
-    rng: ChaCha20Rng,
 }
 
 /// The router's exit side of one stream, as a service sees it.
@@ -123,7 +123,6 @@ impl OnionPart {
             blocked: BTreeSet::new(),
             services: Services::default(),
             bridge: None,
-            rng: ChaCha20Rng::from_seed(oseed),
         }
     }
 
@@ -156,6 +155,15 @@ impl OnionPart {
             return;
         }
         self.directory.insert(id, DirEntry { key, introducer });
+    }
+
+    /// The bridge reports these peers gone: automatic paths leave them out (until they link
+    /// again) and their keys are forgotten.
+    pub fn peers_gone(&mut self, now: Time, ids: &[NodeId]) {
+        for id in ids {
+            self.directory.remove(id);
+            self.proxy.hop_failed(now, *id);
+        }
     }
 
     fn hop(&self, id: NodeId) -> Result<HopSpec, OnionError> {
@@ -202,6 +210,7 @@ impl OnionPart {
         let bridge = self.bridge;
         self.learn(peer, pubkey, bridge);
         self.needed.remove(&peer);
+        self.proxy.hop_recovered(peer);
         self.router.link_opened(now, peer);
     }
 
@@ -323,6 +332,21 @@ impl OnionPart {
                             code: reason.code(),
                             reason: reason.to_string(),
                         }
+                    }
+                    ProxyEvent::CircuitRetrying { circ, failed, path } => {
+                        log(
+                            reqs,
+                            LogLevel::Info,
+                            format!(
+                                "circuit {}: {failed}; trying again through {}",
+                                circ.0,
+                                path.iter()
+                                    .map(|h| h.short())
+                                    .collect::<Vec<_>>()
+                                    .join(" → ")
+                            ),
+                        );
+                        return;
                     }
                     ProxyEvent::StreamOpened { stream } => OnionEvent::StreamOpened { stream },
                     ProxyEvent::StreamReadable { stream } => OnionEvent::StreamReadable { stream },
@@ -462,7 +486,14 @@ fn send_cells(peer: NodeId, mut cells: Vec<Cell>, reqs: &mut Requests) {
     reqs.push_back(Request::SendTo { peer, msg });
 }
 
+/// The peer broke the onion protocol at link level (a cell no circuit can own): close its link,
+/// with a logged reason.
 fn garbage(peer: NodeId, reason: String, reqs: &mut Requests) {
+    log(
+        reqs,
+        LogLevel::Warn,
+        format!("closing the link to {}: onion: {reason}", peer.short()),
+    );
     reqs.push_back(Request::Disconnect {
         peer,
         reason: crate::event::LinkCloseReason::Protocol(format!("onion: {reason}")),
@@ -530,18 +561,32 @@ impl OnionApi<'_> {
         Ok(self.part.proxy.build_circuit(now, &hops)?)
     }
 
-    /// Choose a `hops`-hop path under the path rules (see the module docs) and build it.
-    /// Returns the circuit and its path.
+    /// Choose a `hops`-hop path under the path rules (see the module docs) and build it,
+    /// retrying on a fresh path when a hop fails (see
+    /// `onionmesh_onion::OnionProxy::build_circuit_auto`): the application sees one
+    /// `CircuitBuilt` or one `CircuitClosed` listing every attempt. Returns the circuit and the
+    /// first path tried.
     pub fn build_auto(
         &mut self,
         now: Time,
         hops: usize,
     ) -> Result<(CircHandle, Vec<NodeId>), OnionError> {
-        let candidates: Vec<onionmesh_onion::Candidate> = self
+        self.build_pinned(now, hops, &PathPins::default())
+    }
+
+    /// [`OnionApi::build_auto`] with some hops fixed, e.g. `PathPins::last(id)` to end the
+    /// circuit at a chosen node while the other hops follow the rules.
+    pub fn build_pinned(
+        &mut self,
+        now: Time,
+        hops: usize,
+        pins: &PathPins,
+    ) -> Result<(CircHandle, Vec<NodeId>), OnionError> {
+        let candidates: Vec<Candidate> = self
             .part
             .directory
             .iter()
-            .map(|(id, e)| onionmesh_onion::Candidate {
+            .map(|(id, e)| Candidate {
                 hop: HopSpec {
                     id: *id,
                     onion_key: e.key,
@@ -556,23 +601,32 @@ impl OnionApi<'_> {
             guards: Vec::new(),
         };
         let p = &mut *self.part;
-        let path = match onionmesh_onion::select_path(&mut p.rng, &rules, &candidates, hops) {
-            Err(PathError::BridgeAtBothEnds) => {
+        let built = match p
+            .proxy
+            .build_circuit_auto(now, hops, &rules, pins, &candidates)
+        {
+            Err(ApiError::BadPath(PathError::BridgeAtBothEnds)) => {
                 rules.own_bridge = None;
-                let path = onionmesh_onion::select_path(&mut p.rng, &rules, &candidates, hops)
-                    .map_err(OnionError::NoPath)?;
-                log(
-                    self.reqs,
-                    LogLevel::Info,
-                    "every candidate hop was introduced by our one bridge; the bridge-at-both-ends rule is relaxed (the bridge is no hop)".into(),
-                );
-                path
+                let built = p
+                    .proxy
+                    .build_circuit_auto(now, hops, &rules, pins, &candidates);
+                if built.is_ok() {
+                    log(
+                        self.reqs,
+                        LogLevel::Info,
+                        "every candidate hop was introduced by our one bridge; the bridge-at-both-ends rule is relaxed (the bridge is no hop)".into(),
+                    );
+                }
+                built
             }
-            r => r.map_err(OnionError::NoPath)?,
+            other => other,
         };
-        let ids = path.iter().map(|h| h.id).collect();
-        let circ = self.part.proxy.build_circuit(now, &path)?;
-        Ok((circ, ids))
+        let (circ, path) = built.map_err(|e| match e {
+            ApiError::BadPath(PathError::ContainsSelf) => OnionError::SelfInPath,
+            ApiError::BadPath(p) => OnionError::NoPath(p),
+            e => OnionError::Onion(e),
+        })?;
+        Ok((circ, path.iter().map(|h| h.id).collect()))
     }
 
     /// Remember a peer's key learned elsewhere (a DHT record, another bridge) so that it can be

@@ -12,13 +12,25 @@
 //! After criterion, a plain summary line per case prints cells/s per core (a simple timed loop
 //! of 200,000 cells), so the figure can be read without parsing criterion's output.
 //!
+//! Then **a whole router** ([`OnionRouter`], not just its crypto): relay cells/s through a middle
+//! hop carrying one busy circuit (a stream from a proxy to a service one hop further), first
+//! with that circuit alone, then with 1,000 more circuits open through the same router, each
+//! ending there with an idle stream. Both directions count (DATA forward, SENDMEs back), and
+//! only the router's own calls (`handle_cell` and draining `poll_output`) are timed. The ratio
+//! shows what idle circuits cost per cell; with the ready set it stays near 1.
+//!
 //! `cargo bench -p onionmesh-onion --bench relay`. Nothing here asserts a speed.
 
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
-use onionmesh_onion::{HopKeys, ProxyCrypto, RouterCrypto};
-use onionmesh_wire::cell::{CellBody, RelayCell, RelayMsg, StreamId, RELAY_DATA_LEN};
+use onionmesh_onion::{
+    HopKeys, HopSpec, OnionKey, OnionProxy, OnionRouter, Output, ProxyConfig, ProxyCrypto,
+    ProxyEvent, RouterConfig, RouterCrypto, RouterEvent, StreamHandle,
+};
+use onionmesh_wire::cell::{Cell, CellBody, RelayCell, RelayMsg, StreamId, RELAY_DATA_LEN};
+use onionmesh_wire::{NodeId, Time};
+use std::time::Duration;
 
 fn keys(hop: u8) -> HopKeys {
     HopKeys::from_bytes(std::array::from_fn(|i| (i as u8) ^ hop))
@@ -136,10 +148,193 @@ fn summary() {
     println!("  proxy seal for 3 hops:   {originate:>12.0}");
 }
 
+/// A proxy `p`, the router under test `r` (middle hop) and a last hop `x`, linked directly.
+struct Mesh {
+    p: OnionProxy,
+    r: OnionRouter,
+    x: OnionRouter,
+    pid: NodeId,
+    rid: NodeId,
+    xid: NodeId,
+    now: Time,
+    /// Time spent inside `r` and the cells it handled.
+    r_time: Duration,
+    r_cells: u64,
+}
+
+impl Mesh {
+    fn new() -> Mesh {
+        let rkey = OnionKey::from_seed([11; 32]).unwrap();
+        let xkey = OnionKey::from_seed([12; 32]).unwrap();
+        let (rid, xid) = (rkey.public().node_id(), xkey.public().node_id());
+        let pid = NodeId([1; 20]);
+        let rcfg = RouterConfig {
+            max_circuits: 4096,
+            max_circuits_per_link: 4096,
+            create_burst: 4096,
+            ..RouterConfig::default()
+        };
+        let pcfg = ProxyConfig {
+            max_circuits: 4096,
+            ..ProxyConfig::default()
+        };
+        let mut m = Mesh {
+            p: OnionProxy::new(pid, pcfg, [1; 32]),
+            r: OnionRouter::new(rid, rkey, rcfg.clone(), [2; 32]),
+            x: OnionRouter::new(xid, xkey, rcfg, [3; 32]),
+            pid,
+            rid,
+            xid,
+            now: Time::from_millis(1_000),
+            r_time: Duration::ZERO,
+            r_cells: 0,
+        };
+        m.r.register_service("sink").unwrap();
+        m.x.register_service("sink").unwrap();
+        let now = m.now;
+        m.r.link_opened(now, xid);
+        m.x.link_opened(now, rid);
+        m
+    }
+
+    fn hop(r: &OnionRouter) -> HopSpec {
+        HopSpec {
+            id: r.onion_key().public().node_id(),
+            onion_key: *r.onion_key().public(),
+        }
+    }
+
+    /// Move cells until nobody has anything to say; returns the proxy's events.
+    fn settle(&mut self, timed: bool) -> Vec<ProxyEvent> {
+        let mut events = Vec::new();
+        let now = self.now;
+        loop {
+            let mut moved = false;
+            let mut to_r: Vec<(NodeId, Cell)> = Vec::new();
+            while let Some(o) = self.p.poll_output() {
+                moved = true;
+                match o {
+                    Output::Cell { cell, .. } => to_r.push((self.pid, cell)),
+                    Output::Event(e) => events.push(e),
+                    _ => {}
+                }
+            }
+            let mut x_streams = Vec::new();
+            while let Some(o) = self.x.poll_output() {
+                moved = true;
+                match o {
+                    Output::Cell { cell, .. } => to_r.push((self.xid, cell)),
+                    Output::Event(RouterEvent::StreamOpened { stream, .. })
+                    | Output::Event(RouterEvent::StreamReadable { stream }) => {
+                        x_streams.push(stream)
+                    }
+                    _ => {}
+                }
+            }
+            // The router under test.
+            let start = std::time::Instant::now();
+            let mut to_p = Vec::new();
+            let mut to_x = Vec::new();
+            self.r_cells += to_r.len() as u64;
+            for (from, cell) in to_r {
+                self.r.handle_cell(now, from, cell);
+                while let Some(o) = self.r.poll_output() {
+                    if let Output::Cell { peer, cell } = o {
+                        if peer == self.pid {
+                            to_p.push(cell);
+                        } else {
+                            to_x.push(cell);
+                        }
+                    }
+                }
+            }
+            while let Some(o) = self.r.poll_output() {
+                if let Output::Cell { peer, cell } = o {
+                    if peer == self.pid {
+                        to_p.push(cell);
+                    } else {
+                        to_x.push(cell);
+                    }
+                }
+            }
+            if timed {
+                self.r_time += start.elapsed();
+            }
+            moved |= !to_p.is_empty() || !to_x.is_empty();
+            for cell in to_p {
+                self.p.handle_cell(now, self.rid, cell);
+            }
+            for cell in to_x {
+                self.x.handle_cell(now, self.rid, cell);
+            }
+            // The last hop's service reads everything (which sends the SENDMEs back).
+            for s in x_streams {
+                let _ = self.x.stream_read(now, s, usize::MAX);
+            }
+            if !moved {
+                return events;
+            }
+        }
+    }
+
+    fn open_stream(&mut self, path: &[HopSpec]) -> StreamHandle {
+        let circ = self.p.build_circuit(self.now, path).unwrap();
+        let ev = self.settle(false);
+        assert!(ev.contains(&ProxyEvent::CircuitBuilt { circ }), "{ev:?}");
+        let s = self.p.begin_stream(self.now, circ, "sink").unwrap();
+        let ev = self.settle(false);
+        assert!(
+            ev.contains(&ProxyEvent::StreamOpened { stream: s }),
+            "{ev:?}"
+        );
+        s
+    }
+}
+
+/// Relay cells/s through the middle router with `idle` extra circuits open, one busy.
+fn router_rate(idle: usize, cells: u64) -> f64 {
+    let mut m = Mesh::new();
+    let (rh, xh) = (Mesh::hop(&m.r), Mesh::hop(&m.x));
+    let busy = m.open_stream(&[rh, xh]);
+    for _ in 0..idle {
+        m.open_stream(&[rh]);
+    }
+    let chunk = vec![0x5a; 64 * 1024];
+    m.r_time = Duration::ZERO;
+    m.r_cells = 0;
+    while m.r_cells < cells {
+        m.now = m.now + Duration::from_millis(1);
+        let mut left = chunk.as_slice();
+        while !left.is_empty() {
+            let n = m.p.stream_write(m.now, busy, left).unwrap();
+            left = &left[n..];
+            m.settle(true);
+        }
+    }
+    m.r_cells as f64 / m.r_time.as_secs_f64()
+}
+
+fn router_summary() {
+    const CELLS: u64 = 200_000;
+    let one = router_rate(0, CELLS);
+    let many = router_rate(1000, CELLS);
+    println!();
+    println!("a whole router as a middle hop, relay cells/s (one busy circuit, {CELLS} cells):");
+    println!("  1 circuit open:          {one:>12.0}");
+    println!("  1,001 circuits open:     {many:>12.0}");
+    println!("  ratio (1,001 / 1):       {:>12.3}", many / one);
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
+    // `--router` runs only the whole-router table (quick, no criterion).
+    if std::env::args().any(|a| a == "--router") {
+        router_summary();
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     summary();
+    router_summary();
 }

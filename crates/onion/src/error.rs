@@ -9,7 +9,8 @@
 use crate::handshake::HandshakeError;
 use crate::path::PathError;
 use onionmesh_wire::cell::DestroyReason;
-use onionmesh_wire::WireError;
+use onionmesh_wire::{NodeId, WireError};
+use std::fmt;
 use thiserror::Error;
 
 /// A peer broke the onion protocol.
@@ -60,6 +61,64 @@ pub enum CloseReason {
     LinkClosed,
     #[error("a hop could not extend the circuit ({})", .0.name())]
     ExtendFailed(DestroyReason),
+    /// An automatic build ([`crate::OnionProxy::build_circuit_auto`]) failed on every path it
+    /// tried: each attempt, in order, with the hop that failed and why; and, if it stopped
+    /// before running out of attempts, why no further path could be chosen.
+    #[error("{}", describe_attempts(.attempts, .no_path.as_ref()))]
+    BuildFailed {
+        attempts: Vec<BuildAttempt>,
+        no_path: Option<PathError>,
+    },
+}
+
+/// One failed attempt of an automatic circuit build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildAttempt {
+    /// The path tried, first hop first.
+    pub path: Vec<NodeId>,
+    /// Index in `path` of the hop that failed, when one can be named: the hop being added when
+    /// the build broke (the one a TRUNCATED says could not be reached, the one whose handshake
+    /// failed or timed out), or the first hop when its link closed.
+    pub failed_hop: Option<usize>,
+    pub reason: CloseReason,
+}
+
+impl BuildAttempt {
+    /// The node that failed, if one is named.
+    pub fn failed_node(&self) -> Option<NodeId> {
+        self.failed_hop.and_then(|i| self.path.get(i).copied())
+    }
+}
+
+impl fmt::Display for BuildAttempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.failed_node() {
+            Some(id) => write!(
+                f,
+                "hop {} of {} (node {}) failed: {}",
+                self.failed_hop.unwrap_or(0) + 1,
+                self.path.len(),
+                id.short(),
+                self.reason
+            ),
+            None => write!(f, "the build failed: {}", self.reason),
+        }
+    }
+}
+
+fn describe_attempts(attempts: &[BuildAttempt], no_path: Option<&PathError>) -> String {
+    let mut s = format!(
+        "no automatic circuit could be built ({} attempt{})",
+        attempts.len(),
+        if attempts.len() == 1 { "" } else { "s" }
+    );
+    for (i, a) in attempts.iter().enumerate() {
+        s.push_str(&format!("; attempt {}: {a}", i + 1));
+    }
+    if let Some(e) = no_path {
+        s.push_str(&format!("; no other path: {e}"));
+    }
+    s
 }
 
 impl CloseReason {
@@ -76,6 +135,9 @@ impl CloseReason {
             CloseReason::Timeout => DestroyReason::TIMEOUT,
             CloseReason::LinkClosed => DestroyReason::CHANNEL_CLOSED,
             CloseReason::ExtendFailed(r) => *r,
+            CloseReason::BuildFailed { attempts, .. } => attempts
+                .last()
+                .map_or(DestroyReason::REQUESTED, |a| a.reason.destroy_reason()),
         }
     }
 
@@ -90,6 +152,7 @@ impl CloseReason {
             CloseReason::Timeout => "TIMEOUT",
             CloseReason::LinkClosed => "LINK_CLOSED",
             CloseReason::ExtendFailed(_) => "EXTEND_FAILED",
+            CloseReason::BuildFailed { .. } => "BUILD_FAILED",
         }
     }
 }
@@ -128,6 +191,8 @@ impl ApiError {
             ApiError::UnknownStream => "UNKNOWN_STREAM",
             ApiError::NotOpen => "NOT_OPEN",
             ApiError::StreamNotOpen => "STREAM_NOT_OPEN",
+            // A path through ourselves has its own code (issue 12): it is not an unknown peer.
+            ApiError::BadPath(PathError::ContainsSelf) => "PATH_THROUGH_SELF",
             ApiError::BadPath(_) => "BAD_PATH",
             ApiError::TooManyCircuits(_) => "TOO_MANY_CIRCUITS",
             ApiError::TooManyStreams(_) => "TOO_MANY_STREAMS",

@@ -170,7 +170,6 @@
 //! Nothing here panics on input.
 #![forbid(unsafe_code)]
 
-mod bucket;
 pub mod circid;
 pub mod crypto;
 mod error;
@@ -183,17 +182,21 @@ mod output;
 pub mod path;
 mod proxy;
 mod queue;
+mod ready;
 mod router;
 mod stream;
 
 pub use circid::{owner_of, CellOwner};
 pub use crypto::{Forward, ProxyCrypto, RouterCrypto, SendmeTag};
-pub use error::{ApiError, CloseReason, ProtocolError};
+pub use error::{ApiError, BuildAttempt, CloseReason, ProtocolError};
 pub use handshake::{server_handshake, ClientHandshake, HandshakeError, HopKeys};
 pub use key::{OnionKey, OnionPublicKey};
 pub use onionmesh_wire::cell::{DestroyReason, EndReason, StreamId};
 pub use output::{CircuitView, Output};
-pub use path::{select_path, Candidate, HopSpec, PathError, PathRules};
+pub use path::{
+    check_path_ids, select_path, select_path_pinned, Candidate, HopSpec, PathError, PathPins,
+    PathRules,
+};
 pub use proxy::{
     CircHandle, OnionProxy, ProxyConfig, ProxyEvent, ProxyOutput, StreamHandle, MAX_RELAY_EARLY,
 };

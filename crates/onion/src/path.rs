@@ -13,6 +13,12 @@
 //! 4. The node's own bridge is never tied to both the first and the last hop (being that hop, or
 //!    having introduced it): it already sees our address, and with both ends it could match
 //!    traffic entering and leaving the circuit.
+//!
+//! [`select_path_pinned`] lets the caller fix some positions ([`PathPins`]), in particular the
+//! last hop, so a circuit can end at a chosen node (the holder of some content, a service)
+//! while the other hops follow the rules above. Pinned hops count for rules 1, 3 and 4 (no
+//! other hop repeats them or shares their introducer where avoidable, and the bridge rule
+//! holds); a pinned first hop must be linked, but need not be a guard (the caller chose it).
 
 use crate::key::OnionPublicKey;
 use onionmesh_wire::NodeId;
@@ -20,8 +26,11 @@ use rand_core::RngCore;
 use std::collections::BTreeSet;
 use thiserror::Error;
 
+/// At most this many RELAY_EARLY cells per circuit (Tor's limit); each EXTEND2 uses one.
+pub const MAX_RELAY_EARLY: u8 = 8;
+
 /// The most hops a circuit may have (each EXTEND2 costs one of the 8 RELAY_EARLY cells).
-pub const MAX_HOPS: usize = 8;
+pub const MAX_HOPS: usize = MAX_RELAY_EARLY as usize;
 
 /// One hop to build through: who, and the onion key we expect it to prove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +60,43 @@ pub struct PathRules {
     pub guards: Vec<NodeId>,
 }
 
+/// Positions of a path the caller fixes; the selector fills the others. Empty by default.
+///
+/// ```
+/// use onionmesh_onion::PathPins;
+/// use onionmesh_wire::NodeId;
+/// // End at node 7, whatever the length; hop 2 (0-based 1) is node 9.
+/// let pins = PathPins::last(NodeId([7; 20])).and_at(1, NodeId([9; 20]));
+/// assert_eq!(pins.at, vec![(1, NodeId([9; 20]))]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathPins {
+    /// The last hop, whatever the path's length.
+    pub last: Option<NodeId>,
+    /// Other fixed positions, 0 being the first hop.
+    pub at: Vec<(usize, NodeId)>,
+}
+
+impl PathPins {
+    /// Pin only the last hop.
+    pub fn last(id: NodeId) -> PathPins {
+        PathPins {
+            last: Some(id),
+            at: Vec::new(),
+        }
+    }
+
+    /// Also pin position `position` (0 = first hop) to `id`.
+    pub fn and_at(mut self, position: usize, id: NodeId) -> PathPins {
+        self.at.push((position, id));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last.is_none() && self.at.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum PathError {
@@ -66,20 +112,37 @@ pub enum PathError {
     NotEnoughCandidates { need: usize, have: usize },
     #[error("every possible last hop is tied to our own bridge, as the first hop is")]
     BridgeAtBothEnds,
+    #[error("the pinned hop {0} is not among the candidates (learn its key first)")]
+    PinnedUnknown(NodeId),
+    #[error("the pinned first hop {0} is not linked (link to it first)")]
+    PinnedNotLinked(NodeId),
+    #[error("a hop is pinned at position {position}, outside a {hops}-hop path")]
+    PinOutOfRange { position: usize, hops: usize },
+    #[error("two different nodes are pinned at position {0}")]
+    PinConflict(usize),
 }
 
 /// Check a path given by the caller: length, no repeats, not ourselves.
 pub fn check_path(local: NodeId, path: &[HopSpec]) -> Result<(), PathError> {
+    let ids: Vec<NodeId> = path.iter().map(|h| h.id).collect();
+    check_path_ids(local, &ids)
+}
+
+/// [`check_path`] on node IDs alone, before any key is looked up: a driver that turns IDs into
+/// [`HopSpec`]s from its directory calls this first, so a path through itself is refused as
+/// [`PathError::ContainsSelf`] rather than as an unknown peer (ourselves is never in our own
+/// directory).
+pub fn check_path_ids(local: NodeId, path: &[NodeId]) -> Result<(), PathError> {
     if path.is_empty() || path.len() > MAX_HOPS {
         return Err(PathError::BadLength(path.len()));
     }
     let mut seen = BTreeSet::new();
-    for h in path {
-        if h.id == local {
+    for id in path {
+        if *id == local {
             return Err(PathError::ContainsSelf);
         }
-        if !seen.insert(h.id) {
-            return Err(PathError::Repeated(h.id));
+        if !seen.insert(*id) {
+            return Err(PathError::Repeated(*id));
         }
     }
     Ok(())
@@ -103,6 +166,59 @@ pub fn select_path(
     candidates: &[Candidate],
     hops: usize,
 ) -> Result<Vec<HopSpec>, PathError> {
+    select_path_pinned(rng, rules, &PathPins::default(), candidates, hops)
+}
+
+/// The pinned candidate per position (`None` where the selector chooses).
+fn resolve_pins<'a>(
+    pins: &PathPins,
+    usable: &[&'a Candidate],
+    local: NodeId,
+    hops: usize,
+) -> Result<Vec<Option<&'a Candidate>>, PathError> {
+    let mut fixed: Vec<Option<&Candidate>> = vec![None; hops];
+    let all = pins
+        .at
+        .iter()
+        .copied()
+        .chain(pins.last.map(|id| (hops - 1, id)));
+    for (position, id) in all {
+        if position >= hops {
+            return Err(PathError::PinOutOfRange { position, hops });
+        }
+        if id == local {
+            return Err(PathError::ContainsSelf);
+        }
+        let c = usable
+            .iter()
+            .copied()
+            .find(|c| c.hop.id == id)
+            .ok_or(PathError::PinnedUnknown(id))?;
+        match fixed[position] {
+            Some(other) if other.hop.id != id => return Err(PathError::PinConflict(position)),
+            _ => fixed[position] = Some(c),
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for c in fixed.iter().flatten() {
+        // One node pinned at two positions.
+        if !seen.insert(c.hop.id) {
+            return Err(PathError::Repeated(c.hop.id));
+        }
+    }
+    Ok(fixed)
+}
+
+/// Choose `hops` hops from `candidates` under the rules above, with the positions in `pins`
+/// fixed. A pinned node must be among the candidates (for its onion key); a pinned first hop
+/// must be linked.
+pub fn select_path_pinned(
+    rng: &mut impl RngCore,
+    rules: &PathRules,
+    pins: &PathPins,
+    candidates: &[Candidate],
+    hops: usize,
+) -> Result<Vec<HopSpec>, PathError> {
     if hops == 0 || hops > MAX_HOPS {
         return Err(PathError::BadLength(hops));
     }
@@ -112,28 +228,62 @@ pub fn select_path(
         .iter()
         .filter(|c| c.hop.id != rules.local && ids.insert(c.hop.id))
         .collect();
+    let fixed = resolve_pins(pins, &usable, rules.local, hops)?;
     if usable.len() < hops {
         return Err(PathError::NotEnoughCandidates {
             need: hops,
             have: usable.len(),
         });
     }
-    let firsts: Vec<&Candidate> = usable
-        .iter()
-        .copied()
-        .filter(|c| c.linked && (rules.guards.is_empty() || rules.guards.contains(&c.hop.id)))
-        .collect();
-    // Prefer a first hop that does not force the bridge rule, when hops > 1.
-    let first = pick(rng, &firsts).ok_or(PathError::NoFirstHop)?;
+    let pinned: BTreeSet<NodeId> = fixed.iter().flatten().map(|c| c.hop.id).collect();
+    let tied = |c: &Candidate| tied_to(c, rules.own_bridge);
+    // A pinned last hop tied to the bridge rules out bridge-tied first hops.
+    let last_pinned_tied = hops > 1 && fixed[hops - 1].is_some_and(tied);
+    let first = match fixed[0] {
+        Some(c) if !c.linked => return Err(PathError::PinnedNotLinked(c.hop.id)),
+        Some(c) => c,
+        None => {
+            let firsts: Vec<&Candidate> = usable
+                .iter()
+                .copied()
+                .filter(|c| {
+                    c.linked
+                        && (rules.guards.is_empty() || rules.guards.contains(&c.hop.id))
+                        && !pinned.contains(&c.hop.id)
+                })
+                .collect();
+            let untied: Vec<&Candidate> = if last_pinned_tied {
+                firsts.iter().copied().filter(|c| !tied(c)).collect()
+            } else {
+                firsts.clone()
+            };
+            match pick(rng, &untied) {
+                Some(c) => c,
+                None if !firsts.is_empty() => return Err(PathError::BridgeAtBothEnds),
+                None => return Err(PathError::NoFirstHop),
+            }
+        }
+    };
     let mut path = vec![first];
-    let mut introducers: BTreeSet<NodeId> = first.introducer.into_iter().collect();
-    for position in 1..hops {
+    // Pinned hops' introducers count from the start, so free hops avoid them where they can.
+    let mut introducers: BTreeSet<NodeId> = fixed
+        .iter()
+        .flatten()
+        .chain(std::iter::once(&first))
+        .filter_map(|c| c.introducer)
+        .collect();
+    for (position, pin) in fixed.iter().enumerate().skip(1) {
         let last = position == hops - 1;
-        let bridge_both_ends = |c: &Candidate| {
-            last && tied_to(path[0], rules.own_bridge) && tied_to(c, rules.own_bridge)
-        };
+        if let Some(c) = *pin {
+            if last && tied(path[0]) && tied(c) {
+                return Err(PathError::BridgeAtBothEnds);
+            }
+            path.push(c);
+            continue;
+        }
+        let bridge_both_ends = |c: &Candidate| last && tied(path[0]) && tied(c);
         let allowed = |c: &&Candidate| {
-            let repeated = path.iter().any(|p| p.hop.id == c.hop.id);
+            let repeated = path.iter().any(|p| p.hop.id == c.hop.id) || pinned.contains(&c.hop.id);
             !repeated && !bridge_both_ends(c)
         };
         let open: Vec<&Candidate> = usable.iter().copied().filter(allowed).collect();

@@ -1,8 +1,12 @@
 //! The end of a circuit that carries streams: the proxy for its circuits, the last hop for the
-//! service side. Windows, bounded send and receive buffers, and the choice of the next cell to
-//! package. Crypto and links are the caller's business.
+//! service side. Both ends use this one handler ([`Endpoint`]): windows, bounded send and
+//! receive buffers, what an arriving stream message does ([`Endpoint::on_stream_msg`]), and the
+//! choice of the next cell to package. Crypto, links and event types are the caller's business:
+//! the endpoint answers with [`EndSignal`]s and relay cells to send, and the owner maps them
+//! onto its own events and seals the cells for its own direction.
 
 use crate::crypto::SendmeTag;
+use crate::error::ProtocolError;
 use crate::flow::{CircFlow, FlowError, StreamFlow, TAG_CELL_MIN_PADDING};
 use onionmesh_wire::cell::{
     field, CellBody, EndReason, RelayCell, RelayMsg, StreamId, RELAY_DATA_LEN,
@@ -81,11 +85,50 @@ pub(crate) enum DataOutcome {
     Dropped(Vec<SendmeTag>),
 }
 
+/// Something a stream message did that the owner turns into its own event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndSignal {
+    /// CONNECTED arrived for a stream we began.
+    Opened(StreamId),
+    /// Data arrived on a stream whose receive buffer was empty.
+    Readable(StreamId),
+    /// The other end sent END.
+    Ended(StreamId, EndReason),
+}
+
+/// What a stream message at this end asks of the owner.
+#[derive(Debug, Default)]
+pub(crate) struct Reaction {
+    pub(crate) signal: Option<EndSignal>,
+    /// Relay cells to seal and send back towards the other end (SENDMEs).
+    pub(crate) replies: Vec<RelayCell>,
+    /// A window opened or a stream opened: the endpoint may have cells to package now, so the
+    /// owner puts the circuit in its ready set.
+    pub(crate) ready: bool,
+}
+
+/// `n` stream SENDMEs for `stream`, then one authenticated circuit SENDME per tag.
+pub(crate) fn sendmes(stream: StreamId, n: u32, tags: &[SendmeTag]) -> Vec<RelayCell> {
+    let mut out = Vec::with_capacity(n as usize + tags.len());
+    for _ in 0..n {
+        out.push(RelayCell::new(stream, RelayMsg::Sendme { tag: None }));
+    }
+    for tag in tags {
+        out.push(RelayCell::new(
+            StreamId(0),
+            RelayMsg::Sendme { tag: Some(*tag) },
+        ));
+    }
+    out
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Endpoint {
     pub(crate) flow: CircFlow,
     pub(crate) streams: BTreeMap<StreamId, StreamEnd>,
     rr: u16,
+    /// Some stream's write came back short: `take_writable` has something to look for.
+    writers_waiting: bool,
 }
 
 impl Endpoint {
@@ -99,8 +142,62 @@ impl Endpoint {
         s.send.extend(&data[..n]);
         if n < data.len() {
             s.want_writable = true;
+            self.writers_waiting = true;
         }
         Some(n)
+    }
+
+    /// A stream message (CONNECTED, DATA, SENDME, END) from the other end, with the tag of the
+    /// cell that carried it. The caller has checked that the cell came from the other end of
+    /// the circuit (the last hop, or the proxy) and that the message may travel this way.
+    pub(crate) fn on_stream_msg(
+        &mut self,
+        stream: StreamId,
+        msg: RelayMsg,
+        tag: SendmeTag,
+    ) -> Result<Reaction, ProtocolError> {
+        let mut r = Reaction::default();
+        match msg {
+            RelayMsg::Connected => {
+                if let Some(s) = self.streams.get_mut(&stream) {
+                    if !s.open {
+                        s.open = true;
+                        r.signal = Some(EndSignal::Opened(stream));
+                        r.ready = true;
+                    }
+                }
+            }
+            RelayMsg::Data(data) => match self.on_data(stream, data, tag) {
+                Ok(DataOutcome::Buffered(true)) => r.signal = Some(EndSignal::Readable(stream)),
+                Ok(DataOutcome::Buffered(false)) => {}
+                Ok(DataOutcome::Dropped(tags)) => r.replies = sendmes(StreamId(0), 0, &tags),
+                Err(_) => return Err(ProtocolError::WindowExceeded),
+            },
+            RelayMsg::Sendme { tag } => {
+                let ok = if stream == StreamId(0) {
+                    self.flow.on_sendme(tag).is_ok()
+                } else {
+                    self.streams
+                        .get_mut(&stream)
+                        .is_none_or(|s| s.flow.on_sendme().is_ok())
+                };
+                if !ok {
+                    return Err(ProtocolError::BadSendme);
+                }
+                r.ready = true;
+            }
+            RelayMsg::End(reason) => {
+                if let Some(s) = self.streams.get_mut(&stream) {
+                    if s.remote_end.is_none() {
+                        s.remote_end = Some(reason);
+                        r.signal = Some(EndSignal::Ended(stream, reason));
+                    }
+                }
+                self.reap();
+            }
+            _ => return Err(ProtocolError::Unexpected("a non-stream message")),
+        }
+        Ok(r)
     }
 
     pub(crate) fn read(&mut self, id: StreamId, max: usize) -> Option<ReadOutcome> {
@@ -191,14 +288,21 @@ impl Endpoint {
     }
 
     /// Streams whose writers asked to hear about room, and now have it.
+    /// Costs nothing unless some write came back short.
     pub(crate) fn take_writable(&mut self) -> Vec<StreamId> {
         let mut out = Vec::new();
+        if !self.writers_waiting {
+            return out;
+        }
+        let mut still_waiting = false;
         for (id, s) in self.streams.iter_mut() {
             if s.want_writable && s.send.len() <= STREAM_SEND_BUFFER / 2 {
                 s.want_writable = false;
                 out.push(*id);
             }
+            still_waiting |= s.want_writable;
         }
+        self.writers_waiting = still_waiting;
         out
     }
 

@@ -2,7 +2,7 @@
 //! bootstrap from the bridge, publish / find a value, and reaching a node without a link
 //! through an introducer.
 
-use onionmesh_node::{DhtEvent, DhtLookupKind, Event};
+use onionmesh_node::{DhtEvent, DhtLookupKind, Event, LinkCloseReason};
 use onionmesh_sim::{Sim, SimConfig};
 use onionmesh_wire::NodeId;
 use std::time::Duration;
@@ -66,7 +66,7 @@ fn a_published_key_is_found_by_another_node() {
     let key = NodeId([0x5a; 20]);
     let publisher = sim.node(3).id();
     let p = sim
-        .with_node(3, |n, now| n.dht_publish(now, key))
+        .with_node(3, |n, now| n.dht().publish(now, key))
         .expect("publish starts");
     sim.run_for(Duration::from_secs(10));
     let holders = sim.events_of(3).iter().find_map(|e| match e {
@@ -77,7 +77,7 @@ fn a_published_key_is_found_by_another_node() {
     });
     assert!(holders.is_some_and(|h| h >= 3), "published at {holders:?}");
     let f = sim
-        .with_node(9, |n, now| n.dht_find_value(now, key))
+        .with_node(9, |n, now| n.dht().find_value(now, key))
         .unwrap();
     sim.run_for(Duration::from_secs(10));
     let (_, providers) = lookup_done(&sim, 9, f).expect("the lookup finished");
@@ -91,18 +91,20 @@ fn an_unlinked_node_is_reached_through_an_introducer() {
     let b_id = sim.node(b).id();
     // Make a and b know each other with introducers, then drop their link.
     let warm = sim
-        .with_node(a, |n, now| n.dht_find_node(now, b_id))
+        .with_node(a, |n, now| n.dht().find_node(now, b_id))
         .unwrap();
     sim.run_for(Duration::from_secs(5));
     assert!(lookup_done(&sim, a, warm).is_some());
-    sim.with_node(a, |n, _| n.disconnect(b_id, "test: drop the direct link"));
+    sim.with_node(a, |n, _| {
+        n.link(b_id).disconnect("test: drop the direct link")
+    });
     sim.run_for(Duration::from_millis(500));
     assert!(!sim.node(a).linked_peers().contains(&b_id));
     let relayed_before: u64 = (0..6).map(|i| sim.node(i).dht_stats().relayed).sum();
     let via_before = sim.node(a).dht_stats().sent_via_introducer;
 
     let l = sim
-        .with_node(a, |n, now| n.dht_find_node(now, b_id))
+        .with_node(a, |n, now| n.dht().find_node(now, b_id))
         .unwrap();
     sim.run_for(Duration::from_secs(3));
     let (closest, _) = lookup_done(&sim, a, l).expect("the lookup finished");
@@ -126,15 +128,23 @@ fn idle_links_are_closed_down_to_the_target_and_lookups_open_none() {
         seed: 10,
         ..SimConfig::default()
     };
-    cfg.node.target_links = 3;
-    cfg.node.dht.idle_link_timeout = Duration::from_secs(20);
+    cfg.node.links.target_links = 3;
+    cfg.node.links.idle_timeout = Duration::from_secs(20);
     let mut sim = Sim::new(cfg);
     sim.run_for(Duration::from_secs(10));
     let before: usize = (0..8).map(|i| sim.node(i).linked_peers().len()).sum();
     sim.run_for(Duration::from_secs(60));
     let idle_closes = (0..8)
         .flat_map(|i| sim.events_of(i).iter())
-        .filter(|e| matches!(e, Event::Peer { reason: Some(r), .. } if r.contains("idle")))
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Peer {
+                    reason: Some(LinkCloseReason::Idle),
+                    ..
+                }
+            )
+        })
         .count();
     assert!(idle_closes > 0, "no idle link was closed");
     let after: usize = (0..8).map(|i| sim.node(i).linked_peers().len()).sum();
@@ -144,7 +154,7 @@ fn idle_links_are_closed_down_to_the_target_and_lookups_open_none() {
     let links: Vec<usize> = (0..8).map(|i| sim.node(i).linked_peers().len()).collect();
     let target = sim.node(7).id();
     let l = sim
-        .with_node(0, |n, now| n.dht_find_node(now, target))
+        .with_node(0, |n, now| n.dht().find_node(now, target))
         .unwrap();
     sim.run_for(Duration::from_secs(5));
     assert!(lookup_done(&sim, 0, l).is_some());

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cell;
+pub mod db;
 mod error;
 mod id;
 pub mod kad;
@@ -30,6 +31,7 @@ pub mod signal;
 mod time;
 mod writer;
 
+pub use db::{DbMsg, HashName};
 pub use error::WireError;
 pub use id::{NodeId, PublicKeyBytes, SignatureBytes, ID_LEN, PUBKEY_LEN, SIG_LEN};
 pub use link::{LinkCmd, LinkMsg};

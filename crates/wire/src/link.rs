@@ -23,6 +23,9 @@ impl LinkCmd {
     pub const CERT: LinkCmd = LinkCmd(0x02);
     pub const DATA: LinkCmd = LinkCmd(0x03);
     pub const CLOSE: LinkCmd = LinkCmd(0x04);
+    /// "I am still here": sent on an idle authenticated link so that the peer can tell a
+    /// silent link (a closed tab, a crashed page) from a quiet one. No body.
+    pub const KEEPALIVE: LinkCmd = LinkCmd(0x05);
     /// One onion cell (exactly [`CELL_LEN`] bytes follow).
     pub const CELL: LinkCmd = LinkCmd(0x10);
     /// One Kademlia frame (`onionmesh_wire::kad::KadMsg`) for the peer at the other end.
@@ -63,6 +66,8 @@ pub enum LinkMsg {
     Close {
         reason: String,
     },
+    /// The sender is alive (see [`LinkCmd::KEEPALIVE`]).
+    Keepalive,
     /// One onion cell, for the onion layer (`onionmesh-onion`).
     Cell(Box<Cell>),
     /// One Kademlia frame (at most [`MAX_KAD_FRAME`] bytes), for the peer itself.
@@ -115,6 +120,7 @@ impl Frame for LinkMsg {
                 w.put_u8(LinkCmd::CLOSE.0);
                 w.put_str16(reason, MAX_CLOSE_REASON);
             }
+            LinkMsg::Keepalive => w.put_u8(LinkCmd::KEEPALIVE.0),
             LinkMsg::Cell(cell) => {
                 w.put_u8(LinkCmd::CELL.0);
                 w.put_bytes(&cell.to_bytes());
@@ -171,6 +177,7 @@ impl Frame for LinkMsg {
             LinkCmd::CLOSE => LinkMsg::Close {
                 reason: r.take_str16(MAX_CLOSE_REASON)?.to_owned(),
             },
+            LinkCmd::KEEPALIVE => LinkMsg::Keepalive,
             LinkCmd::CELL => {
                 LinkMsg::Cell(Box::new(Cell::from_bytes(&r.take_array::<CELL_LEN>()?)))
             }
@@ -231,6 +238,7 @@ mod tests {
                 }),
             proptest::collection::vec(any::<u8>(), 0..2000).prop_map(LinkMsg::Data),
             ".{0,80}".prop_map(|reason| LinkMsg::Close { reason }),
+            Just(LinkMsg::Keepalive),
             proptest::collection::vec(any::<u8>(), CELL_LEN)
                 .prop_map(|b| LinkMsg::Cell(Box::new(Cell::from_bytes(&b.try_into().unwrap())))),
             proptest::collection::vec(any::<u8>(), 0..300).prop_map(LinkMsg::Kad),

@@ -1,0 +1,875 @@
+//! The download scheduler: one content fetched from up to five sources at once (sans-IO).
+//!
+//! A *source* is whatever the caller uses to reach an ORDB, normally one stream on a circuit
+//! whose last hop is that ORDB; the scheduler only sees an opaque [`SourceId`]. It follows the
+//! spec's "Requests" section, with self-certifying pieces:
+//!
+//! - First the descriptor (`DB_QUERY` with `count = 0`), checked against the hash_name.
+//! - Then pieces, in order from the play/seek position ([`DownloadInput::Seek`]), wrapping
+//!   around to the pieces before it. The pieces in flight over all sources form the window
+//!   (about [`DownloadConfig::window_bytes`] = 500 kB, the spec's W1..W5); each source gets a
+//!   share of it in proportion to its measured rate (a source not yet measured gets one piece).
+//! - Each source's round trip (query to first byte) and rate (bytes per second while busy) are
+//!   measured. A source is sent its next query before its current one drains, when what it still
+//!   owes would arrive within one round trip (the spec's "send a new GET after the C-c block").
+//! - A source far slower than the best ([`DownloadConfig::slow_factor`]) or silent for
+//!   [`DownloadConfig::request_timeout`] is dropped and reported as
+//!   [`DownloadEvent::ReplaceSource`], so the caller can build another circuit.
+//! - Bytes already received of a piece are kept when its source goes away; the piece is asked
+//!   again from another source from the first missing byte (`DB_QUERY.offset`).
+//! - Every piece is verified against the Merkle root before it is handed out as
+//!   [`DownloadEvent::Piece`]. A bad piece is dropped, its source dropped (reported with
+//!   [`SourceProblem::BadPiece`]), and the piece fetched again from another source.
+//! - Unverified bytes held (partial pieces) are bounded by [`DownloadConfig::max_unverified_bytes`].
+//!
+//! Calling rules: after every [`Download::handle_input`], drain [`Download::poll_event`] until
+//! `None` and carry out each event; arm a timer for [`Download::poll_timeout`] and feed
+//! [`DownloadInput::Timeout`] when it fires.
+//!
+//! The first query's loop counter is drawn at random in `0..=2` (the spec's "random < 5"), so
+//! the first ORDB cannot tell a requester from another ORDB relaying for one.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use onionmesh_wire::db::{
+    DbEndReason, DbMsg, DbQuery, DescriptorKind, DescriptorSlice, HashName, MAX_CONTENT_META,
+};
+use onionmesh_wire::Time;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use thiserror::Error;
+
+use crate::content::{Descriptor, MetaError, PieceError, PieceRecord};
+use crate::merkle::Hash;
+
+/// The caller's handle for one source (one stream to an ORDB). Opaque to the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourceId(pub u64);
+
+/// Limits and tuning of one download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadConfig {
+    /// Sources at once (the spec's 5 circuits).
+    pub max_sources: usize,
+    /// Bytes in flight over all sources (the spec's ~500 kB window, W1..W5).
+    pub window_bytes: u64,
+    /// Queries outstanding per source (the current one and one pipelined).
+    pub max_requests_per_source: usize,
+    /// Pieces in one query.
+    pub max_pieces_per_request: u16,
+    /// A source silent this long on its current query is dropped.
+    pub request_timeout: Duration,
+    /// A source whose rate is below the best one's divided by this is dropped...
+    pub slow_factor: u64,
+    /// ...once at least this many sources have a measured rate.
+    pub min_measured_for_slow: usize,
+    /// Most bytes of not-yet-verified pieces held.
+    pub max_unverified_bytes: u64,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        DownloadConfig {
+            max_sources: 5,
+            window_bytes: 500_000,
+            max_requests_per_source: 2,
+            max_pieces_per_request: 4,
+            request_timeout: Duration::from_secs(10),
+            slow_factor: 4,
+            min_measured_for_slow: 3,
+            max_unverified_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// What the caller tells a download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownloadInput {
+    /// A new source is ready (a stream to an ORDB is open).
+    AddSource(SourceId),
+    /// A source is gone (its circuit or stream closed). Its partial pieces are kept.
+    RemoveSource(SourceId),
+    /// A `DB_*` message arrived from a source.
+    Message { source: SourceId, msg: DbMsg },
+    /// Play or seek position, in bytes: pieces from there on come first.
+    Seek { byte: u64 },
+    /// The timer armed for [`Download::poll_timeout`] fired.
+    Timeout,
+}
+
+/// Why a source was dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SourceProblem {
+    /// Far slower than the best source.
+    TooSlow { rate_bps: u64, best_bps: u64 },
+    /// No answer to its current query within the timeout.
+    Stalled,
+    /// It sent a piece that fails verification: it lied, or relays for someone who does.
+    BadPiece { index: u32, error: PieceError },
+    /// It sent a descriptor that does not match the hash_name, or is invalid.
+    BadMetadata(MetaError),
+    /// It ended the stream (`DB_END`).
+    Ended {
+        reason: DbEndReason,
+        sentence: String,
+    },
+    /// It broke the message order (data before its query, a gap in a piece, a descriptor slice
+    /// out of place).
+    Protocol(&'static str),
+}
+
+/// What a download asks the caller to do, or tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownloadEvent {
+    /// Send this message to this source.
+    Send { source: SourceId, msg: DbMsg },
+    /// The descriptor arrived and verified: store it (`StoreRequest::PutDescriptor`), show it.
+    Metadata(Descriptor),
+    /// A piece arrived and verified: store it, serve it, play it.
+    Piece { index: u32, record: PieceRecord },
+    /// This source was dropped; close its stream and, if possible, add another source.
+    ReplaceSource {
+        source: SourceId,
+        problem: SourceProblem,
+    },
+    /// Every piece is held.
+    Complete,
+}
+
+/// The caller misused the API.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DownloadError {
+    #[error("a download uses at most {max} sources")]
+    TooManySources { max: usize },
+    #[error("source {0:?} is already part of this download")]
+    DuplicateSource(SourceId),
+}
+
+/// A snapshot for the page: `{ bytes, size, pieces, piecesHave, rateBps, circuits, etaS }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Verified bytes held.
+    pub bytes_have: u64,
+    /// Content size, once the descriptor is known.
+    pub size: Option<u64>,
+    pub pieces: u32,
+    pub pieces_have: u32,
+    /// Sum of the sources' measured rates, bytes per second.
+    pub rate_bps: u64,
+    pub sources: usize,
+    /// Seconds left at the current rate, when there is a rate.
+    pub eta_s: Option<u64>,
+    /// Bytes of pieces received but not yet verified.
+    pub unverified_bytes: u64,
+    pub complete: bool,
+}
+
+#[derive(Debug)]
+struct Request {
+    /// Pieces this query still owes, in order.
+    pieces: VecDeque<u32>,
+    sent_at: Time,
+    answered: bool,
+    /// Last time this query made progress (or became the source's current one).
+    last_activity: Time,
+}
+
+#[derive(Debug, Default)]
+struct Source {
+    requests: VecDeque<Request>,
+    rate_bps: Option<u64>,
+    rtt_ms: Option<u64>,
+    /// Start of the current busy period and bytes received in it.
+    meter: Option<(Time, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct Partial {
+    owner: Option<SourceId>,
+    buf: Vec<u8>,
+    proof: Vec<Hash>,
+    /// Sources that sent a bad copy of this piece: not asked for it again.
+    bad: Vec<SourceId>,
+}
+
+/// Most sources remembered as bad for one piece.
+const MAX_BAD_PER_PIECE: usize = 8;
+
+struct MetaFetch {
+    source: SourceId,
+    sent_at: Time,
+    last_activity: Time,
+    kind: Option<DescriptorKind>,
+    total: u32,
+    bytes: Vec<u8>,
+}
+
+/// One content being downloaded.
+pub struct Download {
+    hash_name: HashName,
+    config: DownloadConfig,
+    rng: ChaCha8Rng,
+    descriptor: Option<Descriptor>,
+    meta: Option<MetaFetch>,
+    have: Vec<bool>,
+    pieces_have: u32,
+    bytes_have: u64,
+    sources: BTreeMap<SourceId, Source>,
+    partials: BTreeMap<u32, Partial>,
+    cursor: u32,
+    seek_byte: Option<u64>,
+    events: VecDeque<DownloadEvent>,
+    complete: bool,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("hash_name", &self.hash_name)
+            .field("pieces_have", &self.pieces_have)
+            .field("sources", &self.sources.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Download {
+    /// Start a download of `hash_name` (nothing known yet). `seed` seeds the loop-counter draw.
+    pub fn new(hash_name: HashName, config: DownloadConfig, seed: [u8; 32]) -> Download {
+        Download {
+            hash_name,
+            config,
+            rng: ChaCha8Rng::from_seed(seed),
+            descriptor: None,
+            meta: None,
+            have: Vec::new(),
+            pieces_have: 0,
+            bytes_have: 0,
+            sources: BTreeMap::new(),
+            partials: BTreeMap::new(),
+            cursor: 0,
+            seek_byte: None,
+            events: VecDeque::new(),
+            complete: false,
+        }
+    }
+
+    /// Resume a download whose descriptor and some pieces are already stored (after a reload):
+    /// only the missing pieces are fetched.
+    pub fn resume(
+        descriptor: Descriptor,
+        have: impl IntoIterator<Item = u32>,
+        config: DownloadConfig,
+        seed: [u8; 32],
+    ) -> Download {
+        let mut d = Download::new(descriptor.hash_name(), config, seed);
+        d.set_descriptor(descriptor);
+        for i in have {
+            if let Some(len) = d.descriptor.as_ref().and_then(|x| x.piece_len(i)) {
+                if !d.have[i as usize] {
+                    d.have[i as usize] = true;
+                    d.pieces_have += 1;
+                    d.bytes_have += u64::from(len);
+                }
+            }
+        }
+        d.check_complete();
+        d
+    }
+
+    pub fn hash_name(&self) -> HashName {
+        self.hash_name
+    }
+    /// The verified descriptor, once known.
+    pub fn descriptor(&self) -> Option<&Descriptor> {
+        self.descriptor.as_ref()
+    }
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+    /// True when piece `index` is held (verified).
+    pub fn has_piece(&self, index: u32) -> bool {
+        self.have.get(index as usize).copied().unwrap_or(false)
+    }
+    /// The sources in use.
+    pub fn sources(&self) -> impl Iterator<Item = SourceId> + '_ {
+        self.sources.keys().copied()
+    }
+
+    /// Feed one input. Errors only for API misuse (too many or duplicate sources); a source
+    /// that misbehaves is reported as an event instead.
+    pub fn handle_input(&mut self, now: Time, input: DownloadInput) -> Result<(), DownloadError> {
+        match input {
+            DownloadInput::AddSource(s) => {
+                if self.sources.contains_key(&s) {
+                    return Err(DownloadError::DuplicateSource(s));
+                }
+                if self.sources.len() >= self.config.max_sources {
+                    return Err(DownloadError::TooManySources {
+                        max: self.config.max_sources,
+                    });
+                }
+                self.sources.insert(s, Source::default());
+            }
+            DownloadInput::RemoveSource(s) => self.drop_source(s, None),
+            DownloadInput::Message { source, msg } => self.on_message(now, source, msg),
+            DownloadInput::Seek { byte } => {
+                self.seek_byte = Some(byte);
+                if let Some(d) = &self.descriptor {
+                    self.cursor = d.piece_at(byte);
+                }
+            }
+            DownloadInput::Timeout => self.on_timeout(now),
+        }
+        self.schedule(now);
+        Ok(())
+    }
+
+    /// The next event to carry out.
+    pub fn poll_event(&mut self) -> Option<DownloadEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to feed [`DownloadInput::Timeout`]: the earliest deadline of a current query.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let t = self.config.request_timeout;
+        let meta = self.meta.as_ref().map(|m| m.last_activity + t);
+        let reqs = self
+            .sources
+            .values()
+            .filter_map(|s| s.requests.front().map(|r| r.last_activity + t));
+        meta.into_iter().chain(reqs).min()
+    }
+
+    /// Where the download stands.
+    pub fn progress(&self) -> Progress {
+        let rate_bps: u64 = self.sources.values().filter_map(|s| s.rate_bps).sum();
+        let size = self.descriptor.as_ref().map(Descriptor::size);
+        let eta_s = match size {
+            Some(size) if rate_bps > 0 => Some(size.saturating_sub(self.bytes_have) / rate_bps),
+            Some(_) if self.complete => Some(0),
+            _ => None,
+        };
+        Progress {
+            bytes_have: self.bytes_have,
+            size,
+            pieces: self.descriptor.as_ref().map_or(0, Descriptor::piece_count),
+            pieces_have: self.pieces_have,
+            rate_bps,
+            sources: self.sources.len(),
+            eta_s,
+            unverified_bytes: self.unverified_bytes(),
+            complete: self.complete,
+        }
+    }
+
+    fn unverified_bytes(&self) -> u64 {
+        self.partials.values().map(|p| p.buf.len() as u64).sum()
+    }
+
+    fn set_descriptor(&mut self, d: Descriptor) {
+        self.have = vec![false; d.piece_count() as usize];
+        if let Some(b) = self.seek_byte {
+            self.cursor = d.piece_at(b);
+        }
+        self.descriptor = Some(d);
+    }
+
+    fn check_complete(&mut self) {
+        if !self.complete
+            && self.descriptor.is_some()
+            && self.pieces_have as usize == self.have.len()
+        {
+            self.complete = true;
+            self.events.push_back(DownloadEvent::Complete);
+        }
+    }
+
+    fn counter(&mut self) -> u8 {
+        (self.rng.next_u32() % 3) as u8
+    }
+
+    /// Remove a source: its pieces lose their owner (their bytes are kept, unless it sent a bad
+    /// piece, in which case nothing it sent is trusted), and the caller is told if `problem`.
+    fn drop_source(&mut self, s: SourceId, problem: Option<SourceProblem>) {
+        if self.sources.remove(&s).is_none() {
+            return;
+        }
+        let distrust = matches!(problem, Some(SourceProblem::BadPiece { .. }));
+        for p in self.partials.values_mut() {
+            if p.owner == Some(s) {
+                p.owner = None;
+                if distrust {
+                    p.buf.clear();
+                    p.proof.clear();
+                }
+            }
+        }
+        self.partials
+            .retain(|_, p| p.owner.is_some() || !p.buf.is_empty() || !p.bad.is_empty());
+        if self.meta.as_ref().is_some_and(|m| m.source == s) {
+            self.meta = None;
+        }
+        if let Some(problem) = problem {
+            self.events
+                .push_back(DownloadEvent::ReplaceSource { source: s, problem });
+        }
+    }
+
+    fn on_timeout(&mut self, now: Time) {
+        let t = self.config.request_timeout;
+        if let Some(m) = &self.meta {
+            if now.elapsed_since(m.last_activity, t) {
+                let s = m.source;
+                self.drop_source(s, Some(SourceProblem::Stalled));
+            }
+        }
+        let stalled: Vec<SourceId> = self
+            .sources
+            .iter()
+            .filter(|(_, src)| {
+                src.requests
+                    .front()
+                    .is_some_and(|r| now.elapsed_since(r.last_activity, t))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for s in stalled {
+            self.drop_source(s, Some(SourceProblem::Stalled));
+        }
+    }
+
+    fn on_message(&mut self, now: Time, s: SourceId, msg: DbMsg) {
+        if !self.sources.contains_key(&s) {
+            // Late messages from a dropped source.
+            return;
+        }
+        match msg {
+            DbMsg::Connected(slice) => self.on_descriptor_slice(now, s, slice),
+            DbMsg::Proof(part) => {
+                let Some(d) = &self.descriptor else {
+                    return self
+                        .drop_source(s, Some(SourceProblem::Protocol("proof before descriptor")));
+                };
+                let index = part.piece();
+                let want = d.proof_len(index);
+                let Some(p) = self.partials.get_mut(&index).filter(|p| p.owner == Some(s)) else {
+                    // Not asked of this source (or no longer): ignore.
+                    return;
+                };
+                if part.first_level() == 0 {
+                    p.proof.clear();
+                }
+                if usize::from(part.first_level()) != p.proof.len()
+                    || p.proof.len() + part.hashes().len() > want
+                {
+                    return self.drop_source(
+                        s,
+                        Some(SourceProblem::Protocol("a proof out of order or too long")),
+                    );
+                }
+                p.proof.extend_from_slice(part.hashes());
+                self.touch(now, s, index);
+            }
+            DbMsg::Data(slice) => self.on_data(now, s, slice.piece(), slice.offset(), slice.data()),
+            DbMsg::End(end) => self.drop_source(
+                s,
+                Some(SourceProblem::Ended {
+                    reason: end.reason(),
+                    sentence: end.sentence().to_owned(),
+                }),
+            ),
+            // Queries, adverts and unknown messages have no business on a download stream.
+            DbMsg::Query(_) | DbMsg::Info(_) | DbMsg::Unrecognized { .. } => {}
+        }
+    }
+
+    fn on_descriptor_slice(&mut self, now: Time, s: SourceId, slice: DescriptorSlice) {
+        if self.descriptor.is_some() {
+            return;
+        }
+        let Some(m) = self.meta.as_mut().filter(|m| m.source == s) else {
+            return;
+        };
+        let first = m.kind.is_none();
+        if first {
+            if slice.kind() == DescriptorKind::ONIONMESH_V1
+                && slice.total() as usize > MAX_CONTENT_META
+            {
+                return self.drop_source(
+                    s,
+                    Some(SourceProblem::BadMetadata(MetaError::Malformed(
+                        onionmesh_wire::WireError::LengthTooLarge {
+                            len: slice.total() as usize,
+                            max: MAX_CONTENT_META,
+                        },
+                    ))),
+                );
+            }
+            if slice.kind() != DescriptorKind::ONIONMESH_V1 {
+                return self.drop_source(
+                    s,
+                    Some(SourceProblem::BadMetadata(MetaError::UnsupportedKind(
+                        slice.kind().0,
+                    ))),
+                );
+            }
+            m.kind = Some(slice.kind());
+            m.total = slice.total();
+        }
+        if Some(slice.kind()) != m.kind
+            || slice.total() != m.total
+            || slice.offset() as usize != m.bytes.len()
+        {
+            return self.drop_source(
+                s,
+                Some(SourceProblem::Protocol("a descriptor slice out of place")),
+            );
+        }
+        m.bytes.extend_from_slice(slice.bytes());
+        m.last_activity = now;
+        if m.bytes.len() < m.total as usize {
+            return;
+        }
+        let (kind, bytes, sent_at) = (slice.kind(), std::mem::take(&mut m.bytes), m.sent_at);
+        self.meta = None;
+        match Descriptor::verify(kind, &bytes, self.hash_name) {
+            Ok(d) => {
+                if let Some(src) = self.sources.get_mut(&s) {
+                    src.rtt_ms = Some(now.since(sent_at));
+                }
+                self.set_descriptor(d.clone());
+                self.events.push_back(DownloadEvent::Metadata(d));
+                self.check_complete();
+            }
+            Err(e) => self.drop_source(s, Some(SourceProblem::BadMetadata(e))),
+        }
+    }
+
+    /// Progress on `index` from `s`: the query that owes it is answered and active.
+    fn touch(&mut self, now: Time, s: SourceId, index: u32) {
+        if let Some(src) = self.sources.get_mut(&s) {
+            if let Some(r) = src.requests.iter_mut().find(|r| r.pieces.contains(&index)) {
+                if !r.answered {
+                    r.answered = true;
+                    let rtt = now.since(r.sent_at);
+                    src.rtt_ms = Some(src.rtt_ms.map_or(rtt, |old| (3 * old + rtt) / 4));
+                }
+                r.last_activity = now;
+            }
+        }
+    }
+
+    fn on_data(&mut self, now: Time, s: SourceId, index: u32, offset: u32, data: &[u8]) {
+        let Some(d) = &self.descriptor else {
+            return self.drop_source(s, Some(SourceProblem::Protocol("data before descriptor")));
+        };
+        let Some(len) = d.piece_len(index) else {
+            return self.drop_source(
+                s,
+                Some(SourceProblem::Protocol("data for a piece past the end")),
+            );
+        };
+        let Some(p) = self.partials.get_mut(&index).filter(|p| p.owner == Some(s)) else {
+            return;
+        };
+        let filled = p.buf.len() as u64;
+        let (offset, end) = (u64::from(offset), u64::from(offset) + data.len() as u64);
+        if offset > filled {
+            return self.drop_source(s, Some(SourceProblem::Protocol("a gap in a piece's data")));
+        }
+        if end > u64::from(len) {
+            return self.drop_source(
+                s,
+                Some(SourceProblem::Protocol("data past the end of a piece")),
+            );
+        }
+        if end <= filled {
+            return; // a repeat of bytes already held
+        }
+        let fresh = &data[(filled - offset) as usize..];
+        p.buf.extend_from_slice(fresh);
+        let done = p.buf.len() as u64 == u64::from(len);
+        let fresh_len = fresh.len() as u64;
+        if let Some(src) = self.sources.get_mut(&s) {
+            match &mut src.meter {
+                Some((_, bytes)) => *bytes += fresh_len,
+                None => src.meter = Some((now, 0)),
+            }
+        }
+        self.touch(now, s, index);
+        if done {
+            self.finish_piece(now, s, index);
+        }
+    }
+
+    fn finish_piece(&mut self, now: Time, s: SourceId, index: u32) {
+        let Some(d) = &self.descriptor else { return };
+        let Some(p) = self.partials.get_mut(&index) else {
+            return;
+        };
+        match d.verify_piece(index, &p.buf, &p.proof) {
+            Ok(()) => {
+                let p = self.partials.remove(&index).expect("just looked up");
+                self.have[index as usize] = true;
+                self.pieces_have += 1;
+                self.bytes_have += p.buf.len() as u64;
+                self.events.push_back(DownloadEvent::Piece {
+                    index,
+                    record: PieceRecord {
+                        bytes: p.buf,
+                        proof: p.proof,
+                    },
+                });
+                self.piece_done_by(now, s, index);
+                self.check_complete();
+            }
+            Err(error) => {
+                if p.bad.len() < MAX_BAD_PER_PIECE {
+                    p.bad.push(s);
+                }
+                self.drop_source(s, Some(SourceProblem::BadPiece { index, error }));
+            }
+        }
+    }
+
+    /// Bookkeeping after `s` delivered `index`: the query shrinks, the rate is sampled, and a
+    /// source far slower than the best is dropped.
+    fn piece_done_by(&mut self, now: Time, s: SourceId, index: u32) {
+        let Some(src) = self.sources.get_mut(&s) else {
+            return;
+        };
+        for r in src.requests.iter_mut() {
+            r.pieces.retain(|&i| i != index);
+        }
+        let before = src.requests.len();
+        src.requests.retain(|r| !r.pieces.is_empty());
+        if src.requests.len() < before {
+            if let Some(next) = src.requests.front_mut() {
+                // The next query only now becomes the one the source is working on.
+                next.last_activity = now;
+            }
+        }
+        if let Some((start, bytes)) = src.meter {
+            let ms = now.since(start);
+            if ms > 0 && bytes > 0 {
+                let sample = bytes.saturating_mul(1000) / ms;
+                src.rate_bps = Some(src.rate_bps.map_or(sample, |old| (3 * old + sample) / 4));
+            }
+            src.meter = if src.requests.is_empty() {
+                None
+            } else {
+                Some((now, 0))
+            };
+        }
+        let Some(rate) = src.rate_bps else { return };
+        let measured: Vec<u64> = self.sources.values().filter_map(|x| x.rate_bps).collect();
+        if measured.len() >= self.config.min_measured_for_slow {
+            let best = measured.iter().copied().max().unwrap_or(0);
+            if rate.saturating_mul(self.config.slow_factor) < best {
+                self.drop_source(
+                    s,
+                    Some(SourceProblem::TooSlow {
+                        rate_bps: rate,
+                        best_bps: best,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Bytes `s` still owes on its queries.
+    fn owed_bytes(&self, s: &Source) -> u64 {
+        let Some(d) = &self.descriptor else { return 0 };
+        s.requests
+            .iter()
+            .flat_map(|r| r.pieces.iter())
+            .map(|&i| {
+                let len = u64::from(d.piece_len(i).unwrap_or(0));
+                let got = self.partials.get(&i).map_or(0, |p| p.buf.len() as u64);
+                len.saturating_sub(got)
+            })
+            .sum()
+    }
+
+    fn wants_more(&self, s: &Source) -> bool {
+        if s.requests.is_empty() {
+            return true;
+        }
+        if s.requests.len() >= self.config.max_requests_per_source {
+            return false;
+        }
+        match (s.rate_bps, s.rtt_ms) {
+            // Pipeline: ask again when what is owed would arrive within one round trip.
+            (Some(rate), Some(rtt)) => self.owed_bytes(s) <= rate.saturating_mul(rtt) / 1000,
+            _ => false,
+        }
+    }
+
+    fn schedule(&mut self, now: Time) {
+        if self.descriptor.is_none() {
+            if self.meta.is_none() {
+                let best = self.best_sources().into_iter().next();
+                if let Some(s) = best {
+                    let counter = self.counter();
+                    self.meta = Some(MetaFetch {
+                        source: s,
+                        sent_at: now,
+                        last_activity: now,
+                        kind: None,
+                        total: 0,
+                        bytes: Vec::new(),
+                    });
+                    self.send_query(s, 0, 0, 0, counter);
+                }
+            }
+            return;
+        }
+        if self.complete {
+            return;
+        }
+        let piece_size = u64::from(self.descriptor.as_ref().map_or(1, Descriptor::piece_size));
+        let window = self.config.window_bytes.div_ceil(piece_size).max(1) as usize;
+        let mut skipped = BTreeSet::new();
+        loop {
+            let inflight = self.partials.values().filter(|p| p.owner.is_some()).count();
+            if inflight >= window {
+                break;
+            }
+            if self.unverified_bytes() + piece_size > self.config.max_unverified_bytes
+                && !self.evict_one()
+            {
+                break;
+            }
+            let candidate = self.best_sources().into_iter().find(|id| {
+                !skipped.contains(id) && self.sources.get(id).is_some_and(|s| self.wants_more(s))
+            });
+            let Some(s) = candidate else { break };
+            let n = self.share(s, window, inflight);
+            let run = self.next_run(s, n);
+            let Some(&first) = run.first() else {
+                skipped.insert(s);
+                continue;
+            };
+            let offset = self.partials.get(&first).map_or(0, |p| p.buf.len() as u32);
+            for &i in &run {
+                self.partials.entry(i).or_default().owner = Some(s);
+            }
+            let counter = self.counter();
+            if let Some(src) = self.sources.get_mut(&s) {
+                let last_activity = now;
+                src.requests.push_back(Request {
+                    pieces: run.iter().copied().collect(),
+                    sent_at: now,
+                    answered: false,
+                    last_activity,
+                });
+            }
+            self.send_query(s, first, offset, run.len() as u16, counter);
+        }
+    }
+
+    fn send_query(&mut self, s: SourceId, piece: u32, offset: u32, count: u16, counter: u8) {
+        self.events.push_back(DownloadEvent::Send {
+            source: s,
+            msg: DbMsg::Query(DbQuery {
+                hash_name: self.hash_name,
+                piece,
+                offset,
+                count,
+                counter,
+            }),
+        });
+    }
+
+    /// Sources by preference: unmeasured ones first (so they get measured), then by rate.
+    fn best_sources(&self) -> Vec<SourceId> {
+        let mut v: Vec<(Option<u64>, SourceId)> = self
+            .sources
+            .iter()
+            .map(|(id, s)| (s.rate_bps, *id))
+            .collect();
+        v.sort_by(|a, b| match (a.0, b.0) {
+            (None, None) => a.1.cmp(&b.1),
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => y.cmp(&x).then(a.1.cmp(&b.1)),
+        });
+        v.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Pieces for `s`'s next query: its share of the window by rate.
+    fn share(&self, s: SourceId, window: usize, inflight: usize) -> usize {
+        let room = window.saturating_sub(inflight).max(1);
+        let cap = usize::from(self.config.max_pieces_per_request)
+            .min(room)
+            .max(1);
+        let Some(rate) = self.sources.get(&s).and_then(|x| x.rate_bps) else {
+            return 1;
+        };
+        let total: u64 = self.sources.values().filter_map(|x| x.rate_bps).sum();
+        let n = (window as u64 * rate).div_ceil(total.max(1)) as usize;
+        n.clamp(1, cap)
+    }
+
+    /// Up to `n` consecutive wanted pieces for `s`, from the cursor on, wrapping around.
+    fn next_run(&self, s: SourceId, n: usize) -> Vec<u32> {
+        let count = self.have.len() as u32;
+        let free = |i: u32| {
+            !self.have[i as usize]
+                && self
+                    .partials
+                    .get(&i)
+                    .is_none_or(|p| p.owner.is_none() && !p.bad.contains(&s))
+        };
+        let order = (self.cursor..count).chain(0..self.cursor.min(count));
+        let mut run = Vec::new();
+        for i in order {
+            if run.is_empty() {
+                if free(i) {
+                    run.push(i);
+                }
+            } else if run.len() < n
+                && i == run[run.len() - 1] + 1
+                && free(i)
+                // A later piece must start from its beginning: the query has one offset.
+                && self.partials.get(&i).is_none_or(|p| p.buf.is_empty())
+            {
+                run.push(i);
+            } else {
+                break;
+            }
+        }
+        run
+    }
+
+    /// Free room for unverified bytes: forget the ownerless partial piece farthest from the
+    /// cursor. False when there is none.
+    fn evict_one(&mut self) -> bool {
+        let count = self.have.len() as u32;
+        let cursor = self.cursor;
+        let dist = |i: u32| (i + count - cursor) % count.max(1);
+        let victim = self
+            .partials
+            .iter()
+            .filter(|(_, p)| p.owner.is_none() && !p.buf.is_empty())
+            .max_by_key(|(i, _)| dist(**i))
+            .map(|(i, _)| *i);
+        match victim {
+            Some(i) => {
+                if let Some(p) = self.partials.get_mut(&i) {
+                    p.buf.clear();
+                    p.proof.clear();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "download_tests.rs"]
+mod tests;
