@@ -38,8 +38,8 @@ test('thrown and rejected errors carry stable codes; stop() rejects pending look
     assert.deepEqual(codes, {
       nonStringHop: 'BAD_ARGUMENT',
       notAnArray: 'BAD_ARGUMENT',
-      selfInPath: 'SELF_IN_PATH',
-      selfFirst: 'SELF_IN_PATH',
+      selfInPath: 'PATH_THROUGH_SELF',
+      selfFirst: 'PATH_THROUGH_SELF',
       badPeer: 'BAD_PEER_ID',
       textData: 'BAD_ARGUMENT',
       tooLarge: 'TOO_LARGE',

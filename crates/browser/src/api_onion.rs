@@ -106,7 +106,7 @@ impl BrowserNode {
     /// Build a circuit and return its id; watch for `{type:"circuit", event:"built"}` (or
     /// `"closed"`). With `path` (peer IDs, first hop first) the circuit goes exactly there, and
     /// the first hop must be linked; without it the node picks 3 hops by the path rules. Throws
-    /// `BAD_ARGUMENT` (a path that is not an array of strings), `BAD_PEER_ID`, `SELF_IN_PATH`
+    /// `BAD_ARGUMENT` (a path that is not an array of strings), `BAD_PEER_ID`, `PATH_THROUGH_SELF`
     /// (a hop is this page), `UNKNOWN_PEER`, `NOT_LINKED`, `NO_PATH`, `BAD_PATH`,
     /// `TOO_MANY_CIRCUITS`.
     #[wasm_bindgen(js_name = buildCircuit)]

@@ -283,8 +283,7 @@ impl Driver {
                 if let Some(w) = self.start.take() {
                     let _ = w.resolve.call0(&JsValue::NULL);
                 }
-                let unix_ms = timer::unix_ms();
-                self.node.handle_input(now, Input::BridgeOpened { unix_ms });
+                self.node.handle_input(now, Input::BridgeOpened);
             }
             BridgeEvent::Frame(bytes) => self.node.handle_input(now, Input::BridgeFrame(&bytes)),
             BridgeEvent::Closed(reason) => self.bridge_failed(now, &reason),

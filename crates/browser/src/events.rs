@@ -105,12 +105,17 @@ pub fn fill_dht(obj: &Object, e: &DhtEvent) {
             key,
             holders,
             attempted,
+            error,
         } => {
             set(obj, "event", "published");
             set(obj, "lookup", *lookup as f64);
             set(obj, "key", key.to_hex());
             set(obj, "holders", *holders as u32);
             set(obj, "attempted", *attempted as u32);
+            if let Some((code, why)) = error {
+                set(obj, "code", code.as_str());
+                set(obj, "error", why.as_str());
+            }
         }
         DhtEvent::ProviderStored { key, provider } => {
             set(obj, "event", "provider-stored");

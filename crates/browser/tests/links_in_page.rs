@@ -386,7 +386,7 @@ async fn two_nodes_link_over_webrtc_and_exchange_bytes() {
         .unwrap_err();
     assert_eq!(
         error_code(&err),
-        "SELF_IN_PATH",
+        "PATH_THROUGH_SELF",
         "a path through the page itself"
     );
     let err = a
