@@ -48,7 +48,8 @@ export interface DhtStats {
 /** DHT events (`type: "dht"`). */
 export type DhtNodeEvent =
   | ({ type: "dht"; event: "lookup-done" } & DhtLookup)
-  | ({ type: "dht"; event: "published" } & DhtPublished)
+  /** `code` and `error` when the publication missed the closest nodes (the promise rejects). */
+  | ({ type: "dht"; event: "published"; code?: ErrorCode; error?: string } & DhtPublished)
   | { type: "dht"; event: "provider-stored"; key: string; provider: string }
   | { type: "dht"; event: "suspect-bridge"; bridge: string; farAnswers: number; alternatives: string[] };
 "#;
@@ -67,8 +68,10 @@ extern "C" {
 impl BrowserNode {
     /// Announce that this page provides `keyHex` (40 hex characters, a content hash_name): the
     /// record is stored at the closest DHT nodes and republished while the page runs. Resolves
-    /// with `{lookup, key, holders, attempted}`. Throws `BAD_ARGUMENT`; rejects with
-    /// `TOO_MANY_PUBLICATIONS`, `TOO_MANY_LOOKUPS` or `STOPPED`.
+    /// with `{lookup, key, holders, attempted}` when it reached them. Throws `BAD_ARGUMENT`;
+    /// rejects with `PUBLISH_NO_NODES` (no DHT node answered) or `PUBLISH_INCOMPLETE` (fewer
+    /// holders than wanted; the error has `holders` and `attempted`), `TOO_MANY_PUBLICATIONS`,
+    /// `TOO_MANY_LOOKUPS` or `STOPPED`.
     #[wasm_bindgen(js_name = dhtPublish)]
     pub fn dht_publish(
         &self,
