@@ -16,31 +16,67 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
         }
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&path).expect("a readable source file");
-        let mut uses = BTreeSet::new();
-        for line in text.lines() {
-            let line = line.trim();
-            let Some(rest) = line
-                .strip_prefix("use crate::")
-                .or_else(|| line.strip_prefix("pub use crate::"))
-                .or_else(|| line.strip_prefix("pub(crate) use crate::"))
-            else {
-                continue;
-            };
-            let rest = rest.trim_start_matches('{');
-            for part in rest.split(',') {
-                let module: String = part
-                    .trim()
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                if !module.is_empty() && module != name {
-                    uses.insert(module);
-                }
-            }
-        }
+        let uses = uses_of(&name, &text);
         graph.insert(name, uses);
     }
     graph
+}
+
+/// The modules `text` (the source of module `name`) names in `use crate::` statements.
+fn uses_of(name: &str, text: &str) -> BTreeSet<String> {
+    let mut uses = BTreeSet::new();
+    // Statements, not lines: `use crate::{a,\n b::C};` spans several.
+    for stmt in text.split(';') {
+        let stmt = stmt.trim_start();
+        let stmt = stmt
+            .lines()
+            .skip_while(|l| l.trim_start().starts_with("//") || l.trim().starts_with("#["))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let stmt = stmt.trim();
+        let Some(rest) = stmt
+            .strip_prefix("use crate::")
+            .or_else(|| stmt.strip_prefix("pub use crate::"))
+            .or_else(|| stmt.strip_prefix("pub(crate) use crate::"))
+        else {
+            continue;
+        };
+        // The first path segment of each top-level item: `{a::B, c}` -> a, c.
+        let rest = rest.trim_start_matches('{');
+        let mut depth = 0;
+        let mut start = true;
+        let mut module = String::new();
+        for ch in rest.chars() {
+            match ch {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    if !module.is_empty() && module != name {
+                        uses.insert(std::mem::take(&mut module));
+                    }
+                    module.clear();
+                    start = true;
+                    continue;
+                }
+                _ => {}
+            }
+            if start {
+                if ch.is_alphanumeric() || ch == '_' {
+                    module.push(ch);
+                } else if !module.is_empty() {
+                    if module != name {
+                        uses.insert(std::mem::take(&mut module));
+                    }
+                    module.clear();
+                    start = false;
+                }
+            }
+        }
+        if !module.is_empty() && module != name {
+            uses.insert(module);
+        }
+    }
+    uses
 }
 
 fn reaches(graph: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str) -> bool {
@@ -82,4 +118,21 @@ fn the_wrappers_know_nothing_of_the_driver() {
             graph.get(wrapper)
         );
     }
+}
+
+#[test]
+fn the_checker_sees_multi_line_uses_and_a_planted_cycle() {
+    let used = uses_of(
+        "x",
+        "use crate::a::B;\n// use crate::ignored;\nuse crate::{c,\n    d::{E, F}, x};\npub(crate) use crate::z;",
+    );
+    assert_eq!(
+        used.into_iter().collect::<Vec<_>>(),
+        vec!["a", "c", "d", "z"]
+    );
+    let mut g = BTreeMap::new();
+    g.insert("a".to_owned(), BTreeSet::from(["b".to_owned()]));
+    g.insert("b".to_owned(), BTreeSet::from(["a".to_owned()]));
+    assert!(reaches(&g, "b", "a") && reaches(&g, "a", "b"));
+    assert!(!reaches(&g, "a", "c"));
 }
