@@ -7,7 +7,7 @@
 //    destroyed within 5 s (the page stops its node on `pagehide`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startBridge, launchBrowser, waitForLinked } from './harness.mjs';
+import { startBridge, launchBrowser, openNode, waitForLinked } from './harness.mjs';
 import { buildCircuit, fourPages } from './circuits.mjs';
 
 const MAX = 65531;
@@ -147,6 +147,29 @@ test('send bursts meet BUSY, not a dead link; disconnect delivers what was accep
       a.page.evaluate((circ) => window.onionmesh.node.openStream(circ, 'echo'), circ2),
       /UNKNOWN_CIRCUIT|NOT_OPEN|closed|unknown/i,
     );
+  } finally {
+    await browser.close();
+    await bridge.stop();
+  }
+});
+
+test('pagehide stops the node: its links close at once and the page says STOPPED', async () => {
+  const bridge = await startBridge();
+  const browser = await launchBrowser();
+  try {
+    const [a, b] = [await openNode(browser, bridge.url), await openNode(browser, bridge.url)];
+    await waitForLinked(a.page, [b.id]);
+    const start = Date.now();
+    const after = await a.page.evaluate(() => {
+      // What the browser fires when the tab closes or navigates away.
+      window.dispatchEvent(new PageTransitionEvent('pagehide'));
+      try { window.onionmesh.node.peers(); return 'still running'; } catch (e) { return e.code; }
+    });
+    assert.equal(after, 'STOPPED');
+    await b.page.waitForFunction((id) => window.onionmesh.events.some((e) => e.type === 'peer' && e.id === id && e.state === 'closed'),
+      a.id, { timeout: 2000 });
+    console.log(`pagehide: the neighbour saw the link close after ${Date.now() - start} ms`);
+    assert.ok(!a.consoleLines.some((l) => l.startsWith('pageerror')), a.consoleLines.join('\n'));
   } finally {
     await browser.close();
     await bridge.stop();
