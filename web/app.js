@@ -20,10 +20,23 @@ const testBadProof = params.get('test-bad-proof') === '1';
 
 window.onionmesh = { node: null, events: [] };
 
-function setBridgeState(state) {
+/// The bridge badge; while reconnecting, `#bridge-next` says when the next attempt is due
+/// (the node keeps its links and circuits meanwhile).
+function setBridgeState(state, event = {}) {
   const el = $('bridge-state');
   el.textContent = state;
   el.dataset.state = state;
+  const next = $('bridge-next');
+  if (state === 'reconnecting' && typeof event.nextAttemptAt === 'number') {
+    const at = new Date(event.nextAttemptAt);
+    next.textContent = `attempt ${event.attempt} at ${at.toLocaleTimeString()}`;
+    next.dataset.nextAttemptAt = String(event.nextAttemptAt);
+    next.hidden = false;
+  } else {
+    next.textContent = '';
+    delete next.dataset.nextAttemptAt;
+    next.hidden = true;
+  }
 }
 
 function append(listId, item) {
@@ -57,10 +70,15 @@ function sentence(text) {
 function describe(event) {
   switch (event.type) {
     case 'bridge':
+      if (event.state === 'reconnecting' && typeof event.nextAttemptAt === 'number') {
+        return `Bridge: ${sentence(event.detail)} Reconnecting (attempt ${event.attempt}) at ${new Date(event.nextAttemptAt).toLocaleTimeString()}.`;
+      }
       return `Bridge: ${sentence(event.detail)}`;
+    case 'writable':
+      return `Peer ${event.shortId} can take messages again.`;
     case 'peer':
       return event.reason
-        ? `Peer ${event.shortId} is ${event.state}: ${sentence(event.reason)}`
+        ? `Peer ${event.shortId} is ${event.state} (${event.code}): ${sentence(event.reason)}`
         : `Peer ${event.shortId} is ${event.state}.`;
     case 'message':
       return `Message from ${event.fromShortId} (${event.data.length} bytes).`;
@@ -231,15 +249,15 @@ function wireCircuits(node) {
 }
 
 function onEvent(node, event) {
-  // Stream data can arrive thousands of times a second: a page that wants it subscribes itself
-  // (node.on); keeping it here would hold every byte.
+  // Streams signal readiness thousands of times a second; a page that wants the bytes subscribes
+  // itself (node.on) and pulls them with node.read / node.serviceRead.
   if ((event.type === 'stream' || event.type === 'service')
-    && ['data', 'readable', 'writable'].includes(event.event)) return;
+    && ['readable', 'writable'].includes(event.event)) return;
   const events = window.onionmesh.events;
   events.push(event);
   if (events.length > MAX_EVENTS) events.splice(0, events.length - MAX_EVENTS);
 
-  if (event.type === 'bridge') setBridgeState(event.state);
+  if (event.type === 'bridge') setBridgeState(event.state, event);
   if (event.type === 'message') showMessage(event);
   if (event.type === 'circuit') renderCircuits(node);
   const warn = (event.type === 'log' && event.level === 'warn')
@@ -259,7 +277,8 @@ function wireForm(node) {
       log(`Sent ${encoder.encode(input.value).length} bytes to ${peer.slice(0, 8)}.`);
       input.value = '';
     } catch (err) {
-      log(`Could not send: ${err.message}`, 'warn');
+      // BUSY: the link's queue is full; a {type: "writable"} event says when to try again.
+      log(`Could not send (${err.code}): ${err.message}`, 'warn');
     }
   });
   $('find-peers').addEventListener('click', () => {
@@ -307,5 +326,11 @@ async function main() {
     log(message, 'warn');
   }
 }
+
+// The node stops by itself on `pagehide` (its neighbours see its links close at once). A page
+// brought back from the back/forward cache therefore has a stopped node: start afresh.
+window.addEventListener('pageshow', (ev) => {
+  if (ev.persisted) location.reload();
+});
 
 main();

@@ -13,6 +13,7 @@ export function describeDht(event) {
       }
       return `DHT: ${event.kind} of ${event.target.slice(0, 8)} done, ${event.closest.length} nodes answered in ${event.rounds} rounds.`;
     case 'published':
+      if (event.code) return `DHT: publishing ${event.key.slice(0, 8)} fell short (${event.code}): ${event.error}; ${event.holders} of ${event.attempted} nodes hold it.`;
       return `DHT: ${event.key.slice(0, 8)} stored at ${event.holders} of ${event.attempted} nodes.`;
     case 'provider-stored':
       return `DHT: holding ${event.provider.slice(0, 8)} as a provider of ${event.key.slice(0, 8)}.`;

@@ -4,12 +4,17 @@
 // 2. the onion relay crypto's per-hop rate in wasm (`benchRelayCrypto`), cells/s on one core;
 // 3. 3-hop onion circuit throughput between pages (four pages and a real bridge: A -> B -> C -> D,
 //    one stream to a sink service at D), printed as a ratio to (1) measured in the same run;
-// 4. the wasm bundle's size, raw and gzipped.
+// 4. the time from a hop's page going away (closed, or its script paused as a suspended laptop's
+//    would be) to its neighbour closing the link and the circuit's owner seeing the circuit
+//    destroyed (issue 11: target <= 5 s);
+// 5. the time for a newcomer page to hold 3 links, with and without one registered page
+//    suspended (issue 12: target as fast as without it);
+// 6. the wasm bundle's size, raw and gzipped.
 import { readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { launchBrowser, root, startBridge } from '../e2e/harness.mjs';
+import { launchBrowser, openNode, root, startBridge } from '../e2e/harness.mjs';
 import { buildCircuit, fourPages, sendToSink, serveSink } from '../e2e/circuits.mjs';
 
 const TOTAL = Number(process.env.BENCH_BYTES || 64 * 1024 * 1024);
@@ -30,6 +35,64 @@ async function circuitThroughput(browser, runs) {
     }
     for (const p of [a, b, c, d]) await p.context.close();
     return out;
+  } finally {
+    await bridge.stop();
+  }
+}
+
+/// Suspend a page as a stopped browser process would look to its peers: its script is paused
+/// (nothing answers), its connections stay open.
+async function suspend(p) {
+  const cdp = await p.context.newCDPSession(p.page);
+  await cdp.send('Debugger.enable');
+  await cdp.send('Debugger.pause');
+  // Make sure the pause takes: run a little script in the page.
+  p.page.evaluate(() => 1).catch(() => {});
+  return cdp;
+}
+
+/// Milliseconds until `page` saw `pred` hold, or null after `timeout`.
+async function msUntil(page, pred, arg, start, timeout) {
+  try {
+    await page.waitForFunction(pred, arg, { timeout, polling: 50 });
+    return Date.now() - start;
+  } catch {
+    return null;
+  }
+}
+
+/// A hop's page goes away: B's link to C closes and A's circuit A -> B -> C -> D dies.
+async function hopGone(browser, how) {
+  const bridge = await startBridge();
+  try {
+    const [a, b, c, d] = await fourPages(browser, bridge);
+    const circ = await buildCircuit(a.page, [b.id, c.id, d.id]);
+    const start = Date.now();
+    if (how === 'closed') await c.page.close();
+    else await suspend(c);
+    const [link, circuit] = await Promise.all([
+      msUntil(b.page, (id) => window.onionmesh.events.some((e) => e.type === 'peer' && e.id === id && e.state === 'closed'), c.id, start, 30000),
+      msUntil(a.page, (circ) => window.onionmesh.events.some((e) => e.type === 'circuit' && e.circuit === circ && e.event === 'closed'), circ, start, 30000),
+    ]);
+    for (const p of [a, b, c, d]) await p.context.close().catch(() => {});
+    return { link, circuit };
+  } finally {
+    await bridge.stop();
+  }
+}
+
+/// Four registered pages (one suspended if `suspended`); a newcomer joins: ms until it holds 3
+/// authenticated links.
+async function newcomerLinks(browser, suspended) {
+  const bridge = await startBridge();
+  try {
+    const pages = await fourPages(browser, bridge);
+    if (suspended) await suspend(pages[3]);
+    const start = Date.now();
+    const e = await openNode(browser, bridge.url);
+    const ms = await msUntil(e.page, () => window.onionmesh.node.peers().filter((p) => p.state === 'linked').length >= 3, null, start, 60000);
+    for (const p of [...pages, e]) await p.context.close().catch(() => {});
+    return ms;
   } finally {
     await bridge.stop();
   }
@@ -146,6 +209,18 @@ try {
   console.log(`\n3-hop onion circuit, four pages (A -> B -> C -> D) and a real bridge, one stream, ${CIRCUIT_BYTES / 1048576} MiB per run`);
   console.log('MB/s, median of 3 | min - max | ratio to raw 16 KiB | ratio to raw 64 KiB');
   console.log(`${med.toFixed(1)} | ${circ[0].toFixed(1)} - ${circ[2].toFixed(1)} | ${(100 * med / raw[16384]).toFixed(0)} % | ${(100 * med / raw[65536]).toFixed(0)} %`);
+
+  const fmt = (ms) => (ms === null ? 'not within 30 s' : `${(ms / 1000).toFixed(2)} s`);
+  console.log('\na hop\'s page goes away (A -> B -> C -> D, C goes): time until B closes its link to C | until A sees the circuit destroyed (target <= 5 s)');
+  for (const how of ['closed', 'suspended']) {
+    const r = await hopGone(browser, how);
+    console.log(`C's page ${how.padEnd(9)} | ${fmt(r.link)} | ${fmt(r.circuit)}`);
+  }
+  console.log('\na newcomer joins four registered pages: time until it holds 3 links (target: the same with one page suspended)');
+  for (const suspended of [false, true]) {
+    const ms = await newcomerLinks(browser, suspended);
+    console.log(`${suspended ? 'one page suspended' : 'all pages alive   '} | ${ms === null ? 'not within 60 s' : `${(ms / 1000).toFixed(2)} s`}`);
+  }
 } finally {
   web.close();
   await browser.close();

@@ -38,10 +38,13 @@ export async function echoThroughCircuit(page, circ, service, total) {
         if (e.event === 'opened') { t0 = performance.now(); pump(); }
         if (e.event === 'writable') pump();
         if (e.event === 'ended') { clearTimeout(timer); reject(new Error(`the stream ended: ${e.reason}`)); }
-        if (e.event === 'data') {
-          if (received + e.data.length > total) { clearTimeout(timer); reject(new Error('more bytes came back than were sent')); return; }
-          got.set(e.data, received);
-          received += e.data.length;
+        if (e.event === 'readable') {
+          // Pull everything that waits: reading is what lets the echo send more.
+          for (let chunk; (chunk = node.read(circ, stream)).length > 0;) {
+            if (received + chunk.length > total) { clearTimeout(timer); reject(new Error('more bytes came back than were sent')); return; }
+            got.set(chunk, received);
+            received += chunk.length;
+          }
           if (received === total) {
             clearTimeout(timer);
             node.off(sub);
@@ -134,7 +137,11 @@ export async function sendToSink(page, circ, service, total) {
         if (e.type !== 'stream' || e.stream !== stream) return;
         if (e.event === 'opened') { t0 = performance.now(); pump(); }
         if (e.event === 'writable') pump();
-        if (e.event === 'data') { clearTimeout(timer); node.off(sub); resolve((performance.now() - t0) / 1000); }
+        if (e.event === 'readable' && node.read(circ, stream).length > 0) {
+          clearTimeout(timer);
+          node.off(sub);
+          resolve((performance.now() - t0) / 1000);
+        }
       });
       stream = node.openStream(circ, service);
     });

@@ -22,13 +22,15 @@ export const CHROMIUM_ARGS = [
   '--disable-features=WebRtcHideLocalIpsWithMdns',
 ];
 
-/// Starts `onionmesh-bridge` on 127.0.0.1 with an OS-chosen port. Resolves once it prints its
-/// listening line. `logs()` returns everything it wrote to stderr so far.
-export async function startBridge(extraArgs = []) {
+/// Starts `onionmesh-bridge` on 127.0.0.1 with an OS-chosen port (or `listen`, such as the
+/// address of a bridge that was killed, to restart it). Resolves once it prints its listening
+/// line. `logs()` returns everything it wrote to stderr so far; `stop()` interrupts it (Ctrl-C)
+/// and `kill()` kills it at once (SIGKILL: no close handshakes, as in a crash).
+export async function startBridge(extraArgs = [], { listen = '127.0.0.1:0' } = {}) {
   const bin = process.env.ONIONMESH_BRIDGE || path.join(root, 'target', 'debug', 'onionmesh-bridge');
   const proc = spawn(
     bin,
-    ['--listen', '127.0.0.1:0', '--static-dir', path.join(root, 'web'), '--log-level', 'info', ...extraArgs],
+    ['--listen', listen, '--static-dir', path.join(root, 'web'), '--log-level', 'info', ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';
@@ -47,10 +49,15 @@ export async function startBridge(extraArgs = []) {
     url,
     logs: () => stderr,
     async stop() {
-      if (proc.exitCode !== null) return proc.exitCode;
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
       proc.kill('SIGINT');
       const [code] = await once(proc, 'exit');
       return code;
+    },
+    async kill() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGKILL');
+      await once(proc, 'exit');
     },
   };
 }

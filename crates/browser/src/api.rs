@@ -1,12 +1,13 @@
-//! The JS API: the `Node` class.
+//! The JS API: the `Node` class (start, identity, links, messages, events, stop). Circuits and
+//! streams are in `api_onion`, the DHT in `api_dht`; all three sit on top of `driver`.
 
+use crate::args;
 use crate::bridge::{BridgeSink, BridgeTransport, WebSocketTransport};
-use crate::driver::Shared;
-use crate::error::{js_error, stopped, ErrorCode};
-use crate::events;
+use crate::codes::{core_error, describe, js_error, stopped, ErrorCode};
+use crate::driver::{Connector, Driver, Shared};
+use crate::views::{self, PeerInfo};
 use onionmesh_crypto::Identity;
-use onionmesh_node::{Node, NodeConfig};
-use onionmesh_wire::NodeId;
+use onionmesh_node::{Node, NodeConfig, Time};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde::Serialize;
@@ -23,7 +24,7 @@ export interface StartOptions {
   testOnlyCorruptLinkProof?: boolean;
 }
 
-export type BridgeState = "connecting" | "registering" | "registered" | "disconnected";
+export type BridgeState = "connecting" | "registering" | "registered" | "reconnecting" | "disconnected";
 export type PeerState = "offering" | "introducing" | "answering" | "connecting" | "authenticating" | "linked";
 
 /** One entry of `Node.peers()`. */
@@ -43,18 +44,17 @@ export interface PeerInfo {
 
 /** What `Node.on` callbacks receive. */
 export type NodeEvent =
-  | { type: "bridge"; state: BridgeState; detail: string }
-  | { type: "peer"; id: string; shortId: string; state: PeerState | "closed" | "refused"; reason?: string }
+  /** `reconnecting` carries the attempt number and when it is due (`nextAttemptAt`, ms since
+   *  1970, for `new Date(...)`; `nextAttemptInMs` from now). Links and circuits stay up. */
+  | { type: "bridge"; state: BridgeState; detail: string; attempt?: number; nextAttemptAt?: number; nextAttemptInMs?: number }
+  /** A closed or refused link says why: `reason` is a sentence, `code` is stable. */
+  | { type: "peer"; id: string; shortId: string; state: PeerState | "closed" | "refused"; reason?: string; code?: ErrorCode }
+  /** A link that refused `send` with `BUSY` (or was congested) can take messages again. */
+  | { type: "writable"; id: string; shortId: string }
   | { type: "message"; from: string; fromShortId: string; data: Uint8Array }
   | { type: "log"; level: "info" | "warn"; text: string }
+  | DhtNodeEvent
   | OnionNodeEvent;
-
-/** Thrown and rejected errors carry one of these in `code`. */
-export type ErrorCode =
-  | "BAD_URL" | "BRIDGE_UNREACHABLE" | "NOT_LINKED" | "TOO_LARGE" | "BAD_PEER_ID" | "BAD_CALLBACK" | "STOPPED" | "INTERNAL"
-  // circuits, streams, services
-  | "UNKNOWN_PEER" | "BAD_PEER_KEY" | "NO_PATH" | "BAD_PATH" | "UNKNOWN_CIRCUIT" | "UNKNOWN_STREAM" | "NOT_OPEN"
-  | "STREAM_NOT_OPEN" | "TOO_MANY_CIRCUITS" | "TOO_MANY_STREAMS" | "CIRCUIT_USED" | "BAD_HOP_COUNT" | "BAD_SERVICE_NAME";
 "#;
 
 #[wasm_bindgen]
@@ -88,7 +88,7 @@ impl NodeOptions {
 /// One onionmesh node running in this page. See the crate documentation for an example.
 ///
 /// Keep a reference to it: when the object is freed (`free()`, or garbage collection) the node
-/// stops, as with `stop()`.
+/// stops, as with `stop()`. It also stops by itself when the page goes away (`pagehide`).
 #[wasm_bindgen(js_name = Node)]
 pub struct BrowserNode {
     pub(crate) shared: Rc<Shared>,
@@ -100,26 +100,30 @@ pub struct BrowserNode {
 impl BrowserNode {
     /// Start a node: make a fresh identity, connect to the bridge at `bridgeUrl` (`ws://` or
     /// `wss://`), secure the link (add `?bridge-id=<40 hex>` to accept only that bridge) and
-    /// register. Resolves once the WebSocket is open; registration and peer links
-    /// follow as events. Rejects with code `BAD_URL` for another kind of URL and
-    /// `BRIDGE_UNREACHABLE` when the bridge cannot be reached within 10 seconds.
+    /// register. Resolves once the WebSocket is open; registration and peer links follow as
+    /// events. Rejects with code `BAD_ARGUMENT` for another kind of URL and `NO_BRIDGE` when
+    /// the bridge cannot be reached within 10 seconds.
+    ///
+    /// Later, when the bridge connection drops, the node reconnects by itself with backoff
+    /// (`{type:"bridge", state:"reconnecting", nextAttemptAt}` events) and keeps its links and
+    /// circuits meanwhile.
     ///
     /// Events that happen before the promise resolves are not delivered; read `bridgeState()` and
     /// `peers()` for the state at that point.
     pub async fn start(
-        #[wasm_bindgen(js_name = "bridgeUrl")] bridge_url: String,
+        #[wasm_bindgen(js_name = "bridgeUrl", unchecked_param_type = "string")] bridge_url: JsValue,
         options: Option<StartOptions>,
     ) -> Result<BrowserNode, JsValue> {
+        let bridge_url = args::string(&bridge_url, "The bridge URL")?;
         check_url(&bridge_url)?;
         let opts = NodeOptions::from_js(options.as_ref());
         let url = bridge_url.clone();
         let connect = move |sink: BridgeSink| -> Result<Box<dyn BridgeTransport>, JsValue> {
             match WebSocketTransport::connect(&url, sink) {
                 Ok(t) => Ok(Box::new(t)),
-                Err(e) => Err(js_error(
-                    ErrorCode::BadUrl,
-                    &format!("The browser refused the bridge URL {url}: {e}. Give a ws:// or wss:// address such as ws://127.0.0.1:8080/ws."),
-                )),
+                Err(e) => Err(JsValue::from_str(&format!(
+                    "the browser refused the bridge URL {url}: {e}"
+                ))),
             }
         };
         BrowserNode::start_with_transport(connect, &bridge_url, opts).await
@@ -138,34 +142,32 @@ impl BrowserNode {
         self.short_id.clone()
     }
 
-    /// `"connecting"`, `"registering"`, `"registered"` or `"disconnected"`.
+    /// `"connecting"`, `"registering"`, `"registered"`, `"reconnecting"` or `"disconnected"`.
     #[wasm_bindgen(js_name = bridgeState, unchecked_return_type = "BridgeState")]
     pub fn bridge_state(&self) -> Result<String, JsValue> {
-        self.live(|d, _| events::name(&d.node.bridge_state()))
+        self.live(|d, _| views::bridge_state(&d.node.bridge_state()).to_owned())
     }
 
     /// Every peer link that is open or opening (closed ones are gone).
     pub fn peers(&self) -> Result<PeerList, JsValue> {
-        let peers = self.live(|d, now| d.node.peers(now))?;
-        let ser = serde_wasm_bindgen::Serializer::json_compatible();
-        peers
-            .serialize(&ser)
-            .map(JsCast::unchecked_into)
-            .map_err(|e| {
-                js_error(
-                    ErrorCode::Internal,
-                    &format!("Could not list the peers: {e}."),
-                )
-            })
+        let peers: Vec<PeerInfo> = self.live(|d, now| {
+            d.node
+                .peers(now)
+                .iter()
+                .map(PeerInfo::from)
+                .collect::<Vec<_>>()
+        })?;
+        to_js(&peers, "the peers").map(JsCast::unchecked_into)
     }
 
     /// Subscribe to events. Returns a subscription id for `off`. A callback that throws is
-    /// reported on the console and does not affect the node or other callbacks.
+    /// reported on the console and does not affect the node or other callbacks. Throws
+    /// `BAD_ARGUMENT` for something that is not a function.
     pub fn on(&self, callback: EventCallback) -> Result<u32, JsValue> {
         self.live(|_, _| ())?;
         let f = callback.dyn_into::<js_sys::Function>().map_err(|_| {
             js_error(
-                ErrorCode::BadCallback,
+                ErrorCode::BadArgument,
                 "Node.on needs a function, such as node.on(event => console.log(event)).",
             )
         })?;
@@ -177,18 +179,20 @@ impl BrowserNode {
         self.shared.subscribers.borrow_mut().remove(subscription);
     }
 
-    /// Send bytes to a peer with an authenticated (`"linked"`) link. Throws `BAD_PEER_ID`,
-    /// `NOT_LINKED`, `TOO_LARGE` (more than 65531 bytes) or `STOPPED`.
+    /// Send bytes (a `Uint8Array`, at most 65531 bytes) to a peer with an authenticated
+    /// (`"linked"`) link. Everything accepted is delivered in order. Throws `BUSY` when the
+    /// link's send queue is over its high-water mark: nothing was sent; wait for the peer's
+    /// `{type:"writable"}` event and send again. Also throws `BAD_PEER_ID`, `BAD_ARGUMENT`,
+    /// `NOT_LINKED`, `TOO_LARGE` or `STOPPED`.
     pub fn send(
         &self,
-        #[wasm_bindgen(js_name = "peerId")] peer_id: &str,
-        data: &[u8],
+        #[wasm_bindgen(js_name = "peerId", unchecked_param_type = "string")] peer_id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] data: JsValue,
     ) -> Result<(), JsValue> {
-        let peer = parse_peer(peer_id)?;
-        self.live(|d, _| d.node.send(peer, data))?.map_err(|e| {
-            let sentence = capitalise(&e.to_string());
-            js_error(api_code(e.code()), &format!("{sentence}."))
-        })
+        let peer = args::peer_id(&peer_id)?;
+        let data = args::bytes(&data, "The message")?;
+        self.live(|d, now| d.node.link(peer).send(now, &data))?
+            .map_err(|e| core_error(e.code(), &e))
     }
 
     /// Ask the bridge for more peers now (the node also does this by itself when it has few).
@@ -197,17 +201,33 @@ impl BrowserNode {
         self.live(|d, _| d.node.find_peers())
     }
 
-    /// Close the link to a peer, if there is one.
-    pub fn disconnect(
+    /// Open a link to `peerId` through a bridge introduction; the peer may be registered at a
+    /// federated bridge (its introduction is relayed bridge to bridge). Watch for its `linked`
+    /// peer event. Throws `BAD_PEER_ID`, `NO_BRIDGE`, `TOO_MANY_LINKS` or `STOPPED`.
+    pub fn connect(
         &self,
-        #[wasm_bindgen(js_name = "peerId")] peer_id: &str,
+        #[wasm_bindgen(js_name = "peerId", unchecked_param_type = "string")] peer_id: JsValue,
     ) -> Result<(), JsValue> {
-        let peer = parse_peer(peer_id)?;
-        self.live(|d, _| d.node.disconnect(peer, "disconnected by this page"))
+        let peer = args::peer_id(&peer_id)?;
+        self.live(|d, now| d.node.link(peer).connect(now))?
+            .map_err(|e| core_error(e.code(), &e))
     }
 
-    /// Close every link and the bridge connection. The close events are delivered, then every
-    /// subscription is dropped, and any further call throws `STOPPED`. Calling it twice is fine.
+    /// Close the link to a peer, if there is one. Messages `send` accepted before still go out
+    /// first: the link's queue is flushed into the data channel (at most 5 s; a log event counts
+    /// any that could not be), and the channel sends what it holds before it closes.
+    pub fn disconnect(
+        &self,
+        #[wasm_bindgen(js_name = "peerId", unchecked_param_type = "string")] peer_id: JsValue,
+    ) -> Result<(), JsValue> {
+        let peer = args::peer_id(&peer_id)?;
+        self.live(|d, _| d.node.link(peer).disconnect("disconnected by this page"))
+    }
+
+    /// Close every link and the bridge connection, and reject every waiting promise (DHT
+    /// lookups and publications, a pending start) with `STOPPED`. The close events are
+    /// delivered, then every subscription is dropped, and any further call throws `STOPPED`.
+    /// Calling it twice is fine. The page going away (`pagehide`) does the same.
     pub fn stop(&self) {
         let _ = self
             .shared
@@ -218,31 +238,36 @@ impl BrowserNode {
 
 /// The Rust-only side, for tests and embedders.
 impl BrowserNode {
-    /// Start a node over any [`BridgeTransport`] instead of a WebSocket. `connect` receives the
-    /// [`BridgeSink`] the transport reports to; it must report `opened` (asynchronously) for the
-    /// returned future to resolve. `label` names the bridge in error sentences.
+    /// Start a node over any [`BridgeTransport`] instead of a WebSocket. `connect` is called for
+    /// the first connection and for every reconnection the core asks for, with the
+    /// [`BridgeSink`] that attempt reports to; it must report `opened` (asynchronously) for the
+    /// returned future to resolve. An `Err` from it is a reason (string or `Error`). `label`
+    /// names the bridge in error sentences.
     pub async fn start_with_transport(
-        connect: impl FnOnce(BridgeSink) -> Result<Box<dyn BridgeTransport>, JsValue>,
+        mut connect: impl FnMut(BridgeSink) -> Result<Box<dyn BridgeTransport>, JsValue> + 'static,
         label: &str,
         options: NodeOptions,
     ) -> Result<BrowserNode, JsValue> {
         let (identity, link_identity, seed) = fresh_identity()?;
         let id = identity.id();
-        let cfg = NodeConfig {
-            test_only_corrupt_link_proof: options.test_only_corrupt_link_proof,
-            ..NodeConfig::default()
-        };
-        let shared = Shared::new(Node::new(identity, cfg, seed), label.to_owned());
-        let transport = connect(BridgeSink {
-            shared: Rc::downgrade(&shared),
-            identity: Rc::new(link_identity),
-        })?;
+        let mut cfg = NodeConfig::default();
+        cfg.links.test_only_corrupt_link_proof = options.test_only_corrupt_link_proof;
+        let connector: Connector = Box::new(move |sink| connect(sink).map_err(|e| describe(&e)));
+        let shared = Shared::new(
+            Node::new(identity, cfg, seed),
+            label.to_owned(),
+            link_identity,
+            connector,
+        );
         let opened = {
-            let mut d = shared.driver.try_borrow_mut().map_err(|_| {
-                js_error(ErrorCode::Internal, "The new node is busy; this is a bug.")
-            })?;
-            d.set_transport(transport);
-            js_sys::Promise::new(&mut |resolve, reject| d.await_start(resolve, reject))
+            let mut resolve_reject = None;
+            let promise = js_sys::Promise::new(&mut |resolve, reject| {
+                resolve_reject = Some((resolve, reject))
+            });
+            if let Some((resolve, reject)) = resolve_reject {
+                shared.with(|d, now| d.start(now, resolve, reject))?;
+            }
+            promise
         };
         let node = BrowserNode {
             shared,
@@ -267,14 +292,22 @@ impl BrowserNode {
     }
 
     /// Run `f` unless the node is stopped.
-    pub(crate) fn live<R>(
-        &self,
-        f: impl FnOnce(&mut crate::driver::Driver, onionmesh_node::Time) -> R,
-    ) -> Result<R, JsValue> {
+    pub(crate) fn live<R>(&self, f: impl FnOnce(&mut Driver, Time) -> R) -> Result<R, JsValue> {
         self.shared
             .with(|d, now| if d.stopped { None } else { Some(f(d, now)) })?
             .ok_or_else(stopped)
     }
+}
+
+/// A view as a plain JS value (numbers, strings, arrays, objects; no `Map`s).
+pub(crate) fn to_js<T: Serialize>(value: &T, what: &str) -> Result<JsValue, JsValue> {
+    let ser = serde_wasm_bindgen::Serializer::json_compatible();
+    value.serialize(&ser).map_err(|e| {
+        js_error(
+            ErrorCode::Internal,
+            &format!("Could not list {what}: {e}. This is a bug."),
+        )
+    })
 }
 
 /// A fresh session identity (twice: one for the core, one for the bridge link's handshake; an
@@ -283,7 +316,7 @@ fn fresh_identity() -> Result<(Identity, Identity, [u8; 32]), JsValue> {
     let random = |buf: &mut [u8; 32]| {
         getrandom::getrandom(buf).map_err(|e| {
             js_error(
-                ErrorCode::Internal,
+                ErrorCode::Browser,
                 &format!("This browser has no usable random number generator ({e}); onionmesh cannot make a key."),
             )
         })
@@ -300,7 +333,7 @@ fn fresh_identity() -> Result<(Identity, Identity, [u8; 32]), JsValue> {
 }
 
 fn check_url(url: &str) -> Result<(), JsValue> {
-    let bad = |why: String| js_error(ErrorCode::BadUrl, &why);
+    let bad = |why: String| js_error(ErrorCode::BadArgument, &why);
     let parsed = web_sys::Url::new(url).map_err(|_| {
         bad(format!(
             "'{url}' is not a URL. Give the bridge's WebSocket address, such as ws://127.0.0.1:8080/ws."
@@ -311,38 +344,5 @@ fn check_url(url: &str) -> Result<(), JsValue> {
         other => Err(bad(format!(
             "The bridge URL '{url}' uses {other}// but the bridge speaks WebSocket: use ws:// or wss://, such as ws://127.0.0.1:8080/ws."
         ))),
-    }
-}
-
-pub(crate) fn parse_peer(peer_id: &str) -> Result<NodeId, JsValue> {
-    if peer_id.len() != 40 {
-        return Err(bad_peer(peer_id));
-    }
-    NodeId::from_hex(peer_id).ok_or_else(|| bad_peer(peer_id))
-}
-
-fn bad_peer(peer_id: &str) -> JsValue {
-    let shown: String = peer_id.chars().take(48).collect();
-    js_error(
-        ErrorCode::BadPeerId,
-        &format!(
-            "'{shown}' is not a peer ID. Use the 40-hex-character id from peers() or a peer event."
-        ),
-    )
-}
-
-fn api_code(code: &str) -> ErrorCode {
-    match code {
-        "NOT_LINKED" => ErrorCode::NotLinked,
-        "TOO_LARGE" => ErrorCode::TooLarge,
-        _ => ErrorCode::Internal,
-    }
-}
-
-pub(crate) fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(first) => first.to_uppercase().chain(c).collect(),
-        None => String::new(),
     }
 }

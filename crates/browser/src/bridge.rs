@@ -13,15 +13,14 @@
 //! `--key-file` change identity at every restart, so remembering would mostly raise false
 //! alarms.)
 
-use crate::driver::{self, Shared};
-use crate::error::describe;
+use crate::codes::describe;
 use onionmesh_crypto::channel::{Channel, ClientHandshake};
 use onionmesh_crypto::Identity;
 use onionmesh_wire::NodeId;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
@@ -34,12 +33,21 @@ pub trait BridgeTransport {
     fn send(&mut self, frame: &[u8]) -> Result<(), String>;
 }
 
+/// What a transport reports.
+pub enum BridgeEvent {
+    Opened,
+    Frame(Vec<u8>),
+    /// The connection closed or failed; the sentence is for the page.
+    Closed(String),
+}
+
 /// How a transport reports back to the driver. Every method may be called from any JS callback;
 /// none may be called synchronously from inside [`BridgeTransport::send`] (queue a microtask, as
-/// the network would).
+/// the network would). Each connection attempt gets its own sink: reports from an older
+/// connection are ignored by the driver.
 #[derive(Clone)]
 pub struct BridgeSink {
-    pub(crate) shared: Weak<Shared>,
+    pub(crate) report: Rc<dyn Fn(BridgeEvent)>,
     /// The node's identity (a second copy of the one inside the core), for transports that
     /// authenticate the link to the bridge.
     pub(crate) identity: Rc<Identity>,
@@ -48,19 +56,17 @@ pub struct BridgeSink {
 impl BridgeSink {
     /// The connection is open: the node sends its signed hello.
     pub fn opened(&self) {
-        driver::callback(&self.shared, |d, now| d.on_bridge_opened(now));
+        (self.report)(BridgeEvent::Opened);
     }
 
     /// One frame arrived from the bridge.
     pub fn frame(&self, bytes: Vec<u8>) {
-        driver::callback(&self.shared, move |d, now| {
-            d.node.handle_bridge_frame(now, &bytes)
-        });
+        (self.report)(BridgeEvent::Frame(bytes));
     }
 
     /// The connection closed or failed; `reason` is a sentence for the page.
     pub fn closed(&self, reason: String) {
-        driver::callback(&self.shared, move |d, now| d.on_bridge_closed(now, &reason));
+        (self.report)(BridgeEvent::Closed(reason));
     }
 }
 

@@ -1,5 +1,11 @@
-//! The driver: feeds browser events into the sans-IO [`onionmesh_node::Node`] and carries out its
-//! outputs. Everything the node needs from the world goes through here.
+//! The driver: feeds browser events into the sans-IO [`onionmesh_node::Node`] with
+//! `handle_input(now, Input)` and carries out its outputs. Everything the node needs from the
+//! world goes through here: the bridge transport (and its reconnections), the peer links, the
+//! one timer, the page's `pagehide`, and the promises waiting on the core.
+//!
+//! Layers: this module uses the leaf helpers (`codes`, `timer`, `events`, `pending`) and the
+//! two wrappers (`bridge`, `link`), which report back through sinks it gives them; only the JS
+//! API (`api`, `api_onion`, `api_dht`) uses this module.
 //!
 //! Ownership: the JS `Node` object holds the only strong reference ([`Shared`]); every JS callback
 //! and pending future holds a `Weak`. Dropping the JS object (or `stop()`) therefore drops the
@@ -10,20 +16,26 @@
 //! still finds the driver busy (it should not happen: events are tasks) is retried as a microtask
 //! instead of panicking.
 
-use crate::bridge::BridgeTransport;
-use crate::error::{js_error, ErrorCode};
+use crate::bridge::{BridgeEvent, BridgeSink, BridgeTransport};
+use crate::codes::{describe, js_error, ErrorCode};
 use crate::events;
-use crate::link::PeerLink;
+use crate::link::{LinkEvent, LinkSink, PeerLink, STALL_MS};
+use crate::pending::Promises;
 use crate::timer::{self, Timer};
-use onionmesh_node::{Event, LinkId, LogLevel, Node, OnionEvent, Output, Time};
+use onionmesh_crypto::Identity;
+use onionmesh_node::{Event, Input, LinkId, LogLevel, Node, Output, Time};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
-use wasm_bindgen::JsValue;
-use web_sys::RtcDataChannel;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
 
-/// `Node.start` gives up on a bridge that has not opened by then.
-pub const START_TIMEOUT_MS: u64 = 10_000;
+/// A connection attempt to the bridge (the first, and every reconnection) that has not opened by
+/// then is given up (and the core schedules the next one).
+pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+/// Opens one connection to the bridge, reporting to the given sink. An `Err` is a sentence.
+pub type Connector = Box<dyn FnMut(BridgeSink) -> Result<Box<dyn BridgeTransport>, String>>;
 
 /// What the JS `Node` object owns.
 pub struct Shared {
@@ -33,8 +45,6 @@ pub struct Shared {
     /// by a subscriber are delivered after the current one, in order).
     pending: RefCell<VecDeque<Event>>,
     dispatching: Cell<bool>,
-    /// Promises of `dhtFindNode` / `dhtFindValue` / `dhtPublish` waiting for their lookup.
-    pub dht_waiters: RefCell<crate::dht::Waiters>,
 }
 
 #[derive(Default)]
@@ -59,11 +69,25 @@ impl Subscribers {
     }
 }
 
-/// The promise `Node.start` waits on.
+/// The promise `Node.start` waits on: settled by the first connection's outcome.
 struct StartWaiter {
     resolve: js_sys::Function,
     reject: js_sys::Function,
-    _timeout: Timer,
+}
+
+/// The page's `pagehide` listener; removed when dropped.
+struct PageHide {
+    window: web_sys::Window,
+    callback: Closure<dyn FnMut(web_sys::Event)>,
+}
+
+impl Drop for PageHide {
+    fn drop(&mut self) {
+        let _ = self.window.remove_event_listener_with_callback(
+            "pagehide",
+            self.callback.as_ref().unchecked_ref(),
+        );
+    }
 }
 
 pub struct Driver {
@@ -71,33 +95,63 @@ pub struct Driver {
     me: Weak<Shared>,
     /// For sentences: the bridge URL (or the test transport's name).
     bridge_label: String,
+    connector: Connector,
+    identity: Rc<Identity>,
+    /// Counts bridge connection attempts; reports from an older one are ignored.
+    generation: u64,
     transport: Option<Box<dyn BridgeTransport>>,
+    /// Gives the current attempt [`CONNECT_TIMEOUT_MS`] to open.
+    connect_timer: Option<Timer>,
     links: BTreeMap<LinkId, PeerLink>,
+    /// Links the core has closed whose queued frames are still going into the channel.
+    closing: BTreeMap<LinkId, PeerLink>,
+    link_sink: LinkSink,
     /// The one armed timer, for the core's `poll_timeout`.
     timer: Option<(Time, Timer)>,
     start: Option<StartWaiter>,
+    /// DHT promises.
+    pub promises: Promises,
     pub stopped: bool,
     events: Vec<Event>,
+    _pagehide: Option<PageHide>,
 }
 
 impl Shared {
-    pub fn new(node: Node, bridge_label: String) -> Rc<Shared> {
-        Rc::new_cyclic(|me| Shared {
-            driver: RefCell::new(Driver {
-                node,
-                me: me.clone(),
-                bridge_label,
-                transport: None,
-                links: BTreeMap::new(),
-                timer: None,
-                start: None,
-                stopped: false,
-                events: Vec::new(),
-            }),
-            subscribers: RefCell::new(Subscribers::default()),
-            pending: RefCell::new(VecDeque::new()),
-            dispatching: Cell::new(false),
-            dht_waiters: RefCell::new(crate::dht::Waiters::default()),
+    pub fn new(
+        node: Node,
+        bridge_label: String,
+        identity: Identity,
+        connector: Connector,
+    ) -> Rc<Shared> {
+        Rc::new_cyclic(|me: &Weak<Shared>| {
+            let weak = me.clone();
+            let link_sink: LinkSink = Rc::new(move |link, ev| {
+                callback(&weak, move |d, now| d.on_link_event(now, link, ev))
+            });
+            Shared {
+                driver: RefCell::new(Driver {
+                    node,
+                    me: me.clone(),
+                    bridge_label,
+                    connector,
+                    identity: Rc::new(identity),
+                    generation: 0,
+                    transport: None,
+                    connect_timer: None,
+                    links: BTreeMap::new(),
+                    closing: BTreeMap::new(),
+                    link_sink,
+                    timer: None,
+                    start: None,
+                    promises: Promises::default(),
+                    stopped: false,
+                    events: Vec::new(),
+                    _pagehide: pagehide_listener(me),
+                }),
+                subscribers: RefCell::new(Subscribers::default()),
+                pending: RefCell::new(VecDeque::new()),
+                dispatching: Cell::new(false),
+            }
         })
     }
 
@@ -133,7 +187,6 @@ impl Shared {
             let Some(event) = self.pending.borrow_mut().pop_front() else {
                 break;
             };
-            self.dht_waiters.borrow_mut().on_event(&event);
             let obj = events::to_js(&event);
             // Copy the list: a callback may subscribe or unsubscribe.
             let subs: Vec<js_sys::Function> = self
@@ -157,6 +210,21 @@ impl Shared {
     }
 }
 
+/// Stop the node when the page goes away (tab closed, navigation, reload), so that its
+/// neighbours see its links and its bridge connection close at once instead of waiting for a
+/// timeout. Pages restored from the back/forward cache must start a new node.
+fn pagehide_listener(me: &Weak<Shared>) -> Option<PageHide> {
+    let window = web_sys::window()?;
+    let weak = me.clone();
+    let callback = Closure::<dyn FnMut(web_sys::Event)>::new(move |_: web_sys::Event| {
+        callback(&weak, |d, now| d.stop(now, "the page is going away"));
+    });
+    window
+        .add_event_listener_with_callback("pagehide", callback.as_ref().unchecked_ref())
+        .ok()?;
+    Some(PageHide { window, callback })
+}
+
 /// Enter the driver from a JS callback or a future. Does nothing once the node is gone.
 pub fn callback(shared: &Weak<Shared>, f: impl FnOnce(&mut Driver, Time) + 'static) {
     let Some(s) = shared.upgrade() else { return };
@@ -173,78 +241,198 @@ pub fn callback(shared: &Weak<Shared>, f: impl FnOnce(&mut Driver, Time) + 'stat
 }
 
 impl Driver {
-    pub fn set_transport(&mut self, transport: Box<dyn BridgeTransport>) {
-        self.transport = Some(transport);
+    /// Open the first bridge connection and remember the `Node.start` promise's functions: it
+    /// resolves when the connection opens and rejects (`NO_BRIDGE`) when it fails or does not
+    /// open within [`CONNECT_TIMEOUT_MS`].
+    pub fn start(&mut self, now: Time, resolve: js_sys::Function, reject: js_sys::Function) {
+        self.start = Some(StartWaiter { resolve, reject });
+        self.connect_bridge(now);
     }
 
-    /// Remember the `Node.start` promise's functions and give the bridge [`START_TIMEOUT_MS`].
-    pub fn await_start(&mut self, resolve: js_sys::Function, reject: js_sys::Function) {
-        let me = self.me.clone();
-        let timeout = Timer::new(START_TIMEOUT_MS, move || {
-            callback(&me, |d, now| d.on_start_timeout(now))
-        });
-        self.start = Some(StartWaiter {
-            resolve,
-            reject,
-            _timeout: timeout,
-        });
-    }
-
-    pub fn on_bridge_opened(&mut self, now: Time) {
-        if let Some(w) = self.start.take() {
-            let _ = w.resolve.call0(&JsValue::NULL);
-        }
-        self.node.handle_bridge_opened(now, timer::unix_ms());
-    }
-
-    pub fn on_bridge_closed(&mut self, now: Time, reason: &str) {
+    /// One connection attempt (the first, or an `Output::ConnectBridge`).
+    fn connect_bridge(&mut self, now: Time) {
+        self.generation += 1;
         self.transport = None;
+        let gen = self.generation;
+        let weak = self.me.clone();
+        let sink = BridgeSink {
+            report: Rc::new(move |ev| {
+                callback(&weak, move |d, now| d.on_bridge_event(now, gen, ev))
+            }),
+            identity: self.identity.clone(),
+        };
+        match (self.connector)(sink) {
+            Ok(t) => {
+                self.transport = Some(t);
+                let weak = self.me.clone();
+                self.connect_timer = Some(Timer::new(CONNECT_TIMEOUT_MS, move || {
+                    callback(&weak, move |d, now| d.on_connect_timeout(now, gen))
+                }));
+            }
+            Err(reason) => self.bridge_failed(now, &reason),
+        }
+    }
+
+    fn on_bridge_event(&mut self, now: Time, gen: u64, ev: BridgeEvent) {
+        if gen != self.generation {
+            return; // a report from a connection we have already given up
+        }
+        match ev {
+            BridgeEvent::Opened => {
+                self.connect_timer = None;
+                if let Some(w) = self.start.take() {
+                    let _ = w.resolve.call0(&JsValue::NULL);
+                }
+                self.node.handle_input(now, Input::BridgeOpened);
+            }
+            BridgeEvent::Frame(bytes) => self.node.handle_input(now, Input::BridgeFrame(&bytes)),
+            BridgeEvent::Closed(reason) => self.bridge_failed(now, &reason),
+        }
+    }
+
+    fn on_connect_timeout(&mut self, now: Time, gen: u64) {
+        if gen != self.generation || self.connect_timer.is_none() {
+            return;
+        }
+        let reason = format!(
+            "the bridge did not answer within {} seconds",
+            CONNECT_TIMEOUT_MS / 1000
+        );
+        self.bridge_failed(now, &reason);
+    }
+
+    /// The current connection is gone (or never opened): tell the core, which decides when to
+    /// try again (`Output::ConnectBridge`), and reject `Node.start` if it is still waiting.
+    fn bridge_failed(&mut self, now: Time, reason: &str) {
+        self.generation += 1;
+        self.transport = None;
+        self.connect_timer = None;
         if let Some(w) = self.start.take() {
             let msg = format!(
                 "Could not connect to the bridge at {}: {reason}. Check that the bridge is running and that the address is right, then try again.",
                 self.bridge_label
             );
-            let _ = w.reject.call1(
-                &JsValue::NULL,
-                &js_error(ErrorCode::BridgeUnreachable, &msg),
-            );
+            let _ = w
+                .reject
+                .call1(&JsValue::NULL, &js_error(ErrorCode::NoBridge, &msg));
         }
-        self.node.handle_bridge_closed(now, reason);
+        self.node.handle_input(now, Input::BridgeClosed { reason });
     }
 
-    fn on_start_timeout(&mut self, now: Time) {
-        let Some(w) = self.start.take() else { return };
-        self.transport = None;
-        let msg = format!(
-            "The bridge at {} did not answer within {} seconds. Check that it is running and reachable from this page, then try again.",
-            self.bridge_label,
-            START_TIMEOUT_MS / 1000
-        );
-        let _ = w.reject.call1(
-            &JsValue::NULL,
-            &js_error(ErrorCode::BridgeUnreachable, &msg),
-        );
-        self.node
-            .handle_bridge_closed(now, "the bridge did not answer in time");
-    }
-
-    pub fn on_datachannel(&mut self, now: Time, link: LinkId, dc: RtcDataChannel) {
+    fn on_link_event(&mut self, now: Time, link: LinkId, ev: LinkEvent) {
+        if self.closing.contains_key(&link) {
+            self.on_closing_event(link, ev);
+            return;
+        }
         let Some(l) = self.links.get_mut(&link) else {
-            dc.close();
+            if let LinkEvent::DataChannel(dc) = ev {
+                dc.close();
+            }
             return;
         };
-        if l.attach_channel(&self.me, link, dc) {
-            self.node.handle_link_opened(now, link);
+        let input = match ev {
+            LinkEvent::OfferReady(sdp) => Input::OfferReady { link, sdp },
+            LinkEvent::AnswerReady(sdp) => Input::AnswerReady { link, sdp },
+            LinkEvent::Failed(reason) => {
+                return self.node.handle_input(
+                    now,
+                    Input::LinkFailed {
+                        link,
+                        reason: &reason,
+                    },
+                )
+            }
+            LinkEvent::Opened => Input::LinkOpened { link },
+            LinkEvent::Closed(reason) => {
+                return self.node.handle_input(
+                    now,
+                    Input::LinkClosed {
+                        link,
+                        reason: &reason,
+                    },
+                )
+            }
+            LinkEvent::Frame(bytes) => {
+                return self.node.handle_input(
+                    now,
+                    Input::LinkFrame {
+                        link,
+                        bytes: &bytes,
+                    },
+                )
+            }
+            LinkEvent::Drained => return self.flush_link(now, link),
+            LinkEvent::DataChannel(dc) => {
+                if !l.attach_channel(dc) {
+                    return;
+                }
+                Input::LinkOpened { link }
+            }
+            LinkEvent::Stalled => {
+                let queued = l.queued_bytes();
+                if queued == 0 {
+                    return;
+                }
+                let reason = format!(
+                    "the peer has read nothing for {} s while {queued} bytes wait for it",
+                    STALL_MS / 1000
+                );
+                return self.node.handle_input(
+                    now,
+                    Input::LinkFailed {
+                        link,
+                        reason: &reason,
+                    },
+                );
+            }
+            LinkEvent::CloseDeadline => return,
+        };
+        self.node.handle_input(now, input);
+    }
+
+    /// A link the core has closed, still sending what was accepted before the close.
+    fn on_closing_event(&mut self, link: LinkId, ev: LinkEvent) {
+        let Some(l) = self.closing.get_mut(&link) else {
+            return;
+        };
+        let done = match ev {
+            LinkEvent::Drained => !matches!(l.flush(), Ok(false)) || l.queued_bytes() == 0,
+            LinkEvent::CloseDeadline | LinkEvent::Closed(_) | LinkEvent::Failed(_) => true,
+            _ => false,
+        };
+        if !done {
+            return;
+        }
+        if let Some(l) = self.closing.remove(&link) {
+            let (frames, bytes) = (l.queued_frames(), l.queued_bytes());
+            if frames > 0 {
+                self.log(
+                    LogLevel::Warn,
+                    format!(
+                        "{frames} frames ({bytes} bytes) queued before a link closed were dropped: the peer did not take them in time"
+                    ),
+                );
+            }
         }
     }
 
-    pub fn flush_link(&mut self, now: Time, link: LinkId) {
-        if let Some(Err(reason)) = self.links.get_mut(&link).map(PeerLink::flush) {
-            self.node.handle_link_failed(now, link, &reason);
-        }
-        // Onion cells wait in the core's bounded queues while our own queue is not empty.
-        if self.links.get(&link).is_some_and(|l| l.queued_bytes() == 0) {
-            self.node.handle_link_congestion(link, false);
+    fn flush_link(&mut self, now: Time, link: LinkId) {
+        match self.links.get_mut(&link).map(PeerLink::flush) {
+            Some(Err(reason)) => self.node.handle_input(
+                now,
+                Input::LinkFailed {
+                    link,
+                    reason: &reason,
+                },
+            ),
+            Some(Ok(true)) => self.node.handle_input(
+                now,
+                Input::LinkCongestion {
+                    link,
+                    blocked: false,
+                },
+            ),
+            _ => {}
         }
     }
 
@@ -253,31 +441,28 @@ impl Driver {
         self.links.values().map(PeerLink::queued_bytes).sum()
     }
 
-    /// Close everything: every link, the bridge, the timer. Events for the closes are delivered.
+    /// Close everything: every link, the bridge, the timer; reject every waiting promise with
+    /// `STOPPED`. Events for the closes are delivered.
     pub fn stop(&mut self, now: Time, reason: &str) {
         if self.stopped {
             return;
         }
+        let stopped_msg = format!("The node stopped ({reason}) before this call finished.");
         if let Some(w) = self.start.take() {
-            let msg = format!(
-                "The node was stopped before the bridge at {} answered.",
-                self.bridge_label
-            );
             let _ = w
                 .reject
-                .call1(&JsValue::NULL, &js_error(ErrorCode::Stopped, &msg));
+                .call1(&JsValue::NULL, &js_error(ErrorCode::Stopped, &stopped_msg));
         }
-        for peer in self.node.peers(now) {
-            if let Some(id) = onionmesh_wire::NodeId::from_hex(&peer.id) {
-                self.node.disconnect(id, reason);
-            }
-        }
-        if self.transport.take().is_some() {
-            self.node.handle_bridge_closed(now, reason);
-        }
+        self.promises.reject_all(ErrorCode::Stopped, &stopped_msg);
+        self.node.stop();
         self.pump(now);
+        // No flushing on the way out: the page is going away or asked for it.
         self.links.clear();
+        self.closing.clear();
+        self.transport = None;
+        self.connect_timer = None;
         self.timer = None;
+        self._pagehide = None;
         self.stopped = true;
     }
 
@@ -297,7 +482,7 @@ impl Driver {
                 let timer = Timer::new(t.since(now) + 1, move || {
                     callback(&me, |d, now| {
                         d.timer = None;
-                        d.node.handle_timeout(now);
+                        d.node.handle_input(now, Input::Timeout);
                     })
                 });
                 (t, timer)
@@ -312,62 +497,71 @@ impl Driver {
                     return;
                 };
                 if let Err(reason) = t.send(&bytes) {
-                    self.transport = None;
-                    self.node.handle_bridge_closed(now, &reason);
+                    self.bridge_failed(now, &reason);
                 }
             }
             Output::CloseBridge { reason } => {
+                self.generation += 1;
+                self.connect_timer = None;
                 if self.transport.take().is_some() {
                     self.log(
-                        LogLevel::Warn,
+                        LogLevel::Info,
                         format!("closed the bridge connection: {reason}"),
                     );
                 }
             }
-            Output::CreateOffer { link } => match PeerLink::offer(&self.me, link) {
+            Output::ConnectBridge => self.connect_bridge(now),
+            Output::CreateOffer { link } => match PeerLink::offer(&self.link_sink, link) {
                 Ok(l) => {
                     self.links.insert(link, l);
                 }
                 Err(e) => self.link_setup_failed(now, link, &e),
             },
-            Output::CreateAnswer { link, offer } => match PeerLink::answer(&self.me, link, offer) {
-                Ok(l) => {
-                    self.links.insert(link, l);
+            Output::CreateAnswer { link, offer } => {
+                match PeerLink::answer(&self.link_sink, link, offer) {
+                    Ok(l) => {
+                        self.links.insert(link, l);
+                    }
+                    Err(e) => self.link_setup_failed(now, link, &e),
                 }
-                Err(e) => self.link_setup_failed(now, link, &e),
-            },
+            }
             Output::ApplyAnswer { link, answer } => {
                 if let Some(l) = self.links.get(&link) {
-                    l.apply_answer(&self.me, link, answer);
+                    l.apply_answer(answer);
                 }
             }
             Output::SendLink { link, bytes } => {
                 match self.links.get_mut(&link).map(|l| l.send(bytes)) {
-                    Some(Err(reason)) => self.node.handle_link_failed(now, link, &reason),
-                    Some(Ok(())) if self.links.get(&link).is_some_and(|l| l.queued_bytes() > 0) => {
-                        self.node.handle_link_congestion(link, true)
-                    }
+                    Some(Err(reason)) => self.node.handle_input(
+                        now,
+                        Input::LinkFailed {
+                            link,
+                            reason: &reason,
+                        },
+                    ),
+                    Some(Ok(true)) => self.node.handle_input(
+                        now,
+                        Input::LinkCongestion {
+                            link,
+                            blocked: true,
+                        },
+                    ),
                     _ => {}
                 }
             }
             Output::CloseLink { link, .. } => {
-                // Dropping the link closes the channel and the connection and frees its closures.
-                self.links.remove(&link);
+                // What was accepted before the close still goes out (bounded by
+                // `CLOSE_FLUSH_MS`); dropping the link closes the channel and the connection
+                // and frees its closures.
+                if let Some(l) = self.links.remove(&link) {
+                    if let Some(closing) = l.into_closing() {
+                        self.closing.insert(link, closing);
+                    }
+                }
             }
-            Output::Event(Event::Onion(OnionEvent::StreamReadable { circ, stream })) => {
-                self.read_stream(now, circ, stream)
-            }
-            Output::Event(e) => self.events.push(e),
-        }
-    }
-
-    /// Read a stream for the page as soon as data arrives and hand it on as a `data` event
-    /// (the page keeps what it receives; reading is what reopens the circuit's windows).
-    fn read_stream(&mut self, now: Time, circ: u64, stream: u16) {
-        if let Ok(data) = self.node.stream_read(now, circ, stream, usize::MAX) {
-            if !data.is_empty() {
-                self.events
-                    .push(Event::Onion(OnionEvent::StreamData { circ, stream, data }));
+            Output::Event(e) => {
+                self.promises.on_event(&e);
+                self.events.push(e);
             }
         }
     }
@@ -375,9 +569,15 @@ impl Driver {
     fn link_setup_failed(&mut self, now: Time, link: LinkId, err: &JsValue) {
         let reason = format!(
             "this browser could not create a WebRTC peer connection: {}",
-            crate::error::describe(err)
+            describe(err)
         );
-        self.node.handle_link_failed(now, link, &reason);
+        self.node.handle_input(
+            now,
+            Input::LinkFailed {
+                link,
+                reason: &reason,
+            },
+        );
     }
 
     fn log(&mut self, level: LogLevel, text: String) {

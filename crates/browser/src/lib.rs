@@ -9,8 +9,14 @@
 //!   ordered, reliable data channel named `onionmesh`, negotiated without trickle ICE: the offer
 //!   or answer is reported once candidate gathering completes;
 //! - backpressure on every channel: above 1 MiB buffered, frames wait in a per-link queue that
-//!   drains on `bufferedamountlow`; a link whose queue passes 8 MiB is closed with a reason;
-//! - one `setTimeout` for the core's next deadline, and `performance.now()` as its clock.
+//!   drains on `bufferedamountlow`, and the core hears the link is congested (application
+//!   `send` then throws `BUSY` until a `writable` event; onion cells wait in the core's bounded
+//!   queues). A link is closed for its peer only when the peer reads nothing for 30 s;
+//! - one `setTimeout` for the core's next deadline, and `performance.now()` as its clock;
+//! - reconnection: when the core asks (`Output::ConnectBridge`, with backoff and jitter decided
+//!   by the core) the driver opens a new WebSocket; links and circuits stay up meanwhile;
+//! - `pagehide`: the node stops, closing its links and bridge connection, so neighbours notice
+//!   at once.
 //!
 //! Every JS callback is a struct field of the thing it belongs to (the WebSocket transport, a
 //! link, its channel, the timer) and is detached and freed with it; nothing is `forget()`-ed.
@@ -22,21 +28,40 @@
 //! ```js
 //! import init, { Node } from './pkg/onionmesh_browser.js';
 //! await init();
-//! const node = await Node.start('ws://127.0.0.1:8080/ws');   // rejects: BAD_URL, BRIDGE_UNREACHABLE
+//! const node = await Node.start('ws://127.0.0.1:8080/ws');   // rejects: BAD_ARGUMENT, NO_BRIDGE
 //! console.log(node.id, node.shortId, node.bridgeState());
 //! node.on(event => {
 //!   if (event.type === 'peer' && event.state === 'linked') {
-//!     node.send(event.id, new TextEncoder().encode('hello'));   // throws NOT_LINKED, TOO_LARGE...
+//!     node.send(event.id, new TextEncoder().encode('hello'));   // throws BUSY, NOT_LINKED, ...
 //!   }
+//!   if (event.type === 'writable') { /* the link to event.id takes messages again */ }
 //!   if (event.type === 'message') {
 //!     console.log(event.fromShortId, new TextDecoder().decode(event.data));
 //!   }
+//!   if (event.type === 'bridge' && event.state === 'reconnecting') {
+//!     console.log('next attempt at', new Date(event.nextAttemptAt));
+//!   }
+//!   if (event.type === 'stream' && event.event === 'readable') {
+//!     // Pull what waits (reads are what let the far writer send more).
+//!     for (let b; (b = node.read(event.circuit, event.stream)).length > 0;) console.log(b);
+//!   }
 //! });
-//! // node.peers(), node.findPeers(), node.disconnect(id), node.off(subscription), node.stop()
+//! // node.peers(), node.findPeers(), node.connect(id), node.disconnect(id), node.off(sub),
+//! // node.buildCircuit(path?), node.openStream(c, service), node.write(c, s, bytes),
+//! // node.read(c, s, max?), node.serve(name), node.serviceRead(c, s, max?),
+//! // node.serviceWrite(c, s, bytes), node.dhtPublish(key), node.dhtFindValue(key),
+//! // node.dhtFindNode(id), node.dhtStats(), node.stop()
 //! ```
 //!
 //! Errors are JS `Error`s whose message is a sentence saying what happened and what to do, with a
-//! stable `code` string (`ErrorCode`).
+//! stable `code` from the one list (`ErrorCode`, a TypeScript union in the `.d.ts` generated from
+//! `onionmesh_node::ErrorCode::ALL`). Arguments of the wrong type throw `BAD_ARGUMENT` (or
+//! `BAD_PEER_ID`). `stop()` rejects every pending promise with `STOPPED`.
+//!
+//! Changes from the earlier API: stream data no longer comes in `{event: "data"}` events (pull it
+//! with `read` on `readable`); `serviceRead`'s `max` is optional; `send` may throw `BUSY`; the
+//! codes `BAD_URL`, `BAD_CALLBACK` and `BAD_KEY` are now `BAD_ARGUMENT`, `BRIDGE_UNREACHABLE` is
+//! `NO_BRIDGE`; DHT calls reject (rather than throw) when the core refuses them.
 //!
 //! ## Building
 //!
@@ -59,34 +84,46 @@
 //!
 //! `tests/links_in_page.rs` links two nodes over real WebRTC, introduced by the bridge's
 //! `Rendezvous` core running in the same page and plugged in with
-//! `BrowserNode::start_with_transport`.
+//! `BrowserNode::start_with_transport`. `tests/layers.rs` (native) checks that no module imports
+//! one that imports it back, and `codes`' unit test (native) that the TypeScript union of codes
+//! is `ErrorCode::ALL`.
 
+// Layers, each using only those above it (no module imports one that imports it back):
+//   leaves:    codes (the one error-code list, JS errors), timer, views (presentation), args
+//   events:    events (core events as JS objects), pending (promises waiting on the core)
+//   wrappers:  bridge (WebSocket + secure channel), link (RTCPeerConnection + data channel)
+//   driver:    driver (feeds the core, carries out its outputs)
+//   JS API:    api (the Node class), api_onion, api_dht (more methods of the same class)
 #[cfg(target_arch = "wasm32")]
 mod api;
+#[cfg(target_arch = "wasm32")]
+mod api_dht;
+#[cfg(target_arch = "wasm32")]
+mod api_onion;
+#[cfg(target_arch = "wasm32")]
+mod args;
 #[cfg(target_arch = "wasm32")]
 mod bench;
 #[cfg(target_arch = "wasm32")]
 mod bridge;
-#[cfg(target_arch = "wasm32")]
-mod circuits;
-#[cfg(target_arch = "wasm32")]
-mod dht;
+pub mod codes;
 #[cfg(target_arch = "wasm32")]
 mod driver;
-#[cfg(target_arch = "wasm32")]
-mod error;
 #[cfg(target_arch = "wasm32")]
 mod events;
 #[cfg(target_arch = "wasm32")]
 mod link;
 #[cfg(target_arch = "wasm32")]
+mod pending;
+#[cfg(target_arch = "wasm32")]
 mod timer;
+#[cfg(target_arch = "wasm32")]
+mod views;
 
 #[cfg(target_arch = "wasm32")]
 pub use api::{BrowserNode, EventCallback, NodeOptions, PeerList, StartOptions};
 #[cfg(target_arch = "wasm32")]
+pub use api_onion::CircuitList;
+#[cfg(target_arch = "wasm32")]
 pub use bridge::{BridgeSink, BridgeTransport, WebSocketTransport};
-#[cfg(target_arch = "wasm32")]
-pub use circuits::CircuitList;
-#[cfg(target_arch = "wasm32")]
-pub use error::ErrorCode;
+pub use codes::ErrorCode;

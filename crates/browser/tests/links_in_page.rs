@@ -6,13 +6,12 @@
 use js_sys::{Array, Reflect, Uint8Array};
 use onionmesh_browser::{BridgeSink, BridgeTransport, BrowserNode, NodeOptions};
 use onionmesh_crypto::Identity;
-use onionmesh_node::Time;
 use onionmesh_rendezvous::{
-    ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
+    ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput, Time,
 };
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
@@ -69,11 +68,26 @@ type HubRef = Rc<RefCell<Hub>>;
 
 fn new_hub() -> HubRef {
     let identity = Identity::from_seed([42; 32]).unwrap();
-    Rc::new(RefCell::new(Hub {
-        rv: Rendezvous::new(identity, RendezvousConfig::default(), [43; 32]),
+    let hub = Rc::new(RefCell::new(Hub {
+        rv: Rendezvous::new(identity, RendezvousConfig::default(), [7; 32]),
         sinks: BTreeMap::new(),
         next: 0,
-    }))
+    }));
+    spawn_local(tick(Rc::downgrade(&hub)));
+    hub
+}
+
+/// The rendezvous's timers (keepalives, deadlines), checked every 100 ms while the hub lives.
+async fn tick(hub: Weak<RefCell<Hub>>) {
+    loop {
+        sleep(100).await;
+        let Some(hub) = hub.upgrade() else { return };
+        let mut h = hub.borrow_mut();
+        if h.rv.poll_timeout().is_some_and(|t| t <= now()) {
+            h.rv.handle_input(now(), RendezvousInput::Timeout);
+            h.flush();
+        }
+    }
 }
 
 impl Hub {
@@ -106,9 +120,13 @@ struct HubTransport {
 impl BridgeTransport for HubTransport {
     fn send(&mut self, frame: &[u8]) -> Result<(), String> {
         let mut hub = self.hub.borrow_mut();
-        let conn = self.conn;
-        hub.rv
-            .handle_input(now(), RendezvousInput::Frame { conn, bytes: frame });
+        hub.rv.handle_input(
+            now(),
+            RendezvousInput::Frame {
+                conn: self.conn,
+                bytes: frame,
+            },
+        );
         hub.flush();
         Ok(())
     }
@@ -120,25 +138,32 @@ impl Drop for HubTransport {
         hub.sinks.remove(&self.conn);
         hub.rv
             .handle_input(now(), RendezvousInput::Closed(self.conn));
+        hub.flush();
     }
 }
 
 async fn start_node(hub: &HubRef, corrupt_proof: bool) -> BrowserNode {
     let hub = hub.clone();
     let connect = move |sink: BridgeSink| -> Result<Box<dyn BridgeTransport>, JsValue> {
-        let opened = sink.clone();
-        spawn_local(async move { opened.opened() });
-        // The rendezvous' challenge is delivered after the open, as on a real socket.
         let conn = {
             let mut h = hub.borrow_mut();
             h.next += 1;
             let conn = ConnId(h.next);
-            h.sinks.insert(conn, sink);
-            h.rv.handle_input(now(), RendezvousInput::Opened(conn));
-            h.flush();
+            h.sinks.insert(conn, sink.clone());
             conn
         };
-        Ok(Box::new(HubTransport { hub, conn }))
+        // Opened first, then the rendezvous's challenge (as over a real socket).
+        let h2 = hub.clone();
+        spawn_local(async move {
+            sink.opened();
+            let mut h = h2.borrow_mut();
+            h.rv.handle_input(now(), RendezvousInput::Opened(conn));
+            h.flush();
+        });
+        Ok(Box::new(HubTransport {
+            hub: hub.clone(),
+            conn,
+        }))
     };
     let options = NodeOptions {
         test_only_corrupt_link_proof: corrupt_proof,
@@ -197,6 +222,14 @@ impl Recorder {
             .cloned()
     }
 
+    fn writable_count(&self, peer: &str) -> usize {
+        self.events
+            .borrow()
+            .iter()
+            .filter(|e| get_str(e, "type") == "writable" && get_str(e, "id") == peer)
+            .count()
+    }
+
     fn messages_from(&self, peer: &str) -> Vec<Vec<u8>> {
         self.events
             .borrow()
@@ -224,6 +257,11 @@ fn peer_state(node: &BrowserNode, peer: &str) -> Option<String> {
 
 fn error_code(err: &JsValue) -> String {
     get_str(err, "code")
+}
+
+/// `node.send(peer, bytes)` as JavaScript calls it.
+fn send(node: &BrowserNode, peer: &str, data: &[u8]) -> Result<(), JsValue> {
+    node.send(JsValue::from_str(peer), Uint8Array::from(data).into())
 }
 
 fn payload(len: usize, salt: u8) -> Vec<u8> {
@@ -265,8 +303,8 @@ async fn two_nodes_link_over_webrtc_and_exchange_bytes() {
 
     // Small messages both ways, byte-identical, including every byte value.
     let one: Vec<u8> = (0..=255u8).collect();
-    a.send(&id_b, &one).unwrap();
-    b.send(&id_a, b"hello from b").unwrap();
+    send(&a, &id_b, &one).unwrap();
+    send(&b, &id_a, b"hello from b").unwrap();
     wait_until("the two small messages", 10_000.0, || {
         !rb.messages_from(&id_a).is_empty() && !ra.messages_from(&id_b).is_empty()
     })
@@ -274,15 +312,35 @@ async fn two_nodes_link_over_webrtc_and_exchange_bytes() {
     assert_eq!(rb.messages_from(&id_a), vec![one.clone()]);
     assert_eq!(ra.messages_from(&id_b), vec![b"hello from b".to_vec()]);
 
-    // A burst of maximum-size frames: more than the channel's high-water mark, so frames wait in
-    // the driver's queue and drain on `bufferedamountlow`, in order and intact.
+    // A burst of maximum-size frames (issue 11 case 2): more than the channel's high-water
+    // mark, so the link becomes congested and `send` refuses with BUSY instead of queueing
+    // without end; a `writable` event says when to go on. Everything accepted arrives, in order
+    // and intact, and the link survives.
     let max = onionmesh_wire::link::MAX_DATA;
     let burst: Vec<Vec<u8>> = (0..64u8).map(|i| payload(max, i)).collect();
-    for m in &burst {
-        a.send(&id_b, m).unwrap();
+    let mut busy = 0;
+    let mut next = 0;
+    let started = performance_now();
+    while next < burst.len() {
+        match send(&a, &id_b, &burst[next]) {
+            Ok(()) => next += 1,
+            Err(e) => {
+                assert_eq!(error_code(&e), "BUSY", "only BUSY may refuse a burst");
+                busy += 1;
+                let writable_before = ra.writable_count(&id_b);
+                wait_until("a writable event after BUSY", 30_000.0, || {
+                    ra.writable_count(&id_b) > writable_before
+                })
+                .await;
+            }
+        }
+        assert!(
+            performance_now() - started < 60_000.0,
+            "the burst took too long"
+        );
     }
     assert!(
-        a.queued_bytes() > 0,
+        busy > 0,
         "a 4 MiB burst should exceed the 1 MiB high-water mark"
     );
     wait_until("the 4 MiB burst to arrive", 60_000.0, || {
@@ -296,38 +354,83 @@ async fn two_nodes_link_over_webrtc_and_exchange_bytes() {
         "the burst arrived reordered or changed"
     );
     assert_eq!(a.queued_bytes(), 0);
+    assert_eq!(peer_state(&a, &id_b).as_deref(), Some("linked"));
     let entry = peer_entry(&a, &id_b).unwrap();
     assert_eq!(
         get(&entry, "bytesOut").as_f64(),
         Some((256 + 64 * max) as f64)
     );
-    assert_eq!(get(&entry, "bytesIn").as_f64(), Some(12.0));
+    // B's 12-byte message, plus whatever link frames B sent (keepalives count as bytes in).
+    let bytes_in = get(&entry, "bytesIn").as_f64().unwrap_or_default();
+    assert!(bytes_in >= 12.0, "{bytes_in}");
 
     // API misuse gets stable codes.
-    let err = a.send(&id_b, &vec![0; max + 1]).unwrap_err();
+    let err = send(&a, &id_b, &vec![0; max + 1]).unwrap_err();
     assert_eq!(error_code(&err), "TOO_LARGE");
-    let err = a.send(&"ab".repeat(20), b"x").unwrap_err();
+    let err = send(&a, &"ab".repeat(20), b"x").unwrap_err();
     assert_eq!(error_code(&err), "NOT_LINKED");
-    let err = a.send("not-a-peer", b"x").unwrap_err();
+    let err = send(&a, "not-a-peer", b"x").unwrap_err();
     assert_eq!(error_code(&err), "BAD_PEER_ID");
     assert!(
         err.dyn_ref::<js_sys::Error>().is_some(),
         "errors are JS Error objects"
     );
+    let err = a
+        .send(JsValue::from_str(&id_b), JsValue::from_str("text"))
+        .unwrap_err();
+    assert_eq!(error_code(&err), "BAD_ARGUMENT");
+    let err = a
+        .build_circuit(Array::of1(&JsValue::from(42)).into())
+        .unwrap_err();
+    assert_eq!(error_code(&err), "BAD_ARGUMENT", "buildCircuit([42])");
+    let err = a
+        .build_circuit(Array::of2(&JsValue::from_str(&id_b), &JsValue::from_str(&id_a)).into())
+        .unwrap_err();
+    assert_eq!(
+        error_code(&err),
+        "PATH_THROUGH_SELF",
+        "a path through the page itself"
+    );
+    let err = a
+        .read(JsValue::from(7), JsValue::from(1), JsValue::UNDEFINED)
+        .unwrap_err();
+    let code = error_code(&err);
+    assert!(
+        code == "UNKNOWN_CIRCUIT" || code == "UNKNOWN_STREAM",
+        "{code}"
+    );
 
-    // Disconnect: both sides see the link close.
-    a.disconnect(&id_b).unwrap();
+    // A graceful disconnect right after a burst of sends (issue 11 case 4): everything `send`
+    // accepted arrives before the link closes.
+    let mut accepted = 0;
+    for i in 0..48u8 {
+        if send(&a, &id_b, &payload(60_000, i)).is_ok() {
+            accepted += 1;
+        }
+    }
+    assert!(accepted > 0);
+    let before = rb.messages_from(&id_a).len();
+    a.disconnect(JsValue::from_str(&id_b)).unwrap();
     assert_eq!(peer_state(&a, &id_b), None);
     wait_until("b to see the link closed", 10_000.0, || {
         peer_state(&b, &id_a).is_none()
     })
     .await;
     assert!(rb.peer_event(&id_a, "closed").is_some());
+    let flushed = &rb.messages_from(&id_a)[before..];
+    assert_eq!(
+        flushed.len(),
+        accepted,
+        "messages accepted before disconnect were lost"
+    );
+    for (i, m) in flushed.iter().enumerate() {
+        assert_eq!(m, &payload(60_000, i as u8));
+    }
 
     a.stop();
     b.stop();
     assert_eq!(error_code(&a.peers().err().unwrap()), "STOPPED");
-    assert_eq!(error_code(&b.send(&id_a, b"x").unwrap_err()), "STOPPED");
+    assert_eq!(error_code(&send(&b, &id_a, b"x").unwrap_err()), "STOPPED");
 }
 
 #[wasm_bindgen_test]
@@ -349,7 +452,7 @@ async fn a_peer_with_a_bad_link_proof_is_refused() {
     assert!(!rh.peer_states(&id_l).contains(&"linked".to_string()));
     assert_eq!(peer_state(&honest, &id_l), None);
     assert_eq!(
-        error_code(&honest.send(&id_l, b"x").unwrap_err()),
+        error_code(&send(&honest, &id_l, b"x").unwrap_err()),
         "NOT_LINKED"
     );
 
@@ -379,31 +482,31 @@ async fn a_callback_that_throws_does_not_break_the_node() {
     .await;
     a.off(sub);
     let err = a.on(JsValue::from(3).unchecked_into()).unwrap_err();
-    assert_eq!(error_code(&err), "BAD_CALLBACK");
+    assert_eq!(error_code(&err), "BAD_ARGUMENT");
     a.stop();
     b.stop();
 }
 
 #[wasm_bindgen_test]
 async fn start_rejects_bad_urls_and_unreachable_bridges() {
-    let err = match BrowserNode::start("http://127.0.0.1:8080/ws".into(), None).await {
+    let err = match BrowserNode::start(JsValue::from_str("http://127.0.0.1:8080/ws"), None).await {
         Ok(_) => panic!("an http:// URL must be refused"),
         Err(e) => e,
     };
-    assert_eq!(error_code(&err), "BAD_URL");
+    assert_eq!(error_code(&err), "BAD_ARGUMENT");
     let message = err.dyn_ref::<js_sys::Error>().unwrap().message();
     assert!(String::from(message).contains("ws://"));
 
-    let err = match BrowserNode::start("not a url".into(), None).await {
+    let err = match BrowserNode::start(JsValue::from_str("not a url"), None).await {
         Ok(_) => panic!("garbage must be refused"),
         Err(e) => e,
     };
-    assert_eq!(error_code(&err), "BAD_URL");
+    assert_eq!(error_code(&err), "BAD_ARGUMENT");
 
     // Nothing listens there: the connection is refused at once.
-    let err = match BrowserNode::start("ws://127.0.0.1:59999/ws".into(), None).await {
+    let err = match BrowserNode::start(JsValue::from_str("ws://127.0.0.1:59999/ws"), None).await {
         Ok(_) => panic!("nothing listens on that port"),
         Err(e) => e,
     };
-    assert_eq!(error_code(&err), "BRIDGE_UNREACHABLE");
+    assert_eq!(error_code(&err), "NO_BRIDGE");
 }
