@@ -1,0 +1,747 @@
+//! Content at node level: real `Node`s with their ORDB parts, each with an in-memory store
+//! (`MemStore`) driven through `Output::Store` / `Input::StoreDone`, wired by an instant FIFO
+//! "network" and a small signalling bridge written here (hello, find-peer, introductions and
+//! DHT forwarding), since the real rendezvous is moving crates.
+//!
+//! Covers: a file published on one node and downloaded through 3-hop circuits by a node with no
+//! link to the publisher, byte-identical; a holder whose store hands out a forged piece, caught
+//! and fetched again; an unknown hash_name failing with a sentence; a query whose loop counter
+//! is past 5; a full quota stopping a download with a sentence while keeping what was stored.
+
+use onionmesh_crypto::{node_id, Identity};
+use onionmesh_node::{
+    ContentConfig, ContentEvent, Event, Input, LinkId, Node, NodeConfig, OnionEvent, Output, Time,
+    ORDB_SERVICE,
+};
+use onionmesh_onion::StreamHandle;
+use onionmesh_ordb::{HashName, MemStore, StoreCompletion, StoreReply, StoreRequest};
+use onionmesh_wire::cell::RelayCmd;
+use onionmesh_wire::db::{DbEndReason, DbMsg, DbQuery};
+use onionmesh_wire::{Frame, NodeId, PublicKeyBytes, SignalMsg};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+const UNIX: u64 = 1_700_000_000_000;
+
+enum Msg {
+    ToBridge(usize, Vec<u8>),
+    ToNode(usize, Vec<u8>),
+    Frame((usize, LinkId), Vec<u8>),
+    Open((usize, LinkId)),
+    Closed((usize, LinkId), String),
+    Offer((usize, LinkId)),
+    Answer((usize, LinkId)),
+}
+
+/// The signalling a bridge does, and nothing else: register, name peers, pass introductions
+/// and DHT frames on. `apart` pairs are never introduced to each other.
+struct Signalling {
+    pubkey: PublicKeyBytes,
+    peers: BTreeMap<usize, (NodeId, PublicKeyBytes)>,
+    by_id: BTreeMap<NodeId, usize>,
+    apart: BTreeSet<(usize, usize)>,
+}
+
+impl Signalling {
+    fn handle(&mut self, from: usize, bytes: &[u8]) -> Vec<(usize, SignalMsg)> {
+        let Ok(msg) = SignalMsg::decode_frame(bytes) else {
+            return Vec::new();
+        };
+        let me = self.peers.get(&from).copied();
+        let apart =
+            |a: usize, b: usize| self.apart.contains(&(a, b)) || self.apart.contains(&(b, a));
+        match msg {
+            SignalMsg::Hello { pubkey, .. } => {
+                let id = node_id(&pubkey);
+                self.peers.insert(from, (id, pubkey));
+                self.by_id.insert(id, from);
+                vec![(
+                    from,
+                    SignalMsg::Welcome {
+                        bridge_pubkey: self.pubkey,
+                        peers_online: self.peers.len() as u32,
+                    },
+                )]
+            }
+            SignalMsg::FindPeer { .. } => {
+                let peers = self
+                    .peers
+                    .iter()
+                    .filter(|(&i, _)| i != from && !apart(i, from))
+                    .map(|(_, &(id, pubkey))| onionmesh_wire::signal::PeerRecord {
+                        id,
+                        pubkey,
+                        bridge: String::new(),
+                    })
+                    .collect();
+                vec![(from, SignalMsg::FoundPeer { peers })]
+            }
+            SignalMsg::Introduce { peer, session, sdp } => {
+                let Some((my_id, _)) = me else {
+                    return Vec::new();
+                };
+                match self.by_id.get(&peer) {
+                    Some(&to) if !apart(to, from) => vec![(
+                        to,
+                        SignalMsg::Introduce {
+                            peer: my_id,
+                            session,
+                            sdp,
+                        },
+                    )],
+                    _ => vec![(
+                        from,
+                        SignalMsg::IntroduceFailed {
+                            peer,
+                            session,
+                            reason: "not here".into(),
+                        },
+                    )],
+                }
+            }
+            SignalMsg::Introduced { peer, session, sdp } => {
+                let (Some((my_id, _)), Some(&to)) = (me, self.by_id.get(&peer)) else {
+                    return Vec::new();
+                };
+                vec![(
+                    to,
+                    SignalMsg::Introduced {
+                        peer: my_id,
+                        session,
+                        sdp,
+                    },
+                )]
+            }
+            SignalMsg::IntroduceFailed {
+                peer,
+                session,
+                reason,
+            } => {
+                let (Some((my_id, _)), Some(&to)) = (me, self.by_id.get(&peer)) else {
+                    return Vec::new();
+                };
+                vec![(
+                    to,
+                    SignalMsg::IntroduceFailed {
+                        peer: my_id,
+                        session,
+                        reason,
+                    },
+                )]
+            }
+            SignalMsg::KadTo { peer, bytes } => {
+                let (Some((my_id, my_key)), Some(&to)) = (me, self.by_id.get(&peer)) else {
+                    return Vec::new();
+                };
+                vec![(
+                    to,
+                    SignalMsg::KadFrom {
+                        peer: my_id,
+                        pubkey: my_key,
+                        bridge: String::new(),
+                        bytes,
+                    },
+                )]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A store fault: hand out piece `index` with one byte flipped, `times` times.
+struct Forge {
+    hash_name: HashName,
+    index: u32,
+    times: u32,
+}
+
+struct Net {
+    nodes: Vec<Node>,
+    bridge: Signalling,
+    queue: VecDeque<Msg>,
+    pairs: BTreeMap<(usize, LinkId), (usize, LinkId)>,
+    events: Vec<Vec<Event>>,
+    stores: Vec<MemStore>,
+    forge: Vec<Option<Forge>>,
+    forged: u32,
+    now: Time,
+}
+
+fn sdp(end: (usize, LinkId)) -> String {
+    let fp: Vec<String> = (0..32)
+        .map(|i| format!("{:02X}", (i + end.0) as u8))
+        .collect();
+    format!(
+        "v=0\r\na=fingerprint:sha-256 {}\r\na=x-end:{}:{}\r\n",
+        fp.join(":"),
+        end.0,
+        end.1 .0
+    )
+}
+
+fn end_of(sdp: &str) -> (usize, LinkId) {
+    let v = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=x-end:"))
+        .unwrap();
+    let (n, l) = v.split_once(':').unwrap();
+    (n.parse().unwrap(), LinkId(l.parse().unwrap()))
+}
+
+impl Net {
+    fn new(n: usize, apart: &[(usize, usize)], quotas: &[(usize, u64)]) -> Net {
+        Net::with(n, apart, quotas, ContentConfig::default())
+    }
+
+    fn with(
+        n: usize,
+        apart: &[(usize, usize)],
+        quotas: &[(usize, u64)],
+        content: ContentConfig,
+    ) -> Net {
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let identity = Identity::from_seed([i as u8 + 1; 32]).unwrap();
+            let cfg = NodeConfig {
+                content: content.clone(),
+                ..NodeConfig::default()
+            };
+            nodes.push(Node::new(identity, cfg, [i as u8 + 50; 32]));
+        }
+        let stores = (0..n)
+            .map(|i| {
+                let q = quotas
+                    .iter()
+                    .find(|(j, _)| *j == i)
+                    .map(|(_, q)| *q)
+                    .unwrap_or(64 << 20);
+                MemStore::new(q)
+            })
+            .collect();
+        let mut net = Net {
+            nodes,
+            bridge: Signalling {
+                pubkey: Identity::from_seed([99; 32]).unwrap().public_key(),
+                peers: BTreeMap::new(),
+                by_id: BTreeMap::new(),
+                apart: apart.iter().copied().collect(),
+            },
+            queue: VecDeque::new(),
+            pairs: BTreeMap::new(),
+            events: vec![Vec::new(); n],
+            stores,
+            forge: (0..n).map(|_| None).collect(),
+            forged: 0,
+            now: Time::from_millis(1_000),
+        };
+        for i in 0..n {
+            let now = net.now;
+            net.nodes[i].ordb().load(now);
+            net.nodes[i].handle_input(now, Input::BridgeOpened { unix_ms: UNIX });
+            net.drain(i);
+            net.run();
+        }
+        // Let the DHT settle (bootstrap lookups, refreshes).
+        net.advance_for(Duration::from_secs(5));
+        net
+    }
+
+    fn id(&self, i: usize) -> NodeId {
+        self.nodes[i].id()
+    }
+
+    fn store_op(
+        &mut self,
+        i: usize,
+        id: onionmesh_ordb::StoreOpId,
+        request: StoreRequest,
+    ) -> StoreCompletion {
+        let get = match &request {
+            StoreRequest::GetPiece { hash_name, index } => Some((*hash_name, *index)),
+            _ => None,
+        };
+        let mut result = self.stores[i].execute(request);
+        if let (Some((h, index)), Some(f)) = (get, self.forge[i].as_mut()) {
+            if f.hash_name == h && f.index == index && f.times > 0 {
+                if let Ok(StoreReply::Piece(Some(rec))) = result.as_mut() {
+                    rec.bytes[100] ^= 0x55;
+                    f.times -= 1;
+                    self.forged += 1;
+                }
+            }
+        }
+        StoreCompletion { id, result }
+    }
+
+    fn drain(&mut self, i: usize) {
+        loop {
+            let mut done = Vec::new();
+            while let Some(o) = self.nodes[i].poll_output() {
+                match o {
+                    Output::SendBridge(b) => self.queue.push_back(Msg::ToBridge(i, b)),
+                    Output::CreateOffer { link } => self.queue.push_back(Msg::Offer((i, link))),
+                    Output::CreateAnswer { link, .. } => {
+                        self.queue.push_back(Msg::Answer((i, link)))
+                    }
+                    Output::ApplyAnswer { link, answer } => {
+                        let remote = end_of(&answer);
+                        self.pairs.insert((i, link), remote);
+                        self.pairs.insert(remote, (i, link));
+                        self.queue.push_back(Msg::Open((i, link)));
+                        self.queue.push_back(Msg::Open(remote));
+                    }
+                    Output::SendLink { link, bytes } => {
+                        if let Some(&remote) = self.pairs.get(&(i, link)) {
+                            self.queue.push_back(Msg::Frame(remote, bytes));
+                        }
+                    }
+                    Output::CloseLink { link, reason } => {
+                        if let Some(remote) = self.pairs.remove(&(i, link)) {
+                            self.pairs.remove(&remote);
+                            self.queue
+                                .push_back(Msg::Closed(remote, reason.to_string()));
+                        }
+                    }
+                    Output::Store { id, request } => done.push(self.store_op(i, id, request)),
+                    Output::Event(e) => self.events[i].push(e),
+                    Output::CloseBridge { .. } | Output::ConnectBridge => {}
+                }
+            }
+            if done.is_empty() {
+                return;
+            }
+            for c in done {
+                let now = self.now;
+                self.nodes[i].handle_input(now, Input::StoreDone(c));
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        let mut steps = 0u64;
+        while let Some(m) = self.queue.pop_front() {
+            steps += 1;
+            assert!(steps < 50_000_000, "the network never settles");
+            let now = self.now;
+            let i = match m {
+                Msg::ToBridge(i, b) => {
+                    for (to, msg) in self.bridge.handle(i, &b) {
+                        self.queue.push_back(Msg::ToNode(to, msg.encode_frame()));
+                    }
+                    continue;
+                }
+                Msg::ToNode(i, b) => {
+                    self.nodes[i].handle_input(now, Input::BridgeFrame(&b));
+                    i
+                }
+                Msg::Offer((i, l)) => {
+                    self.nodes[i].handle_input(
+                        now,
+                        Input::OfferReady {
+                            link: l,
+                            sdp: sdp((i, l)),
+                        },
+                    );
+                    i
+                }
+                Msg::Answer((i, l)) => {
+                    self.nodes[i].handle_input(
+                        now,
+                        Input::AnswerReady {
+                            link: l,
+                            sdp: sdp((i, l)),
+                        },
+                    );
+                    i
+                }
+                Msg::Open((i, l)) => {
+                    self.nodes[i].handle_input(now, Input::LinkOpened { link: l });
+                    i
+                }
+                Msg::Frame((i, l), b) => {
+                    self.nodes[i].handle_input(now, Input::LinkFrame { link: l, bytes: &b });
+                    i
+                }
+                Msg::Closed((i, l), r) => {
+                    self.nodes[i].handle_input(
+                        now,
+                        Input::LinkClosed {
+                            link: l,
+                            reason: &r,
+                        },
+                    );
+                    i
+                }
+            };
+            self.drain(i);
+        }
+    }
+
+    fn tick(&mut self, by: Duration) {
+        self.now = self.now + by;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                let now = self.now;
+                self.nodes[i].handle_input(now, Input::Timeout);
+                self.drain(i);
+            }
+        }
+        self.run();
+    }
+
+    fn advance_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.tick(Duration::from_millis(100));
+        }
+    }
+
+    /// Step the clock until `done` holds; panics after `limit` of virtual time.
+    fn until(&mut self, limit: Duration, what: &str, done: impl Fn(&Net) -> bool) {
+        let end = self.now + limit;
+        self.run();
+        while !done(self) {
+            assert!(self.now < end, "{what}: not within {limit:?}");
+            self.tick(Duration::from_millis(100));
+        }
+    }
+
+    fn content(&self, i: usize) -> Vec<ContentEvent> {
+        self.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                Event::Content(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn done(&self, i: usize, h: HashName) -> bool {
+        self.content(i)
+            .contains(&ContentEvent::Done { hash_name: h })
+    }
+
+    fn failed(&self, i: usize, h: HashName) -> Option<String> {
+        self.content(i).into_iter().find_map(|e| match e {
+            ContentEvent::Failed { hash_name, reason } if hash_name == h => Some(reason),
+            _ => None,
+        })
+    }
+
+    fn linked(&self, a: usize, b: usize) -> bool {
+        self.nodes[a].linked_peers().contains(&self.id(b))
+    }
+
+    /// The verified bytes node `i` stored for `h`, in order (`None` if a piece is missing).
+    fn stored_bytes(&mut self, i: usize, h: HashName, pieces: u32) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        for index in 0..pieces {
+            match self.stores[i].execute(StoreRequest::GetPiece {
+                hash_name: h,
+                index,
+            }) {
+                Ok(StoreReply::Piece(Some(rec))) => out.extend_from_slice(&rec.bytes),
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    fn publish(&mut self, i: usize, data: &[u8], name: &str) -> HashName {
+        let now = self.now;
+        let h = self.nodes[i]
+            .ordb()
+            .publish(now, data, "application/octet-stream", name)
+            .unwrap();
+        self.drain(i);
+        self.until(
+            Duration::from_secs(60),
+            "the publication is stored and announced",
+            |n| {
+                n.done(i, h) && n.events[i].iter().any(|e| {
+                    matches!(e, Event::Dht(onionmesh_node::DhtEvent::Published { key, holders, .. })
+                        if key.0 == h.0 && *holders > 0)
+                })
+            },
+        );
+        h
+    }
+
+    fn download(&mut self, i: usize, h: HashName) {
+        let now = self.now;
+        self.nodes[i].ordb().download(now, h).unwrap();
+        self.drain(i);
+    }
+}
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+const PIECE: usize = 64 * 1024;
+
+#[test]
+fn a_file_published_on_one_node_downloads_on_another_with_no_link_to_it() {
+    // 0 publishes, 7 downloads; the bridge never introduces them to each other.
+    let mut net = Net::new(8, &[(0, 7)], &[]);
+    let file = data(5 * PIECE + 1234, 1);
+    let h = net.publish(0, &file, "five.bin");
+    let lib = net.nodes[0].ordb().library();
+    assert_eq!(lib.len(), 1);
+    assert!(lib[0].complete && lib[0].size == file.len() as u64 && lib[0].name == "five.bin");
+
+    net.download(7, h);
+    net.until(Duration::from_secs(120), "the download completes", |n| {
+        n.done(7, h) || n.failed(7, h).is_some()
+    });
+    assert_eq!(net.failed(7, h), None);
+    assert!(net.content(7).iter().any(|e| matches!(e,
+        ContentEvent::Metadata { hash_name, size, pieces: 6, .. } if *hash_name == h && *size == file.len() as u64)));
+    assert_eq!(net.stored_bytes(7, h, 6).unwrap(), file);
+    let p = net.nodes[7].ordb().progress(&h).unwrap();
+    assert!(p.complete && p.bytes_have == file.len() as u64);
+    // The publisher served every piece, to request streams on circuits it ended.
+    let served: BTreeSet<u32> = net
+        .content(0)
+        .iter()
+        .filter_map(|e| match e {
+            ContentEvent::Served { hash_name, index } if *hash_name == h => Some(*index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(served.len(), 6, "{served:?}");
+    assert!(!net.linked(0, 7) && !net.linked(7, 0));
+    // Anonymity, from the requester's side: it never asked the DHT who holds the content and
+    // none of its circuits ends at the publisher, so it never learns the holder's ID. (Its
+    // circuits end at ORDBs, which looked the providers up.)
+    let dht_for_h = net.events[7].iter().any(|e| {
+        matches!(e, Event::Dht(onionmesh_node::DhtEvent::LookupDone { target, .. }) if target.0 == h.0)
+    });
+    assert!(!dht_for_h);
+    let st = net.nodes[7].ordb().stats();
+    assert!(st.source_circuits >= 1 && st.bad_pieces == 0, "{st:?}");
+    // Content-circuit events stay inside the part: the application saw none of its streams.
+    assert!(!net.events[7].iter().any(|e| matches!(
+        e,
+        Event::Onion(OnionEvent::StreamOpened { .. } | OnionEvent::ServiceStreamOpened { .. })
+    )));
+}
+
+#[test]
+fn a_forged_piece_is_caught_and_fetched_again() {
+    // 1 downloads first and becomes a holder; then the publisher leaves, and 1's store hands
+    // out piece 2 forged twice. 6 still gets the whole file, byte for byte.
+    let mut net = Net::with(
+        8,
+        &[(0, 6), (1, 6)],
+        &[],
+        ContentConfig {
+            max_source_attempts: 40,
+            ..ContentConfig::default()
+        },
+    );
+    let file = data(4 * PIECE, 2);
+    let h = net.publish(0, &file, "four.bin");
+    net.download(1, h);
+    net.until(
+        Duration::from_secs(120),
+        "the first download completes",
+        |n| n.done(1, h),
+    );
+    // 1 announced itself as a provider.
+    net.until(Duration::from_secs(60), "1 is a provider", |n| {
+        n.events[1].iter().any(|e| {
+            matches!(e, Event::Dht(onionmesh_node::DhtEvent::Published { key, holders, .. })
+                if key.0 == h.0 && *holders > 0)
+        })
+    });
+    net.nodes[0].stop();
+    net.drain(0);
+    net.run();
+    net.forge[1] = Some(Forge {
+        hash_name: h,
+        index: 2,
+        times: 2,
+    });
+    net.download(6, h);
+    net.until(Duration::from_secs(300), "the download completes", |n| {
+        n.done(6, h) || n.failed(6, h).is_some()
+    });
+    assert_eq!(net.failed(6, h), None);
+    assert!(net.forged >= 1, "the forging store was never read");
+    let st = net.nodes[6].ordb().stats();
+    assert_eq!(
+        u64::from(net.forged),
+        st.bad_pieces,
+        "every forged piece is caught: {st:?}"
+    );
+    assert_eq!(net.stored_bytes(6, h, 4).unwrap(), file);
+    let logs: Vec<String> = net.events[6]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.contains("sent piece 2 corrupted")),
+        "{logs:#?}"
+    );
+}
+
+#[test]
+fn an_unknown_hash_name_fails_with_a_sentence() {
+    let mut net = Net::with(
+        6,
+        &[],
+        &[],
+        ContentConfig {
+            max_source_attempts: 4,
+            ..ContentConfig::default()
+        },
+    );
+    let h = HashName([0xab; 20]);
+    net.download(3, h);
+    net.until(Duration::from_secs(300), "the download fails", |n| {
+        n.failed(3, h).is_some()
+    });
+    let reason = net.failed(3, h).unwrap();
+    assert!(
+        reason.contains(&h.to_hex()) && reason.contains("could not be downloaded"),
+        "{reason}"
+    );
+    assert!(net.nodes[3].ordb().progress(&h).is_none());
+    // The node goes on: it can download again (and fail again) without a restart.
+    net.download(3, h);
+    assert!(!net.nodes[3].is_stopped());
+}
+
+fn frame(msg: &DbMsg) -> Vec<u8> {
+    let (cmd, body) = msg.encode();
+    let mut v = vec![cmd.0];
+    v.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    v.extend_from_slice(&body);
+    v
+}
+
+#[test]
+fn a_query_past_the_loop_counter_is_ended_and_a_malformed_frame_closes_only_its_stream() {
+    let mut net = Net::new(5, &[], &[]);
+    let now = net.now;
+    let target = net.id(4);
+    let (circ, _) = net.nodes[0]
+        .onion()
+        .build_pinned(now, 3, &onionmesh_onion::PathPins::last(target))
+        .unwrap();
+    net.drain(0);
+    net.until(Duration::from_secs(30), "the circuit is built", |n| {
+        n.events[0].contains(&Event::Onion(OnionEvent::CircuitBuilt { circ }))
+    });
+    let open = |net: &mut Net| -> StreamHandle {
+        let now = net.now;
+        let s = net.nodes[0]
+            .onion()
+            .open_stream(now, circ, ORDB_SERVICE)
+            .unwrap();
+        net.drain(0);
+        net.until(Duration::from_secs(10), "the stream opens", |n| {
+            n.events[0].contains(&Event::Onion(OnionEvent::StreamOpened { stream: s }))
+        });
+        s
+    };
+    let s = open(&mut net);
+    let q = DbMsg::Query(DbQuery {
+        hash_name: HashName([1; 20]),
+        piece: 0,
+        offset: 0,
+        count: 0,
+        counter: 5,
+    });
+    let now = net.now;
+    net.nodes[0].onion().write(now, s, &frame(&q)).unwrap();
+    net.drain(0);
+    net.advance_for(Duration::from_secs(1));
+    let now = net.now;
+    let got = net.nodes[0].onion().read(now, s, 4096).unwrap();
+    assert!(got.len() > 3, "no answer: {got:?}");
+    let len = usize::from(u16::from_be_bytes([got[1], got[2]]));
+    match DbMsg::decode(RelayCmd(got[0]), &got[3..3 + len]).unwrap() {
+        DbMsg::End(end) => assert_eq!(end.reason(), DbEndReason::LOOP, "{}", end.sentence()),
+        other => panic!("expected DB_END LOOP, got {other:?}"),
+    }
+
+    // A frame claiming 60,000 bytes: that stream is closed, the circuit and the node stay.
+    let s2 = open(&mut net);
+    let now = net.now;
+    net.nodes[0]
+        .onion()
+        .write(now, s2, &[0x70, 0xea, 0x60, 1, 2, 3])
+        .unwrap();
+    net.drain(0);
+    net.advance_for(Duration::from_secs(1));
+    assert!(net.events[0].iter().any(|e| matches!(e,
+        Event::Onion(OnionEvent::StreamEnded { stream, .. }) if *stream == s2)));
+    assert!(net.events[4].iter().any(|e| matches!(e,
+        Event::Log { text, .. } if text.contains("more than the 498 allowed"))));
+    assert!(!net.events[0].iter().any(|e| matches!(e,
+        Event::Onion(OnionEvent::CircuitClosed { circ: c, .. }) if *c == circ)));
+    // The same ORDB still answers on a new stream of the same circuit.
+    let s3 = open(&mut net);
+    let now = net.now;
+    net.nodes[0].onion().write(now, s3, &frame(&q)).unwrap();
+    net.drain(0);
+    net.advance_for(Duration::from_secs(1));
+    let now = net.now;
+    assert!(!net.nodes[0].onion().read(now, s3, 4096).unwrap().is_empty());
+}
+
+#[test]
+fn a_full_quota_stops_the_download_with_a_sentence_and_keeps_what_was_stored() {
+    // 5's store holds about two pieces of a six-piece file.
+    let quota = 2 * PIECE as u64 + 20_000;
+    let mut net = Net::new(7, &[(0, 5)], &[(5, quota)]);
+    let file = data(6 * PIECE, 3);
+    let h = net.publish(0, &file, "big.bin");
+    net.download(5, h);
+    net.until(Duration::from_secs(120), "the download stops", |n| {
+        n.failed(5, h).is_some() || n.done(5, h)
+    });
+    let reason = net.failed(5, h).expect("a full store stops the download");
+    assert!(
+        reason.contains("storage is full") && reason.contains("nothing stored was lost"),
+        "{reason}"
+    );
+    // What was stored is still there, whole and verified, and still listed.
+    let listed = match net.stores[5].execute(StoreRequest::List) {
+        Ok(StoreReply::List(l)) => l,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(listed.len(), 1);
+    let have = listed[0].pieces.clone();
+    assert!(!have.is_empty() && have.len() < 6, "{have:?}");
+    for &i in &have {
+        let Ok(StoreReply::Piece(Some(rec))) = net.stores[5].execute(StoreRequest::GetPiece {
+            hash_name: h,
+            index: i,
+        }) else {
+            panic!("piece {i} lost");
+        };
+        let at = i as usize * PIECE;
+        assert_eq!(rec.bytes, file[at..at + PIECE]);
+    }
+    let lib = net.nodes[5].ordb().library();
+    assert_eq!(lib.len(), 1);
+    assert!(
+        !lib[0].complete && !lib[0].downloading && lib[0].bytes_have == (have.len() * PIECE) as u64
+    );
+    // More traffic after the failure does not make the node lose what it holds.
+    net.advance_for(Duration::from_secs(20));
+    match net.stores[5].execute(StoreRequest::List) {
+        Ok(StoreReply::List(l)) => assert_eq!(l[0].pieces, have),
+        other => panic!("{other:?}"),
+    }
+}
