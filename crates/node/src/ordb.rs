@@ -147,6 +147,19 @@ pub struct ContentStats {
     pub provider_circuits: u64,
 }
 
+/// How this node came to associate a peer with a content ([`OrdbApi::peers_known_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KnownAs {
+    /// We asked it for the content as an ORDB (a download's circuit ended there). Nothing tells
+    /// us whether it holds the content or relays for a holder.
+    Ordb,
+    /// The DHT named it a provider when this node, as an ORDB, searched for a requester.
+    Provider,
+}
+
+/// Most (content, peer) associations remembered for [`OrdbApi::peers_known_for`].
+const MAX_KNOWN: usize = 4096;
+
 /// What a circuit of ours is for.
 #[derive(Debug, Clone, Copy)]
 enum CircJob {
@@ -284,6 +297,7 @@ pub(crate) struct OrdbPart {
     finds: BTreeMap<HashName, ProviderFind>,
     closed_circs: BoundedLru<CircHandle, ()>,
     closed_streams: BoundedLru<StreamHandle, ()>,
+    known: BoundedLru<(HashName, NodeId), KnownAs>,
     next_id: u64,
     provider_circuits: usize,
     stats: ContentStats,
@@ -369,6 +383,7 @@ impl OrdbPart {
             finds: BTreeMap::new(),
             closed_circs: BoundedLru::new(CLOSED_MEMORY),
             closed_streams: BoundedLru::new(CLOSED_MEMORY),
+            known: BoundedLru::new(MAX_KNOWN),
             next_id: 0,
             provider_circuits: 0,
             stats: ContentStats::default(),
@@ -848,6 +863,9 @@ impl OrdbPart {
             match built {
                 Ok((circ, _path)) => {
                     d.sources.insert(source, circ);
+                    if !self.known.contains_key(&(hash_name, ordb)) {
+                        self.known.insert((hash_name, ordb), KnownAs::Ordb);
+                    }
                     self.stats.source_circuits += 1;
                     self.circs.insert(
                         circ,
@@ -954,6 +972,7 @@ impl OrdbPart {
                 break;
             }
             io.learn_from_dht(p);
+            self.known.insert((hash_name, p), KnownAs::Provider);
             match io
                 .onion()
                 .build_pinned(now, self.cfg.hops, &PathPins::last(p))
@@ -1378,6 +1397,19 @@ impl OrdbApi<'_> {
     /// Every content held, whole or in part.
     pub fn library(&self) -> Vec<LibraryEntry> {
         self.part.ordb.library()
+    }
+
+    /// The peers this node has associated with `hash_name`, and how: the ORDBs its downloads
+    /// asked, and the providers the DHT named when it searched as an ORDB. A holder serving a
+    /// request learns no peer at all (it sees a stream on a circuit). This is the recorded view
+    /// the simulation checks anonymity against; bounded (least recent forgotten first).
+    pub fn peers_known_for(&self, hash_name: &HashName) -> Vec<(NodeId, KnownAs)> {
+        self.part
+            .known
+            .iter()
+            .filter(|((h, _), _)| h == hash_name)
+            .map(|((_, id), k)| (*id, *k))
+            .collect()
     }
 
     /// Counters.

@@ -10,8 +10,8 @@
 
 use onionmesh_crypto::{node_id, Identity};
 use onionmesh_node::{
-    ContentConfig, ContentEvent, Event, Input, LinkId, Node, NodeConfig, OnionEvent, Output, Time,
-    ORDB_SERVICE,
+    ContentConfig, ContentEvent, Event, Input, KnownAs, LinkId, Node, NodeConfig, OnionEvent,
+    Output, Time, ORDB_SERVICE,
 };
 use onionmesh_onion::StreamHandle;
 use onionmesh_ordb::{HashName, MemStore, StoreCompletion, StoreReply, StoreRequest};
@@ -515,13 +515,31 @@ fn a_file_published_on_one_node_downloads_on_another_with_no_link_to_it() {
         .collect();
     assert_eq!(served.len(), 6, "{served:?}");
     assert!(!net.linked(0, 7) && !net.linked(7, 0));
-    // Anonymity, from the requester's side: it never asked the DHT who holds the content and
-    // none of its circuits ends at the publisher, so it never learns the holder's ID. (Its
-    // circuits end at ORDBs, which looked the providers up.)
-    let dht_for_h = net.events[7].iter().any(|e| {
-        matches!(e, Event::Dht(onionmesh_node::DhtEvent::LookupDone { target, .. }) if target.0 == h.0)
-    });
-    assert!(!dht_for_h);
+    // Anonymity, from the recorded views: the requester knows only the ORDBs it asked (never
+    // a provider found in the DHT), the publisher (a holder) associates no peer at all with the
+    // content, and the ORDBs that searched for it are the ones that learned the providers.
+    let seen7 = net.nodes[7].ordb().peers_known_for(&h);
+    assert!(
+        !seen7.is_empty() && seen7.iter().all(|(_, k)| *k == KnownAs::Ordb),
+        "{seen7:?}"
+    );
+    assert!(net.nodes[0].ordb().peers_known_for(&h).is_empty());
+    let id0 = net.id(0);
+    let searchers: Vec<usize> = (1..7)
+        .filter(|&i| {
+            net.nodes[i]
+                .ordb()
+                .peers_known_for(&h)
+                .contains(&(id0, KnownAs::Provider))
+        })
+        .collect();
+    assert!(!searchers.is_empty());
+    for &i in &searchers {
+        assert!(
+            seen7.iter().any(|(id, _)| *id == net.id(i)),
+            "ORDB {i} searched for nobody's request"
+        );
+    }
     let st = net.nodes[7].ordb().stats();
     assert!(st.source_circuits >= 1 && st.bad_pieces == 0, "{st:?}");
     // Content-circuit events stay inside the part: the application saw none of its streams.
