@@ -53,6 +53,7 @@
 //! handles ([`OnionApi`], [`DhtApi`]), which push the node's typed requests.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use onionmesh_bounded::BoundedLru;
 use onionmesh_onion::{CircHandle, ExitStream, PathPins, StreamHandle};
@@ -156,6 +157,13 @@ pub enum KnownAs {
     /// The DHT named it a provider when this node, as an ORDB, searched for a requester.
     Provider,
 }
+
+/// A failed DHT announcement is tried again after this, doubling per failure up to
+/// [`PROVIDE_RETRY_MAX`], at most [`PROVIDE_ATTEMPTS`] times (the DHT republishes a
+/// successful one by itself).
+const PROVIDE_RETRY: Duration = Duration::from_secs(5);
+const PROVIDE_RETRY_MAX: Duration = Duration::from_secs(300);
+const PROVIDE_ATTEMPTS: u32 = 8;
 
 /// Most (content, peer) associations remembered for [`OrdbApi::peers_known_for`].
 const MAX_KNOWN: usize = 4096;
@@ -298,6 +306,10 @@ pub(crate) struct OrdbPart {
     closed_circs: BoundedLru<CircHandle, ()>,
     closed_streams: BoundedLru<StreamHandle, ()>,
     known: BoundedLru<(HashName, NodeId), KnownAs>,
+    /// DHT announcements under way, and failed ones waiting to be tried again (when, attempts
+    /// so far). Both bounded by the relay's held contents.
+    provides: BTreeMap<u64, HashName>,
+    provide_retry: BTreeMap<HashName, (Time, u32)>,
     next_id: u64,
     provider_circuits: usize,
     stats: ContentStats,
@@ -384,6 +396,8 @@ impl OrdbPart {
             closed_circs: BoundedLru::new(CLOSED_MEMORY),
             closed_streams: BoundedLru::new(CLOSED_MEMORY),
             known: BoundedLru::new(MAX_KNOWN),
+            provides: BTreeMap::new(),
+            provide_retry: BTreeMap::new(),
             next_id: 0,
             provider_circuits: 0,
             stats: ContentStats::default(),
@@ -391,7 +405,11 @@ impl OrdbPart {
     }
 
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.ordb.poll_timeout()
+        self.ordb
+            .poll_timeout()
+            .into_iter()
+            .chain(self.provide_retry.values().map(|(t, _)| *t))
+            .min()
     }
 
     fn alloc(&mut self) -> u64 {
@@ -424,6 +442,7 @@ impl OrdbPart {
                 }
             },
             Event::Dht(DhtEvent::LookupDone { lookup, .. }) => self.lookups.contains_key(lookup),
+            Event::Dht(DhtEvent::Published { lookup, .. }) => self.provides.contains_key(lookup),
             _ => false,
         }
     }
@@ -438,6 +457,22 @@ impl OrdbPart {
                 if let Some(h) = self.lookups.remove(&lookup) {
                     self.providers_found(now, h, providers, io);
                 }
+            }
+            Event::Dht(DhtEvent::Published {
+                lookup,
+                holders,
+                ref error,
+                ..
+            }) => {
+                if let Some(h) = self.provides.remove(&lookup) {
+                    if error.is_some() || holders == 0 {
+                        self.provide_failed(now, h);
+                    } else {
+                        self.provide_retry.remove(&h);
+                    }
+                }
+                // The application sees its node's announcements too (no longer claimed).
+                io.reqs.push_back(Request::Emit(e));
             }
             _ => {}
         }
@@ -1029,6 +1064,39 @@ impl OrdbPart {
         }
     }
 
+    // ----- DHT announcements -------------------------------------------------------------------
+
+    fn provide(&mut self, now: Time, h: HashName, io: &mut NodeIo<'_>) {
+        match io.dht().publish(now, key_of(h)) {
+            Ok(lookup) => {
+                self.provides.insert(lookup, h);
+            }
+            Err(e) => {
+                log(
+                    io.reqs,
+                    LogLevel::Info,
+                    format!(
+                        "cannot announce {} in the DHT yet: {e}; trying again soon, and it is served to ORDBs that ask meanwhile",
+                        h.to_hex()
+                    ),
+                );
+                self.provide_failed(now, h);
+            }
+        }
+    }
+
+    fn provide_failed(&mut self, now: Time, h: HashName) {
+        let attempts = self.provide_retry.get(&h).map_or(0, |(_, a)| *a) + 1;
+        if attempts > PROVIDE_ATTEMPTS || self.ordb.relay().held(&h).is_none() {
+            self.provide_retry.remove(&h);
+            return;
+        }
+        let delay = PROVIDE_RETRY
+            .saturating_mul(1 << (attempts - 1).min(16))
+            .min(PROVIDE_RETRY_MAX);
+        self.provide_retry.insert(h, (now + delay, attempts));
+    }
+
     // ----- the content layer's outputs -------------------------------------------------------
 
     /// Carry out everything the content layer asks, in order.
@@ -1147,18 +1215,7 @@ impl OrdbPart {
             // No neighbour circuits are built yet (see the module docs): nothing to send on.
             RelayOutput::SendInfo { .. } => {}
             RelayOutput::FindProviders(h) => self.find_providers(now, h, io),
-            RelayOutput::Provide(h) => {
-                if let Err(e) = io.dht().publish(now, key_of(h)) {
-                    log(
-                        io.reqs,
-                        LogLevel::Info,
-                        format!(
-                            "cannot announce {} in the DHT yet: {e}; it is served to ORDBs that ask",
-                            h.to_hex()
-                        ),
-                    );
-                }
-            }
+            RelayOutput::Provide(h) => self.provide(now, h, io),
             RelayOutput::Store { id, request } => io
                 .reqs
                 .push_back(Request::Driver(Output::Store { id, request })),
@@ -1277,6 +1334,19 @@ impl OrdbPart {
     }
 
     pub fn handle_timeout(&mut self, now: Time, io: &mut NodeIo<'_>) {
+        let due: Vec<HashName> = self
+            .provide_retry
+            .iter()
+            .filter(|(_, (t, _))| *t <= now)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in due {
+            if let Some(r) = self.provide_retry.get_mut(&h) {
+                // Not due again until this attempt fails.
+                r.0 = now + PROVIDE_RETRY_MAX;
+            }
+            self.provide(now, h, io);
+        }
         if self.ordb.poll_timeout().is_some_and(|t| t <= now) {
             self.ordb_input(now, OrdbInput::Timeout);
             self.drive(now, io);

@@ -512,16 +512,24 @@ impl Net {
             .publish(now, data, "application/octet-stream", name)
             .unwrap();
         self.drain(i);
-        self.until(
-            Duration::from_secs(60),
-            "the publication is stored and announced",
-            |n| {
-                n.done(i, h) && n.events[i].iter().any(|e| {
+        let announced = |n: &Net| {
+            n.done(i, h)
+                && n.events[i].iter().any(|e| {
                     matches!(e, Event::Dht(onionmesh_node::DhtEvent::Published { key, holders, .. })
                         if key.0 == h.0 && *holders > 0)
                 })
-            },
-        );
+        };
+        let end = self.now + Duration::from_secs(60);
+        while !announced(self) {
+            if self.now >= end {
+                let seen: Vec<&Event> = self.events[i]
+                    .iter()
+                    .filter(|e| matches!(e, Event::Dht(_) | Event::Log { .. } | Event::Content(_)))
+                    .collect();
+                panic!("node {i}'s publication is not stored and announced within 60 s: {seen:#?}");
+            }
+            self.tick(Duration::from_millis(100));
+        }
         h
     }
 
