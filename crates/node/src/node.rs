@@ -317,6 +317,13 @@ impl Node {
                     ordb.on_event(now, e, &mut io);
                 }
                 Request::Emit(e) => self.out.push_back(Output::Event(e)),
+                Request::PeerKeys(keys) => {
+                    for (id, pubkey) in keys {
+                        if id != me && node_id(&pubkey) == id {
+                            self.onion.learn(id, &pubkey, None);
+                        }
+                    }
+                }
                 Request::SendBridge(msg) => {
                     if matches!(
                         self.bridge.state(),

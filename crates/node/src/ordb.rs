@@ -996,6 +996,15 @@ impl OrdbPart {
         providers: Vec<NodeId>,
         io: &mut NodeIo<'_>,
     ) {
+        log(
+            io.reqs,
+            LogLevel::Info,
+            format!(
+                "ORDB: the DHT names {} provider(s) of {}",
+                providers.len(),
+                hash_name.to_hex()
+            ),
+        );
         let mut pending = BTreeSet::new();
         let me = io.me;
         for p in providers

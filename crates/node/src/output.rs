@@ -117,6 +117,9 @@ pub(crate) enum Request {
     Deliver { peer: NodeId, msg: LinkMsg },
     /// Tell the application.
     Emit(Event),
+    /// Keys of peers the DHT named (providers of a content), for the onion directory, so that
+    /// circuits can end at them. Each key must hash to its ID.
+    PeerKeys(Vec<(NodeId, PublicKeyBytes)>),
 }
 
 /// The queue the parts push [`Request`]s into.

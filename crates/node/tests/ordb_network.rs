@@ -26,6 +26,29 @@ use rand_core::{RngCore, SeedableRng};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+/// What a stuck download looks like, for a failure message.
+fn describe(net: &mut Net, stuck: &[(usize, HashName)]) -> String {
+    let mut out = String::new();
+    for &(i, h) in stuck.iter().take(3) {
+        let progress = net.nodes[i].ordb().progress(&h);
+        let stats = net.nodes[i].ordb().stats();
+        let logs: Vec<String> = net.events[i]
+            .iter()
+            .filter_map(|e| match e {
+                onionmesh_node::Event::Log { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        let tail = &logs[logs.len().saturating_sub(12)..];
+        out += &format!(
+            "\nnode {i}, {h:?}: {progress:?}\n{stats:?}\nfailed: {:?}\nlast logs: {tail:#?}\nlinks: {}",
+            net.failed(i, h),
+            net.nodes[i].linked_peers().len()
+        );
+    }
+    out
+}
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -83,16 +106,25 @@ fn many_downloads_complete_through_churn_and_corruption_and_nobody_learns_the_ot
         net.nodes[c].ordb().download(now, h).unwrap();
         net.drain(c);
     }
-    net.until(
-        Duration::from_secs(600),
-        "the corrupting nodes hold their files",
-        |net| {
-            corrupt
-                .iter()
-                .enumerate()
-                .all(|(k, &c)| net.done(c, contents[k % contents.len()].0))
-        },
-    );
+    let pending = |net: &Net| -> Vec<(usize, HashName)> {
+        corrupt
+            .iter()
+            .enumerate()
+            .map(|(k, &c)| (c, contents[k % contents.len()].0))
+            .filter(|&(c, h)| !net.done(c, h))
+            .collect()
+    };
+    let end = net.now + Duration::from_secs(600);
+    while !pending(&net).is_empty() {
+        if net.now >= end {
+            let stuck = pending(&net);
+            panic!(
+                "the corrupting nodes do not hold their files: {}",
+                describe(&mut net, &stuck)
+            );
+        }
+        net.tick(Duration::from_millis(100));
+    }
 
     // Downloads in waves, churn after the first wave.
     let mut jobs: Vec<(usize, usize)> = Vec::new();

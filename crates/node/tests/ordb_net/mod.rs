@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 /// Most peers one find-peer answer names (a real bridge answers a handful too).
-const MAX_FOUND: usize = 24;
+const MAX_FOUND: usize = 8;
 
 pub const UNIX: u64 = 1_700_000_000_000;
 
@@ -38,7 +38,7 @@ pub struct Signalling {
     peers: BTreeMap<usize, (NodeId, PublicKeyBytes)>,
     by_id: BTreeMap<NodeId, usize>,
     apart: BTreeSet<(usize, usize)>,
-    rotation: usize,
+    rng: ChaCha8Rng,
 }
 
 impl Signalling {
@@ -82,19 +82,14 @@ impl Signalling {
                         bridge: String::new(),
                     })
                     .collect();
-                self.rotation = self.rotation.wrapping_add(7);
-                let start = if all.is_empty() {
-                    0
-                } else {
-                    self.rotation % all.len()
-                };
-                let peers = all
-                    .iter()
-                    .cycle()
-                    .skip(start)
-                    .take(all.len().min(MAX_FOUND))
-                    .cloned()
-                    .collect();
+                // A random few, as a bridge spreads its answers.
+                let mut peers = all;
+                let k = peers.len().min(MAX_FOUND);
+                for j in 0..k {
+                    let pick = j + (self.rng.next_u64() % (peers.len() - j) as u64) as usize;
+                    peers.swap(j, pick);
+                }
+                peers.truncate(k);
                 vec![(from, SignalMsg::FoundPeer { peers })]
             }
             SignalMsg::Introduce { peer, session, sdp } => {
@@ -230,10 +225,12 @@ impl Net {
         let mut nodes = Vec::new();
         for i in 0..n {
             let identity = Identity::from_seed([i as u8 + 1; 32]).unwrap();
-            let cfg = NodeConfig {
+            let mut cfg = NodeConfig {
                 content: content.clone(),
                 ..NodeConfig::default()
             };
+            // Room for the links circuits make on demand beyond the ones found at start.
+            cfg.links.max_links = 64;
             nodes.push(Node::new(identity, cfg, [i as u8 + 50; 32]));
         }
         let stores = (0..n)
@@ -253,7 +250,7 @@ impl Net {
                 peers: BTreeMap::new(),
                 by_id: BTreeMap::new(),
                 apart: apart.iter().copied().collect(),
-                rotation: 0,
+                rng: ChaCha8Rng::seed_from_u64(7),
             },
             queue: VecDeque::new(),
             pairs: BTreeMap::new(),
