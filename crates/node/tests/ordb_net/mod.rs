@@ -190,9 +190,21 @@ pub struct Net {
     pub now: Time,
 }
 
+/// 32 seed bytes for node `i` (any `i`), `tag` telling uses apart.
+fn seed(i: usize, tag: u8) -> [u8; 32] {
+    let mut s = [tag; 32];
+    s[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+    s
+}
+
 pub fn sdp(end: (usize, LinkId)) -> String {
     let fp: Vec<String> = (0..32)
-        .map(|i| format!("{:02X}", (i + end.0) as u8))
+        // The node's index in the first two bytes: one fingerprint per node.
+        .map(|i| match i {
+            0 => format!("{:02X}", (end.0 >> 8) as u8),
+            1 => format!("{:02X}", end.0 as u8),
+            _ => format!("{:02X}", i as u8),
+        })
         .collect();
     format!(
         "v=0\r\na=fingerprint:sha-256 {}\r\na=x-end:{}:{}\r\n",
@@ -224,14 +236,14 @@ impl Net {
     ) -> Net {
         let mut nodes = Vec::new();
         for i in 0..n {
-            let identity = Identity::from_seed([i as u8 + 1; 32]).unwrap();
+            let identity = Identity::from_seed(seed(i, 1)).unwrap();
             let mut cfg = NodeConfig {
                 content: content.clone(),
                 ..NodeConfig::default()
             };
             // Room for the links circuits make on demand beyond the ones found at start.
             cfg.links.max_links = 64;
-            nodes.push(Node::new(identity, cfg, [i as u8 + 50; 32]));
+            nodes.push(Node::new(identity, cfg, seed(i, 50)));
         }
         let stores = (0..n)
             .map(|i| {
