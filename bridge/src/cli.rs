@@ -131,7 +131,7 @@ mod tests {
         assert_eq!((a.max_per_address, a.max_unfinished_per_address), (64, 16));
         assert_eq!((a.header_timeout, a.first_message_timeout), (5_000, 3_000));
         assert!(a.first_message_timeout < a.hello_timeout);
-        let core = onionmesh_node::RendezvousConfig::default();
+        let core = onionmesh_rendezvous::RendezvousConfig::default();
         assert_eq!(u128::from(a.hello_timeout), core.hello_timeout.as_millis());
     }
 

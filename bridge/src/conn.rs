@@ -15,7 +15,7 @@ use crate::limits::{Admission, Refusal};
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use onionmesh_crypto::channel::{Channel, ServerHandshake, TAG_LEN};
 use onionmesh_crypto::Identity;
-use onionmesh_node::ConnId;
+use onionmesh_rendezvous::ConnId;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::net::SocketAddr;

@@ -3,8 +3,8 @@
 //!
 //! It is the outbound twin of [`crate::conn`]: the hub sees a dialed connection like any other
 //! (a bounded outbound queue, a kill switch), except that it announces it with
-//! [`ToHub::Dialed`] so the rendezvous greets it with a bridge hello. Everything the two bridges
-//! say to each other is decided by the sans-IO core (`onionmesh_node`'s federation module).
+//! [`ToHub::Dialed`] so the rendezvous challenges it and answers its challenge with a bridge hello. Everything the two bridges
+//! say to each other is decided by the sans-IO core (`onionmesh_rendezvous`'s federation module).
 //! When the connection fails or ends, the task waits [`REDIAL`] and dials again, until
 //! shutdown.
 //!
@@ -18,7 +18,7 @@ use crate::hub::{Goodbye, Outbound, ToHub, OUTBOUND_QUEUE};
 use futures_util::{SinkExt, StreamExt};
 use onionmesh_crypto::channel::{Channel, ClientHandshake, TAG_LEN};
 use onionmesh_crypto::Identity;
-use onionmesh_node::ConnId;
+use onionmesh_rendezvous::ConnId;
 use onionmesh_wire::NodeId;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use onionmesh_crypto::Identity;
-use onionmesh_node::ConnId;
+use onionmesh_rendezvous::ConnId;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

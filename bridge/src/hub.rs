@@ -9,13 +9,13 @@
 //! registered: [`Closing`] formats the line.
 
 use axum::body::Bytes;
-use onionmesh_node::{ConnId, Rendezvous, RendezvousOutput, Time};
+use onionmesh_rendezvous::{ConnId, Rendezvous, RendezvousInput, RendezvousOutput, Time};
 use onionmesh_wire::NodeId;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::pending;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
@@ -64,7 +64,7 @@ pub enum ToHub {
         kill: Arc<Notify>,
     },
     /// The federation dialer opened a WebSocket to a `--peer-bridge`; like `Connected`, and the
-    /// rendezvous greets it with a bridge hello.
+    /// rendezvous answers that bridge's challenge with a bridge hello.
     Dialed {
         conn: ConnId,
         out: mpsc::Sender<Outbound>,
@@ -123,12 +123,12 @@ impl Hub {
     }
 
     pub fn handle_timeout(&mut self, now: Time) {
-        self.rv.handle_timeout(now);
-        self.flush();
+        self.rv.handle_input(now, RendezvousInput::Timeout);
+        self.flush(now);
     }
 
-    /// One event from a connection task. `unix_ms` is the wall clock, for hello freshness.
-    pub fn handle(&mut self, now: Time, unix_ms: u64, event: ToHub) {
+    /// One event from a connection task.
+    pub fn handle(&mut self, now: Time, event: ToHub) {
         match event {
             ToHub::Connected { conn, out, kill } => {
                 self.conns.insert(
@@ -139,7 +139,7 @@ impl Hub {
                         peer: None,
                     },
                 );
-                self.rv.handle_connected(now, conn);
+                self.rv.handle_input(now, RendezvousInput::Opened(conn));
             }
             ToHub::Dialed { conn, out, kill } => {
                 self.conns.insert(
@@ -150,22 +150,34 @@ impl Hub {
                         peer: None,
                     },
                 );
-                self.rv.handle_dialed(now, unix_ms, conn);
+                self.rv.handle_input(now, RendezvousInput::Dialed(conn));
             }
-            ToHub::Frame { conn, bytes } => self.rv.handle_frame(now, unix_ms, conn, &bytes),
-            ToHub::TransportError { conn, reason } => self.rv.handle_transport_error(conn, &reason),
+            ToHub::Frame { conn, bytes } => self.rv.handle_input(
+                now,
+                RendezvousInput::Frame {
+                    conn,
+                    bytes: &bytes,
+                },
+            ),
+            ToHub::TransportError { conn, reason } => self.rv.handle_input(
+                now,
+                RendezvousInput::TransportError {
+                    conn,
+                    reason: &reason,
+                },
+            ),
             ToHub::Closed { conn, why } => {
                 if let Some(h) = self.conns.remove(&conn) {
                     log_goodbye(conn, h.peer, &why);
                 }
-                self.rv.handle_closed(conn);
+                self.rv.handle_input(now, RendezvousInput::Closed(conn));
             }
         }
-        self.flush();
+        self.flush(now);
     }
 
     /// Carry out everything the rendezvous asked for, in order.
-    fn flush(&mut self) {
+    fn flush(&mut self, now: Time) {
         while let Some(output) = self.rv.poll_output() {
             match output {
                 RendezvousOutput::Send { conn, bytes } => {
@@ -174,7 +186,7 @@ impl Hub {
                     };
                     match h.out.try_send(Outbound::Frame(bytes)) {
                         Ok(()) => {}
-                        Err(TrySendError::Full(_)) => self.drop_slow_reader(conn),
+                        Err(TrySendError::Full(_)) => self.drop_slow_reader(now, conn),
                         // The task is already ending; its `Closed` event is on the way.
                         Err(TrySendError::Closed(_)) => {}
                     }
@@ -224,7 +236,7 @@ impl Hub {
         }
     }
 
-    fn drop_slow_reader(&mut self, conn: ConnId) {
+    fn drop_slow_reader(&mut self, now: Time, conn: ConnId) {
         if let Some(h) = self.conns.remove(&conn) {
             warn!(
                 "{}",
@@ -238,7 +250,7 @@ impl Hub {
             );
             h.kill.notify_one();
         }
-        self.rv.handle_closed(conn);
+        self.rv.handle_input(now, RendezvousInput::Closed(conn));
     }
 }
 
@@ -276,16 +288,6 @@ impl Clock {
     }
 }
 
-/// Wall-clock Unix milliseconds, for checking hello timestamps. 0 if the clock is before 1970.
-// The driver is where clocks are read; the core only receives the value.
-#[allow(clippy::disallowed_methods)]
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// Run the hub until every sender of `events` is gone (the server and all connections ended).
 pub async fn run(mut hub: Hub, mut events: mpsc::Receiver<ToHub>, clock: Clock) {
     loop {
@@ -293,7 +295,7 @@ pub async fn run(mut hub: Hub, mut events: mpsc::Receiver<ToHub>, clock: Clock) 
         tokio::select! {
             event = events.recv() => match event {
                 Some(event) => {
-                    hub.handle(clock.now(), unix_ms(), event);
+                    hub.handle(clock.now(), event);
                     // Let the connection tasks we just queued frames for write them before the
                     // next event. Without this the hub could run a whole burst of events (tokio's
                     // budget is 128) and fill a queue whose peer reads perfectly well; with it, a
@@ -320,35 +322,44 @@ async fn sleep_until_opt(at: Option<Instant>) {
 mod tests {
     use super::*;
     use onionmesh_crypto::{hello, Identity};
-    use onionmesh_node::RendezvousConfig;
+    use onionmesh_rendezvous::RendezvousConfig;
+    use onionmesh_wire::signal::ChallengeNonce;
     use onionmesh_wire::{Frame, SignalMsg};
-
-    const T0: u64 = 1_700_000_000_000;
 
     fn hub() -> Hub {
         let id = Identity::from_seed([9; 32]).unwrap();
-        Hub::new(Rendezvous::new(id, RendezvousConfig::default()))
+        Hub::new(Rendezvous::new(id, RendezvousConfig::default(), [8; 32]))
     }
 
-    fn connect(hub: &mut Hub, conn: u64, queue: usize) -> (mpsc::Receiver<Outbound>, Arc<Notify>) {
-        let (out, rx) = mpsc::channel(queue);
+    /// Connects `conn`; returns its queue (the challenge already read), kill switch and
+    /// challenge.
+    fn connect(
+        hub: &mut Hub,
+        conn: u64,
+        queue: usize,
+    ) -> (mpsc::Receiver<Outbound>, Arc<Notify>, ChallengeNonce) {
+        let (out, mut rx) = mpsc::channel(queue);
         let kill = Arc::new(Notify::new());
         hub.handle(
             Time::ZERO,
-            T0,
             ToHub::Connected {
                 conn: ConnId(conn),
                 out,
                 kill: kill.clone(),
             },
         );
-        (rx, kill)
+        let Outbound::Frame(bytes) = next(&mut rx) else {
+            panic!("expected the challenge")
+        };
+        let Ok(SignalMsg::Challenge { nonce }) = SignalMsg::decode_frame(&bytes) else {
+            panic!("expected the challenge")
+        };
+        (rx, kill, nonce)
     }
 
     fn frame(hub: &mut Hub, conn: u64, msg: &SignalMsg) {
         hub.handle(
             Time::ZERO,
-            T0,
             ToHub::Frame {
                 conn: ConnId(conn),
                 bytes: msg.encode_frame().into(),
@@ -356,11 +367,11 @@ mod tests {
         );
     }
 
-    fn hello_msg(identity: &Identity) -> SignalMsg {
+    fn hello_msg(identity: &Identity, challenge: &ChallengeNonce) -> SignalMsg {
         SignalMsg::Hello {
             pubkey: identity.public_key(),
-            timestamp_ms: T0,
-            sig: hello::sign(identity, T0),
+            challenge: *challenge,
+            sig: hello::sign(identity, challenge),
         }
     }
 
@@ -393,7 +404,7 @@ mod tests {
     #[tokio::test]
     async fn rejection_sends_error_then_close_and_forgets_the_connection() {
         let mut hub = hub();
-        let (mut rx, _kill) = connect(&mut hub, 1, 8);
+        let (mut rx, _kill, _) = connect(&mut hub, 1, 8);
         let asker = Identity::from_seed([1; 32]).unwrap();
         frame(
             &mut hub,
@@ -422,8 +433,8 @@ mod tests {
         let mut hub = hub();
         let slow = Identity::from_seed([1; 32]).unwrap();
         // Room for two frames: the Welcome and the BridgeInfo fill it, and nobody reads them.
-        let (mut rx, kill) = connect(&mut hub, 1, 2);
-        frame(&mut hub, 1, &hello_msg(&slow));
+        let (mut rx, kill, challenge) = connect(&mut hub, 1, 2);
+        frame(&mut hub, 1, &hello_msg(&slow, &challenge));
         assert_eq!(hub.conns[&ConnId(1)].peer, Some(slow.id()));
         frame(
             &mut hub,
@@ -443,8 +454,8 @@ mod tests {
 
         // Others are unaffected.
         let fine = Identity::from_seed([2; 32]).unwrap();
-        let (mut rx2, _kill2) = connect(&mut hub, 2, 8);
-        frame(&mut hub, 2, &hello_msg(&fine));
+        let (mut rx2, _kill2, challenge2) = connect(&mut hub, 2, 8);
+        frame(&mut hub, 2, &hello_msg(&fine, &challenge2));
         let Outbound::Frame(bytes) = next(&mut rx2) else {
             panic!("expected Welcome")
         };
@@ -460,10 +471,9 @@ mod tests {
     #[test]
     fn closed_connection_is_forgotten() {
         let mut hub = hub();
-        let (_rx, _kill) = connect(&mut hub, 4, 8);
+        let (_rx, _kill, _) = connect(&mut hub, 4, 8);
         hub.handle(
             Time::ZERO,
-            T0,
             ToHub::Closed {
                 conn: ConnId(4),
                 why: Goodbye::PeerClosed,

@@ -2,7 +2,7 @@
 //!
 //! The bridge serves the onionmesh page (static files) and, on `GET /ws`, WebSocket connections
 //! from browsers. All protocol decisions are made by the sans-IO
-//! [`onionmesh_node::Rendezvous`]; this binary only moves bytes and time in and out of it:
+//! [`onionmesh_rendezvous::Rendezvous`]; this binary only moves bytes and time in and out of it:
 //!
 //! - [`serve`]: the accept loop, hyper's HTTP/1 server with a header-read timeout;
 //! - [`limits`]: the admission gate: per-address caps, `--max-connections`, the open-file
@@ -37,7 +37,7 @@ use http::AppState;
 use hub::{Clock, Hub, HUB_QUEUE};
 use limits::{Gate, GateConfig};
 use onionmesh_crypto::Identity;
-use onionmesh_node::{Rendezvous, RendezvousConfig};
+use onionmesh_rendezvous::{Rendezvous, RendezvousConfig};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;

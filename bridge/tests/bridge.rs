@@ -7,7 +7,7 @@ use onionmesh_wire::{Frame, SignalMsg};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-// Stable error codes from `onionmesh_node`'s rendezvous (`codes`).
+// Stable error codes from `onionmesh_rendezvous::codes`.
 const MALFORMED: u16 = 1;
 const RATE_LIMITED: u16 = 2;
 const HELLO_TIMEOUT: u16 = 4;
@@ -106,14 +106,13 @@ impl Misbehaviour {
     async fn act(self, c: &mut Client) {
         match self {
             Misbehaviour::Garbage => {
-                c.send_raw(Message::Binary(hello_frame(&c.identity).into()))
-                    .await;
+                c.send_raw(Message::Binary(c.hello_frame().into())).await;
                 assert!(matches!(c.recv().await, SignalMsg::Welcome { .. }));
                 c.send_raw(Message::Binary(vec![0xde, 0xad, 0xbe, 0xef].into()))
                     .await;
             }
             Misbehaviour::TruncatedHello => {
-                let mut hello = hello_frame(&c.identity);
+                let mut hello = c.hello_frame();
                 hello.truncate(hello.len() - 10);
                 c.send_raw(Message::Binary(hello.into())).await;
             }
@@ -128,8 +127,7 @@ impl Misbehaviour {
             Misbehaviour::Empty => c.send_raw(Message::Binary(Vec::new().into())).await,
             Misbehaviour::Silent => {}
             Misbehaviour::Tampered => {
-                c.send_raw(Message::Binary(hello_frame(&c.identity).into()))
-                    .await;
+                c.send_raw(Message::Binary(c.hello_frame().into())).await;
                 assert!(matches!(c.recv().await, SignalMsg::Welcome { .. }));
                 let find = SignalMsg::FindPeer {
                     id: c.id(),
@@ -141,15 +139,14 @@ impl Misbehaviour {
                 c.send_unsealed(Message::Binary(sealed.into())).await;
             }
             Misbehaviour::Replayed => {
-                let sealed = c.seal(&hello_frame(&c.identity));
+                let sealed = c.seal(&c.hello_frame());
                 c.send_unsealed(Message::Binary(sealed.clone().into()))
                     .await;
                 assert!(matches!(c.recv().await, SignalMsg::Welcome { .. }));
                 c.send_unsealed(Message::Binary(sealed.into())).await;
             }
             Misbehaviour::Flood(n) => {
-                c.send_raw(Message::Binary(hello_frame(&c.identity).into()))
-                    .await;
+                c.send_raw(Message::Binary(c.hello_frame().into())).await;
                 let find = SignalMsg::FindPeer {
                     id: c.id(),
                     pubkey: c.identity.public_key(),
@@ -261,7 +258,9 @@ async fn a_bad_link_handshake_closes_that_connection() {
     // An unencrypted hello where the handshake's first message belongs.
     let mut plain = Client::connect_plain(&bridge, 2).await;
     plain
-        .send_unsealed(Message::Binary(hello_frame(&plain.identity).into()))
+        .send_unsealed(Message::Binary(
+            hello_frame(&plain.identity, &[0; 32]).into(),
+        ))
         .await;
     let ending = plain.expect_closed().await;
     assert_eq!(ending.close.map(|c| u16::from(c.code)), Some(1008));
@@ -318,7 +317,7 @@ async fn a_passive_observer_sees_no_identity_and_no_plaintext() {
     });
 
     let mut observed = Client::connect_url(&format!("ws://{tap_addr}/ws"), 1).await;
-    let hello = hello_frame(&observed.identity);
+    let hello = observed.hello_frame();
     observed
         .send_raw(Message::Binary(hello.clone().into()))
         .await;
@@ -509,15 +508,17 @@ async fn a_slow_reader_is_dropped_and_the_sender_is_not() {
     );
     let sdp = "x".repeat(16_000);
     let mut session = 0u64;
-    // Socket buffers on loopback hold several MiB; keep pushing 16 KB offers until the bridge
-    // gives up on the reader (bounded, so a broken bridge fails instead of hanging).
+    // Socket buffers on loopback hold several MiB; keep pushing 16 KB answers until the bridge
+    // gives up on the reader (bounded, so a broken bridge fails instead of hanging). Answers,
+    // not offers: an offer makes the bridge probe its target, and a target that reads nothing
+    // fails that probe within 3 s and is sent no more offers (see `a_suspended_page_...`).
     while !bridge.stderr().contains(&needle) {
         assert!(session < 20_000, "the slow reader was never dropped");
         for _ in 0..20 {
             session += 1;
             let sdp = sdp.clone();
             sender
-                .send(&SignalMsg::Introduce {
+                .send(&SignalMsg::Introduced {
                     peer: slow_id,
                     session,
                     sdp,
@@ -528,12 +529,15 @@ async fn a_slow_reader_is_dropped_and_the_sender_is_not() {
     }
     bridge.wait_for_log(&["WARN", &needle]).await;
 
-    // The sender is still served; introductions sent after the drop come back as failures.
+    // The sender is still served (answers sent after the drop are dropped: the answerer's
+    // own timeout covers them).
     let (id, pubkey) = (sender.id(), sender.identity.public_key());
     sender.send(&SignalMsg::FindPeer { id, pubkey }).await;
     loop {
         match sender.recv().await {
             SignalMsg::IntroduceFailed { peer, .. } => assert_eq!(peer, slow_id),
+            // Its departure is announced to the other pages.
+            SignalMsg::PeersGone { ids } => assert_eq!(ids, vec![slow_id]),
             SignalMsg::FoundPeer { peers } => {
                 assert!(peers.is_empty(), "the slow reader is still listed");
                 break;

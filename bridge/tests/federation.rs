@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{hello_frame, unix_ms, Bridge, Client, PATIENCE};
+use common::{Bridge, Client, PATIENCE};
 use onionmesh_crypto::{hello, node_id, Identity};
 use onionmesh_wire::kad::{Contact, KadErrorCode, KadMsg, Provider};
 use onionmesh_wire::{Frame, NodeId, PeerRecord, SignalMsg};
@@ -26,8 +26,7 @@ async fn federated_pair() -> (Bridge, Bridge) {
 /// Registers and returns the client with its bridge's DHT ID (from the Welcome key).
 async fn registered_with_bridge_id(bridge: &Bridge, seed: u8) -> (Client, NodeId) {
     let mut c = Client::connect(bridge, seed).await;
-    c.send_raw(Message::Binary(hello_frame(&c.identity).into()))
-        .await;
+    c.send_raw(Message::Binary(c.hello_frame().into())).await;
     let SignalMsg::Welcome { bridge_pubkey, .. } = c.recv().await else {
         panic!("expected Welcome")
     };
@@ -278,16 +277,19 @@ async fn bad_dht_input_is_refused_and_logged_without_closing() {
 async fn a_lying_bridge_is_cut_off() {
     let bridge = Bridge::start(&[]);
     let fake = Identity::from_seed([9; 32]).unwrap();
-    let hello_msg = |id: &Identity| SignalMsg::BridgeHello {
+    // A bridge challenges the bridge it talks to, then signs that bridge's challenge.
+    let hello_msg = |id: &Identity, c: &Client| SignalMsg::BridgeHello {
         pubkey: id.public_key(),
-        timestamp_ms: unix_ms(),
-        sig: hello::sign(id, unix_ms()),
+        challenge: c.challenge,
+        sig: hello::sign(id, &c.challenge),
         addr: "ws://fake.invalid/ws".into(),
     };
+    let challenge = SignalMsg::Challenge { nonce: [5; 32] };
 
     // A record whose ID is not the hash of its key.
     let mut c = Client::connect(&bridge, 9).await;
-    c.send(&hello_msg(&fake)).await;
+    c.send(&challenge).await;
+    c.send(&hello_msg(&fake, &c)).await;
     assert!(matches!(c.recv().await, SignalMsg::BridgeHello { .. }));
     c.send(&SignalMsg::PeersJoined {
         peers: vec![PeerRecord {
@@ -310,7 +312,8 @@ async fn a_lying_bridge_is_cut_off() {
         .encode_frame(),
     ] {
         let mut c = Client::connect(&bridge, 9).await;
-        c.send(&hello_msg(&fake)).await;
+        c.send(&challenge).await;
+        c.send(&hello_msg(&fake, &c)).await;
         assert!(matches!(c.recv().await, SignalMsg::BridgeHello { .. }));
         c.send(&SignalMsg::Federate {
             to: NodeId([3; 20]),

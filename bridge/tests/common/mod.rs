@@ -5,6 +5,7 @@
 use futures_util::{SinkExt, StreamExt};
 use onionmesh_crypto::channel::{Channel, ClientHandshake};
 use onionmesh_crypto::{hello, Identity};
+use onionmesh_wire::signal::ChallengeNonce;
 use onionmesh_wire::{Frame, NodeId, PeerRecord, SignalMsg};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -151,24 +152,16 @@ impl Drop for Bridge {
     }
 }
 
-#[allow(clippy::disallowed_methods)] // A test driver reads the wall clock, like the bridge.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 pub fn identity(seed: u8) -> Identity {
     Identity::from_seed([seed; 32]).expect("a valid test seed")
 }
 
-pub fn hello_frame(identity: &Identity) -> Vec<u8> {
-    let now = unix_ms();
+/// A hello signing `challenge` (the bridge's challenge on the connection it is sent on).
+pub fn hello_frame(identity: &Identity, challenge: &ChallengeNonce) -> Vec<u8> {
     SignalMsg::Hello {
         pubkey: identity.public_key(),
-        timestamp_ms: now,
-        sig: hello::sign(identity, now),
+        challenge: *challenge,
+        sig: hello::sign(identity, challenge),
     }
     .encode_frame()
 }
@@ -188,6 +181,8 @@ pub struct Client {
     pub identity: Identity,
     /// The link's secure channel; `None` for a client that skipped the handshake.
     channel: Option<Channel>,
+    /// The bridge's challenge on this connection (all zero before the link handshake).
+    pub challenge: ChallengeNonce,
 }
 
 impl Client {
@@ -199,7 +194,17 @@ impl Client {
     pub async fn connect_url(url: &str, seed: u8) -> Client {
         let mut c = Client::connect_plain_url(url, seed).await;
         c.handshake().await;
+        // The bridge's first frame on every connection.
+        match c.recv().await {
+            SignalMsg::Challenge { nonce } => c.challenge = nonce,
+            other => panic!("expected the bridge's Challenge first, got {other:?}"),
+        }
         c
+    }
+
+    /// A hello signing this connection's challenge.
+    pub fn hello_frame(&self) -> Vec<u8> {
+        hello_frame(&self.identity, &self.challenge)
     }
 
     /// Connect without the link handshake, to misbehave at that level.
@@ -216,6 +221,7 @@ impl Client {
             ws,
             identity: identity(seed),
             channel: None,
+            challenge: [0; 32],
         }
     }
 
@@ -295,7 +301,7 @@ impl Client {
     /// Connect and register; returns once Welcome and BridgeInfo arrived.
     pub async fn registered(bridge: &Bridge, seed: u8) -> Client {
         let mut c = Client::connect(bridge, seed).await;
-        let hello = hello_frame(&c.identity);
+        let hello = c.hello_frame();
         c.send_raw(Message::Binary(hello.into())).await;
         match c.recv().await {
             SignalMsg::Welcome { .. } => {}
@@ -333,8 +339,19 @@ impl Client {
             .expect("close handshake");
     }
 
-    /// The next signalling message.
+    /// The next signalling message. A live page answers the bridge's keepalive pings at once,
+    /// so this answers them and reads on.
     pub async fn recv(&mut self) -> SignalMsg {
+        loop {
+            match self.recv_any().await {
+                SignalMsg::Ping { nonce } => self.send(&SignalMsg::Pong { nonce }).await,
+                other => return other,
+            }
+        }
+    }
+
+    /// The next signalling message, pings included.
+    pub async fn recv_any(&mut self) -> SignalMsg {
         loop {
             let msg = tokio::time::timeout(PATIENCE, self.ws.next())
                 .await

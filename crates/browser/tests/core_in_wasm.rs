@@ -47,10 +47,14 @@ fn hello_and_link_proofs() {
     let a = Identity::generate(&mut rng);
     let b = Identity::generate(&mut rng);
 
-    let ts = js_sys::Date::now() as u64;
-    let sig = hello::sign(&a, ts);
-    assert_eq!(hello::verify_hello(&a.public_key(), ts, &sig), Ok(a.id()));
-    assert!(hello::verify_hello(&a.public_key(), ts + 1, &sig).is_err());
+    // The hello signs the bridge's challenge for this connection.
+    let challenge = [0x5a; 32];
+    let sig = hello::sign(&a, &challenge);
+    assert_eq!(
+        hello::verify_hello(&a.public_key(), &challenge, &sig),
+        Ok(a.id())
+    );
+    assert!(hello::verify_hello(&a.public_key(), &[0x5b; 32], &sig).is_err());
 
     let fp_a = Fingerprint {
         algorithm: "sha-256".into(),

@@ -6,7 +6,10 @@
 use js_sys::{Array, Reflect, Uint8Array};
 use onionmesh_browser::{BridgeSink, BridgeTransport, BrowserNode, NodeOptions};
 use onionmesh_crypto::Identity;
-use onionmesh_node::{ConnId, Rendezvous, RendezvousConfig, RendezvousOutput, Time};
+use onionmesh_node::Time;
+use onionmesh_rendezvous::{
+    ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
+};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -67,7 +70,7 @@ type HubRef = Rc<RefCell<Hub>>;
 fn new_hub() -> HubRef {
     let identity = Identity::from_seed([42; 32]).unwrap();
     Rc::new(RefCell::new(Hub {
-        rv: Rendezvous::new(identity, RendezvousConfig::default()),
+        rv: Rendezvous::new(identity, RendezvousConfig::default(), [43; 32]),
         sinks: BTreeMap::new(),
         next: 0,
     }))
@@ -103,8 +106,9 @@ struct HubTransport {
 impl BridgeTransport for HubTransport {
     fn send(&mut self, frame: &[u8]) -> Result<(), String> {
         let mut hub = self.hub.borrow_mut();
+        let conn = self.conn;
         hub.rv
-            .handle_frame(now(), js_sys::Date::now() as u64, self.conn, frame);
+            .handle_input(now(), RendezvousInput::Frame { conn, bytes: frame });
         hub.flush();
         Ok(())
     }
@@ -114,22 +118,26 @@ impl Drop for HubTransport {
     fn drop(&mut self) {
         let mut hub = self.hub.borrow_mut();
         hub.sinks.remove(&self.conn);
-        hub.rv.handle_closed(self.conn);
+        hub.rv
+            .handle_input(now(), RendezvousInput::Closed(self.conn));
     }
 }
 
 async fn start_node(hub: &HubRef, corrupt_proof: bool) -> BrowserNode {
     let hub = hub.clone();
     let connect = move |sink: BridgeSink| -> Result<Box<dyn BridgeTransport>, JsValue> {
+        let opened = sink.clone();
+        spawn_local(async move { opened.opened() });
+        // The rendezvous' challenge is delivered after the open, as on a real socket.
         let conn = {
             let mut h = hub.borrow_mut();
             h.next += 1;
             let conn = ConnId(h.next);
-            h.rv.handle_connected(now(), conn);
-            h.sinks.insert(conn, sink.clone());
+            h.sinks.insert(conn, sink);
+            h.rv.handle_input(now(), RendezvousInput::Opened(conn));
+            h.flush();
             conn
         };
-        spawn_local(async move { sink.opened() });
         Ok(Box::new(HubTransport { hub, conn }))
     };
     let options = NodeOptions {

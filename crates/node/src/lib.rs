@@ -40,10 +40,10 @@
 //! use onionmesh_crypto::Identity;
 //! let identity = Identity::from_seed([7; 32]).unwrap();
 //! let mut node = Node::new(identity, NodeConfig::default(), [1; 32]);
-//! node.handle_input(Time::ZERO, Input::BridgeOpened { unix_ms: 1_700_000_000_000 });
-//! // The node says it is registering, then greets the bridge.
+//! node.handle_input(Time::ZERO, Input::BridgeOpened);
+//! // The node says it is registering, and waits for the bridge's challenge.
 //! assert!(matches!(node.poll_output(), Some(Output::Event(_))));
-//! assert!(matches!(node.poll_output(), Some(Output::SendBridge(_))));
+//! assert_eq!(node.poll_output(), None);
 //! ```
 #![forbid(unsafe_code)]
 
@@ -59,8 +59,6 @@ mod ordb;
 mod output;
 mod relay;
 mod services;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 
 pub use bridge::BridgeConfig;
 pub use code::ErrorCode;

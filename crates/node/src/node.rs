@@ -219,15 +219,7 @@ impl Node {
         }
         let reqs = &mut self.reqs;
         match input {
-            Input::BridgeOpened { unix_ms } => {
-                self.bridge.opened(now, reqs);
-                let sig = hello::sign(&self.identity, unix_ms);
-                reqs.push_back(Request::SendBridge(SignalMsg::Hello {
-                    pubkey: self.identity.public_key(),
-                    timestamp_ms: unix_ms,
-                    sig,
-                }));
-            }
+            Input::BridgeOpened => self.bridge.opened(now, reqs),
             Input::BridgeClosed { reason } => {
                 self.bridge.closed(now, reason, reqs);
                 self.links.bridge_lost(reqs);
@@ -324,13 +316,9 @@ impl Node {
                         }
                     }
                 }
+                // Without an open connection the driver drops it, as a socket would.
                 Request::SendBridge(msg) => {
-                    if matches!(
-                        self.bridge.state(),
-                        BridgeState::Registering | BridgeState::Registered
-                    ) {
-                        self.out.push_back(Output::SendBridge(msg.encode_frame()));
-                    }
+                    self.out.push_back(Output::SendBridge(msg.encode_frame()))
                 }
                 Request::SendTo { peer, msg } => {
                     // No link: the parts hear (or heard) `LinkDown` and clean up themselves.
@@ -411,6 +399,23 @@ impl Node {
         };
         let reqs = &mut self.reqs;
         match msg {
+            // The bridge challenges every new connection; the hello signs its nonce, which is
+            // what makes it fresh (issue 11, case 1).
+            SignalMsg::Challenge { nonce } => {
+                let sig = hello::sign(&self.identity, &nonce);
+                reqs.push_back(Request::SendBridge(SignalMsg::Hello {
+                    pubkey: self.identity.public_key(),
+                    challenge: nonce,
+                    sig,
+                }));
+            }
+            // The bridge's keepalive: answer at once, or it drops us as gone.
+            SignalMsg::Ping { nonce } => {
+                reqs.push_back(Request::SendBridge(SignalMsg::Pong { nonce }))
+            }
+            SignalMsg::Pong { .. } => {}
+            // Peers that left (here or at a federated bridge): no new links or paths to them.
+            SignalMsg::PeersGone { ids } => self.onion.peers_gone(now, &ids),
             SignalMsg::Welcome {
                 peers_online,
                 bridge_pubkey,

@@ -486,7 +486,14 @@ fn send_cells(peer: NodeId, mut cells: Vec<Cell>, reqs: &mut Requests) {
     reqs.push_back(Request::SendTo { peer, msg });
 }
 
+/// The peer broke the onion protocol at link level (a cell no circuit can own): close its link,
+/// with a logged reason.
 fn garbage(peer: NodeId, reason: String, reqs: &mut Requests) {
+    log(
+        reqs,
+        LogLevel::Warn,
+        format!("closing the link to {}: onion: {reason}", peer.short()),
+    );
     reqs.push_back(Request::Disconnect {
         peer,
         reason: crate::event::LinkCloseReason::Protocol(format!("onion: {reason}")),

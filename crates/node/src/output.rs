@@ -14,8 +14,10 @@ pub struct LinkId(pub u64);
 /// Every event a driver feeds in, through [`crate::Node::handle_input`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input<'a> {
-    /// The WebSocket to the bridge is open. `unix_ms` is the wall clock, signed into the hello.
-    BridgeOpened { unix_ms: u64 },
+    /// The WebSocket to the bridge is open (its secure channel included). The node then waits
+    /// for the bridge's challenge and answers it with its signed hello: no wall clock is
+    /// involved, so a page whose clock is days off registers like any other.
+    BridgeOpened,
     /// The bridge connection closed or failed to open.
     BridgeClosed { reason: &'a str },
     /// One frame from the bridge.

@@ -3,11 +3,10 @@
 //! refused or rate-limited, logged, and leaves the node (and its links) running.
 
 use onionmesh_crypto::Identity;
-use onionmesh_node::{DhtEvent, Event, LinkId, LogLevel, Node, NodeConfig, Output, Time};
+use onionmesh_node::{DhtEvent, Event, Input, LinkId, LogLevel, Node, NodeConfig, Output, Time};
 use onionmesh_wire::kad::{Contact, KadErrorCode, KadMsg, Provider, TOKEN_LEN};
 use onionmesh_wire::{Frame, LinkMsg, NodeId, PeerRecord, SignalMsg};
 
-const UNIX: u64 = 1_700_000_000_000;
 const BRIDGE_ADDR: &str = "ws://bridge.test/ws";
 
 fn identity(n: u8) -> Identity {
@@ -42,7 +41,7 @@ fn bridge_frames(outs: &[Output]) -> Vec<SignalMsg> {
 /// A node registered at a bridge whose DHT node is `bridge`.
 fn registered(seed: u8, bridge: &Identity) -> Node {
     let mut n = Node::new(identity(seed), NodeConfig::default(), [seed; 32]);
-    n.handle_input(Time::ZERO, Input::BridgeOpened { unix_ms: UNIX });
+    n.handle_input(Time::ZERO, Input::BridgeOpened);
     for msg in [
         SignalMsg::Welcome {
             bridge_pubkey: bridge.public_key(),
@@ -249,7 +248,7 @@ fn store_with_a_wrong_or_missing_token_is_refused() {
         KadMsg::Error { rid: 11, code, .. } if code == KadErrorCode::BAD_TOKEN
     ));
     assert!(warnings(&outs).iter().any(|w| w.contains("token")));
-    assert_eq!(n.dht().store().keys(), 0, "nothing stored");
+    assert_eq!(n.kad().store().keys(), 0, "nothing stored");
 }
 
 #[test]

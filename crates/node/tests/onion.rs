@@ -5,16 +5,17 @@
 
 use onionmesh_crypto::Identity;
 use onionmesh_node::{
-    ConnId, Event, LinkId, Node, NodeConfig, OnionEvent, Output, Rendezvous, RendezvousConfig,
-    RendezvousOutput, Time,
+    CircHandle, CircuitState, ErrorCode, Event, Input, LinkId, Node, NodeConfig, OnionEvent,
+    Output, Time,
 };
 use onionmesh_onion::{owner_of, CellOwner};
+use onionmesh_rendezvous::{
+    ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
+};
 use onionmesh_wire::cell::{Cell, CellCmd, CellMsg, CircId, HandshakeType};
 use onionmesh_wire::{Frame, LinkMsg, NodeId, SignalMsg};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
-
-const UNIX: u64 = 1_700_000_000_000;
 
 enum Msg {
     ToBridge(usize, Vec<u8>),
@@ -67,13 +68,17 @@ impl Net {
         let mut nodes = Vec::new();
         for i in 0..n {
             let identity = Identity::from_seed([i as u8 + 1; 32]).unwrap();
-            let mut node = Node::new(identity, NodeConfig::default(), [i as u8 + 50; 32]);
+            let mut cfg = NodeConfig::default();
+            // This network jumps its clock (`advance`) without carrying keepalives meanwhile.
+            cfg.links.keepalive_interval = None;
+            let mut node = Node::new(identity, cfg, [i as u8 + 50; 32]);
             node.onion().serve("echo").unwrap();
             nodes.push(node);
         }
         let bridge = Rendezvous::new(
             Identity::from_seed([99; 32]).unwrap(),
             RendezvousConfig::default(),
+            [98; 32],
         );
         let mut net = Net {
             nodes,
@@ -86,9 +91,10 @@ impl Net {
             tamper: None,
         };
         for i in 0..n {
-            net.bridge.handle_connected(net.now, ConnId(i as u64));
+            net.bridge
+                .handle_input(net.now, RendezvousInput::Opened(ConnId(i as u64)));
             net.drain_bridge();
-            net.nodes[i].handle_input(net.now, Input::BridgeOpened { unix_ms: UNIX });
+            net.nodes[i].handle_input(net.now, Input::BridgeOpened);
             net.drain(i);
         }
         net.run();
@@ -136,11 +142,14 @@ impl Net {
                 Output::CloseLink { link, reason } => {
                     if let Some(remote) = self.pairs.remove(&(i, link)) {
                         self.pairs.remove(&remote);
-                        self.queue.push_back(Msg::Closed(remote, reason));
+                        self.queue
+                            .push_back(Msg::Closed(remote, reason.to_string()));
                     }
                 }
                 Output::Event(e) => self.events[i].push(e),
-                Output::CloseBridge { .. } => {}
+                Output::CloseBridge { .. } | Output::ConnectBridge => {}
+                // No content is published or fetched here (see tests/ordb.rs).
+                Output::Store { .. } => {}
             }
         }
     }
@@ -153,7 +162,9 @@ impl Net {
             let now = self.now;
             let i = match m {
                 Msg::ToBridge(i, b) => {
-                    self.bridge.handle_frame(now, UNIX, ConnId(i as u64), &b);
+                    let conn = ConnId(i as u64);
+                    self.bridge
+                        .handle_input(now, RendezvousInput::Frame { conn, bytes: &b });
                     self.drain_bridge();
                     continue;
                 }
@@ -240,7 +251,7 @@ impl Net {
             .collect()
     }
 
-    fn build(&mut self, from: usize, path: &[usize]) -> Result<u64, String> {
+    fn build(&mut self, from: usize, path: &[usize]) -> Result<CircHandle, String> {
         let ids: Vec<NodeId> = path.iter().map(|&i| self.id(i)).collect();
         let now = self.now;
         let circ = self.nodes[from]
@@ -257,7 +268,7 @@ impl Net {
         }
     }
 
-    fn closed(&self, i: usize, circ: u64) -> Option<(String, String)> {
+    fn closed(&self, i: usize, circ: CircHandle) -> Option<(String, String)> {
         self.onion_events(i).into_iter().find_map(|e| match e {
             OnionEvent::CircuitClosed {
                 circ: c,
@@ -283,7 +294,7 @@ fn four() -> Net {
     net
 }
 
-fn echo(net: &mut Net, from: usize, circ: u64, data: &[u8]) -> Vec<u8> {
+fn echo(net: &mut Net, from: usize, circ: CircHandle, data: &[u8]) -> Vec<u8> {
     let now = net.now;
     let s = net.nodes[from]
         .onion()
@@ -293,7 +304,7 @@ fn echo(net: &mut Net, from: usize, circ: u64, data: &[u8]) -> Vec<u8> {
     net.run();
     assert!(net
         .onion_events(from)
-        .contains(&OnionEvent::StreamOpened { circ, stream: s }));
+        .contains(&OnionEvent::StreamOpened { stream: s }));
     let (mut sent, mut got) = (0, Vec::new());
     let mut short_writes = 0;
     for _ in 0..100_000 {
@@ -301,33 +312,14 @@ fn echo(net: &mut Net, from: usize, circ: u64, data: &[u8]) -> Vec<u8> {
         if sent < data.len() {
             let n = net.nodes[from]
                 .onion()
-                .write(
-                    now,
-                    StreamHandle {
-                        circ: circ,
-                        stream: s,
-                    },
-                    &data[sent..],
-                )
+                .write(now, s, &data[sent..])
                 .unwrap();
             if sent + n < data.len() {
                 short_writes += 1;
             }
             sent += n;
         }
-        got.extend(
-            net.nodes[from]
-                .onion()
-                .read(
-                    now,
-                    StreamHandle {
-                        circ: circ,
-                        stream: s,
-                    },
-                    usize::MAX,
-                )
-                .unwrap(),
-        );
+        got.extend(net.nodes[from].onion().read(now, s, usize::MAX).unwrap());
         net.drain(from);
         net.run();
         if got.len() >= data.len() {
@@ -349,7 +341,7 @@ fn three_hops_linked_on_demand_echo_300k() {
     assert!(net.linked(1, 2) && net.linked(2, 3));
     let info = net.nodes[0].circuits();
     assert_eq!(info.len(), 1);
-    assert_eq!(info[0].state, "built");
+    assert_eq!(info[0].state, CircuitState::Built);
     assert_eq!(
         info[0].hops,
         vec![net.id(1).short(), net.id(2).short(), net.id(3).short()]
@@ -393,14 +385,14 @@ fn unknown_or_unlinked_hops_are_api_errors() {
     let stranger = NodeId([0xab; 20]);
     let path = [net.id(1), stranger];
     let e = net.nodes[0].onion().build(now, &path).unwrap_err();
-    assert_eq!(e.code(), "UNKNOWN_PEER");
+    assert_eq!(e.code(), ErrorCode::UnknownPeer);
     // Node 1 knows node 0 (from its link certificate) but has no link to 2.
     let (a, b) = (net.id(2), net.id(0));
     let e = net.nodes[1].onion().build(now, &[a, b]);
     assert!(e.is_err());
     let path = [net.id(1), net.id(1)];
     let e = net.nodes[0].onion().build(now, &path).unwrap_err();
-    assert_eq!(e.code(), "BAD_PATH");
+    assert_eq!(e.code(), ErrorCode::BadPath);
 }
 
 #[test]

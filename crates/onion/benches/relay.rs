@@ -16,8 +16,10 @@
 //! hop carrying one busy circuit (a stream from a proxy to a service one hop further), first
 //! with that circuit alone, then with 1,000 more circuits open through the same router, each
 //! ending there with an idle stream. Both directions count (DATA forward, SENDMEs back), and
-//! only the router's own calls (`handle_cell` and draining `poll_output`) are timed. The ratio
-//! shows what idle circuits cost per cell; with the ready set it stays near 1.
+//! only the router's own calls (`handle_cell` and draining `poll_output`) are timed. The two
+//! routers run side by side, taking turns, so machine load hits both alike. The ratio shows
+//! what idle circuits cost per cell; with the ready set it stays near 1.
+//! `cargo bench -p onionmesh-onion --bench relay -- --router` prints only this table.
 //!
 //! `cargo bench -p onionmesh-onion --bench relay`. Nothing here asserts a speed.
 
@@ -148,9 +150,13 @@ fn summary() {
     println!("  proxy seal for 3 hops:   {originate:>12.0}");
 }
 
-/// A proxy `p`, the router under test `r` (middle hop) and a last hop `x`, linked directly.
+/// A proxy `p`, the router under test `r` (middle hop) and a last hop `x`, linked directly;
+/// a second proxy `q` owns the idle circuits, so that `p`'s own work stays the same size in
+/// both cases and only `r` carries the extra circuits.
 struct Mesh {
     p: OnionProxy,
+    q: OnionProxy,
+    qid: NodeId,
     r: OnionRouter,
     x: OnionRouter,
     pid: NodeId,
@@ -178,8 +184,11 @@ impl Mesh {
             max_circuits: 4096,
             ..ProxyConfig::default()
         };
+        let qid = NodeId([2; 20]);
         let mut m = Mesh {
-            p: OnionProxy::new(pid, pcfg, [1; 32]),
+            p: OnionProxy::new(pid, pcfg.clone(), [1; 32]),
+            q: OnionProxy::new(qid, pcfg, [4; 32]),
+            qid,
             r: OnionRouter::new(rid, rkey, rcfg.clone(), [2; 32]),
             x: OnionRouter::new(xid, xkey, rcfg, [3; 32]),
             pid,
@@ -219,6 +228,13 @@ impl Mesh {
                     _ => {}
                 }
             }
+            while let Some(o) = self.q.poll_output() {
+                moved = true;
+                if let Output::Cell { cell, .. } = o {
+                    to_r.push((self.qid, cell));
+                }
+                // `q`'s events are not needed: its circuits only have to exist.
+            }
             let mut x_streams = Vec::new();
             while let Some(o) = self.x.poll_output() {
                 moved = true;
@@ -234,6 +250,7 @@ impl Mesh {
             // The router under test.
             let start = std::time::Instant::now();
             let mut to_p = Vec::new();
+            let mut to_q = Vec::new();
             let mut to_x = Vec::new();
             self.r_cells += to_r.len() as u64;
             for (from, cell) in to_r {
@@ -242,6 +259,8 @@ impl Mesh {
                     if let Output::Cell { peer, cell } = o {
                         if peer == self.pid {
                             to_p.push(cell);
+                        } else if peer == self.qid {
+                            to_q.push(cell);
                         } else {
                             to_x.push(cell);
                         }
@@ -252,6 +271,8 @@ impl Mesh {
                 if let Output::Cell { peer, cell } = o {
                     if peer == self.pid {
                         to_p.push(cell);
+                    } else if peer == self.qid {
+                        to_q.push(cell);
                     } else {
                         to_x.push(cell);
                     }
@@ -260,9 +281,12 @@ impl Mesh {
             if timed {
                 self.r_time += start.elapsed();
             }
-            moved |= !to_p.is_empty() || !to_x.is_empty();
+            moved |= !to_p.is_empty() || !to_q.is_empty() || !to_x.is_empty();
             for cell in to_p {
                 self.p.handle_cell(now, self.rid, cell);
+            }
+            for cell in to_q {
+                self.q.handle_cell(now, self.rid, cell);
             }
             for cell in to_x {
                 self.x.handle_cell(now, self.rid, cell);
@@ -289,37 +313,65 @@ impl Mesh {
         );
         s
     }
+
+    /// An idle circuit from `q` ending at `r`, with an open stream.
+    fn open_idle(&mut self, rh: HopSpec) {
+        let circ = self.q.build_circuit(self.now, &[rh]).unwrap();
+        self.settle(false);
+        self.q.begin_stream(self.now, circ, "sink").unwrap();
+        self.settle(false);
+    }
 }
 
-/// Relay cells/s through the middle router with `idle` extra circuits open, one busy.
-fn router_rate(idle: usize, cells: u64) -> f64 {
+/// A mesh whose router carries `idle` idle circuits besides the busy one; returns it and the
+/// busy stream.
+fn mesh_with(idle: usize) -> (Mesh, StreamHandle) {
     let mut m = Mesh::new();
     let (rh, xh) = (Mesh::hop(&m.r), Mesh::hop(&m.x));
     let busy = m.open_stream(&[rh, xh]);
     for _ in 0..idle {
-        m.open_stream(&[rh]);
+        m.open_idle(rh);
     }
-    let chunk = vec![0x5a; 64 * 1024];
+    assert_eq!(m.r.circuits().len(), idle + 1);
+    assert!(m.r.circuits().iter().filter(|c| c.streams == 1).count() >= idle);
     m.r_time = Duration::ZERO;
     m.r_cells = 0;
-    while m.r_cells < cells {
-        m.now = m.now + Duration::from_millis(1);
-        let mut left = chunk.as_slice();
-        while !left.is_empty() {
-            let n = m.p.stream_write(m.now, busy, left).unwrap();
-            left = &left[n..];
-            m.settle(true);
-        }
+    (m, busy)
+}
+
+/// Push one 64 KiB chunk through the busy circuit of `m` (the router's share is timed).
+fn push_chunk(m: &mut Mesh, busy: StreamHandle, chunk: &[u8]) {
+    m.now = m.now + Duration::from_millis(1);
+    let mut left = chunk;
+    while !left.is_empty() {
+        let n = m.p.stream_write(m.now, busy, left).unwrap();
+        left = &left[n..];
+        m.settle(true);
     }
-    m.r_cells as f64 / m.r_time.as_secs_f64()
 }
 
 fn router_summary() {
-    const CELLS: u64 = 200_000;
-    let one = router_rate(0, CELLS);
-    let many = router_rate(1000, CELLS);
+    const CELLS: u64 = 300_000;
+    // Both meshes exist side by side and take turns, 1 MiB (about 2,100 cells) each, so that
+    // a shared machine's load changes hit both cases alike, while a turn is long enough that
+    // switching between the meshes' working sets costs little.
+    let (mut one, one_busy) = mesh_with(0);
+    let (mut many, many_busy) = mesh_with(1000);
+    let chunk = vec![0x5a; 64 * 1024];
+    while one.r_cells < CELLS || many.r_cells < CELLS {
+        for _ in 0..16 {
+            push_chunk(&mut one, one_busy, &chunk);
+        }
+        for _ in 0..16 {
+            push_chunk(&mut many, many_busy, &chunk);
+        }
+    }
+    let rate = |m: &Mesh| m.r_cells as f64 / m.r_time.as_secs_f64();
+    let (one, many) = (rate(&one), rate(&many));
     println!();
-    println!("a whole router as a middle hop, relay cells/s (one busy circuit, {CELLS} cells):");
+    println!(
+        "a whole router as a middle hop, relay cells/s (one busy circuit, {CELLS} cells each, interleaved):"
+    );
     println!("  1 circuit open:          {one:>12.0}");
     println!("  1,001 circuits open:     {many:>12.0}");
     println!("  ratio (1,001 / 1):       {:>12.3}", many / one);

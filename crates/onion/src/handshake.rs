@@ -29,6 +29,9 @@
 //! client compares `AUTH` in constant time. A router refuses an onionskin naming another ID or
 //! key, so a client that picked a router by ID cannot silently be handed a different one.
 
+// Defined beside the keys (whose parsing fails with `BadPoint`), so that `key` needs nothing
+// from this module and the two do not import each other.
+pub use crate::key::HandshakeError;
 use crate::key::{OnionKey, OnionPublicKey};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
@@ -37,7 +40,6 @@ use k256::{NonZeroScalar, PublicKey};
 use onionmesh_wire::{NodeId, ID_LEN, PUBKEY_LEN};
 use rand_core::CryptoRngCore;
 use sha2::Sha256;
-use thiserror::Error;
 
 /// Domain separation for every derivation in the handshake.
 pub const PROTOID: &[u8] = b"onionmesh-ntor-k256-v1";
@@ -49,23 +51,6 @@ pub const REPLY_LEN: usize = PUBKEY_LEN + 32;
 pub const HOP_KEYS_LEN: usize = 2 * DIRECTION_KEYS_LEN;
 /// Bytes of key material per direction.
 pub const DIRECTION_KEYS_LEN: usize = 2 * 32;
-
-/// Why a handshake failed. Every variant means the other side (or the path data that named the
-/// router) is wrong: the circuit is closed, nothing else.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum HandshakeError {
-    #[error("the handshake message is {got} bytes; expected {expected}")]
-    BadLength { got: usize, expected: usize },
-    #[error("a public key in the handshake is not a valid secp256k1 point")]
-    BadPoint,
-    #[error("the onionskin is for another router (its ID or onion key is not ours)")]
-    NotForUs,
-    #[error("the router's AUTH does not verify: it does not hold the onion key we expected")]
-    BadAuth,
-    #[error("unknown handshake type 0x{0:04x}")]
-    UnknownType(u16),
-}
 
 /// Keys for one hop, both directions. Forward = proxy to router, backward = router to proxy.
 #[derive(Clone, PartialEq, Eq)]

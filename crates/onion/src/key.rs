@@ -15,11 +15,28 @@
 //!
 //! The node integration picks; this crate does not care.
 
-use crate::handshake::HandshakeError;
 use k256::elliptic_curve::sec1::ToEncodedPoint;
 use k256::{NonZeroScalar, PublicKey};
 use onionmesh_wire::{NodeId, PublicKeyBytes};
 use rand_core::CryptoRngCore;
+use thiserror::Error;
+
+/// Why a handshake failed. Every variant means the other side (or the path data that named the
+/// router) is wrong: the circuit is closed, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    #[error("the handshake message is {got} bytes; expected {expected}")]
+    BadLength { got: usize, expected: usize },
+    #[error("a public key in the handshake is not a valid secp256k1 point")]
+    BadPoint,
+    #[error("the onionskin is for another router (its ID or onion key is not ours)")]
+    NotForUs,
+    #[error("the router's AUTH does not verify: it does not hold the onion key we expected")]
+    BadAuth,
+    #[error("unknown handshake type 0x{0:04x}")]
+    UnknownType(u16),
+}
 
 /// A router's secret onion key. Not `Clone`; `Debug` shows only the public half.
 pub struct OnionKey {

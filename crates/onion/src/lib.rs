@@ -15,8 +15,14 @@
 //! | [`handshake`] | ntor on secp256k1: onionskin, reply, [`HopKeys`] |
 //! | [`crypto`] | per-hop relay layers, recognition, digests, SENDME tags |
 //! | [`flow`] | SENDME windows |
-//! | [`path`] | choosing hops |
-//! | [`OnionProxy`], [`OnionRouter`] | circuits, streams, caps, timers |
+//! | [`path`] | choosing hops, with pinned positions ([`PathPins`]) |
+//! | `stream` | the one end-of-circuit stream handler, used by both the proxy and the router |
+//! | `ready` | the ready set: circuits with cells to package, per link |
+//! | [`OnionProxy`] | `proxy/{build,retry,relay,streams,view}`: building, automatic retries, backward cells |
+//! | [`OnionRouter`] | `router/{admission,extend,relay,endpoint,deadlines,view}`: CREATE2, EXTEND2, relaying, the last hop |
+//!
+//! The proxy and the router each own their parts as fields; a part returns what should happen
+//! (a typed enum) and its owner carries it out. No module imports one that imports it back.
 //!
 //! ## Calling rules
 //!
@@ -153,6 +159,14 @@
 //! down; TRUNCATE drops the hops after the one it is addressed to; a failed extension comes
 //! back as TRUNCATED. Path choice: [`path`].
 //!
+//! [`OnionProxy::build_circuit_auto`] chooses the path itself (from candidates the node gives,
+//! minus hops that failed recently or whose link closed) and, when a hop fails before the
+//! circuit is built, starts over on a fresh path avoiding it: up to
+//! [`ProxyConfig::build_attempts`] paths within [`ProxyConfig::build_deadline`], under one
+//! handle, ending in one `CircuitBuilt` or one `CircuitClosed` with
+//! [`CloseReason::BuildFailed`] naming every attempt's failed hop and reason. A path through
+//! the node itself is refused as [`PathError::ContainsSelf`] (code `PATH_THROUGH_SELF`).
+//!
 //! ## Flow control and resources
 //!
 //! SENDME windows per circuit (1000 cells, +100 per SENDME) and per stream (500, +50), with
@@ -160,8 +174,17 @@
 //! *read*, so a slow reader holds back a fast writer. Every queue is bounded: per-stream send
 //! buffers, per-link cell queues (with `link_blocked` for a congested data channel), a cap on
 //! what one circuit may have queued at a router. Routers cap circuits per link and in total and
-//! rate-limit CREATE2 per link with a token bucket; past a cap they answer
-//! DESTROY(RESOURCELIMIT) without doing the handshake, and keep serving everyone else.
+//! rate-limit CREATE2 per link with a token bucket (`onionmesh_bounded::TokenBucket`, the
+//! workspace's one); past a cap they answer DESTROY(RESOURCELIMIT) without doing the
+//! handshake, and keep serving everyone else.
+//!
+//! Per-cell cost does not grow with idle circuits: stream data is packaged from a ready set of
+//! circuits that may have something to send (not by asking every circuit on every cell), and
+//! the router's timers sit in a deadline index (`poll_timeout` is O(log n)). The bench prints
+//! relay cells/s through a whole router with 1 and with 1,001 circuits open, the two cases
+//! interleaved: on the shared 2-core machine above, ratio 0.94-1.01 (about 0.5-0.6 M cells/s
+//! each under load); 0.003 before the ready set (964 k vs 2.5 k cells/s), when every cell
+//! visited every circuit with streams.
 //!
 //! ## Errors
 //!

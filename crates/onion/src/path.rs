@@ -410,4 +410,135 @@ mod tests {
         );
         assert_eq!(check_path(h.id, &[h]), Err(PathError::ContainsSelf));
     }
+
+    #[test]
+    fn pins_fix_positions_and_are_checked() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let rules = PathRules {
+            local: NodeId([1; 20]),
+            own_bridge: None,
+            guards: vec![],
+        };
+        let cands: Vec<Candidate> = (2..9).map(|n| cand(n, Some(100 + n), n < 4)).collect();
+        for _ in 0..100 {
+            let p = select_path_pinned(
+                &mut rng,
+                &rules,
+                &PathPins::last(NodeId([7; 20])),
+                &cands,
+                3,
+            )
+            .unwrap();
+            assert_eq!(p[2].id, NodeId([7; 20]));
+            check_path(rules.local, &p).unwrap();
+        }
+        let pins = PathPins::last(NodeId([7; 20])).and_at(0, NodeId([3; 20]));
+        let p = select_path_pinned(&mut rng, &rules, &pins, &cands, 4).unwrap();
+        assert_eq!((p[0].id, p[3].id), (NodeId([3; 20]), NodeId([7; 20])));
+        let mut err =
+            |pins: PathPins, hops| select_path_pinned(&mut rng, &rules, &pins, &cands, hops);
+        assert_eq!(
+            err(PathPins::last(NodeId([50; 20])), 3),
+            Err(PathError::PinnedUnknown(NodeId([50; 20])))
+        );
+        assert_eq!(
+            err(PathPins::last(NodeId([1; 20])), 3),
+            Err(PathError::ContainsSelf)
+        );
+        assert_eq!(
+            err(PathPins::default().and_at(3, NodeId([2; 20])), 3),
+            Err(PathError::PinOutOfRange {
+                position: 3,
+                hops: 3
+            })
+        );
+        assert_eq!(
+            err(
+                PathPins::last(NodeId([5; 20])).and_at(2, NodeId([6; 20])),
+                3
+            ),
+            Err(PathError::PinConflict(2))
+        );
+        assert_eq!(
+            err(
+                PathPins::last(NodeId([5; 20])).and_at(1, NodeId([5; 20])),
+                3
+            ),
+            Err(PathError::Repeated(NodeId([5; 20])))
+        );
+        assert_eq!(
+            err(PathPins::default().and_at(0, NodeId([6; 20])), 3),
+            Err(PathError::PinnedNotLinked(NodeId([6; 20])))
+        );
+        assert_eq!(
+            check_path_ids(NodeId([1; 20]), &[NodeId([2; 20]), NodeId([1; 20])]),
+            Err(PathError::ContainsSelf)
+        );
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the candidates, a pinned last hop (and a pinned middle hop) end up where
+        /// they were pinned, and every rule still holds for the rest of the path; when no path
+        /// exists, the error is one of the explained ones.
+        #[test]
+        fn pinned_paths_keep_the_rules(
+            seed in any::<u64>(),
+            peers in proptest::collection::vec((any::<bool>(), 0u8..4, any::<bool>()), 2..14),
+            hops in 1usize..=MAX_HOPS,
+            last_pick in any::<prop::sample::Index>(),
+            middle in any::<Option<(prop::sample::Index, prop::sample::Index)>>(),
+            bridge in any::<bool>(),
+        ) {
+            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+            let own_bridge = NodeId([200; 20]);
+            let rules = PathRules {
+                local: NodeId([1; 20]),
+                own_bridge: bridge.then_some(own_bridge),
+                guards: vec![],
+            };
+            // Introducer 0 is our bridge; 1..4 others.
+            let cands: Vec<Candidate> = peers
+                .iter()
+                .enumerate()
+                .map(|(i, (linked, intro, known))| {
+                    let intro = match intro { 0 => Some(200), n if *known => Some(100 + n), _ => None };
+                    cand(i as u8 + 2, intro, *linked)
+                })
+                .collect();
+            let last = cands[last_pick.index(cands.len())].hop.id;
+            let mut pins = PathPins::last(last);
+            if let Some((pos, who)) = middle {
+                if hops > 2 {
+                    pins = pins.and_at(1 + pos.index(hops - 2), cands[who.index(cands.len())].hop.id);
+                }
+            }
+            match select_path_pinned(&mut rng, &rules, &pins, &cands, hops) {
+                Ok(p) => {
+                    prop_assert_eq!(p.len(), hops);
+                    prop_assert_eq!(p[hops - 1].id, last);
+                    for (pos, id) in &pins.at {
+                        prop_assert_eq!(p[*pos].id, *id);
+                    }
+                    prop_assert!(check_path(rules.local, &p).is_ok());
+                    let c = |id: NodeId| cands.iter().find(|c| c.hop.id == id).unwrap();
+                    prop_assert!(c(p[0].id).linked, "first hop linked");
+                    if hops > 1 {
+                        let tied = |id| tied_to(c(id), rules.own_bridge);
+                        prop_assert!(!(tied(p[0].id) && tied(p[hops - 1].id)), "bridge at both ends");
+                    }
+                }
+                Err(e) => prop_assert!(matches!(
+                    e,
+                    PathError::NoFirstHop
+                        | PathError::NotEnoughCandidates { .. }
+                        | PathError::BridgeAtBothEnds
+                        | PathError::PinnedNotLinked(_)
+                        | PathError::Repeated(_)
+                        | PathError::PinConflict(_)
+                ), "unexpected {:?}", e),
+            }
+        }
+    }
 }

@@ -251,40 +251,28 @@ impl Endpoint {
     /// streams) or a deferred END. Stream windows are charged here; the caller charges the
     /// circuit window with the sealed cell's tag via `flow.on_sent`.
     pub(crate) fn next_cell(&mut self) -> Option<RelayCell> {
-        let ids: Vec<StreamId> = self
-            .streams
-            .range(StreamId(self.rr.wrapping_add(1))..)
-            .chain(self.streams.range(..=StreamId(self.rr)))
-            .map(|(id, _)| *id)
-            .collect();
         let circ_ok = self.flow.can_send();
         let limit = if self.flow.next_is_tagged() {
             RELAY_DATA_LEN - TAG_CELL_MIN_PADDING
         } else {
             RELAY_DATA_LEN
         };
-        for id in ids {
-            let Some(s) = self.streams.get_mut(&id) else {
-                continue;
-            };
-            if !s.open || s.end_sent || s.remote_end.is_some() {
-                continue;
-            }
-            if !s.send.is_empty() && circ_ok && s.flow.can_send() {
-                let n = s.send.len().min(limit);
-                let data: Vec<u8> = s.send.drain(..n).collect();
-                s.flow.on_sent();
-                s.bytes_out += n as u64;
-                self.rr = id.0;
-                return Some(RelayCell::new(id, RelayMsg::Data(data)));
-            }
-            if s.send.is_empty() && s.local_close {
-                s.end_sent = true;
-                self.rr = id.0;
-                return Some(RelayCell::new(id, RelayMsg::End(EndReason::DONE)));
-            }
+        // Round-robin: the streams after the last one served, then from the start. Two passes
+        // over the map instead of collecting its ids, so a cell costs no allocation here.
+        let after = StreamId(self.rr.wrapping_add(1));
+        let found = self
+            .streams
+            .range_mut(after..)
+            .find_map(|(id, s)| pack(*id, s, circ_ok, limit))
+            .or_else(|| {
+                self.streams
+                    .range_mut(..after)
+                    .find_map(|(id, s)| pack(*id, s, circ_ok, limit))
+            });
+        if let Some(cell) = &found {
+            self.rr = cell.stream.0;
         }
-        None
+        found
     }
 
     /// Streams whose writers asked to hear about room, and now have it.
@@ -335,6 +323,32 @@ impl Endpoint {
         }
         done
     }
+}
+
+/// The cell stream `id` would send now, if any: DATA within `limit` bytes (charging the stream
+/// window) or its deferred END.
+fn pack(id: StreamId, s: &mut StreamEnd, circ_ok: bool, limit: usize) -> Option<RelayCell> {
+    if !s.open || s.end_sent || s.remote_end.is_some() {
+        return None;
+    }
+    if !s.send.is_empty() && circ_ok && s.flow.can_send() {
+        let n = s.send.len().min(limit);
+        // Copy out by slices: collecting a VecDeque drain goes byte by byte.
+        let mut data = vec![0u8; n];
+        let (a, b) = s.send.as_slices();
+        let k = a.len().min(n);
+        data[..k].copy_from_slice(&a[..k]);
+        data[k..].copy_from_slice(&b[..n - k]);
+        s.send.drain(..n);
+        s.flow.on_sent();
+        s.bytes_out += n as u64;
+        return Some(RelayCell::new(id, RelayMsg::Data(data)));
+    }
+    if s.send.is_empty() && s.local_close {
+        s.end_sent = true;
+        return Some(RelayCell::new(id, RelayMsg::End(EndReason::DONE)));
+    }
+    None
 }
 
 /// Encode `cell` as a plaintext body with random padding after its data.

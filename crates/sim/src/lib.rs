@@ -1,9 +1,15 @@
 //! # onionmesh-sim: many nodes, one process, a virtual clock
 //!
-//! The simulator drives real [`onionmesh_node::Node`]s and a real [`onionmesh_node::Rendezvous`]
-//! (the bridge's core) exactly as the browser and tokio drivers do, but over an emulated network:
+//! The simulator drives real [`onionmesh_node::Node`]s and real
+//! [`onionmesh_rendezvous::Rendezvous`]es (the bridge's core) exactly as the browser and tokio
+//! drivers do, but over an emulated network:
 //!
-//! - every node has a WebSocket to the bridge with its own latency;
+//! - every node has a WebSocket to its bridge with its own latency; several bridges federate
+//!   (full mesh), node `i` registering at bridge `i % bridges`;
+//! - churn: nodes leave cleanly ([`Sim::leave`] with `silent = false`, as a tab closing on
+//!   `pagehide`), vanish (`silent = true`: they stop reading and answering, as a frozen page)
+//!   or join during the run ([`Sim::add_node`]); a bridge can crash and come back with the same
+//!   identity and an empty registry ([`Sim::restart_bridge`]), and its pages reconnect;
 //! - WebRTC is emulated at the level the node sees it: an offer or answer is an SDP carrying a
 //!   fresh DTLS fingerprint, applying the answer "connects" the two endpoints after a latency, and
 //!   ICE can fail with a given probability;
@@ -25,4 +31,4 @@
 
 mod net;
 
-pub use net::{LinkTap, Sim, SimConfig, SimStats};
+pub use net::{Life, LinkTap, Sim, SimConfig, SimStats};

@@ -1,7 +1,7 @@
 use onionmesh_crypto::Identity;
-use onionmesh_node::{
-    ConnId, Event, LinkId, LinkState, Node, NodeConfig, Output, Rendezvous, RendezvousConfig,
-    RendezvousOutput, Time,
+use onionmesh_node::{Event, Input, LinkId, LinkState, Node, NodeConfig, Output, Time};
+use onionmesh_rendezvous::{
+    ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
 };
 use onionmesh_wire::{Frame, SignalMsg};
 use rand_chacha::ChaCha20Rng;
@@ -10,12 +10,11 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
-/// Wall-clock origin of the simulation (the hello timestamps need one).
-const UNIX_EPOCH_MS: u64 = 1_700_000_000_000;
-
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub nodes: usize,
+    /// Federated bridges (full mesh); node `i` registers at bridge `i % bridges`.
+    pub bridges: usize,
     pub seed: u64,
     /// One-way latency of every hop is drawn uniformly from this range (ms).
     pub latency_ms: (u64, u64),
@@ -40,6 +39,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             nodes: 10,
+            bridges: 1,
             seed: 1,
             latency_ms: (10, 60),
             loss: 0.01,
@@ -65,22 +65,47 @@ pub struct SimStats {
     pub links_refused: u64,
     pub ice_failures: u64,
     pub messages_delivered: u64,
+    /// Bridge connections a node opened after its first one (reconnections).
+    pub reconnections: u64,
 }
 
 type End = (usize, LinkId);
+/// A bridge's end of a connection: (bridge index, its connection id).
+type BEnd = (usize, ConnId);
+
+/// Where a node stands in the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Life {
+    /// Not joined yet.
+    Waiting,
+    Alive,
+    /// Left cleanly (closed its links and its bridge connection).
+    Left,
+    /// Vanished: stopped reading and answering without closing anything.
+    Vanished,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Remote {
+    Node(usize),
+    Bridge(BEnd),
+}
 
 #[derive(Debug)]
 enum Ev {
     Join(usize),
-    ToBridge(usize, Vec<u8>),
-    ToNode(usize, Vec<u8>),
+    ToBridge(BEnd, Vec<u8>),
+    ToNode(usize, BEnd, Vec<u8>),
+    NodeBridgeClosed(usize, BEnd, String),
+    BridgeConnClosed(BEnd),
+    BridgeUp(usize),
     OfferReady(End, String),
     AnswerReady(End, String),
     Open(End),
     Frame(End, Vec<u8>),
     Closed(End, String),
     NodeTimer(usize),
-    BridgeTimer,
+    BridgeTimer(usize),
 }
 
 /// The simulated network.
@@ -92,15 +117,24 @@ pub struct Sim {
     events: BTreeMap<u64, Ev>,
     rng: ChaCha20Rng,
     nodes: Vec<Node>,
-    joined: Vec<bool>,
-    bridge: Rendezvous,
+    life: Vec<Life>,
+    bridges: Vec<Rendezvous>,
+    bridge_seeds: Vec<[u8; 32]>,
+    bridge_up: Vec<bool>,
+    /// What each bridge connection leads to.
+    conns: BTreeMap<BEnd, Remote>,
+    next_conn: u64,
+    /// Each node's current bridge connection.
+    node_conn: Vec<Option<BEnd>>,
+    ever_connected: Vec<bool>,
     /// Connected WebRTC endpoints, both directions.
     pairs: BTreeMap<End, End>,
     /// FIFO: a frame on a directed path is never delivered before the previous one.
     last_delivery: BTreeMap<(End, End), Time>,
-    last_bridge_delivery: BTreeMap<(usize, bool), Time>,
-    /// The earliest pending timer event per node, so a drain does not queue duplicates.
+    last_bridge_delivery: BTreeMap<(BEnd, bool), Time>,
+    /// The earliest pending timer event per node / bridge, so a drain queues no duplicates.
     node_timer: Vec<Option<Time>>,
+    bridge_timer: Vec<Option<Time>>,
     /// Every event each node emitted, for tests.
     node_events: Vec<Vec<Event>>,
     stats: SimStats,
@@ -145,56 +179,121 @@ fn swap_fingerprint(sdp: &str) -> String {
         .join("\r\n")
 }
 
+fn seed32(rng: &mut ChaCha20Rng) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    rng.fill_bytes(&mut s);
+    s
+}
+
+fn identity(rng: &mut ChaCha20Rng) -> ([u8; 32], Identity) {
+    loop {
+        let seed = seed32(rng);
+        if let Some(id) = Identity::from_seed(seed) {
+            return (seed, id);
+        }
+    }
+}
+
 impl Sim {
     pub fn new(cfg: SimConfig) -> Sim {
         let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
-        let mut nodes = Vec::with_capacity(cfg.nodes);
-        for i in 0..cfg.nodes {
-            let identity = loop {
-                let mut seed = [0u8; 32];
-                rng.fill_bytes(&mut seed);
-                if let Some(id) = Identity::from_seed(seed) {
-                    break id;
-                }
-            };
-            let mut node_cfg = cfg.node.clone();
-            node_cfg.test_only_corrupt_link_proof = cfg.corrupt_proof_nodes.contains(&i);
-            let mut seed = [0u8; 32];
-            rng.fill_bytes(&mut seed);
-            nodes.push(Node::new(identity, node_cfg, seed));
-        }
-        let mut bseed = [0u8; 32];
-        rng.fill_bytes(&mut bseed);
-        let bridge_identity =
-            Identity::from_seed(bseed).unwrap_or_else(|| Identity::generate(&mut rng));
-        let mut dht_seed = [0u8; 32];
-        rng.fill_bytes(&mut dht_seed);
-        let bridge =
-            Rendezvous::with_dht(bridge_identity, cfg.bridge.clone(), dht_seed, Time::ZERO);
-        let n = cfg.nodes;
         let mut sim = Sim {
             now: Time::ZERO,
             seq: 0,
             queue: BinaryHeap::new(),
             events: BTreeMap::new(),
-            rng,
-            nodes,
-            joined: vec![false; n],
-            bridge,
+            rng: ChaCha20Rng::seed_from_u64(0),
+            nodes: Vec::new(),
+            life: Vec::new(),
+            bridges: Vec::new(),
+            bridge_seeds: Vec::new(),
+            bridge_up: Vec::new(),
+            conns: BTreeMap::new(),
+            next_conn: 1,
+            node_conn: Vec::new(),
+            ever_connected: Vec::new(),
             pairs: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
             last_bridge_delivery: BTreeMap::new(),
-            node_timer: vec![None; n],
-            node_events: vec![Vec::new(); n],
+            node_timer: Vec::new(),
+            bridge_timer: Vec::new(),
+            node_events: Vec::new(),
             stats: SimStats::default(),
             link_tap: None,
-            cfg,
+            cfg: cfg.clone(),
         };
-        for i in 0..n {
+        // Nodes first, then bridges, from one seeded stream (the same config, the same run).
+        let mut made = Vec::new();
+        for i in 0..cfg.nodes {
+            let (_, id) = identity(&mut rng);
+            let seed = seed32(&mut rng);
+            made.push((i, id, seed));
+        }
+        for b in 0..cfg.bridges.max(1) {
+            let (seed, _) = identity(&mut rng);
+            sim.bridge_seeds.push(seed);
+            let rv = sim.make_bridge(b, seed32(&mut rng));
+            sim.bridges.push(rv);
+            sim.bridge_up.push(true);
+            sim.bridge_timer.push(None);
+        }
+        sim.rng = rng;
+        for (i, id, seed) in made {
+            sim.push_node(i, id, seed);
             let at = Time::from_millis(i as u64 * sim.cfg.join_interval_ms);
             sim.schedule(at, Ev::Join(i));
         }
+        sim.federate_all();
         sim
+    }
+
+    fn make_bridge(&self, b: usize, seed: [u8; 32]) -> Rendezvous {
+        let identity = Identity::from_seed(self.bridge_seeds[b]).expect("seeded above");
+        let mut cfg = self.cfg.bridge.clone();
+        cfg.addr = format!("sim://bridge-{b}");
+        Rendezvous::with_dht(identity, cfg, seed, self.now)
+    }
+
+    fn push_node(&mut self, i: usize, identity: Identity, seed: [u8; 32]) {
+        let mut node_cfg = self.cfg.node.clone();
+        node_cfg.links.test_only_corrupt_link_proof = self.cfg.corrupt_proof_nodes.contains(&i);
+        self.nodes.push(Node::new(identity, node_cfg, seed));
+        self.life.push(Life::Waiting);
+        self.node_conn.push(None);
+        self.ever_connected.push(false);
+        self.node_timer.push(None);
+        self.node_events.push(Vec::new());
+    }
+
+    /// Dial every pair of live bridges that are not federated yet (lower index dials).
+    fn federate_all(&mut self) {
+        let n = self.bridges.len();
+        for b in 0..n {
+            for c in (b + 1)..n {
+                if self.bridge_up[b] && self.bridge_up[c] && !self.federated(b, c) {
+                    self.federate(b, c);
+                }
+            }
+        }
+    }
+
+    fn federated(&self, b: usize, c: usize) -> bool {
+        self.conns
+            .iter()
+            .any(|((x, _), r)| *x == b && matches!(r, Remote::Bridge((y, _)) if *y == c))
+    }
+
+    fn federate(&mut self, b: usize, c: usize) {
+        let cb = ConnId(self.next_conn);
+        let cc = ConnId(self.next_conn + 1);
+        self.next_conn += 2;
+        self.conns.insert((b, cb), Remote::Bridge((c, cc)));
+        self.conns.insert((c, cc), Remote::Bridge((b, cb)));
+        let now = self.now;
+        self.bridges[b].handle_input(now, RendezvousInput::Dialed(cb));
+        self.bridges[c].handle_input(now, RendezvousInput::Opened(cc));
+        self.drain_bridge(b);
+        self.drain_bridge(c);
     }
 
     pub fn now(&self) -> Time {
@@ -213,8 +312,29 @@ impl Sim {
         &self.stats
     }
 
+    /// Bridge 0 (the only one in a single-bridge run).
     pub fn bridge(&self) -> &Rendezvous {
-        &self.bridge
+        &self.bridges[0]
+    }
+
+    pub fn bridge_at(&self, b: usize) -> &Rendezvous {
+        &self.bridges[b]
+    }
+
+    /// Which bridge node `i` registers at.
+    pub fn bridge_of(&self, i: usize) -> usize {
+        i % self.bridges.len()
+    }
+
+    pub fn life(&self, i: usize) -> Life {
+        self.life[i]
+    }
+
+    /// Nodes that are alive now.
+    pub fn alive(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.life[*i] == Life::Alive)
+            .collect()
     }
 
     /// Every event node `i` emitted so far.
@@ -235,7 +355,8 @@ impl Sim {
         data: &[u8],
     ) -> Result<(), onionmesh_node::ApiError> {
         let peer = self.nodes[to].id();
-        let r = self.nodes[from].send(peer, data);
+        let now = self.now;
+        let r = self.nodes[from].link(peer).send(now, data);
         self.drain_node(from);
         r
     }
@@ -258,6 +379,61 @@ impl Sim {
     /// Watch every link frame as it is sent: `(from node, to node, frame bytes)`.
     pub fn set_link_tap(&mut self, tap: Option<LinkTap>) {
         self.link_tap = tap;
+    }
+
+    /// Node `i` leaves: `silent` makes it vanish (it stops reading and answering without
+    /// closing anything, like a frozen or crashed page); otherwise it closes its links and its
+    /// bridge connection, like a tab closed on `pagehide`.
+    pub fn leave(&mut self, i: usize, silent: bool) {
+        if self.life[i] != Life::Alive && self.life[i] != Life::Waiting {
+            return;
+        }
+        if silent {
+            self.life[i] = Life::Vanished;
+            return;
+        }
+        self.nodes[i].stop();
+        self.drain_node(i);
+        self.life[i] = Life::Left;
+    }
+
+    /// A new node joins now; returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let (_, id) = identity(&mut self.rng);
+        let seed = seed32(&mut self.rng);
+        self.push_node(i, id, seed);
+        self.schedule(self.now, Ev::Join(i));
+        i
+    }
+
+    /// Bridge `b` crashes now (every connection to it drops) and comes back after `downtime`
+    /// with the same identity and an empty registry; federated bridges dial it again.
+    pub fn restart_bridge(&mut self, b: usize, downtime: Duration) {
+        let mine: Vec<(BEnd, Remote)> = self
+            .conns
+            .iter()
+            .filter(|((x, _), _)| *x == b)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for (end, remote) in mine {
+            self.conns.remove(&end);
+            match remote {
+                Remote::Node(i) => {
+                    let d = Duration::from_millis(self.cfg.latency_ms.0);
+                    self.schedule(
+                        self.now + d,
+                        Ev::NodeBridgeClosed(i, end, "the bridge went away (code 1006)".into()),
+                    );
+                }
+                Remote::Bridge(other) => {
+                    self.conns.remove(&other);
+                    self.schedule(self.now, Ev::BridgeConnClosed(other));
+                }
+            }
+        }
+        self.bridge_up[b] = false;
+        self.schedule(self.now + downtime, Ev::BridgeUp(b));
     }
 
     /// Run until the virtual clock passes `now + d` or nothing is left to do.
@@ -309,102 +485,209 @@ impl Sim {
         self.schedule(at, ev);
     }
 
-    fn deliver_bridge(&mut self, node: usize, to_bridge: bool, ev: Ev) {
+    fn deliver_bridge(&mut self, end: BEnd, to_bridge: bool, ev: Ev) {
         let lat = self.latency();
         let mut at = self.now + Duration::from_millis(lat);
-        if let Some(last) = self.last_bridge_delivery.get(&(node, to_bridge)) {
+        if let Some(last) = self.last_bridge_delivery.get(&(end, to_bridge)) {
             at = at.max(*last);
         }
-        self.last_bridge_delivery.insert((node, to_bridge), at);
+        self.last_bridge_delivery.insert((end, to_bridge), at);
         self.schedule(at, ev);
+    }
+
+    fn awake(&self, i: usize) -> bool {
+        self.life[i] == Life::Alive
     }
 
     fn dispatch(&mut self, ev: Ev) {
         let now = self.now;
         match ev {
             Ev::Join(i) => {
-                self.joined[i] = true;
-                self.bridge.handle_connected(now, ConnId(i as u64));
-                self.drain_bridge();
-                self.nodes[i].handle_input(now, Input::BridgeOpened { unix_ms: UNIX_EPOCH_MS + now.as_millis() });
+                if !matches!(self.life[i], Life::Waiting | Life::Alive)
+                    || self.node_conn[i].is_some()
+                {
+                    return;
+                }
+                self.life[i] = Life::Alive;
+                let b = self.bridge_of(i);
+                if !self.bridge_up[b] {
+                    self.nodes[i].handle_input(
+                        now,
+                        Input::BridgeClosed {
+                            reason: "the connection to the bridge could not be opened",
+                        },
+                    );
+                    self.drain_node(i);
+                    return;
+                }
+                if self.ever_connected[i] {
+                    self.stats.reconnections += 1;
+                }
+                self.ever_connected[i] = true;
+                let conn = ConnId(self.next_conn);
+                self.next_conn += 1;
+                self.conns.insert((b, conn), Remote::Node(i));
+                self.node_conn[i] = Some((b, conn));
+                self.bridges[b].handle_input(now, RendezvousInput::Opened(conn));
+                self.drain_bridge(b);
+                self.nodes[i].handle_input(now, Input::BridgeOpened);
                 self.drain_node(i);
             }
-            Ev::ToBridge(i, bytes) => {
-                self.stats.bridge_frames += 1;
-                self.bridge.handle_frame(
-                    now,
-                    UNIX_EPOCH_MS + now.as_millis(),
-                    ConnId(i as u64),
-                    &bytes,
-                );
-                self.drain_bridge();
+            Ev::ToBridge(end, bytes) => {
+                if self.conns.contains_key(&end) {
+                    self.stats.bridge_frames += 1;
+                    let (b, conn) = end;
+                    self.bridges[b].handle_input(
+                        now,
+                        RendezvousInput::Frame {
+                            conn,
+                            bytes: &bytes,
+                        },
+                    );
+                    self.drain_bridge(b);
+                }
             }
-            Ev::ToNode(i, bytes) => {
-                self.stats.bridge_frames += 1;
-                self.nodes[i].handle_input(now, Input::BridgeFrame(&bytes));
-                self.drain_node(i);
+            Ev::ToNode(i, end, bytes) => {
+                if self.awake(i) && self.node_conn[i] == Some(end) {
+                    self.stats.bridge_frames += 1;
+                    self.nodes[i].handle_input(now, Input::BridgeFrame(&bytes));
+                    self.drain_node(i);
+                }
+            }
+            Ev::NodeBridgeClosed(i, end, reason) => {
+                if self.node_conn[i] == Some(end) {
+                    self.node_conn[i] = None;
+                    if self.awake(i) {
+                        self.nodes[i].handle_input(now, Input::BridgeClosed { reason: &reason });
+                        self.drain_node(i);
+                    }
+                }
+            }
+            Ev::BridgeConnClosed(end) => {
+                let (b, conn) = end;
+                self.conns.remove(&end);
+                if self.bridge_up[b] {
+                    self.bridges[b].handle_input(now, RendezvousInput::Closed(conn));
+                    self.drain_bridge(b);
+                }
+            }
+            Ev::BridgeUp(b) => {
+                let seed = seed32(&mut self.rng);
+                self.bridges[b] = self.make_bridge(b, seed);
+                self.bridge_up[b] = true;
+                self.bridge_timer[b] = None;
+                self.federate_all();
             }
             Ev::OfferReady((i, l), sdp) => {
-                self.nodes[i].handle_input(now, Input::OfferReady { link: l, sdp: sdp });
-                self.drain_node(i);
+                if self.awake(i) {
+                    self.nodes[i].handle_input(now, Input::OfferReady { link: l, sdp });
+                    self.drain_node(i);
+                }
             }
             Ev::AnswerReady((i, l), sdp) => {
-                self.nodes[i].handle_input(now, Input::AnswerReady { link: l, sdp: sdp });
-                self.drain_node(i);
+                if self.awake(i) {
+                    self.nodes[i].handle_input(now, Input::AnswerReady { link: l, sdp });
+                    self.drain_node(i);
+                }
             }
             Ev::Open((i, l)) => {
-                if self.pairs.contains_key(&(i, l)) {
+                if self.awake(i) && self.pairs.contains_key(&(i, l)) {
                     self.nodes[i].handle_input(now, Input::LinkOpened { link: l });
                     self.drain_node(i);
                 }
             }
             Ev::Frame((i, l), bytes) => {
-                self.stats.link_frames += 1;
-                self.nodes[i].handle_input(now, Input::LinkFrame { link: l, bytes: &bytes });
-                self.drain_node(i);
+                if self.awake(i) {
+                    self.stats.link_frames += 1;
+                    self.nodes[i].handle_input(
+                        now,
+                        Input::LinkFrame {
+                            link: l,
+                            bytes: &bytes,
+                        },
+                    );
+                    self.drain_node(i);
+                }
             }
             Ev::Closed((i, l), reason) => {
-                self.nodes[i].handle_input(now, Input::LinkClosed { link: l, reason: &reason });
-                self.drain_node(i);
+                if self.awake(i) {
+                    self.nodes[i].handle_input(
+                        now,
+                        Input::LinkClosed {
+                            link: l,
+                            reason: &reason,
+                        },
+                    );
+                    self.drain_node(i);
+                }
             }
             Ev::NodeTimer(i) => {
                 if self.node_timer[i] == Some(now) {
                     self.node_timer[i] = None;
                 }
-                if self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
+                if self.awake(i) && self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
                     self.nodes[i].handle_input(now, Input::Timeout);
                     self.drain_node(i);
                 }
             }
-            Ev::BridgeTimer => {
-                if self.bridge.poll_timeout().is_some_and(|t| t <= now) {
-                    self.bridge.handle_timeout(now);
-                    self.drain_bridge();
+            Ev::BridgeTimer(b) => {
+                if self.bridge_timer[b] == Some(now) {
+                    self.bridge_timer[b] = None;
+                }
+                if self.bridge_up[b] && self.bridges[b].poll_timeout().is_some_and(|t| t <= now) {
+                    self.bridges[b].handle_input(now, RendezvousInput::Timeout);
+                    self.drain_bridge(b);
                 }
             }
         }
     }
 
-    fn drain_bridge(&mut self) {
-        while let Some(out) = self.bridge.poll_output() {
+    fn drain_bridge(&mut self, b: usize) {
+        while let Some(out) = self.bridges[b].poll_output() {
             match out {
                 RendezvousOutput::Send { conn, bytes } => {
-                    let i = conn.0 as usize;
-                    let bytes = if self.cfg.mitm_bridge {
-                        self.tamper(bytes)
-                    } else {
-                        bytes
-                    };
-                    self.deliver_bridge(i, false, Ev::ToNode(i, bytes));
+                    let end = (b, conn);
+                    match self.conns.get(&end).copied() {
+                        Some(Remote::Node(i)) => {
+                            let bytes = if self.cfg.mitm_bridge {
+                                self.tamper(bytes)
+                            } else {
+                                bytes
+                            };
+                            self.deliver_bridge(end, false, Ev::ToNode(i, end, bytes));
+                        }
+                        Some(Remote::Bridge(other)) => {
+                            self.deliver_bridge(end, false, Ev::ToBridge(other, bytes));
+                        }
+                        None => {}
+                    }
                 }
-                RendezvousOutput::Close { .. }
-                | RendezvousOutput::Registered { .. }
-                | RendezvousOutput::Federated { .. }
-                | RendezvousOutput::Log { .. } => {}
+                RendezvousOutput::Close { conn, reason } => {
+                    let end = (b, conn);
+                    match self.conns.remove(&end) {
+                        Some(Remote::Node(i)) => {
+                            let lat = self.latency();
+                            self.schedule(
+                                self.now + Duration::from_millis(lat),
+                                Ev::NodeBridgeClosed(i, end, reason),
+                            );
+                        }
+                        Some(Remote::Bridge(other)) => {
+                            self.conns.remove(&other);
+                            self.schedule(self.now, Ev::BridgeConnClosed(other));
+                        }
+                        None => {}
+                    }
+                }
+                _ => {}
             }
         }
-        if let Some(t) = self.bridge.poll_timeout() {
-            self.schedule(t, Ev::BridgeTimer);
+        if let Some(t) = self.bridges[b].poll_timeout() {
+            let t = t.max(self.now);
+            if self.bridge_timer[b].is_none_or(|pending| t < pending) {
+                self.bridge_timer[b] = Some(t);
+                self.schedule(t, Ev::BridgeTimer(b));
+            }
         }
     }
 
@@ -430,8 +713,26 @@ impl Sim {
     fn drain_node(&mut self, i: usize) {
         while let Some(out) = self.nodes[i].poll_output() {
             match out {
-                Output::SendBridge(bytes) => self.deliver_bridge(i, true, Ev::ToBridge(i, bytes)),
-                Output::CloseBridge { .. } => {}
+                Output::SendBridge(bytes) => {
+                    if let Some(end) = self.node_conn[i] {
+                        self.deliver_bridge(end, true, Ev::ToBridge(end, bytes));
+                    }
+                }
+                Output::CloseBridge { .. } => {
+                    if let Some(end) = self.node_conn[i].take() {
+                        if self.conns.remove(&end).is_some() {
+                            let lat = self.latency();
+                            self.schedule(
+                                self.now + Duration::from_millis(lat),
+                                Ev::BridgeConnClosed(end),
+                            );
+                        }
+                    }
+                }
+                Output::ConnectBridge => {
+                    let lat = self.latency();
+                    self.schedule(self.now + Duration::from_millis(lat), Ev::Join(i));
+                }
                 Output::CreateOffer { link } => {
                     self.stats.offers += 1;
                     let sdp = fake_sdp(&mut self.rng, (i, link));
@@ -451,7 +752,7 @@ impl Sim {
                         continue;
                     };
                     let local = (i, link);
-                    if self.chance(self.cfg.ice_failure) {
+                    if self.chance(self.cfg.ice_failure) || !self.awake(remote.0) {
                         self.stats.ice_failures += 1;
                         let d = Duration::from_millis(self.cfg.latency_ms.1 * 4);
                         self.schedule(self.now + d, Ev::Closed(local, "ICE failed".into()));

@@ -2,7 +2,7 @@
 //! bootstrap from the bridge, publish / find a value, and reaching a node without a link
 //! through an introducer.
 
-use onionmesh_node::{DhtEvent, DhtLookupKind, Event};
+use onionmesh_node::{DhtEvent, DhtLookupKind, Event, LinkCloseReason};
 use onionmesh_sim::{Sim, SimConfig};
 use onionmesh_wire::NodeId;
 use std::time::Duration;
@@ -33,7 +33,7 @@ fn mesh(nodes: usize, seed: u64) -> Sim {
 fn every_node_bootstraps_and_the_bridge_is_a_dht_node() {
     let sim = mesh(12, 7);
     for i in 0..12 {
-        let s = sim.node(i).dht().stats();
+        let s = sim.node(i).dht_stats();
         assert!(s.bootstrapped, "node {i} never bootstrapped");
         assert!(
             s.table_size >= 5,
@@ -95,11 +95,13 @@ fn an_unlinked_node_is_reached_through_an_introducer() {
         .unwrap();
     sim.run_for(Duration::from_secs(5));
     assert!(lookup_done(&sim, a, warm).is_some());
-    sim.with_node(a, |n, _| n.link(b_id).disconnect("test: drop the direct link"));
+    sim.with_node(a, |n, _| {
+        n.link(b_id).disconnect("test: drop the direct link")
+    });
     sim.run_for(Duration::from_millis(500));
     assert!(!sim.node(a).linked_peers().contains(&b_id));
-    let relayed_before: u64 = (0..6).map(|i| sim.node(i).dht().stats().relayed).sum();
-    let via_before = sim.node(a).dht().stats().sent_via_introducer;
+    let relayed_before: u64 = (0..6).map(|i| sim.node(i).dht_stats().relayed).sum();
+    let via_before = sim.node(a).dht_stats().sent_via_introducer;
 
     let l = sim
         .with_node(a, |n, now| n.dht().find_node(now, b_id))
@@ -111,8 +113,8 @@ fn an_unlinked_node_is_reached_through_an_introducer() {
         !sim.node(a).linked_peers().contains(&b_id),
         "no link was opened"
     );
-    assert!(sim.node(a).dht().stats().sent_via_introducer > via_before);
-    let relayed_after: u64 = (0..6).map(|i| sim.node(i).dht().stats().relayed).sum();
+    assert!(sim.node(a).dht_stats().sent_via_introducer > via_before);
+    let relayed_after: u64 = (0..6).map(|i| sim.node(i).dht_stats().relayed).sum();
     assert!(
         relayed_after > relayed_before,
         "an introducer relayed frames"
@@ -126,15 +128,23 @@ fn idle_links_are_closed_down_to_the_target_and_lookups_open_none() {
         seed: 10,
         ..SimConfig::default()
     };
-    cfg.node.target_links = 3;
-    cfg.node.dht.idle_link_timeout = Duration::from_secs(20);
+    cfg.node.links.target_links = 3;
+    cfg.node.links.idle_timeout = Duration::from_secs(20);
     let mut sim = Sim::new(cfg);
     sim.run_for(Duration::from_secs(10));
     let before: usize = (0..8).map(|i| sim.node(i).linked_peers().len()).sum();
     sim.run_for(Duration::from_secs(60));
     let idle_closes = (0..8)
         .flat_map(|i| sim.events_of(i).iter())
-        .filter(|e| matches!(e, Event::Peer { reason: Some(r), .. } if r.contains("idle")))
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Peer {
+                    reason: Some(LinkCloseReason::Idle),
+                    ..
+                }
+            )
+        })
         .count();
     assert!(idle_closes > 0, "no idle link was closed");
     let after: usize = (0..8).map(|i| sim.node(i).linked_peers().len()).sum();

@@ -36,7 +36,7 @@ fn closed_events(sim: &Sim, i: usize) -> Vec<(LinkState, Option<String>)> {
                 state: s @ (LinkState::Closed | LinkState::Refused),
                 reason,
                 ..
-            } => Some((*s, reason.clone())),
+            } => Some((*s, reason.as_ref().map(|r| r.to_string()))),
             _ => None,
         })
         .collect()
@@ -153,8 +153,9 @@ fn a_node_with_a_wrong_link_proof_is_refused_by_everyone() {
             {
                 assert_eq!(*id, bad_id, "only the bad node is refused");
                 assert!(reason
-                    .as_deref()
-                    .unwrap_or("")
+                    .as_ref()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default()
                     .contains("authentication failed"));
                 refusers.insert(i);
             }
@@ -233,7 +234,7 @@ fn connect_links_two_chosen_nodes_through_the_bridge() {
         seed: 9,
         ..SimConfig::default()
     };
-    cfg.node.target_links = 0;
+    cfg.node.links.target_links = 0;
     let mut sim = Sim::new(cfg);
     sim.run_for(Duration::from_secs(5));
     // A registered node finds a few peers on its own at Welcome; pick a pair that is not linked.
@@ -241,14 +242,14 @@ fn connect_links_two_chosen_nodes_through_the_bridge() {
         .flat_map(|a| (0..20).map(move |b| (a, b)))
         .find(|&(a, b)| a != b && !sim.node(a).linked_peers().contains(&sim.node(b).id()))
         .expect("some pair is not linked");
-    sim.link(b).connect(a).unwrap();
+    sim.connect(a, b).unwrap();
     sim.run_for(Duration::from_secs(10));
     assert!(sim.node(a).linked_peers().contains(&sim.node(b).id()));
     assert!(sim.node(b).linked_peers().contains(&sim.node(a).id()));
     // Asking again is a no-op; asking for oneself is an error.
-    sim.link(b).connect(a).unwrap();
+    sim.connect(a, b).unwrap();
     assert_eq!(
-        sim.link(a).connect(a).unwrap_err(),
+        sim.connect(a, a).unwrap_err(),
         onionmesh_node::ApiError::SelfConnect
     );
     assert_links_consistent(&sim);

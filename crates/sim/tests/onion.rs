@@ -14,7 +14,8 @@
 //!
 //! The size comes from `ONION_SIM_NODES` / `ONION_SIM_CIRCUITS` (default 1,000 / 10,000).
 
-use onionmesh_node::{Event, NodeConfig, OnionEvent, RendezvousConfig};
+use onionmesh_node::{CircHandle, Event, ExitStream, NodeConfig, OnionEvent, StreamHandle};
+use onionmesh_rendezvous::RendezvousConfig;
 use onionmesh_sim::{Sim, SimConfig};
 use onionmesh_wire::NodeId;
 use rand_chacha::ChaCha20Rng;
@@ -58,8 +59,8 @@ type Service = (String, Vec<u8>, Vec<u8>);
 struct Circ {
     proxy: usize,
     path: [usize; 3],
-    id: u64,
-    stream: Option<u16>,
+    id: CircHandle,
+    stream: Option<StreamHandle>,
     sent: usize,
     got: Vec<u8>,
     built: bool,
@@ -73,12 +74,10 @@ fn thousand_nodes_ten_thousand_circuits() {
     // The test reports its own wall time; the nodes only ever see the virtual clock.
     #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
-    let mut node = NodeConfig {
-        // Few links at first: most circuit hops are linked on demand (NeedLink).
-        target_links: 2,
-        max_links: 160,
-        ..NodeConfig::default()
-    };
+    let mut node = NodeConfig::default();
+    // Few links at first: most circuit hops are linked on demand (NeedLink).
+    node.links.target_links = 2;
+    node.links.max_links = 160;
     node.onion.router.max_circuits_per_link = 256;
     let mut sim = Sim::new(SimConfig {
         nodes: n,
@@ -128,7 +127,7 @@ fn thousand_nodes_ten_thousand_circuits() {
     let keys: Vec<_> = sim.nodes().iter().map(|x| x.public_key()).collect();
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let mut circs: Vec<Circ> = Vec::with_capacity(total);
-    let mut by_handle: BTreeMap<(usize, u64), usize> = BTreeMap::new();
+    let mut by_handle: BTreeMap<(usize, CircHandle), usize> = BTreeMap::new();
     for c in 0..total {
         let proxy = c % n;
         let firsts = sim.node(proxy).linked_peers();
@@ -170,7 +169,7 @@ fn thousand_nodes_ten_thousand_circuits() {
     // Drive everything: builds finish, streams open, services echo, proxies read.
     let mut cursor = vec![0usize; n];
     // Per service stream (node, circuit, stream): its target, its first bytes, unsent echo.
-    let mut svc: BTreeMap<(usize, u64, u16), Service> = BTreeMap::new();
+    let mut svc: BTreeMap<(usize, ExitStream), Service> = BTreeMap::new();
     let mut views_checked = false;
     let mut rounds = 0;
     loop {
@@ -198,27 +197,23 @@ fn thousand_nodes_ten_thousand_circuits() {
                     circs[c].closed = Some(reason);
                 }
                 OnionEvent::StreamOpened { .. } => {}
-                OnionEvent::StreamReadable { circ, stream } => {
-                    let c = by_handle[&(i, circ)];
+                OnionEvent::StreamReadable { stream } => {
+                    let c = by_handle[&(i, stream.circ)];
                     let data = sim.with_node(i, |node, now| {
-                        node.onion().read(now, StreamHandle { circ: circ, stream: stream }, usize::MAX).unwrap()
+                        node.onion().read(now, stream, usize::MAX).unwrap()
                     });
                     circs[c].got.extend(data);
                 }
-                OnionEvent::ServiceStreamOpened {
-                    circuit,
-                    stream,
-                    service,
-                } => {
-                    svc.insert((i, circuit, stream), (service, Vec::new(), Vec::new()));
+                OnionEvent::ServiceStreamOpened { stream, service } => {
+                    svc.insert((i, stream), (service, Vec::new(), Vec::new()));
                 }
-                OnionEvent::ServiceReadable { circuit, stream }
-                | OnionEvent::ServiceWritable { circuit, stream } => {
-                    let Some((_, first, pending)) = svc.get_mut(&(i, circuit, stream)) else {
+                OnionEvent::ServiceReadable { stream } | OnionEvent::ServiceWritable { stream } => {
+                    let Some((_, first, pending)) = svc.get_mut(&(i, stream)) else {
                         continue;
                     };
                     let data = sim.with_node(i, |node, now| {
-                        node.onion().service_read(now, ExitStream { circuit: circuit, stream: stream }, 64 * 1024)
+                        node.onion()
+                            .service_read(now, stream, 64 * 1024)
                             .unwrap_or_default()
                     });
                     if first.len() < MARK.len() + 8 {
@@ -227,7 +222,8 @@ fn thousand_nodes_ten_thousand_circuits() {
                     pending.extend(data);
                     let out = std::mem::take(pending);
                     let taken = sim.with_node(i, |node, now| {
-                        node.onion().service_write(now, ExitStream { circuit: circuit, stream: stream }, &out)
+                        node.onion()
+                            .service_write(now, stream, &out)
                             .unwrap_or(out.len())
                     });
                     pending.extend_from_slice(&out[taken..]);
@@ -246,7 +242,7 @@ fn thousand_nodes_ten_thousand_circuits() {
                     let (id, proxy) = (c.id, c.proxy);
                     let (s, sent) = sim.with_node(proxy, |node, now| {
                         let s = node.onion().open_stream(now, id, SERVICE).unwrap();
-                        (s, node.onion().write(now, StreamHandle { circ: id, stream: s }, &p).unwrap())
+                        (s, node.onion().write(now, s, &p).unwrap())
                     });
                     c.stream = Some(s);
                     c.sent = sent;
@@ -259,9 +255,9 @@ fn thousand_nodes_ten_thousand_circuits() {
                 if let (Some(s), None) = (c.stream, &c.closed) {
                     if c.sent < PAYLOAD_LEN {
                         let p = payload(k);
-                        let (id, proxy, from) = (c.id, c.proxy, c.sent);
+                        let (proxy, from) = (c.proxy, c.sent);
                         c.sent += sim.with_node(proxy, |node, now| {
-                            node.onion().write(now, StreamHandle { circ: id, stream: s }, &p[from..]).unwrap()
+                            node.onion().write(now, s, &p[from..]).unwrap()
                         });
                     }
                 }
@@ -293,7 +289,7 @@ fn thousand_nodes_ten_thousand_circuits() {
         *expected.entry(c.path[2]).or_default() += 1;
     }
     let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
-    for ((node, _, _), (service, first, _)) in &svc {
+    for ((node, _), (service, first, _)) in &svc {
         assert_eq!(service, SERVICE);
         assert!(first.starts_with(MARK));
         let k: usize = std::str::from_utf8(&first[MARK.len()..MARK.len() + 8])
@@ -339,7 +335,7 @@ fn check_views(sim: &Sim, circs: &[Circ], ids: &[NodeId]) {
     }
     for (i, node) in sim.nodes().iter().enumerate() {
         let mut got: Vec<Vec<String>> = node
-            .onion().relayed_circuits()
+            .relayed_circuits()
             .into_iter()
             .map(|v| v.hops)
             .collect();

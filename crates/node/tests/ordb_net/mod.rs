@@ -1,25 +1,22 @@
 //! The content tests' network: real `Node`s with their ORDB parts, each with an in-memory
 //! store (`MemStore`) driven through `Output::Store` / `Input::StoreDone`, wired by an instant
-//! FIFO "network" and a small signalling bridge written here (hello, find-peer, introductions
-//! and DHT forwarding), since the real rendezvous is moving crates. Nodes can leave, and a
-//! node's store can hand out forged pieces (a corrupting holder).
+//! FIFO "network" and a real bridge core (`Rendezvous`). Nodes can leave, two nodes can be kept
+//! from ever linking, and a node's store can hand out forged pieces (a corrupting holder).
 #![allow(dead_code)] // Each test file uses part of it.
 
-use onionmesh_crypto::{node_id, Identity};
+use onionmesh_crypto::Identity;
 use onionmesh_node::{
     ContentConfig, ContentEvent, Event, Input, LinkId, Node, NodeConfig, Output, Time,
 };
 use onionmesh_ordb::{HashName, MemStore, StoreCompletion, StoreOpId, StoreReply, StoreRequest};
-use onionmesh_wire::{Frame, NodeId, PublicKeyBytes, SignalMsg};
+use onionmesh_rendezvous::{
+    ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
+};
+use onionmesh_wire::{Frame, NodeId, SignalMsg};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
-
-/// Most peers one find-peer answer names (a real bridge answers a handful too).
-const MAX_FOUND: usize = 8;
-
-pub const UNIX: u64 = 1_700_000_000_000;
 
 pub enum Msg {
     ToBridge(usize, Vec<u8>),
@@ -29,137 +26,40 @@ pub enum Msg {
     Closed((usize, LinkId), String),
     Offer((usize, LinkId)),
     Answer((usize, LinkId)),
+    BridgeClosed(usize, String),
 }
 
-/// The signalling a bridge does, and nothing else: register, name peers, pass introductions
-/// and DHT frames on. `apart` pairs are never introduced to each other.
-pub struct Signalling {
-    pubkey: PublicKeyBytes,
-    peers: BTreeMap<usize, (NodeId, PublicKeyBytes)>,
-    by_id: BTreeMap<NodeId, usize>,
-    apart: BTreeSet<(usize, usize)>,
-    rng: ChaCha8Rng,
+/// Which node pairs the bridge must never introduce to each other (the network drops those
+/// introductions and leaves each out of the other's peer answers).
+pub struct Apart {
+    pairs: BTreeSet<(usize, usize)>,
+    ids: BTreeMap<NodeId, usize>,
 }
 
-impl Signalling {
-    /// `i` is gone: introduce nobody to it any more.
-    pub fn forget(&mut self, i: usize) {
-        if let Some((id, _)) = self.peers.remove(&i) {
-            self.by_id.remove(&id);
-        }
+impl Apart {
+    fn holds(&self, a: usize, b: usize) -> bool {
+        self.pairs.contains(&(a, b)) || self.pairs.contains(&(b, a))
     }
-}
 
-impl Signalling {
-    fn handle(&mut self, from: usize, bytes: &[u8]) -> Vec<(usize, SignalMsg)> {
-        let Ok(msg) = SignalMsg::decode_frame(bytes) else {
-            return Vec::new();
-        };
-        let me = self.peers.get(&from).copied();
-        let apart =
-            |a: usize, b: usize| self.apart.contains(&(a, b)) || self.apart.contains(&(b, a));
-        match msg {
-            SignalMsg::Hello { pubkey, .. } => {
-                let id = node_id(&pubkey);
-                self.peers.insert(from, (id, pubkey));
-                self.by_id.insert(id, from);
-                vec![(
-                    from,
-                    SignalMsg::Welcome {
-                        bridge_pubkey: self.pubkey,
-                        peers_online: self.peers.len() as u32,
-                    },
-                )]
-            }
-            SignalMsg::FindPeer { .. } => {
-                let all: Vec<onionmesh_wire::PeerRecord> = self
-                    .peers
-                    .iter()
-                    .filter(|(&i, _)| i != from && !apart(i, from))
-                    .map(|(_, &(id, pubkey))| onionmesh_wire::PeerRecord {
-                        id,
-                        pubkey,
-                        bridge: String::new(),
-                    })
+    /// Whether the bridge's frame `bytes` to node `to` may pass, rewritten if need be.
+    fn filter(&self, to: usize, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        if self.pairs.is_empty() {
+            return Some(bytes);
+        }
+        match SignalMsg::decode_frame(&bytes) {
+            Ok(SignalMsg::FoundPeer { peers }) => {
+                let peers = peers
+                    .into_iter()
+                    .filter(|p| self.ids.get(&p.id).is_none_or(|&j| !self.holds(to, j)))
                     .collect();
-                // A random few, as a bridge spreads its answers.
-                let mut peers = all;
-                let k = peers.len().min(MAX_FOUND);
-                for j in 0..k {
-                    let pick = j + (self.rng.next_u64() % (peers.len() - j) as u64) as usize;
-                    peers.swap(j, pick);
-                }
-                peers.truncate(k);
-                vec![(from, SignalMsg::FoundPeer { peers })]
+                Some(SignalMsg::FoundPeer { peers }.encode_frame())
             }
-            SignalMsg::Introduce { peer, session, sdp } => {
-                let Some((my_id, _)) = me else {
-                    return Vec::new();
-                };
-                match self.by_id.get(&peer) {
-                    Some(&to) if !apart(to, from) => vec![(
-                        to,
-                        SignalMsg::Introduce {
-                            peer: my_id,
-                            session,
-                            sdp,
-                        },
-                    )],
-                    _ => vec![(
-                        from,
-                        SignalMsg::IntroduceFailed {
-                            peer,
-                            session,
-                            reason: "not here".into(),
-                        },
-                    )],
-                }
+            Ok(SignalMsg::Introduce { peer, .. })
+                if self.ids.get(&peer).is_some_and(|&j| self.holds(to, j)) =>
+            {
+                None
             }
-            SignalMsg::Introduced { peer, session, sdp } => {
-                let (Some((my_id, _)), Some(&to)) = (me, self.by_id.get(&peer)) else {
-                    return Vec::new();
-                };
-                vec![(
-                    to,
-                    SignalMsg::Introduced {
-                        peer: my_id,
-                        session,
-                        sdp,
-                    },
-                )]
-            }
-            SignalMsg::IntroduceFailed {
-                peer,
-                session,
-                reason,
-            } => {
-                let (Some((my_id, _)), Some(&to)) = (me, self.by_id.get(&peer)) else {
-                    return Vec::new();
-                };
-                vec![(
-                    to,
-                    SignalMsg::IntroduceFailed {
-                        peer: my_id,
-                        session,
-                        reason,
-                    },
-                )]
-            }
-            SignalMsg::KadTo { peer, bytes } => {
-                let (Some((my_id, my_key)), Some(&to)) = (me, self.by_id.get(&peer)) else {
-                    return Vec::new();
-                };
-                vec![(
-                    to,
-                    SignalMsg::KadFrom {
-                        peer: my_id,
-                        pubkey: my_key,
-                        bridge: String::new(),
-                        bytes,
-                    },
-                )]
-            }
-            _ => Vec::new(),
+            _ => Some(bytes),
         }
     }
 }
@@ -178,7 +78,8 @@ pub enum Forge {
 
 pub struct Net {
     pub nodes: Vec<Node>,
-    pub bridge: Signalling,
+    pub bridge: Rendezvous,
+    pub apart: Apart,
     pub queue: VecDeque<Msg>,
     pub pairs: BTreeMap<(usize, LinkId), (usize, LinkId)>,
     pub events: Vec<Vec<Event>>,
@@ -257,13 +158,15 @@ impl Net {
             .collect();
         let mut net = Net {
             nodes,
-            bridge: Signalling {
-                pubkey: Identity::from_seed([99; 32]).unwrap().public_key(),
-                peers: BTreeMap::new(),
-                by_id: BTreeMap::new(),
-                apart: apart.iter().copied().collect(),
-                rng: ChaCha8Rng::seed_from_u64(7),
+            apart: Apart {
+                pairs: apart.iter().copied().collect(),
+                ids: BTreeMap::new(),
             },
+            bridge: Rendezvous::new(
+                Identity::from_seed([99; 32]).unwrap(),
+                RendezvousConfig::default(),
+                [98; 32],
+            ),
             queue: VecDeque::new(),
             pairs: BTreeMap::new(),
             events: vec![Vec::new(); n],
@@ -274,9 +177,14 @@ impl Net {
             now: Time::from_millis(1_000),
         };
         for i in 0..n {
+            let id = net.id(i);
+            net.apart.ids.insert(id, i);
             let now = net.now;
             net.nodes[i].ordb().load(now);
-            net.nodes[i].handle_input(now, Input::BridgeOpened { unix_ms: UNIX });
+            net.bridge
+                .handle_input(now, RendezvousInput::Opened(ConnId(i as u64)));
+            net.drain_bridge();
+            net.nodes[i].handle_input(now, Input::BridgeOpened);
             net.drain(i);
             net.run();
         }
@@ -287,6 +195,23 @@ impl Net {
 
     pub fn id(&self, i: usize) -> NodeId {
         self.nodes[i].id()
+    }
+
+    fn drain_bridge(&mut self) {
+        while let Some(o) = self.bridge.poll_output() {
+            match o {
+                RendezvousOutput::Send { conn, bytes } => {
+                    let to = conn.0 as usize;
+                    if let Some(bytes) = self.apart.filter(to, bytes) {
+                        self.queue.push_back(Msg::ToNode(to, bytes));
+                    }
+                }
+                RendezvousOutput::Close { conn, reason } => self
+                    .queue
+                    .push_back(Msg::BridgeClosed(conn.0 as usize, reason)),
+                _ => {}
+            }
+        }
     }
 
     fn store_op(&mut self, i: usize, id: StoreOpId, request: StoreRequest) -> StoreCompletion {
@@ -372,11 +297,21 @@ impl Net {
             let now = self.now;
             let i = match m {
                 Msg::ToBridge(i, b) => {
-                    for (to, msg) in self.bridge.handle(i, &b) {
-                        self.queue.push_back(Msg::ToNode(to, msg.encode_frame()));
-                    }
+                    self.bridge.handle_input(
+                        now,
+                        RendezvousInput::Frame {
+                            conn: ConnId(i as u64),
+                            bytes: &b,
+                        },
+                    );
+                    self.drain_bridge();
                     continue;
                 }
+                Msg::BridgeClosed(i, reason) if self.alive[i] => {
+                    self.nodes[i].handle_input(now, Input::BridgeClosed { reason: &reason });
+                    i
+                }
+                Msg::BridgeClosed(..) => continue,
                 Msg::ToNode(i, _)
                 | Msg::Frame((i, _), _)
                 | Msg::Open((i, _))
@@ -436,6 +371,10 @@ impl Net {
 
     pub fn tick(&mut self, by: Duration) {
         self.now = self.now + by;
+        if self.bridge.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.bridge.handle_input(self.now, RendezvousInput::Timeout);
+            self.drain_bridge();
+        }
         for i in 0..self.nodes.len() {
             if self.alive[i] && self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
                 let now = self.now;
@@ -491,7 +430,9 @@ impl Net {
         self.nodes[i].stop();
         self.drain(i);
         self.alive[i] = false;
-        self.bridge.forget(i);
+        self.bridge
+            .handle_input(self.now, RendezvousInput::Closed(ConnId(i as u64)));
+        self.drain_bridge();
         self.run();
     }
 

@@ -157,10 +157,16 @@ impl OnionProxy {
     }
 
     /// The link to `peer` closed: every circuit through it is gone (an automatic build through
-    /// it starts over elsewhere), and `peer` is left out of automatic paths for a while.
+    /// it starts over elsewhere). If circuits ran through it, `peer` is left out of automatic
+    /// paths for [`ProxyConfig::failed_hop_memory`]; a link without circuits (the node closing
+    /// an idle link) only stops `peer` being a first hop in the retries of builds already under
+    /// way.
     pub fn link_closed(&mut self, now: Time, peer: NodeId) {
         self.tick(now);
-        self.failed.remember(peer, now + self.cfg.failed_hop_memory);
+        self.failed.unlinked(peer, now);
+        if self.circuits.values().any(|c| c.peer == peer) {
+            self.failed.remember(peer, now + self.cfg.failed_hop_memory);
+        }
         self.queues.remove_link(&peer);
         self.ready.remove_link(&peer);
         let dead: Vec<u64> = self
@@ -281,7 +287,7 @@ impl OnionProxy {
     }
 
     /// Hops left out of automatic paths at `now`: they failed an extension, a handshake or a
-    /// build recently, or their link closed, or the node reported them gone
+    /// build recently, or their link closed under our circuits, or the node reported them gone
     /// ([`OnionProxy::hop_failed`]).
     pub fn recently_failed(&mut self, now: Time) -> Vec<NodeId> {
         self.tick(now);
@@ -295,7 +301,8 @@ impl OnionProxy {
         self.failed.remember(peer, now + self.cfg.failed_hop_memory);
     }
 
-    /// `peer` proved alive again (a new link): let automatic paths use it at once.
+    /// `peer` proved alive again (a new link): let automatic paths use it at once, as a first
+    /// hop too.
     pub fn hop_recovered(&mut self, peer: NodeId) {
         self.failed.forget(&peer);
     }

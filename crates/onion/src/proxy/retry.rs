@@ -18,17 +18,33 @@ use rand_core::RngCore;
 /// Candidates an automatic build keeps for its retries, at most.
 pub(crate) const MAX_AUTO_CANDIDATES: usize = 1024;
 
-/// Hops that failed recently, each with the time until which it is left out.
+/// Hops that failed recently, each with the time until which it is left out; and links that
+/// closed, with when, so the candidates an automatic build stored before that no longer count
+/// them as linked.
 #[derive(Debug)]
 pub(crate) struct FailedHops {
     until: BoundedLru<NodeId, Time>,
+    unlinked_at: BoundedLru<NodeId, Time>,
 }
 
 impl FailedHops {
     pub(crate) fn new(capacity: usize) -> FailedHops {
         FailedHops {
             until: BoundedLru::new(capacity),
+            unlinked_at: BoundedLru::new(capacity),
         }
+    }
+
+    /// Our link to `id` closed at `now` (not by itself a failure: the node may have closed an
+    /// idle link).
+    pub(crate) fn unlinked(&mut self, id: NodeId, now: Time) {
+        self.unlinked_at.insert(id, now);
+    }
+
+    /// Did our link to `id` close after `since`? (A close at the very instant a build starts
+    /// is taken as known to the caller that supplied the candidates.)
+    fn unlinked_since(&self, id: &NodeId, since: Time) -> bool {
+        self.unlinked_at.peek(id).is_some_and(|t| *t > since)
     }
 
     /// Leave `id` out of automatic paths until `until`.
@@ -39,6 +55,7 @@ impl FailedHops {
 
     pub(crate) fn forget(&mut self, id: &NodeId) {
         self.until.remove(id);
+        self.unlinked_at.remove(id);
     }
 
     pub(crate) fn is_failed(&self, id: &NodeId, now: Time) -> bool {
@@ -88,7 +105,7 @@ pub(crate) fn failed_hop(c: &Circuit, reason: &CloseReason) -> Option<usize> {
 }
 
 /// Choose a path for the next attempt of `auto`, leaving out recently failed hops (unless the
-/// caller pinned them).
+/// caller pinned them) and not starting at a peer whose link closed since the build began.
 pub(crate) fn choose(
     rng: &mut impl RngCore,
     auto: &AutoBuild,
@@ -101,7 +118,10 @@ pub(crate) fn choose(
         .candidates
         .iter()
         .filter(|c| pinned(&c.hop.id) || !failed.is_failed(&c.hop.id, now))
-        .cloned()
+        .map(|c| Candidate {
+            linked: c.linked && !failed.unlinked_since(&c.hop.id, auto.started),
+            ..c.clone()
+        })
         .collect();
     select_path_pinned(rng, &auto.rules, &auto.pins, &live, auto.hops)
 }

@@ -5,6 +5,7 @@ use crate::stream::Endpoint;
 use onionmesh_wire::cell::CircId;
 use onionmesh_wire::NodeId;
 use onionmesh_wire::Time;
+use std::collections::BTreeMap;
 
 /// Which side of a circuit a link carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,5 +89,45 @@ impl Circuit {
 
     pub(crate) fn is_last(&self) -> bool {
         matches!(self.next, Next::None)
+    }
+}
+
+/// Which circuit and side a (link, circuit id) pair belongs to. Two levels, links first: a
+/// lookup compares a 20-byte node ID against the few links, then 2-byte ids, instead of
+/// comparing `(NodeId, CircId)` pairs across every circuit, and a closed link's circuits are
+/// one removal away.
+#[derive(Debug, Default)]
+pub(crate) struct ByLink {
+    links: BTreeMap<NodeId, BTreeMap<CircId, (u64, Side)>>,
+}
+
+impl ByLink {
+    pub(crate) fn get(&self, peer: &NodeId, id: CircId) -> Option<(u64, Side)> {
+        self.links.get(peer)?.get(&id).copied()
+    }
+
+    pub(crate) fn contains(&self, peer: &NodeId, id: CircId) -> bool {
+        self.links.get(peer).is_some_and(|l| l.contains_key(&id))
+    }
+
+    pub(crate) fn insert(&mut self, peer: NodeId, id: CircId, v: (u64, Side)) {
+        self.links.entry(peer).or_default().insert(id, v);
+    }
+
+    pub(crate) fn remove(&mut self, peer: &NodeId, id: CircId) {
+        if let Some(l) = self.links.get_mut(peer) {
+            l.remove(&id);
+            if l.is_empty() {
+                self.links.remove(peer);
+            }
+        }
+    }
+
+    /// Every circuit on `peer`'s link, in circuit id order.
+    pub(crate) fn on_link(&self, peer: &NodeId) -> Vec<(u64, Side)> {
+        self.links
+            .get(peer)
+            .map(|l| l.values().copied().collect())
+            .unwrap_or_default()
     }
 }

@@ -17,6 +17,7 @@
 mod admission;
 mod circuit;
 mod config;
+mod deadlines;
 mod endpoint;
 mod event;
 mod extend;
@@ -32,7 +33,8 @@ use crate::queue::LinkQueues;
 use crate::ready::ReadySet;
 use crate::stream::{plaintext, sendmes, Endpoint};
 use admission::Admission;
-use circuit::{Circuit, DestroyTo, Next, Side};
+use circuit::{ByLink, Circuit, DestroyTo, Next, Side};
+use deadlines::Deadlines;
 use endpoint::AtHop;
 use extend::{Refusal, Waiting};
 use onionmesh_wire::cell::{
@@ -60,12 +62,14 @@ pub struct OnionRouter {
     rng: ChaCha20Rng,
     services: BTreeSet<String>,
     circuits: BTreeMap<u64, Circuit>,
-    by_link: BTreeMap<(NodeId, CircId), (u64, Side)>,
+    by_link: ByLink,
     admission: Admission,
     linked: BTreeSet<NodeId>,
     waiting: Waiting,
     /// Last-hop circuits that may have stream cells to package, by the link back.
     ready: ReadySet,
+    /// When each circuit next needs looking at (possibly early).
+    deadlines: Deadlines,
     next_key: u64,
     queues: LinkQueues,
     events: VecDeque<RouterOutput>,
@@ -92,11 +96,12 @@ impl OnionRouter {
             rng: ChaCha20Rng::from_seed(seed),
             services: BTreeSet::new(),
             circuits: BTreeMap::new(),
-            by_link: BTreeMap::new(),
+            by_link: ByLink::default(),
             admission: Admission::new(),
             linked: BTreeSet::new(),
             waiting: Waiting::default(),
             ready: ReadySet::default(),
+            deadlines: Deadlines::default(),
             next_key: 1,
             events: VecDeque::new(),
         }
@@ -138,11 +143,18 @@ impl OnionRouter {
         Some(Output::Cell { peer, cell })
     }
 
-    /// When `handle_timeout` must next be called. O(circuits).
-    // TODO: a deadline index would make this O(log n); the driver calls it once per batch of
-    // inputs, not per cell.
+    /// When `handle_timeout` must next be called. It may be earlier than needed (a circuit
+    /// that saw traffic since is simply looked at again later); never later. O(log circuits).
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.circuits.values().map(|c| self.deadline(c)).min()
+        self.deadlines.next()
+    }
+
+    /// Look at circuit `key` again no later than its deadline.
+    fn arm(&mut self, key: u64) {
+        if let Some(c) = self.circuits.get(&key) {
+            let t = self.deadline(c);
+            self.deadlines.arm(key, t);
+        }
     }
 
     fn deadline(&self, c: &Circuit) -> Time {
@@ -156,21 +168,18 @@ impl OnionRouter {
     }
 
     pub fn handle_timeout(&mut self, now: Time) {
-        let keys: Vec<u64> = self
-            .circuits
-            .iter()
-            .filter(|(_, c)| self.deadline(c) <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in keys {
+        for key in self.deadlines.due(now) {
             let Some(c) = self.circuits.get(&key) else {
                 continue;
             };
-            if c.last_activity + self.cfg.idle_timeout <= now {
+            if self.deadline(c) > now {
+                // Traffic moved it on since it was armed.
+            } else if c.last_activity + self.cfg.idle_timeout <= now {
                 self.close(key, CloseReason::Timeout, DestroyTo::Both);
             } else {
                 self.truncate_here(key, DestroyReason::TIMEOUT);
             }
+            self.arm(key);
         }
     }
 
@@ -203,11 +212,7 @@ impl OnionRouter {
         self.queues.remove_link(&peer);
         self.ready.remove_link(&peer);
         self.fail_waiting(peer, DestroyReason::CHANNEL_CLOSED);
-        let affected: Vec<(u64, Side)> = self
-            .by_link
-            .range((peer, CircId(0))..=(peer, CircId(u16::MAX)))
-            .map(|(_, v)| *v)
-            .collect();
+        let affected = self.by_link.on_link(&peer);
         for (key, side) in affected {
             match side {
                 Side::Prev => self.close(key, CloseReason::LinkClosed, DestroyTo::Next),
@@ -245,7 +250,7 @@ impl OnionRouter {
             }
             return;
         }
-        match self.by_link.get(&(peer, cell.circ_id)).copied() {
+        match self.by_link.get(&peer, cell.circ_id) {
             None if cell.cmd == CellCmd::CREATE2 => self.on_create(now, peer, cell),
             // DESTROY for nothing, or a late cell for a circuit already gone: drop it.
             None => {}
@@ -255,17 +260,20 @@ impl OnionRouter {
                 };
                 c.cells_in += 1;
                 c.last_activity = now;
-                let msg = match cell.msg() {
-                    Ok(m) => m,
-                    Err(e) => {
+                match (cell.msg(), side) {
+                    (Err(e), _) => {
                         let reason = CloseReason::Protocol(ProtocolError::Malformed(e));
                         self.close(key, reason, DestroyTo::Both);
                         return;
                     }
-                };
-                match side {
-                    Side::Prev => self.on_from_prev(now, key, peer, msg),
-                    Side::Next => self.on_from_next(key, peer, msg),
+                    (Ok(msg), Side::Prev) => {
+                        let action = relay::from_prev(c, msg);
+                        self.on_from_prev(now, key, peer, action);
+                    }
+                    (Ok(msg), Side::Next) => {
+                        let action = relay::from_next(c, msg);
+                        self.on_from_next(key, peer, action);
+                    }
                 }
             }
         }
@@ -395,8 +403,9 @@ impl OnionRouter {
                 cells_out: 0,
             },
         );
-        self.by_link.insert((peer, id), (key, Side::Prev));
+        self.by_link.insert(peer, id, (key, Side::Prev));
         self.admission.opened(peer);
+        self.arm(key);
         self.push(
             key,
             peer,
@@ -404,11 +413,9 @@ impl OnionRouter {
         );
     }
 
-    fn on_from_prev(&mut self, now: Time, key: u64, peer: NodeId, msg: CellMsg) {
-        let Some(c) = self.circuits.get_mut(&key) else {
-            return;
-        };
-        match relay::from_prev(c, msg) {
+    /// Carry out what a cell from the previous hop asked for.
+    fn on_from_prev(&mut self, now: Time, key: u64, peer: NodeId, action: FromPrev) {
+        match action {
             FromPrev::Recognized { body, tag, early } => {
                 self.on_recognized(now, key, body, tag, early)
             }
@@ -421,11 +428,9 @@ impl OnionRouter {
         }
     }
 
-    fn on_from_next(&mut self, key: u64, peer: NodeId, msg: CellMsg) {
-        let Some(c) = self.circuits.get_mut(&key) else {
-            return;
-        };
-        match relay::from_next(c, msg) {
+    /// Carry out what a cell from the next hop asked for.
+    fn on_from_next(&mut self, key: u64, peer: NodeId, action: FromNext) {
+        match action {
             FromNext::Extended(hdata) => {
                 self.send_back(
                     key,
@@ -519,6 +524,7 @@ impl OnionRouter {
                     hdata,
                     since: now,
                 };
+                self.arm(key);
                 if self.waiting.add(target, key) {
                     self.events.push_back(Output::NeedLink { peer: target });
                 }
@@ -530,7 +536,7 @@ impl OnionRouter {
         let by_link = &self.by_link;
         let Some(id) =
             circid::allocate(&mut self.rng, self.local, target, CellOwner::Router, |id| {
-                by_link.contains_key(&(target, id))
+                by_link.contains(&target, id)
             })
         else {
             self.truncate_here(key, DestroyReason::RESOURCELIMIT);
@@ -544,7 +550,8 @@ impl OnionRouter {
             id,
             since: now,
         };
-        self.by_link.insert((target, id), (key, Side::Next));
+        self.arm(key);
+        self.by_link.insert(target, id, (key, Side::Next));
         let cell = Cell::new(
             id,
             &CellMsg::Create2 {
@@ -565,7 +572,7 @@ impl OnionRouter {
             Next::None => {}
             Next::WaitingLink { target, .. } => self.waiting.remove(&target, key),
             Next::Creating { peer, id, .. } | Next::Open { peer, id } => {
-                self.by_link.remove(&(peer, id));
+                self.by_link.remove(&peer, id);
                 self.queues.drop_circ(&peer, key);
                 let destroy = Cell::new(id, &CellMsg::Destroy(reason));
                 let _ = self.queues.push(peer, NO_CIRCUIT, destroy);
@@ -681,8 +688,9 @@ impl OnionRouter {
         let Some(c) = self.circuits.remove(&key) else {
             return;
         };
+        self.deadlines.remove(key);
         let destroy = reason.destroy_reason();
-        self.by_link.remove(&(c.prev, c.prev_id));
+        self.by_link.remove(&c.prev, c.prev_id);
         self.admission.closed(&c.prev);
         self.queues.drop_circ(&c.prev, key);
         self.ready.remove(&c.prev, key);
@@ -694,7 +702,7 @@ impl OnionRouter {
             self.waiting.remove(target, key);
         }
         if let Some((peer, id)) = c.next_link() {
-            self.by_link.remove(&(peer, id));
+            self.by_link.remove(&peer, id);
             self.queues.drop_circ(&peer, key);
             if to.next() {
                 let cell = Cell::new(id, &CellMsg::Destroy(destroy));
