@@ -491,6 +491,15 @@ impl DhtPart {
         let ev = match e {
             KadEvent::LookupFinished(r) => {
                 self.stats.lookups_done += 1;
+                if !r.providers.is_empty() {
+                    // Providers must be reachable as a circuit's last hop (crate::ordb).
+                    reqs.push_back(Request::PeerKeys(
+                        r.providers
+                            .iter()
+                            .map(|p| (p.contact.id, p.contact.pubkey))
+                            .collect(),
+                    ));
+                }
                 let kind = match r.kind {
                     LookupKind::FindNode => DhtLookupKind::FindNode,
                     LookupKind::FindValue => DhtLookupKind::FindValue,

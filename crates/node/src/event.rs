@@ -7,6 +7,7 @@
 
 use crate::code::ErrorCode;
 use onionmesh_onion::{CircHandle, ExitStream, StreamHandle};
+use onionmesh_wire::db::HashName;
 use onionmesh_wire::{NodeId, Time};
 use std::fmt;
 
@@ -295,6 +296,41 @@ pub enum Event {
     Dht(DhtEvent),
     /// Circuits and streams.
     Onion(OnionEvent),
+    /// Content: publish and download news, serving (`crate::Node::ordb`).
+    Content(ContentEvent),
+}
+
+/// Content news (issue 9 item 9's `{ type: "content", event, hashName, ... }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContentEvent {
+    /// A download's metadata arrived and verified against its hash_name.
+    Metadata {
+        hash_name: HashName,
+        name: String,
+        mime: String,
+        /// Bytes.
+        size: u64,
+        pieces: u32,
+    },
+    /// A verified piece is stored (a download, or a publication being stored).
+    Progress {
+        hash_name: HashName,
+        pieces_have: u32,
+        pieces: u32,
+    },
+    /// Every piece is held and stored.
+    Done { hash_name: HashName },
+    /// The download stopped; `reason` is a sentence saying what happened and what to do.
+    Failed { hash_name: HashName, reason: String },
+    /// This node served a piece of held content to an ORDB's request stream.
+    Served { hash_name: HashName, index: u32 },
+    /// Found in the store at start, incomplete: `node.ordb().download(..)` resumes it.
+    Resumable {
+        hash_name: HashName,
+        pieces_have: u32,
+        pieces: u32,
+    },
 }
 
 /// One link, as [`crate::Node::peers`] lists it.

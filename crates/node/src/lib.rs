@@ -18,6 +18,7 @@
 //! | onion | `onion` | the onion proxy and router, cell batching, the service seam |
 //! | DHT | `dht` | Kademlia over links, introducers and the bridge |
 //! | introducer relay | `relay` | `Relay` / `Relayed` / `RelayFailed` for linked peers |
+//! | content (ORDB) | `ordb` | the `ordb` service at circuit ends, downloads over our circuits, the driver's store |
 //!
 //! Parts never write each other's fields: they return typed requests (send on a link, open a
 //! link, close a link, emit an event) that `Node` carries out in one pump. Events and views
@@ -31,7 +32,8 @@
 //! 3. arm one timer for [`Node::poll_timeout`] and feed [`Input::Timeout`] when it fires.
 //!
 //! The application API is grouped into borrowed handles: [`Node::onion`] (circuits, streams,
-//! services), [`Node::dht`] (lookups and publication), [`Node::link`] (one peer's link).
+//! services), [`Node::dht`] (lookups and publication), [`Node::link`] (one peer's link),
+//! [`Node::ordb`] (publish, download, the library).
 //!
 //! ```
 //! use onionmesh_node::{Input, Node, NodeConfig, Output, Time};
@@ -53,6 +55,7 @@ mod event;
 mod links;
 mod node;
 mod onion;
+mod ordb;
 mod output;
 mod relay;
 mod services;
@@ -62,14 +65,15 @@ pub use code::ErrorCode;
 pub use dht::{DhtApi, DhtConfig};
 pub use error::{ApiError, DhtError, OnionError};
 pub use event::{
-    BridgeCloseReason, BridgeState, CircuitInfo, CircuitState, DhtEvent, DhtLookupKind, DhtStats,
-    Event, LinkCloseReason, LinkState, LogLevel, OnionEvent, PeerView,
+    BridgeCloseReason, BridgeState, CircuitInfo, CircuitState, ContentEvent, DhtEvent,
+    DhtLookupKind, DhtStats, Event, LinkCloseReason, LinkState, LogLevel, OnionEvent, PeerView,
 };
 pub use links::LinkConfig;
 pub use node::{LinkApi, Node, NodeConfig};
 pub use onion::{OnionApi, OnionConfig, MAX_DIRECTORY};
 pub use onionmesh_onion::{CircHandle, ExitStream, StreamHandle, StreamId};
 pub use onionmesh_wire::Time;
+pub use ordb::{ContentConfig, ContentError, ContentStats, KnownAs, OrdbApi, ORDB_SERVICE};
 pub use output::{Input, LinkId, Output};
 pub use relay::RelayConfig;
 pub use services::{Echo, StreamIo, StreamService, ECHO_BUFFER};

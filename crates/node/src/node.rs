@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::event::{BridgeCloseReason, BridgeState, LinkCloseReason, LogLevel, PeerView};
 use crate::links::{LinkConfig, LinkTable};
 use crate::onion::{OnionApi, OnionConfig, OnionPart};
+use crate::ordb::{ContentConfig, NodeIo, OrdbApi, OrdbPart, ORDB_SERVICE};
 use crate::output::{log, Input, Output, Request, Requests};
 use crate::relay::{IntroducerRelay, RelayConfig};
 use onionmesh_crypto::{hello, node_id, Identity};
@@ -22,6 +23,7 @@ pub struct NodeConfig {
     pub dht: DhtConfig,
     pub relay: RelayConfig,
     pub onion: OnionConfig,
+    pub content: ContentConfig,
 }
 
 /// One mesh node: the owner of its parts (the link table, the bridge connection, the onion
@@ -35,6 +37,7 @@ pub struct Node {
     onion: OnionPart,
     dht: DhtPart,
     relay: IntroducerRelay,
+    ordb: OrdbPart,
     reqs: Requests,
     out: VecDeque<Output>,
     /// The latest `now` given; never goes backwards.
@@ -53,13 +56,14 @@ impl Node {
             s
         };
         let (link_seed, dht_seed, onion_seed, bridge_seed) = (sub(), sub(), sub(), sub());
+        let ordb_seed = sub();
         let me = onionmesh_wire::kad::Contact {
             id: identity.id(),
             pubkey: identity.public_key(),
             bridge: String::new(),
             introducers: Vec::new(),
         };
-        Node {
+        let mut node = Node {
             links: LinkTable::new(cfg.links.clone(), link_seed),
             bridge: BridgeLink::new(cfg.bridge, bridge_seed),
             onion: OnionPart::new(
@@ -70,12 +74,16 @@ impl Node {
             ),
             dht: DhtPart::new(me, cfg.dht, dht_seed),
             relay: IntroducerRelay::new(cfg.relay, cfg.links.max_links),
+            ordb: OrdbPart::new(cfg.content, ordb_seed),
             identity,
             reqs: VecDeque::new(),
             out: VecDeque::new(),
             now: Time::ZERO,
             stopped: false,
-        }
+        };
+        // Every node is an ORDB (crate::ordb). The name is free: nothing else is registered.
+        let _ = node.onion().serve(ORDB_SERVICE);
+        node
     }
 
     pub fn id(&self) -> NodeId {
@@ -144,6 +152,26 @@ impl Node {
             reqs: &mut self.reqs,
             relay_counts: (self.relay.relayed, self.relay.refused),
         }
+    }
+
+    /// Content: publish, download, progress, the library (the ORDB part, `crate::ordb`).
+    pub fn ordb(&mut self) -> OrdbApi<'_> {
+        let stopped = self.stopped;
+        let (part, io) = self.ordb_io();
+        OrdbApi { part, io, stopped }
+    }
+
+    /// The ORDB part and what it may use of the other parts, for one call.
+    fn ordb_io(&mut self) -> (&mut OrdbPart, NodeIo<'_>) {
+        let io = NodeIo {
+            me: self.identity.id(),
+            onion: &mut self.onion,
+            dht: &mut self.dht,
+            links: &self.links,
+            registered: self.bridge.registered(),
+            reqs: &mut self.reqs,
+        };
+        (&mut self.ordb, io)
     }
 
     /// The link to `peer` (which may not exist yet: [`LinkApi::connect`] makes it).
@@ -226,6 +254,12 @@ impl Node {
                     registered: self.bridge.registered(),
                 };
                 self.dht.handle_timeout(now, &route, &mut self.reqs);
+                let (ordb, mut io) = self.ordb_io();
+                ordb.handle_timeout(now, &mut io);
+            }
+            Input::StoreDone(c) => {
+                let (ordb, mut io) = self.ordb_io();
+                ordb.store_done(now, c, &mut io);
             }
         }
         self.pump();
@@ -251,6 +285,7 @@ impl Node {
             self.bridge.poll_timeout(),
             self.dht.poll_timeout(),
             self.onion.poll_timeout(),
+            self.ordb.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -267,7 +302,20 @@ impl Node {
             let reqs = &mut self.reqs;
             match req {
                 Request::Driver(o) => self.out.push_back(o),
+                // Events about the ORDB part's own circuits, streams and lookups, and request
+                // streams to its service, go to it rather than to the application.
+                Request::Emit(e) if self.ordb.claims(&e) => {
+                    let (ordb, mut io) = self.ordb_io();
+                    ordb.on_event(now, e, &mut io);
+                }
                 Request::Emit(e) => self.out.push_back(Output::Event(e)),
+                Request::PeerKeys(keys) => {
+                    for (id, pubkey) in keys {
+                        if id != me && node_id(&pubkey) == id {
+                            self.onion.learn(id, &pubkey, None);
+                        }
+                    }
+                }
                 // Without an open connection the driver drops it, as a socket would.
                 Request::SendBridge(msg) => {
                     self.out.push_back(Output::SendBridge(msg.encode_frame()))

@@ -2,6 +2,7 @@
 //! owner (`crate::node::Node`), which carries them out in one pump.
 
 use crate::event::{BridgeCloseReason, Event, LinkCloseReason};
+use onionmesh_ordb::{StoreCompletion, StoreOpId, StoreRequest};
 use onionmesh_wire::{LinkMsg, NodeId, PublicKeyBytes, SignalMsg};
 use std::collections::VecDeque;
 
@@ -37,6 +38,8 @@ pub enum Input<'a> {
     LinkCongestion { link: LinkId, blocked: bool },
     /// The timer armed for [`crate::Node::poll_timeout`] fired.
     Timeout,
+    /// A store operation asked for with [`Output::Store`] finished.
+    StoreDone(StoreCompletion),
 }
 
 /// What the driver must do, in order.
@@ -78,6 +81,13 @@ pub enum Output {
         reason: LinkCloseReason,
     },
     Event(Event),
+    /// Run a content-store operation (IndexedDB in the page, `onionmesh_ordb::MemStore` in the
+    /// simulator) and feed its completion, with the same `id`, as [`Input::StoreDone`].
+    /// Completions may come back in any order.
+    Store {
+        id: StoreOpId,
+        request: StoreRequest,
+    },
 }
 
 /// A typed request from one of the node's parts, carried out by the node's pump.
@@ -109,6 +119,9 @@ pub(crate) enum Request {
     Deliver { peer: NodeId, msg: LinkMsg },
     /// Tell the application.
     Emit(Event),
+    /// Keys of peers the DHT named (providers of a content), for the onion directory, so that
+    /// circuits can end at them. Each key must hash to its ID.
+    PeerKeys(Vec<(NodeId, PublicKeyBytes)>),
 }
 
 /// The queue the parts push [`Request`]s into.

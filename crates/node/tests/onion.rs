@@ -148,6 +148,8 @@ impl Net {
                 }
                 Output::Event(e) => self.events[i].push(e),
                 Output::CloseBridge { .. } | Output::ConnectBridge => {}
+                // No content is published or fetched here (see tests/ordb.rs).
+                Output::Store { .. } => {}
             }
         }
     }

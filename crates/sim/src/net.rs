@@ -1,5 +1,6 @@
 use onionmesh_crypto::Identity;
 use onionmesh_node::{Event, Input, LinkId, LinkState, Node, NodeConfig, Output, Time};
+use onionmesh_ordb::{MemStore, StoreCompletion, StoreReply, StoreRequest};
 use onionmesh_rendezvous::{
     ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
 };
@@ -33,6 +34,12 @@ pub struct SimConfig {
     /// The bridge rewrites DTLS fingerprints in the introductions it relays and sits in the
     /// middle of every resulting connection.
     pub mitm_bridge: bool,
+    /// Bytes each node's content store (a `MemStore`, completing after `store_delay_ms`) holds.
+    pub store_quota: u64,
+    pub store_delay_ms: u64,
+    /// Nodes (by index) whose store hands out every piece with a byte flipped: corrupting
+    /// holders, which requesters must catch.
+    pub forging_stores: Vec<usize>,
 }
 
 impl Default for SimConfig {
@@ -50,6 +57,9 @@ impl Default for SimConfig {
             bridge: RendezvousConfig::default(),
             corrupt_proof_nodes: Vec::new(),
             mitm_bridge: false,
+            store_quota: 256 << 20,
+            store_delay_ms: 1,
+            forging_stores: Vec::new(),
         }
     }
 }
@@ -106,6 +116,7 @@ enum Ev {
     Closed(End, String),
     NodeTimer(usize),
     BridgeTimer(usize),
+    StoreDone(usize, StoreCompletion),
 }
 
 /// The simulated network.
@@ -137,6 +148,9 @@ pub struct Sim {
     bridge_timer: Vec<Option<Time>>,
     /// Every event each node emitted, for tests.
     node_events: Vec<Vec<Event>>,
+    /// Each node's content store, and the forged pieces it handed out.
+    stores: Vec<MemStore>,
+    forged: Vec<u64>,
     stats: SimStats,
     /// Sees every link frame `(from, to, bytes)` as it is sent (tests record relays' views).
     link_tap: Option<LinkTap>,
@@ -218,6 +232,8 @@ impl Sim {
             node_timer: Vec::new(),
             bridge_timer: Vec::new(),
             node_events: Vec::new(),
+            stores: Vec::new(),
+            forged: Vec::new(),
             stats: SimStats::default(),
             link_tap: None,
             cfg: cfg.clone(),
@@ -263,6 +279,38 @@ impl Sim {
         self.ever_connected.push(false);
         self.node_timer.push(None);
         self.node_events.push(Vec::new());
+        self.stores.push(MemStore::new(self.cfg.store_quota));
+        self.forged.push(0);
+    }
+
+    /// Node `i`'s content store (read it to check what a download stored).
+    pub fn store_mut(&mut self, i: usize) -> &mut MemStore {
+        &mut self.stores[i]
+    }
+
+    /// Forged pieces node `i`'s store handed out (see [`SimConfig::forging_stores`]).
+    pub fn forged(&self, i: usize) -> u64 {
+        self.forged[i]
+    }
+
+    /// Run a store request of node `i`, forging the piece if its store is a forging one.
+    fn store_op(
+        &mut self,
+        i: usize,
+        request: StoreRequest,
+    ) -> Result<StoreReply, onionmesh_ordb::StoreError> {
+        let get = matches!(request, StoreRequest::GetPiece { .. });
+        let mut result = self.stores[i].execute(request);
+        if get && self.cfg.forging_stores.contains(&i) {
+            if let Ok(StoreReply::Piece(Some(rec))) = result.as_mut() {
+                let at = rec.bytes.len() / 2;
+                if let Some(b) = rec.bytes.get_mut(at) {
+                    *b ^= 0x55;
+                    self.forged[i] += 1;
+                }
+            }
+        }
+        result
     }
 
     /// Dial every pair of live bridges that are not federated yet (lower index dials).
@@ -621,6 +669,12 @@ impl Sim {
                     self.drain_node(i);
                 }
             }
+            Ev::StoreDone(i, c) => {
+                if self.awake(i) {
+                    self.nodes[i].handle_input(now, Input::StoreDone(c));
+                    self.drain_node(i);
+                }
+            }
             Ev::NodeTimer(i) => {
                 if self.node_timer[i] == Some(now) {
                     self.node_timer[i] = None;
@@ -728,6 +782,11 @@ impl Sim {
                             );
                         }
                     }
+                }
+                Output::Store { id, request } => {
+                    let result = self.store_op(i, request);
+                    let at = self.now + Duration::from_millis(self.cfg.store_delay_ms);
+                    self.schedule(at, Ev::StoreDone(i, StoreCompletion { id, result }));
                 }
                 Output::ConnectBridge => {
                     let lat = self.latency();

@@ -1,0 +1,1542 @@
+//! The node's ORDB part: the content layer ([`onionmesh_ordb::Ordb`]) wired to this node's
+//! circuits, streams, DHT and the driver's store. Reached through [`crate::Node::ordb`].
+//!
+//! ## Who talks to whom
+//!
+//! - **Serving (this node as an ORDB).** Every node serves the onion service named
+//!   [`ORDB_SERVICE`] at the end of circuits others build. A request stream is known only by its
+//!   `ExitStream` (circuit number and stream number on the circuit's last hop), which becomes an
+//!   opaque [`RequestId`]: the ORDB never learns who built the circuit. `DB_*` messages on it go
+//!   to the content layer's relay, which serves what it holds or forwards.
+//! - **Forwarding and finding (this node relaying for a requester).** A query this node cannot
+//!   serve goes on over *our own* circuits: `FindProviders` runs a DHT `FIND_VALUE` on the
+//!   hash_name (a 160-bit DHT key), builds a circuit of [`ContentConfig::hops`] hops ending at
+//!   each provider found (`PathPins::last`), and opens a stream to the provider's ORDB service
+//!   on it. The provider sees a stream on a circuit, not this node.
+//! - **Downloading (this node as a requester).** A download builds circuits of
+//!   [`ContentConfig::hops`] hops ending at ORDBs chosen at random among the peers this node
+//!   knows (linked peers and DHT contacts) and never at a provider it looked up itself: the
+//!   requester asks ORDBs, the ORDBs find the holders. Each circuit's stream is one download
+//!   source. A source the scheduler drops (slow, stalled, a corrupt piece, `DB_END`) has its
+//!   circuit destroyed and is replaced by a circuit to another ORDB, up to
+//!   [`ContentConfig::max_source_attempts`] circuits per download; past that with no source
+//!   left the download fails with a sentence.
+//! - **Advertising.** At 25 % held, the content layer asks to `Provide`: a DHT provider record
+//!   at the k closest nodes. `DB_INFO` adverts to neighbour ORDBs need circuits to neighbours,
+//!   which this part does not build yet (TODO: issue 9 item 3's neighbour lists).
+//! - **Storage** belongs to the driver: [`crate::Output::Store`] asks it to run a
+//!   [`StoreRequest`], and [`crate::Input::StoreDone`] brings the completion back. The page
+//!   uses IndexedDB; the simulator and the tests use [`onionmesh_ordb::MemStore`]. Call
+//!   [`OrdbApi::load`] once at start so stored content is served and advertised again.
+//!
+//! ## Framing on a stream
+//!
+//! `DB_*` messages cross onion *streams* (byte pipes with flow control), not bare relay cells,
+//! so the onion layer's windows and backpressure apply to content like to any other stream.
+//! Each message is framed as `[relay command u8][body length u16, big-endian][body]`, the body
+//! being [`DbMsg::encode`]'s, at most `RELAY_DATA_LEN` (498) bytes: so a frame is at most 501
+//! bytes, one cell's worth. A length over that, or a command outside `0x70..=0x7f`, is a
+//! protocol error that closes that stream only.
+//!
+//! ## Bounds
+//!
+//! Bytes received and not yet parsed are at most one frame per stream. Bytes queued to send
+//! per stream are capped at [`ContentConfig::max_stream_buffer`]; a stream past it is closed.
+//! (TODO: the content layer's relay has no "writable" input, so what it queues for a request
+//! stream is bounded by its query limits rather than by the stream's flow control.) Circuits
+//! per download are capped by [`ContentConfig::sources`], provider circuits by
+//! [`ContentConfig::max_provider_circuits`]. Source streams are not read while the store is
+//! behind ([`onionmesh_ordb::Ordb::wants_source_data`]): the circuits' windows then push back
+//! on the ORDBs, and nothing is dropped.
+//!
+//! This part writes no other part's fields: it acts on the onion and DHT parts through their
+//! handles ([`OnionApi`], [`DhtApi`]), which push the node's typed requests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use onionmesh_bounded::BoundedLru;
+use onionmesh_onion::{CircHandle, ExitStream, PathPins, StreamHandle};
+use onionmesh_ordb::{
+    publish_bytes, DbMsg, DownloadInput, HashName, LibraryEntry, Ordb, OrdbConfig, OrdbError,
+    OrdbEvent, OrdbInput, OrdbOutput, Progress, Publication, PublishError, RelayEvent, RelayInput,
+    RelayOutput, RelayStats, RequestId, SourceId, SourceProblem, StoreCompletion,
+    DEFAULT_PIECE_SIZE,
+};
+use onionmesh_ordb::{OrdbCirc, PieceRecord, RelayId};
+use onionmesh_wire::cell::{RelayCmd, RELAY_DATA_LEN};
+use onionmesh_wire::db::DbEndReason;
+use onionmesh_wire::{NodeId, Time};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use thiserror::Error;
+
+use crate::dht::{DhtApi, DhtPart, Route};
+use crate::event::{ContentEvent, DhtEvent, Event, LogLevel, OnionEvent};
+use crate::links::LinkTable;
+use crate::onion::{OnionApi, OnionPart};
+use crate::output::{log, Output, Request, Requests};
+
+/// The onion service name of the ORDB function, served by every node.
+pub const ORDB_SERVICE: &str = "ordb";
+
+/// Bytes of a frame header on a stream: command and body length.
+const FRAME_HEADER: usize = 3;
+/// Most bytes pulled from one stream per read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Handles of closed circuits and streams remembered, so their late events are swallowed.
+const CLOSED_MEMORY: usize = 1024;
+
+/// The content part of [`crate::NodeConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentConfig {
+    /// The content layer's own limits (relay, downloads, store backlog).
+    pub ordb: OrdbConfig,
+    /// Hops of every content circuit (to an ORDB, or to a provider). 3 as in Tor: the first hop
+    /// knows us, the last knows the ORDB, no single hop knows both.
+    pub hops: usize,
+    /// Circuits (sources) per download at once (the spec's up to 5 circuits).
+    pub sources: usize,
+    /// Circuits built per download before it fails, counting replacements.
+    pub max_source_attempts: u32,
+    /// Provider circuits built per provider search, and held in all.
+    pub providers_per_find: usize,
+    pub max_provider_circuits: usize,
+    /// Bytes queued to send on one stream before it is closed as stuck.
+    pub max_stream_buffer: usize,
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        ContentConfig {
+            ordb: OrdbConfig::default(),
+            hops: 3,
+            sources: 3,
+            max_source_attempts: 12,
+            providers_per_find: 3,
+            max_provider_circuits: 128,
+            max_stream_buffer: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a content call failed (the caller misused the API, or the file cannot be published).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ContentError {
+    #[error("cannot publish this file: {0}")]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Ordb(#[from] OrdbError),
+    #[error("the node is stopped")]
+    Stopped,
+}
+
+/// Counters for tests and the page's Network section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ContentStats {
+    /// The relay's table sizes.
+    pub relay: RelayStats,
+    /// Request streams that ended at this node (this node as an ORDB).
+    pub requests_served: u64,
+    /// Pieces from a source that failed verification (each dropped that source).
+    pub bad_pieces: u64,
+    /// Sources dropped for any reason.
+    pub sources_dropped: u64,
+    /// Circuits built towards ORDBs for downloads, and towards providers.
+    pub source_circuits: u64,
+    pub provider_circuits: u64,
+}
+
+/// How this node came to associate a peer with a content ([`OrdbApi::peers_known_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KnownAs {
+    /// We asked it for the content as an ORDB (a download's circuit ended there). Nothing tells
+    /// us whether it holds the content or relays for a holder.
+    Ordb,
+    /// The DHT named it a provider when this node, as an ORDB, searched for a requester.
+    Provider,
+}
+
+/// A failed DHT announcement is tried again after this, doubling per failure up to
+/// [`PROVIDE_RETRY_MAX`], at most [`PROVIDE_ATTEMPTS`] times (the DHT republishes a
+/// successful one by itself).
+const PROVIDE_RETRY: Duration = Duration::from_secs(5);
+const PROVIDE_RETRY_MAX: Duration = Duration::from_secs(300);
+const PROVIDE_ATTEMPTS: u32 = 8;
+
+/// Most (content, peer) associations remembered for [`OrdbApi::peers_known_for`].
+const MAX_KNOWN: usize = 4096;
+
+/// What a circuit of ours is for.
+#[derive(Debug, Clone, Copy)]
+enum CircJob {
+    /// A download's source: a stream to the ORDB at the circuit's end.
+    Source {
+        hash_name: HashName,
+        source: SourceId,
+    },
+    /// A circuit to a provider found in the DHT, known to the relay as an [`OrdbCirc`].
+    Provider { hash_name: HashName },
+}
+
+#[derive(Debug)]
+struct OurCirc {
+    job: CircJob,
+    built: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum StreamJob {
+    Source {
+        hash_name: HashName,
+        source: SourceId,
+    },
+    Forward(RelayId),
+}
+
+/// One stream, ours or a request stream: its framing buffers.
+#[derive(Debug, Default)]
+struct Pipe {
+    open: bool,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+    readable: bool,
+    /// Close once `tx` is sent.
+    closing: bool,
+}
+
+#[derive(Debug)]
+struct OurStream {
+    job: StreamJob,
+    pipe: Pipe,
+}
+
+#[derive(Debug)]
+struct ReqStream {
+    id: RequestId,
+    pipe: Pipe,
+}
+
+#[derive(Debug, Default)]
+struct DlState {
+    /// Our circuit per source.
+    sources: BTreeMap<SourceId, CircHandle>,
+    attempts: u32,
+    /// ORDBs tried, so replacements go elsewhere first.
+    tried: BTreeSet<NodeId>,
+    last_problem: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct ProviderFind {
+    pending: BTreeSet<CircHandle>,
+    built: Vec<OrdbCirc>,
+}
+
+/// What the ORDB part uses of the rest of the node, for one call. The node makes it from its
+/// own fields ([`crate::Node`]); the part reaches the onion and DHT parts only through their
+/// handles.
+pub(crate) struct NodeIo<'a> {
+    pub me: NodeId,
+    pub onion: &'a mut OnionPart,
+    pub dht: &'a mut DhtPart,
+    pub links: &'a LinkTable,
+    pub registered: bool,
+    pub reqs: &'a mut Requests,
+}
+
+impl NodeIo<'_> {
+    fn onion(&mut self) -> OnionApi<'_> {
+        OnionApi {
+            part: self.onion,
+            links: self.links,
+            reqs: self.reqs,
+        }
+    }
+
+    fn dht(&mut self) -> DhtApi<'_> {
+        DhtApi {
+            part: self.dht,
+            route: Route {
+                links: self.links,
+                registered: self.registered,
+            },
+            reqs: self.reqs,
+            relay_counts: (0, 0),
+        }
+    }
+
+    fn emit(&mut self, e: ContentEvent) {
+        self.reqs.push_back(Request::Emit(Event::Content(e)));
+    }
+
+    /// Make sure the onion part knows `id`'s key when the DHT does (a provider, a contact).
+    fn learn_from_dht(&mut self, id: NodeId) {
+        if let Some(c) = self.dht.kad().table().get(&id) {
+            let pubkey = c.pubkey;
+            let _ = self.onion().learn_peer(id, &pubkey);
+        }
+    }
+
+    /// Peers that can be a content circuit's last hop: linked peers and DHT contacts.
+    fn ordb_candidates(&self) -> Vec<NodeId> {
+        let mut ids: BTreeSet<NodeId> = self.links.linked_peers().into_iter().collect();
+        ids.extend(self.dht.kad().table().iter().map(|(_, c)| c.id));
+        ids.remove(&self.me);
+        ids.into_iter().collect()
+    }
+}
+
+/// The node's content part (see the module docs).
+pub(crate) struct OrdbPart {
+    cfg: ContentConfig,
+    ordb: Ordb,
+    rng: ChaCha20Rng,
+    circs: BTreeMap<CircHandle, OurCirc>,
+    streams: BTreeMap<StreamHandle, OurStream>,
+    sources: BTreeMap<(HashName, SourceId), StreamHandle>,
+    forwards: BTreeMap<RelayId, StreamHandle>,
+    requests: BTreeMap<ExitStream, ReqStream>,
+    request_streams: BTreeMap<RequestId, ExitStream>,
+    downloads: BTreeMap<HashName, DlState>,
+    /// DHT lookups for provider searches.
+    lookups: BTreeMap<u64, HashName>,
+    finds: BTreeMap<HashName, ProviderFind>,
+    closed_circs: BoundedLru<CircHandle, ()>,
+    closed_streams: BoundedLru<StreamHandle, ()>,
+    known: BoundedLru<(HashName, NodeId), KnownAs>,
+    /// DHT announcements under way, and failed ones waiting to be tried again (when, attempts
+    /// so far). Both bounded by the relay's held contents.
+    provides: BTreeMap<u64, HashName>,
+    provide_retry: BTreeMap<HashName, (Time, u32)>,
+    next_id: u64,
+    provider_circuits: usize,
+    stats: ContentStats,
+}
+
+fn frame(msg: &DbMsg) -> Vec<u8> {
+    let (cmd, body) = msg.encode();
+    let mut v = Vec::with_capacity(FRAME_HEADER + body.len());
+    v.push(cmd.0);
+    // Bodies are at most RELAY_DATA_LEN (498) bytes: the length fits a u16.
+    v.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    v.extend_from_slice(&body);
+    v
+}
+
+/// Take the whole frames out of `rx`. Errors are sentences; the stream must then be closed.
+fn take_frames(rx: &mut Vec<u8>) -> Result<Vec<DbMsg>, String> {
+    let mut msgs = Vec::new();
+    let mut at = 0;
+    while rx.len() - at >= FRAME_HEADER {
+        let cmd = RelayCmd(rx[at]);
+        let len = usize::from(u16::from_be_bytes([rx[at + 1], rx[at + 2]]));
+        if len > RELAY_DATA_LEN {
+            return Err(format!(
+                "a content message claims {len} bytes, more than the {RELAY_DATA_LEN} allowed"
+            ));
+        }
+        if !DbMsg::is_db_cmd(cmd) {
+            return Err(format!("command {:#04x} is not a content message", cmd.0));
+        }
+        if rx.len() - at - FRAME_HEADER < len {
+            break;
+        }
+        let body = &rx[at + FRAME_HEADER..at + FRAME_HEADER + len];
+        msgs.push(
+            DbMsg::decode(cmd, body).map_err(|e| format!("a content message is malformed: {e}"))?,
+        );
+        at += FRAME_HEADER + len;
+    }
+    rx.drain(..at);
+    Ok(msgs)
+}
+
+fn key_of(hash_name: HashName) -> NodeId {
+    NodeId(hash_name.0)
+}
+
+fn problem_sentence(p: &SourceProblem) -> String {
+    match p {
+        SourceProblem::TooSlow { rate_bps, best_bps } => {
+            format!("too slow ({rate_bps} B/s while the best gives {best_bps} B/s)")
+        }
+        SourceProblem::Stalled => "it stopped answering".into(),
+        SourceProblem::BadPiece { index, error } => {
+            format!("it sent piece {index} corrupted ({error}); the piece is fetched elsewhere")
+        }
+        SourceProblem::BadMetadata(e) => format!("it sent forged metadata ({e})"),
+        SourceProblem::Ended { reason, sentence } => {
+            format!("it ended the request ({}: {sentence})", reason.name())
+        }
+        SourceProblem::Protocol(what) => format!("it broke the protocol ({what})"),
+        other => format!("{other:?}"),
+    }
+}
+
+impl OrdbPart {
+    pub fn new(cfg: ContentConfig, seed: [u8; 32]) -> OrdbPart {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut ordb_seed = [0u8; 32];
+        rng.fill_bytes(&mut ordb_seed);
+        OrdbPart {
+            ordb: Ordb::new(Time::ZERO, cfg.ordb.clone(), ordb_seed),
+            cfg,
+            rng,
+            circs: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            sources: BTreeMap::new(),
+            forwards: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            request_streams: BTreeMap::new(),
+            downloads: BTreeMap::new(),
+            lookups: BTreeMap::new(),
+            finds: BTreeMap::new(),
+            closed_circs: BoundedLru::new(CLOSED_MEMORY),
+            closed_streams: BoundedLru::new(CLOSED_MEMORY),
+            known: BoundedLru::new(MAX_KNOWN),
+            provides: BTreeMap::new(),
+            provide_retry: BTreeMap::new(),
+            next_id: 0,
+            provider_circuits: 0,
+            stats: ContentStats::default(),
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.ordb
+            .poll_timeout()
+            .into_iter()
+            .chain(self.provide_retry.values().map(|(t, _)| *t))
+            .min()
+    }
+
+    fn alloc(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Whether an event of another part concerns this part (its circuits, streams, lookups, or
+    /// a request stream to the ORDB service). Claimed events go to [`OrdbPart::on_event`]
+    /// instead of the application.
+    pub fn claims(&self, e: &Event) -> bool {
+        match e {
+            Event::Onion(o) => match o {
+                OnionEvent::ServiceStreamOpened { service, .. } => service == ORDB_SERVICE,
+                OnionEvent::ServiceReadable { stream }
+                | OnionEvent::ServiceWritable { stream }
+                | OnionEvent::ServiceEnded { stream } => self.requests.contains_key(stream),
+                OnionEvent::CircuitBuilt { circ }
+                | OnionEvent::CircuitClosed { circ, .. }
+                | OnionEvent::CircuitExtended { circ, .. } => {
+                    self.circs.contains_key(circ) || self.closed_circs.contains_key(circ)
+                }
+                OnionEvent::StreamOpened { stream }
+                | OnionEvent::StreamReadable { stream }
+                | OnionEvent::StreamWritable { stream }
+                | OnionEvent::StreamEnded { stream, .. } => {
+                    self.streams.contains_key(stream)
+                        || self.closed_streams.contains_key(stream)
+                        || self.closed_circs.contains_key(&stream.circ)
+                }
+            },
+            Event::Dht(DhtEvent::LookupDone { lookup, .. }) => self.lookups.contains_key(lookup),
+            Event::Dht(DhtEvent::Published { lookup, .. }) => self.provides.contains_key(lookup),
+            _ => false,
+        }
+    }
+
+    /// A claimed event.
+    pub fn on_event(&mut self, now: Time, e: Event, io: &mut NodeIo<'_>) {
+        match e {
+            Event::Onion(o) => self.on_onion(now, o, io),
+            Event::Dht(DhtEvent::LookupDone {
+                lookup, providers, ..
+            }) => {
+                if let Some(h) = self.lookups.remove(&lookup) {
+                    self.providers_found(now, h, providers, io);
+                }
+            }
+            Event::Dht(DhtEvent::Published {
+                lookup,
+                holders,
+                ref error,
+                ..
+            }) => {
+                if let Some(h) = self.provides.remove(&lookup) {
+                    if error.is_some() || holders == 0 {
+                        self.provide_failed(now, h);
+                    } else {
+                        self.provide_retry.remove(&h);
+                    }
+                }
+                // The application sees its node's announcements too (no longer claimed).
+                io.reqs.push_back(Request::Emit(e));
+            }
+            _ => {}
+        }
+        self.drive(now, io);
+    }
+
+    fn on_onion(&mut self, now: Time, o: OnionEvent, io: &mut NodeIo<'_>) {
+        match o {
+            OnionEvent::ServiceStreamOpened { stream, .. } => {
+                let id = RequestId(self.alloc());
+                self.requests.insert(
+                    stream,
+                    ReqStream {
+                        id,
+                        pipe: Pipe {
+                            open: true,
+                            ..Pipe::default()
+                        },
+                    },
+                );
+                self.request_streams.insert(id, stream);
+                self.stats.requests_served += 1;
+                self.read_request(now, stream, io);
+            }
+            OnionEvent::ServiceReadable { stream } => self.read_request(now, stream, io),
+            OnionEvent::ServiceWritable { stream } => self.flush_request(now, stream, io),
+            OnionEvent::ServiceEnded { stream } => self.drop_request(now, stream, io, false),
+            OnionEvent::CircuitBuilt { circ } => self.circuit_built(now, circ, io),
+            OnionEvent::CircuitClosed { circ, reason, .. } => {
+                self.circuit_gone(now, circ, &reason, io)
+            }
+            OnionEvent::StreamOpened { stream } => {
+                if let Some(s) = self.streams.get_mut(&stream) {
+                    s.pipe.open = true;
+                    if let StreamJob::Source { hash_name, source } = s.job {
+                        self.ordb_input(
+                            now,
+                            OrdbInput::Download {
+                                hash_name,
+                                input: DownloadInput::AddSource(source),
+                            },
+                        );
+                    }
+                    self.flush_stream(now, stream, io);
+                }
+            }
+            OnionEvent::StreamReadable { stream } => {
+                if let Some(s) = self.streams.get_mut(&stream) {
+                    s.pipe.readable = true;
+                    self.read_stream(now, stream, io);
+                }
+            }
+            OnionEvent::StreamWritable { stream } => self.flush_stream(now, stream, io),
+            OnionEvent::StreamEnded { stream, reason } => {
+                self.stream_gone(now, stream, &reason, io)
+            }
+            _ => {}
+        }
+    }
+
+    fn ordb_input(&mut self, now: Time, input: OrdbInput) {
+        // Errors here are the caller misusing the API (a download that is gone); the inputs
+        // come from our own bookkeeping, so they are only logged by the callers that care.
+        let _ = self.ordb.handle_input(now, input);
+    }
+
+    // ----- request streams (this node as an ORDB) --------------------------------------------
+
+    fn read_request(&mut self, now: Time, stream: ExitStream, io: &mut NodeIo<'_>) {
+        loop {
+            let Some(r) = self.requests.get_mut(&stream) else {
+                return;
+            };
+            let data = io
+                .onion()
+                .service_read(now, stream, READ_CHUNK)
+                .unwrap_or_default();
+            if data.is_empty() {
+                return;
+            }
+            r.pipe.rx.extend_from_slice(&data);
+            let id = r.id;
+            match take_frames(&mut r.pipe.rx) {
+                Ok(msgs) => {
+                    for m in msgs {
+                        match m {
+                            DbMsg::Query(query) => self.ordb_input(
+                                now,
+                                OrdbInput::Relay(RelayInput::Query { from: id, query }),
+                            ),
+                            // Adverts come from neighbour circuits, which we do not hold yet.
+                            DbMsg::Info(_) => {}
+                            other => {
+                                log(
+                                    io.reqs,
+                                    LogLevel::Info,
+                                    format!(
+                                        "closed a content request stream: it sent {:?} where only queries belong",
+                                        other.cmd()
+                                    ),
+                                );
+                                self.drop_request(now, stream, io, true);
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(sentence) => {
+                    log(
+                        io.reqs,
+                        LogLevel::Info,
+                        format!("closed a content request stream: {sentence}"),
+                    );
+                    self.drop_request(now, stream, io, true);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drop_request(&mut self, now: Time, stream: ExitStream, io: &mut NodeIo<'_>, close: bool) {
+        if let Some(r) = self.requests.remove(&stream) {
+            self.request_streams.remove(&r.id);
+            self.ordb_input(now, OrdbInput::Relay(RelayInput::RequestClosed(r.id)));
+            if close {
+                let _ = io.onion().service_close(now, stream);
+            }
+        }
+    }
+
+    fn flush_request(&mut self, now: Time, stream: ExitStream, io: &mut NodeIo<'_>) {
+        let Some(r) = self.requests.get_mut(&stream) else {
+            return;
+        };
+        if !r.pipe.tx.is_empty() {
+            match io.onion().service_write(now, stream, &r.pipe.tx) {
+                Ok(n) => {
+                    r.pipe.tx.drain(..n);
+                }
+                Err(_) => {
+                    self.drop_request(now, stream, io, false);
+                    return;
+                }
+            }
+        }
+        if r.pipe.closing && r.pipe.tx.is_empty() {
+            self.drop_request(now, stream, io, true);
+        }
+    }
+
+    // ----- our circuits and streams ----------------------------------------------------------
+
+    fn circuit_built(&mut self, now: Time, circ: CircHandle, io: &mut NodeIo<'_>) {
+        let Some(c) = self.circs.get_mut(&circ) else {
+            return;
+        };
+        c.built = true;
+        match c.job {
+            CircJob::Source { hash_name, source } => {
+                match io.onion().open_stream(now, circ, ORDB_SERVICE) {
+                    Ok(s) => {
+                        self.streams.insert(
+                            s,
+                            OurStream {
+                                job: StreamJob::Source { hash_name, source },
+                                pipe: Pipe::default(),
+                            },
+                        );
+                        self.sources.insert((hash_name, source), s);
+                    }
+                    Err(e) => {
+                        let why = format!("no stream could be opened on it: {e}");
+                        self.destroy(circ, io);
+                        self.source_lost(now, hash_name, source, why, io);
+                    }
+                }
+            }
+            CircJob::Provider { hash_name } => {
+                self.ordb_input(
+                    now,
+                    OrdbInput::Relay(RelayInput::CircuitUp {
+                        circ: OrdbCirc(circ.0),
+                        neighbour: false,
+                    }),
+                );
+                self.find_step(now, hash_name, circ, true);
+            }
+        }
+    }
+
+    fn circuit_gone(&mut self, now: Time, circ: CircHandle, reason: &str, io: &mut NodeIo<'_>) {
+        let Some(c) = self.circs.remove(&circ) else {
+            return;
+        };
+        self.closed_circs.insert(circ, ());
+        let gone: Vec<StreamHandle> = self
+            .streams
+            .keys()
+            .filter(|s| s.circ == circ)
+            .copied()
+            .collect();
+        for s in gone {
+            self.forget_stream(now, s);
+        }
+        match c.job {
+            CircJob::Source { hash_name, source } => self.source_lost(
+                now,
+                hash_name,
+                source,
+                format!("its circuit closed: {reason}"),
+                io,
+            ),
+            CircJob::Provider { hash_name } => {
+                self.provider_circuits = self.provider_circuits.saturating_sub(1);
+                if c.built {
+                    self.ordb_input(
+                        now,
+                        OrdbInput::Relay(RelayInput::CircuitDown(OrdbCirc(circ.0))),
+                    );
+                }
+                self.find_step(now, hash_name, circ, false);
+            }
+        }
+    }
+
+    fn stream_gone(&mut self, now: Time, stream: StreamHandle, reason: &str, io: &mut NodeIo<'_>) {
+        let Some(s) = self.streams.get(&stream) else {
+            return;
+        };
+        let job = s.job;
+        self.forget_stream(now, stream);
+        if let StreamJob::Source { hash_name, source } = job {
+            // One stream per source circuit: the circuit has no further use.
+            self.destroy(stream.circ, io);
+            self.source_lost(
+                now,
+                hash_name,
+                source,
+                format!("its stream ended: {reason}"),
+                io,
+            );
+        }
+    }
+
+    /// Drop a stream's bookkeeping and tell the content layer.
+    fn forget_stream(&mut self, now: Time, stream: StreamHandle) {
+        let Some(s) = self.streams.remove(&stream) else {
+            return;
+        };
+        self.closed_streams.insert(stream, ());
+        match s.job {
+            StreamJob::Source { hash_name, source } => {
+                self.sources.remove(&(hash_name, source));
+            }
+            StreamJob::Forward(relay) => {
+                self.forwards.remove(&relay);
+                self.ordb_input(now, OrdbInput::Relay(RelayInput::UpstreamClosed(relay)));
+            }
+        }
+    }
+
+    fn destroy(&mut self, circ: CircHandle, io: &mut NodeIo<'_>) {
+        if let Some(c) = self.circs.remove(&circ) {
+            if let CircJob::Provider { .. } = c.job {
+                self.provider_circuits = self.provider_circuits.saturating_sub(1);
+            }
+        }
+        self.closed_circs.insert(circ, ());
+        let _ = io.onion().destroy(circ);
+    }
+
+    fn read_stream(&mut self, now: Time, stream: StreamHandle, io: &mut NodeIo<'_>) {
+        loop {
+            let Some(s) = self.streams.get_mut(&stream) else {
+                return;
+            };
+            let is_source = matches!(s.job, StreamJob::Source { .. });
+            if is_source && !self.ordb.wants_source_data() {
+                // The store is behind: leave the bytes in the circuit (its windows push back).
+                return;
+            }
+            let data = io.onion().read(now, stream, READ_CHUNK).unwrap_or_default();
+            if data.is_empty() {
+                s.pipe.readable = false;
+                return;
+            }
+            s.pipe.rx.extend_from_slice(&data);
+            let job = s.job;
+            match take_frames(&mut s.pipe.rx) {
+                Ok(msgs) => {
+                    for msg in msgs {
+                        let input = match job {
+                            StreamJob::Source { hash_name, source } => OrdbInput::Download {
+                                hash_name,
+                                input: DownloadInput::Message { source, msg },
+                            },
+                            StreamJob::Forward(relay) => {
+                                OrdbInput::Relay(RelayInput::Upstream { relay, msg })
+                            }
+                        };
+                        self.ordb_input(now, input);
+                    }
+                }
+                Err(sentence) => {
+                    log(
+                        io.reqs,
+                        LogLevel::Info,
+                        format!("closed a content stream to an ORDB: {sentence}"),
+                    );
+                    let _ = io.onion().close_stream(now, stream);
+                    self.stream_gone(now, stream, &sentence, io);
+                    return;
+                }
+            }
+            // Carry out what the messages asked (more queries, replacements) before reading on.
+            self.drive(now, io);
+        }
+    }
+
+    fn flush_stream(&mut self, now: Time, stream: StreamHandle, io: &mut NodeIo<'_>) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if !s.pipe.open {
+            return;
+        }
+        if !s.pipe.tx.is_empty() {
+            match io.onion().write(now, stream, &s.pipe.tx) {
+                Ok(n) => {
+                    s.pipe.tx.drain(..n);
+                }
+                Err(e) => {
+                    let why = format!("writing failed: {e}");
+                    self.stream_gone(now, stream, &why, io);
+                    return;
+                }
+            }
+        }
+        if s.pipe.closing && s.pipe.tx.is_empty() {
+            let _ = io.onion().close_stream(now, stream);
+            self.forget_stream(now, stream);
+        }
+    }
+
+    /// Queue a message on one of our streams (sent once open).
+    fn send_on(&mut self, now: Time, stream: StreamHandle, msg: &DbMsg, io: &mut NodeIo<'_>) {
+        let max = self.cfg.max_stream_buffer;
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        s.pipe.tx.extend_from_slice(&frame(msg));
+        if s.pipe.tx.len() > max {
+            log(
+                io.reqs,
+                LogLevel::Warn,
+                format!(
+                    "a content stream has {} bytes waiting to be sent; closing it",
+                    s.pipe.tx.len()
+                ),
+            );
+            let _ = io.onion().close_stream(now, stream);
+            self.stream_gone(now, stream, "too much waiting to be sent", io);
+            return;
+        }
+        self.flush_stream(now, stream, io);
+    }
+
+    // ----- downloads -------------------------------------------------------------------------
+
+    /// Build circuits to ORDBs until the download has its sources or its attempts are spent.
+    fn top_up(&mut self, now: Time, hash_name: HashName, io: &mut NodeIo<'_>) {
+        let hops = self.cfg.hops;
+        loop {
+            let Some(d) = self.downloads.get(&hash_name) else {
+                return;
+            };
+            if d.sources.len() >= self.cfg.sources {
+                return;
+            }
+            if d.attempts >= self.cfg.max_source_attempts {
+                if d.sources.is_empty() {
+                    let why = d.last_problem.clone().unwrap_or_else(|| "no answer".into());
+                    let reason = format!(
+                        "{} could not be downloaded: {} circuits to ORDBs were tried and none delivered it (last: {why}); check the link, or try again when the publisher or another holder is online",
+                        hash_name.to_hex(),
+                        d.attempts,
+                    );
+                    self.fail(now, hash_name, reason, io);
+                }
+                return;
+            }
+            let candidates = io.ordb_candidates();
+            let fresh: Vec<NodeId> = candidates
+                .iter()
+                .filter(|c| !d.tried.contains(c))
+                .copied()
+                .collect();
+            let pool = if fresh.is_empty() { candidates } else { fresh };
+            if pool.is_empty() {
+                let none_left = d.sources.is_empty();
+                if none_left {
+                    self.fail(
+                        now,
+                        hash_name,
+                        format!(
+                            "{} could not be downloaded: this node knows no ORDB to ask yet; wait until it has peers and try again",
+                            hash_name.to_hex()
+                        ),
+                        io,
+                    );
+                }
+                return;
+            }
+            let ordb = pool[(self.rng.next_u64() % pool.len() as u64) as usize];
+            io.learn_from_dht(ordb);
+            let source = SourceId(self.alloc());
+            let built = io.onion().build_pinned(now, hops, &PathPins::last(ordb));
+            let Some(d) = self.downloads.get_mut(&hash_name) else {
+                return;
+            };
+            d.attempts += 1;
+            d.tried.insert(ordb);
+            match built {
+                Ok((circ, _path)) => {
+                    d.sources.insert(source, circ);
+                    if !self.known.contains_key(&(hash_name, ordb)) {
+                        self.known.insert((hash_name, ordb), KnownAs::Ordb);
+                    }
+                    self.stats.source_circuits += 1;
+                    self.circs.insert(
+                        circ,
+                        OurCirc {
+                            job: CircJob::Source { hash_name, source },
+                            built: false,
+                        },
+                    );
+                }
+                Err(e) => d.last_problem = Some(format!("no circuit to an ORDB: {e}")),
+            }
+        }
+    }
+
+    /// A source's circuit or stream is gone (or never came up): tell the download, replace it.
+    fn source_lost(
+        &mut self,
+        now: Time,
+        hash_name: HashName,
+        source: SourceId,
+        why: String,
+        io: &mut NodeIo<'_>,
+    ) {
+        if let Some(s) = self.sources.remove(&(hash_name, source)) {
+            self.streams.remove(&s);
+            self.closed_streams.insert(s, ());
+        }
+        let Some(d) = self.downloads.get_mut(&hash_name) else {
+            return;
+        };
+        if d.sources.remove(&source).is_some() {
+            d.last_problem = Some(why);
+            self.stats.sources_dropped += 1;
+            self.ordb_input(
+                now,
+                OrdbInput::Download {
+                    hash_name,
+                    input: DownloadInput::RemoveSource(source),
+                },
+            );
+            self.top_up(now, hash_name, io);
+        }
+    }
+
+    fn end_download(&mut self, hash_name: HashName, io: &mut NodeIo<'_>) {
+        if let Some(d) = self.downloads.remove(&hash_name) {
+            for (source, circ) in d.sources {
+                if let Some(s) = self.sources.remove(&(hash_name, source)) {
+                    self.streams.remove(&s);
+                    self.closed_streams.insert(s, ());
+                }
+                self.destroy(circ, io);
+            }
+        }
+    }
+
+    fn fail(&mut self, _now: Time, hash_name: HashName, reason: String, io: &mut NodeIo<'_>) {
+        let _ = self.ordb.cancel(&hash_name);
+        self.end_download(hash_name, io);
+        log(io.reqs, LogLevel::Warn, reason.clone());
+        io.emit(ContentEvent::Failed { hash_name, reason });
+    }
+
+    // ----- provider searches (this node relaying) --------------------------------------------
+
+    fn find_providers(&mut self, now: Time, hash_name: HashName, io: &mut NodeIo<'_>) {
+        match io.dht().find_value(now, key_of(hash_name)) {
+            Ok(lookup) => {
+                self.lookups.insert(lookup, hash_name);
+                self.finds.entry(hash_name).or_default();
+            }
+            Err(e) => {
+                log(
+                    io.reqs,
+                    LogLevel::Info,
+                    format!("cannot look for providers of {}: {e}", hash_name.to_hex()),
+                );
+                self.ordb_input(
+                    now,
+                    OrdbInput::Relay(RelayInput::Providers {
+                        hash_name,
+                        circs: Vec::new(),
+                    }),
+                );
+            }
+        }
+    }
+
+    fn providers_found(
+        &mut self,
+        now: Time,
+        hash_name: HashName,
+        providers: Vec<NodeId>,
+        io: &mut NodeIo<'_>,
+    ) {
+        log(
+            io.reqs,
+            LogLevel::Info,
+            format!(
+                "ORDB: the DHT names {} provider(s) of {}",
+                providers.len(),
+                hash_name.to_hex()
+            ),
+        );
+        let mut pending = BTreeSet::new();
+        let me = io.me;
+        for p in providers
+            .into_iter()
+            .filter(|p| *p != me)
+            .take(self.cfg.providers_per_find)
+        {
+            if self.provider_circuits >= self.cfg.max_provider_circuits {
+                break;
+            }
+            io.learn_from_dht(p);
+            self.known.insert((hash_name, p), KnownAs::Provider);
+            match io
+                .onion()
+                .build_pinned(now, self.cfg.hops, &PathPins::last(p))
+            {
+                Ok((circ, _)) => {
+                    self.provider_circuits += 1;
+                    self.stats.provider_circuits += 1;
+                    self.circs.insert(
+                        circ,
+                        OurCirc {
+                            job: CircJob::Provider { hash_name },
+                            built: false,
+                        },
+                    );
+                    pending.insert(circ);
+                }
+                Err(e) => log(
+                    io.reqs,
+                    LogLevel::Info,
+                    format!("no circuit to a provider of {}: {e}", hash_name.to_hex()),
+                ),
+            }
+        }
+        let f = self.finds.entry(hash_name).or_default();
+        f.pending = pending;
+        if f.pending.is_empty() {
+            let circs = std::mem::take(&mut f.built);
+            self.finds.remove(&hash_name);
+            self.ordb_input(
+                now,
+                OrdbInput::Relay(RelayInput::Providers { hash_name, circs }),
+            );
+        }
+    }
+
+    /// A provider circuit of a search came up (`built`) or failed.
+    fn find_step(&mut self, now: Time, hash_name: HashName, circ: CircHandle, built: bool) {
+        let Some(f) = self.finds.get_mut(&hash_name) else {
+            return;
+        };
+        if !f.pending.remove(&circ) {
+            return;
+        }
+        if built {
+            f.built.push(OrdbCirc(circ.0));
+        }
+        if f.pending.is_empty() {
+            let circs = std::mem::take(&mut f.built);
+            self.finds.remove(&hash_name);
+            self.ordb_input(
+                now,
+                OrdbInput::Relay(RelayInput::Providers { hash_name, circs }),
+            );
+        }
+    }
+
+    // ----- DHT announcements -------------------------------------------------------------------
+
+    fn provide(&mut self, now: Time, h: HashName, io: &mut NodeIo<'_>) {
+        match io.dht().publish(now, key_of(h)) {
+            Ok(lookup) => {
+                self.provides.insert(lookup, h);
+            }
+            Err(e) => {
+                log(
+                    io.reqs,
+                    LogLevel::Info,
+                    format!(
+                        "cannot announce {} in the DHT yet: {e}; trying again soon, and it is served to ORDBs that ask meanwhile",
+                        h.to_hex()
+                    ),
+                );
+                self.provide_failed(now, h);
+            }
+        }
+    }
+
+    fn provide_failed(&mut self, now: Time, h: HashName) {
+        let attempts = self.provide_retry.get(&h).map_or(0, |(_, a)| *a) + 1;
+        if attempts > PROVIDE_ATTEMPTS || self.ordb.relay().held(&h).is_none() {
+            self.provide_retry.remove(&h);
+            return;
+        }
+        let delay = PROVIDE_RETRY
+            .saturating_mul(1 << (attempts - 1).min(16))
+            .min(PROVIDE_RETRY_MAX);
+        self.provide_retry.insert(h, (now + delay, attempts));
+    }
+
+    // ----- the content layer's outputs -------------------------------------------------------
+
+    /// Carry out everything the content layer asks, in order.
+    pub fn drive(&mut self, now: Time, io: &mut NodeIo<'_>) {
+        while let Some(o) = self.ordb.poll_output() {
+            match o {
+                OrdbOutput::Store { id, request } => io
+                    .reqs
+                    .push_back(Request::Driver(Output::Store { id, request })),
+                OrdbOutput::ToSource {
+                    hash_name,
+                    source,
+                    msg,
+                } => {
+                    if let Some(&s) = self.sources.get(&(hash_name, source)) {
+                        self.send_on(now, s, &msg, io);
+                    }
+                }
+                OrdbOutput::ReplaceSource {
+                    hash_name,
+                    source,
+                    problem,
+                } => {
+                    if matches!(problem, SourceProblem::BadPiece { .. }) {
+                        self.stats.bad_pieces += 1;
+                    }
+                    let why = problem_sentence(&problem);
+                    log(
+                        io.reqs,
+                        LogLevel::Info,
+                        format!(
+                            "download of {}: dropped a source because {why}",
+                            hash_name.to_hex()
+                        ),
+                    );
+                    let circ = self
+                        .downloads
+                        .get(&hash_name)
+                        .and_then(|d| d.sources.get(&source).copied());
+                    if let Some(circ) = circ {
+                        self.destroy(circ, io);
+                    }
+                    // The download already dropped it: no RemoveSource, but count and replace.
+                    if let Some(s) = self.sources.remove(&(hash_name, source)) {
+                        self.streams.remove(&s);
+                        self.closed_streams.insert(s, ());
+                    }
+                    if let Some(d) = self.downloads.get_mut(&hash_name) {
+                        d.sources.remove(&source);
+                        d.last_problem = Some(why);
+                        self.stats.sources_dropped += 1;
+                    }
+                    self.top_up(now, hash_name, io);
+                }
+                OrdbOutput::Relay(r) => self.relay_output(now, r, io),
+                OrdbOutput::Event(e) => self.ordb_event(now, e, io),
+            }
+        }
+    }
+
+    fn relay_output(&mut self, now: Time, r: RelayOutput, io: &mut NodeIo<'_>) {
+        match r {
+            RelayOutput::Reply { to, msg } => {
+                let Some(&stream) = self.request_streams.get(&to) else {
+                    return;
+                };
+                let max = self.cfg.max_stream_buffer;
+                let Some(rq) = self.requests.get_mut(&stream) else {
+                    return;
+                };
+                rq.pipe.tx.extend_from_slice(&frame(&msg));
+                if matches!(msg, DbMsg::End(_)) {
+                    rq.pipe.closing = true;
+                }
+                if rq.pipe.tx.len() > max {
+                    log(
+                        io.reqs,
+                        LogLevel::Warn,
+                        "a content request stream is not reading its answers; closing it".into(),
+                    );
+                    self.drop_request(now, stream, io, true);
+                    return;
+                }
+                self.flush_request(now, stream, io);
+            }
+            RelayOutput::Forward { relay, via, query } => {
+                if let Some(&s) = self.forwards.get(&relay) {
+                    self.send_on(now, s, &DbMsg::Query(query), io);
+                    return;
+                }
+                match io.onion().open_stream(now, CircHandle(via.0), ORDB_SERVICE) {
+                    Ok(s) => {
+                        self.streams.insert(
+                            s,
+                            OurStream {
+                                job: StreamJob::Forward(relay),
+                                pipe: Pipe::default(),
+                            },
+                        );
+                        self.forwards.insert(relay, s);
+                        self.send_on(now, s, &DbMsg::Query(query), io);
+                    }
+                    Err(_) => {
+                        self.ordb_input(now, OrdbInput::Relay(RelayInput::UpstreamClosed(relay)))
+                    }
+                }
+            }
+            RelayOutput::CancelForward(relay) => {
+                if let Some(s) = self.forwards.get(&relay).copied() {
+                    if let Some(st) = self.streams.get_mut(&s) {
+                        st.pipe.closing = true;
+                    }
+                    self.flush_stream(now, s, io);
+                }
+            }
+            // No neighbour circuits are built yet (see the module docs): nothing to send on.
+            RelayOutput::SendInfo { .. } => {}
+            RelayOutput::FindProviders(h) => self.find_providers(now, h, io),
+            RelayOutput::Provide(h) => self.provide(now, h, io),
+            RelayOutput::Store { id, request } => io
+                .reqs
+                .push_back(Request::Driver(Output::Store { id, request })),
+            RelayOutput::Event(e) => self.ordb_event(now, OrdbEvent::Relay(e), io),
+        }
+    }
+
+    fn ordb_event(&mut self, now: Time, e: OrdbEvent, io: &mut NodeIo<'_>) {
+        match e {
+            OrdbEvent::Metadata {
+                hash_name,
+                descriptor,
+            } => io.emit(ContentEvent::Metadata {
+                hash_name,
+                name: descriptor.name().to_owned(),
+                mime: descriptor.mime().to_owned(),
+                size: descriptor.size(),
+                pieces: descriptor.piece_count(),
+            }),
+            OrdbEvent::Stored {
+                hash_name,
+                pieces_have,
+                pieces,
+                ..
+            } => io.emit(ContentEvent::Progress {
+                hash_name,
+                pieces_have,
+                pieces,
+            }),
+            OrdbEvent::Complete(hash_name) => {
+                self.end_download(hash_name, io);
+                io.emit(ContentEvent::Done { hash_name });
+            }
+            OrdbEvent::Resumable {
+                hash_name,
+                pieces_have,
+                pieces,
+            } => io.emit(ContentEvent::Resumable {
+                hash_name,
+                pieces_have,
+                pieces,
+            }),
+            OrdbEvent::BadStoredContent(h) => log(
+                io.reqs,
+                LogLevel::Warn,
+                format!(
+                    "stored content {} fails verification and is ignored; remove it from the library",
+                    h.to_hex()
+                ),
+            ),
+            OrdbEvent::StoreFailed { hash_name, error } => match hash_name {
+                Some(hash_name) => {
+                    let reason = format!("{} was stopped: {error}", hash_name.to_hex());
+                    self.fail(now, hash_name, reason, io);
+                }
+                None => log(
+                    io.reqs,
+                    LogLevel::Warn,
+                    format!("the content store could not be read: {error}"),
+                ),
+            },
+            OrdbEvent::Relay(RelayEvent::Served { hash_name, index }) => {
+                io.emit(ContentEvent::Served { hash_name, index })
+            }
+            OrdbEvent::Relay(RelayEvent::Refused {
+                hash_name,
+                reason,
+                sentence,
+            }) => {
+                if reason != DbEndReason::FINISHED {
+                    log(
+                        io.reqs,
+                        LogLevel::Info,
+                        format!(
+                            "ORDB: a query for {} was answered {}: {sentence}",
+                            hash_name.to_hex(),
+                            reason.name()
+                        ),
+                    );
+                }
+            }
+            OrdbEvent::Relay(RelayEvent::FreeRiderDropped(c)) => log(
+                io.reqs,
+                LogLevel::Info,
+                format!(
+                    "ORDB: the ORDB at the end of circuit {} takes queries but answers none; it is not asked again this session",
+                    c.0
+                ),
+            ),
+            OrdbEvent::Relay(RelayEvent::StoreFailed(e)) => log(
+                io.reqs,
+                LogLevel::Warn,
+                format!("ORDB: serving failed: {e}"),
+            ),
+            other => log(io.reqs, LogLevel::Info, format!("content: {other:?}")),
+        }
+    }
+
+    // ----- driver inputs ---------------------------------------------------------------------
+
+    pub fn store_done(&mut self, now: Time, c: StoreCompletion, io: &mut NodeIo<'_>) {
+        self.ordb_input(now, OrdbInput::Store(c));
+        self.drive(now, io);
+        if self.ordb.wants_source_data() {
+            let waiting: Vec<StreamHandle> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| s.pipe.readable)
+                .map(|(h, _)| *h)
+                .collect();
+            for s in waiting {
+                self.read_stream(now, s, io);
+            }
+        }
+        self.drive(now, io);
+    }
+
+    pub fn handle_timeout(&mut self, now: Time, io: &mut NodeIo<'_>) {
+        let due: Vec<HashName> = self
+            .provide_retry
+            .iter()
+            .filter(|(_, (t, _))| *t <= now)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in due {
+            if let Some(r) = self.provide_retry.get_mut(&h) {
+                // Not due again until this attempt fails.
+                r.0 = now + PROVIDE_RETRY_MAX;
+            }
+            self.provide(now, h, io);
+        }
+        if self.ordb.poll_timeout().is_some_and(|t| t <= now) {
+            self.ordb_input(now, OrdbInput::Timeout);
+            self.drive(now, io);
+        }
+    }
+}
+
+/// The content API, borrowed from the node with [`crate::Node::ordb`]: publish, download,
+/// progress, the library. Every method that changes state takes `now`; outputs (including
+/// [`crate::Output::Store`] for the driver's store) appear on the node's `poll_output`, news as
+/// [`crate::Event::Content`].
+pub struct OrdbApi<'a> {
+    pub(crate) part: &'a mut OrdbPart,
+    pub(crate) io: NodeIo<'a>,
+    pub(crate) stopped: bool,
+}
+
+impl OrdbApi<'_> {
+    fn check(&self) -> Result<(), ContentError> {
+        if self.stopped {
+            return Err(ContentError::Stopped);
+        }
+        Ok(())
+    }
+
+    /// Read the driver's store (call once at start, after the store is open): stored content is
+    /// served and advertised again, partial downloads are reported as
+    /// [`ContentEvent::Resumable`] (resume them with [`OrdbApi::download`]).
+    pub fn load(&mut self, now: Time) {
+        if self.check().is_err() {
+            return;
+        }
+        self.part.ordb.load();
+        self.part.drive(now, &mut self.io);
+    }
+
+    /// Publish `bytes` (a whole file in memory) under a MIME type and a file name: it is split
+    /// into 64 KiB pieces, signed, stored (through [`crate::Output::Store`]) and announced in
+    /// the DHT. Returns the hash_name (the share link's fragment, in hex).
+    pub fn publish(
+        &mut self,
+        now: Time,
+        bytes: &[u8],
+        mime: &str,
+        name: &str,
+    ) -> Result<HashName, ContentError> {
+        self.check()?;
+        let (publication, pieces) =
+            publish_bytes(&mut self.part.rng, bytes, mime, name, DEFAULT_PIECE_SIZE)?;
+        let hash_name = publication.descriptor().hash_name();
+        self.publish_prepared(now, &publication, pieces)?;
+        Ok(hash_name)
+    }
+
+    /// Publish a file the driver split itself (`onionmesh_ordb::Publisher`, two passes over a
+    /// large `File`): the publication and its piece records, in order.
+    pub fn publish_prepared(
+        &mut self,
+        now: Time,
+        publication: &Publication,
+        pieces: Vec<PieceRecord>,
+    ) -> Result<(), ContentError> {
+        self.check()?;
+        let hash_name = publication.descriptor().hash_name();
+        self.part.ordb.publish(now, publication);
+        for (i, record) in pieces.into_iter().enumerate() {
+            self.part.ordb.put_piece(now, hash_name, i as u32, record);
+        }
+        self.part.drive(now, &mut self.io);
+        Ok(())
+    }
+
+    /// Start (or resume) downloading `hash_name` through circuits to ORDBs. Watch for
+    /// [`ContentEvent::Metadata`], `Progress`, then `Done` or `Failed`.
+    pub fn download(&mut self, now: Time, hash_name: HashName) -> Result<(), ContentError> {
+        self.check()?;
+        self.part.ordb.download(now, hash_name)?;
+        if self.part.ordb.downloads().any(|h| h == hash_name) {
+            self.part.downloads.insert(hash_name, DlState::default());
+            self.part.top_up(now, hash_name, &mut self.io);
+        }
+        self.part.drive(now, &mut self.io);
+        Ok(())
+    }
+
+    /// Play or seek position of a download, in bytes: the pieces there come first.
+    pub fn seek(&mut self, now: Time, hash_name: HashName, byte: u64) {
+        self.part.ordb_input(
+            now,
+            OrdbInput::Download {
+                hash_name,
+                input: DownloadInput::Seek { byte },
+            },
+        );
+        self.part.drive(now, &mut self.io);
+    }
+
+    /// Stop downloading `hash_name`; what is stored stays and is served.
+    pub fn cancel(&mut self, now: Time, hash_name: HashName) -> Result<(), ContentError> {
+        self.part.ordb.cancel(&hash_name)?;
+        self.part.end_download(hash_name, &mut self.io);
+        self.part.drive(now, &mut self.io);
+        Ok(())
+    }
+
+    /// Remove a content: stop its download, stop serving it, delete it from the store.
+    pub fn remove(&mut self, now: Time, hash_name: HashName) {
+        self.part.end_download(hash_name, &mut self.io);
+        self.part.ordb.remove(now, hash_name);
+        self.part.drive(now, &mut self.io);
+    }
+
+    /// A download's progress, or the held share of a content not being downloaded.
+    pub fn progress(&self, hash_name: &HashName) -> Option<Progress> {
+        self.part.ordb.progress(hash_name)
+    }
+
+    /// Every content held, whole or in part.
+    pub fn library(&self) -> Vec<LibraryEntry> {
+        self.part.ordb.library()
+    }
+
+    /// The peers this node has associated with `hash_name`, and how: the ORDBs its downloads
+    /// asked, and the providers the DHT named when it searched as an ORDB. A holder serving a
+    /// request learns no peer at all (it sees a stream on a circuit). This is the recorded view
+    /// the simulation checks anonymity against; bounded (least recent forgotten first).
+    pub fn peers_known_for(&self, hash_name: &HashName) -> Vec<(NodeId, KnownAs)> {
+        self.part
+            .known
+            .iter()
+            .filter(|((h, _), _)| h == hash_name)
+            .map(|((_, id), k)| (*id, *k))
+            .collect()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ContentStats {
+        ContentStats {
+            relay: self.part.ordb.relay().stats(),
+            ..self.part.stats
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onionmesh_wire::db::{DbEnd, DbQuery};
+
+    #[test]
+    fn frames_round_trip_in_any_split() {
+        let msgs = vec![
+            DbMsg::Query(DbQuery {
+                hash_name: HashName([3; 20]),
+                piece: 7,
+                offset: 490,
+                count: 2,
+                counter: 1,
+            }),
+            DbMsg::End(DbEnd::with_sentence(DbEndReason::UNAVAILABLE, "gone")),
+        ];
+        let bytes: Vec<u8> = msgs.iter().flat_map(frame).collect();
+        for split in 0..bytes.len() {
+            let mut rx = bytes[..split].to_vec();
+            let mut got = take_frames(&mut rx).unwrap();
+            rx.extend_from_slice(&bytes[split..]);
+            got.extend(take_frames(&mut rx).unwrap());
+            assert_eq!(got, msgs, "split at {split}");
+            assert!(rx.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_lying_length_or_a_foreign_command_is_an_error() {
+        let mut rx = vec![0x70, 0xff, 0xff];
+        assert!(take_frames(&mut rx).unwrap_err().contains("more than"));
+        let mut rx = vec![0x02, 0, 1, 0];
+        assert!(take_frames(&mut rx).unwrap_err().contains("not a content"));
+        // A truncated frame waits for more, holding at most one frame.
+        let mut rx = vec![0x70, 0, 45, 1, 2];
+        assert!(take_frames(&mut rx).unwrap().is_empty());
+        assert_eq!(rx.len(), 5);
+    }
+}
