@@ -295,24 +295,14 @@ impl DhtPart {
     pub fn on_kad_from(
         &mut self,
         now: Time,
-        peer: NodeId,
-        pubkey: PublicKeyBytes,
-        bridge: String,
+        mut from: Contact,
         bytes: &[u8],
         r: &Route,
         reqs: &mut Requests,
     ) {
-        let bridge = if bridge.is_empty() {
-            self.bridge_addr()
-        } else {
-            bridge
-        };
-        let from = Contact {
-            id: peer,
-            pubkey,
-            bridge,
-            introducers: Vec::new(),
-        };
+        if from.bridge.is_empty() {
+            from.bridge = self.bridge_addr();
+        }
         self.kad.handle_message(now, &from, bytes);
         self.flush(now, r, reqs);
     }

@@ -442,9 +442,15 @@ impl Node {
                 pubkey,
                 bridge,
                 bytes,
-            } => self
-                .dht
-                .on_kad_from(now, peer, pubkey, bridge, &bytes, &route, reqs),
+            } => {
+                let from = onionmesh_wire::kad::Contact {
+                    id: peer,
+                    pubkey,
+                    bridge,
+                    introducers: Vec::new(),
+                };
+                self.dht.on_kad_from(now, from, &bytes, &route, reqs)
+            }
             SignalMsg::Introduce { peer, session, sdp } => {
                 self.links.on_introduce(now, me, peer, session, sdp, reqs)
             }

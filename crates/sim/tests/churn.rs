@@ -276,7 +276,7 @@ fn run(n: usize, circuits: usize, seed: u64) -> Outcome {
     }
     sim.run_for(Duration::from_secs(30));
     let mut found_live = 0;
-    for ((from, l), _key) in &lookups {
+    for (from, l) in lookups.keys() {
         let providers = sim.events_of(*from).iter().find_map(|e| match e {
             Event::Dht(DhtEvent::LookupDone {
                 lookup, providers, ..
