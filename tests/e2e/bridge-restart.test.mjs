@@ -89,6 +89,7 @@ test('a bridge restart: pages reconnect within 5 s, keep their links and circuit
 
     // Kill the bridge (no close handshake, as in a crash).
     await bridge.kill();
+    const killed = Date.now();
     for (const p of pages) {
       await p.page.waitForFunction(() => document.querySelector('#bridge-state').textContent === 'reconnecting',
         null, { timeout: 10000 });
@@ -102,14 +103,24 @@ test('a bridge restart: pages reconnect within 5 s, keep their links and circuit
     // While the bridge is down, links and the circuit still carry data.
     const duringBefore = await flow(a.page);
     await messagesArrive(a, [b, c, d], 'while the bridge is down');
-    await sleep(1500);
+    await sleep(500);
     const during = await flow(a.page);
     assert.equal(during.closed, null, `the circuit closed: ${during.closed}`);
     assert.ok(during.received > duringBefore.received, 'the echo kept flowing while the bridge was down');
 
+    // Every page's first attempt fails (nothing listens); restart as soon as all of them have
+    // scheduled their second one (2 to 3 s later), so the restarted bridge meets that attempt.
+    // A restart after it would meet the third (4 to 6 s later still): the core's backoff, not
+    // this test, decides how long a long outage takes to heal.
+    for (const p of pages) {
+      await p.page.waitForFunction(() => window.onionmesh.events.some((e) => e.type === 'bridge'
+        && e.state === 'reconnecting' && e.attempt >= 2), null, { timeout: 10000 });
+    }
+
     // Restart on the same address with the same key: every page registers within 5 s.
     bridge = await startBridge(['--key-file', keyFile], { listen });
     const restarted = Date.now();
+    console.log(`bridge down for ${restarted - killed} ms`);
     for (const p of pages) {
       await p.page.waitForFunction(() => document.querySelector('#bridge-state').textContent === 'registered',
         null, { timeout: 5000 }).catch((e) => {

@@ -373,13 +373,14 @@ impl Driver {
                 if queued == 0 {
                     return;
                 }
+                // The peer's fault, not the local sender's: it gets its own sentence.
                 let reason = format!(
                     "the peer has read nothing for {} s while {queued} bytes wait for it",
                     STALL_MS / 1000
                 );
                 return self.node.handle_input(
                     now,
-                    Input::LinkFailed {
+                    Input::LinkClosed {
                         link,
                         reason: &reason,
                     },
@@ -420,7 +421,7 @@ impl Driver {
         match self.links.get_mut(&link).map(PeerLink::flush) {
             Some(Err(reason)) => self.node.handle_input(
                 now,
-                Input::LinkFailed {
+                Input::LinkClosed {
                     link,
                     reason: &reason,
                 },
@@ -534,7 +535,7 @@ impl Driver {
                 match self.links.get_mut(&link).map(|l| l.send(bytes)) {
                     Some(Err(reason)) => self.node.handle_input(
                         now,
-                        Input::LinkFailed {
+                        Input::LinkClosed {
                             link,
                             reason: &reason,
                         },
