@@ -313,9 +313,11 @@ pub enum ContentEvent {
         size: u64,
         pieces: u32,
     },
-    /// A verified piece is stored (a download, or a publication being stored).
+    /// Verified piece `index` is stored (a download, or a publication being stored): a player
+    /// may read it from the driver's store now.
     Progress {
         hash_name: HashName,
+        index: u32,
         pieces_have: u32,
         pieces: u32,
     },

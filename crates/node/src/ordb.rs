@@ -1246,11 +1246,12 @@ impl OrdbPart {
             }),
             OrdbEvent::Stored {
                 hash_name,
+                index,
                 pieces_have,
                 pieces,
-                ..
             } => io.emit(ContentEvent::Progress {
                 hash_name,
+                index,
                 pieces_have,
                 pieces,
             }),
