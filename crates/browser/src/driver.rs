@@ -24,6 +24,7 @@ use crate::pending::Promises;
 use crate::timer::{self, Timer};
 use onionmesh_crypto::Identity;
 use onionmesh_node::{Event, Input, LinkId, LogLevel, Node, Output, Time};
+use onionmesh_ordb::{MemStore, Store};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
@@ -113,8 +114,14 @@ pub struct Driver {
     pub promises: Promises,
     pub stopped: bool,
     events: Vec<Event>,
+    /// The content store. In memory for now (bounded by [`CONTENT_QUOTA`]): the IndexedDB store
+    /// of issue 9 replaces it, behind the same completion-based requests.
+    store: MemStore,
     _pagehide: Option<PageHide>,
 }
+
+/// Bytes of content the page holds in memory until the IndexedDB store lands.
+const CONTENT_QUOTA: u64 = 64 * 1024 * 1024;
 
 impl Shared {
     pub fn new(
@@ -146,6 +153,7 @@ impl Shared {
                     promises: Promises::default(),
                     stopped: false,
                     events: Vec::new(),
+                    store: MemStore::new(CONTENT_QUOTA),
                     _pagehide: pagehide_listener(me),
                 }),
                 subscribers: RefCell::new(Subscribers::default()),
@@ -469,8 +477,15 @@ impl Driver {
 
     /// Drain the core's outputs and carry them out in order, then re-arm the timer.
     fn pump(&mut self, now: Time) {
-        while let Some(out) = self.node.poll_output() {
-            self.execute(now, out);
+        loop {
+            while let Some(out) = self.node.poll_output() {
+                self.execute(now, out);
+            }
+            // Store completions go back in after the outputs that asked for them.
+            let Some(done) = self.store.poll_completion() else {
+                break;
+            };
+            self.node.handle_input(now, Input::StoreDone(done));
         }
         if self.stopped {
             return;
@@ -512,6 +527,7 @@ impl Driver {
                 }
             }
             Output::ConnectBridge => self.connect_bridge(now),
+            Output::Store { id, request } => self.store.submit(id, request),
             Output::CreateOffer { link } => match PeerLink::offer(&self.link_sink, link) {
                 Ok(l) => {
                     self.links.insert(link, l);

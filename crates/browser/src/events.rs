@@ -4,7 +4,7 @@
 use crate::timer;
 use crate::views;
 use js_sys::{Array, Object, Reflect, Uint8Array};
-use onionmesh_node::{BridgeState, DhtEvent, Event, OnionEvent};
+use onionmesh_node::{BridgeState, ContentEvent, DhtEvent, Event, OnionEvent};
 use onionmesh_wire::NodeId;
 use wasm_bindgen::JsValue;
 
@@ -75,8 +75,69 @@ pub fn to_js(event: &Event) -> JsValue {
             fill_dht(&obj, e);
         }
         Event::Onion(e) => fill_onion(&obj, e),
+        Event::Content(e) => {
+            set(&obj, "type", "content");
+            fill_content(&obj, e);
+        }
     }
     obj.into()
+}
+
+/// The fields of a `{type: "content"}` event.
+fn fill_content(obj: &Object, e: &ContentEvent) {
+    match e {
+        ContentEvent::Metadata {
+            hash_name,
+            name,
+            mime,
+            size,
+            pieces,
+        } => {
+            set(obj, "event", "metadata");
+            set(obj, "hashName", hash_name.to_hex());
+            set(obj, "name", name.as_str());
+            set(obj, "mime", mime.as_str());
+            set(obj, "size", *size as f64);
+            set(obj, "pieces", *pieces);
+        }
+        ContentEvent::Progress {
+            hash_name,
+            index,
+            pieces_have,
+            pieces,
+        } => {
+            set(obj, "event", "progress");
+            set(obj, "hashName", hash_name.to_hex());
+            set(obj, "piece", *index);
+            set(obj, "piecesHave", *pieces_have);
+            set(obj, "pieces", *pieces);
+        }
+        ContentEvent::Done { hash_name } => {
+            set(obj, "event", "done");
+            set(obj, "hashName", hash_name.to_hex());
+        }
+        ContentEvent::Failed { hash_name, reason } => {
+            set(obj, "event", "failed");
+            set(obj, "hashName", hash_name.to_hex());
+            set(obj, "reason", reason.as_str());
+        }
+        ContentEvent::Served { hash_name, index } => {
+            set(obj, "event", "served");
+            set(obj, "hashName", hash_name.to_hex());
+            set(obj, "piece", *index);
+        }
+        ContentEvent::Resumable {
+            hash_name,
+            pieces_have,
+            pieces,
+        } => {
+            set(obj, "event", "resumable");
+            set(obj, "hashName", hash_name.to_hex());
+            set(obj, "piecesHave", *pieces_have);
+            set(obj, "pieces", *pieces);
+        }
+        _ => set(obj, "event", "other"),
+    }
 }
 
 /// The fields of a `{type: "dht"}` event (and of the objects the DHT promises resolve to).

@@ -679,8 +679,12 @@ impl Sim {
                 if self.node_timer[i] == Some(now) {
                     self.node_timer[i] = None;
                 }
-                if self.awake(i) && self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
-                    self.nodes[i].handle_input(now, Input::Timeout);
+                if self.awake(i) {
+                    if self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
+                        self.nodes[i].handle_input(now, Input::Timeout);
+                    }
+                    // Re-arms the timer even when this one came early: a node whose only
+                    // activity is its timers (its bridge down, no links) must not fall asleep.
                     self.drain_node(i);
                 }
             }
@@ -688,8 +692,10 @@ impl Sim {
                 if self.bridge_timer[b] == Some(now) {
                     self.bridge_timer[b] = None;
                 }
-                if self.bridge_up[b] && self.bridges[b].poll_timeout().is_some_and(|t| t <= now) {
-                    self.bridges[b].handle_input(now, RendezvousInput::Timeout);
+                if self.bridge_up[b] {
+                    if self.bridges[b].poll_timeout().is_some_and(|t| t <= now) {
+                        self.bridges[b].handle_input(now, RendezvousInput::Timeout);
+                    }
                     self.drain_bridge(b);
                 }
             }
