@@ -54,99 +54,17 @@ struct Outcome {
     failures: Vec<String>,
 }
 
-fn run(n: usize, circuits: usize, seed: u64) -> Outcome {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
-    let mut sim = Sim::new(SimConfig {
-        nodes: n,
-        bridges: 3,
-        seed,
-        join_interval_ms: 10,
-        loss: 0.0,
-        bridge: RendezvousConfig {
-            frames_per_sec: 500,
-            burst: 2_000,
-            ..RendezvousConfig::default()
-        },
-        ..SimConfig::default()
-    });
-    sim.run_for(Duration::from_millis(n as u64 * 10 + 10_000));
-    for i in 0..n {
-        sim.with_node(i, |node, _| node.onion().serve("echo").unwrap());
-    }
-
-    // Publishers (never among those who leave) announce one key each.
-    let keys: Vec<NodeId> = (0..PUBLISHERS)
-        .map(|_| {
-            let mut id = [0u8; 20];
-            rng.fill_bytes(&mut id);
-            NodeId(id)
-        })
-        .collect();
-    for (k, key) in keys.iter().enumerate() {
-        let p = k % n;
-        sim.with_node(p, |node, now| node.dht().publish(now, *key).unwrap());
-    }
-    sim.run_for(Duration::from_secs(20));
-
-    // Churn over 20 s: a fifth leave (half silently), as many join, bridge 1 restarts.
-    let leaving: Vec<usize> = {
-        let mut pool: Vec<usize> = (PUBLISHERS.min(n)..n).collect();
-        let mut out = Vec::new();
-        while out.len() < n / 5 && !pool.is_empty() {
-            let j = (rng.next_u64() % pool.len() as u64) as usize;
-            out.push(pool.swap_remove(j));
-        }
-        out
-    };
-    let steps = 20;
-    for step in 0..steps {
-        let chunk = leaving.len().div_ceil(steps);
-        for (j, &i) in leaving.iter().enumerate().skip(step * chunk).take(chunk) {
-            sim.leave(i, j % 2 == 1);
-        }
-        for _ in 0..chunk.min(n / 5 - (step * chunk).min(n / 5)) {
-            let i = sim.add_node();
-            sim.with_node(i, |node, _| node.onion().serve("echo").unwrap());
-        }
-        if step == steps / 2 {
-            sim.restart_bridge(1, Duration::from_secs(2));
-        }
-        sim.run_for(Duration::from_secs(1));
-    }
-    // Silent departures are noticed by keepalives (links) and pings (bridges) meanwhile.
-    sim.run_for(Duration::from_secs(40));
-
-    let alive = sim.alive();
-    let departed: BTreeSet<String> = (0..sim.nodes().len())
-        .filter(|i| matches!(sim.life(*i), Life::Left | Life::Vanished))
-        .map(|i| sim.node(i).id().short())
-        .collect();
-    let live_ids: BTreeSet<NodeId> = alive.iter().map(|i| sim.node(*i).id()).collect();
-    let registered = alive
-        .iter()
-        .filter(|i| sim.node(**i).bridge_state() == BridgeState::Registered)
-        .count();
+/// Build `circuits` automatic three-hop circuits from random live nodes (a few hundred per
+/// virtual second), echo a payload through each, and count those echoed byte-identically and
+/// those built through a departed node (by short ID).
+fn build_and_echo(
+    sim: &mut Sim,
+    rng: &mut ChaCha20Rng,
+    alive: &[usize],
+    departed: &BTreeSet<String>,
+    circuits: usize,
+) -> (usize, usize, Vec<String>) {
     let mut failures = Vec::new();
-    for &i in &alive {
-        if sim.node(i).bridge_state() != BridgeState::Registered {
-            let last: Vec<String> = sim
-                .events_of(i)
-                .iter()
-                .filter_map(|e| match e {
-                    Event::Bridge { state, detail } => Some(format!("{state:?}: {detail}")),
-                    _ => None,
-                })
-                .rev()
-                .take(4)
-                .collect();
-            failures.push(format!(
-                "node {i} (bridge {}) not registered: {last:?}",
-                sim.bridge_of(i)
-            ));
-        }
-    }
-
-    // Circuits from random live nodes, a few hundred per virtual second.
     struct Circ {
         node: usize,
         /// The path it was built on (short IDs), which a retry may have changed.
@@ -270,6 +188,105 @@ fn run(n: usize, circuits: usize, seed: u64) -> Outcome {
         }
     }
 
+    (echoed, through_departed, failures)
+}
+
+fn run(n: usize, circuits: usize, seed: u64) -> Outcome {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
+    let mut sim = Sim::new(SimConfig {
+        nodes: n,
+        bridges: 3,
+        seed,
+        join_interval_ms: 10,
+        loss: 0.0,
+        bridge: RendezvousConfig {
+            frames_per_sec: 500,
+            burst: 2_000,
+            ..RendezvousConfig::default()
+        },
+        ..SimConfig::default()
+    });
+    sim.run_for(Duration::from_millis(n as u64 * 10 + 10_000));
+    for i in 0..n {
+        sim.with_node(i, |node, _| node.onion().serve("echo").unwrap());
+    }
+
+    // Publishers (never among those who leave) announce one key each.
+    let keys: Vec<NodeId> = (0..PUBLISHERS)
+        .map(|_| {
+            let mut id = [0u8; 20];
+            rng.fill_bytes(&mut id);
+            NodeId(id)
+        })
+        .collect();
+    for (k, key) in keys.iter().enumerate() {
+        let p = k % n;
+        sim.with_node(p, |node, now| node.dht().publish(now, *key).unwrap());
+    }
+    sim.run_for(Duration::from_secs(20));
+
+    // Churn over 20 s: a fifth leave (half silently), as many join, bridge 1 restarts.
+    let leaving: Vec<usize> = {
+        let mut pool: Vec<usize> = (PUBLISHERS.min(n)..n).collect();
+        let mut out = Vec::new();
+        while out.len() < n / 5 && !pool.is_empty() {
+            let j = (rng.next_u64() % pool.len() as u64) as usize;
+            out.push(pool.swap_remove(j));
+        }
+        out
+    };
+    let steps = 20;
+    for step in 0..steps {
+        let chunk = leaving.len().div_ceil(steps);
+        for (j, &i) in leaving.iter().enumerate().skip(step * chunk).take(chunk) {
+            sim.leave(i, j % 2 == 1);
+        }
+        for _ in 0..chunk.min(n / 5 - (step * chunk).min(n / 5)) {
+            let i = sim.add_node();
+            sim.with_node(i, |node, _| node.onion().serve("echo").unwrap());
+        }
+        if step == steps / 2 {
+            sim.restart_bridge(1, Duration::from_secs(2));
+        }
+        sim.run_for(Duration::from_secs(1));
+    }
+    // Silent departures are noticed by keepalives (links) and pings (bridges) meanwhile.
+    sim.run_for(Duration::from_secs(40));
+
+    let alive = sim.alive();
+    let departed: BTreeSet<String> = (0..sim.nodes().len())
+        .filter(|i| matches!(sim.life(*i), Life::Left | Life::Vanished))
+        .map(|i| sim.node(i).id().short())
+        .collect();
+    let live_ids: BTreeSet<NodeId> = alive.iter().map(|i| sim.node(*i).id()).collect();
+    let registered = alive
+        .iter()
+        .filter(|i| sim.node(**i).bridge_state() == BridgeState::Registered)
+        .count();
+    let mut failures = Vec::new();
+    for &i in &alive {
+        if sim.node(i).bridge_state() != BridgeState::Registered {
+            let last: Vec<String> = sim
+                .events_of(i)
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Bridge { state, detail } => Some(format!("{state:?}: {detail}")),
+                    _ => None,
+                })
+                .rev()
+                .take(4)
+                .collect();
+            failures.push(format!(
+                "node {i} (bridge {}) not registered: {last:?}",
+                sim.bridge_of(i)
+            ));
+        }
+    }
+
+    let (echoed, through_departed, circuit_failures) =
+        build_and_echo(&mut sim, &mut rng, &alive, &departed, circuits);
+    failures.extend(circuit_failures);
+
     // FIND_VALUE for every published key from a random live node.
     let mut lookups: BTreeMap<(usize, u64), NodeId> = BTreeMap::new();
     for key in &keys {
@@ -371,4 +388,56 @@ fn churn_runs_are_deterministic() {
     let a = run(60, 50, 5);
     let b = run(60, 50, 5);
     assert_eq!(a, b);
+}
+
+/// Issue 13's acceptance: after a fifth of the nodes leave at once (their tabs close), at least
+/// 99 % of the next 1,000 automatic builds succeed (each retrying around a failed hop by
+/// itself), and none goes through a departed node. Size from `LEAVE_SIM_NODES` (default 1,000).
+#[test]
+fn after_a_fifth_leave_at_once_automatic_builds_avoid_them() {
+    let n = env("LEAVE_SIM_NODES", 1_000);
+    let circuits = 1_000;
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let mut sim = Sim::new(SimConfig {
+        nodes: n,
+        bridges: 1,
+        seed: 13,
+        join_interval_ms: 10,
+        loss: 0.0,
+        bridge: RendezvousConfig {
+            frames_per_sec: 500,
+            burst: 2_000,
+            ..RendezvousConfig::default()
+        },
+        ..SimConfig::default()
+    });
+    sim.run_for(Duration::from_millis(n as u64 * 10 + 10_000));
+    for i in 0..n {
+        sim.with_node(i, |node, _| node.onion().serve("echo").unwrap());
+    }
+    let mut pool: Vec<usize> = (0..n).collect();
+    let mut departed = BTreeSet::new();
+    for _ in 0..n / 5 {
+        let i = pool.swap_remove((rng.next_u64() % pool.len() as u64) as usize);
+        departed.insert(sim.node(i).id().short());
+        sim.leave(i, false);
+    }
+    // The closes reach the neighbours and the bridge's departure notices reach every page
+    // (batched every 500 ms) within a second or two; builds start right after.
+    sim.run_for(Duration::from_secs(2));
+    let alive = sim.alive();
+    let (echoed, through_departed, failures) =
+        build_and_echo(&mut sim, &mut rng, &alive, &departed, circuits);
+    println!(
+        "leave: {n} nodes, {} left at once; {echoed}/{circuits} automatic circuits built and echoed, {through_departed} through departed nodes",
+        departed.len()
+    );
+    assert!(
+        echoed * 100 >= circuits * 99,
+        "only {echoed} of {circuits} circuits echoed: {failures:#?}"
+    );
+    assert_eq!(
+        through_departed, 0,
+        "a built circuit went through a departed node"
+    );
 }
