@@ -24,6 +24,7 @@ use crate::pending::Promises;
 use crate::timer::{self, Timer};
 use onionmesh_crypto::Identity;
 use onionmesh_node::{Event, Input, LinkId, LogLevel, Node, Output, Time};
+use onionmesh_ordb::{MemStore, StoreCompletion};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
@@ -113,8 +114,14 @@ pub struct Driver {
     pub promises: Promises,
     pub stopped: bool,
     events: Vec<Event>,
+    /// The content store. TODO(issue 9 item 6): IndexedDB; until then content lives in memory
+    /// for the page's lifetime, bounded by [`CONTENT_QUOTA`].
+    store: MemStore,
     _pagehide: Option<PageHide>,
 }
+
+/// Bytes of content the in-memory store holds.
+const CONTENT_QUOTA: u64 = 256 << 20;
 
 impl Shared {
     pub fn new(
@@ -146,6 +153,7 @@ impl Shared {
                     promises: Promises::default(),
                     stopped: false,
                     events: Vec::new(),
+                    store: MemStore::new(CONTENT_QUOTA),
                     _pagehide: pagehide_listener(me),
                 }),
                 subscribers: RefCell::new(Subscribers::default()),
@@ -563,6 +571,11 @@ impl Driver {
             Output::Event(e) => {
                 self.promises.on_event(&e);
                 self.events.push(e);
+            }
+            Output::Store { id, request } => {
+                let result = self.store.execute(request);
+                self.node
+                    .handle_input(now, Input::StoreDone(StoreCompletion { id, result }));
             }
         }
     }

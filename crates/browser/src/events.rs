@@ -4,7 +4,7 @@
 use crate::timer;
 use crate::views;
 use js_sys::{Array, Object, Reflect, Uint8Array};
-use onionmesh_node::{BridgeState, DhtEvent, Event, OnionEvent};
+use onionmesh_node::{BridgeState, ContentEvent, DhtEvent, Event, OnionEvent};
 use onionmesh_wire::NodeId;
 use wasm_bindgen::JsValue;
 
@@ -75,8 +75,65 @@ pub fn to_js(event: &Event) -> JsValue {
             fill_dht(&obj, e);
         }
         Event::Onion(e) => fill_onion(&obj, e),
+        Event::Content(e) => fill_content(&obj, e),
     }
     obj.into()
+}
+
+/// `{type:"content", event:"metadata"|"progress"|"done"|"failed"|"served"|"resumable",
+/// hashName, ...}` (issue 9 item 9).
+fn fill_content(obj: &Object, e: &ContentEvent) {
+    set(obj, "type", "content");
+    let (event, hash_name) = match e {
+        ContentEvent::Metadata {
+            hash_name,
+            name,
+            mime,
+            size,
+            pieces,
+        } => {
+            set(obj, "name", name.as_str());
+            set(obj, "mime", mime.as_str());
+            set(obj, "size", *size as f64);
+            set(obj, "pieces", *pieces);
+            ("metadata", hash_name)
+        }
+        ContentEvent::Progress {
+            hash_name,
+            index,
+            pieces_have,
+            pieces,
+        } => {
+            set(obj, "index", *index);
+            set(obj, "piecesHave", *pieces_have);
+            set(obj, "pieces", *pieces);
+            ("progress", hash_name)
+        }
+        ContentEvent::Done { hash_name } => ("done", hash_name),
+        ContentEvent::Failed { hash_name, reason } => {
+            set(obj, "reason", reason.as_str());
+            ("failed", hash_name)
+        }
+        ContentEvent::Served { hash_name, index } => {
+            set(obj, "index", *index);
+            ("served", hash_name)
+        }
+        ContentEvent::Resumable {
+            hash_name,
+            pieces_have,
+            pieces,
+        } => {
+            set(obj, "piecesHave", *pieces_have);
+            set(obj, "pieces", *pieces);
+            ("resumable", hash_name)
+        }
+        _ => {
+            set(obj, "event", "other");
+            return;
+        }
+    };
+    set(obj, "event", event);
+    set(obj, "hashName", hash_name.to_hex());
 }
 
 /// The fields of a `{type: "dht"}` event (and of the objects the DHT promises resolve to).
