@@ -374,3 +374,29 @@ fn a_query_flood_is_refused_busy_and_the_ordb_goes_on() {
     net.run();
     assert_eq!(refusals(&net, "answered LOOP"), before + 1);
 }
+
+#[test]
+fn a_stream_to_the_ordb_service_opens_without_waiting_for_a_timer() {
+    // The ORDB part takes the service's events for itself; the node must still hand out the
+    // onion cells that follow them in the same drain (a regression: they waited for the next
+    // timer, a second later).
+    let mut net = Net::new(5, &[], &[]);
+    let now = net.now;
+    let target = net.id(4);
+    let (circ, _) = net.nodes[0]
+        .onion()
+        .build_pinned(now, 3, &onionmesh_onion::PathPins::last(target))
+        .unwrap();
+    net.drain(0);
+    net.until(Duration::from_secs(30), "the circuit is built", |n| {
+        n.events[0].contains(&Event::Onion(OnionEvent::CircuitBuilt { circ }))
+    });
+    let now = net.now;
+    let s = net.nodes[0]
+        .onion()
+        .open_stream(now, circ, ORDB_SERVICE)
+        .unwrap();
+    net.drain(0);
+    net.run();
+    assert!(net.events[0].contains(&Event::Onion(OnionEvent::StreamOpened { stream: s })));
+}
