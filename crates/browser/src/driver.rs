@@ -24,7 +24,7 @@ use crate::pending::Promises;
 use crate::timer::{self, Timer};
 use onionmesh_crypto::Identity;
 use onionmesh_node::{Event, Input, LinkId, LogLevel, Node, Output, Time};
-use onionmesh_ordb::{MemStore, Store};
+use onionmesh_ordb::{MemStore, StoreCompletion};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
@@ -114,14 +114,14 @@ pub struct Driver {
     pub promises: Promises,
     pub stopped: bool,
     events: Vec<Event>,
-    /// The content store. In memory for now (bounded by [`CONTENT_QUOTA`]): the IndexedDB store
-    /// of issue 9 replaces it, behind the same completion-based requests.
+    /// The content store. TODO(issue 9 item 6): IndexedDB; until then content lives in memory
+    /// for the page's lifetime, bounded by [`CONTENT_QUOTA`].
     store: MemStore,
     _pagehide: Option<PageHide>,
 }
 
-/// Bytes of content the page holds in memory until the IndexedDB store lands.
-const CONTENT_QUOTA: u64 = 64 * 1024 * 1024;
+/// Bytes of content the in-memory store holds.
+const CONTENT_QUOTA: u64 = 256 << 20;
 
 impl Shared {
     pub fn new(
@@ -477,15 +477,8 @@ impl Driver {
 
     /// Drain the core's outputs and carry them out in order, then re-arm the timer.
     fn pump(&mut self, now: Time) {
-        loop {
-            while let Some(out) = self.node.poll_output() {
-                self.execute(now, out);
-            }
-            // Store completions go back in after the outputs that asked for them.
-            let Some(done) = self.store.poll_completion() else {
-                break;
-            };
-            self.node.handle_input(now, Input::StoreDone(done));
+        while let Some(out) = self.node.poll_output() {
+            self.execute(now, out);
         }
         if self.stopped {
             return;
@@ -527,7 +520,6 @@ impl Driver {
                 }
             }
             Output::ConnectBridge => self.connect_bridge(now),
-            Output::Store { id, request } => self.store.submit(id, request),
             Output::CreateOffer { link } => match PeerLink::offer(&self.link_sink, link) {
                 Ok(l) => {
                     self.links.insert(link, l);
@@ -579,6 +571,11 @@ impl Driver {
             Output::Event(e) => {
                 self.promises.on_event(&e);
                 self.events.push(e);
+            }
+            Output::Store { id, request } => {
+                let result = self.store.execute(request);
+                self.node
+                    .handle_input(now, Input::StoreDone(StoreCompletion { id, result }));
             }
         }
     }

@@ -75,17 +75,16 @@ pub fn to_js(event: &Event) -> JsValue {
             fill_dht(&obj, e);
         }
         Event::Onion(e) => fill_onion(&obj, e),
-        Event::Content(e) => {
-            set(&obj, "type", "content");
-            fill_content(&obj, e);
-        }
+        Event::Content(e) => fill_content(&obj, e),
     }
     obj.into()
 }
 
-/// The fields of a `{type: "content"}` event.
+/// `{type:"content", event:"metadata"|"progress"|"done"|"failed"|"served"|"resumable",
+/// hashName, ...}` (issue 9 item 9).
 fn fill_content(obj: &Object, e: &ContentEvent) {
-    match e {
+    set(obj, "type", "content");
+    let (event, hash_name) = match e {
         ContentEvent::Metadata {
             hash_name,
             name,
@@ -93,12 +92,11 @@ fn fill_content(obj: &Object, e: &ContentEvent) {
             size,
             pieces,
         } => {
-            set(obj, "event", "metadata");
-            set(obj, "hashName", hash_name.to_hex());
             set(obj, "name", name.as_str());
             set(obj, "mime", mime.as_str());
             set(obj, "size", *size as f64);
             set(obj, "pieces", *pieces);
+            ("metadata", hash_name)
         }
         ContentEvent::Progress {
             hash_name,
@@ -106,38 +104,36 @@ fn fill_content(obj: &Object, e: &ContentEvent) {
             pieces_have,
             pieces,
         } => {
-            set(obj, "event", "progress");
-            set(obj, "hashName", hash_name.to_hex());
-            set(obj, "piece", *index);
+            set(obj, "index", *index);
             set(obj, "piecesHave", *pieces_have);
             set(obj, "pieces", *pieces);
+            ("progress", hash_name)
         }
-        ContentEvent::Done { hash_name } => {
-            set(obj, "event", "done");
-            set(obj, "hashName", hash_name.to_hex());
-        }
+        ContentEvent::Done { hash_name } => ("done", hash_name),
         ContentEvent::Failed { hash_name, reason } => {
-            set(obj, "event", "failed");
-            set(obj, "hashName", hash_name.to_hex());
             set(obj, "reason", reason.as_str());
+            ("failed", hash_name)
         }
         ContentEvent::Served { hash_name, index } => {
-            set(obj, "event", "served");
-            set(obj, "hashName", hash_name.to_hex());
-            set(obj, "piece", *index);
+            set(obj, "index", *index);
+            ("served", hash_name)
         }
         ContentEvent::Resumable {
             hash_name,
             pieces_have,
             pieces,
         } => {
-            set(obj, "event", "resumable");
-            set(obj, "hashName", hash_name.to_hex());
             set(obj, "piecesHave", *pieces_have);
             set(obj, "pieces", *pieces);
+            ("resumable", hash_name)
         }
-        _ => set(obj, "event", "other"),
-    }
+        _ => {
+            set(obj, "event", "other");
+            return;
+        }
+    };
+    set(obj, "event", event);
+    set(obj, "hashName", hash_name.to_hex());
 }
 
 /// The fields of a `{type: "dht"}` event (and of the objects the DHT promises resolve to).

@@ -29,7 +29,11 @@
 //!    (a [`Time`] on the driver's monotonic clock; it never goes backwards inside the node);
 //! 2. after each call (and each application call through a handle), drain
 //!    [`Node::poll_output`] until it returns `None` and carry out the [`Output`]s in order;
-//! 3. arm one timer for [`Node::poll_timeout`] and feed [`Input::Timeout`] when it fires.
+//! 3. arm one timer for [`Node::poll_timeout`] and feed [`Input::Timeout`] when it fires;
+//! 4. run every [`Output::Store`] on the content store the driver owns (IndexedDB in the page,
+//!    `onionmesh_ordb::MemStore` in the simulator) and feed its completion back as
+//!    [`Input::StoreDone`]; call `node.ordb().load(now)` once at start so stored content is
+//!    served again.
 //!
 //! The application API is grouped into borrowed handles: [`Node::onion`] (circuits, streams,
 //! services), [`Node::dht`] (lookups and publication), [`Node::link`] (one peer's link),

@@ -270,8 +270,14 @@ impl Node {
         if self.out.is_empty() {
             self.pump();
         }
-        if self.out.is_empty() {
+        // A request can be carried out with no output for the driver (an event the ORDB part
+        // takes for itself): keep pulling from the onion part until there is output or it is
+        // idle; stopping earlier would leave its cells waiting for the next input.
+        while self.out.is_empty() {
             self.onion.poll(self.now, &self.links, &mut self.reqs);
+            if self.reqs.is_empty() {
+                break;
+            }
             self.pump();
         }
         self.out.pop_front()

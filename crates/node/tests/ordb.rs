@@ -3,7 +3,8 @@
 //! Covers: a file published on one node and downloaded through 3-hop circuits by a node with no
 //! link to the publisher, byte-identical; a holder whose store hands out a forged piece, caught
 //! and fetched again; an unknown hash_name failing with a sentence; a query whose loop counter
-//! is past 5; a full quota stopping a download with a sentence while keeping what was stored.
+//! is past 5; a malformed frame; a query flood refused `BUSY` with the ORDB going on; a full
+//! quota stopping a download with a sentence while keeping what was stored.
 
 mod ordb_net;
 
@@ -296,4 +297,106 @@ fn a_full_quota_stops_the_download_with_a_sentence_and_keeps_what_was_stored() {
         Ok(StoreReply::List(l)) => assert_eq!(l[0].pieces, have),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_query_flood_is_refused_busy_and_the_ordb_goes_on() {
+    let mut net = Net::new(5, &[], &[]);
+    let now = net.now;
+    let target = net.id(4);
+    let (circ, _) = net.nodes[0]
+        .onion()
+        .build_pinned(now, 3, &onionmesh_onion::PathPins::last(target))
+        .unwrap();
+    net.drain(0);
+    net.until(Duration::from_secs(30), "the circuit is built", |n| {
+        n.events[0].contains(&Event::Onion(OnionEvent::CircuitBuilt { circ }))
+    });
+    // 30 request streams at once, 20 queries each, all in the same instant: 600 queries
+    // against the relay's burst of 400.
+    let q = DbMsg::Query(DbQuery {
+        hash_name: HashName([2; 20]),
+        piece: 0,
+        offset: 0,
+        count: 0,
+        counter: 5,
+    });
+    let burst: Vec<u8> = (0..20).flat_map(|_| frame(&q)).collect();
+    let now = net.now;
+    let streams: Vec<StreamHandle> = (0..30)
+        .map(|_| {
+            net.nodes[0]
+                .onion()
+                .open_stream(now, circ, ORDB_SERVICE)
+                .unwrap()
+        })
+        .collect();
+    net.drain(0);
+    net.until(Duration::from_secs(10), "the streams open", |n| {
+        streams
+            .iter()
+            .all(|s| n.events[0].contains(&Event::Onion(OnionEvent::StreamOpened { stream: *s })))
+    });
+    for &s in &streams {
+        let now = net.now;
+        assert_eq!(
+            net.nodes[0].onion().write(now, s, &burst).unwrap(),
+            burst.len()
+        );
+    }
+    net.drain(0);
+    net.run();
+    let refusals = |net: &Net, what: &str| {
+        net.events[4]
+            .iter()
+            .filter(|e| matches!(e, Event::Log { text, .. } if text.contains(what)))
+            .count()
+    };
+    let busy = refusals(&net, "answered BUSY");
+    assert!(busy >= 1, "no query was refused");
+    assert!(refusals(&net, "answered LOOP") >= 1);
+    assert!(!net.nodes[4].is_stopped());
+    // A second later the bucket has refilled: a fresh stream is answered as usual.
+    net.advance_for(Duration::from_secs(3));
+    let before = refusals(&net, "answered LOOP");
+    let now = net.now;
+    let s = net.nodes[0]
+        .onion()
+        .open_stream(now, circ, ORDB_SERVICE)
+        .unwrap();
+    net.drain(0);
+    net.until(Duration::from_secs(10), "the stream opens", |n| {
+        n.events[0].contains(&Event::Onion(OnionEvent::StreamOpened { stream: s }))
+    });
+    let now = net.now;
+    net.nodes[0].onion().write(now, s, &frame(&q)).unwrap();
+    net.drain(0);
+    net.run();
+    assert_eq!(refusals(&net, "answered LOOP"), before + 1);
+}
+
+#[test]
+fn a_stream_to_the_ordb_service_opens_without_waiting_for_a_timer() {
+    // The ORDB part takes the service's events for itself; the node must still hand out the
+    // onion cells that follow them in the same drain (a regression: they waited for the next
+    // timer, a second later).
+    let mut net = Net::new(5, &[], &[]);
+    let now = net.now;
+    let target = net.id(4);
+    let (circ, _) = net.nodes[0]
+        .onion()
+        .build_pinned(now, 3, &onionmesh_onion::PathPins::last(target))
+        .unwrap();
+    net.drain(0);
+    net.until(Duration::from_secs(30), "the circuit is built", |n| {
+        n.events[0].contains(&Event::Onion(OnionEvent::CircuitBuilt { circ }))
+    });
+    let now = net.now;
+    let s = net.nodes[0]
+        .onion()
+        .open_stream(now, circ, ORDB_SERVICE)
+        .unwrap();
+    net.drain(0);
+    net.run();
+    assert!(net.events[0].contains(&Event::Onion(OnionEvent::StreamOpened { stream: s })));
 }

@@ -1,5 +1,7 @@
 //! Issue 9's content acceptance on a network of real nodes (the `ordb_net` harness: instant
-//! links, a signalling bridge, in-memory stores, a virtual clock), deterministic:
+//! links, a real `Rendezvous`, in-memory stores, a virtual clock), deterministic. The same
+//! acceptance runs with latency and federated bridges in `crates/sim/tests/ordb.rs`; this one
+//! is the quick version:
 //!
 //! - `ORDB_NODES` nodes (default 60; the issue's target is 500), `ORDB_FILES` files published
 //!   (default 6; target 20), `ORDB_DOWNLOADS` downloads (default 30; target 200) by random
