@@ -77,7 +77,10 @@ test(`both pages connect at once after a disconnect, ${ROUNDS} rounds: every rou
       await waitForLinked(a.page, [b.id], 1000);
       await waitForLinked(b.page, [a.id], 1000);
       const slowest = Math.max(...ms);
-      times.push({ round, kind, aMs: ms[0], bMs: ms[1] });
+      const seen = [...await peerEvents(a.page, b.id, fromA), ...await peerEvents(b.page, a.id, fromB)];
+      const glare = seen.some((e) => e.code === 'GLARE');
+      const replaced = seen.some((e) => /offered a new link/.test(e.reason || ''));
+      times.push({ round, kind, aMs: ms[0], bMs: ms[1], glare, replaced });
       assert.ok(slowest <= RELINK_MS, `round ${round} (${kind}): relinked only after ${slowest} ms`);
       for (const [name, page, peer, from] of [['A', a.page, b.id, fromA], ['B', b.page, a.id, fromB]]) {
         const bad = (await peerEvents(page, peer, from))
@@ -87,7 +90,11 @@ test(`both pages connect at once after a disconnect, ${ROUNDS} rounds: every rou
     }
     const all = times.map((t) => Math.max(t.aMs, t.bMs)).sort((x, y) => x - y);
     console.table(times);
-    console.log(`${ROUNDS} rounds: relink median ${all[Math.floor(all.length / 2)]} ms, slowest ${all[all.length - 1]} ms`);
+    const glares = times.filter((t) => t.glare).length;
+    console.log(`${ROUNDS} rounds: relink median ${all[Math.floor(all.length / 2)]} ms, slowest ${all[all.length - 1]} ms; `
+      + `${glares} rounds resolved a glare, ${times.filter((t) => t.replaced).length} replaced a link the peer had dropped`);
+    // The rounds must really have raced: both offers in flight at once, one side yielding.
+    assert.ok(glares >= ROUNDS / 3, `only ${glares} of ${ROUNDS} rounds met a glare`);
     for (const p of [a, b]) assert.ok(!p.consoleLines.some((l) => l.startsWith('pageerror')), p.consoleLines.join('\n'));
   } finally {
     await browser.close();
