@@ -459,9 +459,7 @@ fn one_side_connects_links_at_the_baseline_depth_even_with_the_cert_first() {
         sim.clear_events();
         sim.local.push((0, Local::Connect(a)));
         // Always swap when a nonce and a certificate both wait: the certificate goes first.
-        let swaps = sim.swaps;
         sim.run(&mut rng, 100);
-        sim.swaps -= swaps;
         sim.check_linked(&format!("seed {seed}"));
         // A certificate overtakes a nonce only when the network holds the nonce back (the
         // channel is FIFO otherwise), so with a swap the proof that answers it is one hop later.
