@@ -88,8 +88,11 @@ export async function launchBrowser() {
 }
 
 /// Opens the onionmesh page in its own browser context and waits for the node to start.
-export async function openNode(browser, url, query = '') {
+/// `initScript` (optional, a function or source text) runs in the page before its own scripts,
+/// e.g. to shift its clock (see `skewedClock`).
+export async function openNode(browser, url, query = '', { initScript } = {}) {
   const context = await browser.newContext();
+  if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
   const consoleLines = [];
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
@@ -126,4 +129,22 @@ export async function events(page, type) {
   return page.evaluate((t) => window.onionmesh.events
     .filter((e) => e.type === t)
     .map((e) => (e.data instanceof Uint8Array ? { ...e, data: Array.from(e.data) } : { ...e })), type);
+}
+
+/// An init script (for `openNode`) that moves the page's wall clock by `skewMs`: `Date.now()`
+/// and `new Date()` read that far off, as on a device whose clock is wrong. The monotonic
+/// clock (`performance.now()`) is left alone, as it is on such a device.
+export function skewedClock(skewMs) {
+  return `(() => {
+    const skew = ${Number(skewMs)};
+    const RealDate = Date;
+    const realNow = RealDate.now.bind(RealDate);
+    class SkewedDate extends RealDate {
+      constructor(...args) {
+        if (args.length === 0) super(realNow() + skew); else super(...args);
+      }
+      static now() { return realNow() + skew; }
+    }
+    globalThis.Date = SkewedDate;
+  })();`;
 }

@@ -350,14 +350,34 @@ impl LinkTable {
             return;
         }
         if let Some(&existing) = self.by_peer.get(&from) {
-            let ours_pending = self.links.get(&existing).is_some_and(|l| {
-                l.initiator && matches!(l.state, LinkState::Offering | LinkState::Introducing)
-            });
-            // Glare: both sides offered at once. The lower ID's offer wins.
-            if ours_pending && me > from {
-                self.close(existing, LinkCloseReason::Glare, LinkState::Closed, reqs);
-            } else {
+            let Some(l) = self.links.get(&existing) else {
                 return;
+            };
+            let ours_pending =
+                l.initiator && matches!(l.state, LinkState::Offering | LinkState::Introducing);
+            if ours_pending {
+                // Glare: both sides offered at once. The lower ID's offer wins.
+                if me < from {
+                    return;
+                }
+                self.close(existing, LinkCloseReason::Glare, LinkState::Closed, reqs);
+            } else if l.session == session {
+                // The same offer again: nothing new.
+                return;
+            } else {
+                // A new offer from a peer we hold a link with (one it answered or offered
+                // earlier): it has dropped its end, and its close has not reached us yet (issue
+                // 12, case 2: both sides reconnect right after a disconnect). The bridge relays
+                // one peer's frames in order, so this offer is newer than anything of that
+                // link, and the peer no longer holds it: replace it.
+                self.close(
+                    existing,
+                    LinkCloseReason::ChannelClosed(
+                        "the peer offered a new link, so it has dropped this one".into(),
+                    ),
+                    LinkState::Closed,
+                    reqs,
+                );
             }
         }
         if self.links.len() >= self.cfg.max_links {
