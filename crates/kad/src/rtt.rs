@@ -125,15 +125,11 @@ impl RoundTrips {
     /// How long to wait for `peer` before treating it as slow: its own estimate, else the
     /// overall one, else `initial_timeout`; clamped to `[min_timeout, max_timeout]`.
     pub fn timeout(&self, peer: &NodeId) -> Duration {
-        // A peer never measured gets at least the initial timeout: the overall estimate is
-        // dominated by peers on direct links, while an unmeasured one may sit behind an
-        // introducer or two federated bridges (several hops further).
-        let raw = match self.peers.peek(peer) {
-            Some(e) => e.timeout(),
-            None => self.overall.as_ref().map_or(self.cfg.initial_timeout, |o| {
-                o.timeout().max(self.cfg.initial_timeout)
-            }),
-        };
+        let raw = self
+            .peers
+            .peek(peer)
+            .or(self.overall.as_ref())
+            .map_or(self.cfg.initial_timeout, RttEstimate::timeout);
         raw.clamp(
             self.cfg.min_timeout,
             self.cfg.max_timeout.max(self.cfg.min_timeout),
