@@ -209,3 +209,73 @@ fn data_before_authentication_is_a_violation() {
         .iter()
         .any(|o| matches!(o, Output::Event(Event::Message { .. }))));
 }
+
+/// Issue 11, case 3: a peer whose page is gone without a close (crashed, frozen) goes silent;
+/// the keepalive notices within 5 s, the link closes with a sentence, and sends then fail with
+/// a code instead of vanishing. A peer that only sends keepalives stays linked.
+#[test]
+fn a_silent_peer_is_dropped_by_the_keepalive_within_5_s() {
+    let (mut a, mut b, la, lb) = linked_pair();
+    let t0 = Time::ZERO;
+    a.handle_input(t0, Input::LinkOpened { link: la });
+    b.handle_input(t0, Input::LinkOpened { link: lb });
+    let mut t = t0;
+    // The handshake, then ten quiet seconds in which both sides answer each other's keepalives.
+    for round in 0..12 {
+        if round >= 2 {
+            t = t + std::time::Duration::from_secs(1);
+            a.handle_input(t, Input::Timeout);
+            b.handle_input(t, Input::Timeout);
+        }
+        for f in sends(&mut a) {
+            b.handle_input(
+                t,
+                Input::LinkFrame {
+                    link: lb,
+                    bytes: &f,
+                },
+            );
+        }
+        for f in sends(&mut b) {
+            a.handle_input(
+                t,
+                Input::LinkFrame {
+                    link: la,
+                    bytes: &f,
+                },
+            );
+        }
+    }
+    assert_eq!(
+        a.linked_peers(),
+        vec![b.id()],
+        "a quiet but live peer stays linked"
+    );
+    // Now b's page freezes: nothing more arrives from it.
+    let frozen_at = t;
+    let mut closed_after = None;
+    while closed_after.is_none() {
+        t = a.poll_timeout().expect("a keepalive deadline is armed");
+        a.handle_input(t, Input::Timeout);
+        for o in std::iter::from_fn(|| a.poll_output()) {
+            if let Output::CloseLink { reason, .. } = o {
+                assert_eq!(reason.code(), ErrorCode::Timeout);
+                assert!(reason.to_string().contains("went silent"), "{reason}");
+                closed_after = Some(t.since(frozen_at));
+            }
+        }
+        assert!(
+            t.since(frozen_at) <= 6_000,
+            "still linked 6 s after the peer froze"
+        );
+    }
+    assert!(
+        closed_after.unwrap() <= 5_000,
+        "noticed after {closed_after:?} ms"
+    );
+    assert!(a.linked_peers().is_empty());
+    assert_eq!(
+        a.link(b.id()).send(t, b"are you there").unwrap_err().code(),
+        ErrorCode::NotLinked
+    );
+}
