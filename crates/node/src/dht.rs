@@ -482,7 +482,7 @@ impl DhtPart {
             KadEvent::LookupFinished(r) => {
                 self.stats.lookups_done += 1;
                 if !r.providers.is_empty() {
-                    // Providers must be reachable as a circuit's last hop (crate::ordb).
+                    // Providers must be reachable as a circuit's last hop (for the content part).
                     reqs.push_back(Request::PeerKeys(
                         r.providers
                             .iter()

@@ -1,5 +1,5 @@
 //! The node's one input type, its driver actions, and the typed requests its parts hand to the
-//! owner (`crate::node::Node`), which carries them out in one pump.
+//! owner (the node), which carries them out in one pump.
 
 use crate::event::{BridgeCloseReason, Event, LinkCloseReason};
 use onionmesh_ordb::{StoreCompletion, StoreOpId, StoreRequest};

@@ -24,7 +24,7 @@ pub(crate) enum ConnState {
         id: NodeId,
         pubkey: PublicKeyBytes,
     },
-    /// A federated bridge (see `crate::federation`).
+    /// A federated bridge (see the federation module).
     Bridge {
         id: NodeId,
         addr: String,
