@@ -123,8 +123,10 @@ impl DhtPart {
         self.bridge_addr.clone().unwrap_or_default()
     }
 
-    pub fn stats(&self) -> DhtStats {
+    /// The counters, with the introducer relay's `(relayed, refused)` counts filled in.
+    pub fn stats(&self, relay: (u64, u64)) -> DhtStats {
         let mut s = self.stats.clone();
+        (s.relayed, s.relay_refused) = relay;
         s.table_size = self.kad.table().len();
         s.running_lookups = self.kad.running_lookups();
         s.stored_keys = self.kad.store().keys();
@@ -589,9 +591,7 @@ impl DhtApi<'_> {
 
     /// Sizes and counters for display.
     pub fn stats(&self) -> DhtStats {
-        let mut s = self.part.stats();
-        (s.relayed, s.relay_refused) = self.relay_counts;
-        s
+        self.part.stats(self.relay_counts)
     }
 
     /// The DHT node itself, read-only (for tests and diagnostics).

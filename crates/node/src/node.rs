@@ -110,9 +110,7 @@ impl Node {
 
     /// The DHT's counters (read-only; lookups go through [`Node::dht`]).
     pub fn dht_stats(&self) -> crate::event::DhtStats {
-        let mut s = self.dht.stats();
-        (s.relayed, s.relay_refused) = (self.relay.relayed, self.relay.refused);
-        s
+        self.dht.stats((self.relay.relayed, self.relay.refused))
     }
 
     /// The DHT node itself, read-only (for tests and diagnostics).
