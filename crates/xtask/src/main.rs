@@ -120,13 +120,31 @@ fn ensure_wasm_tools() -> Result {
 }
 
 fn ensure_browser() -> Result {
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+    ensure_debian_packages(&[
+        ("chromium", CHROMIUM),
+        ("chromium-driver", CHROMEDRIVER),
+        // Test videos (WebM VP9/Opus) are made on the spot by Debian's ffmpeg.
+        ("ffmpeg", "/usr/bin/ffmpeg"),
+        // wasm-opt shrinks the page's wasm bundle.
+        ("binaryen", "/usr/bin/wasm-opt"),
+    ])
+}
+
+/// Install the Debian packages whose marker file is missing, with one `apt-get update`.
+fn ensure_debian_packages(packages: &[(&str, &str)]) -> Result {
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(_, marker)| !Path::new(marker).exists())
+        .map(|(name, _)| *name)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     run(Command::new("apt-get").args(["update", "-q"]))?;
     run(Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["install", "-y", "-q", "chromium", "chromium-driver"]))
+        .args(["install", "-y", "-q"])
+        .args(&missing))
 }
 
 fn ensure_npm() -> Result {
