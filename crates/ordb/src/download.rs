@@ -181,10 +181,35 @@ struct Request {
 struct Source {
     requests: VecDeque<Request>,
     rate_bps: Option<u64>,
+    /// Rate samples taken so far: a source is judged too slow only after two.
+    samples: u32,
     rtt_ms: Option<u64>,
-    /// Start of the current busy period and bytes received in it.
-    meter: Option<(Time, u64)>,
+    /// What the next rate sample is made of.
+    meter: Meter,
 }
+
+/// Bytes a source delivered over the time it was busy. Busy time starts when a query goes to
+/// an idle source, not at its first byte, so a burst of bytes held up on the way (a stream
+/// read late) does not look like a fast link; idle time between queries does not count.
+#[derive(Debug, Default)]
+struct Meter {
+    bytes: u64,
+    /// Busy milliseconds before the current busy period.
+    busy_ms: u64,
+    /// Start of the current busy period, while the source owes a query.
+    busy_since: Option<Time>,
+}
+
+impl Meter {
+    fn busy_ms(&self, now: Time) -> u64 {
+        self.busy_ms + self.busy_since.map_or(0, |t| now.since(t))
+    }
+}
+
+/// A rate sample covers at least this long (ms), so one burst of cells is not a rate.
+const MIN_RATE_SAMPLE_MS: u64 = 250;
+/// Rate samples a source needs before it can be dropped as too slow.
+const MIN_SAMPLES_FOR_SLOW: u32 = 1;
 
 #[derive(Debug, Default)]
 struct Partial {
@@ -221,6 +246,8 @@ pub struct Download {
     partials: BTreeMap<u32, Partial>,
     cursor: u32,
     seek_byte: Option<u64>,
+    /// The first missing piece at a seek position, to ask for at once (ahead of the window).
+    urgent: Option<u32>,
     events: VecDeque<DownloadEvent>,
     complete: bool,
 }
@@ -251,6 +278,7 @@ impl Download {
             partials: BTreeMap::new(),
             cursor: 0,
             seek_byte: None,
+            urgent: None,
             events: VecDeque::new(),
             complete: false,
         }
@@ -319,6 +347,7 @@ impl Download {
                 self.seek_byte = Some(byte);
                 if let Some(d) = &self.descriptor {
                     self.cursor = d.piece_at(byte);
+                    self.urgent = self.first_missing_from(self.cursor);
                 }
             }
             DownloadInput::Timeout => self.on_timeout(now),
@@ -594,10 +623,7 @@ impl Download {
         let done = p.buf.len() as u64 == u64::from(len);
         let fresh_len = fresh.len() as u64;
         if let Some(src) = self.sources.get_mut(&s) {
-            match &mut src.meter {
-                Some((_, bytes)) => *bytes += fresh_len,
-                None => src.meter = Some((now, 0)),
-            }
+            src.meter.bytes += fresh_len;
         }
         self.touch(now, s, index);
         if done {
@@ -652,20 +678,31 @@ impl Download {
                 next.last_activity = now;
             }
         }
-        if let Some((start, bytes)) = src.meter {
-            let ms = now.since(start);
-            if ms > 0 && bytes > 0 {
-                let sample = bytes.saturating_mul(1000) / ms;
-                src.rate_bps = Some(src.rate_bps.map_or(sample, |old| (3 * old + sample) / 4));
-            }
-            src.meter = if src.requests.is_empty() {
-                None
-            } else {
-                Some((now, 0))
+        let ms = src.meter.busy_ms(now);
+        if ms >= MIN_RATE_SAMPLE_MS && src.meter.bytes > 0 {
+            let sample = src.meter.bytes.saturating_mul(1000) / ms;
+            src.rate_bps = Some(src.rate_bps.map_or(sample, |old| (3 * old + sample) / 4));
+            src.samples = src.samples.saturating_add(1);
+            src.meter = Meter {
+                busy_since: src.meter.busy_since.map(|_| now),
+                ..Meter::default()
             };
         }
+        if src.requests.is_empty() {
+            // Idle from now: bank the busy time so far.
+            src.meter.busy_ms = src.meter.busy_ms(now);
+            src.meter.busy_since = None;
+        }
+        if src.samples < MIN_SAMPLES_FOR_SLOW {
+            return;
+        }
         let Some(rate) = src.rate_bps else { return };
-        let measured: Vec<u64> = self.sources.values().filter_map(|x| x.rate_bps).collect();
+        let measured: Vec<u64> = self
+            .sources
+            .values()
+            .filter(|x| x.samples >= MIN_SAMPLES_FOR_SLOW)
+            .filter_map(|x| x.rate_bps)
+            .collect();
         if measured.len() >= self.config.min_measured_for_slow {
             let best = measured.iter().copied().max().unwrap_or(0);
             if rate.saturating_mul(self.config.slow_factor) < best {
@@ -732,6 +769,9 @@ impl Download {
         }
         let piece_size = u64::from(self.descriptor.as_ref().map_or(1, Descriptor::piece_size));
         let window = self.config.window_bytes.div_ceil(piece_size).max(1) as usize;
+        if let Some(piece) = self.urgent.take() {
+            self.ask_urgent(now, piece, window);
+        }
         let mut skipped = BTreeSet::new();
         loop {
             let inflight = self.partials.values().filter(|p| p.owner.is_some()).count();
@@ -749,26 +789,85 @@ impl Download {
             let Some(s) = candidate else { break };
             let n = self.share(s, window, inflight);
             let run = self.next_run(s, n);
-            let Some(&first) = run.first() else {
+            if run.is_empty() {
                 skipped.insert(s);
                 continue;
-            };
-            let offset = self.partials.get(&first).map_or(0, |p| p.buf.len() as u32);
-            for &i in &run {
-                self.partials.entry(i).or_default().owner = Some(s);
             }
-            let counter = self.counter();
-            if let Some(src) = self.sources.get_mut(&s) {
-                let last_activity = now;
-                src.requests.push_back(Request {
-                    pieces: run.iter().copied().collect(),
-                    sent_at: now,
-                    answered: false,
-                    last_activity,
-                });
-            }
-            self.send_query(s, first, offset, run.len() as u16, counter);
+            self.push_query(now, s, &run);
         }
+    }
+
+    /// Record a query of `run` (consecutive pieces) to `s` and send it.
+    fn push_query(&mut self, now: Time, s: SourceId, run: &[u32]) {
+        let Some(&first) = run.first() else { return };
+        let offset = self.partials.get(&first).map_or(0, |p| p.buf.len() as u32);
+        for &i in run {
+            self.partials.entry(i).or_default().owner = Some(s);
+        }
+        let counter = self.counter();
+        if let Some(src) = self.sources.get_mut(&s) {
+            if src.meter.busy_since.is_none() {
+                src.meter.busy_since = Some(now);
+            }
+            src.requests.push_back(Request {
+                pieces: run.iter().copied().collect(),
+                sent_at: now,
+                answered: false,
+                last_activity: now,
+            });
+        }
+        self.send_query(s, first, offset, run.len() as u16, counter);
+    }
+
+    /// A seek landed on `piece`, which nobody is fetching: ask for it now, ahead of the
+    /// window, from the source expected to deliver it first (the least owed bytes for its
+    /// rate). Sources answer their queries in order, so this is the best a requester can do
+    /// without cancelling what is in flight (which would waste bytes already on the way).
+    /// A source takes at most one such query beyond [`DownloadConfig::max_requests_per_source`].
+    fn ask_urgent(&mut self, now: Time, piece: u32, window: usize) {
+        if !self.is_free(piece) {
+            return;
+        }
+        let limit = self.config.max_requests_per_source + 1;
+        let best = self
+            .sources
+            .iter()
+            .filter(|(_, s)| s.requests.len() < limit)
+            .filter(|(id, _)| {
+                self.partials
+                    .get(&piece)
+                    .is_none_or(|p| !p.bad.contains(id))
+            })
+            .min_by_key(|(id, s)| {
+                let owed = self.owed_bytes(s);
+                // Unmeasured sources count as slow: ~16 KB/s.
+                let rate = s.rate_bps.unwrap_or(16_000).max(1);
+                (owed.saturating_mul(1000) / rate, **id)
+            })
+            .map(|(id, _)| *id);
+        let Some(s) = best else { return };
+        let n = usize::from(self.config.max_pieces_per_request).min(window.max(1));
+        let saved = self.cursor;
+        self.cursor = piece;
+        let run = self.next_run(s, n);
+        self.cursor = saved;
+        if run.first() == Some(&piece) {
+            self.push_query(now, s, &run);
+        }
+    }
+
+    /// Not held, not being fetched.
+    fn is_free(&self, i: u32) -> bool {
+        self.have.get(i as usize).is_some_and(|h| !h)
+            && self.partials.get(&i).is_none_or(|p| p.owner.is_none())
+    }
+
+    /// The first piece not held at or after `from` (wrapping around), if any.
+    fn first_missing_from(&self, from: u32) -> Option<u32> {
+        let count = self.have.len() as u32;
+        (from..count)
+            .chain(0..from.min(count))
+            .find(|&i| !self.have[i as usize])
     }
 
     fn send_query(&mut self, s: SourceId, piece: u32, offset: u32, count: u16, counter: u8) {

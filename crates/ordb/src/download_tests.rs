@@ -16,6 +16,9 @@ struct Behaviour {
     stall_after: Option<u64>,
     bad_meta: bool,
     unavailable: bool,
+    /// Everything a query asks for arrives in one burst when the last byte would have (a
+    /// stream read late by a busy page), instead of spread over the transfer.
+    burst: bool,
 }
 
 fn honest(rate_bps: u64) -> Behaviour {
@@ -43,6 +46,7 @@ struct Harness {
     spares: VecDeque<(SourceId, Behaviour)>,
     complete: bool,
     max_unverified_seen: u64,
+    max_rate_seen: u64,
 }
 
 impl Harness {
@@ -77,6 +81,7 @@ impl Harness {
             spares: VecDeque::new(),
             complete: false,
             max_unverified_seen: 0,
+            max_rate_seen: 0,
         };
         for (i, b) in spares.into_iter().enumerate() {
             h.spares.push_back((SourceId(100 + i as u64), b));
@@ -131,6 +136,25 @@ impl Harness {
             return;
         }
         let end = (q.piece + u32::from(q.count)).min(d.piece_count());
+        let first_seq = self.seq;
+        self.serve_pieces(s, q, end, &b);
+        if b.burst {
+            let mine: Vec<(u64, u64)> = self
+                .queue
+                .keys()
+                .filter(|(_, seq)| *seq > first_seq)
+                .copied()
+                .collect();
+            // The burst drains fast: about 64 cells (32 KB) a millisecond.
+            let last = mine.iter().map(|(t, _)| *t).max().unwrap_or(0);
+            for (n, key) in mine.into_iter().enumerate() {
+                let v = self.queue.remove(&key).unwrap();
+                self.queue.insert((last + n as u64 / 64, key.1), v);
+            }
+        }
+    }
+
+    fn serve_pieces(&mut self, s: SourceId, q: DbQuery, end: u32, b: &Behaviour) {
         for i in q.piece..end {
             let rec = self.records[i as usize].clone();
             for part in ProofPart::split(i, &rec.proof).unwrap() {
@@ -178,8 +202,9 @@ impl Harness {
                 }
                 DownloadEvent::Complete => self.complete = true,
             }
-            let u = self.dl.progress().unverified_bytes;
-            self.max_unverified_seen = self.max_unverified_seen.max(u);
+            let p = self.dl.progress();
+            self.max_unverified_seen = self.max_unverified_seen.max(p.unverified_bytes);
+            self.max_rate_seen = self.max_rate_seen.max(p.rate_bps);
         }
     }
 
@@ -573,4 +598,79 @@ proptest! {
             prop_assert!(dl.sources().count() <= config.max_sources);
         }
     }
+}
+
+#[test]
+fn a_burst_of_late_read_bytes_is_not_taken_for_a_fast_source() {
+    // Four sources at the same 1 MB/s; one's bytes arrive in bursts (its stream read late).
+    let data = content(4_000_000);
+    let bursty = Behaviour {
+        burst: true,
+        ..honest(1_000_000)
+    };
+    let mut h = Harness::new(
+        &data,
+        64 * 1024,
+        vec![
+            honest(1_000_000),
+            honest(1_000_000),
+            honest(1_000_000),
+            bursty,
+        ],
+        vec![honest(1_000_000), honest(1_000_000)],
+    );
+    h.run();
+    assert!(h.complete);
+    assert_eq!(h.assembled(), data);
+    assert!(
+        h.replaced.is_empty(),
+        "equal sources were dropped: {:?}",
+        h.replaced
+    );
+    // The real aggregate is 4 MB/s; a rate from one burst would be far above it.
+    assert!(
+        h.max_rate_seen <= 6_000_000,
+        "rate estimate jumped to {} B/s",
+        h.max_rate_seen
+    );
+}
+
+#[test]
+fn a_seek_asks_for_the_sought_piece_at_once_even_with_a_full_window() {
+    let data = content(2_000_000);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+    let (publication, _) = publish_bytes(&mut rng, &data, "video/webm", "v", 65536).unwrap();
+    let d = publication.descriptor().clone();
+    let mut dl = Download::resume(d.clone(), vec![], DownloadConfig::default(), [3; 32]);
+    let now = Time::from_millis(10);
+    for i in 0..3 {
+        dl.handle_input(now, DownloadInput::AddSource(SourceId(i)))
+            .unwrap();
+    }
+    let mut asked = BTreeSet::new();
+    while let Some(ev) = dl.poll_event() {
+        if let DownloadEvent::Send {
+            msg: DbMsg::Query(q),
+            ..
+        } = ev
+        {
+            asked.extend(q.piece..q.piece + u32::from(q.count));
+        }
+    }
+    let target = d.piece_at(1_600_000);
+    assert!(!asked.contains(&target), "{asked:?}");
+    dl.handle_input(now, DownloadInput::Seek { byte: 1_600_000 })
+        .unwrap();
+    let mut first = None;
+    while let Some(ev) = dl.poll_event() {
+        if let DownloadEvent::Send {
+            msg: DbMsg::Query(q),
+            ..
+        } = ev
+        {
+            first.get_or_insert(q);
+        }
+    }
+    let q = first.expect("a query right after the seek");
+    assert_eq!(q.piece, target);
 }
