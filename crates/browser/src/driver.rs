@@ -22,6 +22,7 @@ use crate::content::{Reader, ReaderOutput, READER_STORE_OP_BIT};
 use crate::events;
 use crate::link::{LinkEvent, LinkSink, PeerLink, STALL_MS};
 use crate::pending::{Promises, Waiter};
+use crate::store::StoreQueue;
 use crate::stream::StreamHandler;
 use crate::timer::{self, Timer};
 use onionmesh_crypto::Identity;
@@ -118,7 +119,7 @@ pub struct Driver {
     events: Vec<Event>,
     /// The content store (IndexedDB, or memory): requests are submitted as the core makes
     /// them, completions drained in [`Driver::pump`].
-    store: Box<dyn Store>,
+    store: StoreQueue,
     /// What `readContent`, `blob`, `publish` and `remove` wait on.
     pub reader: Reader<Waiter>,
     /// Partial downloads found in the store at start, resumed once the node has peers to ask
@@ -175,7 +176,7 @@ impl Shared {
                     promises: Promises::default(),
                     stopped: false,
                     events: Vec::new(),
-                    store,
+                    store: StoreQueue::new(store),
                     reader: Reader::default(),
                     resumable: Vec::new(),
                     resume_timer: None,
@@ -623,7 +624,7 @@ impl Driver {
             }
             Output::Store { id, request } => {
                 self.reader.observe_submit(id, &request);
-                self.store.submit(id, request);
+                self.store.submit(id, request, false);
                 // A store that completes at once (memory) is drained now, so its bounded
                 // completion queue never fills while the core queues many writes.
                 self.drain_store(now);
@@ -653,7 +654,7 @@ impl Driver {
 
     fn reader_output(&mut self, now: Time, o: ReaderOutput<Waiter>) {
         match o {
-            ReaderOutput::Store { id, request } => self.store.submit(id, request),
+            ReaderOutput::Store { id, request } => self.store.submit(id, request, true),
             ReaderOutput::Seek { hash_name, byte } => self.node.ordb().seek(now, hash_name, byte),
             ReaderOutput::Read { waiter, result } => match result {
                 Ok(bytes) => waiter.resolve(&js_sys::Uint8Array::from(bytes.as_slice())),
