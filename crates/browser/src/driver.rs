@@ -122,8 +122,10 @@ pub struct Driver {
     store: StoreQueue,
     /// What `readContent`, `blob`, `publish` and `remove` wait on.
     pub reader: Reader<Waiter>,
-    /// Partial downloads found in the store at start, resumed once the node has peers to ask
-    /// (a download started with none fails at once). At most [`MAX_RESUMABLE`].
+    /// Downloads waiting for peers: partial ones found in the store at start, and those the
+    /// page started before the node had [`RESUME_PEERS`] linked peers (the core fails a download
+    /// at once when it knows no ORDB to ask). They start once it has, or after
+    /// [`RESUME_AFTER_MS`] with whatever peers there are. At most [`MAX_RESUMABLE`].
     resumable: Vec<HashName>,
     resume_timer: Option<Timer>,
     /// Content events held back until `Node.start` resolves (nobody is subscribed before), so
@@ -136,7 +138,7 @@ pub struct Driver {
     _pagehide: Option<PageHide>,
 }
 
-/// Most partial downloads resumed at start.
+/// Most downloads waiting for peers (the core runs at most 16 at once anyway).
 const MAX_RESUMABLE: usize = 16;
 /// Linked peers wanted before resuming downloads: enough for a 3-hop circuit's first hop and
 /// an ORDB at its end.
@@ -677,16 +679,15 @@ impl Driver {
                 self.reader.download_ended(*hash_name, Some(reason))
             }
             Event::Content(ContentEvent::Resumable { hash_name, .. }) => {
-                if self.resumable.len() < MAX_RESUMABLE && !self.resumable.contains(hash_name) {
-                    self.resumable.push(*hash_name);
+                if let Err(e) = self.start_download(now, *hash_name) {
+                    self.log(
+                        LogLevel::Warn,
+                        format!(
+                            "could not resume the download of {}: {e}",
+                            hash_name.to_hex()
+                        ),
+                    );
                 }
-                if self.resume_timer.is_none() {
-                    let me = self.me.clone();
-                    self.resume_timer = Some(Timer::new(RESUME_AFTER_MS, move || {
-                        callback(&me, |d, now| d.resume_downloads(now, true))
-                    }));
-                }
-                self.resume_downloads(now, false);
             }
             Event::Peer {
                 state: LinkState::Linked,
@@ -701,29 +702,62 @@ impl Driver {
         if self.resumable.is_empty() {
             return;
         }
-        let linked = self
-            .node
-            .peers(now)
-            .iter()
-            .filter(|p| p.state == LinkState::Linked)
-            .count();
-        if !force && linked < RESUME_PEERS {
+        if !force && self.linked_peers(now) < RESUME_PEERS {
             return;
         }
         self.resume_timer = None;
         for h in std::mem::take(&mut self.resumable) {
-            if let Err(e) = self.start_download(now, h) {
+            if let Err(e) = self.begin_download(now, h) {
                 self.log(
                     LogLevel::Warn,
-                    format!("could not resume the download of {}: {e}", h.to_hex()),
+                    format!("could not start the download of {}: {e}", h.to_hex()),
                 );
             }
         }
     }
 
-    /// Start (or join) the download of `hash_name`; the content reader then lets reads wait
-    /// for its pieces.
+    fn linked_peers(&self, now: Time) -> usize {
+        self.node
+            .peers(now)
+            .iter()
+            .filter(|p| p.state == LinkState::Linked)
+            .count()
+    }
+
+    /// Start (or join) the download of `hash_name`, at once when the node has peers to ask,
+    /// else as soon as it has (see [`Driver::resumable`]). Either way the content reader lets
+    /// reads wait for its pieces from now on.
     pub fn start_download(
+        &mut self,
+        now: Time,
+        hash_name: HashName,
+    ) -> Result<(), onionmesh_node::ContentError> {
+        let held_whole = self.reader.is_complete(&hash_name);
+        if held_whole
+            || self.resumable.len() >= MAX_RESUMABLE
+            || self.linked_peers(now) >= RESUME_PEERS
+        {
+            return self.begin_download(now, hash_name);
+        }
+        if !self.resumable.contains(&hash_name) {
+            self.resumable.push(hash_name);
+        }
+        self.reader.download_started(hash_name);
+        if self.resume_timer.is_none() {
+            let me = self.me.clone();
+            self.resume_timer = Some(Timer::new(RESUME_AFTER_MS, move || {
+                callback(&me, |d, now| d.resume_downloads(now, true))
+            }));
+        }
+        Ok(())
+    }
+
+    /// A download waiting for peers is cancelled (or its content removed): it does not start.
+    pub fn forget_waiting_download(&mut self, hash_name: &HashName) {
+        self.resumable.retain(|h| h != hash_name);
+    }
+
+    fn begin_download(
         &mut self,
         now: Time,
         hash_name: HashName,
