@@ -807,7 +807,7 @@ fn piece_key_from_js(key: &JsValue) -> Option<(String, u32)> {
     }
     let hex = key.get(0).as_string()?;
     let index = key.get(1).as_f64()?;
-    (index >= 0.0 && index <= f64::from(u32::MAX) && index.fract() == 0.0)
+    ((0.0..=f64::from(u32::MAX)).contains(&index) && index.fract() == 0.0)
         .then_some((hex, index as u32))
 }
 
@@ -897,7 +897,7 @@ fn field(v: &JsValue, name: &str) -> Option<JsValue> {
 /// A non-negative integer property, exact in a JS number.
 fn field_u64(v: &JsValue, name: &str) -> Option<u64> {
     let n = field(v, name)?.as_f64()?;
-    (n >= 0.0 && n <= MAX_SAFE_INTEGER && n.fract() == 0.0).then_some(n as u64)
+    ((0.0..=MAX_SAFE_INTEGER).contains(&n) && n.fract() == 0.0).then_some(n as u64)
 }
 
 /// A `Uint8Array` property, copied into wasm memory.
