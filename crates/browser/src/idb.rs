@@ -741,7 +741,18 @@ impl From<::idb::Error> for DbFailure {
         };
         match thrown {
             Some(d) => DbFailure::from_dom(d),
-            None => DbFailure::other(&e.to_string()),
+            // Not `e.to_string()`: idb's Display for its 40-odd variants costs about 5 KB of
+            // wasm, for failures that carry no DOMException and are not expected to happen.
+            None => DbFailure::other(match e {
+                E::UnexpectedJsType(expected, _) => {
+                    return DbFailure::other(&format!(
+                        "it answered with something not a {expected}"
+                    ))
+                }
+                E::OneshotChannelReceiveError => "its answer was lost",
+                E::IndexedDbNotFound(_) => "this page has no IndexedDB",
+                _ => "it answered in an unexpected way",
+            }),
         }
     }
 }
