@@ -37,6 +37,15 @@
 //! order: a `PutPiece` submitted after its `PutDescriptor` sees the descriptor, and a `GetPiece`
 //! submitted after a `PutPiece` sees the piece, even though completions may arrive in any order.
 //!
+//! ## Why `idb` and not `rexie`
+//!
+//! rexie 0.6 is a thin layer over the same author's `idb` crate, and hides three things this
+//! store needs: its request methods are `async fn`s, so nothing is placed until the spawned
+//! future first runs (we place the first requests in `submit`); `Transaction::done()` reports an
+//! abort without `IDBTransaction.error`, so a `QuotaExceededError` raised at commit could not be
+//! told from any other abort; and `Rexie` does not give out its `idb::Database`, so the two
+//! cannot be mixed on one connection. `idb` (without its `builder` feature) gives all three.
+//!
 //! ## Quota
 //!
 //! [`open`] sums `storedBytes` over `contents` once; the store keeps that running total and
