@@ -37,6 +37,15 @@
 //! order: a `PutPiece` submitted after its `PutDescriptor` sees the descriptor, and a `GetPiece`
 //! submitted after a `PutPiece` sees the piece, even though completions may arrive in any order.
 //!
+//! ## Why `idb` and not `rexie`
+//!
+//! rexie 0.6 is a thin layer over the same author's `idb` crate, and hides three things this
+//! store needs: its request methods are `async fn`s, so nothing is placed until the spawned
+//! future first runs (we place the first requests in `submit`); `Transaction::done()` reports an
+//! abort without `IDBTransaction.error`, so a `QuotaExceededError` raised at commit could not be
+//! told from any other abort; and `Rexie` does not give out its `idb::Database`, so the two
+//! cannot be mixed on one connection. `idb` (without its `builder` feature) gives all three.
+//!
 //! ## Quota
 //!
 //! [`open`] sums `storedBytes` over `contents` once; the store keeps that running total and
@@ -741,7 +750,18 @@ impl From<::idb::Error> for DbFailure {
         };
         match thrown {
             Some(d) => DbFailure::from_dom(d),
-            None => DbFailure::other(&e.to_string()),
+            // Not `e.to_string()`: idb's Display for its 40-odd variants costs about 5 KB of
+            // wasm, for failures that carry no DOMException and are not expected to happen.
+            None => DbFailure::other(match e {
+                E::UnexpectedJsType(expected, _) => {
+                    return DbFailure::other(&format!(
+                        "it answered with something not a {expected}"
+                    ))
+                }
+                E::OneshotChannelReceiveError => "its answer was lost",
+                E::IndexedDbNotFound(_) => "this page has no IndexedDB",
+                _ => "it answered in an unexpected way",
+            }),
         }
     }
 }
@@ -807,7 +827,7 @@ fn piece_key_from_js(key: &JsValue) -> Option<(String, u32)> {
     }
     let hex = key.get(0).as_string()?;
     let index = key.get(1).as_f64()?;
-    (index >= 0.0 && index <= f64::from(u32::MAX) && index.fract() == 0.0)
+    ((0.0..=f64::from(u32::MAX)).contains(&index) && index.fract() == 0.0)
         .then_some((hex, index as u32))
 }
 

@@ -14,6 +14,7 @@ use onionmesh_ordb::{
     HashName, PieceRecord, Store, StoreCompletion, StoreError, StoreOpId, StoreReply, StoreRequest,
 };
 use onionmesh_wire::db::DescriptorKind;
+use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -412,4 +413,84 @@ async fn concurrent_requests_complete_by_id() {
     seen.sort();
     assert_eq!(seen, ids);
     assert_eq!((listed, busy), (IDB_MAX_PENDING, 10));
+}
+
+/// Writes `value` under `key` in `store` of database `db_name`, behind the store's back.
+async fn write_raw(db_name: &str, store: &str, key: JsValue, value: JsValue) {
+    let factory = idb::Factory::new().unwrap();
+    let db = factory.open(db_name, Some(1)).unwrap().await.unwrap();
+    let tx = db
+        .transaction(&[store], idb::TransactionMode::ReadWrite)
+        .unwrap();
+    tx.object_store(store)
+        .unwrap()
+        .put(&value, Some(&key))
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(tx.await.unwrap().is_committed());
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_corrupt_record_is_an_error_sentence() {
+    let db = db_name("corrupt");
+    let name = HashName([0x5a; 20]);
+    let mut h = Harness::open(&db, 1 << 20).await;
+    assert_eq!(h.run(desc(name, 10)).await, Ok(StoreReply::Stored));
+    assert_eq!(
+        h.run(put(name, 0, rec(0, 10, 1))).await,
+        Ok(StoreReply::Stored)
+    );
+    let piece_key: JsValue = js_sys::Array::of2(&name.to_hex().into(), &0.into()).into();
+    // A proof that is not whole hashes.
+    let bad = js_sys::Object::new();
+    js_sys::Reflect::set(
+        &bad,
+        &"bytes".into(),
+        &js_sys::Uint8Array::new_with_length(4),
+    )
+    .unwrap();
+    js_sys::Reflect::set(
+        &bad,
+        &"proof".into(),
+        &js_sys::Uint8Array::new_with_length(33),
+    )
+    .unwrap();
+    write_raw(&db, "pieces", piece_key, bad.into()).await;
+    let err = h
+        .run(StoreRequest::GetPiece {
+            hash_name: name,
+            index: 0,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Backend(s) if s.contains("unreadable") && s.contains("32-byte")),
+        "{err}"
+    );
+    // A content record that is not an object at all.
+    write_raw(
+        &db,
+        "contents",
+        name.to_hex().into(),
+        JsValue::from_f64(7.0),
+    )
+    .await;
+    for request in [
+        StoreRequest::List,
+        StoreRequest::GetDescriptor { hash_name: name },
+    ] {
+        let err = h.run(request).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Backend(s) if s.contains(&name.to_hex())),
+            "{err}"
+        );
+    }
+    // Deleting it is the way out, and the store goes on.
+    assert_eq!(
+        h.run(StoreRequest::Delete { hash_name: name }).await,
+        Ok(StoreReply::Deleted)
+    );
+    assert!(h.list().await.is_empty());
 }
