@@ -1007,7 +1007,8 @@ impl Relay {
                     self.close_session(to, false);
                 } else {
                     // Nothing there: the query goes elsewhere. Saying so is not free riding,
-                    // unless that ORDB advertised this very content.
+                    // unless that ORDB advertised holding all of this very content (one that
+                    // advertised a share may lack the pieces asked for, and relays on).
                     let (name, via) = (r.hash_name, r.via);
                     let advertised = self
                         .or_files
@@ -1015,7 +1016,7 @@ impl Relay {
                         .into_iter()
                         .chain(self.or_streams.peek(&name))
                         .flatten()
-                        .any(|e| e.circ == via && e.completion.is_some());
+                        .any(|e| e.circ == via && e.completion == Some(Completion::Full));
                     self.upstream_failed(now, id, advertised);
                 }
             }
