@@ -22,8 +22,51 @@
 //!   [`ContentConfig::max_source_attempts`] circuits per download; past that with no source
 //!   left the download fails with a sentence.
 //! - **Advertising.** At 25 % held, the content layer asks to `Provide`: a DHT provider record
-//!   at the k closest nodes. `DB_INFO` adverts to neighbour ORDBs need circuits to neighbours,
-//!   which this part does not build yet (TODO: issue 9 item 3's neighbour lists).
+//!   at the k closest nodes; and it sends `DB_INFO` at each 25 % step to its neighbour ORDBs
+//!   (next section).
+//!
+//! ## Neighbours
+//!
+//! The spec's ORDBs "a node is connected to" become, with onion circuits, **neighbour
+//! channels**. Once this node holds a quarter of some content, it keeps
+//! [`ContentConfig::neighbours`] circuits of [`ContentConfig::hops`] hops, each ending at a
+//! neighbour chosen at random among its linked peers and DHT contacts (never one dropped as a
+//! free rider), and opens on each a stream to the neighbour's [`ORDB_NEIGHBOUR_SERVICE`]. A
+//! failed one is rebuilt after 10 s. Both ends count the other as a neighbour ORDB
+//! (`RelayInput::CircuitUp { neighbour: true }`):
+//!
+//! - **Adverts** (`DB_INFO`, from `RelayOutput::SendInfo`) go both ways on the channel: this
+//!   node's own at each 25 % step, the neighbour's own, and references passed on once to
+//!   neighbours not known to have them (the relay's rule: no flooding).
+//! - **Queries along the lists.** The builder's list entry for what the neighbour advertised is
+//!   its circuit to the neighbour: it forwards on a fresh `ORDB_SERVICE` stream on that
+//!   circuit, as on a provider circuit. The neighbour's entry is the channel built to it (an
+//!   [`OrdbCirc`] with a high bit set, naming no peer): it forwards *back through the channel*,
+//!   on a numbered pipe.
+//!
+//! What each end learns: the neighbour learns that the far end of a channel built to it holds
+//! (or knows of) a content, never who built it; its answers reach the holder through the
+//! builder's circuit. The builder knows its neighbour's ID (it chose it), and so learns which
+//! contents that neighbour, acting as an ORDB, asks for: recorded as [`KnownAs::Neighbour`].
+//! A relay never forwards its own node's downloads (they use source circuits), so the
+//! neighbour is an ORDB relaying for a requester the builder never learns.
+//!
+//! Framing on a channel: each frame is `[pipe u16, big-endian]` then a stream frame (below).
+//! Pipe 0 carries `DB_INFO` only, both ways. Other pipes carry one forwarded query each,
+//! opened by the neighbour (the service end): `DB_QUERY` from it, answers (`DB_CONNECTED`,
+//! `DB_PROOF`, `DB_DATA`, `DB_END`) from the builder; a `DB_END` from the neighbour cancels the
+//! pipe. At most 64 pipes per channel; anything else on a pipe closes the channel.
+//!
+//! ## Free riders
+//!
+//! The relay drops an ORDB that takes forwarded queries and answers none (or says
+//! `UNAVAILABLE` for a content it advertised whole). When that ORDB is at the end of one of
+//! our circuits (a neighbour or a provider), this part drops its *peer* for the session: it is
+//! never chosen again as a download's ORDB, a neighbour or a provider, and our circuits to it
+//! go. A download's ORDB that accepted a request and sent back nothing at all before the
+//! download gave up on it gets a strike; at the relay's `free_rider_strikes` it is dropped the
+//! same way. A channel built to us whose far end is dropped is closed (its builder is not
+//! known, by design, so it cannot be barred from building another).
 //! - **Storage** belongs to the driver: [`crate::Output::Store`] asks it to run a
 //!   [`StoreRequest`], and [`crate::Input::StoreDone`] brings the completion back. The page
 //!   uses IndexedDB; the simulator and the tests use [`onionmesh_ordb::MemStore`]. Call
@@ -41,7 +84,9 @@
 //! ## Bounds
 //!
 //! Bytes received and not yet parsed are at most one frame per stream. Bytes queued to send
-//! per stream are capped at [`ContentConfig::max_stream_buffer`]; a stream past it is closed.
+//! per stream (or channel) are capped at [`ContentConfig::max_stream_buffer`]; a stream past
+//! it is closed. Neighbour channels: [`ContentConfig::neighbours`] of ours, at most the relay's
+//! `max_circuits` built to us, 64 pipes each.
 //! (TODO: the content layer's relay has no "writable" input, so what it queues for a request
 //! stream is bounded by its query limits rather than by the stream's flow control.) Circuits
 //! per download are capped by [`ContentConfig::sources`], provider circuits by

@@ -27,7 +27,8 @@
 //!   hash_name new to this node is passed on, once, only to neighbours not known to have it
 //!   (not the sender, not one already told, not one listed as holding it): no flooding.
 //! - **Free riders.** An ORDB that accepts forwarded queries but answers nothing (or says
-//!   `UNAVAILABLE` for what it advertised itself) collects strikes; at
+//!   `UNAVAILABLE` for a content it advertised holding whole: one that advertised a share may
+//!   lack the pieces asked for) collects strikes; at
 //!   [`RelayConfig::free_rider_strikes`] it is dropped from every list and never chosen again
 //!   this session ([`RelayEvent::FreeRiderDropped`]).
 //!
