@@ -87,8 +87,11 @@
 //! per stream (or channel) are capped at [`ContentConfig::max_stream_buffer`]; a stream past
 //! it is closed. Neighbour channels: [`ContentConfig::neighbours`] of ours, at most the relay's
 //! `max_circuits` built to us, 64 pipes each.
-//! (TODO: the content layer's relay has no "writable" input, so what it queues for a request
-//! stream is bounded by its query limits rather than by the stream's flow control.) Circuits
+//! A request stream's queue past 128 KiB holds the relay back (`RelayInput::Writable`): no
+//! further piece is read from the store for it, and relayed answers for it stay in their
+//! upstream circuit (whose windows then push back on the ORDB upstream), until it drains below
+//! half of that. (Query pipes on a neighbour channel share the channel's queue and are bounded
+//! by `max_stream_buffer` only.) Circuits
 //! per download are capped by [`ContentConfig::sources`], provider circuits by
 //! [`ContentConfig::max_provider_circuits`]. Source streams are not read while the store is
 //! behind ([`onionmesh_ordb::Ordb::wants_source_data`]): the circuits' windows then push back
@@ -149,6 +152,9 @@ const MAX_BANNED_PEERS: usize = 1024;
 const FRAME_HEADER: usize = 3;
 /// Most bytes pulled from one stream per read.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes queued for a request stream past which the relay reads no further piece for it and
+/// relayed answers for it are left in their upstream circuit; below half of it, both go on.
+const REQUEST_HIGH_WATER: usize = 128 * 1024;
 /// Handles of closed circuits and streams remembered, so their late events are swallowed.
 const CLOSED_MEMORY: usize = 1024;
 
@@ -334,6 +340,8 @@ struct NbIn {
 struct ReqStream {
     id: RequestId,
     pipe: Pipe,
+    /// Past [`REQUEST_HIGH_WATER`] (the relay was told it is not writable).
+    blocked: bool,
 }
 
 #[derive(Debug, Default)]
@@ -677,6 +685,7 @@ impl OrdbPart {
                             open: true,
                             ..Pipe::default()
                         },
+                        blocked: false,
                     },
                 );
                 self.request_streams.insert(id, ReqAt::Exit(stream));
@@ -827,6 +836,49 @@ impl OrdbPart {
         }
         if r.pipe.closing && r.pipe.tx.is_empty() {
             self.drop_request(now, stream, io, true);
+            return;
+        }
+        // Backpressure from the stream's flow control to the relay (and to relayed answers).
+        let (id, queued, blocked) = (r.id, r.pipe.tx.len(), r.blocked);
+        if !blocked && queued > REQUEST_HIGH_WATER {
+            r.blocked = true;
+            self.ordb_input(
+                now,
+                OrdbInput::Relay(RelayInput::Writable {
+                    to: id,
+                    writable: false,
+                }),
+            );
+        } else if blocked && queued < REQUEST_HIGH_WATER / 2 {
+            r.blocked = false;
+            self.ordb_input(
+                now,
+                OrdbInput::Relay(RelayInput::Writable {
+                    to: id,
+                    writable: true,
+                }),
+            );
+            let waiting: Vec<StreamHandle> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| {
+                    s.pipe.readable
+                        && matches!(s.job, StreamJob::Forward(relay)
+                            if self.ordb.relay().forwarded_for(relay) == Some(id))
+                })
+                .map(|(h, _)| *h)
+                .collect();
+            for s in waiting {
+                self.read_stream(now, s, io);
+            }
+        }
+    }
+
+    /// Whether answers for request `id` must wait (its stream is past its high-water mark).
+    fn request_blocked(&self, id: RequestId) -> bool {
+        match self.request_streams.get(&id) {
+            Some(ReqAt::Exit(stream)) => self.requests.get(stream).is_some_and(|r| r.blocked),
+            _ => false,
         }
     }
 
@@ -1019,6 +1071,16 @@ impl OrdbPart {
                 // The store is behind: leave the bytes in the circuit (its windows push back).
                 return;
             }
+            if let StreamJob::Forward(relay) = s.job {
+                let to = self.ordb.relay().forwarded_for(relay);
+                if to.is_some_and(|to| self.request_blocked(to)) {
+                    // The requester reads slowly: leave the answers in the upstream circuit.
+                    return;
+                }
+            }
+            let Some(s) = self.streams.get_mut(&stream) else {
+                return;
+            };
             let data = io.onion().read(now, stream, READ_CHUNK).unwrap_or_default();
             if data.is_empty() {
                 s.pipe.readable = false;
@@ -2315,7 +2377,6 @@ impl OrdbApi<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use onionmesh_wire::db::{DbEnd, DbQuery};
 
     #[test]
     fn frames_round_trip_in_any_split() {
@@ -2338,6 +2399,53 @@ mod tests {
             assert_eq!(got, msgs, "split at {split}");
             assert!(rx.is_empty());
         }
+    }
+
+    #[test]
+    fn pipe_frames_round_trip_in_any_split_and_keep_their_pipes() {
+        let msgs = vec![
+            (
+                PIPE_ADVERTS,
+                DbMsg::Info(DbInfo {
+                    hash_name: HashName([5; 20]),
+                    completion: onionmesh_wire::db::Completion::Half,
+                    flags: onionmesh_wire::db::InfoFlags::default(),
+                }),
+            ),
+            (
+                7,
+                DbMsg::Query(DbQuery {
+                    hash_name: HashName([3; 20]),
+                    piece: 1,
+                    offset: 0,
+                    count: 2,
+                    counter: 3,
+                }),
+            ),
+            (
+                65535,
+                DbMsg::End(DbEnd::with_sentence(DbEndReason::DESTROYED, "bye")),
+            ),
+        ];
+        let bytes: Vec<u8> = msgs
+            .iter()
+            .flat_map(|(p, m)| frame_on_pipe(*p, m))
+            .collect();
+        for split in 0..bytes.len() {
+            let mut rx = bytes[..split].to_vec();
+            let mut got = take_pipe_frames(&mut rx).unwrap();
+            rx.extend_from_slice(&bytes[split..]);
+            got.extend(take_pipe_frames(&mut rx).unwrap());
+            assert_eq!(got, msgs, "split at {split}");
+            assert!(rx.is_empty());
+        }
+        // A lying length or a foreign command on any pipe is an error.
+        let mut rx = vec![0, 9, 0x70, 0xff, 0xff];
+        assert!(take_pipe_frames(&mut rx).unwrap_err().contains("more than"));
+        let mut rx = vec![0, 0, 0x02, 0, 1, 0];
+        assert!(take_pipe_frames(&mut rx)
+            .unwrap_err()
+            .contains("not a content"));
     }
 
     #[test]
