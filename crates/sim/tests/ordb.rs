@@ -110,6 +110,8 @@ fn downloads_through_circuits_survive_churn_and_corruption_and_stay_anonymous() 
     let mut node = NodeConfig {
         content: ContentConfig {
             max_source_attempts: 60,
+            // ORDB_SIM_NEIGHBOURS=0 turns adverts off (to compare with the DHT alone).
+            neighbours: env("ORDB_SIM_NEIGHBOURS", 3),
             ..ContentConfig::default()
         },
         ..NodeConfig::default()
