@@ -77,7 +77,10 @@ pub use node::{LinkApi, Node, NodeConfig};
 pub use onion::{OnionApi, OnionConfig, MAX_DIRECTORY};
 pub use onionmesh_onion::{CircHandle, ExitStream, StreamHandle, StreamId};
 pub use onionmesh_wire::Time;
-pub use ordb::{ContentConfig, ContentError, ContentStats, KnownAs, OrdbApi, ORDB_SERVICE};
+pub use ordb::{
+    ContentConfig, ContentError, ContentStats, KnownAs, OrdbApi, ORDB_NEIGHBOUR_SERVICE,
+    ORDB_SERVICE,
+};
 pub use output::{Input, LinkId, Output};
 pub use relay::RelayConfig;
 pub use services::{Echo, StreamIo, StreamService, ECHO_BUFFER};

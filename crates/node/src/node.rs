@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::event::{BridgeCloseReason, BridgeState, LinkCloseReason, LogLevel, PeerView};
 use crate::links::{LinkConfig, LinkTable};
 use crate::onion::{OnionApi, OnionConfig, OnionPart};
-use crate::ordb::{ContentConfig, NodeIo, OrdbApi, OrdbPart, ORDB_SERVICE};
+use crate::ordb::{ContentConfig, NodeIo, OrdbApi, OrdbPart, ORDB_NEIGHBOUR_SERVICE, ORDB_SERVICE};
 use crate::output::{log, Input, Output, Request, Requests};
 use crate::relay::{IntroducerRelay, RelayConfig};
 use onionmesh_crypto::{hello, node_id, Identity};
@@ -83,6 +83,7 @@ impl Node {
         };
         // Every node is an ORDB (crate::ordb). The name is free: nothing else is registered.
         let _ = node.onion().serve(ORDB_SERVICE);
+        let _ = node.onion().serve(ORDB_NEIGHBOUR_SERVICE);
         node
     }
 

@@ -22,8 +22,51 @@
 //!   [`ContentConfig::max_source_attempts`] circuits per download; past that with no source
 //!   left the download fails with a sentence.
 //! - **Advertising.** At 25 % held, the content layer asks to `Provide`: a DHT provider record
-//!   at the k closest nodes. `DB_INFO` adverts to neighbour ORDBs need circuits to neighbours,
-//!   which this part does not build yet (TODO: issue 9 item 3's neighbour lists).
+//!   at the k closest nodes; and it sends `DB_INFO` at each 25 % step to its neighbour ORDBs
+//!   (next section).
+//!
+//! ## Neighbours
+//!
+//! The spec's ORDBs "a node is connected to" become, with onion circuits, **neighbour
+//! channels**. Once this node holds a quarter of some content, it keeps
+//! [`ContentConfig::neighbours`] circuits of [`ContentConfig::hops`] hops, each ending at a
+//! neighbour chosen at random among its linked peers and DHT contacts (never one dropped as a
+//! free rider), and opens on each a stream to the neighbour's [`ORDB_NEIGHBOUR_SERVICE`]. A
+//! failed one is rebuilt after 10 s. Both ends count the other as a neighbour ORDB
+//! (`RelayInput::CircuitUp { neighbour: true }`):
+//!
+//! - **Adverts** (`DB_INFO`, from `RelayOutput::SendInfo`) go both ways on the channel: this
+//!   node's own at each 25 % step, the neighbour's own, and references passed on once to
+//!   neighbours not known to have them (the relay's rule: no flooding).
+//! - **Queries along the lists.** The builder's list entry for what the neighbour advertised is
+//!   its circuit to the neighbour: it forwards on a fresh `ORDB_SERVICE` stream on that
+//!   circuit, as on a provider circuit. The neighbour's entry is the channel built to it (an
+//!   [`OrdbCirc`] with a high bit set, naming no peer): it forwards *back through the channel*,
+//!   on a numbered pipe.
+//!
+//! What each end learns: the neighbour learns that the far end of a channel built to it holds
+//! (or knows of) a content, never who built it; its answers reach the holder through the
+//! builder's circuit. The builder knows its neighbour's ID (it chose it), and so learns which
+//! contents that neighbour, acting as an ORDB, asks for: recorded as [`KnownAs::Neighbour`].
+//! A relay never forwards its own node's downloads (they use source circuits), so the
+//! neighbour is an ORDB relaying for a requester the builder never learns.
+//!
+//! Framing on a channel: each frame is `[pipe u16, big-endian]` then a stream frame (below).
+//! Pipe 0 carries `DB_INFO` only, both ways. Other pipes carry one forwarded query each,
+//! opened by the neighbour (the service end): `DB_QUERY` from it, answers (`DB_CONNECTED`,
+//! `DB_PROOF`, `DB_DATA`, `DB_END`) from the builder; a `DB_END` from the neighbour cancels the
+//! pipe. At most 64 pipes per channel; anything else on a pipe closes the channel.
+//!
+//! ## Free riders
+//!
+//! The relay drops an ORDB that takes forwarded queries and answers none (or says
+//! `UNAVAILABLE` for a content it advertised whole). When that ORDB is at the end of one of
+//! our circuits (a neighbour or a provider), this part drops its *peer* for the session: it is
+//! never chosen again as a download's ORDB, a neighbour or a provider, and our circuits to it
+//! go. A download's ORDB that accepted a request and sent back nothing at all before the
+//! download gave up on it gets a strike; at the relay's `free_rider_strikes` it is dropped the
+//! same way. A channel built to us whose far end is dropped is closed (its builder is not
+//! known, by design, so it cannot be barred from building another).
 //! - **Storage** belongs to the driver: [`crate::Output::Store`] asks it to run a
 //!   [`StoreRequest`], and [`crate::Input::StoreDone`] brings the completion back. The page
 //!   uses IndexedDB; the simulator and the tests use [`onionmesh_ordb::MemStore`]. Call
@@ -41,9 +84,14 @@
 //! ## Bounds
 //!
 //! Bytes received and not yet parsed are at most one frame per stream. Bytes queued to send
-//! per stream are capped at [`ContentConfig::max_stream_buffer`]; a stream past it is closed.
-//! (TODO: the content layer's relay has no "writable" input, so what it queues for a request
-//! stream is bounded by its query limits rather than by the stream's flow control.) Circuits
+//! per stream (or channel) are capped at [`ContentConfig::max_stream_buffer`]; a stream past
+//! it is closed. Neighbour channels: [`ContentConfig::neighbours`] of ours, at most the relay's
+//! `max_circuits` built to us, 64 pipes each.
+//! A request stream's queue past 128 KiB holds the relay back (`RelayInput::Writable`): no
+//! further piece is read from the store for it, and relayed answers for it stay in their
+//! upstream circuit (whose windows then push back on the ORDB upstream), until it drains below
+//! half of that. (Query pipes on a neighbour channel share the channel's queue and are bounded
+//! by `max_stream_buffer` only.) Circuits
 //! per download are capped by [`ContentConfig::sources`], provider circuits by
 //! [`ContentConfig::max_provider_circuits`]. Source streams are not read while the store is
 //! behind ([`onionmesh_ordb::Ordb::wants_source_data`]): the circuits' windows then push back
@@ -65,7 +113,7 @@ use onionmesh_ordb::{
 };
 use onionmesh_ordb::{OrdbCirc, PieceRecord, RelayId};
 use onionmesh_wire::cell::{RelayCmd, RELAY_DATA_LEN};
-use onionmesh_wire::db::DbEndReason;
+use onionmesh_wire::db::{DbEnd, DbEndReason, DbInfo, DbQuery};
 use onionmesh_wire::{NodeId, Time};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -80,10 +128,33 @@ use crate::output::{log, Output, Request, Requests};
 /// The onion service name of the ORDB function, served by every node.
 pub const ORDB_SERVICE: &str = "ordb";
 
+/// The onion service name of neighbour channels (see "Neighbours" in the module docs), served
+/// by every node.
+pub const ORDB_NEIGHBOUR_SERVICE: &str = "ordb-neighbour";
+
+/// The pipe of a neighbour channel that carries adverts (`DB_INFO`), both ways.
+const PIPE_ADVERTS: u16 = 0;
+/// Bytes of a pipe number in front of each frame on a neighbour channel.
+const PIPE_HEADER: usize = 2;
+/// Query pipes open at once on one neighbour channel.
+const MAX_PIPES: usize = 64;
+/// [`OrdbCirc`] handles of neighbour channels built *to* us have this bit set, so they never
+/// collide with our own circuits' handles (which are small counters).
+const INBOUND_BIT: u64 = 1 << 62;
+/// After a neighbour circuit fails, wait this long before building another.
+const NEIGHBOUR_RETRY: Duration = Duration::from_secs(10);
+/// Most (neighbour, hash_name, step, own) adverts remembered to count repeats.
+const MAX_ADVERTS_REMEMBERED: usize = 8192;
+/// Peers dropped as free riders this session, remembered.
+const MAX_BANNED_PEERS: usize = 1024;
+
 /// Bytes of a frame header on a stream: command and body length.
 const FRAME_HEADER: usize = 3;
 /// Most bytes pulled from one stream per read.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes queued for a request stream past which the relay reads no further piece for it and
+/// relayed answers for it are left in their upstream circuit; below half of it, both go on.
+const REQUEST_HIGH_WATER: usize = 128 * 1024;
 /// Handles of closed circuits and streams remembered, so their late events are swallowed.
 const CLOSED_MEMORY: usize = 1024;
 
@@ -104,6 +175,9 @@ pub struct ContentConfig {
     pub max_provider_circuits: usize,
     /// Bytes queued to send on one stream before it is closed as stuck.
     pub max_stream_buffer: usize,
+    /// Neighbour ORDBs this node keeps a circuit to, once it holds something to advertise
+    /// (adverts go there, and they query back through it). 0 turns adverts off.
+    pub neighbours: usize,
 }
 
 impl Default for ContentConfig {
@@ -116,6 +190,7 @@ impl Default for ContentConfig {
             providers_per_find: 3,
             max_provider_circuits: 128,
             max_stream_buffer: 8 * 1024 * 1024,
+            neighbours: 3,
         }
     }
 }
@@ -146,6 +221,25 @@ pub struct ContentStats {
     /// Circuits built towards ORDBs for downloads, and towards providers.
     pub source_circuits: u64,
     pub provider_circuits: u64,
+    /// Circuits built to neighbour ORDBs, and neighbour channels now up (ours and built to us).
+    pub neighbour_circuits: u64,
+    pub neighbours_out: usize,
+    pub neighbours_in: usize,
+    /// `DB_INFO` adverts sent to and received from neighbours.
+    pub infos_sent: u64,
+    pub infos_received: u64,
+    /// Adverts sent that repeated one already sent on the same channel (same hash_name, same
+    /// step, same kind: own or passed on). Anything but 0 is flooding.
+    pub infos_repeated: u64,
+    /// Queries this node, as an ORDB, forwarded over a neighbour channel (a list entry learnt
+    /// from `DB_INFO`), and of those, the ones that brought data back.
+    pub forwards_via_adverts: u64,
+    pub answered_via_adverts: u64,
+    /// Queries this node forwarded that needed a DHT provider search (`FIND_VALUE`).
+    pub provider_searches: u64,
+    /// Peers dropped as free riders this session (never chosen again as ORDB, neighbour or
+    /// provider).
+    pub free_riders: u64,
 }
 
 /// How this node came to associate a peer with a content ([`OrdbApi::peers_known_for`]).
@@ -156,6 +250,10 @@ pub enum KnownAs {
     Ordb,
     /// The DHT named it a provider when this node, as an ORDB, searched for a requester.
     Provider,
+    /// A neighbour this node chose (and built a neighbour circuit to) forwarded a query for the
+    /// content back through that circuit: it is an ORDB relaying for someone else (a relay
+    /// never forwards its own node's downloads), not the requester.
+    Neighbour,
 }
 
 /// A failed DHT announcement is tried again after this, doubling per failure up to
@@ -175,9 +273,13 @@ enum CircJob {
     Source {
         hash_name: HashName,
         source: SourceId,
+        ordb: NodeId,
     },
     /// A circuit to a provider found in the DHT, known to the relay as an [`OrdbCirc`].
-    Provider { hash_name: HashName },
+    Provider { hash_name: HashName, peer: NodeId },
+    /// A circuit to a neighbour ORDB, carrying our neighbour channel (and, like a provider
+    /// circuit, the queries we forward to it on streams of their own).
+    Neighbour { peer: NodeId },
 }
 
 #[derive(Debug)]
@@ -193,6 +295,8 @@ enum StreamJob {
         source: SourceId,
     },
     Forward(RelayId),
+    /// Our end of a neighbour channel (on a [`CircJob::Neighbour`] circuit).
+    Neighbour,
 }
 
 /// One stream, ours or a request stream: its framing buffers.
@@ -210,12 +314,34 @@ struct Pipe {
 struct OurStream {
     job: StreamJob,
     pipe: Pipe,
+    /// Any byte came back on it (a source that sends nothing is a free rider).
+    heard: bool,
+}
+
+/// Where a request's answers go: a request stream, or a query pipe on our end of a neighbour
+/// channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReqAt {
+    Exit(ExitStream),
+    Pipe(StreamHandle, u16),
+}
+
+/// A neighbour channel built to us: its stream, and the pipes of the queries we forward back
+/// through it.
+#[derive(Debug)]
+struct NbIn {
+    circ: OrdbCirc,
+    pipe: Pipe,
+    next_pipe: u16,
+    pipes: BTreeMap<u16, RelayId>,
 }
 
 #[derive(Debug)]
 struct ReqStream {
     id: RequestId,
     pipe: Pipe,
+    /// Past [`REQUEST_HIGH_WATER`] (the relay was told it is not writable).
+    blocked: bool,
 }
 
 #[derive(Debug, Default)]
@@ -298,7 +424,26 @@ pub(crate) struct OrdbPart {
     sources: BTreeMap<(HashName, SourceId), StreamHandle>,
     forwards: BTreeMap<RelayId, StreamHandle>,
     requests: BTreeMap<ExitStream, ReqStream>,
-    request_streams: BTreeMap<RequestId, ExitStream>,
+    request_streams: BTreeMap<RequestId, ReqAt>,
+    /// Our neighbour circuits, with our channel's stream once it is open.
+    nb_out: BTreeMap<CircHandle, Option<StreamHandle>>,
+    /// Queries neighbours sent back through our channels, by (channel, pipe).
+    pipe_requests: BTreeMap<(StreamHandle, u16), RequestId>,
+    /// Neighbour channels built to us.
+    nb_in: BTreeMap<ExitStream, NbIn>,
+    nb_in_circ: BTreeMap<OrdbCirc, ExitStream>,
+    /// Forwarded queries on a pipe of a channel built to us.
+    relay_pipes: BTreeMap<RelayId, (ExitStream, u16)>,
+    /// Forwarded queries over neighbour channels not yet answered with data.
+    advert_relays: BTreeSet<RelayId>,
+    /// Adverts sent: (channel, hash_name, step, own), to count repeats.
+    adverts_sent: BoundedLru<(OrdbCirc, HashName, u8, bool), ()>,
+    /// Peers dropped as free riders this session, and strikes of download ORDBs that sent
+    /// nothing.
+    banned_peers: BoundedLru<NodeId, ()>,
+    peer_strikes: BoundedLru<NodeId, u8>,
+    /// No neighbour circuit is built before this (after a failure).
+    nb_retry_at: Option<Time>,
     downloads: BTreeMap<HashName, DlState>,
     /// DHT lookups for provider searches.
     lookups: BTreeMap<u64, HashName>,
@@ -353,6 +498,37 @@ fn take_frames(rx: &mut Vec<u8>) -> Result<Vec<DbMsg>, String> {
     Ok(msgs)
 }
 
+/// A frame on a neighbour channel: the pipe number, then a stream frame.
+fn frame_on_pipe(pipe: u16, msg: &DbMsg) -> Vec<u8> {
+    let mut v = pipe.to_be_bytes().to_vec();
+    v.extend_from_slice(&frame(msg));
+    v
+}
+
+/// Take the whole frames out of a neighbour channel's `rx`, with their pipes. Errors are
+/// sentences; the channel must then be closed.
+fn take_pipe_frames(rx: &mut Vec<u8>) -> Result<Vec<(u16, DbMsg)>, String> {
+    let mut msgs = Vec::new();
+    let mut at = 0;
+    while rx.len() - at >= PIPE_HEADER + FRAME_HEADER {
+        let pipe = u16::from_be_bytes([rx[at], rx[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([rx[at + 3], rx[at + 4]]));
+        let end = at + PIPE_HEADER + FRAME_HEADER + len;
+        if len <= RELAY_DATA_LEN && rx.len() < end {
+            break;
+        }
+        // take_frames checks the length and the command (and fails on a lying length).
+        let mut one = rx[at + PIPE_HEADER..end.min(rx.len())].to_vec();
+        match take_frames(&mut one)?.pop() {
+            Some(m) => msgs.push((pipe, m)),
+            None => break,
+        }
+        at = end;
+    }
+    rx.drain(..at);
+    Ok(msgs)
+}
+
 fn key_of(hash_name: HashName) -> NodeId {
     NodeId(hash_name.0)
 }
@@ -390,6 +566,16 @@ impl OrdbPart {
             forwards: BTreeMap::new(),
             requests: BTreeMap::new(),
             request_streams: BTreeMap::new(),
+            nb_out: BTreeMap::new(),
+            pipe_requests: BTreeMap::new(),
+            nb_in: BTreeMap::new(),
+            nb_in_circ: BTreeMap::new(),
+            relay_pipes: BTreeMap::new(),
+            advert_relays: BTreeSet::new(),
+            adverts_sent: BoundedLru::new(MAX_ADVERTS_REMEMBERED),
+            banned_peers: BoundedLru::new(MAX_BANNED_PEERS),
+            peer_strikes: BoundedLru::new(MAX_BANNED_PEERS),
+            nb_retry_at: None,
             downloads: BTreeMap::new(),
             lookups: BTreeMap::new(),
             finds: BTreeMap::new(),
@@ -409,6 +595,7 @@ impl OrdbPart {
             .poll_timeout()
             .into_iter()
             .chain(self.provide_retry.values().map(|(t, _)| *t))
+            .chain(self.nb_retry_at)
             .min()
     }
 
@@ -423,10 +610,14 @@ impl OrdbPart {
     pub fn claims(&self, e: &Event) -> bool {
         match e {
             Event::Onion(o) => match o {
-                OnionEvent::ServiceStreamOpened { service, .. } => service == ORDB_SERVICE,
+                OnionEvent::ServiceStreamOpened { service, .. } => {
+                    service == ORDB_SERVICE || service == ORDB_NEIGHBOUR_SERVICE
+                }
                 OnionEvent::ServiceReadable { stream }
                 | OnionEvent::ServiceWritable { stream }
-                | OnionEvent::ServiceEnded { stream } => self.requests.contains_key(stream),
+                | OnionEvent::ServiceEnded { stream } => {
+                    self.requests.contains_key(stream) || self.nb_in.contains_key(stream)
+                }
                 OnionEvent::CircuitBuilt { circ }
                 | OnionEvent::CircuitClosed { circ, .. }
                 | OnionEvent::CircuitExtended { circ, .. } => {
@@ -481,7 +672,10 @@ impl OrdbPart {
 
     fn on_onion(&mut self, now: Time, o: OnionEvent, io: &mut NodeIo<'_>) {
         match o {
-            OnionEvent::ServiceStreamOpened { stream, .. } => {
+            OnionEvent::ServiceStreamOpened { stream, service } => {
+                if service == ORDB_NEIGHBOUR_SERVICE {
+                    return self.neighbour_opened_to_us(now, stream, io);
+                }
                 let id = RequestId(self.alloc());
                 self.requests.insert(
                     stream,
@@ -491,11 +685,21 @@ impl OrdbPart {
                             open: true,
                             ..Pipe::default()
                         },
+                        blocked: false,
                     },
                 );
-                self.request_streams.insert(id, stream);
+                self.request_streams.insert(id, ReqAt::Exit(stream));
                 self.stats.requests_served += 1;
                 self.read_request(now, stream, io);
+            }
+            OnionEvent::ServiceReadable { stream } if self.nb_in.contains_key(&stream) => {
+                self.read_nb_in(now, stream, io)
+            }
+            OnionEvent::ServiceWritable { stream } if self.nb_in.contains_key(&stream) => {
+                self.flush_nb_in(now, stream, io)
+            }
+            OnionEvent::ServiceEnded { stream } if self.nb_in.contains_key(&stream) => {
+                self.drop_nb_in(now, stream, io, false)
             }
             OnionEvent::ServiceReadable { stream } => self.read_request(now, stream, io),
             OnionEvent::ServiceWritable { stream } => self.flush_request(now, stream, io),
@@ -507,14 +711,26 @@ impl OrdbPart {
             OnionEvent::StreamOpened { stream } => {
                 if let Some(s) = self.streams.get_mut(&stream) {
                     s.pipe.open = true;
-                    if let StreamJob::Source { hash_name, source } = s.job {
-                        self.ordb_input(
+                    match s.job {
+                        StreamJob::Source { hash_name, source } => self.ordb_input(
                             now,
                             OrdbInput::Download {
                                 hash_name,
                                 input: DownloadInput::AddSource(source),
                             },
-                        );
+                        ),
+                        StreamJob::Neighbour => {
+                            // The channel is up: the relay tells the neighbour what we hold.
+                            self.nb_out.insert(stream.circ, Some(stream));
+                            self.ordb_input(
+                                now,
+                                OrdbInput::Relay(RelayInput::CircuitUp {
+                                    circ: OrdbCirc(stream.circ.0),
+                                    neighbour: true,
+                                }),
+                            );
+                        }
+                        StreamJob::Forward(_) => {}
                     }
                     self.flush_stream(now, stream, io);
                 }
@@ -563,7 +779,7 @@ impl OrdbPart {
                                 now,
                                 OrdbInput::Relay(RelayInput::Query { from: id, query }),
                             ),
-                            // Adverts come from neighbour circuits, which we do not hold yet.
+                            // Adverts belong on neighbour channels, not request streams.
                             DbMsg::Info(_) => {}
                             other => {
                                 log(
@@ -620,6 +836,49 @@ impl OrdbPart {
         }
         if r.pipe.closing && r.pipe.tx.is_empty() {
             self.drop_request(now, stream, io, true);
+            return;
+        }
+        // Backpressure from the stream's flow control to the relay (and to relayed answers).
+        let (id, queued, blocked) = (r.id, r.pipe.tx.len(), r.blocked);
+        if !blocked && queued > REQUEST_HIGH_WATER {
+            r.blocked = true;
+            self.ordb_input(
+                now,
+                OrdbInput::Relay(RelayInput::Writable {
+                    to: id,
+                    writable: false,
+                }),
+            );
+        } else if blocked && queued < REQUEST_HIGH_WATER / 2 {
+            r.blocked = false;
+            self.ordb_input(
+                now,
+                OrdbInput::Relay(RelayInput::Writable {
+                    to: id,
+                    writable: true,
+                }),
+            );
+            let waiting: Vec<StreamHandle> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| {
+                    s.pipe.readable
+                        && matches!(s.job, StreamJob::Forward(relay)
+                            if self.ordb.relay().forwarded_for(relay) == Some(id))
+                })
+                .map(|(h, _)| *h)
+                .collect();
+            for s in waiting {
+                self.read_stream(now, s, io);
+            }
+        }
+    }
+
+    /// Whether answers for request `id` must wait (its stream is past its high-water mark).
+    fn request_blocked(&self, id: RequestId) -> bool {
+        match self.request_streams.get(&id) {
+            Some(ReqAt::Exit(stream)) => self.requests.get(stream).is_some_and(|r| r.blocked),
+            _ => false,
         }
     }
 
@@ -631,26 +890,27 @@ impl OrdbPart {
         };
         c.built = true;
         match c.job {
-            CircJob::Source { hash_name, source } => {
-                match io.onion().open_stream(now, circ, ORDB_SERVICE) {
-                    Ok(s) => {
-                        self.streams.insert(
-                            s,
-                            OurStream {
-                                job: StreamJob::Source { hash_name, source },
-                                pipe: Pipe::default(),
-                            },
-                        );
-                        self.sources.insert((hash_name, source), s);
-                    }
-                    Err(e) => {
-                        let why = format!("no stream could be opened on it: {e}");
-                        self.destroy(circ, io);
-                        self.source_lost(now, hash_name, source, why, io);
-                    }
+            CircJob::Source {
+                hash_name, source, ..
+            } => match io.onion().open_stream(now, circ, ORDB_SERVICE) {
+                Ok(s) => {
+                    self.streams.insert(
+                        s,
+                        OurStream {
+                            job: StreamJob::Source { hash_name, source },
+                            pipe: Pipe::default(),
+                            heard: false,
+                        },
+                    );
+                    self.sources.insert((hash_name, source), s);
                 }
-            }
-            CircJob::Provider { hash_name } => {
+                Err(e) => {
+                    let why = format!("no stream could be opened on it: {e}");
+                    self.destroy(now, circ, io);
+                    self.source_lost(now, hash_name, source, why, io);
+                }
+            },
+            CircJob::Provider { hash_name, .. } => {
                 self.ordb_input(
                     now,
                     OrdbInput::Relay(RelayInput::CircuitUp {
@@ -659,6 +919,28 @@ impl OrdbPart {
                     }),
                 );
                 self.find_step(now, hash_name, circ, true);
+            }
+            CircJob::Neighbour { .. } => {
+                match io.onion().open_stream(now, circ, ORDB_NEIGHBOUR_SERVICE) {
+                    Ok(s) => {
+                        self.streams.insert(
+                            s,
+                            OurStream {
+                                job: StreamJob::Neighbour,
+                                pipe: Pipe::default(),
+                                heard: false,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        log(
+                            io.reqs,
+                            LogLevel::Info,
+                            format!("no channel could be opened to a neighbour ORDB: {e}"),
+                        );
+                        self.destroy(now, circ, io);
+                    }
+                }
             }
         }
     }
@@ -678,14 +960,17 @@ impl OrdbPart {
             self.forget_stream(now, s);
         }
         match c.job {
-            CircJob::Source { hash_name, source } => self.source_lost(
+            CircJob::Source {
+                hash_name, source, ..
+            } => self.source_lost(
                 now,
                 hash_name,
                 source,
                 format!("its circuit closed: {reason}"),
                 io,
             ),
-            CircJob::Provider { hash_name } => {
+            CircJob::Neighbour { .. } => self.neighbour_gone(now, circ),
+            CircJob::Provider { hash_name, .. } => {
                 self.provider_circuits = self.provider_circuits.saturating_sub(1);
                 if c.built {
                     self.ordb_input(
@@ -704,16 +989,23 @@ impl OrdbPart {
         };
         let job = s.job;
         self.forget_stream(now, stream);
-        if let StreamJob::Source { hash_name, source } = job {
-            // One stream per source circuit: the circuit has no further use.
-            self.destroy(stream.circ, io);
-            self.source_lost(
-                now,
-                hash_name,
-                source,
-                format!("its stream ended: {reason}"),
-                io,
-            );
+        match job {
+            StreamJob::Source { hash_name, source } => {
+                // One stream per source circuit: the circuit has no further use.
+                self.destroy(now, stream.circ, io);
+                self.source_lost(
+                    now,
+                    hash_name,
+                    source,
+                    format!("its stream ended: {reason}"),
+                    io,
+                );
+            }
+            StreamJob::Neighbour => {
+                // The channel is the neighbour circuit's reason to be: build another.
+                self.destroy(now, stream.circ, io);
+            }
+            StreamJob::Forward(_) => {}
         }
     }
 
@@ -729,15 +1021,40 @@ impl OrdbPart {
             }
             StreamJob::Forward(relay) => {
                 self.forwards.remove(&relay);
+                self.advert_relays.remove(&relay);
                 self.ordb_input(now, OrdbInput::Relay(RelayInput::UpstreamClosed(relay)));
+            }
+            StreamJob::Neighbour => {
+                // Queries the neighbour sent back through this channel end with it.
+                let pipes: Vec<(StreamHandle, u16)> = self
+                    .pipe_requests
+                    .range((stream, 0)..=(stream, u16::MAX))
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in pipes {
+                    if let Some(id) = self.pipe_requests.remove(&k) {
+                        self.request_streams.remove(&id);
+                        self.ordb_input(now, OrdbInput::Relay(RelayInput::RequestClosed(id)));
+                    }
+                }
             }
         }
     }
 
-    fn destroy(&mut self, circ: CircHandle, io: &mut NodeIo<'_>) {
+    fn destroy(&mut self, now: Time, circ: CircHandle, io: &mut NodeIo<'_>) {
         if let Some(c) = self.circs.remove(&circ) {
-            if let CircJob::Provider { .. } = c.job {
-                self.provider_circuits = self.provider_circuits.saturating_sub(1);
+            match c.job {
+                CircJob::Provider { .. } => {
+                    self.provider_circuits = self.provider_circuits.saturating_sub(1);
+                    if c.built {
+                        self.ordb_input(
+                            now,
+                            OrdbInput::Relay(RelayInput::CircuitDown(OrdbCirc(circ.0))),
+                        );
+                    }
+                }
+                CircJob::Neighbour { .. } => self.neighbour_gone(now, circ),
+                CircJob::Source { .. } => {}
             }
         }
         self.closed_circs.insert(circ, ());
@@ -754,13 +1071,54 @@ impl OrdbPart {
                 // The store is behind: leave the bytes in the circuit (its windows push back).
                 return;
             }
+            if let StreamJob::Forward(relay) = s.job {
+                let to = self.ordb.relay().forwarded_for(relay);
+                if to.is_some_and(|to| self.request_blocked(to)) {
+                    // The requester reads slowly: leave the answers in the upstream circuit.
+                    return;
+                }
+            }
+            let Some(s) = self.streams.get_mut(&stream) else {
+                return;
+            };
             let data = io.onion().read(now, stream, READ_CHUNK).unwrap_or_default();
             if data.is_empty() {
                 s.pipe.readable = false;
                 return;
             }
             s.pipe.rx.extend_from_slice(&data);
+            s.heard = true;
             let job = s.job;
+            if let StreamJob::Neighbour = job {
+                match take_pipe_frames(&mut s.pipe.rx) {
+                    Ok(msgs) => {
+                        for (pipe, msg) in msgs {
+                            if let Err(sentence) = self.on_our_channel(now, stream, pipe, msg, io) {
+                                log(
+                                    io.reqs,
+                                    LogLevel::Info,
+                                    format!("closed a channel to a neighbour ORDB: {sentence}"),
+                                );
+                                let _ = io.onion().close_stream(now, stream);
+                                self.stream_gone(now, stream, &sentence, io);
+                                return;
+                            }
+                        }
+                    }
+                    Err(sentence) => {
+                        log(
+                            io.reqs,
+                            LogLevel::Info,
+                            format!("closed a channel to a neighbour ORDB: {sentence}"),
+                        );
+                        let _ = io.onion().close_stream(now, stream);
+                        self.stream_gone(now, stream, &sentence, io);
+                        return;
+                    }
+                }
+                self.drive(now, io);
+                continue;
+            }
             match take_frames(&mut s.pipe.rx) {
                 Ok(msgs) => {
                     for msg in msgs {
@@ -770,8 +1128,14 @@ impl OrdbPart {
                                 input: DownloadInput::Message { source, msg },
                             },
                             StreamJob::Forward(relay) => {
+                                if matches!(msg, DbMsg::Data(_))
+                                    && self.advert_relays.remove(&relay)
+                                {
+                                    self.stats.answered_via_adverts += 1;
+                                }
                                 OrdbInput::Relay(RelayInput::Upstream { relay, msg })
                             }
+                            StreamJob::Neighbour => continue,
                         };
                         self.ordb_input(now, input);
                     }
@@ -819,11 +1183,16 @@ impl OrdbPart {
 
     /// Queue a message on one of our streams (sent once open).
     fn send_on(&mut self, now: Time, stream: StreamHandle, msg: &DbMsg, io: &mut NodeIo<'_>) {
+        self.send_bytes(now, stream, &frame(msg), io);
+    }
+
+    /// Queue framed bytes on one of our streams (sent once open).
+    fn send_bytes(&mut self, now: Time, stream: StreamHandle, bytes: &[u8], io: &mut NodeIo<'_>) {
         let max = self.cfg.max_stream_buffer;
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
-        s.pipe.tx.extend_from_slice(&frame(msg));
+        s.pipe.tx.extend_from_slice(bytes);
         if s.pipe.tx.len() > max {
             log(
                 io.reqs,
@@ -838,6 +1207,428 @@ impl OrdbPart {
             return;
         }
         self.flush_stream(now, stream, io);
+    }
+
+    // ----- neighbour channels ----------------------------------------------------------------
+
+    /// Whether this node holds anything it advertises (a quarter of some content or more).
+    fn has_adverts(&self) -> bool {
+        let relay = self.ordb.relay();
+        relay
+            .held_names()
+            .any(|h| relay.held_completion(&h).is_some())
+    }
+
+    /// Keep [`ContentConfig::neighbours`] neighbour circuits once there is something to
+    /// advertise: built to peers chosen at random among linked peers and DHT contacts, never
+    /// one dropped as a free rider, nor one already a neighbour.
+    fn ensure_neighbours(&mut self, now: Time, io: &mut NodeIo<'_>) {
+        if self.nb_out.len() >= self.cfg.neighbours {
+            return;
+        }
+        if self.nb_retry_at.is_some_and(|t| now < t) || !self.has_adverts() {
+            return;
+        }
+        self.nb_retry_at = None;
+        let current: BTreeSet<NodeId> = self
+            .circs
+            .values()
+            .filter_map(|c| match c.job {
+                CircJob::Neighbour { peer } => Some(peer),
+                _ => None,
+            })
+            .collect();
+        let mut pool: Vec<NodeId> = io
+            .ordb_candidates()
+            .into_iter()
+            .filter(|p| !current.contains(p) && !self.banned_peers.contains_key(p))
+            .collect();
+        while self.nb_out.len() < self.cfg.neighbours && !pool.is_empty() {
+            let peer = pool.swap_remove((self.rng.next_u64() % pool.len() as u64) as usize);
+            io.learn_from_dht(peer);
+            match io
+                .onion()
+                .build_pinned(now, self.cfg.hops, &PathPins::last(peer))
+            {
+                Ok((circ, _)) => {
+                    self.stats.neighbour_circuits += 1;
+                    self.nb_out.insert(circ, None);
+                    self.circs.insert(
+                        circ,
+                        OurCirc {
+                            job: CircJob::Neighbour { peer },
+                            built: false,
+                        },
+                    );
+                }
+                Err(e) => {
+                    log(
+                        io.reqs,
+                        LogLevel::Info,
+                        format!("no circuit to a neighbour ORDB yet: {e}; trying again soon"),
+                    );
+                    self.nb_retry_at = Some(now + NEIGHBOUR_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One of our neighbour circuits is gone: the relay forgets it; another is built after
+    /// [`NEIGHBOUR_RETRY`].
+    fn neighbour_gone(&mut self, now: Time, circ: CircHandle) {
+        let Some(stream) = self.nb_out.remove(&circ) else {
+            return;
+        };
+        if let Some(stream) = stream {
+            self.forget_stream(now, stream);
+            self.ordb_input(
+                now,
+                OrdbInput::Relay(RelayInput::CircuitDown(OrdbCirc(circ.0))),
+            );
+        }
+        self.nb_retry_at.get_or_insert(now + NEIGHBOUR_RETRY);
+    }
+
+    /// A message on a pipe of our end of a neighbour channel: adverts on pipe 0, queries the
+    /// neighbour forwards back to us on the others. Errors are sentences (close the channel).
+    fn on_our_channel(
+        &mut self,
+        now: Time,
+        stream: StreamHandle,
+        pipe: u16,
+        msg: DbMsg,
+        io: &mut NodeIo<'_>,
+    ) -> Result<(), String> {
+        match (pipe, msg) {
+            (PIPE_ADVERTS, DbMsg::Info(info)) => {
+                self.stats.infos_received += 1;
+                self.ordb_input(
+                    now,
+                    OrdbInput::Relay(RelayInput::Info {
+                        from: OrdbCirc(stream.circ.0),
+                        info,
+                    }),
+                );
+                Ok(())
+            }
+            (PIPE_ADVERTS, other) => Err(format!(
+                "it sent {:?} on the advert pipe, where only DB_INFO belongs",
+                other.cmd()
+            )),
+            (_, DbMsg::Query(query)) => {
+                let id = match self.pipe_requests.get(&(stream, pipe)) {
+                    Some(id) => *id,
+                    None => {
+                        let open = self
+                            .pipe_requests
+                            .range((stream, 0)..=(stream, u16::MAX))
+                            .count();
+                        if open >= MAX_PIPES {
+                            let end = DbMsg::End(DbEnd::with_sentence(
+                                DbEndReason::BUSY,
+                                "Too many requests on this channel.",
+                            ));
+                            self.send_bytes(now, stream, &frame_on_pipe(pipe, &end), io);
+                            return Ok(());
+                        }
+                        let id = RequestId(self.alloc());
+                        self.pipe_requests.insert((stream, pipe), id);
+                        self.request_streams.insert(id, ReqAt::Pipe(stream, pipe));
+                        self.stats.requests_served += 1;
+                        id
+                    }
+                };
+                // What this node could learn: the neighbour it chose asked, as an ORDB.
+                if let Some(CircJob::Neighbour { peer }) =
+                    self.circs.get(&stream.circ).map(|c| c.job)
+                {
+                    if !self.known.contains_key(&(query.hash_name, peer)) {
+                        self.known
+                            .insert((query.hash_name, peer), KnownAs::Neighbour);
+                    }
+                }
+                self.ordb_input(now, OrdbInput::Relay(RelayInput::Query { from: id, query }));
+                Ok(())
+            }
+            (_, DbMsg::End(_)) => {
+                // The neighbour is done with that pipe.
+                if let Some(id) = self.pipe_requests.remove(&(stream, pipe)) {
+                    self.request_streams.remove(&id);
+                    self.ordb_input(now, OrdbInput::Relay(RelayInput::RequestClosed(id)));
+                }
+                Ok(())
+            }
+            (_, other) => Err(format!(
+                "it sent {:?} on a query pipe, where only queries belong",
+                other.cmd()
+            )),
+        }
+    }
+
+    /// A neighbour channel built to us opened: the relay counts the far end as a neighbour
+    /// (and tells it what we hold). We never learn who built it.
+    fn neighbour_opened_to_us(&mut self, now: Time, stream: ExitStream, io: &mut NodeIo<'_>) {
+        if self.nb_in.len() >= self.cfg.ordb.relay.max_circuits {
+            let _ = io.onion().service_close(now, stream);
+            return;
+        }
+        let circ = OrdbCirc(INBOUND_BIT | self.alloc());
+        self.nb_in.insert(
+            stream,
+            NbIn {
+                circ,
+                pipe: Pipe {
+                    open: true,
+                    ..Pipe::default()
+                },
+                next_pipe: 0,
+                pipes: BTreeMap::new(),
+            },
+        );
+        self.nb_in_circ.insert(circ, stream);
+        self.ordb_input(
+            now,
+            OrdbInput::Relay(RelayInput::CircuitUp {
+                circ,
+                neighbour: true,
+            }),
+        );
+        self.read_nb_in(now, stream, io);
+    }
+
+    fn read_nb_in(&mut self, now: Time, stream: ExitStream, io: &mut NodeIo<'_>) {
+        loop {
+            let Some(nb) = self.nb_in.get_mut(&stream) else {
+                return;
+            };
+            let data = io
+                .onion()
+                .service_read(now, stream, READ_CHUNK)
+                .unwrap_or_default();
+            if data.is_empty() {
+                return;
+            }
+            nb.pipe.rx.extend_from_slice(&data);
+            let from = nb.circ;
+            let msgs = match take_pipe_frames(&mut nb.pipe.rx) {
+                Ok(m) => m,
+                Err(sentence) => {
+                    log(
+                        io.reqs,
+                        LogLevel::Info,
+                        format!("closed a neighbour channel built to us: {sentence}"),
+                    );
+                    return self.drop_nb_in(now, stream, io, true);
+                }
+            };
+            for (pipe, msg) in msgs {
+                match (pipe, msg) {
+                    (PIPE_ADVERTS, DbMsg::Info(info)) => {
+                        self.stats.infos_received += 1;
+                        self.ordb_input(now, OrdbInput::Relay(RelayInput::Info { from, info }));
+                    }
+                    (
+                        p,
+                        msg @ (DbMsg::Connected(_)
+                        | DbMsg::Proof(_)
+                        | DbMsg::Data(_)
+                        | DbMsg::End(_)),
+                    ) if p != PIPE_ADVERTS => {
+                        let Some(nb) = self.nb_in.get_mut(&stream) else {
+                            return;
+                        };
+                        // A pipe we closed may still bring late answers: dropped.
+                        let Some(&relay) = nb.pipes.get(&p) else {
+                            continue;
+                        };
+                        if matches!(msg, DbMsg::End(_)) {
+                            nb.pipes.remove(&p);
+                            self.relay_pipes.remove(&relay);
+                        }
+                        if matches!(msg, DbMsg::Data(_)) && self.advert_relays.remove(&relay) {
+                            self.stats.answered_via_adverts += 1;
+                        }
+                        self.ordb_input(now, OrdbInput::Relay(RelayInput::Upstream { relay, msg }));
+                    }
+                    (_, other) => {
+                        log(
+                            io.reqs,
+                            LogLevel::Info,
+                            format!(
+                                "closed a neighbour channel built to us: it sent {:?} out of place",
+                                other.cmd()
+                            ),
+                        );
+                        return self.drop_nb_in(now, stream, io, true);
+                    }
+                }
+            }
+            self.drive(now, io);
+        }
+    }
+
+    fn flush_nb_in(&mut self, now: Time, stream: ExitStream, io: &mut NodeIo<'_>) {
+        let Some(nb) = self.nb_in.get_mut(&stream) else {
+            return;
+        };
+        if nb.pipe.tx.is_empty() {
+            return;
+        }
+        match io.onion().service_write(now, stream, &nb.pipe.tx) {
+            Ok(n) => {
+                nb.pipe.tx.drain(..n);
+            }
+            Err(_) => self.drop_nb_in(now, stream, io, false),
+        }
+    }
+
+    /// Queue a message on a pipe of a neighbour channel built to us.
+    fn send_nb_in(
+        &mut self,
+        now: Time,
+        stream: ExitStream,
+        pipe: u16,
+        msg: &DbMsg,
+        io: &mut NodeIo<'_>,
+    ) {
+        let max = self.cfg.max_stream_buffer;
+        let Some(nb) = self.nb_in.get_mut(&stream) else {
+            return;
+        };
+        nb.pipe.tx.extend_from_slice(&frame_on_pipe(pipe, msg));
+        if nb.pipe.tx.len() > max {
+            log(
+                io.reqs,
+                LogLevel::Warn,
+                "a neighbour channel built to us is not reading; closing it".into(),
+            );
+            return self.drop_nb_in(now, stream, io, true);
+        }
+        self.flush_nb_in(now, stream, io);
+    }
+
+    fn drop_nb_in(&mut self, now: Time, stream: ExitStream, io: &mut NodeIo<'_>, close: bool) {
+        let Some(nb) = self.nb_in.remove(&stream) else {
+            return;
+        };
+        self.nb_in_circ.remove(&nb.circ);
+        for relay in nb.pipes.values() {
+            self.relay_pipes.remove(relay);
+            self.advert_relays.remove(relay);
+        }
+        // The relay fails (and retries elsewhere) what was forwarded through it.
+        self.ordb_input(now, OrdbInput::Relay(RelayInput::CircuitDown(nb.circ)));
+        if close {
+            let _ = io.onion().service_close(now, stream);
+        }
+    }
+
+    /// Send a `DB_INFO` on the advert pipe of a neighbour channel, counting repeats.
+    fn send_info(&mut self, now: Time, to: OrdbCirc, info: DbInfo, io: &mut NodeIo<'_>) {
+        let own = self.ordb.relay().held_completion(&info.hash_name) == Some(info.completion);
+        let key = (to, info.hash_name, info.completion as u8, own);
+        let msg = DbMsg::Info(info);
+        if to.0 & INBOUND_BIT != 0 {
+            let Some(&stream) = self.nb_in_circ.get(&to) else {
+                return;
+            };
+            self.send_nb_in(now, stream, PIPE_ADVERTS, &msg, io);
+        } else {
+            let Some(&Some(stream)) = self.nb_out.get(&CircHandle(to.0)) else {
+                return;
+            };
+            self.send_bytes(now, stream, &frame_on_pipe(PIPE_ADVERTS, &msg), io);
+        }
+        self.stats.infos_sent += 1;
+        if self.adverts_sent.contains_key(&key) {
+            self.stats.infos_repeated += 1;
+        } else {
+            self.adverts_sent.insert(key, ());
+        }
+    }
+
+    /// Forward a query on a pipe of a neighbour channel built to us.
+    fn forward_on_pipe(
+        &mut self,
+        now: Time,
+        relay: RelayId,
+        via: OrdbCirc,
+        query: DbQuery,
+        io: &mut NodeIo<'_>,
+    ) {
+        let msg = DbMsg::Query(query);
+        if let Some(&(stream, pipe)) = self.relay_pipes.get(&relay) {
+            return self.send_nb_in(now, stream, pipe, &msg, io);
+        }
+        let Some(&stream) = self.nb_in_circ.get(&via) else {
+            return self.ordb_input(now, OrdbInput::Relay(RelayInput::UpstreamClosed(relay)));
+        };
+        let Some(nb) = self.nb_in.get_mut(&stream) else {
+            return self.ordb_input(now, OrdbInput::Relay(RelayInput::UpstreamClosed(relay)));
+        };
+        if nb.pipes.len() >= MAX_PIPES {
+            return self.ordb_input(now, OrdbInput::Relay(RelayInput::UpstreamClosed(relay)));
+        }
+        let mut pipe = nb.next_pipe;
+        loop {
+            pipe = pipe.wrapping_add(1);
+            if pipe != PIPE_ADVERTS && !nb.pipes.contains_key(&pipe) {
+                break;
+            }
+        }
+        nb.next_pipe = pipe;
+        nb.pipes.insert(pipe, relay);
+        self.relay_pipes.insert(relay, (stream, pipe));
+        self.stats.forwards_via_adverts += 1;
+        self.advert_relays.insert(relay);
+        self.send_nb_in(now, stream, pipe, &msg, io);
+    }
+
+    /// A download's ORDB accepted a request and sent nothing back: at the relay's
+    /// [`onionmesh_ordb::RelayConfig::free_rider_strikes`] such strikes it is dropped as a free
+    /// rider.
+    fn strike_peer(&mut self, now: Time, peer: NodeId, io: &mut NodeIo<'_>) {
+        let strikes = self.peer_strikes.peek(&peer).copied().unwrap_or(0) + 1;
+        self.peer_strikes.insert(peer, strikes);
+        if strikes >= self.cfg.ordb.relay.free_rider_strikes {
+            self.ban_peer(
+                now,
+                peer,
+                "took download requests and sent nothing back",
+                io,
+            );
+        }
+    }
+
+    /// Drop a peer as a free rider for the session: it is never chosen again as a download's
+    /// ORDB, a neighbour or a provider, and our circuits to it go.
+    fn ban_peer(&mut self, now: Time, peer: NodeId, why: &str, io: &mut NodeIo<'_>) {
+        if self.banned_peers.contains_key(&peer) {
+            return;
+        }
+        self.banned_peers.insert(peer, ());
+        self.stats.free_riders += 1;
+        log(
+            io.reqs,
+            LogLevel::Info,
+            format!(
+                "ORDB: peer {} {why}; it is not asked again this session",
+                peer.short()
+            ),
+        );
+        let circs: Vec<CircHandle> = self
+            .circs
+            .iter()
+            .filter(|(_, c)| match c.job {
+                CircJob::Neighbour { peer: p } | CircJob::Provider { peer: p, .. } => p == peer,
+                CircJob::Source { .. } => false,
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for c in circs {
+            self.destroy(now, c, io);
+        }
     }
 
     // ----- downloads -------------------------------------------------------------------------
@@ -864,7 +1655,11 @@ impl OrdbPart {
                 }
                 return;
             }
-            let candidates = io.ordb_candidates();
+            let candidates: Vec<NodeId> = io
+                .ordb_candidates()
+                .into_iter()
+                .filter(|c| !self.banned_peers.contains_key(c))
+                .collect();
             let fresh: Vec<NodeId> = candidates
                 .iter()
                 .filter(|c| !d.tried.contains(c))
@@ -905,7 +1700,11 @@ impl OrdbPart {
                     self.circs.insert(
                         circ,
                         OurCirc {
-                            job: CircJob::Source { hash_name, source },
+                            job: CircJob::Source {
+                                hash_name,
+                                source,
+                                ordb,
+                            },
                             built: false,
                         },
                     );
@@ -945,21 +1744,21 @@ impl OrdbPart {
         }
     }
 
-    fn end_download(&mut self, hash_name: HashName, io: &mut NodeIo<'_>) {
+    fn end_download(&mut self, now: Time, hash_name: HashName, io: &mut NodeIo<'_>) {
         if let Some(d) = self.downloads.remove(&hash_name) {
             for (source, circ) in d.sources {
                 if let Some(s) = self.sources.remove(&(hash_name, source)) {
                     self.streams.remove(&s);
                     self.closed_streams.insert(s, ());
                 }
-                self.destroy(circ, io);
+                self.destroy(now, circ, io);
             }
         }
     }
 
-    fn fail(&mut self, _now: Time, hash_name: HashName, reason: String, io: &mut NodeIo<'_>) {
+    fn fail(&mut self, now: Time, hash_name: HashName, reason: String, io: &mut NodeIo<'_>) {
         let _ = self.ordb.cancel(&hash_name);
-        self.end_download(hash_name, io);
+        self.end_download(now, hash_name, io);
         log(io.reqs, LogLevel::Warn, reason.clone());
         io.emit(ContentEvent::Failed { hash_name, reason });
     }
@@ -1009,7 +1808,7 @@ impl OrdbPart {
         let me = io.me;
         for p in providers
             .into_iter()
-            .filter(|p| *p != me)
+            .filter(|p| *p != me && !self.banned_peers.contains_key(p))
             .take(self.cfg.providers_per_find)
         {
             if self.provider_circuits >= self.cfg.max_provider_circuits {
@@ -1027,7 +1826,7 @@ impl OrdbPart {
                     self.circs.insert(
                         circ,
                         OurCirc {
-                            job: CircJob::Provider { hash_name },
+                            job: CircJob::Provider { hash_name, peer: p },
                             built: false,
                         },
                     );
@@ -1145,8 +1944,25 @@ impl OrdbPart {
                         .downloads
                         .get(&hash_name)
                         .and_then(|d| d.sources.get(&source).copied());
+                    if matches!(problem, SourceProblem::Stalled) {
+                        // Accepted the request, then neither served nor relayed a byte.
+                        let heard = self
+                            .sources
+                            .get(&(hash_name, source))
+                            .and_then(|s| self.streams.get(s))
+                            .is_some_and(|s| s.heard);
+                        let ordb =
+                            circ.and_then(|c| self.circs.get(&c))
+                                .and_then(|c| match c.job {
+                                    CircJob::Source { ordb, .. } => Some(ordb),
+                                    _ => None,
+                                });
+                        if let (false, Some(ordb)) = (heard, ordb) {
+                            self.strike_peer(now, ordb, io);
+                        }
+                    }
                     if let Some(circ) = circ {
-                        self.destroy(circ, io);
+                        self.destroy(now, circ, io);
                     }
                     // The download already dropped it: no RemoveSource, but count and replace.
                     if let Some(s) = self.sources.remove(&(hash_name, source)) {
@@ -1164,13 +1980,23 @@ impl OrdbPart {
                 OrdbOutput::Event(e) => self.ordb_event(now, e, io),
             }
         }
+        self.ensure_neighbours(now, io);
     }
 
     fn relay_output(&mut self, now: Time, r: RelayOutput, io: &mut NodeIo<'_>) {
         match r {
             RelayOutput::Reply { to, msg } => {
-                let Some(&stream) = self.request_streams.get(&to) else {
-                    return;
+                let stream = match self.request_streams.get(&to) {
+                    Some(ReqAt::Exit(stream)) => *stream,
+                    Some(ReqAt::Pipe(stream, pipe)) => {
+                        let (stream, pipe) = (*stream, *pipe);
+                        if matches!(msg, DbMsg::End(_)) {
+                            self.request_streams.remove(&to);
+                            self.pipe_requests.remove(&(stream, pipe));
+                        }
+                        return self.send_bytes(now, stream, &frame_on_pipe(pipe, &msg), io);
+                    }
+                    None => return,
                 };
                 let max = self.cfg.max_stream_buffer;
                 let Some(rq) = self.requests.get_mut(&stream) else {
@@ -1192,6 +2018,9 @@ impl OrdbPart {
                 self.flush_request(now, stream, io);
             }
             RelayOutput::Forward { relay, via, query } => {
+                if via.0 & INBOUND_BIT != 0 {
+                    return self.forward_on_pipe(now, relay, via, query, io);
+                }
                 if let Some(&s) = self.forwards.get(&relay) {
                     self.send_on(now, s, &DbMsg::Query(query), io);
                     return;
@@ -1203,9 +2032,14 @@ impl OrdbPart {
                             OurStream {
                                 job: StreamJob::Forward(relay),
                                 pipe: Pipe::default(),
+                                heard: false,
                             },
                         );
                         self.forwards.insert(relay, s);
+                        if self.nb_out.contains_key(&CircHandle(via.0)) {
+                            self.stats.forwards_via_adverts += 1;
+                            self.advert_relays.insert(relay);
+                        }
                         self.send_on(now, s, &DbMsg::Query(query), io);
                     }
                     Err(_) => {
@@ -1214,6 +2048,17 @@ impl OrdbPart {
                 }
             }
             RelayOutput::CancelForward(relay) => {
+                self.advert_relays.remove(&relay);
+                if let Some((stream, pipe)) = self.relay_pipes.remove(&relay) {
+                    if let Some(nb) = self.nb_in.get_mut(&stream) {
+                        nb.pipes.remove(&pipe);
+                    }
+                    let end = DbMsg::End(DbEnd::with_sentence(
+                        DbEndReason::DESTROYED,
+                        "The request was cancelled.",
+                    ));
+                    return self.send_nb_in(now, stream, pipe, &end, io);
+                }
                 if let Some(s) = self.forwards.get(&relay).copied() {
                     if let Some(st) = self.streams.get_mut(&s) {
                         st.pipe.closing = true;
@@ -1221,9 +2066,11 @@ impl OrdbPart {
                     self.flush_stream(now, s, io);
                 }
             }
-            // No neighbour circuits are built yet (see the module docs): nothing to send on.
-            RelayOutput::SendInfo { .. } => {}
-            RelayOutput::FindProviders(h) => self.find_providers(now, h, io),
+            RelayOutput::SendInfo { to, info } => self.send_info(now, to, info, io),
+            RelayOutput::FindProviders(h) => {
+                self.stats.provider_searches += 1;
+                self.find_providers(now, h, io)
+            }
             RelayOutput::Provide(h) => self.provide(now, h, io),
             RelayOutput::Store { id, request } => io
                 .reqs
@@ -1256,7 +2103,7 @@ impl OrdbPart {
                 pieces,
             }),
             OrdbEvent::Complete(hash_name) => {
-                self.end_download(hash_name, io);
+                self.end_download(now, hash_name, io);
                 io.emit(ContentEvent::Done { hash_name });
             }
             OrdbEvent::Resumable {
@@ -1307,14 +2154,38 @@ impl OrdbPart {
                     );
                 }
             }
-            OrdbEvent::Relay(RelayEvent::FreeRiderDropped(c)) => log(
-                io.reqs,
-                LogLevel::Info,
-                format!(
-                    "ORDB: the ORDB at the end of circuit {} takes queries but answers none; it is not asked again this session",
-                    c.0
-                ),
-            ),
+            OrdbEvent::Relay(RelayEvent::FreeRiderDropped(c)) => {
+                if c.0 & INBOUND_BIT != 0 {
+                    // A channel built to us: we do not know who is at its far end (and must
+                    // not), so the channel goes; the relay never uses that handle again.
+                    log(
+                        io.reqs,
+                        LogLevel::Info,
+                        "ORDB: a neighbour channel built to us takes queries but answers none; it is closed and not asked again".into(),
+                    );
+                    if let Some(&stream) = self.nb_in_circ.get(&c) {
+                        self.drop_nb_in(now, stream, io, true);
+                    }
+                    return;
+                }
+                let peer = self.circs.get(&CircHandle(c.0)).and_then(|o| match o.job {
+                    CircJob::Neighbour { peer } | CircJob::Provider { peer, .. } => Some(peer),
+                    CircJob::Source { .. } => None,
+                });
+                match peer {
+                    Some(peer) => {
+                        self.ban_peer(now, peer, "takes queries but answers none", io)
+                    }
+                    None => log(
+                        io.reqs,
+                        LogLevel::Info,
+                        format!(
+                            "ORDB: the ORDB at the end of circuit {} takes queries but answers none; it is not asked again this session",
+                            c.0
+                        ),
+                    ),
+                }
+            }
             OrdbEvent::Relay(RelayEvent::StoreFailed(e)) => log(
                 io.reqs,
                 LogLevel::Warn,
@@ -1359,8 +2230,8 @@ impl OrdbPart {
         }
         if self.ordb.poll_timeout().is_some_and(|t| t <= now) {
             self.ordb_input(now, OrdbInput::Timeout);
-            self.drive(now, io);
         }
+        self.drive(now, io);
     }
 }
 
@@ -1457,14 +2328,14 @@ impl OrdbApi<'_> {
     /// Stop downloading `hash_name`; what is stored stays and is served.
     pub fn cancel(&mut self, now: Time, hash_name: HashName) -> Result<(), ContentError> {
         self.part.ordb.cancel(&hash_name)?;
-        self.part.end_download(hash_name, &mut self.io);
+        self.part.end_download(now, hash_name, &mut self.io);
         self.part.drive(now, &mut self.io);
         Ok(())
     }
 
     /// Remove a content: stop its download, stop serving it, delete it from the store.
     pub fn remove(&mut self, now: Time, hash_name: HashName) {
-        self.part.end_download(hash_name, &mut self.io);
+        self.part.end_download(now, hash_name, &mut self.io);
         self.part.ordb.remove(now, hash_name);
         self.part.drive(now, &mut self.io);
     }
@@ -1496,6 +2367,8 @@ impl OrdbApi<'_> {
     pub fn stats(&self) -> ContentStats {
         ContentStats {
             relay: self.part.ordb.relay().stats(),
+            neighbours_out: self.part.nb_out.values().filter(|s| s.is_some()).count(),
+            neighbours_in: self.part.nb_in.len(),
             ..self.part.stats
         }
     }
@@ -1504,7 +2377,6 @@ impl OrdbApi<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use onionmesh_wire::db::{DbEnd, DbQuery};
 
     #[test]
     fn frames_round_trip_in_any_split() {
@@ -1527,6 +2399,53 @@ mod tests {
             assert_eq!(got, msgs, "split at {split}");
             assert!(rx.is_empty());
         }
+    }
+
+    #[test]
+    fn pipe_frames_round_trip_in_any_split_and_keep_their_pipes() {
+        let msgs = vec![
+            (
+                PIPE_ADVERTS,
+                DbMsg::Info(DbInfo {
+                    hash_name: HashName([5; 20]),
+                    completion: onionmesh_wire::db::Completion::Half,
+                    flags: onionmesh_wire::db::InfoFlags::default(),
+                }),
+            ),
+            (
+                7,
+                DbMsg::Query(DbQuery {
+                    hash_name: HashName([3; 20]),
+                    piece: 1,
+                    offset: 0,
+                    count: 2,
+                    counter: 3,
+                }),
+            ),
+            (
+                65535,
+                DbMsg::End(DbEnd::with_sentence(DbEndReason::DESTROYED, "bye")),
+            ),
+        ];
+        let bytes: Vec<u8> = msgs
+            .iter()
+            .flat_map(|(p, m)| frame_on_pipe(*p, m))
+            .collect();
+        for split in 0..bytes.len() {
+            let mut rx = bytes[..split].to_vec();
+            let mut got = take_pipe_frames(&mut rx).unwrap();
+            rx.extend_from_slice(&bytes[split..]);
+            got.extend(take_pipe_frames(&mut rx).unwrap());
+            assert_eq!(got, msgs, "split at {split}");
+            assert!(rx.is_empty());
+        }
+        // A lying length or a foreign command on any pipe is an error.
+        let mut rx = vec![0, 9, 0x70, 0xff, 0xff];
+        assert!(take_pipe_frames(&mut rx).unwrap_err().contains("more than"));
+        let mut rx = vec![0, 0, 0x02, 0, 1, 0];
+        assert!(take_pipe_frames(&mut rx)
+            .unwrap_err()
+            .contains("not a content"));
     }
 
     #[test]

@@ -58,7 +58,11 @@ fn a_file_published_on_one_node_downloads_on_another_with_no_link_to_it() {
         !seen7.is_empty() && seen7.iter().all(|(_, k)| *k == KnownAs::Ordb),
         "{seen7:?}"
     );
-    assert!(net.nodes[0].ordb().peers_known_for(&h).is_empty());
+    // The publisher may know the neighbours it chose that relayed queries back (ORDBs), never 7.
+    let seen0 = net.nodes[0].ordb().peers_known_for(&h);
+    assert!(seen0
+        .iter()
+        .all(|(id, k)| *k == KnownAs::Neighbour && *id != net.id(7)));
     let id0 = net.id(0);
     let searchers: Vec<usize> = (1..7)
         .filter(|&i| {
@@ -68,7 +72,11 @@ fn a_file_published_on_one_node_downloads_on_another_with_no_link_to_it() {
                 .contains(&(id0, KnownAs::Provider))
         })
         .collect();
-    assert!(!searchers.is_empty());
+    // The ORDBs found the holder in the DHT, or in the lists its adverts filled.
+    let via_adverts: u64 = (1..7)
+        .map(|i| net.nodes[i].ordb().stats().answered_via_adverts)
+        .sum();
+    assert!(!searchers.is_empty() || via_adverts > 0);
     for &i in &searchers {
         assert!(
             seen7.iter().any(|(id, _)| *id == net.id(i)),

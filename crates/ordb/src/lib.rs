@@ -52,8 +52,14 @@
 //! - Relays do not need to be trusted: the requester verifies every piece against the root, so
 //!   a relay can only withhold or corrupt, and a corrupted piece is caught and its source dropped.
 //!
-//! The node glue must keep these by construction: never put a peer's ID next to a
-//! [`RequestId`], and build the circuits for [`SourceId`]s and [`OrdbCirc`]s itself.
+//! - An ORDB forwarding a query reveals itself, not the requester, to the next ORDB or holder
+//!   when that one chose it (a neighbour the holder built a channel to): the holder then knows
+//!   which ORDB relayed, never for whom. A relay never forwards its own node's downloads.
+//!
+//! The node glue must keep these by construction: never put the requester's ID next to a
+//! [`RequestId`] (a request arrives on a circuit someone else built, or on a neighbour's pipe,
+//! and a neighbour relays only what others asked it), and build the circuits for
+//! [`SourceId`]s and [`OrdbCirc`]s itself.
 //!
 //! ## Piece size: 64 KiB
 //!

@@ -27,7 +27,8 @@
 //!   hash_name new to this node is passed on, once, only to neighbours not known to have it
 //!   (not the sender, not one already told, not one listed as holding it): no flooding.
 //! - **Free riders.** An ORDB that accepts forwarded queries but answers nothing (or says
-//!   `UNAVAILABLE` for what it advertised itself) collects strikes; at
+//!   `UNAVAILABLE` for a content it advertised holding whole: one that advertised a share may
+//!   lack the pieces asked for) collects strikes; at
 //!   [`RelayConfig::free_rider_strikes`] it is dropped from every list and never chosen again
 //!   this session ([`RelayEvent::FreeRiderDropped`]).
 //!
@@ -141,6 +142,13 @@ pub enum RelayInput {
     Query { from: RequestId, query: DbQuery },
     /// That request stream closed.
     RequestClosed(RequestId),
+    /// What the driver queued on request stream `to` passed its high-water mark (`writable:
+    /// false`: the stream's flow control holds it back), or drained below it again (`true`).
+    /// While a stream is not writable, no further piece is read from the store for it, so what
+    /// this node queues for a slow reader stays bounded by about one piece. (Relayed answers
+    /// are held back by the driver, which stops reading the upstream stream; see
+    /// [`Relay::forwarded_for`].)
+    Writable { to: RequestId, writable: bool },
     /// A circuit to another ORDB is up. `neighbour`: an ORDB this node is connected to (adverts
     /// go to neighbours); otherwise a circuit built to a provider.
     CircuitUp { circ: OrdbCirc, neighbour: bool },
@@ -292,6 +300,8 @@ struct ServeJob {
 struct Session {
     jobs: VecDeque<ServeJob>,
     reading: Option<StoreOpId>,
+    /// The driver's queue for this stream is past its high-water mark.
+    blocked: bool,
     pipe: Option<RelayId>,
     last_activity: Option<Time>,
 }
@@ -426,6 +436,13 @@ impl Relay {
             .map(|h| (h.count, h.have.len() as u32))
     }
 
+    /// The request stream a forwarded query answers to, while it is under way: a driver that
+    /// holds back relayed answers for a stream that is not writable stops reading that
+    /// forwarded query's upstream stream.
+    pub fn forwarded_for(&self, relay: RelayId) -> Option<RequestId> {
+        self.relays.get(&relay).map(|r| r.to)
+    }
+
     /// The ORDBs listed for `hash_name` (OR_files then OR_streams), in rotation order.
     pub fn listed(&self, hash_name: &HashName) -> Vec<OrdbCirc> {
         let files = self.or_files.peek(hash_name).into_iter().flatten();
@@ -455,6 +472,14 @@ impl Relay {
         match input {
             RelayInput::Query { from, query } => self.on_query(now, from, query),
             RelayInput::RequestClosed(from) => self.close_session(from, false),
+            RelayInput::Writable { to, writable } => {
+                if let Some(s) = self.sessions.get_mut(&to) {
+                    s.blocked = !writable;
+                    if writable {
+                        self.kick(to);
+                    }
+                }
+            }
             RelayInput::CircuitUp { circ, neighbour } => self.circuit_up(circ, neighbour),
             RelayInput::CircuitDown(circ) => {
                 self.circuits.remove(&circ);
@@ -1007,7 +1032,8 @@ impl Relay {
                     self.close_session(to, false);
                 } else {
                     // Nothing there: the query goes elsewhere. Saying so is not free riding,
-                    // unless that ORDB advertised this very content.
+                    // unless that ORDB advertised holding all of this very content (one that
+                    // advertised a share may lack the pieces asked for, and relays on).
                     let (name, via) = (r.hash_name, r.via);
                     let advertised = self
                         .or_files
@@ -1015,7 +1041,7 @@ impl Relay {
                         .into_iter()
                         .chain(self.or_streams.peek(&name))
                         .flatten()
-                        .any(|e| e.circ == via && e.completion.is_some());
+                        .any(|e| e.circ == via && e.completion == Some(Completion::Full));
                     self.upstream_failed(now, id, advertised);
                 }
             }
@@ -1082,7 +1108,7 @@ impl Relay {
         let Some(s) = self.sessions.get(&from) else {
             return;
         };
-        if s.reading.is_some() {
+        if s.reading.is_some() || s.blocked {
             return;
         }
         let Some(job) = s.jobs.front() else { return };

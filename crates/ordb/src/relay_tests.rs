@@ -921,3 +921,78 @@ fn an_ordb_that_denies_what_it_advertised_is_dropped_but_an_honest_no_is_not() {
     }
     assert_eq!(r.stats().banned, 0);
 }
+
+/// A request stream that is not writable gets no further piece read for it until it is again.
+#[test]
+fn a_stream_that_is_not_writable_gets_no_more_pieces_read_until_it_is() {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let (publication, records) = publish_bytes(&mut rng, &data, "a/b", "x", 16384).unwrap();
+    let d = publication.descriptor().clone();
+    let h = d.hash_name();
+    let mut relay = Relay::new(T0, RelayConfig::default());
+    relay.handle_input(
+        T0,
+        RelayInput::Hold {
+            descriptor: Box::new(d.clone()),
+            pieces: (0..d.piece_count()).collect(),
+        },
+    );
+    drain(&mut relay);
+    let from = RequestId(3);
+    relay.handle_input(
+        T0,
+        RelayInput::Query {
+            from,
+            query: query(h, 0, 4, 0),
+        },
+    );
+    let reads = |out: &[RelayOutput]| -> Vec<StoreOpId> {
+        out.iter()
+            .filter_map(|o| match o {
+                RelayOutput::Store { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect()
+    };
+    let out = drain(&mut relay);
+    let first = reads(&out);
+    assert_eq!(first.len(), 1);
+    // The driver's queue is full: the piece being read is still answered, the next is not read.
+    relay.handle_input(
+        T0,
+        RelayInput::Writable {
+            to: from,
+            writable: false,
+        },
+    );
+    relay.handle_input(
+        T0,
+        RelayInput::Store(StoreCompletion {
+            id: first[0],
+            result: Ok(StoreReply::Piece(Some(records[0].clone()))),
+        }),
+    );
+    let out = drain(&mut relay);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        RelayOutput::Reply {
+            msg: DbMsg::Data(_),
+            ..
+        }
+    )));
+    assert!(
+        reads(&out).is_empty(),
+        "read on while the stream is blocked"
+    );
+    // Drained: the next piece is read.
+    relay.handle_input(
+        T0,
+        RelayInput::Writable {
+            to: from,
+            writable: true,
+        },
+    );
+    let out = drain(&mut relay);
+    assert_eq!(reads(&out).len(), 1);
+}

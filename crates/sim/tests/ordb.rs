@@ -11,15 +11,21 @@
 //!
 //! Asserted: every download completes and the stored bytes equal the published file (so no
 //! corrupted byte was accepted); every forged piece that was served reached a requester and
-//! was caught there (its source dropped, the piece fetched elsewhere); from the recorded views,
-//! requesters know only the ORDBs they asked (never a provider), publishers associate no peer
-//! with what they serve, and no cell on any link carries a hash_name in clear (relays inside
-//! circuits never see one).
+//! was caught there (its source dropped, the piece fetched elsewhere); holders advertised on
+//! their neighbour channels (`DB_INFO` sent and received), never twice the same step of the
+//! same content on one channel (no flooding), and some ORDBs served downloads from list
+//! entries learnt that way with no DHT search at all; from the recorded views, requesters know
+//! only the ORDBs they asked (a provider or a neighbour's query only as ORDBs themselves),
+//! publishers associate with what they serve only neighbours they chose that relayed queries
+//! as ORDBs, and no cell on any link carries a hash_name in clear (relays inside circuits never
+//! see one).
 //!
 //! The issue's size: `ORDB_SIM_NODES=500 ORDB_SIM_FILES=20 ORDB_SIM_DOWNLOADS=200
 //! cargo test -p onionmesh-sim --test ordb`.
 
-use onionmesh_node::{ContentConfig, ContentEvent, DhtEvent, Event, KnownAs, NodeConfig};
+use onionmesh_node::{
+    ContentConfig, ContentEvent, ContentStats, DhtEvent, Event, KnownAs, NodeConfig,
+};
 use onionmesh_ordb::{HashName, StoreReply, StoreRequest};
 use onionmesh_rendezvous::RendezvousConfig;
 use onionmesh_sim::{Sim, SimConfig};
@@ -104,6 +110,8 @@ fn downloads_through_circuits_survive_churn_and_corruption_and_stay_anonymous() 
     let mut node = NodeConfig {
         content: ContentConfig {
             max_source_attempts: 60,
+            // ORDB_SIM_NEIGHBOURS=0 turns adverts off (to compare with the DHT alone).
+            neighbours: env("ORDB_SIM_NEIGHBOURS", 3),
             ..ContentConfig::default()
         },
         ..NodeConfig::default()
@@ -268,6 +276,38 @@ fn downloads_through_circuits_survive_churn_and_corruption_and_stay_anonymous() 
     assert!(forged >= 1, "no corrupting node was ever asked");
     assert_eq!(caught, forged, "every forged piece served is caught");
 
+    // Adverts and the lists they fill (issue 9 items 3 and 4).
+    let stats: Vec<ContentStats> = (0..n)
+        .map(|i| sim.with_node(i, |node, _| node.ordb().stats()))
+        .collect();
+    let sum = |f: fn(&ContentStats) -> u64| stats.iter().map(f).sum::<u64>();
+    let (sent, received) = (sum(|s| s.infos_sent), sum(|s| s.infos_received));
+    let (forwarded, answered) = (
+        sum(|s| s.forwards_via_adverts),
+        sum(|s| s.answered_via_adverts),
+    );
+    let searches = sum(|s| s.provider_searches);
+    let listed_only = stats
+        .iter()
+        .filter(|s| s.answered_via_adverts > 0 && s.provider_searches == 0)
+        .count();
+    println!(
+        "adverts: {sent} DB_INFO sent, {received} received, {} repeated; {} neighbour circuits; queries forwarded along advert lists: {forwarded}, {answered} answered; provider searches (FIND_VALUE): {searches}; ORDBs that served from advert lists alone: {listed_only}; free riders dropped: {}",
+        sum(|s| s.infos_repeated),
+        sum(|s| s.neighbour_circuits),
+        sum(|s| s.free_riders),
+    );
+    assert!(sent > 0 && received > 0 && received <= sent);
+    assert!(
+        stats.iter().all(|s| s.infos_repeated == 0),
+        "an advert was repeated on a channel (flooding)"
+    );
+    assert!(answered > 0, "no query was answered along an advert list");
+    assert!(
+        listed_only > 0,
+        "no ORDB served from its advert lists alone"
+    );
+
     // Anonymity from the recorded views.
     assert!(*cells.borrow() > 0);
     assert_eq!(*leaks.borrow(), 0, "a hash_name crossed a link in clear");
@@ -278,13 +318,24 @@ fn downloads_through_circuits_survive_churn_and_corruption_and_stay_anonymous() 
             (o.peers_known_for(&h), o.stats().requests_served)
         });
         assert!(known.iter().any(|(_, how)| *how == KnownAs::Ordb));
-        // A provider can only have been learned by this node acting as an ORDB for others.
-        if known.iter().any(|(_, how)| *how == KnownAs::Provider) {
+        // A provider, or a neighbour's query, can only have come to this node acting as an
+        // ORDB (or holder) for others.
+        if known.iter().any(|(_, how)| *how != KnownAs::Ordb) {
             assert!(served > 0, "requester {r} learned a provider of {h:?}");
         }
     }
+    let ids: Vec<_> = (0..n)
+        .map(|i| sim.with_node(i, |node, _| node.id()))
+        .collect();
     for (k, &p) in publishers.iter().enumerate() {
+        // A publisher knows only neighbours it chose that relayed queries to it as ORDBs.
         let known = sim.with_node(p, |node, _| node.ordb().peers_known_for(&contents[k].0));
-        assert!(known.is_empty(), "publisher {p} learned {known:?}");
+        for (id, how) in &known {
+            let j = ids.iter().position(|x| x == id).unwrap();
+            assert!(
+                *how == KnownAs::Neighbour && stats[j].requests_served > 0,
+                "publisher {p} learned {known:?}"
+            );
+        }
     }
 }
