@@ -90,12 +90,17 @@
 
 // Layers, each using only those above it (no module imports one that imports it back):
 //   leaves:    codes (the one error-code list, JS errors), timer, views (presentation), args
-//   events:    events (core events as JS objects), pending (promises waiting on the core)
-//   wrappers:  bridge (WebSocket + secure channel), link (RTCPeerConnection + data channel)
+//   events:    events (core events as JS objects), pending (promises waiting on the core),
+//              content (the content reader: plain logic, native tests)
+//   wrappers:  bridge (WebSocket + secure channel), link (RTCPeerConnection + data channel),
+//              store (which content store), stream (js/stream.js, the Service Worker's page side)
 //   driver:    driver (feeds the core, carries out its outputs)
-//   JS API:    api (the Node class), api_onion, api_dht (more methods of the same class)
+//   JS API:    api (the Node class), api_onion, api_dht, api_content (more methods of the same
+//              class, and the Download class)
 #[cfg(target_arch = "wasm32")]
 mod api;
+#[cfg(target_arch = "wasm32")]
+mod api_content;
 #[cfg(target_arch = "wasm32")]
 mod api_dht;
 #[cfg(target_arch = "wasm32")]
@@ -107,6 +112,7 @@ mod bench;
 #[cfg(target_arch = "wasm32")]
 mod bridge;
 pub mod codes;
+pub mod content;
 #[cfg(target_arch = "wasm32")]
 mod driver;
 #[cfg(target_arch = "wasm32")]
@@ -116,6 +122,10 @@ mod link;
 #[cfg(target_arch = "wasm32")]
 mod pending;
 #[cfg(target_arch = "wasm32")]
+mod store;
+#[cfg(target_arch = "wasm32")]
+mod stream;
+#[cfg(target_arch = "wasm32")]
 mod timer;
 #[cfg(target_arch = "wasm32")]
 mod views;
@@ -123,7 +133,11 @@ mod views;
 #[cfg(target_arch = "wasm32")]
 pub use api::{BrowserNode, EventCallback, NodeOptions, PeerList, StartOptions};
 #[cfg(target_arch = "wasm32")]
+pub use api_content::{Download, LibraryList};
+#[cfg(target_arch = "wasm32")]
 pub use api_onion::CircuitList;
 #[cfg(target_arch = "wasm32")]
 pub use bridge::{BridgeSink, BridgeTransport, WebSocketTransport};
 pub use codes::ErrorCode;
+#[cfg(target_arch = "wasm32")]
+pub use store::StoreChoice;

@@ -167,6 +167,7 @@ async fn start_node(hub: &HubRef, corrupt_proof: bool) -> BrowserNode {
     };
     let options = NodeOptions {
         test_only_corrupt_link_proof: corrupt_proof,
+        ..NodeOptions::default()
     };
     BrowserNode::start_with_transport(connect, "the in-page test hub", options)
         .await
