@@ -7,6 +7,8 @@ import { createPlayer, saveToDisk } from './player.js';
 
 const $ = (id) => document.getElementById(id);
 const HASH_NAME = /^[0-9a-f]{40}$/i;
+const JOIN_GRACE_MS = 10000;   // with 1 or 2 linked peers, wait this long for more
+const JOIN_TIMEOUT_MS = 60000; // then say that no peer came
 
 /// A log line for a content event, or null for the per-piece ones (they would flood the log).
 export function describeContent(event) {
@@ -56,6 +58,7 @@ export function wireContent(node, log) {
   const player = createPlayer(log);
   const downloads = window.onionmesh.downloads;   // hashName -> Download
   const states = new Map();                        // hashName -> { state, reason }
+  const startedAt = performance.now();
   let renderQueued = false;
 
   function track(download) {
@@ -68,14 +71,43 @@ export function wireContent(node, log) {
     return downloads.get(download.hashName);
   }
 
+  function linkedPeers() {
+    try { return node.peers().filter((p) => p.state === 'linked').length; } catch { return 0; }
+  }
+
+  /// Whether the node has peers enough to ask the mesh: a download started before that fails
+  /// at once ("knows no ORDB to ask yet"). Three linked peers make a 3-hop circuit; a smaller
+  /// mesh gets JOIN_GRACE_MS to grow first.
+  function joined() {
+    const n = linkedPeers();
+    return n >= 3 || (n >= 1 && performance.now() - startedAt > JOIN_GRACE_MS);
+  }
+
   /// Opens a share link or hash name: starts (or finds) its download and shows it in the
-  /// player. Returns the Download, or null (the page says why).
+  /// player. Returns the Download, or null (the page says why; a link opened before the node
+  /// has peers opens by itself once it has).
   function open(text, { play = true } = {}) {
     const status = $('open-status');
     const parsed = parseTarget(text);
     if (parsed.error) {
       status.textContent = parsed.error;
       status.dataset.level = 'bad';
+      return null;
+    }
+    if (!joined()) {
+      status.textContent = 'Joining the mesh first: the link opens as soon as this page is linked to a few peers.';
+      status.dataset.level = 'busy';
+      const asked = performance.now();
+      const timer = setInterval(() => {
+        if (joined()) {
+          clearInterval(timer);
+          open(text, { play });
+        } else if (performance.now() - asked > JOIN_TIMEOUT_MS) {
+          clearInterval(timer);
+          status.textContent = 'No peer linked with this page within a minute, so the link cannot be opened yet. Check that the bridge is reachable, then press Open again.';
+          status.dataset.level = 'bad';
+        }
+      }, 250);
       return null;
     }
     let download;
@@ -163,6 +195,10 @@ export function wireContent(node, log) {
             states.set(hashName, { state: 'cancelled', reason: '' });
             log(`Cancelled ${name}; what arrived stays in the library.`);
             render();
+          }));
+        } else if (st.state === 'failed' || st.state === 'cancelled') {
+          actions.replaceChildren(button('play', st.state === 'failed' ? 'Retry' : 'Resume', () => {
+            open(hashName, { play: player.current === download });
           }));
         } else {
           const hide = button('dismiss', 'Hide', () => {

@@ -1,7 +1,7 @@
 // Sharing and streaming a real video between real pages (issue 9, end-to-end acceptance).
 //
 // One bridge, one Chromium, every page in its own browser context (its own IndexedDB and
-// Service Worker). A WebM (VP9/Opus, about 20 MB, 60 s) is made with Debian's ffmpeg at test
+// Service Worker). A WebM (VP9/Opus, about 20 MB, 2 min) is made with Debian's ffmpeg at test
 // time and cached under tests/.cache/. Pages A, B, C, D and E form the mesh (enough for 3-hop
 // circuits); E drops its link to A. Then:
 //   1. A shares the video through the page's file input, as a user would; E opens the share
@@ -19,18 +19,19 @@ import path from 'node:path';
 import { launchBrowser, openNode, root, startBridge, waitForLinked } from './harness.mjs';
 
 const FFMPEG = process.env.FFMPEG || '/usr/bin/ffmpeg';
-const DURATION_S = 60;
-// CBR so the size is predictable (testsrc2 is easy to code: VBR undershoots a lot); a keyframe
-// every 2 s so a seek decodes from near where it lands; cues up front so the player can seek
+const DURATION_S = 120;
+// 640x360 at 1.3 Mbit/s for 2 minutes: about 20 MB, a usual bitrate for 360p streaming. CBR so
+// the size is predictable (testsrc2 is easy to code: VBR undershoots a lot); a keyframe every
+// second so a seek decodes from near where it lands; cues up front so the player can seek
 // before it has the end of the file.
 const FFMPEG_ARGS = [
   '-hide_banner', '-loglevel', 'error', '-y',
   '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30',
   '-f', 'lavfi', '-i', 'sine=frequency=440',
   '-t', String(DURATION_S),
-  '-c:v', 'libvpx-vp9', '-b:v', '2600k', '-minrate', '2600k', '-maxrate', '2600k',
-  '-g', '60', '-deadline', 'realtime', '-cpu-used', '8', '-row-mt', '1',
-  '-c:a', 'libopus', '-b:a', '96k',
+  '-c:v', 'libvpx-vp9', '-b:v', '1250k', '-minrate', '1250k', '-maxrate', '1250k',
+  '-g', '30', '-deadline', 'realtime', '-cpu-used', '8', '-row-mt', '1',
+  '-c:a', 'libopus', '-b:a', '64k',
   '-cues_to_front', '1',
   '-f', 'webm',
 ];
@@ -81,8 +82,12 @@ const progressOf = (page, hashName) => page.evaluate((h) => {
   return d ? d.progress() : null;
 }, hashName);
 
-/// Whatever the page said and logged, for a failure message.
-const dump = (name, p) => `--- ${name} console:\n${p.consoleLines.slice(-60).join('\n')}`;
+/// Whatever the page said on its console and in its log card, for a failure message.
+async function dump(name, p) {
+  const log = await p.page.evaluate(() => [...document.querySelectorAll('#log li')].slice(-40).map((li) => li.textContent))
+    .catch(() => ['(the page is gone)']);
+  return `--- ${name} console:\n${p.consoleLines.slice(-30).join('\n')}\n--- ${name} log:\n${log.join('\n')}`;
+}
 
 let bridge;
 let browser;
@@ -103,8 +108,8 @@ before(async () => {
   pages = Object.fromEntries(names.map((n, i) => [n, opened[i]]));
   const ids = opened.map((p) => p.id);
   for (const [i, p] of opened.entries()) {
-    await waitForLinked(p.page, ids.filter((id) => id !== p.id)).catch((e) => {
-      throw new Error(`page ${names[i]} did not link to the others: ${e.message}\n${dump(names[i], p)}`);
+    await waitForLinked(p.page, ids.filter((id) => id !== p.id)).catch(async (e) => {
+      throw new Error(`page ${names[i]} did not link to the others: ${e.message}\n${await dump(names[i], p)}`);
     });
   }
 }, { timeout: 240000 });
@@ -126,7 +131,7 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
     || document.getElementById('share-status').dataset.level === 'bad', null, { timeout: 120000 });
   const status = await a.page.textContent('#share-status');
   shared = await a.page.evaluate(() => window.onionmesh.shared[0]);
-  assert.ok(shared, `A could not share the file: ${status}\n${dump('A', a)}`);
+  assert.ok(shared, `A could not share the file: ${status}\n${await dump('A', a)}`);
   assert.match(shared.hashName, /^[0-9a-f]{40}$/);
   assert.equal(shared.size, video.size);
   assert.equal(await a.page.inputValue('#share-link'), shared.link, 'the page shows the share link');
@@ -154,7 +159,7 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
     return { t: v.currentTime, complete: p.complete, piecesHave: p.piecesHave, pieces: p.pieces };
   }, shared.hashName, { timeout: 120000, polling: 100 }).then((h) => h.jsonValue()).catch(async (err) => {
     const st = await e.page.evaluate(() => ({ player: document.getElementById('player-status').textContent, open: document.getElementById('open-status').textContent }));
-    throw new Error(`E's player never played: ${err.message}; ${JSON.stringify(st)}; progress ${JSON.stringify(await progressOf(e.page, shared.hashName))}\n${dump('E', e)}`);
+    throw new Error(`E's player never played: ${err.message}; ${JSON.stringify(st)}; progress ${JSON.stringify(await progressOf(e.page, shared.hashName))}\n${await dump('E', e)}`);
   });
   assert.equal(first.complete, false, `the video played before the download completed (${first.piecesHave}/${first.pieces} pieces at ${first.t.toFixed(2)} s)`);
   await e.page.waitForFunction((t) => document.getElementById('player-video').currentTime > t + 0.5, first.t, { timeout: 10000 });
@@ -176,15 +181,22 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
         if (performance.now() - t0 > 10000) { clearInterval(timer); resolve(false); }
       }, 20);
     });
-    return { ok, ms: performance.now() - t0, target, completeAtSeek: before.complete, piecesHave: before.piecesHave, pieces: before.pieces, now: v.currentTime };
+    const buffered = [];
+    for (let i = 0; i < v.buffered.length; i++) buffered.push(`${v.buffered.start(i).toFixed(1)}-${v.buffered.end(i).toFixed(1)}`);
+    const arrived = window.onionmesh.events.filter((ev) => ev.type === 'content' && ev.event === 'progress' && ev.hashName === h).slice(-20).map((ev) => ev.index);
+    return {
+      ok, ms: performance.now() - t0, target, completeAtSeek: before.complete, piecesHave: before.piecesHave, pieces: before.pieces,
+      now: v.currentTime, paused: v.paused, seeking: v.seeking, readyState: v.readyState, buffered: buffered.join(' '),
+      lastPieces: arrived.join(','), piecesHaveNow: d.progress().piecesHave, status: document.getElementById('player-status').textContent,
+    };
   }, { h: shared.hashName, duration: DURATION_S });
   console.log(`seek to ${seek.target.toFixed(1)} s played after ${seek.ms.toFixed(0)} ms (${seek.completeAtSeek ? 'download already complete' : `mid-download, ${seek.piecesHave}/${seek.pieces} pieces held`})`);
-  assert.ok(seek.ok, `after seeking to 80 % the video did not play within 10 s: ${JSON.stringify(seek)}`);
+  assert.ok(seek.ok, `after seeking to 80 % the video did not play within 10 s: ${JSON.stringify(seek)}\n${await dump('E', e)}`);
   assert.ok(seek.ms <= 3000, `seeking to 80 % played within 3 s (took ${seek.ms.toFixed(0)} ms)`);
 
   // Complete: the bytes are the original's.
   await waitComplete(e.page, shared.hashName, 180000).catch(async (err) => {
-    throw new Error(`E's download did not complete: ${err.message}; ${JSON.stringify(await progressOf(e.page, shared.hashName))}\n${dump('E', e)}`);
+    throw new Error(`E's download did not complete: ${err.message}; ${JSON.stringify(await progressOf(e.page, shared.hashName))}\n${await dump('E', e)}`);
   });
   const got = await blobDigest(e.page, shared.hashName);
   assert.equal(got.size, video.size);
@@ -211,7 +223,7 @@ test('a page reloaded mid-download resumes and fetches no more than the remainin
     if (p.complete) return { complete: true };
     return p.pieces > 0 && p.piecesHave >= p.pieces * 0.25 ? p : false;
   }, shared.hashName, { timeout: 120000, polling: 20 }).then((h) => h.jsonValue()).catch(async (err) => {
-    throw new Error(`R's download never reached 25 %: ${err.message}; ${JSON.stringify(await progressOf(r.page, shared.hashName))}\n${dump('R', r)}`);
+    throw new Error(`R's download never reached 25 %: ${err.message}; ${JSON.stringify(await progressOf(r.page, shared.hashName))}\n${await dump('R', r)}`);
   });
   assert.ok(!mid.complete, 'R is still downloading when it reloads');
   const heldBefore = await r.page.evaluate((h) => new Set(window.onionmesh.events
@@ -222,7 +234,7 @@ test('a page reloaded mid-download resumes and fetches no more than the remainin
   await r.page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
   assert.equal(await r.page.evaluate(() => window.onionmeshError), undefined);
   await waitComplete(r.page, shared.hashName, 180000).catch(async (err) => {
-    throw new Error(`R's resumed download did not complete: ${err.message}; ${JSON.stringify(await progressOf(r.page, shared.hashName))}\n${dump('R', r)}`);
+    throw new Error(`R's resumed download did not complete: ${err.message}; ${JSON.stringify(await progressOf(r.page, shared.hashName))}\n${await dump('R', r)}`);
   });
   const after = await r.page.evaluate((h) => {
     const evs = window.onionmesh.events.filter((ev) => ev.type === 'content' && ev.hashName === h);
@@ -251,7 +263,7 @@ test('after A closes, page F still gets the whole file byte-identical', { timeou
   const f = await openNode(browser, bridge.url, `#${shared.hashName}`);
   extra.push(f);
   await waitComplete(f.page, shared.hashName, 180000).catch(async (err) => {
-    throw new Error(`F's download did not complete without A: ${err.message}; ${JSON.stringify(await progressOf(f.page, shared.hashName))}\n${dump('F', f)}`);
+    throw new Error(`F's download did not complete without A: ${err.message}; ${JSON.stringify(await progressOf(f.page, shared.hashName))}\n${await dump('F', f)}`);
   });
   const got = await blobDigest(f.page, shared.hashName);
   assert.equal(got.size, video.size);
