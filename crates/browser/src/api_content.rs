@@ -329,7 +329,7 @@ impl BrowserNode {
     /// (read again for the rest). Waits until the pieces are stored; a range not held moves the
     /// download there first (seeking). Rejects `NOT_FOUND` (neither held nor being
     /// downloaded), `NOT_COMPLETE` (not held and not being downloaded, or the download stopped
-    /// first), `BUSY` (32 reads wait already), `BAD_ARGUMENT`, `STOPPED`.
+    /// first), `BUSY` (128 reads wait already), `BAD_ARGUMENT`, `STOPPED`.
     #[wasm_bindgen(js_name = readContent, unchecked_return_type = "Promise<Uint8Array>")]
     pub fn read_content(
         &self,

@@ -35,7 +35,7 @@ pub const READER_STORE_OP_BIT: u64 = 1 << 62;
 /// Most bytes one read returns.
 pub const MAX_READ_BYTES: u64 = 4 << 20;
 /// Most reads waiting at once (for pieces, or for the store).
-pub const MAX_PARKED_READS: usize = 32;
+pub const MAX_PARKED_READS: usize = 128;
 /// Most `GetPiece` requests one read has in flight.
 pub const MAX_GETS_PER_READ: usize = 4;
 /// Most contents the reader tracks (the store holds fewer in practice: the node's relay holds

@@ -51,6 +51,14 @@
 //! // node.read(c, s, max?), node.serve(name), node.serviceRead(c, s, max?),
 //! // node.serviceWrite(c, s, bytes), node.dhtPublish(key), node.dhtFindValue(key),
 //! // node.dhtFindNode(id), node.dhtStats(), node.stop()
+//!
+//! // Content (api_content.rs): share a file, open a link, play while downloading.
+//! const { hashName, link } = await node.publish(file, { name: 'clip.webm' });
+//! const dl = node.download(link);                  // a Download: metadata(), progress(), cancel()
+//! await dl.streamTo(videoElement);                 // needs sw.js next to the page
+//! const blob = await dl.blob();                    // once every piece is held
+//! const bytes = await node.readContent(hashName, 0, 4096);
+//! // node.library(), node.remove(hashName); events {type: "content", event, hashName, ...}
 //! ```
 //!
 //! Errors are JS `Error`s whose message is a sentence saying what happened and what to do, with a

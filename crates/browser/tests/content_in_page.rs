@@ -7,6 +7,9 @@
 //! which publishing and reading do not need.
 #![cfg(target_arch = "wasm32")]
 
+mod common;
+
+use common::{get_str, new_hub, record, sleep, start_node, wait_until, Recorder};
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
 use onionmesh_browser::{
     BridgeSink, BridgeTransport, BrowserNode, Download, NodeOptions, StoreChoice,
@@ -43,9 +46,7 @@ async fn start(quota_bytes: u64) -> BrowserNode {
         .expect("the node starts")
 }
 
-fn get(v: &JsValue, key: &str) -> JsValue {
-    Reflect::get(v, &key.into()).unwrap_or(JsValue::UNDEFINED)
-}
+use common::get;
 
 fn code(err: &JsValue) -> String {
     get(err, "code").as_string().unwrap_or_default()
@@ -235,4 +236,92 @@ async fn stream_to_without_a_service_worker_option_says_so() {
     let err = settle(dl.stream_to(JsValue::from(3))).await.unwrap_err();
     assert_eq!(code(&err), "BAD_ARGUMENT");
     node.stop();
+}
+
+// ----- two nodes of a mesh -------------------------------------------------------------------
+
+fn linked_count(node: &BrowserNode) -> usize {
+    let list: Array = node.peers().unwrap().unchecked_into();
+    list.iter()
+        .filter(|p| get(p, "state").as_string().as_deref() == Some("linked"))
+        .count()
+}
+
+fn content_event(r: &Recorder, h: &str, event: &str) -> Option<JsValue> {
+    r.events
+        .borrow()
+        .iter()
+        .find(|e| {
+            get_str(e, "type") == "content"
+                && get_str(e, "hashName") == h
+                && get_str(e, "event") == event
+        })
+        .cloned()
+}
+
+/// Five nodes in one page over real WebRTC, introduced by the in-page rendezvous: one publishes,
+/// another downloads through 3-hop circuits to ORDBs (which find the publisher in the DHT), and
+/// a read issued before the download completes waits for its pieces and gets the right bytes.
+#[wasm_bindgen_test]
+async fn a_content_published_on_one_node_downloads_on_another() {
+    let hub = new_hub();
+    let mut nodes = Vec::new();
+    for _ in 0..5 {
+        nodes.push(start_node(&hub, false).await);
+    }
+    wait_until("every node to link with 3 others", 60_000.0, || {
+        nodes.iter().all(|n| linked_count(n) >= 3)
+    })
+    .await;
+    // Let the DHT learn the mesh before announcing.
+    sleep(2_000).await;
+    let publisher = &nodes[0];
+    let rp = record(publisher);
+    let bytes = data(200_000);
+    let published =
+        settle(publisher.publish(blob_of(&bytes, "video/webm").into(), JsValue::UNDEFINED))
+            .await
+            .expect("publish resolves");
+    let h = get(&published, "hashName").as_string().unwrap();
+    wait_until("the DHT announcement", 60_000.0, || {
+        rp.events.borrow().iter().any(|e| {
+            get_str(e, "type") == "dht"
+                && get_str(e, "event") == "published"
+                && get_str(e, "key") == h
+                && get(e, "code").is_undefined()
+        })
+    })
+    .await;
+
+    let downloader = &nodes[4];
+    let rd = record(downloader);
+    let dl = downloader
+        .download(h.clone().into())
+        .expect("download starts");
+    // A read before anything arrived: it waits for the metadata and its pieces.
+    let early = downloader.read_content(h.clone().into(), 150_000.into(), 1_000.into());
+    wait_until("the download to finish", 120_000.0, || {
+        content_event(&rd, &h, "done").is_some() || content_event(&rd, &h, "failed").is_some()
+    })
+    .await;
+    if let Some(failed) = content_event(&rd, &h, "failed") {
+        panic!("the download failed: {}", get_str(&failed, "reason"));
+    }
+    let early: Uint8Array = settle(early)
+        .await
+        .expect("the early read")
+        .unchecked_into();
+    assert_eq!(early.to_vec(), &bytes[150_000..151_000]);
+    assert!(content_event(&rd, &h, "metadata").is_some());
+    assert_eq!(read(downloader, &h, 0.0, 200_000.0).await.unwrap(), bytes);
+    let blob: web_sys::Blob = settle(dl.blob()).await.unwrap().unchecked_into();
+    assert_eq!(blob.type_(), "video/webm");
+    let progress = dl.progress().unwrap();
+    assert_eq!(get(&progress, "complete").as_bool(), Some(true));
+    let lib: Array = downloader.library().unwrap().unchecked_into();
+    assert_eq!(lib.length(), 1);
+    assert_eq!(get(&lib.get(0), "complete").as_bool(), Some(true));
+    for n in &nodes {
+        n.stop();
+    }
 }
