@@ -1,118 +1,34 @@
 // Sharing and streaming a real video between real pages (issue 9, end-to-end acceptance).
 //
 // One bridge, one Chromium, every page in its own browser context (its own IndexedDB and
-// Service Worker). A WebM (VP9/Opus, about 20 MB, 2 min) is made with Debian's ffmpeg at test
-// time and cached under tests/.cache/. Pages A, B, C, D and E form the mesh (enough for 3-hop
-// circuits); E drops its link to A. Then:
+// Service Worker). The video is a WebM (VP9/Opus, about 20 MB, 2 min) made with Debian's ffmpeg
+// at test time and cached under tests/.cache/ (harness.mjs `makeTestVideo`). Pages A, B, C, D
+// and E form the mesh (enough for 3-hop circuits); E drops its link to A. Then:
 //   1. A shares the video through the page's file input, as a user would; E opens the share
 //      link in the "Open a link" box; E's player plays before the download completes; seeking
 //      to 80 % plays within 3 s; once complete, SHA-256 of blob() equals the original's.
-//   2. R opens the link at load (`#<hash_name>`), reloads mid-download, resumes, and fetches
-//      no more than the remaining pieces plus 5 %.
-//   3. A closes; F still gets the whole file, byte-identical (from E, R and the ORDBs).
+//   2. A closes; F, opened at the link (`#<hash_name>`), still gets the whole file,
+//      byte-identical (from E and the ORDBs).
+// The reload check is content-resume.test.mjs.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { launchBrowser, openNode, root, startBridge, waitForLinked } from './harness.mjs';
-
-const FFMPEG = process.env.FFMPEG || '/usr/bin/ffmpeg';
-const DURATION_S = 120;
-// 640x360 at 1.3 Mbit/s for 2 minutes: about 20 MB, a usual bitrate for 360p streaming. CBR so
-// the size is predictable (testsrc2 is easy to code: VBR undershoots a lot); a keyframe every
-// second so a seek decodes from near where it lands; cues up front so the player can seek
-// before it has the end of the file.
-const FFMPEG_ARGS = [
-  '-hide_banner', '-loglevel', 'error', '-y',
-  '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30',
-  '-f', 'lavfi', '-i', 'sine=frequency=440',
-  '-t', String(DURATION_S),
-  '-c:v', 'libvpx-vp9', '-b:v', '1250k', '-minrate', '1250k', '-maxrate', '1250k',
-  '-g', '30', '-deadline', 'realtime', '-cpu-used', '8', '-row-mt', '1',
-  '-c:a', 'libopus', '-b:a', '64k',
-  '-cues_to_front', '1',
-  '-f', 'webm',
-];
-
-/// The test video: made once per set of ffmpeg arguments, cached by their hash.
-async function makeVideo() {
-  const key = createHash('sha256').update(JSON.stringify(FFMPEG_ARGS)).digest('hex').slice(0, 16);
-  const dir = path.join(root, 'tests', '.cache');
-  const file = path.join(dir, `video-${key}.webm`);
-  if (fs.existsSync(file)) return file;
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  const t0 = Date.now();
-  await new Promise((resolve, reject) => {
-    const p = spawn(FFMPEG, [...FFMPEG_ARGS, tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('error', (e) => reject(new Error(`could not run ${FFMPEG} (apt-get install ffmpeg): ${e.message}`)));
-    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ffmpeg exited with ${code}: ${err}`))));
-  });
-  fs.renameSync(tmp, file);
-  console.log(`made the test video in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${fs.statSync(file).size} bytes`);
-  return file;
-}
-
-const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
-
-/// SHA-256, size and type of `download.blob()` in the page.
-async function blobDigest(page, hashName) {
-  return page.evaluate(async (h) => {
-    const d = window.onionmesh.downloads.get(h) || window.onionmesh.node.download(h);
-    const blob = await d.blob();
-    const digest = await crypto.subtle.digest('SHA-256', await blob.arrayBuffer());
-    const hex = [...new Uint8Array(digest)].map((x) => x.toString(16).padStart(2, '0')).join('');
-    return { sha: hex, size: blob.size, type: blob.type };
-  }, hashName);
-}
-
-async function waitComplete(page, hashName, timeout) {
-  await page.waitForFunction((h) => {
-    const d = window.onionmesh.downloads.get(h);
-    return d && d.progress().complete;
-  }, hashName, { timeout, polling: 250 });
-}
-
-const progressOf = (page, hashName) => page.evaluate((h) => {
-  const d = window.onionmesh.downloads.get(h);
-  return d ? d.progress() : null;
-}, hashName);
-
-/// Whatever the page said on its console and in its log card, for a failure message.
-async function dump(name, p) {
-  const log = await p.page.evaluate(() => [...document.querySelectorAll('#log li')].slice(-40).map((li) => li.textContent))
-    .catch(() => ['(the page is gone)']);
-  return `--- ${name} console:\n${p.consoleLines.slice(-30).join('\n')}\n--- ${name} log:\n${log.join('\n')}`;
-}
+import {
+  VIDEO_DURATION_S, blobDigest, downloadProgress, launchBrowser, makeTestVideo, openMesh, openNode,
+  pageDump, shareFromInput, startBridge, waitDownloadComplete,
+} from './harness.mjs';
 
 let bridge;
 let browser;
-let video;        // { file, bytes, sha, size }
+let video;        // { file, sha, size }
 let pages;        // { a, b, c, d, e }
 let shared;       // A's publish() result
-const extra = []; // pages opened by the tests
 
 before(async () => {
-  const file = await makeVideo();
-  const bytes = fs.readFileSync(file);
-  video = { file, sha: sha256(bytes), size: bytes.length };
+  video = await makeTestVideo();
   bridge = await startBridge();
   browser = await launchBrowser();
-  const names = ['a', 'b', 'c', 'd', 'e'];
-  const opened = [];
-  for (const n of names) opened.push(await openNode(browser, bridge.url));
-  pages = Object.fromEntries(names.map((n, i) => [n, opened[i]]));
-  const ids = opened.map((p) => p.id);
-  for (const [i, p] of opened.entries()) {
-    await waitForLinked(p.page, ids.filter((id) => id !== p.id)).catch(async (e) => {
-      throw new Error(`page ${names[i]} did not link to the others: ${e.message}\n${await dump(names[i], p)}`);
-    });
-  }
-}, { timeout: 240000 });
+  pages = await openMesh(browser, bridge, ['a', 'b', 'c', 'd', 'e']);
+}, { timeout: 150000 });
 
 after(async () => {
   if (browser) await browser.close();
@@ -126,12 +42,8 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
   assert.deepEqual(errors(a), [], 'a clean load logs no console errors');
 
   // A shares the file as a user would: through the file input of "Share a file".
-  await a.page.setInputFiles('#share-file', video.file);
-  await a.page.waitForFunction(() => window.onionmesh.shared.length > 0
-    || document.getElementById('share-status').dataset.level === 'bad', null, { timeout: 120000 });
-  const status = await a.page.textContent('#share-status');
-  shared = await a.page.evaluate(() => window.onionmesh.shared[0]);
-  assert.ok(shared, `A could not share the file: ${status}\n${await dump('A', a)}`);
+  const { shared: published, status } = await shareFromInput(a, video.file);
+  shared = published;
   assert.match(shared.hashName, /^[0-9a-f]{40}$/);
   assert.equal(shared.size, video.size);
   assert.equal(await a.page.inputValue('#share-link'), shared.link, 'the page shows the share link');
@@ -159,7 +71,7 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
     return { t: v.currentTime, complete: p.complete, piecesHave: p.piecesHave, pieces: p.pieces };
   }, shared.hashName, { timeout: 120000, polling: 100 }).then((h) => h.jsonValue()).catch(async (err) => {
     const st = await e.page.evaluate(() => ({ player: document.getElementById('player-status').textContent, open: document.getElementById('open-status').textContent }));
-    throw new Error(`E's player never played: ${err.message}; ${JSON.stringify(st)}; progress ${JSON.stringify(await progressOf(e.page, shared.hashName))}\n${await dump('E', e)}`);
+    throw new Error(`E's player never played: ${err.message}; ${JSON.stringify(st)}; progress ${JSON.stringify(await downloadProgress(e.page, shared.hashName))}\n${await pageDump('E', e)}`);
   });
   assert.equal(first.complete, false, `the video played before the download completed (${first.piecesHave}/${first.pieces} pieces at ${first.t.toFixed(2)} s)`);
   await e.page.waitForFunction((t) => document.getElementById('player-video').currentTime > t + 0.5, first.t, { timeout: 10000 });
@@ -189,15 +101,13 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
       now: v.currentTime, paused: v.paused, seeking: v.seeking, readyState: v.readyState, buffered: buffered.join(' '),
       lastPieces: arrived.join(','), piecesHaveNow: d.progress().piecesHave, status: document.getElementById('player-status').textContent,
     };
-  }, { h: shared.hashName, duration: DURATION_S });
+  }, { h: shared.hashName, duration: VIDEO_DURATION_S });
   console.log(`seek to ${seek.target.toFixed(1)} s played after ${seek.ms.toFixed(0)} ms (${seek.completeAtSeek ? 'download already complete' : `mid-download, ${seek.piecesHave}/${seek.pieces} pieces held`})`);
-  assert.ok(seek.ok, `after seeking to 80 % the video did not play within 10 s: ${JSON.stringify(seek)}\n${await dump('E', e)}`);
+  assert.ok(seek.ok, `after seeking to 80 % the video did not play within 10 s: ${JSON.stringify(seek)}\n${await pageDump('E', e)}`);
   assert.ok(seek.ms <= 3000, `seeking to 80 % played within 3 s (took ${seek.ms.toFixed(0)} ms)`);
 
   // Complete: the bytes are the original's.
-  await waitComplete(e.page, shared.hashName, 180000).catch(async (err) => {
-    throw new Error(`E's download did not complete: ${err.message}; ${JSON.stringify(await progressOf(e.page, shared.hashName))}\n${await dump('E', e)}`);
-  });
+  await waitDownloadComplete(e, 'E', shared.hashName, 150000);
   const got = await blobDigest(e.page, shared.hashName);
   assert.equal(got.size, video.size);
   assert.equal(got.sha, video.sha, 'SHA-256 of E\'s blob() equals the original\'s');
@@ -211,60 +121,11 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
   console.log(`E ${relinked ? 'linked to A again during the download' : 'stayed without a link to A'}`);
 });
 
-test('a page reloaded mid-download resumes and fetches no more than the remaining pieces plus 5 %', { timeout: 240000 }, async () => {
-  assert.ok(shared, 'needs the shared video of the first test');
-  const r = await openNode(browser, bridge.url, `#${shared.hashName}`);
-  extra.push(r);
-  // Opening the page with #<hash_name> starts the download at once.
-  const mid = await r.page.waitForFunction((h) => {
-    const d = window.onionmesh.downloads.get(h);
-    if (!d) return false;
-    const p = d.progress();
-    if (p.complete) return { complete: true };
-    return p.pieces > 0 && p.piecesHave >= p.pieces * 0.25 ? p : false;
-  }, shared.hashName, { timeout: 120000, polling: 20 }).then((h) => h.jsonValue()).catch(async (err) => {
-    throw new Error(`R's download never reached 25 %: ${err.message}; ${JSON.stringify(await progressOf(r.page, shared.hashName))}\n${await dump('R', r)}`);
-  });
-  assert.ok(!mid.complete, 'R is still downloading when it reloads');
-  const heldBefore = await r.page.evaluate((h) => new Set(window.onionmesh.events
-    .filter((ev) => ev.type === 'content' && ev.event === 'progress' && ev.hashName === h)
-    .map((ev) => ev.index)).size, shared.hashName);
-
-  await r.page.reload();
-  await r.page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
-  assert.equal(await r.page.evaluate(() => window.onionmeshError), undefined);
-  await waitComplete(r.page, shared.hashName, 180000).catch(async (err) => {
-    throw new Error(`R's resumed download did not complete: ${err.message}; ${JSON.stringify(await progressOf(r.page, shared.hashName))}\n${await dump('R', r)}`);
-  });
-  const after = await r.page.evaluate((h) => {
-    const evs = window.onionmesh.events.filter((ev) => ev.type === 'content' && ev.hashName === h);
-    const resumable = evs.find((ev) => ev.event === 'resumable') || null;
-    const from = resumable ? evs.indexOf(resumable) : 0;
-    const progress = evs.slice(from).filter((ev) => ev.event === 'progress');
-    const bytesIn = window.onionmesh.node.peers().reduce((n, p) => n + p.bytesIn, 0);
-    return { resumable, fetched: progress.length, distinct: new Set(progress.map((ev) => ev.index)).size, bytesIn };
-  }, shared.hashName);
-  const pieces = mid.pieces;
-  assert.ok(after.resumable, 'R found its partial download in IndexedDB and said it resumes it');
-  const stored = after.resumable.piecesHave;
-  console.log(`R: ${heldBefore}/${pieces} pieces before the reload, ${stored} found stored after it; fetched ${after.fetched} pieces (${after.distinct} distinct) after it; ${after.bytesIn} bytes in on all links after it (remaining ${(pieces - stored) * 65536} bytes at most)`);
-  assert.ok(stored >= heldBefore * 0.9, `what R stored before the reload survived it (${stored} of ${heldBefore} pieces)`);
-  const remaining = pieces - stored;
-  assert.ok(after.fetched <= Math.ceil(remaining * 1.05),
-    `after the reload R fetched ${after.fetched} pieces; at most the ${remaining} remaining plus 5 %`);
-  assert.ok(after.fetched >= remaining, `R fetched every missing piece (${after.fetched} of ${remaining})`);
-  const got = await blobDigest(r.page, shared.hashName);
-  assert.equal(got.sha, video.sha, 'the resumed download is byte-identical');
-});
-
 test('after A closes, page F still gets the whole file byte-identical', { timeout: 240000 }, async () => {
   assert.ok(shared, 'needs the shared video of the first test');
   await pages.a.context.close();
   const f = await openNode(browser, bridge.url, `#${shared.hashName}`);
-  extra.push(f);
-  await waitComplete(f.page, shared.hashName, 180000).catch(async (err) => {
-    throw new Error(`F's download did not complete without A: ${err.message}; ${JSON.stringify(await progressOf(f.page, shared.hashName))}\n${await dump('F', f)}`);
-  });
+  await waitDownloadComplete(f, 'F', shared.hashName, 150000);
   const got = await blobDigest(f.page, shared.hashName);
   assert.equal(got.size, video.size);
   assert.equal(got.sha, video.sha, 'SHA-256 of F\'s blob() equals the original\'s');
