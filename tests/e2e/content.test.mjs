@@ -50,17 +50,31 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
   assert.ok(shared.link.endsWith(`#${shared.hashName}`), `the link ends with #<hash_name>: ${shared.link}`);
   assert.match(status, /^Shared .*\.$/, 'the share status is a sentence');
 
-  // E drops its link to A (and A its link to E), so that nothing can come straight from A.
-  await e.page.evaluate((id) => window.onionmesh.node.disconnect(id), a.id);
-  await a.page.evaluate((id) => window.onionmesh.node.disconnect(id), e.id);
-  await e.page.waitForFunction((id) => !window.onionmesh.node.peers().some((p) => p.id === id && p.state === 'linked'), a.id, { timeout: 10000 });
+  // E has no link to A. In a 5-page mesh every node keeps asking for more peers (it wants 8),
+  // so a link that is merely closed comes back within seconds; both pages therefore cut any
+  // link between them as soon as it starts (a partition between E and A, as when they cannot
+  // reach each other). The cuts are counted, and E must never see A as linked.
+  const partition = (other) => {
+    const node = window.onionmesh.node;
+    window.partitionCuts = 0;
+    const cut = () => {
+      if (node.peers().some((p) => p.id === other && p.state !== 'closed')) {
+        window.partitionCuts += 1;
+        node.disconnect(other);
+      }
+    };
+    // Not from inside the node's callback: cut right after it.
+    node.on((ev) => { if (ev.type === 'peer' && ev.id === other && ev.state !== 'closed') setTimeout(cut, 0); });
+    cut();
+  };
+  await e.page.evaluate(partition, a.id);
+  await a.page.evaluate(partition, e.id);
+  await e.page.waitForFunction((id) => !window.onionmesh.node.peers().some((p) => p.id === id && p.state !== 'closed'), a.id, { timeout: 10000 });
   const eEventsBefore = await e.page.evaluate(() => window.onionmesh.events.length);
 
   // E opens the link as a user would: pasted into "Open a link".
   await e.page.fill('#open-input', shared.link);
   await e.page.click('#open-button');
-  const linkedToAAtOpen = await e.page.evaluate((id) => window.onionmesh.node.peers().some((p) => p.id === id && p.state === 'linked'), a.id);
-  assert.equal(linkedToAAtOpen, false, 'E has no link to A when it opens the share link');
 
   // The player plays (currentTime advances) before the download completes.
   const first = await e.page.waitForFunction((h) => {
@@ -89,7 +103,7 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
     v.currentTime = target;
     const ok = await new Promise((resolve) => {
       const timer = setInterval(() => {
-        if (!v.paused && !v.seeking && v.currentTime > target + 0.1) { clearInterval(timer); resolve(true); }
+        if (!v.paused && !v.seeking && v.readyState >= 3 && v.currentTime > target) { clearInterval(timer); resolve(true); }
         if (performance.now() - t0 > 10000) { clearInterval(timer); resolve(false); }
       }, 20);
     });
@@ -104,7 +118,7 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
   }, { h: shared.hashName, duration: VIDEO_DURATION_S });
   console.log(`seek to ${seek.target.toFixed(1)} s played after ${seek.ms.toFixed(0)} ms (${seek.completeAtSeek ? 'download already complete' : `mid-download, ${seek.piecesHave}/${seek.pieces} pieces held`})`);
   assert.ok(seek.ok, `after seeking to 80 % the video did not play within 10 s: ${JSON.stringify(seek)}\n${await pageDump('E', e)}`);
-  assert.ok(seek.ms <= 3000, `seeking to 80 % played within 3 s (took ${seek.ms.toFixed(0)} ms)`);
+  // (The 3 s bound is checked at the end, so that a slow seek still lets the rest run.)
 
   // Complete: the bytes are the original's.
   await waitDownloadComplete(e, 'E', shared.hashName, 150000);
@@ -114,11 +128,13 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
   assert.equal(got.type, 'video/webm');
   await e.page.waitForSelector(`#library tr[data-hash-name="${shared.hashName}"][data-complete="true"]`, { timeout: 5000 });
 
-  // Whether E linked to A on its own during the download (DHT lookups may): reported, since
-  // what matters is that content only comes through circuits.
-  const relinked = await e.page.evaluate(({ from, id }) => window.onionmesh.events.slice(from)
-    .some((ev) => ev.type === 'peer' && ev.id === id && ev.state === 'linked'), { from: eEventsBefore, id: a.id });
-  console.log(`E ${relinked ? 'linked to A again during the download' : 'stayed without a link to A'}`);
+  // E never had a link to A while it fetched the file.
+  const linkedToA = await e.page.evaluate(({ from, id }) => window.onionmesh.events.slice(from)
+    .filter((ev) => ev.type === 'peer' && ev.id === id && ev.state === 'linked').length, { from: eEventsBefore, id: a.id });
+  const cuts = await e.page.evaluate(() => window.partitionCuts) + await a.page.evaluate(() => window.partitionCuts);
+  console.log(`E and A cut ${cuts} attempted link(s) between them during the test`);
+  assert.equal(linkedToA, 0, 'E never linked to A while it streamed and downloaded');
+  assert.ok(seek.ms <= 3000, `seeking to 80 % played within 3 s (took ${seek.ms.toFixed(0)} ms)`);
 });
 
 test('after A closes, page F still gets the whole file byte-identical', { timeout: 240000 }, async () => {
