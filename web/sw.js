@@ -17,8 +17,10 @@
 // Everything else (other URLs, other methods) goes to the network untouched.
 
 const PREFIX = 'onionmesh/stream/';
-/** Bytes asked of the page per pull of a response body. */
+/** Bytes asked of the page per pull of a response body; the first pull of a response asks for
+ *  one piece only, so a player that just seeked gets its first bytes as soon as one piece is in. */
 const CHUNK = 256 * 1024;
+const FIRST_CHUNK = 64 * 1024;
 /** While waiting for a page, how often to check it is still open. */
 const CLIENT_CHECK_MS = 10000;
 
@@ -125,9 +127,11 @@ function parseRange(header, size) {
 
 function body(event, client, hashName, first, last) {
   let position = first;
+  let chunk = FIRST_CHUNK;
   return new ReadableStream({
     async pull(controller) {
-      const length = Math.min(CHUNK, last - position + 1);
+      const length = Math.min(chunk, last - position + 1);
+      chunk = CHUNK;
       try {
         const [a, c] = await ask(event, { op: 'read', hashName, offset: position, length }, client);
         client = c;

@@ -308,9 +308,9 @@ impl BrowserNode {
     /// Start (or join) the download of a content: `hashNameOrLink` is 40 hex characters or a
     /// link ending in `#<40 hex>`. Calling it again for the same content gives a `Download` of
     /// the same download. A content already held whole completes at once (a `done` event).
-    /// Throws `BAD_ARGUMENT`, `RESOURCE_LIMIT` (16 downloads run already), `STOPPED`. A download
-    /// started before the node has peers fails at once (a `failed` event says so): wait for
-    /// linked peers first.
+    /// Throws `BAD_ARGUMENT`, `RESOURCE_LIMIT` (16 downloads run already), `STOPPED`. Called
+    /// before the node has 3 linked peers (right after start, say), the download waits for them
+    /// (at most 15 s, then it tries with what there is); reads and `streamTo` wait meanwhile.
     pub fn download(
         &self,
         #[wasm_bindgen(js_name = "hashNameOrLink", unchecked_param_type = "string")]
@@ -389,6 +389,7 @@ impl BrowserNode {
             return rejected(ErrorCode::Internal, "No promise. This is a bug.");
         };
         let r = self.live(move |d, now| {
+            d.forget_waiting_download(&h);
             d.reader
                 .wait_removed(h, waiter)
                 .map(|()| d.node.ordb().remove(now, h))
@@ -589,6 +590,7 @@ impl Download {
                 if d.stopped {
                     return;
                 }
+                d.forget_waiting_download(&h);
                 let _ = d.node.ordb().cancel(now, h);
                 d.reader.download_ended(h, Some("it was cancelled"));
             });

@@ -361,10 +361,18 @@ impl<W> Reader<W> {
                 let byte = r
                     .offset
                     .max(u64::from(r.next) * u64::from(k.descriptor.piece_size()));
-                self.out.push_back(ReaderOutput::Seek {
-                    hash_name: r.hash_name,
-                    byte,
-                });
+                let hash_name = r.hash_name;
+                // Only the newest read of a content steers its download. An older one (a
+                // player's request abandoned by a seek) waits where it is: if it seeked back
+                // each time one of its pieces came in, the download would swing between the
+                // old and the new place.
+                let newer = self
+                    .reads
+                    .range(ReadId(id.0 + 1)..)
+                    .any(|(_, o)| o.hash_name == hash_name);
+                if !newer {
+                    self.out.push_back(ReaderOutput::Seek { hash_name, byte });
+                }
             }
         }
     }
@@ -372,19 +380,44 @@ impl<W> Reader<W> {
     fn finish_read(&mut self, id: ReadId) {
         if let Some(mut r) = self.reads.remove(&id) {
             r.buf.resize(r.len as usize, 0);
+            let hash_name = r.hash_name;
             self.out.push_back(ReaderOutput::Read {
                 waiter: r.waiter,
                 result: Ok(r.buf),
             });
+            self.steer(hash_name);
         }
     }
 
     fn fail_read(&mut self, id: ReadId, f: Failure) {
         if let Some(r) = self.reads.remove(&id) {
+            let hash_name = r.hash_name;
             self.out.push_back(ReaderOutput::Read {
                 waiter: r.waiter,
                 result: Err(f),
             });
+            self.steer(hash_name);
+        }
+    }
+
+    /// The newest read of a content is gone: the newest one left that waits for a piece takes
+    /// over the download's steering (it may have been waiting quietly behind it).
+    fn steer(&mut self, hash_name: HashName) {
+        let Some(k) = self.contents.get(&hash_name) else {
+            return;
+        };
+        let waiting = self
+            .reads
+            .values()
+            .rev()
+            .find(|r| r.hash_name == hash_name && r.started);
+        if let Some(r) = waiting {
+            if let Some(p) = r.waiting_for {
+                let byte = r
+                    .offset
+                    .max(u64::from(p) * u64::from(k.descriptor.piece_size()));
+                self.out.push_back(ReaderOutput::Seek { hash_name, byte });
+            }
         }
     }
 

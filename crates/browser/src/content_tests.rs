@@ -272,3 +272,29 @@ fn contents_listed_at_start_are_readable() {
     assert_eq!(b.got(1), &data[140_000..140_010]);
     assert!(!b.reader.is_complete(&d.hash_name()));
 }
+
+#[test]
+fn only_the_newest_read_of_a_content_steers_its_download() {
+    let (data, d, records) = content(1_000_000); // 16 pieces
+    let h = d.hash_name();
+    let mut b = Bench::new();
+    b.reader.download_started(h);
+    b.node_store(put_descriptor(&d));
+    // A player reads from the start, then seeks to the end: two reads wait.
+    b.read(h, 0, 200_000, 1);
+    b.read(h, 900_000, 50_000, 2);
+    assert_eq!(b.seeks, vec![(h, 0), (h, 900_000)]);
+    // A piece of the old read arrives: it advances and waits again, without seeking back.
+    b.node_store(put_piece(&d, 0, &records[0]));
+    assert_eq!(b.seeks.len(), 2, "{:?}", b.seeks);
+    // The new read's pieces arrive: it is served; the old one goes on waiting.
+    for i in 13..=14 {
+        b.node_store(put_piece(&d, i, &records[i as usize]));
+    }
+    assert_eq!(b.got(2), &data[900_000..950_000]);
+    assert!(!b.reads.contains_key(&1));
+    // With no newer read left, the old read steers again, at once, where it waits.
+    assert_eq!(b.seeks.last(), Some(&(h, 65_536)));
+    b.node_store(put_piece(&d, 1, &records[1]));
+    assert_eq!(b.seeks.last(), Some(&(h, 2 * 65_536)));
+}

@@ -22,6 +22,7 @@ use crate::content::{Reader, ReaderOutput, READER_STORE_OP_BIT};
 use crate::events;
 use crate::link::{LinkEvent, LinkSink, PeerLink, STALL_MS};
 use crate::pending::{Promises, Waiter};
+use crate::store::StoreQueue;
 use crate::stream::StreamHandler;
 use crate::timer::{self, Timer};
 use onionmesh_crypto::Identity;
@@ -118,11 +119,13 @@ pub struct Driver {
     events: Vec<Event>,
     /// The content store (IndexedDB, or memory): requests are submitted as the core makes
     /// them, completions drained in [`Driver::pump`].
-    store: Box<dyn Store>,
+    store: StoreQueue,
     /// What `readContent`, `blob`, `publish` and `remove` wait on.
     pub reader: Reader<Waiter>,
-    /// Partial downloads found in the store at start, resumed once the node has peers to ask
-    /// (a download started with none fails at once). At most [`MAX_RESUMABLE`].
+    /// Downloads waiting for peers: partial ones found in the store at start, and those the
+    /// page started before the node had [`RESUME_PEERS`] linked peers (the core fails a download
+    /// at once when it knows no ORDB to ask). They start once it has, or after
+    /// [`RESUME_AFTER_MS`] with whatever peers there are. At most [`MAX_RESUMABLE`].
     resumable: Vec<HashName>,
     resume_timer: Option<Timer>,
     /// Content events held back until `Node.start` resolves (nobody is subscribed before), so
@@ -135,7 +138,7 @@ pub struct Driver {
     _pagehide: Option<PageHide>,
 }
 
-/// Most partial downloads resumed at start.
+/// Most downloads waiting for peers (the core runs at most 16 at once anyway).
 const MAX_RESUMABLE: usize = 16;
 /// Linked peers wanted before resuming downloads: enough for a 3-hop circuit's first hop and
 /// an ORDB at its end.
@@ -175,7 +178,7 @@ impl Shared {
                     promises: Promises::default(),
                     stopped: false,
                     events: Vec::new(),
-                    store,
+                    store: StoreQueue::new(store),
                     reader: Reader::default(),
                     resumable: Vec::new(),
                     resume_timer: None,
@@ -623,7 +626,7 @@ impl Driver {
             }
             Output::Store { id, request } => {
                 self.reader.observe_submit(id, &request);
-                self.store.submit(id, request);
+                self.store.submit(id, request, false);
                 // A store that completes at once (memory) is drained now, so its bounded
                 // completion queue never fills while the core queues many writes.
                 self.drain_store(now);
@@ -653,7 +656,7 @@ impl Driver {
 
     fn reader_output(&mut self, now: Time, o: ReaderOutput<Waiter>) {
         match o {
-            ReaderOutput::Store { id, request } => self.store.submit(id, request),
+            ReaderOutput::Store { id, request } => self.store.submit(id, request, true),
             ReaderOutput::Seek { hash_name, byte } => self.node.ordb().seek(now, hash_name, byte),
             ReaderOutput::Read { waiter, result } => match result {
                 Ok(bytes) => waiter.resolve(&js_sys::Uint8Array::from(bytes.as_slice())),
@@ -676,16 +679,15 @@ impl Driver {
                 self.reader.download_ended(*hash_name, Some(reason))
             }
             Event::Content(ContentEvent::Resumable { hash_name, .. }) => {
-                if self.resumable.len() < MAX_RESUMABLE && !self.resumable.contains(hash_name) {
-                    self.resumable.push(*hash_name);
+                if let Err(e) = self.start_download(now, *hash_name) {
+                    self.log(
+                        LogLevel::Warn,
+                        format!(
+                            "could not resume the download of {}: {e}",
+                            hash_name.to_hex()
+                        ),
+                    );
                 }
-                if self.resume_timer.is_none() {
-                    let me = self.me.clone();
-                    self.resume_timer = Some(Timer::new(RESUME_AFTER_MS, move || {
-                        callback(&me, |d, now| d.resume_downloads(now, true))
-                    }));
-                }
-                self.resume_downloads(now, false);
             }
             Event::Peer {
                 state: LinkState::Linked,
@@ -700,29 +702,62 @@ impl Driver {
         if self.resumable.is_empty() {
             return;
         }
-        let linked = self
-            .node
-            .peers(now)
-            .iter()
-            .filter(|p| p.state == LinkState::Linked)
-            .count();
-        if !force && linked < RESUME_PEERS {
+        if !force && self.linked_peers(now) < RESUME_PEERS {
             return;
         }
         self.resume_timer = None;
         for h in std::mem::take(&mut self.resumable) {
-            if let Err(e) = self.start_download(now, h) {
+            if let Err(e) = self.begin_download(now, h) {
                 self.log(
                     LogLevel::Warn,
-                    format!("could not resume the download of {}: {e}", h.to_hex()),
+                    format!("could not start the download of {}: {e}", h.to_hex()),
                 );
             }
         }
     }
 
-    /// Start (or join) the download of `hash_name`; the content reader then lets reads wait
-    /// for its pieces.
+    fn linked_peers(&self, now: Time) -> usize {
+        self.node
+            .peers(now)
+            .iter()
+            .filter(|p| p.state == LinkState::Linked)
+            .count()
+    }
+
+    /// Start (or join) the download of `hash_name`, at once when the node has peers to ask,
+    /// else as soon as it has (see [`Driver::resumable`]). Either way the content reader lets
+    /// reads wait for its pieces from now on.
     pub fn start_download(
+        &mut self,
+        now: Time,
+        hash_name: HashName,
+    ) -> Result<(), onionmesh_node::ContentError> {
+        let held_whole = self.reader.is_complete(&hash_name);
+        if held_whole
+            || self.resumable.len() >= MAX_RESUMABLE
+            || self.linked_peers(now) >= RESUME_PEERS
+        {
+            return self.begin_download(now, hash_name);
+        }
+        if !self.resumable.contains(&hash_name) {
+            self.resumable.push(hash_name);
+        }
+        self.reader.download_started(hash_name);
+        if self.resume_timer.is_none() {
+            let me = self.me.clone();
+            self.resume_timer = Some(Timer::new(RESUME_AFTER_MS, move || {
+                callback(&me, |d, now| d.resume_downloads(now, true))
+            }));
+        }
+        Ok(())
+    }
+
+    /// A download waiting for peers is cancelled (or its content removed): it does not start.
+    pub fn forget_waiting_download(&mut self, hash_name: &HashName) {
+        self.resumable.retain(|h| h != hash_name);
+    }
+
+    fn begin_download(
         &mut self,
         now: Time,
         hash_name: HashName,

@@ -129,8 +129,7 @@ mod events;
 mod link;
 #[cfg(target_arch = "wasm32")]
 mod pending;
-#[cfg(target_arch = "wasm32")]
-mod store;
+pub mod store;
 #[cfg(target_arch = "wasm32")]
 mod stream;
 #[cfg(target_arch = "wasm32")]
@@ -147,5 +146,4 @@ pub use api_onion::CircuitList;
 #[cfg(target_arch = "wasm32")]
 pub use bridge::{BridgeSink, BridgeTransport, WebSocketTransport};
 pub use codes::ErrorCode;
-#[cfg(target_arch = "wasm32")]
 pub use store::StoreChoice;

@@ -321,6 +321,23 @@ async fn a_content_published_on_one_node_downloads_on_another() {
     let lib: Array = downloader.library().unwrap().unchecked_into();
     assert_eq!(lib.length(), 1);
     assert_eq!(get(&lib.get(0), "complete").as_bool(), Some(true));
+
+    // A node that asks right after it started, before it has any peer: the download waits for
+    // peers instead of failing for want of an ORDB, then completes.
+    let late = start_node(&hub, false).await;
+    let rl = record(&late);
+    let dl2 = late.download(h.clone().into()).expect("download starts");
+    wait_until("the late node's download to finish", 120_000.0, || {
+        content_event(&rl, &h, "done").is_some() || content_event(&rl, &h, "failed").is_some()
+    })
+    .await;
+    if let Some(failed) = content_event(&rl, &h, "failed") {
+        panic!("the late download failed: {}", get_str(&failed, "reason"));
+    }
+    let blob: web_sys::Blob = settle(dl2.blob()).await.unwrap().unchecked_into();
+    let back = settle(blob.array_buffer()).await.unwrap();
+    assert_eq!(Uint8Array::new(&back).to_vec(), bytes);
+    late.stop();
     for n in &nodes {
         n.stop();
     }
