@@ -83,6 +83,11 @@ export function wireContent(node, log) {
     return n >= 3 || (n >= 1 && performance.now() - startedAt > JOIN_GRACE_MS);
   }
 
+  /// Whether this browser holds every piece of `hashName` (it plays without any peer).
+  function held(hashName) {
+    try { return node.library().some((i) => i.hashName === hashName && i.complete); } catch { return false; }
+  }
+
   /// Opens a share link or hash name: starts (or finds) its download and shows it in the
   /// player. Returns the Download, or null (the page says why; a link opened before the node
   /// has peers opens by itself once it has).
@@ -94,7 +99,7 @@ export function wireContent(node, log) {
       status.dataset.level = 'bad';
       return null;
     }
-    if (!joined()) {
+    if (!joined() && !held(parsed.target)) {
       status.textContent = 'Joining the mesh first: the link opens as soon as this page is linked to a few peers.';
       status.dataset.level = 'busy';
       const asked = performance.now();
