@@ -289,7 +289,8 @@ export function wireContent(node, log) {
         break;
       case 'failed':
         if (st) { st.state = 'failed'; st.reason = event.reason; }
-        break;
+        player.failed(event.hashName, sentence(event.reason));
+        return renderSoon();
       default:
         break;
     }

@@ -46,6 +46,7 @@ export function createPlayer(log) {
   const save = $('player-save');
   let current = null;     // the Download shown
   let streaming = false;  // streamTo was called for `current`
+  let failure = null;     // why `current`'s download stopped, a sentence
 
   video.addEventListener('error', () => {
     if (!current || !video.error) return;
@@ -104,6 +105,10 @@ export function createPlayer(log) {
     try { complete = download.progress().complete; } catch { /* stopped */ }
     save.disabled = !complete;
     $('player-title').textContent = meta ? meta.name : `Content ${download.hashName.slice(0, 8)}…`;
+    if (failure) {
+      setStatus(failure, 'bad');
+      return;
+    }
     if (!meta) {
       setStatus('Looking for this file in the mesh: waiting for its description (name, type and size).', 'busy');
       return;
@@ -122,7 +127,8 @@ export function createPlayer(log) {
   return {
     /// Shows `download` (replacing what was shown).
     show(download) {
-      if (current === download) return;
+      failure = null;
+      if (current === download) { update(); return; }
       current = download;
       streaming = false;
       video.pause();
@@ -135,10 +141,17 @@ export function createPlayer(log) {
     update,
     /// The download shown, or null.
     get current() { return current; },
+    /// Says why the download shown stopped (a `failed` event's sentence).
+    failed(hashName, reason) {
+      if (!current || current.hashName !== hashName) return;
+      failure = `The download stopped: ${reason} Press Retry under Downloads to try again.`;
+      setStatus(failure, 'bad');
+    },
     /// Forgets `hashName` if it is shown (it was deleted).
     forget(hashName) {
       if (!current || current.hashName !== hashName) return;
       current = null;
+      failure = null;
       video.pause();
       video.removeAttribute('src');
       video.load();
