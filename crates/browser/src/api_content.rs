@@ -28,14 +28,18 @@ use crate::pending::Waiter;
 use crate::stream::{self, StreamHandler};
 use js_sys::{Array, Object, Promise, Uint8Array};
 use onionmesh_node::ContentError;
-use onionmesh_ordb::{HashName, OrdbError, PublishError};
+use onionmesh_ordb::{HashName, OrdbError, PublishError, Publisher, DEFAULT_PIECE_SIZE};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
-/// The largest file `publish` takes: it is read into memory whole.
+/// The largest file `publish` takes: its pieces are held in memory until stored.
 pub const MAX_PUBLISH_BYTES: f64 = (1u64 << 30) as f64;
+/// `publish` reads the file in slices of this many bytes (a whole number of pieces).
+const PUBLISH_SLICE: u64 = 4 << 20;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_CONTENT: &str = r##"
@@ -117,6 +121,41 @@ export type ContentNodeEvent =
 extern "C" {
     #[wasm_bindgen(typescript_type = "LibraryEntry[]")]
     pub type LibraryList;
+}
+
+/// Bytes `[start, min(start + PUBLISH_SLICE, size))` of a file.
+async fn read_slice(blob: &web_sys::Blob, start: u64, size: u64) -> Result<Vec<u8>, JsValue> {
+    let end = (start + PUBLISH_SLICE).min(size);
+    let part = blob.slice_with_f64_and_f64(start as f64, end as f64)?;
+    let buffer = JsFuture::from(part.array_buffer()).await.map_err(|e| {
+        js_error(
+            ErrorCode::Browser,
+            &format!(
+                "The browser could not read the file ({}). Pick it again.",
+                crate::codes::describe(&e)
+            ),
+        )
+    })?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+fn file_changed() -> JsValue {
+    js_error(
+        ErrorCode::BadArgument,
+        "The file changed while it was being published. Pick it again.",
+    )
+}
+
+/// A CSPRNG for the content's signing key, seeded from the browser's.
+fn fresh_rng() -> Result<ChaCha20Rng, JsValue> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| {
+        js_error(
+            ErrorCode::Browser,
+            &format!("This browser has no usable random number generator ({e}); the file cannot be signed."),
+        )
+    })?;
+    Ok(ChaCha20Rng::from_seed(seed))
 }
 
 /// A JS rejected promise with a code.
@@ -240,40 +279,59 @@ async fn publish(shared: Weak<Shared>, file: JsValue, opts: JsValue) -> Result<J
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| "application/octet-stream".into()),
     };
-    let buffer = JsFuture::from(blob.array_buffer()).await.map_err(|e| {
-        js_error(
-            ErrorCode::Browser,
-            &format!(
-                "The browser could not read the file ({}). Pick it again.",
-                crate::codes::describe(&e)
-            ),
-        )
-    })?;
-    let bytes = Uint8Array::new(&buffer).to_vec();
-    drop(buffer);
+    // Two passes over the file, a slice at a time, so it is never in memory twice: the first
+    // hashes the pieces (the hash_name covers the Merkle root, known only at the end), the
+    // second turns each piece into a record with its proof.
+    let piece_size = DEFAULT_PIECE_SIZE;
+    let mut publisher = Publisher::new(piece_size).map_err(|e| content_error(&e.into()))?;
+    let slices = || (0..size as u64).step_by(PUBLISH_SLICE as usize);
+    for start in slices() {
+        let bytes = read_slice(&blob, start, size as u64).await?;
+        publisher
+            .push(&bytes)
+            .map_err(|e| content_error(&e.into()))?;
+    }
+    if publisher.size() != size as u64 {
+        return Err(file_changed());
+    }
+    let mut rng = fresh_rng()?;
+    let publication = publisher
+        .finish(&mut rng, &mime, &name)
+        .map_err(|e| content_error(&e.into()))?;
+    let pieces = publication.descriptor().piece_count();
+    let mut records = Vec::with_capacity(pieces as usize);
+    for start in slices() {
+        let bytes = read_slice(&blob, start, size as u64).await?;
+        for chunk in bytes.chunks(piece_size as usize) {
+            let index = records.len() as u32;
+            let record = publication
+                .piece_record(index, chunk.to_vec())
+                .map_err(|_| file_changed())?;
+            records.push(record);
+        }
+    }
+    if records.len() as u32 != pieces {
+        return Err(file_changed());
+    }
+    let hash_name = publication.descriptor().hash_name();
     let (done, waiter) = Waiter::new();
     let waiter =
         waiter.ok_or_else(|| js_error(ErrorCode::Internal, "No promise. This is a bug."))?;
     let shared = shared.upgrade().ok_or_else(stopped)?;
-    let (hash_name, pieces) = shared.with(|d, now| {
+    shared.with(|d, now| {
         if d.stopped {
             return Err(stopped());
         }
-        let h = d
-            .node
+        d.node
             .ordb()
-            .publish(now, &bytes, &mime, &name)
+            .publish_prepared(now, &publication, records)
             .map_err(|e| content_error(&e))?;
         // Parked before the store runs, so a full store reaches this call too.
-        if let Err((f, _)) = d.reader.wait_published(h, waiter) {
+        if let Err((f, _)) = d.reader.wait_published(hash_name, waiter) {
             return Err(js_error(f.code, &f.message));
         }
-        let pieces = bytes
-            .len()
-            .div_ceil(onionmesh_ordb::DEFAULT_PIECE_SIZE as usize);
-        Ok((h, pieces))
+        Ok(())
     })??;
-    drop(bytes);
     drop(shared);
     JsFuture::from(done).await?;
     let out = Object::new();
@@ -284,7 +342,7 @@ async fn publish(shared: Weak<Shared>, file: JsValue, opts: JsValue) -> Result<J
         format!("{}#{}", page_address(), hash_name.to_hex()),
     );
     set(&out, "size", size);
-    set(&out, "pieces", pieces as f64);
+    set(&out, "pieces", pieces);
     Ok(out.into())
 }
 

@@ -342,3 +342,37 @@ async fn a_content_published_on_one_node_downloads_on_another() {
         n.stop();
     }
 }
+
+/// A file of several read slices (4 MiB each) and a short last piece comes back byte-identical,
+/// through `blob()` (4 MiB reads) and a read across the slice boundary.
+#[wasm_bindgen_test]
+async fn a_file_larger_than_one_slice_round_trips() {
+    let node = start(64 << 20).await;
+    let bytes = data((9 << 20) + 3);
+    let published = settle(node.publish(blob_of(&bytes, "").into(), JsValue::UNDEFINED))
+        .await
+        .expect("publish resolves");
+    assert_eq!(get(&published, "pieces").as_f64(), Some(145.0));
+    let h = get(&published, "hashName").as_string().unwrap();
+    let lib: Array = node.library().unwrap().unchecked_into();
+    assert_eq!(
+        get(&lib.get(0), "type").as_string().as_deref(),
+        Some("application/octet-stream")
+    );
+    assert_eq!(
+        get(&lib.get(0), "name").as_string().as_deref(),
+        Some("file")
+    );
+    let around = (4 << 20) as f64 - 5.0;
+    assert_eq!(
+        read(&node, &h, around, 10.0).await.unwrap(),
+        &bytes[(4 << 20) - 5..(4 << 20) + 5]
+    );
+    let blob: web_sys::Blob = settle(dl_of(&node, &h).blob())
+        .await
+        .unwrap()
+        .unchecked_into();
+    let back = settle(blob.array_buffer()).await.unwrap();
+    assert!(Uint8Array::new(&back).to_vec() == bytes, "the blob differs");
+    node.stop();
+}
