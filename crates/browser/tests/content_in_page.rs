@@ -376,3 +376,148 @@ async fn a_file_larger_than_one_slice_round_trips() {
     assert!(Uint8Array::new(&back).to_vec() == bytes, "the blob differs");
     node.stop();
 }
+
+// ----- IndexedDB -----------------------------------------------------------------------------
+
+fn db_name(what: &str) -> String {
+    format!(
+        "onionmesh-test-{what}-{}",
+        (js_sys::Math::random() * 1e9) as u64
+    )
+}
+
+async fn start_on(db: &str) -> BrowserNode {
+    let connect = |sink: BridgeSink| -> Result<Box<dyn BridgeTransport>, JsValue> {
+        spawn_local(async move { sink.opened() });
+        Ok(Box::new(Silent))
+    };
+    let options = NodeOptions {
+        store: StoreChoice {
+            name: Some(db.to_owned()),
+            quota_bytes: 64 << 20,
+        },
+        ..NodeOptions::default()
+    };
+    BrowserNode::start_with_transport(connect, "a silent test bridge", options)
+        .await
+        .expect("the node starts")
+}
+
+async fn library_len(node: &BrowserNode, want: u32) -> Array {
+    wait_until("the store to be read", 10_000.0, || {
+        node.library()
+            .map(|l| l.unchecked_into::<Array>().length() == want)
+            .unwrap_or(false)
+    })
+    .await;
+    node.library().unwrap().unchecked_into()
+}
+
+/// What one page published is there for the next page on the same IndexedDB database: listed,
+/// whole, readable.
+#[wasm_bindgen_test]
+async fn published_content_outlives_the_node_in_indexeddb() {
+    let db = db_name("persist");
+    let bytes = data(200_000);
+    let h = {
+        let a = start_on(&db).await;
+        let p = settle(a.publish(blob_of(&bytes, "audio/ogg").into(), JsValue::UNDEFINED))
+            .await
+            .expect("publish resolves once stored in IndexedDB");
+        a.stop();
+        get(&p, "hashName").as_string().unwrap()
+    };
+    let b = start_on(&db).await;
+    let lib = library_len(&b, 1).await;
+    assert_eq!(
+        get(&lib.get(0), "hashName").as_string().as_deref(),
+        Some(h.as_str())
+    );
+    assert_eq!(get(&lib.get(0), "complete").as_bool(), Some(true));
+    assert_eq!(read(&b, &h, 0.0, 200_000.0).await.unwrap(), bytes);
+    settle(b.remove(h.clone().into())).await.unwrap();
+    b.stop();
+    let c = start_on(&db).await;
+    sleep(300).await;
+    assert_eq!(c.library().unwrap().unchecked_into::<Array>().length(), 0);
+    c.stop();
+}
+
+/// A partial download found in IndexedDB at start: the page hears `resumable` (delivered after
+/// start resolves), the library shows it partial, the held bytes read, and the node resumes it
+/// by itself (here it has no peers, so it waits for them).
+#[wasm_bindgen_test]
+async fn a_partial_content_in_indexeddb_is_resumable_at_start() {
+    use onionmesh_ordb::{publish_bytes, Store, StoreOpId, StoreRequest, DEFAULT_PIECE_SIZE};
+    use rand_chacha::rand_core::SeedableRng;
+    let db = db_name("partial");
+    let bytes = data(300_000);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+    let (p, records) = publish_bytes(
+        &mut rng,
+        &bytes,
+        "video/webm",
+        "part.webm",
+        DEFAULT_PIECE_SIZE,
+    )
+    .unwrap();
+    let d = p.descriptor();
+    let h = d.hash_name();
+    {
+        let mut store = onionmesh_browser::idb::open(&db, 64 << 20, std::rc::Rc::new(|| {}))
+            .await
+            .expect("IndexedDB opens");
+        store.submit(
+            StoreOpId(1),
+            StoreRequest::PutDescriptor {
+                hash_name: h,
+                kind: d.kind(),
+                descriptor: d.encoded().to_vec(),
+            },
+        );
+        for i in [0u32, 1] {
+            store.submit(
+                StoreOpId(2 + u64::from(i)),
+                StoreRequest::PutPiece {
+                    hash_name: h,
+                    index: i,
+                    record: records[i as usize].clone(),
+                },
+            );
+        }
+        let mut done = 0;
+        while done < 3 {
+            match store.poll_completion() {
+                Some(c) => {
+                    assert!(c.result.is_ok(), "{c:?}");
+                    done += 1;
+                }
+                None => sleep(10).await,
+            }
+        }
+    }
+    let node = start_on(&db).await;
+    let r = record(&node);
+    let hex = h.to_hex();
+    wait_until("the resumable event", 10_000.0, || {
+        content_event(&r, &hex, "resumable").is_some()
+    })
+    .await;
+    let ev = content_event(&r, &hex, "resumable").unwrap();
+    assert_eq!(get(&ev, "piecesHave").as_f64(), Some(2.0));
+    assert_eq!(get(&ev, "pieces").as_f64(), Some(5.0));
+    let lib = library_len(&node, 1).await;
+    assert_eq!(get(&lib.get(0), "complete").as_bool(), Some(false));
+    assert_eq!(get(&lib.get(0), "bytesHave").as_f64(), Some(131_072.0));
+    assert_eq!(
+        read(&node, &hex, 100_000.0, 20_000.0).await.unwrap(),
+        &bytes[100_000..120_000]
+    );
+    // Waiting for peers to resume: a read of missing bytes waits instead of failing.
+    let waiting = node.read_content(hex.clone().into(), 200_000.into(), 10.into());
+    sleep(200).await;
+    let dl = node.download(hex.clone().into()).unwrap();
+    assert_eq!(code(&settle(dl.blob()).await.unwrap_err()), "NOT_COMPLETE");
+    node.stop();
+    assert_eq!(code(&settle(waiting).await.unwrap_err()), "STOPPED");
+}
