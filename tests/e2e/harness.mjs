@@ -242,11 +242,13 @@ export async function downloadProgress(page, hashName) {
   }, hashName);
 }
 
-/// Waits until the page holds every piece of `hashName`; the error says how far it got.
+/// Waits until the page holds every piece of `hashName` and its node said `done` (blob()
+/// answers only from then on); the error says how far it got.
 export async function waitDownloadComplete(p, name, hashName, timeout) {
   await p.page.waitForFunction((h) => {
     const d = window.onionmesh.downloads.get(h);
-    return d && d.progress().complete;
+    return d && d.progress().complete && window.onionmesh.events
+      .some((ev) => ev.type === 'content' && ev.event === 'done' && ev.hashName === h);
   }, hashName, { timeout, polling: 250 }).catch(async (err) => {
     throw new Error(`${name}'s download did not complete: ${err.message}; progress ${JSON.stringify(await downloadProgress(p.page, hashName))}\n${await pageDump(name, p)}`);
   });
