@@ -1,7 +1,12 @@
-// The onionmesh page: starts one node, shows its state, and sends and receives text messages.
-// Tests drive it through `window.onionmesh` and the element ids below; keep both stable.
+// The onionmesh page: starts one node; lets its user share a file, open a share link and play
+// or save what arrives (content.js, share.js, player.js); and shows the mesh underneath
+// (peers, messages, circuits, DHT, log). Tests drive it through `window.onionmesh` and the
+// element ids below; keep both stable.
 import init, { Node } from './pkg/onionmesh_browser.js';
+import { describeContent, wireContent } from './content.js';
 import { describeDht, wireDht } from './dht.js';
+import { formatBytes, sentence } from './format.js';
+import { wireShare } from './share.js';
 
 const MAX_LIST_ITEMS = 200;     // messages and log lines kept on screen
 const MAX_EVENTS = 10000;       // events kept in window.onionmesh.events
@@ -18,7 +23,10 @@ const bridgeUrl = (() => {
 })();
 const testBadProof = params.get('test-bad-proof') === '1';
 
-window.onionmesh = { node: null, events: [] };
+/// What tests (and curious users in the console) can reach: the node, its events, the
+/// downloads by hash name, the results of publish(), and `open(linkOrHashName)`.
+window.onionmesh = { node: null, events: [], downloads: new Map(), shared: [], open: null };
+let content = null;   // wireContent's handle once the node runs
 
 /// The bridge badge; while reconnecting, `#bridge-next` says when the next attempt is due
 /// (the node keeps its links and circuits meanwhile).
@@ -61,12 +69,6 @@ function showError(message) {
   el.hidden = false;
 }
 
-function sentence(text) {
-  const s = String(text).trim();
-  if (!s) return s;
-  return s[0].toUpperCase() + s.slice(1) + (/[.!?]$/.test(s) ? '' : '.');
-}
-
 function describe(event) {
   switch (event.type) {
     case 'bridge':
@@ -86,6 +88,8 @@ function describe(event) {
       return sentence(event.text);
     case 'dht':
       return describeDht(event);
+    case 'content':
+      return describeContent(event);
     case 'circuit':
       if (event.event === 'closed') return `Circuit ${event.circuit} closed (${event.code}): ${sentence(event.reason)}`;
       if (event.event === 'extended') return `Circuit ${event.circuit} has ${event.hops} hop(s).`;
@@ -120,12 +124,6 @@ function showMessage(event) {
   text.textContent = messageText(event.data);
   li.append(who, text);
   append('messages', li);
-}
-
-function formatBytes(n) {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
 function renderPeers(node) {
@@ -260,9 +258,12 @@ function onEvent(node, event) {
   if (event.type === 'bridge') setBridgeState(event.state, event);
   if (event.type === 'message') showMessage(event);
   if (event.type === 'circuit') renderCircuits(node);
+  if (event.type === 'content' && content) content.onEvent(event);
   const warn = (event.type === 'log' && event.level === 'warn')
-    || (event.type === 'peer' && event.state === 'refused');
-  log(describe(event), warn ? 'warn' : 'info');
+    || (event.type === 'peer' && event.state === 'refused')
+    || (event.type === 'content' && event.event === 'failed');
+  const line = describe(event);
+  if (line !== null) log(line, warn ? 'warn' : 'info');
   if (event.type === 'peer' || event.type === 'bridge') renderPeers(node);
 }
 
@@ -314,6 +315,13 @@ async function main() {
       $('serve-echo').disabled = true;
     }
     renderCircuits(node);
+    content = wireContent(node, log);
+    window.onionmesh.open = content.open;
+    wireShare(node, log, () => content.render());
+    // A share link opened in the browser (`…/#<hash_name>`) starts its download at once and
+    // plays it when it is audio or video; so does a hash typed into the address bar later.
+    openFromLocation();
+    window.addEventListener('hashchange', openFromLocation);
     // Keep the byte counters fresh between events.
     setInterval(() => { renderPeers(node); renderCircuits(node); }, 1000);
     log(`Started as ${node.shortId}.`);
@@ -324,6 +332,14 @@ async function main() {
     setBridgeState('disconnected');
     showError(message);
     log(message, 'warn');
+  }
+}
+
+function openFromLocation() {
+  const hash = location.hash.replace(/^#/, '');
+  if (/^[0-9a-fA-F]{40}$/.test(hash)) {
+    $('open-input').value = location.href;
+    content.open(hash);
   }
 }
 

@@ -148,3 +148,115 @@ export function skewedClock(skewMs) {
     globalThis.Date = SkewedDate;
   })();`;
 }
+
+// ----- content (issue 9): a real video, and what pages hold -----------------------------------
+
+/// Length of the test video in seconds.
+export const VIDEO_DURATION_S = 120;
+// 640x360 at 1.25 Mbit/s for 2 minutes: about 20 MB, a usual bitrate for 360p streaming. CBR so
+// the size is predictable (testsrc2 is easy to code: VBR undershoots a lot); a keyframe every
+// second so a seek decodes from near where it lands; cues up front so the player can seek
+// before it has the end of the file. Realtime VP9 at speed 8 keeps making it short on 2 cores.
+const VIDEO_FFMPEG_ARGS = [
+  '-hide_banner', '-loglevel', 'error', '-y',
+  '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30',
+  '-f', 'lavfi', '-i', 'sine=frequency=440',
+  '-t', String(VIDEO_DURATION_S),
+  '-c:v', 'libvpx-vp9', '-b:v', '1250k', '-minrate', '1250k', '-maxrate', '1250k',
+  '-g', '30', '-deadline', 'realtime', '-cpu-used', '8', '-row-mt', '1',
+  '-c:a', 'libopus', '-b:a', '64k',
+  '-cues_to_front', '1',
+  '-f', 'webm',
+];
+
+/// The test video (WebM, VP9/Opus, about 20 MB), made with Debian's ffmpeg (`FFMPEG` or
+/// /usr/bin/ffmpeg) once per set of arguments and cached under tests/.cache/ by their hash.
+/// Resolves to `{ file, sha, size }` (SHA-256 in hex, bytes).
+export async function makeTestVideo() {
+  const { createHash } = await import('node:crypto');
+  const fs = await import('node:fs');
+  const ffmpeg = process.env.FFMPEG || '/usr/bin/ffmpeg';
+  const key = createHash('sha256').update(JSON.stringify(VIDEO_FFMPEG_ARGS)).digest('hex').slice(0, 16);
+  const dir = path.join(root, 'tests', '.cache');
+  const file = path.join(dir, `video-${key}.webm`);
+  if (!fs.existsSync(file)) {
+    fs.mkdirSync(dir, { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    const t0 = Date.now();
+    await new Promise((resolve, reject) => {
+      const p = spawn(ffmpeg, [...VIDEO_FFMPEG_ARGS, tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      p.stderr.on('data', (d) => { err += d; });
+      p.on('error', (e) => reject(new Error(`could not run ${ffmpeg} (apt-get install ffmpeg): ${e.message}`)));
+      p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ffmpeg exited with ${code}: ${err}`))));
+    });
+    fs.renameSync(tmp, file);
+    console.log(`made the test video in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  const bytes = fs.readFileSync(file);
+  return { file, sha: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
+}
+
+/// Opens one page per name, each in its own browser context, and waits until every page is
+/// linked to every other. Resolves to `{ name: page }` (pages as `openNode` returns them).
+export async function openMesh(browser, bridge, names) {
+  const opened = [];
+  for (let i = 0; i < names.length; i++) opened.push(await openNode(browser, bridge.url));
+  const ids = opened.map((p) => p.id);
+  for (const [i, p] of opened.entries()) {
+    await waitForLinked(p.page, ids.filter((id) => id !== p.id)).catch(async (e) => {
+      throw new Error(`page ${names[i]} did not link to the others: ${e.message}\n${await pageDump(names[i], p)}`);
+    });
+  }
+  return Object.fromEntries(names.map((n, i) => [n, opened[i]]));
+}
+
+/// The page shares `file` through its "Share a file" input, as a user would. Resolves to
+/// publish()'s answer `{ hashName, link, size, pieces, name }` and the status sentence.
+export async function shareFromInput(p, file) {
+  await p.page.setInputFiles('#share-file', file);
+  await p.page.waitForFunction(() => window.onionmesh.shared.length > 0
+    || document.getElementById('share-status').dataset.level === 'bad', null, { timeout: 120000 });
+  const status = await p.page.textContent('#share-status');
+  const shared = await p.page.evaluate(() => window.onionmesh.shared[0]);
+  if (!shared) throw new Error(`the page could not share the file: ${status}\n${await pageDump('sharer', p)}`);
+  return { shared, status };
+}
+
+/// SHA-256 (hex), size and type of the page's `download.blob()` for `hashName`.
+export async function blobDigest(page, hashName) {
+  return page.evaluate(async (h) => {
+    const d = window.onionmesh.downloads.get(h) || window.onionmesh.node.download(h);
+    const blob = await d.blob();
+    const digest = await crypto.subtle.digest('SHA-256', await blob.arrayBuffer());
+    const hex = [...new Uint8Array(digest)].map((x) => x.toString(16).padStart(2, '0')).join('');
+    return { sha: hex, size: blob.size, type: blob.type };
+  }, hashName);
+}
+
+/// `download.progress()` of the page's download of `hashName`, or null.
+export async function downloadProgress(page, hashName) {
+  return page.evaluate((h) => {
+    const d = window.onionmesh.downloads.get(h);
+    return d ? d.progress() : null;
+  }, hashName);
+}
+
+/// Waits until the page holds every piece of `hashName` and its node said `done` (blob()
+/// answers only from then on); the error says how far it got.
+export async function waitDownloadComplete(p, name, hashName, timeout) {
+  await p.page.waitForFunction((h) => {
+    const d = window.onionmesh.downloads.get(h);
+    return d && d.progress().complete && window.onionmesh.events
+      .some((ev) => ev.type === 'content' && ev.event === 'done' && ev.hashName === h);
+  }, hashName, { timeout, polling: 250 }).catch(async (err) => {
+    throw new Error(`${name}'s download did not complete: ${err.message}; progress ${JSON.stringify(await downloadProgress(p.page, hashName))}\n${await pageDump(name, p)}`);
+  });
+}
+
+/// What a page said on its console and in its log card, for a failure message.
+export async function pageDump(name, p) {
+  const log = await p.page.evaluate(() => [...document.querySelectorAll('#log li')].slice(-40).map((li) => li.textContent))
+    .catch(() => ['(the page is gone)']);
+  return `--- ${name} console:\n${p.consoleLines.slice(-30).join('\n')}\n--- ${name} log:\n${log.join('\n')}`;
+}

@@ -1,0 +1,76 @@
+// A download survives a reload (issue 9, end-to-end acceptance): pages A, B, C and D form the
+// mesh and A shares the test video (harness.mjs `makeTestVideo`) through its file input. Page R
+// opens the share link (`#<hash_name>`: the download starts at load), reloads once it holds a
+// quarter of the pieces, finds what it stored in IndexedDB, and fetches no more than the
+// remaining pieces plus 5 %; the result is byte-identical.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  blobDigest, downloadProgress, launchBrowser, makeTestVideo, openMesh, openNode, pageDump,
+  shareFromInput, startBridge, waitDownloadComplete,
+} from './harness.mjs';
+
+let bridge;
+let browser;
+let video;
+let shared;
+
+before(async () => {
+  video = await makeTestVideo();
+  bridge = await startBridge();
+  browser = await launchBrowser();
+  const { a } = await openMesh(browser, bridge, ['a', 'b', 'c', 'd']);
+  ({ shared } = await shareFromInput(a, video.file));
+}, { timeout: 150000 });
+
+after(async () => {
+  if (browser) await browser.close();
+  if (bridge) await bridge.stop();
+});
+
+/// Progress events of `hashName` the page saw, in order.
+const pieceEvents = (page, hashName) => page.evaluate((h) => window.onionmesh.events
+  .filter((ev) => ev.type === 'content' && ev.hashName === h)
+  .map((ev) => ({ event: ev.event, index: ev.index, piecesHave: ev.piecesHave })), hashName);
+
+test('a page reloaded mid-download resumes and fetches no more than the remaining pieces plus 5 %', { timeout: 200000 }, async () => {
+  const r = await openNode(browser, bridge.url, `#${shared.hashName}`);
+  const mid = await r.page.waitForFunction((h) => {
+    const d = window.onionmesh.downloads.get(h);
+    if (!d) return false;
+    const p = d.progress();
+    if (p.complete) return { complete: true };
+    return p.pieces > 0 && p.piecesHave >= p.pieces * 0.25 ? p : false;
+  }, shared.hashName, { timeout: 90000, polling: 20 }).then((h) => h.jsonValue()).catch(async (err) => {
+    throw new Error(`R's download never reached 25 %: ${err.message}; ${JSON.stringify(await downloadProgress(r.page, shared.hashName))}\n${await pageDump('R', r)}`);
+  });
+  assert.ok(!mid.complete, 'R is still downloading when it reloads');
+  const before = await pieceEvents(r.page, shared.hashName);
+  const heldBefore = new Set(before.filter((ev) => ev.event === 'progress').map((ev) => ev.index));
+
+  await r.page.reload();
+  await r.page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
+  assert.equal(await r.page.evaluate(() => window.onionmeshError), undefined);
+  await waitDownloadComplete(r, 'R', shared.hashName, 120000);
+
+  const evs = await pieceEvents(r.page, shared.hashName);
+  const resumable = evs.find((ev) => ev.event === 'resumable');
+  assert.ok(resumable, `R found its partial download in its store after the reload and said it resumes it; its events: ${JSON.stringify(evs.slice(0, 5))}\n${await pageDump('R', r)}`);
+  // Every event of the reloaded page came after the reload. (The page may ask for the download
+  // before the node reports it resumable, so pieces can arrive before that event.)
+  const fetched = evs.filter((ev) => ev.event === 'progress');
+  const again = fetched.filter((ev) => heldBefore.has(ev.index)).length;
+  const pieces = mid.pieces;
+  const stored = resumable.piecesHave;
+  const remaining = pieces - stored;
+  const bytesIn = await r.page.evaluate(() => window.onionmesh.node.peers().reduce((n, p) => n + p.bytesIn, 0));
+  console.log(`R: ${heldBefore.size}/${pieces} pieces before the reload, ${stored} found stored after it; fetched ${fetched.length} after it (${again} of them held before); ${bytesIn} bytes in on its links after it, for ${remaining} pieces`);
+  assert.ok(stored >= heldBefore.size * 0.9, `what R stored before the reload survived it (${stored} of ${heldBefore.size} pieces)`);
+  assert.ok(fetched.length >= remaining, `progress events after the reload account for every missing piece (${fetched.length} of ${remaining})`);
+  assert.ok(fetched.length <= Math.ceil(remaining * 1.05),
+    `after the reload R fetched ${fetched.length} pieces: at most the ${remaining} remaining plus 5 %`);
+
+  const got = await blobDigest(r.page, shared.hashName);
+  assert.equal(got.size, video.size);
+  assert.equal(got.sha, video.sha, 'the resumed download is byte-identical');
+});
