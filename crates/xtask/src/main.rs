@@ -59,7 +59,12 @@ fn main() -> ExitCode {
 }
 
 fn workspace_root() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // `cargo run` sets CARGO_MANIFEST_DIR for the process too. Prefer it to the compile-time
+    // value: a binary built from another checkout that shares the target directory would
+    // otherwise work on that checkout.
+    let here = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     here.ancestors()
         .nth(2)
         .map(Path::to_path_buf)
