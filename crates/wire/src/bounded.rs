@@ -68,6 +68,13 @@ impl<const MAX: usize> BoundedBytes<MAX> {
     pub fn into_vec(self) -> Vec<u8> {
         self.0
     }
+
+    /// The same bytes in a field with a larger (or equal) maximum: checked when the code is
+    /// compiled, so it cannot fail. The other way, use [`BoundedBytes::from_slice`].
+    pub fn widen<const WIDER: usize>(self) -> BoundedBytes<WIDER> {
+        const { assert!(MAX <= WIDER, "widen to a smaller maximum") };
+        BoundedBytes(self.0)
+    }
 }
 
 impl<const MAX: usize> Deref for BoundedBytes<MAX> {
@@ -93,6 +100,14 @@ impl<const MAX: usize> TryFrom<Vec<u8>> for BoundedBytes<MAX> {
     type Error = WireError;
     fn try_from(v: Vec<u8>) -> Result<Self, WireError> {
         Self::new(v)
+    }
+}
+
+/// A fixed-size array whose length fits: checked when the code is compiled, so it cannot fail.
+impl<const MAX: usize, const N: usize> From<[u8; N]> for BoundedBytes<MAX> {
+    fn from(bytes: [u8; N]) -> Self {
+        const { assert!(N <= MAX, "the array is longer than the field allows") };
+        BoundedBytes(bytes.to_vec())
     }
 }
 
@@ -374,6 +389,9 @@ mod tests {
         assert!(BoundedBytes::<4>::from_slice(&[0; 5]).is_err());
         assert!(BoundedBytes::<0>::new(Vec::new()).is_ok());
         assert!(BoundedBytes::<0>::new(vec![1]).is_err());
+        assert_eq!(BoundedBytes::<4>::from([1u8; 4]), [1u8; 4]);
+        let wide: BoundedBytes<9> = BoundedBytes::<4>::from([1u8; 4]).widen();
+        assert_eq!(wide, [1u8; 4]);
     }
 
     #[test]
