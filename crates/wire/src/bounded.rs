@@ -281,6 +281,12 @@ impl<T, const MAX: usize> BoundedVec<T, MAX> {
         BoundedVec(Vec::new())
     }
 
+    /// One item: checked when the code is compiled (`MAX` is at least 1), so it cannot fail.
+    pub fn one(item: T) -> Self {
+        const { assert!(MAX >= 1, "a list that holds no item") };
+        BoundedVec(vec![item])
+    }
+
     /// Appends `item`, or gives it back when the list is full.
     pub fn try_push(&mut self, item: T) -> Result<(), T> {
         if self.0.len() >= MAX {
