@@ -32,7 +32,7 @@ use onionmesh_onion::{
     StreamHandle,
 };
 use onionmesh_wire::cell::Cell;
-use onionmesh_wire::link::MAX_CELLS_PER_FRAME;
+use onionmesh_wire::link::{CellBatch, MAX_CELLS_PER_FRAME};
 use onionmesh_wire::{LinkMsg, NodeId, PublicKeyBytes, Time};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -481,7 +481,15 @@ fn send_cells(peer: NodeId, mut cells: Vec<Cell>, reqs: &mut Requests) {
             None => return,
         }
     } else {
-        LinkMsg::Cells(cells)
+        // Cannot fail: batches are cut at MAX_CELLS_PER_FRAME where they are built, and this
+        // one holds at least two cells.
+        match CellBatch::new(cells) {
+            Ok(batch) => LinkMsg::Cells(batch),
+            Err(e) => {
+                debug_assert!(false, "a cell batch out of bounds: {e}");
+                return;
+            }
+        }
     };
     reqs.push_back(Request::SendTo { peer, msg });
 }

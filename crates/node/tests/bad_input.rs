@@ -24,8 +24,10 @@ fn linked_pair() -> (Node, Node, onionmesh_node::LinkId, onionmesh_node::LinkId)
         peers: vec![onionmesh_wire::PeerRecord {
             id: b.id(),
             pubkey: b.public_key(),
-            bridge: String::new(),
-        }],
+            bridge: None,
+        }]
+        .try_into()
+        .unwrap(),
     };
     a.handle_input(now, Input::BridgeFrame(&found.encode_frame()));
     let la = std::iter::from_fn(|| a.poll_output())
@@ -85,7 +87,7 @@ fn linked_pair() -> (Node, Node, onionmesh_node::LinkId, onionmesh_node::LinkId)
             &SignalMsg::Introduced {
                 peer: b.id(),
                 session,
-                sdp: sdp(0xbb),
+                sdp: sdp(0xbb).try_into().unwrap(),
             }
             .encode_frame(),
         ),
@@ -170,7 +172,7 @@ fn handshake_by_hand_then_malformed_frames_close_the_link_only() {
         now,
         Input::LinkFrame {
             link: lb,
-            bytes: &LinkMsg::Data(vec![1; 10]).encode_frame()[..6],
+            bytes: &LinkMsg::Data(vec![1; 10].try_into().unwrap()).encode_frame()[..6],
         },
     );
     let outs: Vec<_> = std::iter::from_fn(|| b.poll_output()).collect();
@@ -200,7 +202,7 @@ fn data_before_authentication_is_a_violation() {
         Time::ZERO,
         Input::LinkFrame {
             link: la,
-            bytes: &LinkMsg::Data(b"sneaky".to_vec()).encode_frame(),
+            bytes: &LinkMsg::Data(b"sneaky".to_vec().try_into().unwrap()).encode_frame(),
         },
     );
     let outs: Vec<_> = std::iter::from_fn(|| a.poll_output()).collect();

@@ -3,7 +3,7 @@
 use crate::Time;
 use onionmesh_bounded::TokenBucket;
 use onionmesh_wire::signal::ChallengeNonce;
-use onionmesh_wire::{NodeId, PublicKeyBytes};
+use onionmesh_wire::{BridgeAddr, NodeId, PublicKeyBytes};
 
 /// A connection handle chosen by the driver (one per WebSocket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -27,7 +27,7 @@ pub(crate) enum ConnState {
     /// A federated bridge (see the federation module).
     Bridge {
         id: NodeId,
-        addr: String,
+        addr: BridgeAddr,
     },
 }
 

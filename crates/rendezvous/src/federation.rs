@@ -41,9 +41,11 @@ use crate::{ConnId, Rendezvous, RendezvousOutput, Time};
 use onionmesh_bounded::{BoundedLru, TokenBucket};
 use onionmesh_crypto::{hello, node_id, Identity};
 use onionmesh_kad::{Kad, KadConfig, KadEvent, Output as KadOutput};
-use onionmesh_wire::kad::Contact;
-use onionmesh_wire::signal::{ChallengeNonce, MAX_PEERS_PER_SYNC};
-use onionmesh_wire::{Frame, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, SignatureBytes};
+use onionmesh_wire::kad::{Contact, KadBytes};
+use onionmesh_wire::signal::{ChallengeNonce, InnerFrame, Reason, SyncPeers, MAX_PEERS_PER_SYNC};
+use onionmesh_wire::{
+    BridgeAddr, Frame, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, SignatureBytes,
+};
 use rand_core::RngCore;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -91,8 +93,8 @@ impl Rendezvous {
         let me = Contact {
             id: identity.id(),
             pubkey: identity.public_key(),
-            bridge: cfg.addr.clone(),
-            introducers: Vec::new(),
+            bridge: Some(cfg.addr.clone()),
+            introducers: Default::default(),
         };
         let mut r = Rendezvous::new(identity, cfg, seed);
         r.now = now;
@@ -156,7 +158,7 @@ impl Rendezvous {
         pubkey: PublicKeyBytes,
         challenge: ChallengeNonce,
         sig: SignatureBytes,
-        addr: String,
+        addr: BridgeAddr,
     ) {
         let now = self.now;
         let their_challenge = match self.conns.get(&conn).map(|c| &c.state) {
@@ -217,20 +219,17 @@ impl Rendezvous {
         // Everyone registered here, in frames of at most MAX_PEERS_PER_SYNC.
         let mine: Vec<PeerRecord> = self.local_records(None).collect();
         for chunk in mine.chunks(MAX_PEERS_PER_SYNC) {
-            self.send(
-                conn,
-                &SignalMsg::PeersJoined {
-                    peers: chunk.to_vec(),
-                },
-            );
+            // `chunks` keeps each frame within its maximum: nothing is cut.
+            let peers = SyncPeers::truncating(chunk.iter().cloned());
+            self.send(conn, &SignalMsg::PeersJoined { peers });
         }
         // The bridges' DHT nodes know each other.
         if let Some(kad) = self.fed.kad.as_mut() {
             let c = Contact {
                 id,
                 pubkey,
-                bridge: addr,
-                introducers: Vec::new(),
+                bridge: Some(addr),
+                introducers: Default::default(),
             };
             let _ = kad.bootstrap(now, &[c]);
         }
@@ -315,7 +314,7 @@ impl Rendezvous {
         now: Time,
         conn: ConnId,
         bridge_id: NodeId,
-        bridge_addr: String,
+        bridge_addr: BridgeAddr,
         to: NodeId,
         inner: SignalMsg,
     ) {
@@ -368,12 +367,8 @@ impl Rendezvous {
             let from = Contact {
                 id: peer,
                 pubkey,
-                bridge: if bridge.is_empty() {
-                    bridge_addr
-                } else {
-                    bridge
-                },
-                introducers: Vec::new(),
+                bridge: bridge.or(Some(bridge_addr)),
+                introducers: Default::default(),
             };
             if let Some(kad) = self.fed.kad.as_mut() {
                 kad.handle_message(now, &from, &bytes);
@@ -401,7 +396,7 @@ impl Rendezvous {
                         &SignalMsg::IntroduceFailed {
                             peer: to,
                             session,
-                            reason,
+                            reason: Reason::lossy(&reason),
                         },
                     );
                 } else {
@@ -418,11 +413,7 @@ impl Rendezvous {
             } => SignalMsg::KadFrom {
                 peer,
                 pubkey,
-                bridge: if bridge.is_empty() {
-                    bridge_addr
-                } else {
-                    bridge
-                },
+                bridge: bridge.or(Some(bridge_addr)),
                 bytes,
             },
             other => other,
@@ -437,7 +428,7 @@ impl Rendezvous {
         conn: ConnId,
         from: NodeId,
         peer: NodeId,
-        bytes: Vec<u8>,
+        bytes: KadBytes,
     ) {
         let Some(ConnState::Registered { pubkey, .. }) = self.conns.get(&conn).map(|c| &c.state)
         else {
@@ -448,8 +439,8 @@ impl Rendezvous {
             let c = Contact {
                 id: from,
                 pubkey,
-                bridge: self.cfg.addr.clone(),
-                introducers: Vec::new(),
+                bridge: Some(self.cfg.addr.clone()),
+                introducers: Default::default(),
             };
             if let Some(kad) = self.fed.kad.as_mut() {
                 kad.handle_message(now, &c, &bytes);
@@ -466,7 +457,7 @@ impl Rendezvous {
                 &SignalMsg::KadFrom {
                     peer: from,
                     pubkey,
-                    bridge: String::new(),
+                    bridge: None,
                     bytes,
                 },
             );
@@ -476,7 +467,7 @@ impl Rendezvous {
             let inner = SignalMsg::KadFrom {
                 peer: from,
                 pubkey,
-                bridge: self.cfg.addr.clone(),
+                bridge: Some(self.cfg.addr.clone()),
                 bytes,
             };
             self.fed_forward(&peer, &inner);
@@ -503,14 +494,17 @@ impl Rendezvous {
             .get(to)
             .copied()
             .or_else(|| self.fed.remote.get_mut(to).map(|r| r.via));
-        if let Some(via) = via {
-            self.send(
-                via,
-                &SignalMsg::Federate {
-                    to: *to,
-                    inner: inner.encode_frame(),
-                },
-            );
+        let Some(via) = via else {
+            return;
+        };
+        // Every message forwarded here (a KadFrom, an introduction) is far under MAX_INNER;
+        // one that is not is refused, never cut.
+        match InnerFrame::new(inner.encode_frame()) {
+            Ok(inner) => self.send(via, &SignalMsg::Federate { to: *to, inner }),
+            Err(e) => self.fed_drop_log(format!(
+                "dropping a frame for {}: it does not fit a Federate ({e})",
+                to.short()
+            )),
         }
     }
 
@@ -530,7 +524,7 @@ impl Rendezvous {
                 Some(PeerRecord {
                     id: *id,
                     pubkey: r.pubkey,
-                    bridge: addr,
+                    bridge: Some(addr),
                 })
             })
             .collect()
@@ -542,11 +536,11 @@ impl Rendezvous {
             self.send(
                 c,
                 &SignalMsg::PeersJoined {
-                    peers: vec![PeerRecord {
+                    peers: SyncPeers::one(PeerRecord {
                         id,
                         pubkey,
-                        bridge: String::new(),
-                    }],
+                        bridge: None,
+                    }),
                 },
             );
         }
@@ -574,11 +568,23 @@ impl Rendezvous {
             };
             match out {
                 KadOutput::Send { to, bytes } => {
+                    // The DHT encodes frames of at most MAX_KAD_FRAME; one that is not is a
+                    // bug, refused (as a failed send), never cut.
+                    let Ok(bytes) = KadBytes::new(bytes) else {
+                        self.fed_drop_log(format!(
+                            "dropping an oversized DHT frame for {}",
+                            to.id.short()
+                        ));
+                        if let Some(kad) = self.fed.kad.as_mut() {
+                            kad.handle_send_failed(now, &to.id);
+                        }
+                        continue;
+                    };
                     let me = self.identity.id();
                     let msg = SignalMsg::KadFrom {
                         peer: me,
                         pubkey: self.identity.public_key(),
-                        bridge: String::new(),
+                        bridge: None,
                         bytes,
                     };
                     if let Some(conn) = self.by_id.get(&to.id).copied() {

@@ -14,9 +14,12 @@ use crate::Time;
 use onionmesh_bounded::TokenBucket;
 use onionmesh_crypto::{hello, Identity};
 use onionmesh_wire::signal::{
-    ChallengeNonce, MAX_PEERS_GONE, MAX_PEERS_PER_ANSWER, MAX_PEERS_PER_SYNC,
+    ChallengeNonce, FoundPeers, PeerIds, Reason, Sdp, MAX_PEERS_GONE, MAX_PEERS_PER_ANSWER,
+    MAX_PEERS_PER_SYNC,
 };
-use onionmesh_wire::{Frame, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, SignatureBytes};
+use onionmesh_wire::{
+    BridgeAddr, Frame, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, SignatureBytes,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -55,7 +58,7 @@ pub enum RendezvousOutput {
     Federated {
         conn: ConnId,
         id: NodeId,
-        addr: String,
+        addr: BridgeAddr,
     },
     /// Something worth a line in the log; `warn` for misbehaviour.
     Log { warn: bool, text: String },
@@ -479,7 +482,7 @@ impl Rendezvous {
                 ConnState::Registered { id, pubkey } => Some(PeerRecord {
                     id,
                     pubkey,
-                    bridge: String::new(),
+                    bridge: None,
                 }),
                 _ => None,
             })
@@ -492,22 +495,17 @@ impl Rendezvous {
         // Peers registered at federated bridges, each tagged with the bridge that introduces it.
         best.extend(self.fed_remote_records(&target, n));
         best.sort_by_key(|p| p.id.distance(&target));
-        best.truncate(n);
-        self.send(conn, &SignalMsg::FoundPeer { peers: best });
+        // The answer names the `n` closest (n is at most MAX_PEERS_PER_ANSWER): the rest are
+        // dropped on purpose.
+        let peers = FoundPeers::truncating(best.into_iter().take(n));
+        self.send(conn, &SignalMsg::FoundPeer { peers });
     }
 
     // ----- introductions ---------------------------------------------------------------------
 
-    fn on_introduce(
-        &mut self,
-        conn: ConnId,
-        from: NodeId,
-        peer: NodeId,
-        session: u64,
-        sdp: String,
-    ) {
+    fn on_introduce(&mut self, conn: ConnId, from: NodeId, peer: NodeId, session: u64, sdp: Sdp) {
         if peer == from {
-            let reason = "a peer cannot be introduced to itself".to_owned();
+            let reason = Reason::lossy("a peer cannot be introduced to itself");
             self.send(
                 conn,
                 &SignalMsg::IntroduceFailed {
@@ -531,7 +529,7 @@ impl Rendezvous {
         }
         match self.by_id.get(&peer).copied() {
             Some(target) if self.conns.get(&target).is_some_and(|c| c.suspect) => {
-                let reason = not_answering(&peer, self.cfg.probe_timeout);
+                let reason = Reason::lossy(&not_answering(&peer, self.cfg.probe_timeout));
                 self.send(
                     conn,
                     &SignalMsg::IntroduceFailed {
@@ -547,7 +545,7 @@ impl Rendezvous {
                 &SignalMsg::IntroduceFailed {
                     peer,
                     session,
-                    reason: "that peer is not connected to this bridge".into(),
+                    reason: Reason::lossy("that peer is not connected to this bridge"),
                 },
             ),
         }
@@ -555,13 +553,7 @@ impl Rendezvous {
 
     /// Relay an introduction from `from` (here or at a federated bridge) to the peer registered
     /// on `target`, and probe the target: it must show it is alive within `probe_timeout`.
-    pub(crate) fn introduce_local(
-        &mut self,
-        target: ConnId,
-        from: NodeId,
-        session: u64,
-        sdp: String,
-    ) {
+    pub(crate) fn introduce_local(&mut self, target: ConnId, from: NodeId, session: u64, sdp: Sdp) {
         self.send(
             target,
             &SignalMsg::Introduce {
@@ -610,7 +602,7 @@ impl Rendezvous {
                 SignalMsg::IntroduceFailed {
                     peer: id,
                     session,
-                    reason: reason.clone(),
+                    reason: Reason::lossy(&reason),
                 },
             );
         }
@@ -661,8 +653,9 @@ impl Rendezvous {
             }
         }
         for chunk in a.gone.chunks(MAX_PEERS_GONE) {
+            // `chunks` keeps each frame within its maximum: nothing is cut.
             let frame = SignalMsg::PeersGone {
-                ids: chunk.to_vec(),
+                ids: PeerIds::truncating(chunk.iter().copied()),
             }
             .encode_frame();
             for conn in &pages {
@@ -674,7 +667,7 @@ impl Rendezvous {
         }
         for chunk in a.left_here.chunks(MAX_PEERS_PER_SYNC) {
             let frame = SignalMsg::PeersLeft {
-                ids: chunk.to_vec(),
+                ids: PeerIds::truncating(chunk.iter().copied()),
             }
             .encode_frame();
             for conn in &bridges {
@@ -708,7 +701,8 @@ impl Rendezvous {
             conn,
             &SignalMsg::Error {
                 code,
-                reason: reason.to_owned(),
+                // Our own sentence, for the page: shortened rather than not sent.
+                reason: Reason::lossy(reason),
             },
         );
         self.out.push_back(RendezvousOutput::Close {

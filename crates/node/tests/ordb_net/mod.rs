@@ -47,11 +47,8 @@ impl Apart {
             return Some(bytes);
         }
         match SignalMsg::decode_frame(&bytes) {
-            Ok(SignalMsg::FoundPeer { peers }) => {
-                let peers = peers
-                    .into_iter()
-                    .filter(|p| self.ids.get(&p.id).is_none_or(|&j| !self.holds(to, j)))
-                    .collect();
+            Ok(SignalMsg::FoundPeer { mut peers }) => {
+                peers.retain(|p| self.ids.get(&p.id).is_none_or(|&j| !self.holds(to, j)));
                 Some(SignalMsg::FoundPeer { peers }.encode_frame())
             }
             Ok(SignalMsg::Introduce { peer, .. })
