@@ -373,7 +373,7 @@ impl Client {
         let pubkey = self.identity.public_key();
         self.send(&SignalMsg::FindPeer { id: target, pubkey }).await;
         match self.recv().await {
-            SignalMsg::FoundPeer { peers } => peers,
+            SignalMsg::FoundPeer { peers } => peers.into_vec(),
             other => panic!("expected FoundPeer, got {other:?}"),
         }
     }
@@ -386,7 +386,7 @@ impl Client {
                 match msg {
                     Ok(Message::Binary(b)) => match SignalMsg::decode_frame(&self.open(&b)) {
                         Ok(SignalMsg::Error { code, reason }) => {
-                            ending.error = Some((code, reason))
+                            ending.error = Some((code, reason.into_string()))
                         }
                         Ok(other) => ending.before.push(other),
                         Err(e) => panic!("the bridge sent a malformed frame: {e}"),
