@@ -63,6 +63,8 @@ mod ordb;
 mod output;
 mod relay;
 mod services;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use bridge::BridgeConfig;
 pub use code::ErrorCode;
