@@ -77,13 +77,10 @@ fn three_hops_linked_on_demand_echo_300k() {
     let info = net.nodes[0].circuits();
     assert_eq!(info.len(), 1);
     assert_eq!(info[0].state, CircuitState::Built);
-    assert_eq!(
-        info[0].hops,
-        vec![net.id(1).short(), net.id(2).short(), net.id(3).short()]
-    );
+    assert_eq!(info[0].hops, vec![net.id(1), net.id(2), net.id(3)]);
     // The middle hop sees only its neighbours.
     let mid = net.nodes[2].onion().relayed_circuits();
-    assert_eq!(mid[0].hops, vec![net.id(1).short(), net.id(3).short()]);
+    assert_eq!(mid[0].hops, vec![net.id(1), net.id(3)]);
 
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 31 + i / 498) as u8).collect();
     let got = echo(&mut net, 0, circ, &data);
