@@ -3,7 +3,7 @@
 use crate::Time;
 use onionmesh_bounded::TokenBucket;
 use onionmesh_wire::signal::ChallengeNonce;
-use onionmesh_wire::{BridgeAddr, NodeId, PublicKeyBytes};
+use onionmesh_wire::{NodeId, PublicKeyBytes};
 
 /// A connection handle chosen by the driver (one per WebSocket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -24,11 +24,8 @@ pub(crate) enum ConnState {
         id: NodeId,
         pubkey: PublicKeyBytes,
     },
-    /// A federated bridge (see the federation module).
-    Bridge {
-        id: NodeId,
-        addr: BridgeAddr,
-    },
+    /// A federated bridge (its address and peers are the federation part's).
+    Bridge,
 }
 
 /// Introductions relayed to a connection that has not been heard from since.

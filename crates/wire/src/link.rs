@@ -112,6 +112,9 @@ impl<'a> IntoIterator for &'a CellBatch {
     }
 }
 
+// The largest Kademlia frame fits in one link frame (a `Relay`/`KadFrom` carries one).
+const _: () = assert!(crate::kad::MAX_KAD_FRAME <= MAX_DATA);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LinkMsg {
