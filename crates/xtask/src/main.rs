@@ -5,7 +5,8 @@
 //! - `test`: install what is missing, then run every check: rustfmt, clippy (native and wasm),
 //!   the native unit and simulation tests, the wasm tests in headless Chromium, and the
 //!   end-to-end tests (real Chromium pages against a real bridge).
-//! - `bench`: print the benchmark figures (raw WebRTC throughput baseline, bundle size).
+//! - `bench`: print the benchmark figures (relay crypto, raw WebRTC throughput baseline, circuit
+//!   and content throughput, Kademlia lookups, relay cells/s with 1 and 1,001 circuits, bundle size).
 //! - `build-web`: build only the wasm bundle into web/pkg.
 //! - `fuzz [<target> [SECONDS]]`: list the fuzz targets, or fuzz one for a long run (see
 //!   `fuzz.rs`; `test` runs every target for a few seconds).
@@ -28,6 +29,14 @@ type Result<T = ()> = std::result::Result<T, String>;
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const WASM_OPT: &str = "/usr/bin/wasm-opt";
+/// See `shrink_wasm`.
+const WASM_OPT_FLAGS: &[&str] = &[
+    "--all-features",
+    "--strip-debug",
+    "--strip-producers",
+    "--duplicate-function-elimination",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -126,7 +135,7 @@ fn ensure_browser() -> Result {
         // Test videos (WebM VP9/Opus) are made on the spot by Debian's ffmpeg.
         ("ffmpeg", "/usr/bin/ffmpeg"),
         // wasm-opt shrinks the page's wasm bundle.
-        ("binaryen", "/usr/bin/wasm-opt"),
+        ("binaryen", WASM_OPT),
     ])
 }
 
@@ -187,7 +196,26 @@ fn build_web() -> Result {
         .join("onionmesh_browser.wasm");
     run(Command::new("wasm-bindgen")
         .args(["--target", "web", "--out-dir", "web/pkg"])
-        .arg(&wasm))
+        .arg(&wasm))?;
+    shrink_wasm(Path::new("web/pkg/onionmesh_browser_bg.wasm"))
+}
+
+/// Shrink the page's wasm in place with binaryen's `wasm-opt` (installed from Debian if missing).
+///
+/// The flags were chosen by measuring the gzipped bundle (what a visitor downloads), not the raw
+/// one: `-Oz`/`-Os`/`-O2` make it 10 % smaller raw but 8 % LARGER gzipped (their inlining and
+/// function merging turn the many near-identical generic instantiations, which gzip compresses
+/// well, into distinct code), so only passes that shrink the gzipped file are run:
+/// dropping the function-name section (about a fifth of the gzipped file; panics still report
+/// their message) and merging byte-identical functions. Figures: /work/briefs/bench-figures.md
+/// and the README's bundle section.
+fn shrink_wasm(wasm: &Path) -> Result {
+    ensure_debian_packages(&[("binaryen", WASM_OPT)])?;
+    run(Command::new(WASM_OPT)
+        .args(WASM_OPT_FLAGS)
+        .arg(wasm)
+        .arg("-o")
+        .arg(wasm))
 }
 
 fn bridge_binary(profile: &str) -> PathBuf {
@@ -277,9 +305,13 @@ fn bench() -> Result {
     ensure_browser()?;
     ensure_npm()?;
     build_web()?;
-    // Browser: raw WebRTC data-channel throughput (the baseline) and the bundle's size.
+    run(cargo().args(["build", "-p", "onionmesh-bridge"]))?;
+    // Browser: relay crypto in wasm, raw WebRTC data-channel throughput (the baseline), 3-hop
+    // circuit throughput, content time-to-first-byte/frame and download throughput, the bundle's
+    // size (tests/bench/run.mjs says what each figure is).
     run(Command::new("node")
         .arg("tests/bench/run.mjs")
+        .env("ONIONMESH_BRIDGE", bridge_binary("debug"))
         .env("CHROMIUM", CHROMIUM))?;
     // Kademlia: lookup rounds and messages for N = 100, 1,000 and 10,000 beside log2 N.
     run(cargo().args([
