@@ -19,6 +19,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod fuzz;
+mod wasm_order;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -200,16 +201,22 @@ fn build_web() -> Result {
     shrink_wasm(Path::new("web/pkg/onionmesh_browser_bg.wasm"))
 }
 
-/// Shrink the page's wasm in place with binaryen's `wasm-opt` (installed from Debian if missing).
+/// Shrink the page's wasm in place for its gzipped size (what a visitor downloads).
 ///
-/// The flags were chosen by measuring the gzipped bundle (what a visitor downloads), not the raw
-/// one: `-Oz`/`-Os`/`-O2` make it 10 % smaller raw but 8 % LARGER gzipped (their inlining and
-/// function merging turn the many near-identical generic instantiations, which gzip compresses
-/// well, into distinct code), so only passes that shrink the gzipped file are run:
-/// dropping the function-name section (about a fifth of the gzipped file; panics still report
-/// their message) and merging byte-identical functions. Figures: /work/briefs/bench-figures.md
-/// and the README's bundle section.
+/// 1. Sort the functions by name (`wasm_order.rs`): gzip then finds the near-identical generic
+///    instantiations side by side.
+/// 2. binaryen's `wasm-opt` (installed from Debian if missing) with [`WASM_OPT_FLAGS`]: drop the
+///    function-name section (about a fifth of the gzipped file; panics still carry their
+///    message) and merge byte-identical functions.
+///
+/// Not `-Oz`/`-Os`/`-O2`: measured on this bundle they make it about 10 % smaller raw but 8 %
+/// LARGER gzipped (their inlining and function merging turn the many near-identical generic
+/// instantiations, which gzip compresses well, into distinct code). `cargo xtask bench` prints
+/// the bundle's raw and gzipped sizes.
 fn shrink_wasm(wasm: &Path) -> Result {
+    let bytes = std::fs::read(wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
+    let sorted = wasm_order::sort_functions_by_name(&bytes)?;
+    std::fs::write(wasm, sorted).map_err(|e| format!("cannot write {}: {e}", wasm.display()))?;
     ensure_debian_packages(&[("binaryen", WASM_OPT)])?;
     run(Command::new(WASM_OPT)
         .args(WASM_OPT_FLAGS)
