@@ -4,14 +4,17 @@
 use crate::args;
 use crate::bridge::{BridgeSink, BridgeTransport, WebSocketTransport};
 use crate::codes::{core_error, describe, js_error, stopped, ErrorCode};
-use crate::driver::{Connector, Driver, Shared};
+use crate::driver::{callback, Connector, Driver, Shared};
+use crate::store::{self, StoreChoice, DEFAULT_QUOTA_BYTES, DEFAULT_STORE_NAME};
+use crate::timer;
 use crate::views::{self, PeerInfo};
 use onionmesh_crypto::Identity;
 use onionmesh_node::{Node, NodeConfig, Time};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde::Serialize;
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -20,6 +23,15 @@ use wasm_bindgen_futures::JsFuture;
 const TS_TYPES: &str = r#"
 /** Options for `Node.start`. */
 export interface StartOptions {
+  /** IndexedDB database that keeps content across reloads (default "onionmesh"). If IndexedDB
+   *  cannot be opened the node runs with content in memory and logs a sentence saying so. */
+  storeName?: string;
+  /** Most bytes of content stored (default 1 GiB); past it writes fail with QUOTA_FULL and
+   *  nothing already stored is lost. */
+  storeQuotaBytes?: number;
+  /** URL of the streaming Service Worker for `Download.streamTo` (default "sw.js", resolved
+   *  against the page); null switches streaming off. */
+  serviceWorker?: string | null;
   /** Test only: sign a wrong link proof, so that every peer must refuse this node. */
   testOnlyCorruptLinkProof?: boolean;
 }
@@ -54,7 +66,8 @@ export type NodeEvent =
   | { type: "message"; from: string; fromShortId: string; data: Uint8Array }
   | { type: "log"; level: "info" | "warn"; text: string }
   | DhtNodeEvent
-  | OnionNodeEvent;
+  | OnionNodeEvent
+  | ContentNodeEvent;
 "#;
 
 #[wasm_bindgen]
@@ -68,20 +81,73 @@ extern "C" {
 }
 
 /// Options for [`BrowserNode::start_with_transport`] (the Rust side of `StartOptions`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NodeOptions {
     /// Test only: sign a wrong link proof, so that peers must refuse this node.
     pub test_only_corrupt_link_proof: bool,
+    /// The content store. The default here is memory (tests); `Node.start`'s default is the
+    /// IndexedDB database "onionmesh".
+    pub store: StoreChoice,
+    /// The Service Worker script for `streamTo` (`None`: streaming is off). Default "sw.js".
+    pub service_worker: Option<String>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            test_only_corrupt_link_proof: false,
+            store: StoreChoice::default(),
+            service_worker: Some("sw.js".into()),
+        }
+    }
 }
 
 impl NodeOptions {
-    fn from_js(options: Option<&StartOptions>) -> NodeOptions {
-        let flag = options
-            .and_then(|o| js_sys::Reflect::get(o, &"testOnlyCorruptLinkProof".into()).ok())
-            .is_some_and(|v| v.is_truthy());
-        NodeOptions {
-            test_only_corrupt_link_proof: flag,
-        }
+    fn from_js(options: Option<&StartOptions>) -> Result<NodeOptions, JsValue> {
+        let get = |key: &str| {
+            options
+                .and_then(|o| js_sys::Reflect::get(o, &key.into()).ok())
+                .unwrap_or(JsValue::UNDEFINED)
+        };
+        let name = get("storeName");
+        let name = if name.is_undefined() || name.is_null() {
+            DEFAULT_STORE_NAME.to_owned()
+        } else {
+            args::string(&name, "The storeName option")?
+        };
+        let quota = get("storeQuotaBytes");
+        let quota_bytes = if quota.is_undefined() || quota.is_null() {
+            DEFAULT_QUOTA_BYTES
+        } else {
+            match quota.as_f64() {
+                Some(q) if q.is_finite() && q >= 1.0 => q as u64,
+                _ => {
+                    return Err(args::bad_argument(
+                        "The storeQuotaBytes option must be a positive number of bytes, such as 1073741824 for 1 GiB."
+                            .into(),
+                    ))
+                }
+            }
+        };
+        let sw = get("serviceWorker");
+        let service_worker = if sw.is_null() {
+            None
+        } else if sw.is_undefined() {
+            Some("sw.js".to_owned())
+        } else {
+            Some(args::string(
+                &sw,
+                "The serviceWorker option (a script URL, or null)",
+            )?)
+        };
+        Ok(NodeOptions {
+            test_only_corrupt_link_proof: get("testOnlyCorruptLinkProof").is_truthy(),
+            store: StoreChoice {
+                name: Some(name),
+                quota_bytes,
+            },
+            service_worker,
+        })
     }
 }
 
@@ -98,9 +164,11 @@ pub struct BrowserNode {
 
 #[wasm_bindgen(js_class = Node)]
 impl BrowserNode {
-    /// Start a node: make a fresh identity, connect to the bridge at `bridgeUrl` (`ws://` or
-    /// `wss://`), secure the link (add `?bridge-id=<40 hex>` to accept only that bridge) and
-    /// register. Resolves once the WebSocket is open; registration and peer links follow as
+    /// Start a node: open its content store (`options.storeName`, IndexedDB), make a fresh
+    /// identity, connect to the bridge at `bridgeUrl` (`ws://` or `wss://`), secure the link
+    /// (add `?bridge-id=<40 hex>` to accept only that bridge) and register. Content found in
+    /// the store is served again; partial downloads report `resumable` and resume by themselves
+    /// once the node has peers. Resolves once the WebSocket is open; registration and peer links follow as
     /// events. Rejects with code `BAD_ARGUMENT` for another kind of URL and `NO_BRIDGE` when
     /// the bridge cannot be reached within 10 seconds.
     ///
@@ -116,7 +184,7 @@ impl BrowserNode {
     ) -> Result<BrowserNode, JsValue> {
         let bridge_url = args::string(&bridge_url, "The bridge URL")?;
         check_url(&bridge_url)?;
-        let opts = NodeOptions::from_js(options.as_ref());
+        let opts = NodeOptions::from_js(options.as_ref())?;
         let url = bridge_url.clone();
         let connect = move |sink: BridgeSink| -> Result<Box<dyn BridgeTransport>, JsValue> {
             match WebSocketTransport::connect(&url, sink) {
@@ -253,12 +321,32 @@ impl BrowserNode {
         let mut cfg = NodeConfig::default();
         cfg.links.test_only_corrupt_link_proof = options.test_only_corrupt_link_proof;
         let connector: Connector = Box::new(move |sink| connect(sink).map_err(|e| describe(&e)));
+        // The store wakes the driver when completions wait; the driver exists only after the
+        // store is open, so the wake function finds it through this slot.
+        let slot: Rc<RefCell<Weak<Shared>>> = Rc::new(RefCell::new(Weak::new()));
+        let wake: Rc<dyn Fn()> = {
+            let slot = slot.clone();
+            Rc::new(move || {
+                let weak = slot.borrow().clone();
+                callback(&weak, |_, _| {});
+            })
+        };
+        let (store, fallback) = store::open(&options.store, wake).await;
         let shared = Shared::new(
             Node::new(identity, cfg, seed),
             label.to_owned(),
             link_identity,
             connector,
+            store,
+            options.service_worker.clone(),
         );
+        *slot.borrow_mut() = Rc::downgrade(&shared);
+        if let Some(sentence) = fallback {
+            web_sys::console::warn_1(&format!("onionmesh: {sentence}").into());
+            shared.with(|d, _| d.warn(sentence))?;
+        }
+        // Serve and advertise what the store holds; partial downloads resume by themselves.
+        shared.with(|d, now| d.node.ordb().load(now))?;
         let opened = {
             let mut resolve_reject = None;
             let promise = js_sys::Promise::new(&mut |resolve, reject| {
@@ -275,7 +363,13 @@ impl BrowserNode {
             short_id: id.short(),
         };
         match JsFuture::from(opened).await {
-            Ok(_) => Ok(node),
+            Ok(_) => {
+                // After the caller's first `node.on(...)` (a later task), content events held
+                // back since start (what the store held) go out.
+                let weak = Rc::downgrade(&node.shared);
+                timer::after(0, move || callback(&weak, |d, _| d.release_held_events()));
+                Ok(node)
+            }
             Err(e) => {
                 node.stop();
                 Err(e)

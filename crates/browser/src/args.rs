@@ -5,6 +5,7 @@
 
 use crate::codes::{js_error, ErrorCode};
 use js_sys::{Array, Uint8Array};
+use onionmesh_ordb::HashName;
 use onionmesh_wire::NodeId;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -122,4 +123,37 @@ pub fn max_bytes(value: &JsValue, default: usize) -> Result<usize, JsValue> {
             shown(value)
         ))),
     }
+}
+
+/// A content's hash_name: 40 hex characters.
+pub fn hash_name(value: &JsValue) -> Result<HashName, JsValue> {
+    let parsed = value
+        .as_string()
+        .filter(|s| s.len() == 40)
+        .and_then(|s| HashName::from_hex(&s));
+    parsed.ok_or_else(|| {
+        bad_argument(format!(
+            "{} is not a hashName. Give the 40 hex characters from publish(), a link or library().",
+            shown(value)
+        ))
+    })
+}
+
+/// A hash_name, or a share link ending in `#<40 hex>`.
+pub fn hash_name_or_link(value: &JsValue) -> Result<HashName, JsValue> {
+    let parsed = value.as_string().and_then(|s| {
+        let s = s.trim();
+        let tail = s.rsplit_once('#').map_or(s, |(_, t)| t);
+        if tail.len() == 40 {
+            HashName::from_hex(tail)
+        } else {
+            None
+        }
+    });
+    parsed.ok_or_else(|| {
+        bad_argument(format!(
+            "{} is neither a hashName (40 hex characters) nor a share link ending in #<40 hex characters>.",
+            shown(value)
+        ))
+    })
 }

@@ -59,6 +59,9 @@ export type ErrorCode =
   | "TOO_MANY_PUBLICATIONS"
   | "PUBLISH_NO_NODES"
   | "PUBLISH_INCOMPLETE"
+  | "NOT_FOUND"
+  | "NOT_COMPLETE"
+  | "QUOTA_FULL"
   | "BAD_ARGUMENT"
   | "BROWSER"
   | "INTERNAL";

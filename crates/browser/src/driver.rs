@@ -18,13 +18,16 @@
 
 use crate::bridge::{BridgeEvent, BridgeSink, BridgeTransport};
 use crate::codes::{describe, js_error, ErrorCode};
+use crate::content::{Reader, ReaderOutput, READER_STORE_OP_BIT};
 use crate::events;
 use crate::link::{LinkEvent, LinkSink, PeerLink, STALL_MS};
-use crate::pending::Promises;
+use crate::pending::{Promises, Waiter};
+use crate::store::StoreQueue;
+use crate::stream::StreamHandler;
 use crate::timer::{self, Timer};
 use onionmesh_crypto::Identity;
-use onionmesh_node::{Event, Input, LinkId, LogLevel, Node, Output, Time};
-use onionmesh_ordb::{MemStore, StoreCompletion};
+use onionmesh_node::{ContentEvent, Event, Input, LinkId, LinkState, LogLevel, Node, Output, Time};
+use onionmesh_ordb::{HashName, OrdbError, Store, StoreCompletion};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
@@ -114,14 +117,34 @@ pub struct Driver {
     pub promises: Promises,
     pub stopped: bool,
     events: Vec<Event>,
-    /// The content store. TODO(issue 9 item 6): IndexedDB; until then content lives in memory
-    /// for the page's lifetime, bounded by [`CONTENT_QUOTA`].
-    store: MemStore,
+    /// The content store (IndexedDB, or memory): requests are submitted as the core makes
+    /// them, completions drained in [`Driver::pump`].
+    store: StoreQueue,
+    /// What `readContent`, `blob`, `publish` and `remove` wait on.
+    pub reader: Reader<Waiter>,
+    /// Downloads waiting for peers: partial ones found in the store at start, and those the
+    /// page started before the node had [`RESUME_PEERS`] linked peers (the core fails a download
+    /// at once when it knows no ORDB to ask). They start once it has, or after
+    /// [`RESUME_AFTER_MS`] with whatever peers there are. At most [`MAX_RESUMABLE`].
+    resumable: Vec<HashName>,
+    resume_timer: Option<Timer>,
+    /// Content events held back until `Node.start` resolves (nobody is subscribed before), so
+    /// the page sees `resumable` for what the store held. `None` once delivered.
+    held_back: Option<Vec<Event>>,
+    /// The Service Worker script for `streamTo` (`None`: streaming is off).
+    pub service_worker: Option<String>,
+    /// The page-side answerer of the Service Worker's questions, made at the first `streamTo`.
+    pub stream_handler: Option<StreamHandler>,
     _pagehide: Option<PageHide>,
 }
 
-/// Bytes of content the in-memory store holds.
-const CONTENT_QUOTA: u64 = 256 << 20;
+/// Most downloads waiting for peers (the core runs at most 16 at once anyway).
+const MAX_RESUMABLE: usize = 16;
+/// Linked peers wanted before resuming downloads: enough for a 3-hop circuit's first hop and
+/// an ORDB at its end.
+const RESUME_PEERS: usize = 3;
+/// After this, downloads found at start are resumed with whatever peers there are.
+const RESUME_AFTER_MS: u64 = 15_000;
 
 impl Shared {
     pub fn new(
@@ -129,6 +152,8 @@ impl Shared {
         bridge_label: String,
         identity: Identity,
         connector: Connector,
+        store: Box<dyn Store>,
+        service_worker: Option<String>,
     ) -> Rc<Shared> {
         Rc::new_cyclic(|me: &Weak<Shared>| {
             let weak = me.clone();
@@ -153,7 +178,13 @@ impl Shared {
                     promises: Promises::default(),
                     stopped: false,
                     events: Vec::new(),
-                    store: MemStore::new(CONTENT_QUOTA),
+                    store: StoreQueue::new(store),
+                    reader: Reader::default(),
+                    resumable: Vec::new(),
+                    resume_timer: None,
+                    held_back: Some(Vec::new()),
+                    service_worker,
+                    stream_handler: None,
                     _pagehide: pagehide_listener(me),
                 }),
                 subscribers: RefCell::new(Subscribers::default()),
@@ -182,7 +213,7 @@ impl Shared {
         Ok(result)
     }
 
-    fn deliver(&self, events: Vec<Event>) {
+    pub fn deliver(&self, events: Vec<Event>) {
         if events.is_empty() {
             return;
         }
@@ -465,6 +496,11 @@ impl Driver {
         self.promises.reject_all(ErrorCode::Stopped, &stopped_msg);
         self.node.stop();
         self.pump(now);
+        for (waiter, f) in self.reader.stop(&stopped_msg) {
+            waiter.reject(f.code, &f.message);
+        }
+        self.stream_handler = None;
+        self.resume_timer = None;
         // No flushing on the way out: the page is going away or asked for it.
         self.links.clear();
         self.closing.clear();
@@ -476,9 +512,21 @@ impl Driver {
     }
 
     /// Drain the core's outputs and carry them out in order, then re-arm the timer.
-    fn pump(&mut self, now: Time) {
-        while let Some(out) = self.node.poll_output() {
-            self.execute(now, out);
+    pub fn pump(&mut self, now: Time) {
+        loop {
+            let mut busy = false;
+            while let Some(out) = self.node.poll_output() {
+                busy = true;
+                self.execute(now, out);
+            }
+            busy |= self.drain_store(now);
+            while let Some(o) = self.reader.poll_output() {
+                busy = true;
+                self.reader_output(now, o);
+            }
+            if !busy {
+                break;
+            }
         }
         if self.stopped {
             return;
@@ -570,13 +618,165 @@ impl Driver {
             }
             Output::Event(e) => {
                 self.promises.on_event(&e);
-                self.events.push(e);
+                self.on_event(now, &e);
+                match &mut self.held_back {
+                    Some(held) if matches!(e, Event::Content(_)) => held.push(e),
+                    _ => self.events.push(e),
+                }
             }
             Output::Store { id, request } => {
-                let result = self.store.execute(request);
-                self.node
-                    .handle_input(now, Input::StoreDone(StoreCompletion { id, result }));
+                self.reader.observe_submit(id, &request);
+                self.store.submit(id, request, false);
+                // A store that completes at once (memory) is drained now, so its bounded
+                // completion queue never fills while the core queues many writes.
+                self.drain_store(now);
             }
+        }
+    }
+
+    /// Feed every finished store operation to whoever asked: the content reader (its own ids)
+    /// or the core (after the reader has seen it). Returns whether there was any.
+    fn drain_store(&mut self, now: Time) -> bool {
+        let mut any = false;
+        while let Some(c) = self.store.poll_completion() {
+            any = true;
+            self.store_done(now, c);
+        }
+        any
+    }
+
+    fn store_done(&mut self, now: Time, c: StoreCompletion) {
+        if c.id.0 & READER_STORE_OP_BIT != 0 {
+            self.reader.on_completion(c);
+        } else {
+            self.reader.observe_completion(&c);
+            self.node.handle_input(now, Input::StoreDone(c));
+        }
+    }
+
+    fn reader_output(&mut self, now: Time, o: ReaderOutput<Waiter>) {
+        match o {
+            ReaderOutput::Store { id, request } => self.store.submit(id, request, true),
+            ReaderOutput::Seek { hash_name, byte } => self.node.ordb().seek(now, hash_name, byte),
+            ReaderOutput::Read { waiter, result } => match result {
+                Ok(bytes) => waiter.resolve(&js_sys::Uint8Array::from(bytes.as_slice())),
+                Err(f) => waiter.reject(f.code, &f.message),
+            },
+            ReaderOutput::Settle { waiter, result } => match result {
+                Ok(()) => waiter.resolve(&JsValue::UNDEFINED),
+                Err(f) => waiter.reject(f.code, &f.message),
+            },
+        }
+    }
+
+    /// What the driver itself does on the core's events: content waiters, resuming downloads.
+    fn on_event(&mut self, now: Time, e: &Event) {
+        match e {
+            Event::Content(ContentEvent::Done { hash_name }) => {
+                self.reader.content_done(*hash_name)
+            }
+            Event::Content(ContentEvent::Failed { hash_name, reason }) => {
+                self.reader.download_ended(*hash_name, Some(reason))
+            }
+            Event::Content(ContentEvent::Resumable { hash_name, .. }) => {
+                if let Err(e) = self.start_download(now, *hash_name) {
+                    self.log(
+                        LogLevel::Warn,
+                        format!(
+                            "could not resume the download of {}: {e}",
+                            hash_name.to_hex()
+                        ),
+                    );
+                }
+            }
+            Event::Peer {
+                state: LinkState::Linked,
+                ..
+            } if !self.resumable.is_empty() => self.resume_downloads(now, false),
+            _ => {}
+        }
+    }
+
+    /// Resume the downloads found at start once enough peers are linked (or `force`).
+    fn resume_downloads(&mut self, now: Time, force: bool) {
+        if self.resumable.is_empty() {
+            return;
+        }
+        if !force && self.linked_peers(now) < RESUME_PEERS {
+            return;
+        }
+        self.resume_timer = None;
+        for h in std::mem::take(&mut self.resumable) {
+            if let Err(e) = self.begin_download(now, h) {
+                self.log(
+                    LogLevel::Warn,
+                    format!("could not start the download of {}: {e}", h.to_hex()),
+                );
+            }
+        }
+    }
+
+    fn linked_peers(&self, now: Time) -> usize {
+        self.node
+            .peers(now)
+            .iter()
+            .filter(|p| p.state == LinkState::Linked)
+            .count()
+    }
+
+    /// Start (or join) the download of `hash_name`, at once when the node has peers to ask,
+    /// else as soon as it has (see [`Driver::resumable`]). Either way the content reader lets
+    /// reads wait for its pieces from now on.
+    pub fn start_download(
+        &mut self,
+        now: Time,
+        hash_name: HashName,
+    ) -> Result<(), onionmesh_node::ContentError> {
+        let held_whole = self.reader.is_complete(&hash_name);
+        if held_whole
+            || self.resumable.len() >= MAX_RESUMABLE
+            || self.linked_peers(now) >= RESUME_PEERS
+        {
+            return self.begin_download(now, hash_name);
+        }
+        if !self.resumable.contains(&hash_name) {
+            self.resumable.push(hash_name);
+        }
+        self.reader.download_started(hash_name);
+        if self.resume_timer.is_none() {
+            let me = self.me.clone();
+            self.resume_timer = Some(Timer::new(RESUME_AFTER_MS, move || {
+                callback(&me, |d, now| d.resume_downloads(now, true))
+            }));
+        }
+        Ok(())
+    }
+
+    /// A download waiting for peers is cancelled (or its content removed): it does not start.
+    pub fn forget_waiting_download(&mut self, hash_name: &HashName) {
+        self.resumable.retain(|h| h != hash_name);
+    }
+
+    fn begin_download(
+        &mut self,
+        now: Time,
+        hash_name: HashName,
+    ) -> Result<(), onionmesh_node::ContentError> {
+        match self.node.ordb().download(now, hash_name) {
+            Ok(()) | Err(onionmesh_node::ContentError::Ordb(OrdbError::AlreadyDownloading(_))) => {
+                self.resumable.retain(|h| *h != hash_name);
+                self.reader.download_started(hash_name);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `Node.start` resolved: deliver the content events held back meanwhile, from now on
+    /// events go straight out.
+    pub fn release_held_events(&mut self) {
+        if let Some(held) = self.held_back.take() {
+            self.events.extend(held);
         }
     }
 
@@ -592,6 +792,11 @@ impl Driver {
                 reason: &reason,
             },
         );
+    }
+
+    /// A warning for the page's log (and its subscribers).
+    pub fn warn(&mut self, text: String) {
+        self.log(LogLevel::Warn, text);
     }
 
     fn log(&mut self, level: LogLevel, text: String) {

@@ -51,6 +51,14 @@
 //! // node.read(c, s, max?), node.serve(name), node.serviceRead(c, s, max?),
 //! // node.serviceWrite(c, s, bytes), node.dhtPublish(key), node.dhtFindValue(key),
 //! // node.dhtFindNode(id), node.dhtStats(), node.stop()
+//!
+//! // Content (api_content.rs): share a file, open a link, play while downloading.
+//! const { hashName, link } = await node.publish(file, { name: 'clip.webm' });
+//! const dl = node.download(link);                  // a Download: metadata(), progress(), cancel()
+//! await dl.streamTo(videoElement);                 // needs sw.js next to the page
+//! const blob = await dl.blob();                    // once every piece is held
+//! const bytes = await node.readContent(hashName, 0, 4096);
+//! // node.library(), node.remove(hashName); events {type: "content", event, hashName, ...}
 //! ```
 //!
 //! Errors are JS `Error`s whose message is a sentence saying what happened and what to do, with a
@@ -90,12 +98,17 @@
 
 // Layers, each using only those above it (no module imports one that imports it back):
 //   leaves:    codes (the one error-code list, JS errors), timer, views (presentation), args
-//   events:    events (core events as JS objects), pending (promises waiting on the core)
-//   wrappers:  bridge (WebSocket + secure channel), link (RTCPeerConnection + data channel)
+//   events:    events (core events as JS objects), pending (promises waiting on the core),
+//              content (the content reader: plain logic, native tests)
+//   wrappers:  bridge (WebSocket + secure channel), link (RTCPeerConnection + data channel),
+//              store (which content store), stream (js/stream.js, the Service Worker's page side)
 //   driver:    driver (feeds the core, carries out its outputs)
-//   JS API:    api (the Node class), api_onion, api_dht (more methods of the same class)
+//   JS API:    api (the Node class), api_onion, api_dht, api_content (more methods of the same
+//              class, and the Download class)
 #[cfg(target_arch = "wasm32")]
 mod api;
+#[cfg(target_arch = "wasm32")]
+mod api_content;
 #[cfg(target_arch = "wasm32")]
 mod api_dht;
 #[cfg(target_arch = "wasm32")]
@@ -107,6 +120,7 @@ mod bench;
 #[cfg(target_arch = "wasm32")]
 mod bridge;
 pub mod codes;
+pub mod content;
 #[cfg(target_arch = "wasm32")]
 mod driver;
 #[cfg(target_arch = "wasm32")]
@@ -115,6 +129,9 @@ mod events;
 mod link;
 #[cfg(target_arch = "wasm32")]
 mod pending;
+pub mod store;
+#[cfg(target_arch = "wasm32")]
+mod stream;
 #[cfg(target_arch = "wasm32")]
 mod timer;
 #[cfg(target_arch = "wasm32")]
@@ -123,7 +140,10 @@ mod views;
 #[cfg(target_arch = "wasm32")]
 pub use api::{BrowserNode, EventCallback, NodeOptions, PeerList, StartOptions};
 #[cfg(target_arch = "wasm32")]
+pub use api_content::{Download, LibraryList};
+#[cfg(target_arch = "wasm32")]
 pub use api_onion::CircuitList;
 #[cfg(target_arch = "wasm32")]
 pub use bridge::{BridgeSink, BridgeTransport, WebSocketTransport};
 pub use codes::ErrorCode;
+pub use store::StoreChoice;

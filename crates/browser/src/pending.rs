@@ -15,9 +15,29 @@ pub const MAX_WAITERS: usize = 64;
 /// Most lookups remembered that finished before their promise was parked.
 const MAX_EARLY: usize = 16;
 
-struct Waiter {
-    resolve: Function,
-    reject: Function,
+/// A parked promise's functions (DHT calls here; content reads, publish and remove in the
+/// driver's content reader).
+pub struct Waiter {
+    pub resolve: Function,
+    pub reject: Function,
+}
+
+impl Waiter {
+    /// A promise and its parked functions.
+    pub fn new() -> (js_sys::Promise, Option<Waiter>) {
+        let mut waiter = None;
+        let promise =
+            js_sys::Promise::new(&mut |resolve, reject| waiter = Some(Waiter { resolve, reject }));
+        (promise, waiter)
+    }
+
+    pub fn resolve(self, value: &JsValue) {
+        let _ = self.resolve.call1(&JsValue::NULL, value);
+    }
+
+    pub fn reject(self, code: ErrorCode, message: &str) {
+        let _ = self.reject.call1(&JsValue::NULL, &js_error(code, message));
+    }
 }
 
 #[derive(Default)]

@@ -111,7 +111,9 @@ fn no_module_imports_a_module_that_imports_it_back() {
 #[test]
 fn the_wrappers_know_nothing_of_the_driver() {
     let graph = imports();
-    for wrapper in ["bridge", "link", "codes", "timer", "views", "events"] {
+    for wrapper in [
+        "bridge", "link", "codes", "timer", "views", "events", "content", "store", "stream",
+    ] {
         assert!(
             !reaches(&graph, wrapper, "driver"),
             "{wrapper} reaches the driver: {:?}",

@@ -95,6 +95,13 @@ codes! {
     PublishNoNodes = "PUBLISH_NO_NODES",
     /// A publication reached fewer than the closest nodes it wanted.
     PublishIncomplete = "PUBLISH_INCOMPLETE",
+    // --- content ---
+    /// No content with that hash_name is held or being downloaded.
+    NotFound = "NOT_FOUND",
+    /// The content is not (yet) held whole, or the bytes asked for are not held.
+    NotComplete = "NOT_COMPLETE",
+    /// The content store is full; nothing already stored was lost.
+    QuotaFull = "QUOTA_FULL",
     // --- the JS edge ---
     /// An argument from JavaScript has the wrong type or shape.
     BadArgument = "BAD_ARGUMENT",
