@@ -97,7 +97,8 @@
 //! is `ErrorCode::ALL`.
 
 // Layers, each using only those above it (no module imports one that imports it back):
-//   leaves:    codes (the one error-code list, JS errors), timer, views (presentation), args
+//   leaves:    codes (the one error-code list, JS errors), timer, views (presentation), args,
+//              idb (the content store in IndexedDB)
 //   events:    events (core events as JS objects), pending (promises waiting on the core),
 //              content (the content reader: plain logic, native tests)
 //   wrappers:  bridge (WebSocket + secure channel), link (RTCPeerConnection + data channel),
@@ -125,6 +126,8 @@ pub mod content;
 mod driver;
 #[cfg(target_arch = "wasm32")]
 mod events;
+#[cfg(target_arch = "wasm32")]
+pub mod idb;
 #[cfg(target_arch = "wasm32")]
 mod link;
 #[cfg(target_arch = "wasm32")]

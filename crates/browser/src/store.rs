@@ -45,14 +45,15 @@ pub async fn open(
     let Some(name) = &choice.name else {
         return (Box::new(MemStore::new(choice.quota_bytes)), None);
     };
-    // TODO(issue 9 item 6): IndexedDB (crates/browser/src/idb.rs, another helper's branch).
-    let _ = wake;
-    (
-        Box::new(MemStore::new(choice.quota_bytes)),
-        Some(format!(
-            "content is kept in memory for this page only: the IndexedDB store \"{name}\" is not available in this build"
-        )),
-    )
+    match crate::idb::open(name, choice.quota_bytes, wake).await {
+        Ok(store) => (Box::new(store), None),
+        Err(e) => (
+            Box::new(MemStore::new(choice.quota_bytes)),
+            Some(format!(
+                "content is kept in memory for this page only: the IndexedDB store \"{name}\" could not be opened: {e}"
+            )),
+        ),
+    }
 }
 
 /// The driver's store with a backlog: at most [`MAX_IN_FLIGHT`] operations are in the store at
