@@ -19,7 +19,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod fuzz;
-mod wasm_order;
+mod wasm_shrink;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -30,14 +30,6 @@ type Result<T = ()> = std::result::Result<T, String>;
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const WASM_OPT: &str = "/usr/bin/wasm-opt";
-/// See `shrink_wasm`.
-const WASM_OPT_FLAGS: &[&str] = &[
-    "--all-features",
-    "--strip-debug",
-    "--strip-producers",
-    "--duplicate-function-elimination",
-];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -135,8 +127,6 @@ fn ensure_browser() -> Result {
         ("chromium-driver", CHROMEDRIVER),
         // Test videos (WebM VP9/Opus) are made on the spot by Debian's ffmpeg.
         ("ffmpeg", "/usr/bin/ffmpeg"),
-        // wasm-opt shrinks the page's wasm bundle.
-        ("binaryen", WASM_OPT),
     ])
 }
 
@@ -201,28 +191,19 @@ fn build_web() -> Result {
     shrink_wasm(Path::new("web/pkg/onionmesh_browser_bg.wasm"))
 }
 
-/// Shrink the page's wasm in place for its gzipped size (what a visitor downloads).
-///
-/// 1. Sort the functions by name (`wasm_order.rs`): gzip then finds the near-identical generic
-///    instantiations side by side.
-/// 2. binaryen's `wasm-opt` (installed from Debian if missing) with [`WASM_OPT_FLAGS`]: drop the
-///    function-name section (about a fifth of the gzipped file; panics still carry their
-///    message) and merge byte-identical functions.
-///
-/// Not `-Oz`/`-Os`/`-O2`: measured on this bundle they make it about 10 % smaller raw but 8 %
-/// LARGER gzipped (their inlining and function merging turn the many near-identical generic
-/// instantiations, which gzip compresses well, into distinct code). `cargo xtask bench` prints
-/// the bundle's raw and gzipped sizes.
+/// Shrink the page's wasm in place for its gzipped size (what a visitor downloads): functions
+/// sorted by name, identical copies dropped, no name section (`wasm_shrink.rs` says why, and why
+/// not binaryen's wasm-opt). `cargo xtask bench` prints the bundle's raw and gzipped sizes.
 fn shrink_wasm(wasm: &Path) -> Result {
     let bytes = std::fs::read(wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
-    let sorted = wasm_order::sort_functions_by_name(&bytes)?;
-    std::fs::write(wasm, sorted).map_err(|e| format!("cannot write {}: {e}", wasm.display()))?;
-    ensure_debian_packages(&[("binaryen", WASM_OPT)])?;
-    run(Command::new(WASM_OPT)
-        .args(WASM_OPT_FLAGS)
-        .arg(wasm)
-        .arg("-o")
-        .arg(wasm))
+    let shrunk = wasm_shrink::shrink(&bytes)?;
+    println!(
+        "\n==> shrank {}: {} -> {} bytes",
+        wasm.display(),
+        bytes.len(),
+        shrunk.len()
+    );
+    std::fs::write(wasm, shrunk).map_err(|e| format!("cannot write {}: {e}", wasm.display()))
 }
 
 fn bridge_binary(profile: &str) -> PathBuf {
