@@ -5,7 +5,8 @@
 //! - `test`: install what is missing, then run every check: rustfmt, clippy (native and wasm),
 //!   the native unit and simulation tests, the wasm tests in headless Chromium, and the
 //!   end-to-end tests (real Chromium pages against a real bridge).
-//! - `bench`: print the benchmark figures (raw WebRTC throughput baseline, bundle size).
+//! - `bench`: print the benchmark figures (relay crypto, raw WebRTC throughput baseline, circuit
+//!   and content throughput, Kademlia lookups, relay cells/s with 1 and 1,001 circuits, bundle size).
 //! - `build-web`: build only the wasm bundle into web/pkg.
 //! - `fuzz [<target> [SECONDS]]`: list the fuzz targets, or fuzz one for a long run (see
 //!   `fuzz.rs`; `test` runs every target for a few seconds).
@@ -18,6 +19,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod fuzz;
+mod wasm_shrink;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -130,8 +132,6 @@ fn ensure_browser() -> Result {
         ("chromium-driver", CHROMEDRIVER),
         // Test videos (WebM VP9/Opus) are made on the spot by Debian's ffmpeg.
         ("ffmpeg", "/usr/bin/ffmpeg"),
-        // wasm-opt shrinks the page's wasm bundle.
-        ("binaryen", "/usr/bin/wasm-opt"),
     ])
 }
 
@@ -192,7 +192,23 @@ fn build_web() -> Result {
         .join("onionmesh_browser.wasm");
     run(Command::new("wasm-bindgen")
         .args(["--target", "web", "--out-dir", "web/pkg"])
-        .arg(&wasm))
+        .arg(&wasm))?;
+    shrink_wasm(Path::new("web/pkg/onionmesh_browser_bg.wasm"))
+}
+
+/// Shrink the page's wasm in place for its gzipped size (what a visitor downloads): functions
+/// sorted by name, identical copies dropped, no name section (`wasm_shrink.rs` says why, and why
+/// not binaryen's wasm-opt). `cargo xtask bench` prints the bundle's raw and gzipped sizes.
+fn shrink_wasm(wasm: &Path) -> Result {
+    let bytes = std::fs::read(wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
+    let shrunk = wasm_shrink::shrink(&bytes)?;
+    println!(
+        "\n==> shrank {}: {} -> {} bytes",
+        wasm.display(),
+        bytes.len(),
+        shrunk.len()
+    );
+    std::fs::write(wasm, shrunk).map_err(|e| format!("cannot write {}: {e}", wasm.display()))
 }
 
 fn bridge_binary(profile: &str) -> PathBuf {
@@ -282,9 +298,13 @@ fn bench() -> Result {
     ensure_browser()?;
     ensure_npm()?;
     build_web()?;
-    // Browser: raw WebRTC data-channel throughput (the baseline) and the bundle's size.
+    run(cargo().args(["build", "-p", "onionmesh-bridge"]))?;
+    // Browser: relay crypto in wasm, raw WebRTC data-channel throughput (the baseline), 3-hop
+    // circuit throughput, content time-to-first-byte/frame and download throughput, the bundle's
+    // size (tests/bench/run.mjs says what each figure is).
     run(Command::new("node")
         .arg("tests/bench/run.mjs")
+        .env("ONIONMESH_BRIDGE", bridge_binary("debug"))
         .env("CHROMIUM", CHROMIUM))?;
     // Kademlia: lookup rounds and messages for N = 100, 1,000 and 10,000 beside log2 N.
     run(cargo().args([
