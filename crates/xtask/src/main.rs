@@ -19,8 +19,6 @@
 #![allow(clippy::disallowed_methods)]
 
 mod fuzz;
-mod wasm_shrink;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -190,25 +188,21 @@ fn build_web() -> Result {
         .join(WASM_TARGET)
         .join("wasm")
         .join("onionmesh_browser.wasm");
+    // No function names and no producers section in what a visitor downloads (they are a
+    // quarter of the gzipped bundle). Not binaryen's wasm-opt: Debian's (version 108) breaks the
+    // externref table wasm-bindgen emits ("WebAssembly.Table.set(): Argument 1 is invalid for
+    // table" at load), and its -Oz/-Os output gzips larger than this anyway (measured
+    // 2026-11-30: 461-467 KB against 428 KB).
     run(Command::new("wasm-bindgen")
-        .args(["--target", "web", "--out-dir", "web/pkg"])
-        .arg(&wasm))?;
-    shrink_wasm(Path::new("web/pkg/onionmesh_browser_bg.wasm"))
-}
-
-/// Shrink the page's wasm in place for its gzipped size (what a visitor downloads): functions
-/// sorted by name, identical copies dropped, no name section (`wasm_shrink.rs` says why, and why
-/// not binaryen's wasm-opt). `cargo xtask bench` prints the bundle's raw and gzipped sizes.
-fn shrink_wasm(wasm: &Path) -> Result {
-    let bytes = std::fs::read(wasm).map_err(|e| format!("cannot read {}: {e}", wasm.display()))?;
-    let shrunk = wasm_shrink::shrink(&bytes)?;
-    println!(
-        "\n==> shrank {}: {} -> {} bytes",
-        wasm.display(),
-        bytes.len(),
-        shrunk.len()
-    );
-    std::fs::write(wasm, shrunk).map_err(|e| format!("cannot write {}: {e}", wasm.display()))
+        .args([
+            "--target",
+            "web",
+            "--out-dir",
+            "web/pkg",
+            "--remove-name-section",
+            "--remove-producers-section",
+        ])
+        .arg(&wasm))
 }
 
 fn bridge_binary(profile: &str) -> PathBuf {
