@@ -1,13 +1,13 @@
 //! The HTTP side: `GET /ws` upgrades to a WebSocket (within `--max-connections`), everything
 //! else is a static file from `--static-dir`.
 //!
-//! The router runs on connections the accept loop ([`crate::serve`]) has put through the
+//! The router runs on connections the accept loop (the `serve` module) has put through the
 //! [`Gate`]: each request carries the connection's [`Admission`] (or, on a connection the gate
 //! refused, a [`Refused`]) and its peer address as [`ConnectInfo`].
 
 use crate::conn::ConnTask;
 use crate::hub::ToHub;
-use crate::limits::{Admission, Gate, Refusal};
+use crate::limits::{log_refusal, Admission, Gate, Refusal, Refused};
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::CACHE_CONTROL;
@@ -46,11 +46,6 @@ pub struct AppState {
     /// `--first-message-timeout`: for the handshake's first message.
     pub first_message_timeout: Duration,
 }
-
-/// A request extension on a connection the gate refused: every request on it is answered with
-/// the refusal.
-#[derive(Debug, Clone)]
-pub struct Refused(pub Refusal);
 
 pub fn router(state: AppState, static_dir: &Path) -> Router {
     // ServeDir answers `/` with index.html and picks Content-Type from the extension
@@ -92,7 +87,7 @@ async fn upgrade(
         (Some(Extension(admission)), None) => match admission.upgrade() {
             Ok(()) => admission,
             Err(refusal) => {
-                crate::serve::log_refusal(&st.gate, addr, &refusal);
+                log_refusal(&st.gate, addr, &refusal);
                 return refuse_ws(ws, refusal, Some(admission));
             }
         },

@@ -23,9 +23,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// The gate's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -510,6 +512,27 @@ impl Admission {
     /// Whether the gate has evicted this connection.
     pub fn is_evicted(&self) -> bool {
         *self.0.evicted.borrow()
+    }
+}
+
+/// How often the gate's counts are logged while anything is refused or evicted.
+pub const TALLY_EVERY: Duration = Duration::from_secs(10);
+
+/// A request extension on a connection the gate refused: every request on it is answered with
+/// the refusal.
+#[derive(Debug, Clone)]
+pub struct Refused(pub Refusal);
+
+/// One refusal a period at WARN, with what to do; the rest at DEBUG and in the tally line.
+pub fn log_refusal(gate: &Gate, peer: SocketAddr, refusal: &Refusal) {
+    if gate.should_warn() {
+        warn!(
+            "refusing a connection from {peer}: {refusal} (further refusals are counted every \
+             {} s; see --max-connections, --max-per-address)",
+            TALLY_EVERY.as_secs()
+        );
+    } else {
+        debug!("refusing a connection from {peer}: {refusal}");
     }
 }
 

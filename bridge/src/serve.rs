@@ -12,8 +12,7 @@
 //! - an `accept` error (a connection reset before we took it, or `EMFILE` if the reserve was
 //!   not enough) is logged and waited out, never a reason to spin or to stop serving.
 
-use crate::http::Refused;
-use crate::limits::{Admission, Gate, Refusal};
+use crate::limits::{log_refusal, Admission, Gate, Refusal, Refused, TALLY_EVERY};
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
@@ -32,7 +31,7 @@ use tracing::{debug, warn};
 
 /// Connections refused at the gate that are still told why (an HTTP 503 with a body, or a
 /// WebSocket close frame with a reason) at the same time; further ones are closed without a
-/// word. Their files come out of [`crate::files::FileLimit::reserve`].
+/// word. Their files come out of the open-file reserve (`FileLimit::reserve` in `files`).
 pub const REFUSING_AT_ONCE: usize = 32;
 
 /// How long a refused connection may take to send its request and read the answer.
@@ -44,9 +43,6 @@ const HTTP_DRAIN: Duration = Duration::from_secs(2);
 /// Largest request head, in bytes. Browsers send a few hundred bytes to the bridge (it sets no
 /// cookies); hyper's default (about 400 KiB) would let each slow connection pin that much memory.
 const MAX_HEAD: usize = 16 * 1024;
-
-/// How often the gate's counts are logged while anything is refused or evicted.
-const TALLY_EVERY: Duration = Duration::from_secs(10);
 
 /// Waits after an `accept` error that is not about one connection (out of files or memory),
 /// doubling up to the maximum while errors continue.
@@ -170,19 +166,6 @@ fn per_connection(e: &io::Error) -> bool {
             | io::ErrorKind::Interrupted
             | io::ErrorKind::WouldBlock
     )
-}
-
-/// One refusal a period at WARN, with what to do; the rest at DEBUG and in the tally line.
-pub fn log_refusal(gate: &Gate, peer: SocketAddr, refusal: &Refusal) {
-    if gate.should_warn() {
-        warn!(
-            "refusing a connection from {peer}: {refusal} (further refusals are counted every \
-             {} s; see --max-connections, --max-per-address)",
-            TALLY_EVERY.as_secs()
-        );
-    } else {
-        debug!("refusing a connection from {peer}: {refusal}");
-    }
 }
 
 async fn log_tally(gate: Arc<Gate>, header_timeout: Duration, mut shutdown: watch::Receiver<bool>) {

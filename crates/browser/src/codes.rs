@@ -4,86 +4,17 @@
 //! (what happened, what to do) and whose `code` is the text of an [`ErrorCode`] from the
 //! workspace's one list (`onionmesh_node::ErrorCode`). There is no second list here: an error
 //! without a code cannot be built ([`js_error`] takes an `ErrorCode`), and the TypeScript union
-//! below is checked against [`ErrorCode::ALL`] by a unit test, so the `.d.ts` cannot drift.
+//! in the `.d.ts` is generated from the list itself (`onionmesh_node::TS_ERROR_CODE`).
 
 pub use onionmesh_node::ErrorCode;
 
-/// The TypeScript union of every code, as it appears in the generated `.d.ts`. It is a literal
-/// because `typescript_custom_section` needs one; `ts_union_matches_the_code_list` rebuilds it
-/// from [`ErrorCode::ALL`] and fails if the two differ (paste its output here when it does).
+/// The TypeScript union of every code, as it appears in the generated `.d.ts`: generated in
+/// `onionmesh_node` from the one list by the macro that defines [`ErrorCode`].
 #[cfg_attr(
     target_arch = "wasm32",
     wasm_bindgen::prelude::wasm_bindgen(typescript_custom_section)
 )]
-pub const TS_ERROR_CODES: &str = r#"
-/** The `code` of every error this module throws or rejects with (one list for the whole node). */
-export type ErrorCode =
-  | "NOT_LINKED"
-  | "TOO_LARGE"
-  | "BAD_PEER_ID"
-  | "NO_BRIDGE"
-  | "TOO_MANY_LINKS"
-  | "BUSY"
-  | "REQUESTED"
-  | "PEER_CLOSED"
-  | "LINK_CLOSED"
-  | "CONNECT_FAILED"
-  | "TIMEOUT"
-  | "AUTH_FAILED"
-  | "PROTOCOL"
-  | "INTRODUCTION_FAILED"
-  | "GLARE"
-  | "IDLE"
-  | "STOPPED"
-  | "UNKNOWN_PEER"
-  | "BAD_PEER_KEY"
-  | "PATH_THROUGH_SELF"
-  | "NO_PATH"
-  | "UNKNOWN_CIRCUIT"
-  | "UNKNOWN_STREAM"
-  | "NOT_OPEN"
-  | "STREAM_NOT_OPEN"
-  | "BAD_PATH"
-  | "TOO_MANY_CIRCUITS"
-  | "TOO_MANY_STREAMS"
-  | "CIRCUIT_USED"
-  | "BAD_HOP_COUNT"
-  | "BAD_SERVICE_NAME"
-  | "DESTROYED"
-  | "HANDSHAKE"
-  | "RESOURCE_LIMIT"
-  | "EXTEND_FAILED"
-  | "BUILD_FAILED"
-  | "BAD_OWN_CONTACT"
-  | "TOO_MANY_LOOKUPS"
-  | "TOO_MANY_PUBLICATIONS"
-  | "PUBLISH_NO_NODES"
-  | "PUBLISH_INCOMPLETE"
-  | "NOT_FOUND"
-  | "NOT_COMPLETE"
-  | "QUOTA_FULL"
-  | "BAD_ARGUMENT"
-  | "BROWSER"
-  | "INTERNAL";
-"#;
-
-/// The union `TS_ERROR_CODES` must hold, built from [`ErrorCode::ALL`].
-pub fn ts_union() -> String {
-    let mut s = String::from(
-        "\n/** The `code` of every error this module throws or rejects with (one list for the whole node). */\nexport type ErrorCode =\n",
-    );
-    for (i, c) in ErrorCode::ALL.iter().enumerate() {
-        s.push_str("  | \"");
-        s.push_str(c.as_str());
-        s.push('"');
-        s.push_str(if i + 1 == ErrorCode::ALL.len() {
-            ";\n"
-        } else {
-            "\n"
-        });
-    }
-    s
-}
+pub const TS_ERROR_CODES: &str = onionmesh_node::TS_ERROR_CODE;
 
 /// Upper-case the first letter and end with a full stop: core errors are lower-case clauses.
 pub fn sentence(text: &str) -> String {
@@ -143,16 +74,6 @@ mod js {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ts_union_matches_the_code_list() {
-        assert_eq!(
-            TS_ERROR_CODES,
-            ts_union(),
-            "the TypeScript union in codes.rs differs from ErrorCode::ALL; replace it with:\n{}",
-            ts_union()
-        );
-    }
 
     #[test]
     fn sentences_start_upper_case_and_end_with_a_stop() {

@@ -209,7 +209,7 @@ fn fill_onion(obj: &Object, e: &OnionEvent) {
         }
         OnionEvent::CircuitBuilt { circ } => ("circuit", "built", circ.0, None),
         OnionEvent::CircuitClosed { circ, code, reason } => {
-            set(obj, "code", *code);
+            set(obj, "code", code.as_str());
             set(obj, "reason", reason.as_str());
             ("circuit", "closed", circ.0, None)
         }

@@ -104,7 +104,7 @@ impl From<&CircuitInfo> for CircuitView {
     fn from(c: &CircuitInfo) -> CircuitView {
         CircuitView {
             id: c.id,
-            hops: c.hops.clone(),
+            hops: c.hops.iter().map(|h| h.short()).collect(),
             state: circuit_state(c.state),
             bytes_sent: c.bytes_sent,
             bytes_received: c.bytes_received,

@@ -1,6 +1,7 @@
 //! The one list of stable error codes. Every error and close reason that reaches JavaScript
-//! carries one of these; the browser crate generates the TypeScript union `ErrorCode` from
-//! [`ErrorCode::ALL`], so the list, the `.d.ts` and the docs cannot drift apart.
+//! carries one of these. The one macro below defines the enum, [`ErrorCode::ALL`], the texts
+//! and the TypeScript union [`TS_ERROR_CODE`] the browser crate puts in its `.d.ts`, so the
+//! list, the `.d.ts` and the docs cannot drift apart. One code a line: `Variant = "TEXT",`.
 //! A leaf module: it imports nothing from this crate.
 
 macro_rules! codes {
@@ -31,6 +32,14 @@ macro_rules! codes {
                 }
             }
         }
+
+        /// The TypeScript declaration of the codes, `export type ErrorCode = | "NOT_LINKED" |
+        /// ...;`, generated from this list: the browser crate's `.d.ts` section is this constant.
+        pub const TS_ERROR_CODE: &str = concat!(
+            "\n/** The `code` of every error this module throws or rejects with (one list for the whole node). */\nexport type ErrorCode =\n",
+            $("  | \"", $text, "\"\n",)*
+            "  ;\n"
+        );
     };
 }
 
@@ -137,5 +146,20 @@ mod tests {
                 .all(|ch| ch.is_ascii_uppercase() || ch == '_'));
         }
         assert_eq!(ErrorCode::from_text("NOPE"), None);
+    }
+
+    #[test]
+    fn the_typescript_union_lists_every_code_once() {
+        let members: Vec<&str> = TS_ERROR_CODE
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("| "))
+            .collect();
+        let texts: Vec<String> = ErrorCode::ALL
+            .iter()
+            .map(|c| format!("\"{}\"", c.as_str()))
+            .collect();
+        assert_eq!(members, texts);
+        assert!(TS_ERROR_CODE.contains("export type ErrorCode =\n"));
+        assert!(TS_ERROR_CODE.trim_end().ends_with(';'));
     }
 }

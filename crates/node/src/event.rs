@@ -230,10 +230,10 @@ pub enum OnionEvent {
     CircuitBuilt {
         circ: CircHandle,
     },
-    /// Our circuit is gone; `code` is stable (`TIMEOUT`, `DESTROYED`, `PROTOCOL`, ...).
+    /// Our circuit is gone; `code` says why (`Timeout`, `Destroyed`, `Protocol`, ...).
     CircuitClosed {
         circ: CircHandle,
-        code: &'static str,
+        code: ErrorCode,
         reason: String,
     },
     StreamOpened {
@@ -348,28 +348,16 @@ pub struct PeerView {
     pub bytes_out: u64,
 }
 
-/// Where one of our circuits (or one we relay) stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CircuitState {
-    /// Ours: hops are being added.
-    Building,
-    /// Ours: every hop answered.
-    Built,
-    /// Relayed: open.
-    Open,
-    /// Relayed: extending to the next hop.
-    Extending,
-    /// Relayed: waiting for a link to the next hop.
-    WaitingForLink,
-}
+/// Where one of our circuits (or one we relay) stands (the onion crate's type).
+pub use onionmesh_onion::CircuitState;
 
 /// One circuit as [`crate::OnionApi::circuits`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CircuitInfo {
     /// The proxy's handle for ours; the router's circuit key for relayed ones.
     pub id: u64,
-    /// Hops as short IDs: the path for our circuits; `[previous, next]` for relayed ones.
-    pub hops: Vec<String>,
+    /// The path for our circuits; `[previous, next]` (or `[previous]`) for relayed ones.
+    pub hops: Vec<NodeId>,
     pub state: CircuitState,
     /// Stream payload bytes sent and received at this end.
     pub bytes_sent: u64,

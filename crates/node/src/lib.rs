@@ -63,9 +63,11 @@ mod ordb;
 mod output;
 mod relay;
 mod services;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use bridge::BridgeConfig;
-pub use code::ErrorCode;
+pub use code::{ErrorCode, TS_ERROR_CODE};
 pub use dht::{DhtApi, DhtConfig};
 pub use error::{ApiError, DhtError, OnionError};
 pub use event::{

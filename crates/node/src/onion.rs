@@ -19,8 +19,9 @@
 //! message each), produced only while the node's output queue is empty, so a congested link
 //! pushes back into the onion layer's bounded queues.
 
+use crate::code::ErrorCode;
 use crate::error::OnionError;
-use crate::event::{CircuitInfo, CircuitState, Event, LogLevel, OnionEvent};
+use crate::event::{CircuitInfo, Event, LogLevel, OnionEvent};
 use crate::links::LinkTable;
 use crate::output::{log, Request, Requests};
 use crate::services::{Echo, Handler, Services, StreamIo};
@@ -184,7 +185,7 @@ impl OnionPart {
         self.proxy
             .circuits()
             .into_iter()
-            .map(|v| circuit_info(v, true))
+            .map(circuit_info)
             .collect()
     }
 
@@ -192,7 +193,7 @@ impl OnionPart {
         self.router
             .circuits()
             .into_iter()
-            .map(|v| circuit_info(v, false))
+            .map(circuit_info)
             .collect()
     }
 
@@ -329,7 +330,8 @@ impl OnionPart {
                         }
                         OnionEvent::CircuitClosed {
                             circ,
-                            code: reason.code(),
+                            code: ErrorCode::from_text(reason.code())
+                                .unwrap_or(ErrorCode::Internal),
                             reason: reason.to_string(),
                         }
                     }
@@ -511,19 +513,11 @@ fn end_reason(r: EndReason) -> &'static str {
     }
 }
 
-fn circuit_info(v: CircuitView, ours: bool) -> CircuitInfo {
-    let state = match v.state {
-        "open" if ours => CircuitState::Built,
-        "open" => CircuitState::Open,
-        "extending" => CircuitState::Extending,
-        "waiting for link" => CircuitState::WaitingForLink,
-        _ if ours => CircuitState::Building,
-        _ => CircuitState::Extending,
-    };
+fn circuit_info(v: CircuitView) -> CircuitInfo {
     CircuitInfo {
         id: v.id,
         hops: v.hops,
-        state,
+        state: v.state,
         bytes_sent: v.bytes_sent,
         bytes_received: v.bytes_received,
         cells_in: v.cells_in,

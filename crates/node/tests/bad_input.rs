@@ -1,165 +1,32 @@
 //! Bad input closes the connection or link concerned, with a reason, and nothing else.
 //! (The rendezvous' own bad-input tests moved to `onionmesh-rendezvous` with it.)
 
-use onionmesh_crypto::Identity;
-use onionmesh_node::{ErrorCode, Event, Input, LinkState, Node, NodeConfig, Output, Time};
-use onionmesh_wire::{Frame, LinkMsg, SignalMsg};
-
-fn identity(n: u8) -> Identity {
-    Identity::from_seed([n; 32]).unwrap()
-}
-
-/// Walks two nodes through an introduction by hand, up to an open channel.
-fn linked_pair() -> (Node, Node, onionmesh_node::LinkId, onionmesh_node::LinkId) {
-    let sdp = |fp: u8| {
-        format!(
-            "v=0\r\na=fingerprint:sha-256 {}\r\n",
-            vec![format!("{fp:02X}"); 32].join(":")
-        )
-    };
-    let mut a = Node::new(identity(10), NodeConfig::default(), [1; 32]);
-    let mut b = Node::new(identity(11), NodeConfig::default(), [2; 32]);
-    let now = Time::ZERO;
-    let found = SignalMsg::FoundPeer {
-        peers: vec![onionmesh_wire::PeerRecord {
-            id: b.id(),
-            pubkey: b.public_key(),
-            bridge: String::new(),
-        }],
-    };
-    a.handle_input(now, Input::BridgeFrame(&found.encode_frame()));
-    let la = std::iter::from_fn(|| a.poll_output())
-        .find_map(|o| match o {
-            Output::CreateOffer { link } => Some(link),
-            _ => None,
-        })
-        .unwrap();
-    a.handle_input(
-        now,
-        Input::OfferReady {
-            link: la,
-            sdp: sdp(0xaa),
-        },
-    );
-    let Some(Output::SendBridge(intro)) =
-        std::iter::from_fn(|| a.poll_output()).find(|o| matches!(o, Output::SendBridge(_)))
-    else {
-        panic!()
-    };
-    let Ok(SignalMsg::Introduce {
-        session,
-        sdp: offer,
-        ..
-    }) = SignalMsg::decode_frame(&intro)
-    else {
-        panic!()
-    };
-    b.handle_input(
-        now,
-        Input::BridgeFrame(
-            &SignalMsg::Introduce {
-                peer: a.id(),
-                session,
-                sdp: offer,
-            }
-            .encode_frame(),
-        ),
-    );
-    let lb = std::iter::from_fn(|| b.poll_output())
-        .find_map(|o| match o {
-            Output::CreateAnswer { link, .. } => Some(link),
-            _ => None,
-        })
-        .unwrap();
-    b.handle_input(
-        now,
-        Input::AnswerReady {
-            link: lb,
-            sdp: sdp(0xbb),
-        },
-    );
-    while b.poll_output().is_some() {}
-    a.handle_input(
-        now,
-        Input::BridgeFrame(
-            &SignalMsg::Introduced {
-                peer: b.id(),
-                session,
-                sdp: sdp(0xbb),
-            }
-            .encode_frame(),
-        ),
-    );
-    while a.poll_output().is_some() {}
-    (a, b, la, lb)
-}
-
-fn sends(n: &mut Node) -> Vec<Vec<u8>> {
-    std::iter::from_fn(|| n.poll_output())
-        .filter_map(|o| match o {
-            Output::SendLink { bytes, .. } => Some(bytes),
-            _ => None,
-        })
-        .collect()
-}
+use onionmesh_node::testing::{forward, outputs, pair, Pair};
+use onionmesh_node::{ErrorCode, Event, Input, LinkState, Output, Time};
+use onionmesh_wire::{Frame, LinkMsg};
 
 #[test]
 fn handshake_by_hand_then_malformed_frames_close_the_link_only() {
-    let (mut a, mut b, la, lb) = linked_pair();
+    let Pair {
+        mut a,
+        mut b,
+        la,
+        lb,
+    } = pair();
     let now = Time::ZERO;
     a.handle_input(now, Input::LinkOpened { link: la });
     b.handle_input(now, Input::LinkOpened { link: lb });
     // Exchange nonces, then certs.
-    for f in sends(&mut a) {
-        b.handle_input(
-            now,
-            Input::LinkFrame {
-                link: lb,
-                bytes: &f,
-            },
-        );
-    }
-    for f in sends(&mut b) {
-        a.handle_input(
-            now,
-            Input::LinkFrame {
-                link: la,
-                bytes: &f,
-            },
-        );
-    }
-    for f in sends(&mut a) {
-        b.handle_input(
-            now,
-            Input::LinkFrame {
-                link: lb,
-                bytes: &f,
-            },
-        );
-    }
-    for f in sends(&mut b) {
-        a.handle_input(
-            now,
-            Input::LinkFrame {
-                link: la,
-                bytes: &f,
-            },
-        );
-    }
+    forward(&mut a, &mut b, lb, now);
+    forward(&mut b, &mut a, la, now);
+    forward(&mut a, &mut b, lb, now);
+    forward(&mut b, &mut a, la, now);
     assert_eq!(a.linked_peers(), vec![b.id()]);
     assert_eq!(b.linked_peers(), vec![a.id()]);
 
     a.link(b.id()).send(now, b"ping").unwrap();
-    for f in sends(&mut a) {
-        b.handle_input(
-            now,
-            Input::LinkFrame {
-                link: lb,
-                bytes: &f,
-            },
-        );
-    }
-    let got: Vec<_> = std::iter::from_fn(|| b.poll_output()).collect();
+    forward(&mut a, &mut b, lb, now);
+    let got: Vec<_> = outputs(&mut b);
     assert!(got.contains(&Output::Event(Event::Message {
         from: a.id(),
         data: b"ping".to_vec()
@@ -173,7 +40,7 @@ fn handshake_by_hand_then_malformed_frames_close_the_link_only() {
             bytes: &LinkMsg::Data(vec![1; 10]).encode_frame()[..6],
         },
     );
-    let outs: Vec<_> = std::iter::from_fn(|| b.poll_output()).collect();
+    let outs: Vec<_> = outputs(&mut b);
     assert!(outs
         .iter()
         .any(|o| matches!(o, Output::CloseLink { reason, .. } if reason.to_string().contains("malformed"))));
@@ -193,9 +60,9 @@ fn handshake_by_hand_then_malformed_frames_close_the_link_only() {
 
 #[test]
 fn data_before_authentication_is_a_violation() {
-    let (mut a, _b, la, _lb) = linked_pair();
+    let Pair { mut a, la, .. } = pair();
     a.handle_input(Time::ZERO, Input::LinkOpened { link: la });
-    while a.poll_output().is_some() {}
+    outputs(&mut a);
     a.handle_input(
         Time::ZERO,
         Input::LinkFrame {
@@ -203,7 +70,7 @@ fn data_before_authentication_is_a_violation() {
             bytes: &LinkMsg::Data(b"sneaky".to_vec()).encode_frame(),
         },
     );
-    let outs: Vec<_> = std::iter::from_fn(|| a.poll_output()).collect();
+    let outs: Vec<_> = outputs(&mut a);
     assert!(outs.iter().any(|o| matches!(o, Output::CloseLink { reason, .. } if reason.to_string().contains("data before authentication"))));
     assert!(!outs
         .iter()
@@ -215,7 +82,12 @@ fn data_before_authentication_is_a_violation() {
 /// a code instead of vanishing. A peer that only sends keepalives stays linked.
 #[test]
 fn a_silent_peer_is_dropped_by_the_keepalive_within_5_s() {
-    let (mut a, mut b, la, lb) = linked_pair();
+    let Pair {
+        mut a,
+        mut b,
+        la,
+        lb,
+    } = pair();
     let t0 = Time::ZERO;
     a.handle_input(t0, Input::LinkOpened { link: la });
     b.handle_input(t0, Input::LinkOpened { link: lb });
@@ -227,24 +99,8 @@ fn a_silent_peer_is_dropped_by_the_keepalive_within_5_s() {
             a.handle_input(t, Input::Timeout);
             b.handle_input(t, Input::Timeout);
         }
-        for f in sends(&mut a) {
-            b.handle_input(
-                t,
-                Input::LinkFrame {
-                    link: lb,
-                    bytes: &f,
-                },
-            );
-        }
-        for f in sends(&mut b) {
-            a.handle_input(
-                t,
-                Input::LinkFrame {
-                    link: la,
-                    bytes: &f,
-                },
-            );
-        }
+        forward(&mut a, &mut b, lb, t);
+        forward(&mut b, &mut a, la, t);
     }
     assert_eq!(
         a.linked_peers(),
@@ -257,7 +113,7 @@ fn a_silent_peer_is_dropped_by_the_keepalive_within_5_s() {
     while closed_after.is_none() {
         t = a.poll_timeout().expect("a keepalive deadline is armed");
         a.handle_input(t, Input::Timeout);
-        for o in std::iter::from_fn(|| a.poll_output()) {
+        for o in outputs(&mut a) {
             if let Output::CloseLink { reason, .. } = o {
                 assert_eq!(reason.code(), ErrorCode::Timeout);
                 assert!(reason.to_string().contains("went silent"), "{reason}");

@@ -3,7 +3,8 @@
 //! refused or rate-limited, logged, and leaves the node (and its links) running.
 
 use onionmesh_crypto::Identity;
-use onionmesh_node::{DhtEvent, Event, Input, LinkId, LogLevel, Node, NodeConfig, Output, Time};
+use onionmesh_node::testing::{link, outputs};
+use onionmesh_node::{DhtEvent, Event, Input, LogLevel, Node, NodeConfig, Output, Time};
 use onionmesh_wire::kad::{Contact, KadErrorCode, KadMsg, Provider, TOKEN_LEN};
 use onionmesh_wire::{Frame, LinkMsg, NodeId, PeerRecord, SignalMsg};
 
@@ -11,10 +12,6 @@ const BRIDGE_ADDR: &str = "ws://bridge.test/ws";
 
 fn identity(n: u8) -> Identity {
     Identity::from_seed([n; 32]).unwrap()
-}
-
-fn drain(n: &mut Node) -> Vec<Output> {
-    std::iter::from_fn(|| n.poll_output()).collect()
 }
 
 fn warnings(outs: &[Output]) -> Vec<String> {
@@ -53,7 +50,7 @@ fn registered(seed: u8, bridge: &Identity) -> Node {
     ] {
         n.handle_input(Time::ZERO, Input::BridgeFrame(&msg.encode_frame()));
     }
-    drain(&mut n);
+    outputs(&mut n);
     n
 }
 
@@ -65,106 +62,6 @@ fn kad_from(from: &Identity, msg: &KadMsg) -> Vec<u8> {
         bytes: msg.encode_frame(),
     }
     .encode_frame()
-}
-
-fn sdp(tag: u8) -> String {
-    let fp: Vec<String> = (0..32).map(|i| format!("{:02X}", i as u8 ^ tag)).collect();
-    format!("v=0\r\na=fingerprint:sha-256 {}\r\n", fp.join(":"))
-}
-
-/// Introduce `a` to `b` through a pretend bridge and run the link handshake; returns each
-/// side's link id.
-fn link(a: &mut Node, b: &mut Node, now: Time) -> (LinkId, LinkId) {
-    a.link(b.id()).connect(now).unwrap();
-    let la = drain(a)
-        .iter()
-        .find_map(|o| match o {
-            Output::CreateOffer { link } => Some(*link),
-            _ => None,
-        })
-        .unwrap();
-    a.handle_input(
-        now,
-        Input::OfferReady {
-            link: la,
-            sdp: sdp(1),
-        },
-    );
-    let Some(SignalMsg::Introduce {
-        session,
-        sdp: offer,
-        ..
-    }) = bridge_frames(&drain(a)).into_iter().next()
-    else {
-        panic!("no introduce")
-    };
-    let intro = SignalMsg::Introduce {
-        peer: a.id(),
-        session,
-        sdp: offer,
-    };
-    b.handle_input(now, Input::BridgeFrame(&intro.encode_frame()));
-    let lb = drain(b)
-        .iter()
-        .find_map(|o| match o {
-            Output::CreateAnswer { link, .. } => Some(*link),
-            _ => None,
-        })
-        .unwrap();
-    b.handle_input(
-        now,
-        Input::AnswerReady {
-            link: lb,
-            sdp: sdp(2),
-        },
-    );
-    let Some(SignalMsg::Introduced { sdp: answer, .. }) =
-        bridge_frames(&drain(b)).into_iter().next()
-    else {
-        panic!("no introduced")
-    };
-    let back = SignalMsg::Introduced {
-        peer: b.id(),
-        session,
-        sdp: answer,
-    };
-    a.handle_input(now, Input::BridgeFrame(&back.encode_frame()));
-    drain(a);
-    a.handle_input(now, Input::LinkOpened { link: la });
-    b.handle_input(now, Input::LinkOpened { link: lb });
-    // Shuttle link frames until both sides are quiet.
-    for _ in 0..10 {
-        let mut moved = false;
-        for o in drain(a) {
-            if let Output::SendLink { bytes, .. } = o {
-                b.handle_input(
-                    now,
-                    Input::LinkFrame {
-                        link: lb,
-                        bytes: &bytes,
-                    },
-                );
-                moved = true;
-            }
-        }
-        for o in drain(b) {
-            if let Output::SendLink { bytes, .. } = o {
-                a.handle_input(
-                    now,
-                    Input::LinkFrame {
-                        link: la,
-                        bytes: &bytes,
-                    },
-                );
-                moved = true;
-            }
-        }
-        if !moved {
-            break;
-        }
-    }
-    assert!(a.linked_peers().contains(&b.id()) && b.linked_peers().contains(&a.id()));
-    (la, lb)
 }
 
 #[test]
@@ -187,7 +84,7 @@ fn malformed_kad_frames_are_logged_and_the_node_carries_on() {
         }
         .encode_frame();
         n.handle_input(Time::ZERO, Input::BridgeFrame(&frame));
-        let outs = drain(&mut n);
+        let outs = outputs(&mut n);
         assert!(
             warnings(&outs).iter().any(|w| w.contains("DHT: refused")),
             "{outs:?}"
@@ -203,7 +100,7 @@ fn malformed_kad_frames_are_logged_and_the_node_carries_on() {
     }
     .encode_frame();
     n.handle_input(Time::ZERO, Input::BridgeFrame(&frame));
-    let outs = drain(&mut n);
+    let outs = outputs(&mut n);
     assert!(warnings(&outs).iter().any(|w| w.contains("not the hash")));
     assert!(
         bridge_frames(&outs).is_empty(),
@@ -233,7 +130,7 @@ fn store_with_a_wrong_or_missing_token_is_refused() {
         provider,
     };
     n.handle_input(Time::ZERO, Input::BridgeFrame(&kad_from(&peer, &store)));
-    let outs = drain(&mut n);
+    let outs = outputs(&mut n);
     let answer = bridge_frames(&outs)
         .into_iter()
         .find_map(|m| match m {
@@ -264,7 +161,7 @@ fn a_flood_of_find_requests_is_rate_limited() {
             target: NodeId([1; 20]),
         };
         n.handle_input(Time::ZERO, Input::BridgeFrame(&kad_from(&peer, &find)));
-        let outs = drain(&mut n);
+        let outs = outputs(&mut n);
         answered += bridge_frames(&outs).len();
         limited_logs += warnings(&outs)
             .iter()
@@ -282,7 +179,7 @@ fn a_flood_of_find_requests_is_rate_limited() {
         Time::from_millis(10_000),
         Input::BridgeFrame(&kad_from(&peer, &find)),
     );
-    assert_eq!(bridge_frames(&drain(&mut n)).len(), 1);
+    assert_eq!(bridge_frames(&outputs(&mut n)).len(), 1);
 }
 
 #[test]
@@ -293,9 +190,9 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
     let now = Time::from_millis(1);
     let (la, li_a) = link(&mut a, &mut i, now);
     let (_li_x, _lx) = link(&mut i, &mut x, now);
-    drain(&mut a);
-    drain(&mut i);
-    drain(&mut x);
+    outputs(&mut a);
+    outputs(&mut i);
+    outputs(&mut x);
 
     // A valid relay request is passed on with the sender's authenticated key.
     let ping = KadMsg::Ping { rid: 1 }.encode_frame();
@@ -310,7 +207,7 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
             bytes: &relay.encode_frame(),
         },
     );
-    let outs = drain(&mut i);
+    let outs = outputs(&mut i);
     let relayed: Vec<LinkMsg> = outs
         .iter()
         .filter_map(|o| match o {
@@ -339,7 +236,7 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
             .encode_frame(),
         },
     );
-    let outs = drain(&mut i);
+    let outs = outputs(&mut i);
     assert!(warnings(&outs)
         .iter()
         .any(|w| w.contains("not a Kademlia frame")));
@@ -358,7 +255,7 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
             .encode_frame(),
         },
     );
-    let back = drain(&mut i)
+    let back = outputs(&mut i)
         .into_iter()
         .find_map(|o| match o {
             Output::SendLink { link, bytes } if link == li_a => LinkMsg::decode_frame(&bytes).ok(),
@@ -384,7 +281,7 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
                 bytes: &relay.encode_frame(),
             },
         );
-        let outs = drain(&mut i);
+        let outs = outputs(&mut i);
         passed += outs
             .iter()
             .filter(|o| matches!(o, Output::SendLink { .. }))
@@ -422,7 +319,7 @@ fn a_bridge_that_keeps_returning_far_peers_is_reported() {
     let mut logs = Vec::new();
     for _ in 0..3 {
         n.handle_input(Time::ZERO, Input::BridgeFrame(&answer.encode_frame()));
-        let outs = drain(&mut n);
+        let outs = outputs(&mut n);
         logs.extend(warnings(&outs));
         suspected.extend(outs.into_iter().filter_map(|o| match o {
             Output::Event(Event::Dht(DhtEvent::SuspectBridge {

@@ -12,7 +12,8 @@
 //! depth 8; glare may cost at most one extra round trip, so every link must be up by depth 10.
 
 use onionmesh_crypto::Identity;
-use onionmesh_node::{Event, Input, LinkCloseReason, LinkId, LinkState, Node, NodeConfig, Output};
+use onionmesh_node::testing::{end_of, fake_sdp as sdp, End};
+use onionmesh_node::{Event, Input, LinkCloseReason, LinkState, Node, NodeConfig, Output};
 use onionmesh_rendezvous::{
     ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
 };
@@ -21,9 +22,6 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
-
-/// One end of a link: (node index, the node's link id).
-type End = (usize, LinkId);
 
 /// The depth at which one side connecting alone is linked (see the module docs).
 const BASELINE_DEPTH: u32 = 8;
@@ -74,27 +72,6 @@ struct Sim {
     /// late is not charged for an unrelated frame it heard meanwhile.
     clock: [u32; 2],
     swaps: u64,
-}
-
-fn sdp(end: End) -> String {
-    let fp: Vec<String> = (0..32)
-        .map(|i| format!("{:02X}", (i + 7 * end.0) as u8))
-        .collect();
-    format!(
-        "v=0\r\na=fingerprint:sha-256 {}\r\na=x-end:{}:{}\r\n",
-        fp.join(":"),
-        end.0,
-        end.1 .0
-    )
-}
-
-fn end_of(sdp: &str) -> End {
-    let v = sdp
-        .lines()
-        .find_map(|l| l.strip_prefix("a=x-end:"))
-        .unwrap();
-    let (n, l) = v.split_once(':').unwrap();
-    (n.parse().unwrap(), LinkId(l.parse().unwrap()))
 }
 
 fn is_kind(item: Option<&(u32, Item)>, nonce: bool) -> bool {
@@ -173,7 +150,7 @@ impl Sim {
                     self.local.push((depth, Local::AnswerReady((i, link))));
                 }
                 Output::ApplyAnswer { link, answer } => {
-                    let remote = end_of(&answer);
+                    let remote = end_of(&answer).unwrap();
                     if self.alive.contains(&remote) {
                         self.pairs.insert((i, link), remote);
                         self.pairs.insert(remote, (i, link));

@@ -1,292 +1,27 @@
-//! Onion routing at node level: real `Node`s and a real `Rendezvous`, wired by an instant FIFO
-//! "network" (fake SDPs carry the endpoint, as in the simulator). Covers a 3-hop circuit whose
+//! Onion routing at node level: real `Node`s and a real `Rendezvous` on the shared instant FIFO
+//! network of `onionmesh_node::testing`. Covers a 3-hop circuit whose
 //! later hops are linked on demand through the bridge, an echo of 300 KB, backpressure, and
 //! malformed or tampered cells closing only the circuit or link concerned.
 
-use onionmesh_crypto::Identity;
-use onionmesh_node::{
-    CircHandle, CircuitState, ErrorCode, Event, Input, LinkId, Node, NodeConfig, OnionEvent,
-    Output, Time,
-};
+use onionmesh_node::testing::{Net, NetConfig};
+use onionmesh_node::{CircHandle, CircuitState, ErrorCode, Input, OnionEvent};
 use onionmesh_onion::{owner_of, CellOwner};
-use onionmesh_rendezvous::{
-    ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
-};
 use onionmesh_wire::cell::{Cell, CellCmd, CellMsg, CircId, HandshakeType};
-use onionmesh_wire::{Frame, LinkMsg, NodeId, SignalMsg};
-use std::collections::{BTreeMap, VecDeque};
+use onionmesh_wire::{Frame, LinkMsg, NodeId};
 use std::time::Duration;
 
-enum Msg {
-    ToBridge(usize, Vec<u8>),
-    ToNode(usize, Vec<u8>),
-    Frame((usize, LinkId), Vec<u8>),
-    Open((usize, LinkId)),
-    Closed((usize, LinkId), String),
-    Offer((usize, LinkId)),
-    Answer((usize, LinkId)),
-}
-
-type Tamper = Box<dyn FnMut(usize, usize, &mut LinkMsg) -> bool>;
-
-struct Net {
-    nodes: Vec<Node>,
-    bridge: Rendezvous,
-    queue: VecDeque<Msg>,
-    pairs: BTreeMap<(usize, LinkId), (usize, LinkId)>,
-    events: Vec<Vec<Event>>,
-    now: Time,
-    /// Which nodes get FoundPeer answers (the others only link on demand).
-    discover: Vec<bool>,
-    /// Called on every link frame `from -> to`; returning false drops it.
-    tamper: Option<Tamper>,
-}
-
-fn sdp(end: (usize, LinkId)) -> String {
-    let fp: Vec<String> = (0..32)
-        .map(|i| format!("{:02X}", (i + end.0) as u8))
-        .collect();
-    format!(
-        "v=0\r\na=fingerprint:sha-256 {}\r\na=x-end:{}:{}\r\n",
-        fp.join(":"),
-        end.0,
-        end.1 .0
-    )
-}
-
-fn end_of(sdp: &str) -> (usize, LinkId) {
-    let v = sdp
-        .lines()
-        .find_map(|l| l.strip_prefix("a=x-end:"))
-        .unwrap();
-    let (n, l) = v.split_once(':').unwrap();
-    (n.parse().unwrap(), LinkId(l.parse().unwrap()))
-}
-
-impl Net {
-    fn new(n: usize, discover: Vec<bool>) -> Net {
-        let mut nodes = Vec::new();
-        for i in 0..n {
-            let identity = Identity::from_seed([i as u8 + 1; 32]).unwrap();
-            let mut cfg = NodeConfig::default();
-            // This network jumps its clock (`advance`) without carrying keepalives meanwhile.
-            cfg.links.keepalive_interval = None;
-            let mut node = Node::new(identity, cfg, [i as u8 + 50; 32]);
-            node.onion().serve("echo").unwrap();
-            nodes.push(node);
-        }
-        let bridge = Rendezvous::new(
-            Identity::from_seed([99; 32]).unwrap(),
-            RendezvousConfig::default(),
-            [98; 32],
-        );
-        let mut net = Net {
-            nodes,
-            bridge,
-            queue: VecDeque::new(),
-            pairs: BTreeMap::new(),
-            events: vec![Vec::new(); n],
-            now: Time::from_millis(1_000),
-            discover,
-            tamper: None,
-        };
-        for i in 0..n {
-            net.bridge
-                .handle_input(net.now, RendezvousInput::Opened(ConnId(i as u64)));
-            net.drain_bridge();
-            net.nodes[i].handle_input(net.now, Input::BridgeOpened);
-            net.drain(i);
-        }
-        net.run();
-        net
-    }
-
-    fn id(&self, i: usize) -> NodeId {
-        self.nodes[i].id()
-    }
-
-    fn drain_bridge(&mut self) {
-        while let Some(o) = self.bridge.poll_output() {
-            if let RendezvousOutput::Send { conn, bytes } = o {
-                self.queue.push_back(Msg::ToNode(conn.0 as usize, bytes));
-            }
-        }
-    }
-
-    fn drain(&mut self, i: usize) {
-        while let Some(o) = self.nodes[i].poll_output() {
-            match o {
-                Output::SendBridge(b) => self.queue.push_back(Msg::ToBridge(i, b)),
-                Output::CreateOffer { link } => self.queue.push_back(Msg::Offer((i, link))),
-                Output::CreateAnswer { link, .. } => self.queue.push_back(Msg::Answer((i, link))),
-                Output::ApplyAnswer { link, answer } => {
-                    let remote = end_of(&answer);
-                    self.pairs.insert((i, link), remote);
-                    self.pairs.insert(remote, (i, link));
-                    self.queue.push_back(Msg::Open((i, link)));
-                    self.queue.push_back(Msg::Open(remote));
-                }
-                Output::SendLink { link, bytes } => {
-                    if let Some(&remote) = self.pairs.get(&(i, link)) {
-                        let mut bytes = bytes;
-                        if let Some(t) = self.tamper.as_mut() {
-                            let mut msg = LinkMsg::decode_frame(&bytes).unwrap();
-                            if !t(i, remote.0, &mut msg) {
-                                continue;
-                            }
-                            bytes = msg.encode_frame();
-                        }
-                        self.queue.push_back(Msg::Frame(remote, bytes));
-                    }
-                }
-                Output::CloseLink { link, reason } => {
-                    if let Some(remote) = self.pairs.remove(&(i, link)) {
-                        self.pairs.remove(&remote);
-                        self.queue
-                            .push_back(Msg::Closed(remote, reason.to_string()));
-                    }
-                }
-                Output::Event(e) => self.events[i].push(e),
-                Output::CloseBridge { .. } | Output::ConnectBridge => {}
-                // No content is published or fetched here (see tests/ordb.rs).
-                Output::Store { .. } => {}
-            }
-        }
-    }
-
-    fn run(&mut self) {
-        let mut steps = 0u64;
-        while let Some(m) = self.queue.pop_front() {
-            steps += 1;
-            assert!(steps < 50_000_000, "the network never settles");
-            let now = self.now;
-            let i = match m {
-                Msg::ToBridge(i, b) => {
-                    let conn = ConnId(i as u64);
-                    self.bridge
-                        .handle_input(now, RendezvousInput::Frame { conn, bytes: &b });
-                    self.drain_bridge();
-                    continue;
-                }
-                Msg::ToNode(i, b) => {
-                    let found =
-                        matches!(SignalMsg::decode_frame(&b), Ok(SignalMsg::FoundPeer { .. }));
-                    if found && !self.discover[i] {
-                        continue;
-                    }
-                    self.nodes[i].handle_input(now, Input::BridgeFrame(&b));
-                    i
-                }
-                Msg::Offer((i, l)) => {
-                    self.nodes[i].handle_input(
-                        now,
-                        Input::OfferReady {
-                            link: l,
-                            sdp: sdp((i, l)),
-                        },
-                    );
-                    i
-                }
-                Msg::Answer((i, l)) => {
-                    self.nodes[i].handle_input(
-                        now,
-                        Input::AnswerReady {
-                            link: l,
-                            sdp: sdp((i, l)),
-                        },
-                    );
-                    i
-                }
-                Msg::Open((i, l)) => {
-                    self.nodes[i].handle_input(now, Input::LinkOpened { link: l });
-                    i
-                }
-                Msg::Frame((i, l), b) => {
-                    self.nodes[i].handle_input(now, Input::LinkFrame { link: l, bytes: &b });
-                    i
-                }
-                Msg::Closed((i, l), r) => {
-                    self.nodes[i].handle_input(
-                        now,
-                        Input::LinkClosed {
-                            link: l,
-                            reason: &r,
-                        },
-                    );
-                    i
-                }
-            };
-            self.drain(i);
-        }
-    }
-
-    fn advance(&mut self, by: Duration) {
-        self.now = self.now + by;
-        for i in 0..self.nodes.len() {
-            if self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
-                self.nodes[i].handle_input(self.now, Input::Timeout);
-                self.drain(i);
-            }
-        }
-        self.run();
-    }
-
-    fn onion_events(&self, i: usize) -> Vec<OnionEvent> {
-        self.events[i]
-            .iter()
-            .filter_map(|e| match e {
-                Event::Onion(o) => Some(o.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn logs(&self, i: usize) -> Vec<String> {
-        self.events[i]
-            .iter()
-            .filter_map(|e| match e {
-                Event::Log { text, .. } => Some(text.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn build(&mut self, from: usize, path: &[usize]) -> Result<CircHandle, String> {
-        let ids: Vec<NodeId> = path.iter().map(|&i| self.id(i)).collect();
-        let now = self.now;
-        let circ = self.nodes[from]
-            .onion()
-            .build(now, &ids)
-            .map_err(|e| e.to_string())?;
-        self.drain(from);
-        self.run();
-        let evs = self.onion_events(from);
-        if evs.contains(&OnionEvent::CircuitBuilt { circ }) {
-            Ok(circ)
-        } else {
-            Err(format!("not built: {evs:?}"))
-        }
-    }
-
-    fn closed(&self, i: usize, circ: CircHandle) -> Option<(String, String)> {
-        self.onion_events(i).into_iter().find_map(|e| match e {
-            OnionEvent::CircuitClosed {
-                circ: c,
-                code,
-                reason,
-            } if c == circ => Some((code.to_string(), reason)),
-            _ => None,
-        })
-    }
-
-    fn linked(&self, a: usize, b: usize) -> bool {
-        self.nodes[a].linked_peers().contains(&self.id(b))
-    }
-}
-
-/// Node 0 discovers everyone; 1, 2, 3 only link when a circuit needs it.
+/// Node 0 links to everyone; 1, 2, 3 get no peers from the bridge and only link when a circuit
+/// needs it.
 fn four() -> Net {
-    let net = Net::new(4, vec![true, false, false, false]);
+    let mut cfg = NetConfig::new(4);
+    cfg.undiscovering = vec![1, 2, 3];
+    // `idle_circuits_time_out_and_destroy_travels` jumps the clock in one step, without
+    // carrying keepalives meanwhile.
+    cfg.node.links.keepalive_interval = None;
+    let mut net = Net::with(cfg);
+    for i in 1..4 {
+        net.connect(0, i).unwrap();
+    }
     for i in 1..4 {
         assert!(net.linked(0, i));
     }
@@ -342,13 +77,10 @@ fn three_hops_linked_on_demand_echo_300k() {
     let info = net.nodes[0].circuits();
     assert_eq!(info.len(), 1);
     assert_eq!(info[0].state, CircuitState::Built);
-    assert_eq!(
-        info[0].hops,
-        vec![net.id(1).short(), net.id(2).short(), net.id(3).short()]
-    );
+    assert_eq!(info[0].hops, vec![net.id(1), net.id(2), net.id(3)]);
     // The middle hop sees only its neighbours.
     let mid = net.nodes[2].onion().relayed_circuits();
-    assert_eq!(mid[0].hops, vec![net.id(1).short(), net.id(3).short()]);
+    assert_eq!(mid[0].hops, vec![net.id(1), net.id(3)]);
 
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 31 + i / 498) as u8).collect();
     let got = echo(&mut net, 0, circ, &data);
@@ -360,7 +92,7 @@ fn three_hops_linked_on_demand_echo_300k() {
 
 #[test]
 fn automatic_path_obeys_the_rules() {
-    let mut net = Net::new(6, vec![true; 6]);
+    let mut net = Net::new(6);
     let now = net.now;
     let (circ, path) = net.nodes[0].onion().build_auto(now, 3).unwrap();
     net.drain(0);
@@ -462,10 +194,10 @@ fn a_modified_relay_cell_kills_only_its_circuit() {
 
 #[test]
 fn link_level_garbage_closes_that_link_only() {
-    let (id0, id1) = (
-        Identity::from_seed([1; 32]).unwrap().id(),
-        Identity::from_seed([2; 32]).unwrap().id(),
-    );
+    let (id0, id1) = {
+        let net = four();
+        (net.id(0), net.id(1))
+    };
     // Circuit 0 that is not padding.
     let zero = Cell::new(
         CircId(0),
@@ -497,12 +229,7 @@ fn link_level_garbage_closes_that_link_only() {
         let mut net = four();
         assert_eq!(net.id(0), id0);
         // Node 0's end of its link to node 1.
-        let l0 = net
-            .pairs
-            .iter()
-            .find(|((n, _), (m, _))| *n == 0 && *m == 1)
-            .map(|((_, l), _)| *l)
-            .unwrap();
+        let l0 = net.link_end(0, 1).unwrap();
         let now = net.now;
         net.nodes[0].handle_input(
             now,
@@ -533,7 +260,7 @@ fn idle_circuits_time_out_and_destroy_travels() {
     let mut net = four();
     let circ = net.build(0, &[1, 2, 3]).unwrap();
     assert_eq!(net.nodes[3].onion().relayed_circuits().len(), 1);
-    net.advance(Duration::from_secs(601));
+    net.tick(Duration::from_secs(601));
     assert_eq!(
         net.closed(0, circ).map(|c| c.0),
         Some("TIMEOUT".to_string())

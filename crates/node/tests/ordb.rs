@@ -1,4 +1,5 @@
-//! Content at node level, over the small network of `ordb_net` (real nodes, in-memory stores).
+//! Content at node level, over the shared small network of
+//! `onionmesh_node::testing` (real nodes, in-memory stores).
 //!
 //! Covers: a file published on one node and downloaded through 3-hop circuits by a node with no
 //! link to the publisher, byte-identical; a holder whose store hands out a forged piece, caught
@@ -6,14 +7,12 @@
 //! is past 5; a malformed frame; a query flood refused `BUSY` with the ORDB going on; a full
 //! quota stopping a download with a sentence while keeping what was stored.
 
-mod ordb_net;
-
+use onionmesh_node::testing::{data, Forge, Net, NetConfig};
 use onionmesh_node::{ContentConfig, ContentEvent, Event, KnownAs, OnionEvent, ORDB_SERVICE};
 use onionmesh_onion::StreamHandle;
 use onionmesh_ordb::{HashName, StoreReply, StoreRequest};
 use onionmesh_wire::cell::RelayCmd;
 use onionmesh_wire::db::{DbEndReason, DbMsg, DbQuery};
-use ordb_net::{data, Forge, Net};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -22,7 +21,10 @@ const PIECE: usize = 64 * 1024;
 #[test]
 fn a_file_published_on_one_node_downloads_on_another_with_no_link_to_it() {
     // 0 publishes, 7 downloads; the bridge never introduces them to each other.
-    let mut net = Net::new(8, &[(0, 7)], &[]);
+    let mut net = Net::with(NetConfig {
+        apart: vec![(0, 7)],
+        ..NetConfig::new(8)
+    });
     let file = data(5 * PIECE + 1234, 1);
     let h = net.publish(0, &file, "five.bin");
     let lib = net.nodes[0].ordb().library();
@@ -97,13 +99,14 @@ fn a_forged_piece_is_caught_and_fetched_again() {
     // 1 downloads first and becomes a holder; then the publisher leaves, and 1's store hands
     // out piece 2 forged twice. 6 still gets the whole file, byte for byte.
     let mut net = Net::with(
-        8,
-        &[(0, 6), (1, 6)],
-        &[],
-        ContentConfig {
+        NetConfig {
+            apart: vec![(0, 6), (1, 6)],
+            ..NetConfig::new(8)
+        }
+        .content(ContentConfig {
             max_source_attempts: 40,
             ..ContentConfig::default()
-        },
+        }),
     );
     let file = data(4 * PIECE, 2);
     let h = net.publish(0, &file, "four.bin");
@@ -156,15 +159,10 @@ fn a_forged_piece_is_caught_and_fetched_again() {
 
 #[test]
 fn an_unknown_hash_name_fails_with_a_sentence() {
-    let mut net = Net::with(
-        6,
-        &[],
-        &[],
-        ContentConfig {
-            max_source_attempts: 4,
-            ..ContentConfig::default()
-        },
-    );
+    let mut net = Net::with(NetConfig::new(6).content(ContentConfig {
+        max_source_attempts: 4,
+        ..ContentConfig::default()
+    }));
     let h = HashName([0xab; 20]);
     net.download(3, h);
     net.until(Duration::from_secs(300), "the download fails", |n| {
@@ -191,7 +189,7 @@ fn frame(msg: &DbMsg) -> Vec<u8> {
 
 #[test]
 fn a_query_past_the_loop_counter_is_ended_and_a_malformed_frame_closes_only_its_stream() {
-    let mut net = Net::new(5, &[], &[]);
+    let mut net = Net::new(5);
     let now = net.now;
     let target = net.id(4);
     let (circ, _) = net.nodes[0]
@@ -264,7 +262,11 @@ fn a_query_past_the_loop_counter_is_ended_and_a_malformed_frame_closes_only_its_
 fn a_full_quota_stops_the_download_with_a_sentence_and_keeps_what_was_stored() {
     // 5's store holds about two pieces of a six-piece file.
     let quota = 2 * PIECE as u64 + 20_000;
-    let mut net = Net::new(7, &[(0, 5)], &[(5, quota)]);
+    let mut net = Net::with(NetConfig {
+        apart: vec![(0, 5)],
+        quotas: vec![(5, quota)],
+        ..NetConfig::new(7)
+    });
     let file = data(6 * PIECE, 3);
     let h = net.publish(0, &file, "big.bin");
     net.download(5, h);
@@ -309,7 +311,7 @@ fn a_full_quota_stops_the_download_with_a_sentence_and_keeps_what_was_stored() {
 
 #[test]
 fn a_query_flood_is_refused_busy_and_the_ordb_goes_on() {
-    let mut net = Net::new(5, &[], &[]);
+    let mut net = Net::new(5);
     let now = net.now;
     let target = net.id(4);
     let (circ, _) = net.nodes[0]
@@ -388,7 +390,7 @@ fn a_stream_to_the_ordb_service_opens_without_waiting_for_a_timer() {
     // The ORDB part takes the service's events for itself; the node must still hand out the
     // onion cells that follow them in the same drain (a regression: they waited for the next
     // timer, a second later).
-    let mut net = Net::new(5, &[], &[]);
+    let mut net = Net::new(5);
     let now = net.now;
     let target = net.id(4);
     let (circ, _) = net.nodes[0]

@@ -1,5 +1,5 @@
-//! Issue 9's content acceptance on a network of real nodes (the `ordb_net` harness: instant
-//! links, a real `Rendezvous`, in-memory stores, a virtual clock), deterministic. The same
+//! Issue 9's content acceptance on a network of real nodes (`onionmesh_node::testing::Net`:
+//! instant links, a real `Rendezvous`, in-memory stores, a virtual clock), deterministic. The same
 //! acceptance runs with latency and federated bridges in `crates/sim/tests/ordb.rs`; this one
 //! is the quick version:
 //!
@@ -18,11 +18,9 @@
 //! Run the issue's size with
 //! `ORDB_NODES=500 ORDB_FILES=20 ORDB_DOWNLOADS=200 cargo test -p onionmesh-node --release --test ordb_network`.
 
-mod ordb_net;
-
+use onionmesh_node::testing::{data, Forge, Net, NetConfig};
 use onionmesh_node::{ContentConfig, KnownAs};
 use onionmesh_ordb::HashName;
-use ordb_net::{data, Forge, Net};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::BTreeSet;
@@ -66,15 +64,10 @@ fn many_downloads_complete_through_churn_and_corruption_and_nobody_learns_the_ot
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let pick = |rng: &mut ChaCha8Rng, n: usize| (rng.next_u64() % n as u64) as usize;
 
-    let mut net = Net::with(
-        n,
-        &[],
-        &[],
-        ContentConfig {
-            max_source_attempts: 60,
-            ..ContentConfig::default()
-        },
-    );
+    let mut net = Net::with(NetConfig::new(n).content(ContentConfig {
+        max_source_attempts: 60,
+        ..ContentConfig::default()
+    }));
     // Roles: publishers first, then corrupting nodes, then the rest.
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {

@@ -215,7 +215,7 @@ pub use error::{ApiError, BuildAttempt, CloseReason, ProtocolError};
 pub use handshake::{server_handshake, ClientHandshake, HandshakeError, HopKeys};
 pub use key::{OnionKey, OnionPublicKey};
 pub use onionmesh_wire::cell::{DestroyReason, EndReason, StreamId};
-pub use output::{CircuitView, Output};
+pub use output::{CircuitState, CircuitView, Output};
 pub use path::{
     check_path_ids, select_path, select_path_pinned, Candidate, HopSpec, PathError, PathPins,
     PathRules,

@@ -22,15 +22,33 @@ pub enum Output<E> {
     Event(E),
 }
 
-/// A circuit as the page shows it.
+/// Where one of our circuits (or one we relay) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Ours: hops are being added.
+    Building,
+    /// Ours: every hop answered.
+    Built,
+    /// Relayed: open.
+    Open,
+    /// Ours: the first hop answered, later ones are being added. Relayed: extending to the
+    /// next hop.
+    Extending,
+    /// Relayed: waiting for a link to the next hop.
+    WaitingForLink,
+}
+
+/// A circuit as [`crate::OnionProxy::circuits`] or [`crate::OnionRouter::circuits`] lists it
+/// (typed: the driver that shows it chooses the words).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CircuitView {
     /// The proxy's circuit handle, or the router's circuit key.
     pub id: u64,
-    /// Hops as short IDs: the path for the proxy; `[previous, next]` for a router.
-    pub hops: Vec<String>,
-    /// "building", "open", "extending", "waiting for link".
-    pub state: &'static str,
+    /// The path for the proxy; `[previous, next]` (or just `[previous]`) for a router.
+    pub hops: Vec<NodeId>,
+    /// Proxy: `Building`, `Extending` or `Built`; router: `Open`, `Extending` or
+    /// `WaitingForLink`.
+    pub state: CircuitState,
     /// Relay payload bytes sent / received by this end (DATA only).
     pub bytes_sent: u64,
     pub bytes_received: u64,

@@ -69,7 +69,7 @@ fn three_hops_one_megabyte_echo() {
     assert!(net.linked(net.id(1), net.id(2)) && net.linked(net.id(2), net.id(3)));
     assert!(!net.linked(net.id(0), net.id(3)));
     let view = &net.node(0).proxy.circuits()[0];
-    assert_eq!(view.state, "open");
+    assert_eq!(view.state, CircuitState::Built);
     assert_eq!(view.hops.len(), 3);
 
     let s = open_stream(&mut net, 0, circ);
@@ -253,7 +253,7 @@ fn truncate_then_extend_elsewhere() {
     net.node(0).proxy.extend_circuit(now, circ, hop4).unwrap();
     net.run();
     let v = &net.node(0).proxy.circuits()[0];
-    assert_eq!(v.state, "open");
+    assert_eq!(v.state, CircuitState::Built);
     assert_eq!(v.hops.len(), 2);
     let s = open_stream(&mut net, 0, circ);
     assert_eq!(echo(&mut net, 0, s, b"after truncate"), b"after truncate");

@@ -293,7 +293,7 @@ impl PieceRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::publish_bytes;
+    use crate::publish_bytes;
     use rand_chacha::rand_core::SeedableRng;
 
     #[test]

@@ -24,11 +24,8 @@ pub(crate) enum ConnState {
         id: NodeId,
         pubkey: PublicKeyBytes,
     },
-    /// A federated bridge (see the federation module).
-    Bridge {
-        id: NodeId,
-        addr: String,
-    },
+    /// A federated bridge (its address and peers are the federation part's).
+    Bridge,
 }
 
 /// Introductions relayed to a connection that has not been heard from since.

@@ -31,201 +31,227 @@
 //! be registered here) and bounded by the same per-connection rate limit (times
 //! `bridge_rate_factor`) and keepalive; anything else closes that connection with a reason.
 //!
-//! TODO: this module still continues `Rendezvous`'s `impl` (it moved here from
-//! `onionmesh-node` as it was); making the federation a part with its own methods that returns
-//! typed requests is the next step of issue 8's "owned parts" for this crate.
+//! ## Shape
+//!
+//! [`Federation`] is a part of the rendezvous: a field with its own methods, holding the
+//! federation's state (the bridge's DHT node, the federated bridges, the peers registered at
+//! them). It reads what it needs of its owner from its arguments (who is registered here) and
+//! asks the owner for everything else as typed [`FedRequest`]s (send a frame, reject a
+//! connection, relay an introduction, announce a departure), which the owner carries out in
+//! order after each call. The connection handshake (challenges, signed `BridgeHello`s, the
+//! connection's state and rate limit) is the owner's; this part starts at "that connection is
+//! a federated bridge".
 
 use crate::config::codes;
-use crate::conn::ConnState;
-use crate::{ConnId, Rendezvous, RendezvousOutput, Time};
-use onionmesh_bounded::{BoundedLru, TokenBucket};
-use onionmesh_crypto::{hello, node_id, Identity};
-use onionmesh_kad::{Kad, KadConfig, KadEvent, Output as KadOutput};
+use crate::conn::ConnId;
+use crate::Time;
+use onionmesh_bounded::BoundedLru;
+use onionmesh_crypto::node_id;
+use onionmesh_kad::{Kad, KadEvent, Output as KadOutput};
 use onionmesh_wire::kad::Contact;
-use onionmesh_wire::signal::{ChallengeNonce, MAX_PEERS_PER_SYNC};
-use onionmesh_wire::{Frame, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, SignatureBytes};
-use rand_core::RngCore;
-use std::collections::{BTreeMap, BTreeSet};
+use onionmesh_wire::signal::MAX_PEERS_PER_SYNC;
+use onionmesh_wire::{Frame, NodeId, PeerRecord, PublicKeyBytes, SignalMsg};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Who is registered at this bridge (the owner's table), as the federation reads it.
+pub(crate) type Local = BTreeMap<NodeId, ConnId>;
+
+/// What the federation asks its owner to do, in order.
+#[derive(Debug)]
+pub(crate) enum FedRequest {
+    /// Send `msg` on `conn`.
+    Send { conn: ConnId, msg: SignalMsg },
+    /// The connection broke the protocol: tell it why and close it (the owner then calls
+    /// [`Federation::closed`] for it).
+    Reject {
+        conn: ConnId,
+        code: u16,
+        reason: String,
+    },
+    /// A dropped frame worth a (throttled) warning.
+    Dropped(String),
+    /// `id` is registered at a federated bridge: it has not left.
+    Returned(NodeId),
+    /// `id` left a federated bridge: announce it to this bridge's pages.
+    Left(NodeId),
+    /// An introduction from `from` (at a federated bridge) for `to`, registered here on
+    /// `target`: relay and probe it like a local one, or, if `to` is suspect, fail it back
+    /// through the federation.
+    Introduce {
+        target: ConnId,
+        to: NodeId,
+        from: NodeId,
+        session: u64,
+        sdp: String,
+    },
+}
+
+/// This bridge as the federation names it in frames.
+#[derive(Debug, Clone)]
+pub(crate) struct Me {
+    pub id: NodeId,
+    pub pubkey: PublicKeyBytes,
+    /// The address pages and bridges reach this bridge by.
+    pub addr: String,
+}
+
+/// A bridge that just said a valid hello on `conn`.
+#[derive(Debug, Clone)]
+pub(crate) struct NewBridge {
+    pub conn: ConnId,
+    pub id: NodeId,
+    pub pubkey: PublicKeyBytes,
+    /// The address it is known by.
+    pub addr: String,
+}
 
 /// A peer registered at a federated bridge.
 #[derive(Debug, Clone)]
-pub(crate) struct Remote {
+struct Remote {
     pubkey: PublicKeyBytes,
     via: ConnId,
 }
 
-/// The federation state of a [`Rendezvous`].
+/// A federated bridge's connection.
+#[derive(Debug, Clone)]
+struct BridgeConn {
+    id: NodeId,
+    addr: String,
+}
+
+/// The federation part of a rendezvous (see the module docs).
 pub(crate) struct Federation {
-    pub kad: Option<Kad>,
+    me: Me,
+    kad: Option<Kad>,
     /// Peers registered at federated bridges; least recently announced or used go first.
     remote: BoundedLru<NodeId, Remote>,
-    /// Federated bridges by ID. Bounded by the connections.
+    /// `remote` takes in unannounced peers (the sources of forwarded frames) only below this.
+    max_remote: usize,
+    /// Federated bridges by ID, and by connection. Bounded by the connections.
     bridges: BTreeMap<NodeId, ConnId>,
+    conns: BTreeMap<ConnId, BridgeConn>,
     /// Connections we dialed: we answer their challenge with our `BridgeHello` first.
-    pub dialed: BTreeSet<ConnId>,
-    logged_drops: u64,
+    dialed: BTreeSet<ConnId>,
+    /// Requests for the owner; drained after every call.
+    reqs: VecDeque<FedRequest>,
 }
 
 impl Federation {
-    pub fn new(max_remote_peers: usize) -> Self {
+    pub fn new(me: Me, max_remote_peers: usize) -> Self {
         Federation {
+            me,
             kad: None,
             remote: BoundedLru::new(max_remote_peers),
+            max_remote: max_remote_peers,
             bridges: BTreeMap::new(),
+            conns: BTreeMap::new(),
             dialed: BTreeSet::new(),
-            logged_drops: 0,
+            reqs: VecDeque::new(),
         }
     }
-}
 
-impl Rendezvous {
-    /// A rendezvous that is also a DHT node under the bridge's identity, its clock starting at
-    /// `now`. `seed` feeds both RNGs (challenges; the DHT's token secrets and request ids): 32
-    /// bytes from the OS in the bridge.
-    pub fn with_dht(
-        identity: Identity,
-        cfg: crate::RendezvousConfig,
-        seed: [u8; 32],
-        now: Time,
-    ) -> Self {
-        let me = Contact {
-            id: identity.id(),
-            pubkey: identity.public_key(),
-            bridge: cfg.addr.clone(),
-            introducers: Vec::new(),
-        };
-        let mut r = Rendezvous::new(identity, cfg, seed);
-        r.now = now;
-        let mut kad_seed = [0u8; 32];
-        r.rng.fill_bytes(&mut kad_seed);
-        r.fed.kad = Kad::new(me, KadConfig::default(), kad_seed, now).ok();
-        r
+    /// Run `kad` as the bridge's DHT node.
+    pub fn run_dht(&mut self, kad: Kad) {
+        self.kad = Some(kad);
     }
 
-    /// The bridge's DHT node, if it runs one.
     pub fn dht(&self) -> Option<&Kad> {
-        self.fed.kad.as_ref()
+        self.kad.as_ref()
     }
 
     /// Federated bridges connected now.
-    pub fn federated_bridges(&self) -> usize {
-        self.fed.bridges.len()
+    pub fn bridges(&self) -> usize {
+        self.bridges.len()
     }
 
     /// Peers registered at federated bridges that this bridge knows.
     pub fn remote_peers(&self) -> usize {
-        self.fed.remote.len()
+        self.remote.len()
     }
 
-    /// Sign the other bridge's `challenge` into our hello.
-    fn send_bridge_hello(&mut self, conn: ConnId, challenge: ChallengeNonce) {
-        let msg = SignalMsg::BridgeHello {
-            pubkey: self.identity.public_key(),
-            challenge,
-            sig: hello::sign(&self.identity, &challenge),
-            addr: self.cfg.addr.clone(),
-        };
-        self.send(conn, &msg);
+    /// The next request for the owner.
+    pub fn poll_request(&mut self) -> Option<FedRequest> {
+        self.reqs.pop_front()
     }
 
-    /// The other side of a connection that has not said hello sent its challenge: only a
-    /// bridge does. A connection we dialed answers it with our hello at once; otherwise we
-    /// keep it for the answer to the dialer's hello.
-    pub(crate) fn fed_on_challenge(&mut self, conn: ConnId, nonce: ChallengeNonce) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let ConnState::AwaitingHello {
-            their_challenge, ..
-        } = &mut c.state
-        else {
-            return;
-        };
-        if their_challenge.replace(nonce).is_some() {
-            self.reject(conn, codes::PROTOCOL, "a second challenge");
-            return;
+    /// When the DHT node needs the timer.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.kad.as_ref().and_then(|k| k.poll_timeout())
+    }
+
+    /// The driver dialed `conn` to another bridge.
+    pub fn dialed(&mut self, conn: ConnId) {
+        self.dialed.insert(conn);
+    }
+
+    /// Whether we dialed `conn` (and so answer its challenge first).
+    pub fn was_dialed(&self, conn: ConnId) -> bool {
+        self.dialed.contains(&conn)
+    }
+
+    /// Whether the bridge `id` is federated already.
+    pub fn is_federated(&self, id: &NodeId) -> bool {
+        self.bridges.contains_key(id)
+    }
+
+    /// `conn` is gone: forget it, the bridge on it and the peers it announced.
+    pub fn closed(&mut self, conn: ConnId) {
+        self.dialed.remove(&conn);
+        if let Some(b) = self.conns.remove(&conn) {
+            self.bridges.remove(&b.id);
         }
-        if self.fed.dialed.contains(&conn) {
-            self.send_bridge_hello(conn, nonce);
-        }
+        self.remote.retain(|_, r| r.via != conn);
     }
 
-    pub(crate) fn fed_on_bridge_hello(
+    fn send(&mut self, conn: ConnId, msg: SignalMsg) {
+        self.reqs.push_back(FedRequest::Send { conn, msg });
+    }
+
+    fn reject(&mut self, conn: ConnId, code: u16, reason: impl Into<String>) {
+        self.reqs.push_back(FedRequest::Reject {
+            conn,
+            code,
+            reason: reason.into(),
+        });
+    }
+
+    fn dropped(&mut self, text: String) {
+        self.reqs.push_back(FedRequest::Dropped(text));
+    }
+
+    /// A bridge said a valid hello: send it everyone registered here (`mine`, in frames of at
+    /// most `MAX_PEERS_PER_SYNC`), and let the DHT nodes know each other.
+    pub fn bridge_joined(
         &mut self,
-        conn: ConnId,
-        pubkey: PublicKeyBytes,
-        challenge: ChallengeNonce,
-        sig: SignatureBytes,
-        addr: String,
+        now: Time,
+        local: &Local,
+        bridge: NewBridge,
+        mine: Vec<PeerRecord>,
     ) {
-        let now = self.now;
-        let their_challenge = match self.conns.get(&conn).map(|c| &c.state) {
-            Some(ConnState::AwaitingHello {
-                their_challenge: Some(n),
-                ..
-            }) => *n,
-            _ => {
-                self.reject(
-                    conn,
-                    codes::PROTOCOL,
-                    "a bridge must send its challenge before its hello",
-                );
-                return;
-            }
-        };
-        let Some(id) = self.check_hello(conn, &pubkey, &challenge, &sig) else {
-            return;
-        };
-        if id == self.identity.id() {
-            self.reject(
-                conn,
-                codes::PROTOCOL,
-                "a bridge cannot federate with itself",
-            );
-            return;
-        }
-        if self.fed.bridges.contains_key(&id) {
-            self.reject(
-                conn,
-                codes::DUPLICATE_ID,
-                "that bridge is already federated",
-            );
-            return;
-        }
-        let factor = self.cfg.bridge_rate_factor.max(1);
-        let (burst, rate) = (
-            self.cfg.burst.saturating_mul(factor),
-            self.cfg.frames_per_sec.saturating_mul(factor),
-        );
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.state = ConnState::Bridge {
-                id,
-                addr: addr.clone(),
-            };
-            c.bucket = TokenBucket::new(now, burst, rate);
-        }
-        self.reschedule(conn);
-        self.fed.bridges.insert(id, conn);
-        if !self.fed.dialed.remove(&conn) {
-            self.send_bridge_hello(conn, their_challenge);
-        }
-        self.out.push_back(RendezvousOutput::Federated {
+        let NewBridge {
             conn,
             id,
-            addr: addr.clone(),
-        });
-        // Everyone registered here, in frames of at most MAX_PEERS_PER_SYNC.
-        let mine: Vec<PeerRecord> = self.local_records(None).collect();
+            pubkey,
+            addr,
+        } = bridge;
+        self.dialed.remove(&conn);
+        self.bridges.insert(id, conn);
+        self.conns.insert(
+            conn,
+            BridgeConn {
+                id,
+                addr: addr.clone(),
+            },
+        );
         for chunk in mine.chunks(MAX_PEERS_PER_SYNC) {
             self.send(
                 conn,
-                &SignalMsg::PeersJoined {
+                SignalMsg::PeersJoined {
                     peers: chunk.to_vec(),
                 },
             );
         }
-        // The bridges' DHT nodes know each other.
-        if let Some(kad) = self.fed.kad.as_mut() {
+        if let Some(kad) = self.kad.as_mut() {
             let c = Contact {
                 id,
                 pubkey,
@@ -234,20 +260,18 @@ impl Rendezvous {
             };
             let _ = kad.bootstrap(now, &[c]);
         }
-        self.fed_flush(now);
+        self.flush(now, local);
     }
 
     /// One frame on a federated bridge connection.
-    pub(crate) fn fed_bridge_frame(&mut self, now: Time, conn: ConnId, msg: SignalMsg) {
-        let Some(ConnState::Bridge {
+    pub fn on_frame(&mut self, now: Time, local: &Local, conn: ConnId, msg: SignalMsg) {
+        let Some(BridgeConn {
             id: bridge_id,
-            addr,
-            ..
-        }) = self.conns.get(&conn).map(|c| &c.state)
+            addr: bridge_addr,
+        }) = self.conns.get(&conn).cloned()
         else {
             return;
         };
-        let (bridge_id, bridge_addr) = (*bridge_id, addr.clone());
         match msg {
             SignalMsg::PeersJoined { peers } => {
                 for p in peers {
@@ -259,11 +283,11 @@ impl Rendezvous {
                         );
                         return;
                     }
-                    if self.by_id.contains_key(&p.id) || p.id == self.identity.id() {
+                    if local.contains_key(&p.id) || p.id == self.me.id {
                         continue;
                     }
-                    self.departures.returned(&p.id);
-                    self.fed.remote.insert(
+                    self.reqs.push_back(FedRequest::Returned(p.id));
+                    self.remote.insert(
                         p.id,
                         Remote {
                             pubkey: p.pubkey,
@@ -274,33 +298,33 @@ impl Rendezvous {
             }
             SignalMsg::PeersLeft { ids } => {
                 for id in ids {
-                    if self.fed.remote.peek(&id).is_some_and(|r| r.via == conn) {
-                        self.fed.remote.remove(&id);
+                    if self.remote.peek(&id).is_some_and(|r| r.via == conn) {
+                        self.remote.remove(&id);
                         // This bridge's pages may hold it as a candidate too.
-                        self.peer_left(id, false);
+                        self.reqs.push_back(FedRequest::Left(id));
                     }
                 }
             }
-            SignalMsg::Ping { nonce } => self.send(conn, &SignalMsg::Pong { nonce }),
+            SignalMsg::Ping { nonce } => self.send(conn, SignalMsg::Pong { nonce }),
             SignalMsg::Pong { .. } => {}
-            SignalMsg::Federate { to, inner } => {
-                let inner_msg = match SignalMsg::decode_frame(&inner) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        self.reject(
-                            conn,
-                            codes::MALFORMED,
-                            &format!("malformed federated frame: {e}"),
-                        );
-                        return;
-                    }
-                };
-                self.on_federate(now, conn, bridge_id, bridge_addr, to, inner_msg);
-            }
+            SignalMsg::Federate { to, inner } => match SignalMsg::decode_frame(&inner) {
+                Ok(inner) => {
+                    let from = BridgeConn {
+                        id: bridge_id,
+                        addr: bridge_addr,
+                    };
+                    self.on_federate(now, local, conn, from, to, inner)
+                }
+                Err(e) => self.reject(
+                    conn,
+                    codes::MALFORMED,
+                    format!("malformed federated frame: {e}"),
+                ),
+            },
             SignalMsg::Unrecognized { cmd, .. } => self.reject(
                 conn,
                 codes::PROTOCOL,
-                &format!("unknown bridge command 0x{cmd:02x}"),
+                format!("unknown bridge command 0x{cmd:02x}"),
             ),
             _ => self.reject(
                 conn,
@@ -310,15 +334,20 @@ impl Rendezvous {
         }
     }
 
+    /// `Federate { to, inner }` from the bridge `bridge` on `conn`.
     fn on_federate(
         &mut self,
         now: Time,
+        local: &Local,
         conn: ConnId,
-        bridge_id: NodeId,
-        bridge_addr: String,
+        bridge: BridgeConn,
         to: NodeId,
         inner: SignalMsg,
     ) {
+        let BridgeConn {
+            id: bridge_id,
+            addr: bridge_addr,
+        } = bridge;
         let source = match &inner {
             SignalMsg::KadFrom { peer, .. }
             | SignalMsg::Introduce { peer, .. }
@@ -335,13 +364,13 @@ impl Rendezvous {
         };
         // The answer to a frame from a peer we did not know yet goes back the same way.
         if source != bridge_id
-            && !self.by_id.contains_key(&source)
-            && !self.fed.remote.contains_key(&source)
-            && self.fed.remote.len() < self.cfg.max_remote_peers
+            && !local.contains_key(&source)
+            && !self.remote.contains_key(&source)
+            && self.remote.len() < self.max_remote
         {
             if let SignalMsg::KadFrom { pubkey, .. } = &inner {
                 if node_id(pubkey) == source {
-                    self.fed.remote.insert(
+                    self.remote.insert(
                         source,
                         Remote {
                             pubkey: *pubkey,
@@ -351,7 +380,7 @@ impl Rendezvous {
                 }
             }
         }
-        if to == self.identity.id() {
+        if to == self.me.id {
             let SignalMsg::KadFrom {
                 peer,
                 pubkey,
@@ -359,7 +388,7 @@ impl Rendezvous {
                 bytes,
             } = inner
             else {
-                self.fed_drop_log(format!(
+                self.dropped(format!(
                     "dropping an introduction addressed to this bridge from {}",
                     bridge_id.short()
                 ));
@@ -375,14 +404,14 @@ impl Rendezvous {
                 },
                 introducers: Vec::new(),
             };
-            if let Some(kad) = self.fed.kad.as_mut() {
+            if let Some(kad) = self.kad.as_mut() {
                 kad.handle_message(now, &from, &bytes);
             }
-            self.fed_flush(now);
+            self.flush(now, local);
             return;
         }
-        let Some(target) = self.by_id.get(&to).copied() else {
-            self.fed_drop_log(format!(
+        let Some(target) = local.get(&to).copied() else {
+            self.dropped(format!(
                 "dropping a federated frame for {}: not registered here",
                 to.short()
             ));
@@ -391,22 +420,13 @@ impl Rendezvous {
         let deliver = match inner {
             // Probed like a local introduction; a suspect target fails it at once.
             SignalMsg::Introduce { peer, session, sdp } => {
-                if self.conns.get(&target).is_some_and(|c| c.suspect) {
-                    let reason = format!(
-                        "peer {} does not answer its bridge (its page may be suspended or gone)",
-                        to.short()
-                    );
-                    self.fed_forward(
-                        &peer,
-                        &SignalMsg::IntroduceFailed {
-                            peer: to,
-                            session,
-                            reason,
-                        },
-                    );
-                } else {
-                    self.introduce_local(target, peer, session, sdp);
-                }
+                self.reqs.push_back(FedRequest::Introduce {
+                    target,
+                    to,
+                    from: peer,
+                    session,
+                    sdp,
+                });
                 return;
             }
             // Name the source's bridge so the target can answer (and others can reach it).
@@ -427,43 +447,39 @@ impl Rendezvous {
             },
             other => other,
         };
-        self.send(target, &deliver);
+        self.send(target, deliver);
     }
 
-    /// A registered node sent `KadTo { peer, bytes }`.
-    pub(crate) fn fed_kad_from_node(
+    /// The peer `from` (key `pubkey`) registered here sent `KadTo { peer, bytes }`.
+    pub fn kad_from_node(
         &mut self,
         now: Time,
-        conn: ConnId,
+        local: &Local,
         from: NodeId,
+        pubkey: PublicKeyBytes,
         peer: NodeId,
         bytes: Vec<u8>,
     ) {
-        let Some(ConnState::Registered { pubkey, .. }) = self.conns.get(&conn).map(|c| &c.state)
-        else {
-            return;
-        };
-        let pubkey = *pubkey;
-        if peer == self.identity.id() {
+        if peer == self.me.id {
             let c = Contact {
                 id: from,
                 pubkey,
-                bridge: self.cfg.addr.clone(),
+                bridge: self.me.addr.clone(),
                 introducers: Vec::new(),
             };
-            if let Some(kad) = self.fed.kad.as_mut() {
+            if let Some(kad) = self.kad.as_mut() {
                 kad.handle_message(now, &c, &bytes);
             }
-            self.fed_flush(now);
+            self.flush(now, local);
             return;
         }
         if peer == from {
             return;
         }
-        if let Some(target) = self.by_id.get(&peer).copied() {
+        if let Some(target) = local.get(&peer).copied() {
             self.send(
                 target,
-                &SignalMsg::KadFrom {
+                SignalMsg::KadFrom {
                     peer: from,
                     pubkey,
                     bridge: String::new(),
@@ -472,16 +488,16 @@ impl Rendezvous {
             );
             return;
         }
-        if self.fed_knows(&peer) {
+        if self.knows(&peer) {
             let inner = SignalMsg::KadFrom {
                 peer: from,
                 pubkey,
-                bridge: self.cfg.addr.clone(),
+                bridge: self.me.addr.clone(),
                 bytes,
             };
-            self.fed_forward(&peer, &inner);
+            self.forward(&peer, &inner);
         } else {
-            self.fed_drop_log(format!(
+            self.dropped(format!(
                 "dropping a DHT frame from {} for {}: no route to that node",
                 from.short(),
                 peer.short()
@@ -490,23 +506,22 @@ impl Rendezvous {
     }
 
     /// True if `peer` is a federated bridge or registered at one.
-    pub(crate) fn fed_knows(&self, peer: &NodeId) -> bool {
+    pub fn knows(&self, peer: &NodeId) -> bool {
         // (`contains_key` does not refresh the entry; forwarding through it does.)
-        self.fed.bridges.contains_key(peer) || self.fed.remote.contains_key(peer)
+        self.bridges.contains_key(peer) || self.remote.contains_key(peer)
     }
 
     /// Send `inner` to `to` through the federated bridge that has it.
-    pub(crate) fn fed_forward(&mut self, to: &NodeId, inner: &SignalMsg) {
+    pub fn forward(&mut self, to: &NodeId, inner: &SignalMsg) {
         let via = self
-            .fed
             .bridges
             .get(to)
             .copied()
-            .or_else(|| self.fed.remote.get_mut(to).map(|r| r.via));
+            .or_else(|| self.remote.get_mut(to).map(|r| r.via));
         if let Some(via) = via {
             self.send(
                 via,
-                &SignalMsg::Federate {
+                SignalMsg::Federate {
                     to: *to,
                     inner: inner.encode_frame(),
                 },
@@ -515,18 +530,15 @@ impl Rendezvous {
     }
 
     /// Up to `n` remote peers closest to `target`, tagged with their bridge's address.
-    pub(crate) fn fed_remote_records(&self, target: &NodeId, n: usize) -> Vec<PeerRecord> {
-        let mut best: Vec<(&NodeId, &Remote)> = self.fed.remote.iter().collect();
+    pub fn remote_records(&self, target: &NodeId, n: usize) -> Vec<PeerRecord> {
+        let mut best: Vec<(&NodeId, &Remote)> = self.remote.iter().collect();
         if best.len() > n {
             best.select_nth_unstable_by_key(n, |(id, _)| id.distance(target));
             best.truncate(n);
         }
         best.into_iter()
             .filter_map(|(id, r)| {
-                let addr = match self.conns.get(&r.via).map(|c| &c.state) {
-                    Some(ConnState::Bridge { addr, .. }) => addr.clone(),
-                    _ => return None,
-                };
+                let addr = self.conns.get(&r.via)?.addr.clone();
                 Some(PeerRecord {
                     id: *id,
                     pubkey: r.pubkey,
@@ -536,12 +548,13 @@ impl Rendezvous {
             .collect()
     }
 
-    pub(crate) fn fed_peer_joined(&mut self, id: NodeId, pubkey: PublicKeyBytes) {
-        let conns: Vec<ConnId> = self.fed.bridges.values().copied().collect();
+    /// `id` registered here (or answers again): tell the federated bridges at once.
+    pub fn peer_joined(&mut self, id: NodeId, pubkey: PublicKeyBytes) {
+        let conns: Vec<ConnId> = self.bridges.values().copied().collect();
         for c in conns {
             self.send(
                 c,
-                &SignalMsg::PeersJoined {
+                SignalMsg::PeersJoined {
                     peers: vec![PeerRecord {
                         id,
                         pubkey,
@@ -552,61 +565,46 @@ impl Rendezvous {
         }
     }
 
-    pub(crate) fn fed_bridge_closed(&mut self, conn: ConnId) {
-        self.fed.bridges.retain(|_, c| *c != conn);
-        self.fed.remote.retain(|_, r| r.via != conn);
-    }
-
-    pub(crate) fn fed_timeout(&mut self, now: Time) {
-        if let Some(kad) = self.fed.kad.as_mut() {
+    /// The timer fired.
+    pub fn timeout(&mut self, now: Time, local: &Local) {
+        if let Some(kad) = self.kad.as_mut() {
             if kad.poll_timeout().is_some_and(|t| t <= now) {
                 kad.handle_timeout(now);
             }
         }
-        self.fed_flush(now);
+        self.flush(now, local);
     }
 
     /// Carry out what the bridge's DHT node asked for.
-    pub(crate) fn fed_flush(&mut self, now: Time) {
+    fn flush(&mut self, now: Time, local: &Local) {
         loop {
-            let Some(out) = self.fed.kad.as_mut().and_then(|k| k.poll_output()) else {
+            let Some(out) = self.kad.as_mut().and_then(|k| k.poll_output()) else {
                 return;
             };
             match out {
                 KadOutput::Send { to, bytes } => {
-                    let me = self.identity.id();
                     let msg = SignalMsg::KadFrom {
-                        peer: me,
-                        pubkey: self.identity.public_key(),
+                        peer: self.me.id,
+                        pubkey: self.me.pubkey,
                         bridge: String::new(),
                         bytes,
                     };
-                    if let Some(conn) = self.by_id.get(&to.id).copied() {
-                        self.send(conn, &msg);
-                    } else if self.fed_knows(&to.id) {
-                        self.fed_forward(&to.id, &msg);
-                    } else if let Some(kad) = self.fed.kad.as_mut() {
+                    if let Some(conn) = local.get(&to.id).copied() {
+                        self.send(conn, msg);
+                    } else if self.knows(&to.id) {
+                        self.forward(&to.id, &msg);
+                    } else if let Some(kad) = self.kad.as_mut() {
                         kad.handle_send_failed(now, &to.id);
                     }
                 }
                 KadOutput::Event(KadEvent::Rejected { from, reason }) => {
-                    self.fed_drop_log(format!(
+                    self.dropped(format!(
                         "DHT: refused a message from {}: {reason}",
                         from.short()
                     ));
                 }
                 KadOutput::Event(_) => {}
             }
-        }
-    }
-
-    /// A warning for the log, at most 100 in full and then every 1000th, so a flood cannot
-    /// flood the log.
-    pub(crate) fn fed_drop_log(&mut self, text: String) {
-        self.fed.logged_drops += 1;
-        let n = self.fed.logged_drops;
-        if n <= 100 || n.is_multiple_of(1000) {
-            self.log(true, format!("{text} ({n} dropped so far)"));
         }
     }
 }

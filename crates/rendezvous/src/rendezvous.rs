@@ -2,7 +2,7 @@
 //!
 //! It registers peers by their challenge-signed hello, keeps each connection's liveness, answers
 //! `FindPeer` with the closest live peers, relays WebRTC introductions (probing the target),
-//! announces departures, and hands federation frames to the `federation` module. A connection
+//! announces departures, and owns the federation part (`federation`), carrying out what it asks. A connection
 //! that sends a malformed or unexpected frame, sends too fast, never says hello or goes silent
 //! is closed with a reason; nothing one connection does can affect another beyond the
 //! documented limits.
@@ -10,9 +10,12 @@
 use crate::config::{codes, RendezvousConfig};
 use crate::conn::{Conn, ConnId, ConnState, Probe, MAX_PROBED_INTRODUCTIONS};
 use crate::departures::Departures;
+use crate::federation::{FedRequest, Federation, Me, NewBridge};
 use crate::Time;
 use onionmesh_bounded::TokenBucket;
 use onionmesh_crypto::{hello, Identity};
+use onionmesh_kad::{Kad, KadConfig};
+use onionmesh_wire::kad::Contact;
 use onionmesh_wire::signal::{
     ChallengeNonce, MAX_PEERS_GONE, MAX_PEERS_PER_ANSWER, MAX_PEERS_PER_SYNC,
 };
@@ -63,25 +66,33 @@ pub enum RendezvousOutput {
 
 /// The bridge's peer registry, introduction relay and federation member.
 pub struct Rendezvous {
-    pub(crate) identity: Identity,
-    pub(crate) cfg: RendezvousConfig,
+    identity: Identity,
+    cfg: RendezvousConfig,
     /// The latest `now` seen; never goes backwards.
-    pub(crate) now: Time,
-    pub(crate) rng: ChaCha20Rng,
-    pub(crate) conns: BTreeMap<ConnId, Conn>,
-    pub(crate) by_id: BTreeMap<NodeId, ConnId>,
+    now: Time,
+    rng: ChaCha20Rng,
+    conns: BTreeMap<ConnId, Conn>,
+    by_id: BTreeMap<NodeId, ConnId>,
     /// One `(conn.wake, conn)` per connection, so the next timer is the first entry.
     wakes: BTreeSet<(Time, ConnId)>,
-    pub(crate) departures: Departures,
-    pub(crate) out: VecDeque<RendezvousOutput>,
-    pub(crate) fed: crate::federation::Federation,
+    departures: Departures,
+    out: VecDeque<RendezvousOutput>,
+    /// The federation part: federated bridges, their peers, the bridge's DHT node.
+    fed: Federation,
+    /// Warnings about dropped frames so far (see [`Rendezvous::drop_log`]).
+    logged_drops: u64,
 }
 
 impl Rendezvous {
     /// A rendezvous without a DHT node (see [`Rendezvous::with_dht`]). `seed` feeds its RNG
     /// (challenges, ping nonces): 32 bytes from the OS in the bridge.
     pub fn new(identity: Identity, cfg: RendezvousConfig, seed: [u8; 32]) -> Self {
-        let fed = crate::federation::Federation::new(cfg.max_remote_peers);
+        let me = Me {
+            id: identity.id(),
+            pubkey: identity.public_key(),
+            addr: cfg.addr.clone(),
+        };
+        let fed = Federation::new(me, cfg.max_remote_peers);
         Rendezvous {
             identity,
             cfg,
@@ -93,7 +104,43 @@ impl Rendezvous {
             departures: Departures::default(),
             out: VecDeque::new(),
             fed,
+            logged_drops: 0,
         }
+    }
+
+    /// A rendezvous that is also a DHT node under the bridge's identity, its clock starting at
+    /// `now`. `seed` feeds both RNGs (challenges; the DHT's token secrets and request ids): 32
+    /// bytes from the OS in the bridge.
+    pub fn with_dht(identity: Identity, cfg: RendezvousConfig, seed: [u8; 32], now: Time) -> Self {
+        let me = Contact {
+            id: identity.id(),
+            pubkey: identity.public_key(),
+            bridge: cfg.addr.clone(),
+            introducers: Vec::new(),
+        };
+        let mut r = Rendezvous::new(identity, cfg, seed);
+        r.now = now;
+        let mut kad_seed = [0u8; 32];
+        r.rng.fill_bytes(&mut kad_seed);
+        if let Ok(kad) = Kad::new(me, KadConfig::default(), kad_seed, now) {
+            r.fed.run_dht(kad);
+        }
+        r
+    }
+
+    /// The bridge's DHT node, if it runs one.
+    pub fn dht(&self) -> Option<&Kad> {
+        self.fed.dht()
+    }
+
+    /// Federated bridges connected now.
+    pub fn federated_bridges(&self) -> usize {
+        self.fed.bridges()
+    }
+
+    /// Peers registered at federated bridges that this bridge knows.
+    pub fn remote_peers(&self) -> usize {
+        self.fed.remote_peers()
     }
 
     /// This bridge's node ID.
@@ -121,7 +168,7 @@ impl Rendezvous {
         [
             self.wakes.first().map(|(t, _)| *t),
             self.departures.due(),
-            self.fed.kad.as_ref().and_then(|k| k.poll_timeout()),
+            self.fed.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -136,7 +183,7 @@ impl Rendezvous {
             RendezvousInput::Opened(conn) => self.open(conn),
             RendezvousInput::Dialed(conn) => {
                 self.open(conn);
-                self.fed.dialed.insert(conn);
+                self.fed.dialed(conn);
             }
             RendezvousInput::Frame { conn, bytes } => self.on_frame(conn, bytes),
             RendezvousInput::TransportError { conn, reason } => {
@@ -197,10 +244,9 @@ impl Rendezvous {
                     }
                 }
             }
-            ConnState::Bridge { .. } => self.fed_bridge_closed(conn),
-            ConnState::AwaitingHello { .. } => {}
+            ConnState::Bridge | ConnState::AwaitingHello { .. } => {}
         }
-        self.fed.dialed.remove(&conn);
+        self.fed.closed(conn);
     }
 
     // ----- time ------------------------------------------------------------------------------
@@ -217,7 +263,8 @@ impl Rendezvous {
         if self.departures.due().is_some_and(|t| t <= now) {
             self.announce_departures();
         }
-        self.fed_timeout(now);
+        self.fed.timeout(now, &self.by_id);
+        self.pump_fed();
     }
 
     /// `conn`'s wake-up time came: hello deadline, ping, silence or probe.
@@ -262,7 +309,7 @@ impl Rendezvous {
     }
 
     /// Put `conn`'s wake-up at the time its state asks for.
-    pub(crate) fn reschedule(&mut self, conn: ConnId) {
+    fn reschedule(&mut self, conn: ConnId) {
         let (ping_interval, silence) = (self.cfg.ping_interval, self.cfg.silence_timeout);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -320,8 +367,9 @@ impl Rendezvous {
         };
         let registered = match self.conns.get(&conn).map(|c| &c.state) {
             Some(ConnState::Registered { id, .. }) => Some(*id),
-            Some(ConnState::Bridge { .. }) => {
-                self.fed_bridge_frame(now, conn, msg);
+            Some(ConnState::Bridge) => {
+                self.fed.on_frame(now, &self.by_id, conn, msg);
+                self.pump_fed();
                 return;
             }
             _ => None,
@@ -331,7 +379,15 @@ impl Rendezvous {
             (Some(_), SignalMsg::Ping { nonce }) => self.send(conn, &SignalMsg::Pong { nonce }),
             (Some(_), SignalMsg::Pong { .. }) => {}
             (Some(from), SignalMsg::KadTo { peer, bytes }) => {
-                self.fed_kad_from_node(now, conn, from, peer, bytes)
+                let Some(ConnState::Registered { pubkey, .. }) =
+                    self.conns.get(&conn).map(|c| &c.state)
+                else {
+                    return;
+                };
+                let pubkey = *pubkey;
+                self.fed
+                    .kad_from_node(now, &self.by_id, from, pubkey, peer, bytes);
+                self.pump_fed();
             }
             (Some(_), SignalMsg::FindPeer { id, .. }) => self.on_find_peer(conn, id),
             (Some(from), SignalMsg::Introduce { peer, session, sdp }) => {
@@ -385,20 +441,20 @@ impl Rendezvous {
                 challenge,
                 sig,
             } => self.on_hello(conn, pubkey, challenge, sig),
-            SignalMsg::Challenge { nonce } => self.fed_on_challenge(conn, nonce),
+            SignalMsg::Challenge { nonce } => self.on_challenge(conn, nonce),
             SignalMsg::BridgeHello {
                 pubkey,
                 challenge,
                 sig,
                 addr,
-            } => self.fed_on_bridge_hello(conn, pubkey, challenge, sig, addr),
+            } => self.on_bridge_hello(conn, pubkey, challenge, sig, addr),
             _ => self.reject(conn, codes::PROTOCOL, "the first frame must be a hello"),
         }
     }
 
     /// Checks a hello's challenge and signature against this connection's challenge; returns
     /// the ID it proves, or rejects the connection.
-    pub(crate) fn check_hello(
+    fn check_hello(
         &mut self,
         conn: ConnId,
         pubkey: &PublicKeyBytes,
@@ -467,10 +523,7 @@ impl Rendezvous {
 
     /// Peers registered at this bridge and alive (but the one on `except`), as records with an
     /// empty bridge field ("this bridge").
-    pub(crate) fn local_records(
-        &self,
-        except: Option<ConnId>,
-    ) -> impl Iterator<Item = PeerRecord> + '_ {
+    fn local_records(&self, except: Option<ConnId>) -> impl Iterator<Item = PeerRecord> + '_ {
         self.conns
             .iter()
             .filter(move |(c, _)| Some(**c) != except)
@@ -490,7 +543,7 @@ impl Rendezvous {
         // A linear scan is fine at the bridge's scale (max_peers plus max_remote_peers).
         let mut best: Vec<PeerRecord> = self.local_records(Some(conn)).collect();
         // Peers registered at federated bridges, each tagged with the bridge that introduces it.
-        best.extend(self.fed_remote_records(&target, n));
+        best.extend(self.fed.remote_records(&target, n));
         best.sort_by_key(|p| p.id.distance(&target));
         best.truncate(n);
         self.send(conn, &SignalMsg::FoundPeer { peers: best });
@@ -518,15 +571,14 @@ impl Rendezvous {
             );
             return;
         }
-        if !self.by_id.contains_key(&peer) && self.fed_knows(&peer) {
-            self.fed_forward(
-                &peer,
-                &SignalMsg::Introduce {
-                    peer: from,
-                    session,
-                    sdp,
-                },
-            );
+        if !self.by_id.contains_key(&peer) && self.fed.knows(&peer) {
+            let msg = SignalMsg::Introduce {
+                peer: from,
+                session,
+                sdp,
+            };
+            self.fed.forward(&peer, &msg);
+            self.pump_fed();
             return;
         }
         match self.by_id.get(&peer).copied() {
@@ -555,13 +607,7 @@ impl Rendezvous {
 
     /// Relay an introduction from `from` (here or at a federated bridge) to the peer registered
     /// on `target`, and probe the target: it must show it is alive within `probe_timeout`.
-    pub(crate) fn introduce_local(
-        &mut self,
-        target: ConnId,
-        from: NodeId,
-        session: u64,
-        sdp: String,
-    ) {
+    fn introduce_local(&mut self, target: ConnId, from: NodeId, session: u64, sdp: String) {
         self.send(
             target,
             &SignalMsg::Introduce {
@@ -618,11 +664,12 @@ impl Rendezvous {
 
     /// Deliver `msg` (whose `peer` is the source) to `to`: registered here, or through the
     /// federated bridge that has it. Dropped if neither (the sender's own timeout answers).
-    pub(crate) fn deliver(&mut self, to: &NodeId, msg: SignalMsg) {
+    fn deliver(&mut self, to: &NodeId, msg: SignalMsg) {
         if let Some(target) = self.by_id.get(to).copied() {
             self.send(target, &msg);
-        } else if self.fed_knows(to) {
-            self.fed_forward(to, &msg);
+        } else if self.fed.knows(to) {
+            self.fed.forward(to, &msg);
+            self.pump_fed();
         }
     }
 
@@ -631,14 +678,15 @@ impl Rendezvous {
     /// `id` registered here (or answers again): tell the federated bridges at once.
     fn peer_joined(&mut self, id: NodeId, pubkey: PublicKeyBytes) {
         self.departures.returned(&id);
-        self.fed_peer_joined(id, pubkey);
+        self.fed.peer_joined(id, pubkey);
+        self.pump_fed();
     }
 
     /// `id` is gone (`here`: it was registered at this bridge); announced in the next batch.
-    pub(crate) fn peer_left(&mut self, id: NodeId, here: bool) {
+    fn peer_left(&mut self, id: NodeId, here: bool) {
         let (now, batch) = (self.now, self.cfg.departure_batch);
         if !self.departures.left(now, batch, id, here) {
-            self.fed_drop_log(format!(
+            self.drop_log(format!(
                 "not announcing that peer {} left to pages: {} departures wait already",
                 id.short(),
                 crate::departures::MAX_PENDING
@@ -656,7 +704,7 @@ impl Rendezvous {
         for (conn, c) in &self.conns {
             match c.state {
                 ConnState::Registered { .. } if !c.suspect => pages.push(*conn),
-                ConnState::Bridge { .. } => bridges.push(*conn),
+                ConnState::Bridge => bridges.push(*conn),
                 _ => {}
             }
         }
@@ -686,21 +734,175 @@ impl Rendezvous {
         }
     }
 
+    // ----- federation ------------------------------------------------------------------------
+
+    /// The other side of a connection that has not said hello sent its challenge: only a
+    /// bridge does. A connection we dialed answers it with our hello at once; otherwise we
+    /// keep it for the answer to the dialer's hello.
+    fn on_challenge(&mut self, conn: ConnId, nonce: ChallengeNonce) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let ConnState::AwaitingHello {
+            their_challenge, ..
+        } = &mut c.state
+        else {
+            return;
+        };
+        if their_challenge.replace(nonce).is_some() {
+            self.reject(conn, codes::PROTOCOL, "a second challenge");
+            return;
+        }
+        if self.fed.was_dialed(conn) {
+            self.send_bridge_hello(conn, nonce);
+        }
+    }
+
+    /// Sign the other bridge's `challenge` into our hello.
+    fn send_bridge_hello(&mut self, conn: ConnId, challenge: ChallengeNonce) {
+        let msg = SignalMsg::BridgeHello {
+            pubkey: self.identity.public_key(),
+            challenge,
+            sig: hello::sign(&self.identity, &challenge),
+            addr: self.cfg.addr.clone(),
+        };
+        self.send(conn, &msg);
+    }
+
+    /// Another bridge's hello: checked like a page's, then the connection is a federated
+    /// bridge (with the bridges' rate limit) and the federation part takes it on.
+    fn on_bridge_hello(
+        &mut self,
+        conn: ConnId,
+        pubkey: PublicKeyBytes,
+        challenge: ChallengeNonce,
+        sig: SignatureBytes,
+        addr: String,
+    ) {
+        let now = self.now;
+        let their_challenge = match self.conns.get(&conn).map(|c| &c.state) {
+            Some(ConnState::AwaitingHello {
+                their_challenge: Some(n),
+                ..
+            }) => *n,
+            _ => {
+                self.reject(
+                    conn,
+                    codes::PROTOCOL,
+                    "a bridge must send its challenge before its hello",
+                );
+                return;
+            }
+        };
+        let Some(id) = self.check_hello(conn, &pubkey, &challenge, &sig) else {
+            return;
+        };
+        if id == self.identity.id() {
+            self.reject(
+                conn,
+                codes::PROTOCOL,
+                "a bridge cannot federate with itself",
+            );
+            return;
+        }
+        if self.fed.is_federated(&id) {
+            self.reject(
+                conn,
+                codes::DUPLICATE_ID,
+                "that bridge is already federated",
+            );
+            return;
+        }
+        let factor = self.cfg.bridge_rate_factor.max(1);
+        let (burst, rate) = (
+            self.cfg.burst.saturating_mul(factor),
+            self.cfg.frames_per_sec.saturating_mul(factor),
+        );
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = ConnState::Bridge;
+            c.bucket = TokenBucket::new(now, burst, rate);
+        }
+        self.reschedule(conn);
+        if !self.fed.was_dialed(conn) {
+            self.send_bridge_hello(conn, their_challenge);
+        }
+        self.out.push_back(RendezvousOutput::Federated {
+            conn,
+            id,
+            addr: addr.clone(),
+        });
+        // Everyone registered here goes to the new bridge.
+        let mine: Vec<PeerRecord> = self.local_records(None).collect();
+        let bridge = NewBridge {
+            conn,
+            id,
+            pubkey,
+            addr,
+        };
+        self.fed.bridge_joined(now, &self.by_id, bridge, mine);
+        self.pump_fed();
+    }
+
+    /// Carry out what the federation part asked for, in order.
+    fn pump_fed(&mut self) {
+        while let Some(req) = self.fed.poll_request() {
+            match req {
+                FedRequest::Send { conn, msg } => self.send(conn, &msg),
+                FedRequest::Reject { conn, code, reason } => self.reject(conn, code, &reason),
+                FedRequest::Dropped(text) => self.drop_log(text),
+                FedRequest::Returned(id) => self.departures.returned(&id),
+                FedRequest::Left(id) => self.peer_left(id, false),
+                FedRequest::Introduce {
+                    target,
+                    to,
+                    from,
+                    session,
+                    sdp,
+                } => {
+                    if self.conns.get(&target).is_some_and(|c| c.suspect) {
+                        let reason = format!(
+                            "peer {} does not answer its bridge (its page may be suspended or gone)",
+                            to.short()
+                        );
+                        let failed = SignalMsg::IntroduceFailed {
+                            peer: to,
+                            session,
+                            reason,
+                        };
+                        self.fed.forward(&from, &failed);
+                    } else {
+                        self.introduce_local(target, from, session, sdp);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A warning for the log about a dropped frame, at most 100 in full and then every 1000th,
+    /// so a flood cannot flood the log.
+    fn drop_log(&mut self, text: String) {
+        self.logged_drops += 1;
+        let n = self.logged_drops;
+        if n <= 100 || n.is_multiple_of(1000) {
+            self.log(true, format!("{text} ({n} dropped so far)"));
+        }
+    }
+
     // ----- output ----------------------------------------------------------------------------
 
-    pub(crate) fn send(&mut self, conn: ConnId, msg: &SignalMsg) {
+    fn send(&mut self, conn: ConnId, msg: &SignalMsg) {
         self.out.push_back(RendezvousOutput::Send {
             conn,
             bytes: msg.encode_frame(),
         });
     }
 
-    pub(crate) fn log(&mut self, warn: bool, text: String) {
+    fn log(&mut self, warn: bool, text: String) {
         self.out.push_back(RendezvousOutput::Log { warn, text });
     }
 
     /// Tell the peer why, then close it and forget it.
-    pub(crate) fn reject(&mut self, conn: ConnId, code: u16, reason: &str) {
+    fn reject(&mut self, conn: ConnId, code: u16, reason: &str) {
         if !self.conns.contains_key(&conn) {
             return;
         }

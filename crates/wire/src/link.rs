@@ -48,6 +48,9 @@ const _: () = assert!(2 + MAX_CELLS_PER_FRAME * CELL_LEN <= MAX_LINK_FRAME);
 pub const NONCE_LEN: usize = 32;
 /// Largest application payload in one `Data` frame.
 pub const MAX_DATA: usize = MAX_LINK_FRAME - 5;
+
+// The largest Kademlia frame fits in one link frame (a `Relay`/`KadFrom` carries one).
+const _: () = assert!(MAX_KAD_FRAME <= MAX_DATA);
 const MAX_CLOSE_REASON: usize = 512;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

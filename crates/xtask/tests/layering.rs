@@ -1,10 +1,12 @@
 //! The layering rules of issue 8, checked on the source text:
 //!
-//! - no module of `crates/node`, `crates/browser`, `crates/onion` or `crates/rendezvous` names
+//! - no module of `crates/node`, `crates/browser`, `crates/onion`, `crates/rendezvous`,
+//!   `crates/ordb`, `crates/wire`, `crates/kad` or `bridge` names
 //!   (in a `use crate::` line, a `crate::module::` path, or a doc link) a module that names it
 //!   back, directly or through others: the top-level modules of each crate form an acyclic
 //!   graph;
-//! - `impl Node` appears only in `crates/node/src/node.rs`.
+//! - there is one `impl Node`, in `crates/node/src/node.rs`, and one `impl Rendezvous`, in
+//!   `crates/rendezvous/src/rendezvous.rs`.
 //!
 //! Modules are the top-level ones (`src/foo.rs` and everything under `src/foo/`); a child using
 //! its own parent is not an edge.
@@ -214,6 +216,10 @@ fn no_module_imports_a_module_that_imports_it_back() {
         "crates/browser",
         "crates/onion",
         "crates/rendezvous",
+        "crates/ordb",
+        "crates/wire",
+        "crates/kad",
+        "bridge",
     ] {
         let g = graph(krate);
         if let Some(cycle) = find_cycle(&g) {
@@ -225,22 +231,44 @@ fn no_module_imports_a_module_that_imports_it_back() {
     }
 }
 
-#[test]
-fn impl_node_lives_only_in_node_rs() {
-    let src = root().join("crates/node/src");
+/// The files under `crates/<krate>/src` that open an inherent `impl <ty>` block, with how many
+/// each opens.
+fn inherent_impls(krate: &str, ty: &str) -> Vec<(PathBuf, usize)> {
+    let src = root().join(krate).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
-    for f in files {
-        let text = std::fs::read_to_string(&f).expect("readable source");
-        let has = text.lines().any(|l| {
-            l.trim_start().starts_with("impl Node ") || l.trim_start().starts_with("impl Node{")
-        });
-        if has {
-            assert!(
-                f.ends_with("node.rs") && f.parent() == Some(src.as_path()),
-                "`impl Node` outside crates/node/src/node.rs: {}",
-                f.display()
-            );
-        }
+    let (spaced, braced) = (format!("impl {ty} "), format!("impl {ty}{{"));
+    files
+        .into_iter()
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(&f).expect("readable source");
+            let n = text
+                .lines()
+                .map(str::trim_start)
+                .filter(|l| l.starts_with(&spaced) || l.starts_with(&braced))
+                .count();
+            (n > 0).then_some((f, n))
+        })
+        .collect()
+}
+
+/// One owner, one `impl`: the owner's methods are all in its own file, and its parts are
+/// fields with methods of their own (no module continues the owner's `impl`).
+#[test]
+fn one_impl_node_in_node_rs_and_one_impl_rendezvous_in_rendezvous_rs() {
+    for (krate, ty, file) in [
+        ("crates/node", "Node", "node.rs"),
+        ("crates/rendezvous", "Rendezvous", "rendezvous.rs"),
+    ] {
+        let found = inherent_impls(krate, ty);
+        let src = root().join(krate).join("src");
+        let listed: Vec<String> = found
+            .iter()
+            .map(|(f, n)| format!("{} ({n})", f.display()))
+            .collect();
+        assert!(
+            found.len() == 1 && found[0].0 == src.join(file) && found[0].1 == 1,
+            "exactly one `impl {ty}`, in {krate}/src/{file}; found: {listed:?}"
+        );
     }
 }

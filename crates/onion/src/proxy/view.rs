@@ -1,17 +1,17 @@
-//! The proxy's circuits as the page shows them.
+//! The proxy's circuits, as a typed view.
 
 use super::circuit::Circuit;
 use crate::flow::CIRC_WINDOW_START;
-use crate::output::CircuitView;
+use crate::output::{CircuitState, CircuitView};
 
 pub(crate) fn view(key: u64, c: &Circuit) -> CircuitView {
     CircuitView {
         id: key,
-        hops: c.path.iter().map(|h| h.id.short()).collect(),
+        hops: c.path.iter().map(|h| h.id).collect(),
         state: match (c.built, c.crypto.len()) {
-            (true, _) => "open",
-            (false, 0) => "building",
-            (false, _) => "extending",
+            (true, _) => CircuitState::Built,
+            (false, 0) => CircuitState::Building,
+            (false, _) => CircuitState::Extending,
         },
         bytes_sent: c.endpoint.streams.values().map(|s| s.bytes_out).sum(),
         bytes_received: c.endpoint.streams.values().map(|s| s.bytes_in).sum(),

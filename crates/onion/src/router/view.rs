@@ -1,24 +1,24 @@
-//! Circuits through this router as the page shows them.
+//! Circuits through this router, as a typed view.
 
 use super::circuit::{Circuit, Next};
 use crate::flow::CIRC_WINDOW_START;
-use crate::output::CircuitView;
+use crate::output::{CircuitState, CircuitView};
 
 pub(crate) fn view(key: u64, c: &Circuit) -> CircuitView {
-    let mut hops = vec![c.prev.short()];
+    let mut hops = vec![c.prev];
     let state = match &c.next {
-        Next::None => "open",
+        Next::None => CircuitState::Open,
         Next::WaitingLink { target, .. } => {
-            hops.push(target.short());
-            "waiting for link"
+            hops.push(*target);
+            CircuitState::WaitingForLink
         }
         Next::Creating { peer, .. } => {
-            hops.push(peer.short());
-            "extending"
+            hops.push(*peer);
+            CircuitState::Extending
         }
         Next::Open { peer, .. } => {
-            hops.push(peer.short());
-            "open"
+            hops.push(*peer);
+            CircuitState::Open
         }
     };
     CircuitView {
