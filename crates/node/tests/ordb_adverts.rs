@@ -1,4 +1,4 @@
-//! Issue 9 items 3, 4 and 8 at node level (the `ordb_net` harness: real nodes, instant links, a
+//! Issue 9 items 3, 4 and 8 at node level (`onionmesh_node::testing::Net`: real nodes, instant links, a
 //! real bridge core, in-memory stores, a virtual clock), deterministic:
 //!
 //! - a holder keeps channels to neighbour ORDBs and advertises (`DB_INFO`) on them, with no
@@ -8,11 +8,9 @@
 //! - an ORDB dropped as a free rider (it advertised a whole content, then answered every query
 //!   for it with nothing) is never chosen again this session, not even as a download's ORDB.
 
-mod ordb_net;
-
+use onionmesh_node::testing::{data, Net, NetConfig};
 use onionmesh_node::{ContentConfig, KnownAs};
 use onionmesh_ordb::{HashName, StoreRequest};
-use ordb_net::{data, Net};
 use std::time::Duration;
 
 const PIECE: usize = 64 * 1024;
@@ -31,7 +29,10 @@ fn known_ordbs(net: &mut Net, i: usize, h: &HashName) -> Vec<onionmesh_wire::Nod
 fn adverts_reach_neighbours_once_and_their_lists_serve_downloads_without_the_dht() {
     let n = 10;
     // 0 publishes; 5..9 download; 0 and 9 are never introduced to each other.
-    let mut net = Net::new(n, &[(0, 9)], &[]);
+    let mut net = Net::with(NetConfig {
+        apart: vec![(0, 9)],
+        ..NetConfig::new(n)
+    });
     let file = data(4 * PIECE + 99, 7);
     let h = net.publish(0, &file, "four.bin");
     // It builds its neighbour channels (3 by default), rebuilding any that fails.
@@ -118,16 +119,11 @@ fn an_ordb_dropped_as_a_free_rider_is_never_chosen_again_not_even_for_downloads(
     let n = 6;
     // Every node holds something (so every node keeps neighbour channels) and a download
     // asks 5 ORDBs at once: out of 5 candidates, each would be chosen unless dropped.
-    let mut net = Net::with(
-        n,
-        &[],
-        &[],
-        ContentConfig {
-            sources: 5,
-            max_source_attempts: 30,
-            ..ContentConfig::default()
-        },
-    );
+    let mut net = Net::with(NetConfig::new(n).content(ContentConfig {
+        sources: 5,
+        max_source_attempts: 30,
+        ..ContentConfig::default()
+    }));
     let files: Vec<HashName> = (0..n)
         .map(|i| net.publish(i, &data(2 * PIECE + i, 20 + i as u64), &format!("f{i}")))
         .collect();

@@ -132,7 +132,7 @@ fn build_and_echo(
                             .circuits()
                             .into_iter()
                             .find(|v| v.id == circ.0)
-                            .map(|v| v.hops)
+                            .map(|v| v.hops.iter().map(NodeId::short).collect())
                             .unwrap_or_default();
                         let (p, node) = (payload(c), circs[c].node);
                         let (s, sent) = sim.with_node(node, |nd, now| {
