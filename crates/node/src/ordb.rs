@@ -230,6 +230,11 @@ pub struct ContentStats {
     pub requests_served: u64,
     /// Pieces from a source that failed verification (each dropped that source).
     pub bad_pieces: u64,
+    /// Whole pieces this node's downloads received from their sources and checked, good or
+    /// bad ([`onionmesh_ordb::Ordb::pieces_received`]): the requester's side of delivery. A
+    /// piece its ORDBs served but that never arrived (its request cancelled, its circuit
+    /// gone) is not counted.
+    pub pieces_received: u64,
     /// Sources dropped for any reason.
     pub sources_dropped: u64,
     /// Circuits built towards ORDBs for downloads, and towards providers.
@@ -2479,6 +2484,7 @@ impl OrdbApi<'_> {
             relay: self.part.ordb.relay().stats(),
             neighbours_out: self.part.nb_out.values().filter(|s| s.is_some()).count(),
             neighbours_in: self.part.nb_in.len(),
+            pieces_received: self.part.ordb.pieces_received(),
             ..self.part.stats
         }
     }
