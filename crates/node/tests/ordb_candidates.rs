@@ -8,11 +8,9 @@
 //!   attempt: the download backs off and tries again instead of spending every attempt in one
 //!   call, and fails with a sentence only after several minutes of refusals.
 
-mod ordb_net;
-
 use onionmesh_crypto::Identity;
+use onionmesh_node::testing::{data, Net, NetConfig};
 use onionmesh_node::{ContentConfig, Event};
-use ordb_net::{data, Net};
 use std::time::Duration;
 
 const PIECE: usize = 64 * 1024;
@@ -30,8 +28,8 @@ fn logs(net: &Net, i: usize) -> Vec<String> {
 #[test]
 fn no_content_circuit_ever_ends_at_the_bridge() {
     let n = 8;
-    let mut net = Net::new(n, &[], &[]);
-    // The network's bridge (see `ordb_net`): in the DHT tables, so a candidate by the DHT.
+    let mut net = Net::new(n);
+    // The network's bridge (see `onionmesh_node::testing`): in the DHT tables, so a candidate by the DHT.
     let bridge = Identity::from_seed([99; 32]).unwrap().id();
     let in_tables = (0..n)
         .filter(|&i| net.nodes[i].dht().kad().table().get(&bridge).is_some())
@@ -56,7 +54,7 @@ fn no_content_circuit_ever_ends_at_the_bridge() {
         net.tick(Duration::from_millis(100));
         for i in 0..n {
             for c in net.nodes[i].circuits() {
-                if c.hops.last() == Some(&short) {
+                if c.hops.last() == Some(&bridge) {
                     pinned_at_bridge.push((i, c.hops.clone()));
                 }
             }
@@ -82,15 +80,10 @@ fn no_content_circuit_ever_ends_at_the_bridge() {
 fn a_download_with_no_possible_circuit_backs_off_instead_of_spending_its_attempts() {
     // Three nodes: a 3-hop circuit ending at an ORDB needs two other peers besides it, so every
     // build is refused at once.
-    let mut net = Net::with(
-        3,
-        &[],
-        &[],
-        ContentConfig {
-            max_source_attempts: 4,
-            ..ContentConfig::default()
-        },
-    );
+    let mut net = Net::with(NetConfig::new(3).content(ContentConfig {
+        max_source_attempts: 4,
+        ..ContentConfig::default()
+    }));
     let file = data(PIECE, 3);
     let h = net.publish(0, &file, "one.bin");
     let start = net.now;
