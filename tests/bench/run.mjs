@@ -9,16 +9,37 @@
 //    destroyed (issue 11: target <= 5 s);
 // 5. the time for a newcomer page to hold 3 links, with and without one registered page
 //    suspended (issue 12: target as fast as without it);
-// 6. the wasm bundle's size, raw and gzipped.
-import { readFileSync, readdirSync } from 'node:fs';
+// 6. content (issue 9), on a warm mesh of five pages: time from opening a share link to the
+//    first byte (`readContent`) and to the first video frame (`streamTo` into a <video>) of a
+//    small WebM made with Debian's ffmpeg (targets <= 1 s and <= 2 s), and the download
+//    throughput of a larger file through circuits as a ratio to (1) measured in the same run
+//    (target >= 50 %);
+// 7. the wasm bundle's size, raw and gzipped.
+// Set BENCH_CONTENT=0 to skip (6) on a build without the content API.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { launchBrowser, openNode, root, startBridge } from '../e2e/harness.mjs';
+import { launchBrowser, openNode, root, startBridge, waitForLinked } from '../e2e/harness.mjs';
 import { buildCircuit, fourPages, sendToSink, serveSink } from '../e2e/circuits.mjs';
 
 const TOTAL = Number(process.env.BENCH_BYTES || 64 * 1024 * 1024);
 const CIRCUIT_BYTES = Number(process.env.BENCH_CIRCUIT_BYTES || 16 * 1024 * 1024);
+const CONTENT_BYTES = Number(process.env.BENCH_CONTENT_BYTES || 8 * 1024 * 1024);
+const FFMPEG = process.env.FFMPEG || '/usr/bin/ffmpeg';
+// A small WebM (VP9/Opus, 10 s, about 0.6 MB): a keyframe every second, cues up front.
+const FFMPEG_ARGS = [
+  '-hide_banner', '-loglevel', 'error', '-y',
+  '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30',
+  '-f', 'lavfi', '-i', 'sine=frequency=440',
+  '-t', '10',
+  '-c:v', 'libvpx-vp9', '-b:v', '400k', '-g', '30', '-deadline', 'realtime', '-cpu-used', '8',
+  '-c:a', 'libopus', '-b:a', '64k',
+  '-cues_to_front', '1',
+  '-f', 'webm',
+];
 
 /// MB/s of one stream through a 3-hop circuit of pages, one run per circuit.
 async function circuitThroughput(browser, runs) {
@@ -94,6 +115,108 @@ async function newcomerLinks(browser, suspended) {
     for (const p of [...pages, e]) await p.context.close().catch(() => {});
     return ms;
   } finally {
+    await bridge.stop();
+  }
+}
+
+/// A file for the content benchmark, made once and cached under tests/.cache/ by its recipe.
+function cachedFile(name, make) {
+  const dir = path.join(root, 'tests', '.cache');
+  const file = path.join(dir, name);
+  if (existsSync(file)) return file;
+  mkdirSync(dir, { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  make(tmp);
+  renameSync(tmp, file);
+  return file;
+}
+
+function benchVideo() {
+  const key = createHash('sha256').update(JSON.stringify(FFMPEG_ARGS)).digest('hex').slice(0, 16);
+  return cachedFile(`bench-${key}.webm`, (tmp) => {
+    const r = spawnSync(FFMPEG, [...FFMPEG_ARGS, tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
+    if (r.status !== 0) throw new Error(`ffmpeg (${FFMPEG}) failed: ${r.error?.message || r.stderr}`);
+  });
+}
+
+function benchBlob() {
+  // Not compressible, not a video: the download is timed, nothing plays it.
+  return cachedFile(`bench-${CONTENT_BYTES}.bin`, (tmp) => {
+    const bytes = Buffer.alloc(CONTENT_BYTES);
+    for (let i = 0; i < bytes.length; i += 32) createHash('sha256').update(String(i)).digest().copy(bytes, i);
+    writeFileSync(tmp, bytes);
+  });
+}
+
+/// `page` publishes `file` as a user would (a file input); returns publish()'s result.
+async function publishFile(page, file, type) {
+  await page.evaluate(() => {
+    const input = document.createElement('input');
+    input.type = 'file';
+    input.id = 'bench-file';
+    document.body.append(input);
+  });
+  await page.setInputFiles('#bench-file', file);
+  return page.evaluate(async (type) => {
+    const input = document.getElementById('bench-file');
+    const f = input.files[0];
+    input.remove();
+    return window.onionmesh.node.publish(f, { name: f.name, type });
+  }, type);
+}
+
+/// Content on a warm mesh of five pages (A publishes; B, C, D download through circuits).
+async function contentBench(browser) {
+  const bridge = await startBridge();
+  const pages = [];
+  try {
+    for (let i = 0; i < 5; i++) pages.push(await openNode(browser, bridge.url));
+    const ids = pages.map((p) => p.id);
+    for (const [i, p] of pages.entries()) {
+      await waitForLinked(p.page, ids.filter((id) => id !== p.id)).catch((e) => {
+        throw new Error(`page ${i} did not link to the others: ${e.message}\n${p.consoleLines.join('\n')}`);
+      });
+    }
+    const [a, b, c, d] = pages;
+    const video = await publishFile(a.page, benchVideo(), 'video/webm');
+    const blob = await publishFile(a.page, benchBlob(), 'application/octet-stream');
+    // Time to first byte: B opens the link and reads byte 0.
+    const ttfb = await b.page.evaluate(async (link) => {
+      const node = window.onionmesh.node;
+      const t0 = performance.now();
+      const dl = node.download(link);
+      await node.readContent(dl.hashName, 0, 1);
+      return performance.now() - t0;
+    }, video.link);
+    // Time to first frame: C opens the link and streams it into a <video>.
+    const firstFrame = await c.page.evaluate(async (link) => {
+      const node = window.onionmesh.node;
+      const media = document.createElement('video');
+      media.muted = true;
+      document.body.append(media);
+      const t0 = performance.now();
+      const frame = new Promise((resolve) => media.requestVideoFrameCallback(() => resolve(performance.now())));
+      const dl = node.download(link);
+      await dl.streamTo(media);
+      await media.play();
+      return (await frame) - t0;
+    }, video.link);
+    // Throughput: D downloads the larger file until every piece is stored.
+    const done = await d.page.evaluate(async (link) => {
+      const node = window.onionmesh.node;
+      const t0 = performance.now();
+      const dl = node.download(link);
+      return new Promise((resolve, reject) => {
+        const timer = setInterval(() => {
+          const pr = dl.progress();
+          if (pr.complete) { clearInterval(timer); resolve({ s: (performance.now() - t0) / 1000, circuits: pr.circuits }); }
+          if (performance.now() - t0 > 300000) { clearInterval(timer); reject(new Error(`not complete within 300 s: ${JSON.stringify(pr)}`)); }
+        }, 50);
+      });
+    }, blob.link);
+    return { ttfb, firstFrame, video, blob, seconds: done.s, circuits: done.circuits };
+  } finally {
+    for (const p of pages) await p.context.close().catch(() => {});
     await bridge.stop();
   }
 }
@@ -209,6 +332,15 @@ try {
   console.log(`\n3-hop onion circuit, four pages (A -> B -> C -> D) and a real bridge, one stream, ${CIRCUIT_BYTES / 1048576} MiB per run`);
   console.log('MB/s, median of 3 | min - max | ratio to raw 16 KiB | ratio to raw 64 KiB');
   console.log(`${med.toFixed(1)} | ${circ[0].toFixed(1)} - ${circ[2].toFixed(1)} | ${(100 * med / raw[16384]).toFixed(0)} % | ${(100 * med / raw[65536]).toFixed(0)} %`);
+
+  if (process.env.BENCH_CONTENT !== '0') {
+    const r = await contentBench(browser);
+    const mbps = r.blob.size / r.seconds / 1e6;
+    console.log(`\ncontent on a warm mesh of five pages (A publishes; others open the share link), video ${r.video.size} bytes (WebM VP9/Opus, 10 s)`);
+    console.log(`time to first byte (download + readContent of byte 0) | ${(r.ttfb / 1000).toFixed(2)} s (target <= 1 s)`);
+    console.log(`time to first video frame (download + streamTo + play) | ${(r.firstFrame / 1000).toFixed(2)} s (target <= 2 s)`);
+    console.log(`download of ${r.blob.size} bytes through ${r.circuits} circuit(s) | ${r.seconds.toFixed(1)} s, ${mbps.toFixed(2)} MB/s | ${(100 * mbps / raw[16384]).toFixed(0)} % of raw 16 KiB | ${(100 * mbps / raw[65536]).toFixed(0)} % of raw 64 KiB (target >= 50 %)`);
+  }
 
   const fmt = (ms) => (ms === null ? 'not within 30 s' : `${(ms / 1000).toFixed(2)} s`);
   console.log('\na hop\'s page goes away (A -> B -> C -> D, C goes): time until B closes its link to C | until A sees the circuit destroyed (target <= 5 s)');

@@ -1,7 +1,9 @@
 //! The DHT node: [`Kad`] answers RPCs, runs lookups, publishes and holds content references.
 //! See the crate docs for the calling rules.
 
-use crate::contact::{check_contact, learned_via, random_id_in_bucket, ContactError};
+use crate::contact::{
+    bucket_index, check_contact, learned_via, random_id_in_bucket, ContactError, ID_BITS,
+};
 use crate::limit::{Pacer, PacingConfig, RateConfig, RateLimiter, Verdict};
 use crate::lookup::{ClosestIter, LookupConfig, LookupStats, Step};
 use crate::rtt::{RoundTrips, RttConfig};
@@ -339,6 +341,10 @@ pub struct Kad {
     rounds: VecDeque<(LookupId, NodeId)>,
     recent_timeouts: BoundedLru<u64, ()>,
     pinging: BTreeSet<NodeId>,
+    /// Buckets waiting for a refresh lookup (at most [`ID_BITS`]): the join's buckets farther
+    /// than our closest neighbour, and stale ones. Started farthest first, at most
+    /// `max_refresh_lookups` at once.
+    refresh_due: BTreeSet<usize>,
     lookups: BTreeMap<LookupId, Lookup>,
     publications: BTreeMap<NodeId, Time>,
     next_lookup: u64,
@@ -368,6 +374,7 @@ impl Kad {
             rounds: VecDeque::new(),
             recent_timeouts: BoundedLru::new(RECENT_TIMEOUTS),
             pinging: BTreeSet::new(),
+            refresh_due: BTreeSet::new(),
             lookups: BTreeMap::new(),
             publications: BTreeMap::new(),
             next_lookup: 1,
@@ -676,6 +683,7 @@ impl Kad {
     /// After every input: start publication rounds that have room, send what pacing allows.
     fn settle(&mut self, now: Time) {
         self.start_rounds(now);
+        self.start_refreshes(now);
         if self.next_pump.is_some_and(|t| t <= now) {
             self.pump(now);
         }
@@ -760,26 +768,7 @@ impl Kad {
     fn maintain(&mut self, now: Time) {
         self.store.expire(now);
         self.tokens.rotate(now, &mut self.rng);
-        let mut refreshing = self
-            .lookups
-            .values()
-            .filter(|l| matches!(l.kind, LookupKind::Refresh { .. }))
-            .count();
-        for j in self.table.stale_buckets(now) {
-            if refreshing >= self.cfg.max_refresh_lookups
-                || self.lookups.len() >= self.cfg.max_lookups
-            {
-                break;
-            }
-            let target = random_id_in_bucket(&self.me.id, j, &mut self.rng);
-            self.table.mark_refreshed(j, now);
-            if self
-                .start_lookup(now, LookupKind::Refresh { bucket: j }, target, Vec::new())
-                .is_ok()
-            {
-                refreshing += 1;
-            }
-        }
+        self.refresh_due.extend(self.table.stale_buckets(now));
         let due: Vec<NodeId> = self
             .publications
             .iter()
@@ -791,6 +780,48 @@ impl Kad {
             self.publications
                 .insert(key, now + self.cfg.republish_interval);
         }
+    }
+
+    /// Start refresh lookups for due buckets, farthest first, while the refresh and lookup
+    /// limits allow. A bucket refreshed meanwhile by a lookup of its own is still looked up:
+    /// the lookup also tells the nodes there about us.
+    fn start_refreshes(&mut self, now: Time) {
+        let mut refreshing = self
+            .lookups
+            .values()
+            .filter(|l| matches!(l.kind, LookupKind::Refresh { .. }))
+            .count();
+        while refreshing < self.cfg.max_refresh_lookups && self.lookups.len() < self.cfg.max_lookups
+        {
+            let Some(j) = self.refresh_due.pop_last() else {
+                return;
+            };
+            let target = random_id_in_bucket(&self.me.id, j, &mut self.rng);
+            self.table.mark_refreshed(j, now);
+            if self
+                .start_lookup(now, LookupKind::Refresh { bucket: j }, target, Vec::new())
+                .is_ok()
+            {
+                refreshing += 1;
+            }
+        }
+    }
+
+    /// The join's last step (Kademlia, section 2.3): after the self-lookup, refresh every
+    /// bucket farther than our closest neighbour. The self-lookup only meets nodes near our ID;
+    /// without this, the far buckets (half and a quarter of the network) stay nearly empty
+    /// until the 15-minute refresh, and a node with an empty far bucket answers lookups for keys
+    /// over there with nodes on its own side only, which can lead a lookup (or a publication)
+    /// to a wrong set of nodes. The refreshes also put us in the far nodes' tables.
+    /// `closest`: the nodes that answered the self-lookup, closest first.
+    fn schedule_join_refresh(&mut self, closest: &[Contact]) {
+        let Some(nearest) = closest.first() else {
+            return; // nobody answered: refreshing would only ask the same silent seeds
+        };
+        let Some(b) = bucket_index(&self.me.id, &nearest.id) else {
+            return;
+        };
+        self.refresh_due.extend(b + 1..ID_BITS);
     }
 
     fn reject(&mut self, from: NodeId, reason: Rejection) {
@@ -1292,6 +1323,9 @@ impl Kad {
             return;
         };
         let closest = l.iter.closest();
+        if l.kind == LookupKind::Bootstrap {
+            self.schedule_join_refresh(&closest);
+        }
         if l.kind == LookupKind::Publish {
             // Every node that answered, closest first, with its token: the k closest are asked
             // first, the others replace any of them that refuses or stays silent.

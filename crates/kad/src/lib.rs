@@ -49,6 +49,13 @@
 //!   bucket pings its least recently seen questionable entry (twice) before replacing it with a
 //!   candidate from its bounded replacement cache; buckets unchanged for 15 minutes are
 //!   refreshed by a lookup of a random ID in their range.
+//! - **Joining** ends as in the Kademlia paper (section 2.3): after the self-lookup, every bucket
+//!   farther than our closest neighbour is refreshed (at most `max_refresh_lookups` at once,
+//!   farthest first). The self-lookup only meets nodes near our ID; a node whose far buckets
+//!   stay empty answers lookups for keys over there with nodes on its own side only, and a
+//!   lookup (or a publication) that meets only such nodes settles on a wrong set of nodes.
+//!   Pages join through their bridge's DHT node, so without this step a third of a
+//!   1,000-node mesh knew nobody in the other half of the ID space.
 //! - **Lookups** keep `alpha = 3` requests in flight and finish when the `k` closest known nodes
 //!   have all answered (failures drop out). Each [`LookupResult`] reports its rounds (depth, as
 //!   in synchronous Kademlia) and requests.

@@ -256,12 +256,7 @@ impl Sim {
 
     /// Adds a node, bootstrapped from `bootstrap_seeds` random live nodes. Returns its index.
     pub fn join(&mut self) -> usize {
-        let i = self.nodes.len();
-        let contact = test_contact(splitmix(self.cfg.seed ^ (i as u64).wrapping_mul(7919)));
-        let mut seed = [0u8; 32];
-        self.rng.fill_bytes(&mut seed);
-        let kad = Kad::new(contact.clone(), self.cfg.kad.clone(), seed, self.now)
-            .expect("test contacts are valid");
+        let (i, contact, kad) = self.new_node();
         let mut seeds = Vec::new();
         for _ in 0..self.cfg.bootstrap_seeds.min(self.alive.len()) * 2 {
             if seeds.len() == self.cfg.bootstrap_seeds {
@@ -274,6 +269,32 @@ impl Sim {
                 seeds.push(c);
             }
         }
+        self.start_node(i, contact, kad, seeds)
+    }
+
+    /// Adds a node bootstrapped from the nodes `seeds` only (indices; departed ones are
+    /// skipped), as a page joins through its bridge's DHT node. Returns its index.
+    pub fn join_through(&mut self, seeds: &[usize]) -> usize {
+        let (i, contact, kad) = self.new_node();
+        let seeds = seeds
+            .iter()
+            .filter(|j| self.is_alive(**j))
+            .map(|j| self.nodes[*j].contact.clone())
+            .collect();
+        self.start_node(i, contact, kad, seeds)
+    }
+
+    fn new_node(&mut self) -> (usize, Contact, Kad) {
+        let i = self.nodes.len();
+        let contact = test_contact(splitmix(self.cfg.seed ^ (i as u64).wrapping_mul(7919)));
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let kad = Kad::new(contact.clone(), self.cfg.kad.clone(), seed, self.now)
+            .expect("test contacts are valid");
+        (i, contact, kad)
+    }
+
+    fn start_node(&mut self, i: usize, contact: Contact, kad: Kad, seeds: Vec<Contact>) -> usize {
         self.by_id.insert(contact.id, i);
         self.nodes.push(SimNode {
             kad: Some(kad),

@@ -147,6 +147,20 @@ const NEIGHBOUR_RETRY: Duration = Duration::from_secs(10);
 const MAX_ADVERTS_REMEMBERED: usize = 8192;
 /// Peers dropped as free riders this session, remembered.
 const MAX_BANNED_PEERS: usize = 1024;
+/// A peer that one of our circuits pinned to end at it could not reach (the circuit got as far
+/// as the hop before it) is not chosen as a last hop for this long: typically a bridge's DHT
+/// node (bridges take part in the DHT but are no onion routers), or a peer that left.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(5 * 60);
+/// Peers remembered as unreachable last hops.
+const MAX_UNREACHABLE: usize = 256;
+/// Circuit builds refused at once (no path, no key, too many circuits) in one top-up of a
+/// download, each to another ORDB, before it backs off. These are no source attempts.
+const SYNC_FAILURES_PER_TOP_UP: u32 = 3;
+/// First back-off of a download that could not build a circuit at all (doubling per back-off
+/// up to [`TOP_UP_RETRY_MAX`]), and back-offs in a row before it fails (about 4 minutes).
+const TOP_UP_RETRY: Duration = Duration::from_secs(1);
+const TOP_UP_RETRY_MAX: Duration = Duration::from_secs(30);
+const MAX_TOP_UP_BACKOFFS: u32 = 12;
 
 /// Bytes of a frame header on a stream: command and body length.
 const FRAME_HEADER: usize = 3;
@@ -216,6 +230,11 @@ pub struct ContentStats {
     pub requests_served: u64,
     /// Pieces from a source that failed verification (each dropped that source).
     pub bad_pieces: u64,
+    /// Whole pieces this node's downloads received from their sources and checked, good or
+    /// bad ([`onionmesh_ordb::Ordb::pieces_received`]): the requester's side of delivery. A
+    /// piece its ORDBs served but that never arrived (its request cancelled, its circuit
+    /// gone) is not counted.
+    pub pieces_received: u64,
     /// Sources dropped for any reason.
     pub sources_dropped: u64,
     /// Circuits built towards ORDBs for downloads, and towards providers.
@@ -286,6 +305,8 @@ enum CircJob {
 struct OurCirc {
     job: CircJob,
     built: bool,
+    /// Hops the (latest attempt of the) build has reached so far (`CircuitExtended`).
+    extended: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -352,6 +373,10 @@ struct DlState {
     /// ORDBs tried, so replacements go elsewhere first.
     tried: BTreeSet<NodeId>,
     last_problem: Option<String>,
+    /// No circuit could be built at all (refused at once, or no ORDB known): try again then.
+    retry_at: Option<Time>,
+    /// Back-offs in a row (reset by a circuit that could be started).
+    backoffs: u32,
 }
 
 #[derive(Debug, Default)]
@@ -405,11 +430,18 @@ impl NodeIo<'_> {
         }
     }
 
-    /// Peers that can be a content circuit's last hop: linked peers and DHT contacts.
+    /// Peers that can be a content circuit's last hop: linked peers and DHT contacts, but
+    /// never this node nor its bridge. A bridge takes part in the DHT (its contacts are in
+    /// the table like any node's) but routes no circuit, so a circuit pinned to end there
+    /// always fails. Contacts carry no "bridge" mark, so a federated bridge's DHT node is
+    /// left out only once a circuit failed to reach it ([`OrdbPart`]'s unreachable peers).
     fn ordb_candidates(&self) -> Vec<NodeId> {
         let mut ids: BTreeSet<NodeId> = self.links.linked_peers().into_iter().collect();
         ids.extend(self.dht.kad().table().iter().map(|(_, c)| c.id));
         ids.remove(&self.me);
+        if let Some(bridge) = self.onion.bridge() {
+            ids.remove(&bridge);
+        }
         ids.into_iter().collect()
     }
 }
@@ -442,6 +474,9 @@ pub(crate) struct OrdbPart {
     /// nothing.
     banned_peers: BoundedLru<NodeId, ()>,
     peer_strikes: BoundedLru<NodeId, u8>,
+    /// Peers our circuits pinned to end at them could not reach, until when (see
+    /// [`UNREACHABLE_FOR`]): not chosen as an ORDB, a neighbour or a provider meanwhile.
+    unreachable: BoundedLru<NodeId, Time>,
     /// No neighbour circuit is built before this (after a failure).
     nb_retry_at: Option<Time>,
     downloads: BTreeMap<HashName, DlState>,
@@ -575,6 +610,7 @@ impl OrdbPart {
             adverts_sent: BoundedLru::new(MAX_ADVERTS_REMEMBERED),
             banned_peers: BoundedLru::new(MAX_BANNED_PEERS),
             peer_strikes: BoundedLru::new(MAX_BANNED_PEERS),
+            unreachable: BoundedLru::new(MAX_UNREACHABLE),
             nb_retry_at: None,
             downloads: BTreeMap::new(),
             lookups: BTreeMap::new(),
@@ -596,6 +632,7 @@ impl OrdbPart {
             .into_iter()
             .chain(self.provide_retry.values().map(|(t, _)| *t))
             .chain(self.nb_retry_at)
+            .chain(self.downloads.values().filter_map(|d| d.retry_at))
             .min()
     }
 
@@ -705,6 +742,11 @@ impl OrdbPart {
             OnionEvent::ServiceWritable { stream } => self.flush_request(now, stream, io),
             OnionEvent::ServiceEnded { stream } => self.drop_request(now, stream, io, false),
             OnionEvent::CircuitBuilt { circ } => self.circuit_built(now, circ, io),
+            OnionEvent::CircuitExtended { circ, hops } => {
+                if let Some(c) = self.circs.get_mut(&circ) {
+                    c.extended = hops;
+                }
+            }
             OnionEvent::CircuitClosed { circ, reason, .. } => {
                 self.circuit_gone(now, circ, &reason, io)
             }
@@ -745,7 +787,6 @@ impl OrdbPart {
             OnionEvent::StreamEnded { stream, reason } => {
                 self.stream_gone(now, stream, &reason, io)
             }
-            _ => {}
         }
     }
 
@@ -950,6 +991,15 @@ impl OrdbPart {
             return;
         };
         self.closed_circs.insert(circ, ());
+        if !c.built && c.extended + 1 == self.cfg.hops {
+            // The build reached the hop before the pinned last one and went no further: the
+            // last hop could not be reached (a bridge, or a peer that left).
+            let peer = match c.job {
+                CircJob::Source { ordb, .. } => ordb,
+                CircJob::Provider { peer, .. } | CircJob::Neighbour { peer } => peer,
+            };
+            self.unreachable.insert(peer, now + UNREACHABLE_FOR);
+        }
         let gone: Vec<StreamHandle> = self
             .streams
             .keys()
@@ -1241,7 +1291,7 @@ impl OrdbPart {
         let mut pool: Vec<NodeId> = io
             .ordb_candidates()
             .into_iter()
-            .filter(|p| !current.contains(p) && !self.banned_peers.contains_key(p))
+            .filter(|p| !current.contains(p) && self.usable_peer(now, p))
             .collect();
         while self.nb_out.len() < self.cfg.neighbours && !pool.is_empty() {
             let peer = pool.swap_remove((self.rng.next_u64() % pool.len() as u64) as usize);
@@ -1258,6 +1308,7 @@ impl OrdbPart {
                         OurCirc {
                             job: CircJob::Neighbour { peer },
                             built: false,
+                            extended: 0,
                         },
                     );
                 }
@@ -1631,16 +1682,37 @@ impl OrdbPart {
         }
     }
 
+    /// Whether `peer` may end one of our circuits now: not dropped as a free rider, not an
+    /// unreachable last hop lately.
+    fn usable_peer(&self, now: Time, peer: &NodeId) -> bool {
+        !self.banned_peers.contains_key(peer)
+            && self
+                .unreachable
+                .peek(peer)
+                .is_none_or(|until| *until <= now)
+    }
+
     // ----- downloads -------------------------------------------------------------------------
 
     /// Build circuits to ORDBs until the download has its sources or its attempts are spent.
+    ///
+    /// Only a circuit that was started counts as a source attempt. A build refused at once
+    /// (no path yet, no key for that ORDB, too many circuits) is tried with up to
+    /// [`SYNC_FAILURES_PER_TOP_UP`] other ORDBs; then, or when no ORDB is known at all, the
+    /// download backs off ([`TOP_UP_RETRY`], doubling) and tries again from
+    /// [`OrdbPart::handle_timeout`]. After [`MAX_TOP_UP_BACKOFFS`] back-offs in a row with no
+    /// source it fails with a sentence.
     fn top_up(&mut self, now: Time, hash_name: HashName, io: &mut NodeIo<'_>) {
         let hops = self.cfg.hops;
+        let mut refused = 0u32;
         loop {
             let Some(d) = self.downloads.get(&hash_name) else {
                 return;
             };
             if d.sources.len() >= self.cfg.sources {
+                return;
+            }
+            if d.retry_at.is_some_and(|t| now < t) {
                 return;
             }
             if d.attempts >= self.cfg.max_source_attempts {
@@ -1658,7 +1730,7 @@ impl OrdbPart {
             let candidates: Vec<NodeId> = io
                 .ordb_candidates()
                 .into_iter()
-                .filter(|c| !self.banned_peers.contains_key(c))
+                .filter(|c| self.usable_peer(now, c))
                 .collect();
             let fresh: Vec<NodeId> = candidates
                 .iter()
@@ -1666,20 +1738,14 @@ impl OrdbPart {
                 .copied()
                 .collect();
             let pool = if fresh.is_empty() { candidates } else { fresh };
-            if pool.is_empty() {
-                let none_left = d.sources.is_empty();
-                if none_left {
-                    self.fail(
-                        now,
-                        hash_name,
-                        format!(
-                            "{} could not be downloaded: this node knows no ORDB to ask yet; wait until it has peers and try again",
-                            hash_name.to_hex()
-                        ),
-                        io,
-                    );
+            if pool.is_empty() || refused >= SYNC_FAILURES_PER_TOP_UP {
+                if pool.is_empty() {
+                    let Some(d) = self.downloads.get_mut(&hash_name) else {
+                        return;
+                    };
+                    d.last_problem = Some("this node knows no ORDB to ask yet".into());
                 }
-                return;
+                return self.back_off(now, hash_name, io);
             }
             let ordb = pool[(self.rng.next_u64() % pool.len() as u64) as usize];
             io.learn_from_dht(ordb);
@@ -1688,10 +1754,11 @@ impl OrdbPart {
             let Some(d) = self.downloads.get_mut(&hash_name) else {
                 return;
             };
-            d.attempts += 1;
             d.tried.insert(ordb);
             match built {
                 Ok((circ, _path)) => {
+                    d.attempts += 1;
+                    d.backoffs = 0;
                     d.sources.insert(source, circ);
                     if !self.known.contains_key(&(hash_name, ordb)) {
                         self.known.insert((hash_name, ordb), KnownAs::Ordb);
@@ -1706,12 +1773,46 @@ impl OrdbPart {
                                 ordb,
                             },
                             built: false,
+                            extended: 0,
                         },
                     );
                 }
-                Err(e) => d.last_problem = Some(format!("no circuit to an ORDB: {e}")),
+                Err(e) => {
+                    // Refused before any cell left: no source attempt.
+                    d.last_problem = Some(format!("no circuit to an ORDB could be built: {e}"));
+                    refused += 1;
+                }
             }
         }
+    }
+
+    /// No circuit could be started for a download: try again later, or fail it after
+    /// [`MAX_TOP_UP_BACKOFFS`] back-offs in a row while it has no source.
+    fn back_off(&mut self, now: Time, hash_name: HashName, io: &mut NodeIo<'_>) {
+        let Some(d) = self.downloads.get_mut(&hash_name) else {
+            return;
+        };
+        if !d.sources.is_empty() {
+            // It goes on with what it has; more sources are tried at the next loss, and later.
+            d.retry_at = Some(now + TOP_UP_RETRY_MAX);
+            return;
+        }
+        d.backoffs += 1;
+        if d.backoffs > MAX_TOP_UP_BACKOFFS {
+            let why = d
+                .last_problem
+                .clone()
+                .unwrap_or_else(|| "no circuit could be built".into());
+            let reason = format!(
+                "{} could not be downloaded: no circuit to an ORDB could be started for several minutes (last: {why}); wait until this node has more peers and try again",
+                hash_name.to_hex()
+            );
+            return self.fail(now, hash_name, reason, io);
+        }
+        let delay = TOP_UP_RETRY
+            .saturating_mul(1 << (d.backoffs - 1).min(16))
+            .min(TOP_UP_RETRY_MAX);
+        d.retry_at = Some(now + delay);
     }
 
     /// A source's circuit or stream is gone (or never came up): tell the download, replace it.
@@ -1806,11 +1907,12 @@ impl OrdbPart {
         );
         let mut pending = BTreeSet::new();
         let me = io.me;
-        for p in providers
+        let usable: Vec<NodeId> = providers
             .into_iter()
-            .filter(|p| *p != me && !self.banned_peers.contains_key(p))
+            .filter(|p| *p != me && self.usable_peer(now, p))
             .take(self.cfg.providers_per_find)
-        {
+            .collect();
+        for p in usable {
             if self.provider_circuits >= self.cfg.max_provider_circuits {
                 break;
             }
@@ -1828,6 +1930,7 @@ impl OrdbPart {
                         OurCirc {
                             job: CircJob::Provider { hash_name, peer: p },
                             built: false,
+                            extended: 0,
                         },
                     );
                     pending.insert(circ);
@@ -2231,6 +2334,18 @@ impl OrdbPart {
         if self.ordb.poll_timeout().is_some_and(|t| t <= now) {
             self.ordb_input(now, OrdbInput::Timeout);
         }
+        let retry: Vec<HashName> = self
+            .downloads
+            .iter()
+            .filter(|(_, d)| d.retry_at.is_some_and(|t| t <= now))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in retry {
+            if let Some(d) = self.downloads.get_mut(&h) {
+                d.retry_at = None;
+            }
+            self.top_up(now, h, io);
+        }
         self.drive(now, io);
     }
 }
@@ -2369,6 +2484,7 @@ impl OrdbApi<'_> {
             relay: self.part.ordb.relay().stats(),
             neighbours_out: self.part.nb_out.values().filter(|s| s.is_some()).count(),
             neighbours_in: self.part.nb_in.len(),
+            pieces_received: self.part.ordb.pieces_received(),
             ..self.part.stats
         }
     }

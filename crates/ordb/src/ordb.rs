@@ -173,6 +173,8 @@ pub struct Ordb {
     ops: BTreeMap<StoreOpId, Op>,
     pending_writes: usize,
     next_op: u64,
+    /// See [`Ordb::pieces_received`].
+    pieces_received: u64,
     out: VecDeque<OrdbOutput>,
 }
 
@@ -195,6 +197,7 @@ impl Ordb {
             ops: BTreeMap::new(),
             pending_writes: 0,
             next_op: 0,
+            pieces_received: 0,
             out: VecDeque::new(),
             config,
         }
@@ -203,6 +206,14 @@ impl Ordb {
     /// The serving side, read-only (lists, what is held).
     pub fn relay(&self) -> &Relay {
         &self.relay
+    }
+
+    /// Whole pieces the downloads of this node received from their sources and checked
+    /// against the Merkle root, good or bad, since it started: the requester's side of
+    /// delivery (a piece lost on the way, e.g. because its request was cancelled, is not
+    /// counted).
+    pub fn pieces_received(&self) -> u64 {
+        self.pieces_received
     }
 
     /// Read what the store holds (call once at start): every valid content is served and
@@ -443,6 +454,9 @@ impl Ordb {
                         })
                     }
                     DownloadEvent::ReplaceSource { source, problem } => {
+                        if matches!(problem, SourceProblem::BadPiece { .. }) {
+                            self.pieces_received += 1;
+                        }
                         self.out.push_back(OrdbOutput::ReplaceSource {
                             hash_name,
                             source,
@@ -456,14 +470,17 @@ impl Ordb {
                         }));
                         self.hold_descriptor(now, d);
                     }
-                    DownloadEvent::Piece { index, record } => self.store(
-                        Op::PutPiece(hash_name, index),
-                        StoreRequest::PutPiece {
-                            hash_name,
-                            index,
-                            record,
-                        },
-                    ),
+                    DownloadEvent::Piece { index, record } => {
+                        self.pieces_received += 1;
+                        self.store(
+                            Op::PutPiece(hash_name, index),
+                            StoreRequest::PutPiece {
+                                hash_name,
+                                index,
+                                record,
+                            },
+                        )
+                    }
                     // Complete is announced once the last piece is stored (see on_store),
                     // or here for a content with no piece at all.
                     DownloadEvent::Complete => {

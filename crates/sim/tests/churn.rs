@@ -6,14 +6,18 @@
 //! - every live node is registered (the restarted bridge's pages registered again);
 //! - at least 99 % of 2,000 automatic three-hop circuits (retried on a failed hop by the onion
 //!   proxy) are built and echo their payload byte-identically, none through a departed node;
-//! - at least 99.5 % of FIND_VALUE lookups for published keys find a live provider;
+//! - at least 99.5 % of FIND_VALUE lookups for published keys (100 keys, 10 lookups each from
+//!   random live nodes) find a live provider;
 //! - the same seed gives the same run.
 //!
-//! The size comes from `CHURN_SIM_NODES` and `CHURN_SIM_CIRCUITS`. The suite runs 500 nodes and
-//! 1,000 circuits, where every assertion holds; the size is 1,000 and 2,000
-//! (`CHURN_SIM_NODES=1000 CHURN_SIM_CIRCUITS=2000 cargo test -p onionmesh-sim --test churn --
-//! --nocapture`), where FIND_VALUE found a live provider for 97 of 100 keys when last run (see
-//! the README), short of the 99.5 % asked.
+//! The suite runs the size, 1,000 nodes and 2,000 circuits, and prints the figures
+//! (`cargo test -p onionmesh-sim --test churn -- --nocapture`); `CHURN_SIM_NODES` and
+//! `CHURN_SIM_CIRCUITS` change it. FIND_VALUE used to find a live provider for only 97 of 100
+//! keys at this size: pages join through their bridge's DHT node, and without Kademlia's
+//! join-time refresh of the far buckets a third of the nodes knew nobody in the other half of
+//! the ID space, so some keys were published to (or looked up at) a cluster of nodes far from
+//! the key (`onionmesh_kad`'s crate docs, "Joining"; `crates/kad/tests/join.rs` shows it in
+//! the small).
 
 use onionmesh_node::{BridgeState, CircHandle, DhtEvent, Event, OnionEvent, StreamHandle};
 use onionmesh_rendezvous::RendezvousConfig;
@@ -26,6 +30,9 @@ use std::time::Duration;
 
 const PAYLOAD: usize = 1_024;
 const PUBLISHERS: usize = 100;
+/// FIND_VALUE lookups of each published key, each from a random live node: 1,000 in all, so
+/// that 99.5 % is a threshold (5 may fail) rather than "all of them".
+const LOOKUPS_PER_KEY: usize = 10;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -125,7 +132,7 @@ fn build_and_echo(
                             .circuits()
                             .into_iter()
                             .find(|v| v.id == circ.0)
-                            .map(|v| v.hops.iter().map(|h| h.short()).collect())
+                            .map(|v| v.hops.iter().map(NodeId::short).collect())
                             .unwrap_or_default();
                         let (p, node) = (payload(c), circs[c].node);
                         let (s, sent) = sim.with_node(node, |nd, now| {
@@ -287,13 +294,16 @@ fn run(n: usize, circuits: usize, seed: u64) -> Outcome {
         build_and_echo(&mut sim, &mut rng, &alive, &departed, circuits);
     failures.extend(circuit_failures);
 
-    // FIND_VALUE for every published key from a random live node.
+    // FIND_VALUE for every published key from random live nodes.
     let mut lookups: BTreeMap<(usize, u64), NodeId> = BTreeMap::new();
-    for key in &keys {
-        let from = alive[(rng.next_u64() % alive.len() as u64) as usize];
-        if let Ok(l) = sim.with_node(from, |nd, now| nd.dht().find_value(now, *key)) {
-            lookups.insert((from, l), *key);
+    for _ in 0..LOOKUPS_PER_KEY {
+        for key in &keys {
+            let from = alive[(rng.next_u64() % alive.len() as u64) as usize];
+            if let Ok(l) = sim.with_node(from, |nd, now| nd.dht().find_value(now, *key)) {
+                lookups.insert((from, l), *key);
+            }
         }
+        sim.run_for(Duration::from_millis(100));
     }
     sim.run_for(Duration::from_secs(30));
     let mut found_live = 0;
@@ -328,7 +338,7 @@ fn run(n: usize, circuits: usize, seed: u64) -> Outcome {
         circuits,
         echoed,
         through_departed,
-        lookups: keys.len(),
+        lookups: keys.len() * LOOKUPS_PER_KEY,
         found_live,
         reconnections: sim.stats().reconnections,
         failures,
@@ -337,8 +347,8 @@ fn run(n: usize, circuits: usize, seed: u64) -> Outcome {
 
 #[test]
 fn churn_and_a_bridge_restart_leave_the_mesh_working() {
-    let n = env("CHURN_SIM_NODES", 500);
-    let circuits = env("CHURN_SIM_CIRCUITS", 1_000);
+    let n = env("CHURN_SIM_NODES", 1_000);
+    let circuits = env("CHURN_SIM_CIRCUITS", 2_000);
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
     let o = run(n, circuits, 11);

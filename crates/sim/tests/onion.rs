@@ -325,16 +325,16 @@ fn thousand_nodes_ten_thousand_circuits() {
 
 /// Each relay's (previous, next) pairs are exactly the ones the paths imply.
 fn check_views(sim: &Sim, circs: &[Circ], ids: &[NodeId]) {
-    let mut expected: BTreeMap<usize, Vec<Vec<String>>> = BTreeMap::new();
+    let mut expected: BTreeMap<usize, Vec<Vec<NodeId>>> = BTreeMap::new();
     for c in circs.iter().filter(|c| c.built && c.closed.is_none()) {
         let [a, b, d] = c.path;
-        let s = |i: usize| ids[i].short();
+        let s = |i: usize| ids[i];
         expected.entry(a).or_default().push(vec![s(c.proxy), s(b)]);
         expected.entry(b).or_default().push(vec![s(a), s(d)]);
         expected.entry(d).or_default().push(vec![s(b)]);
     }
     for (i, node) in sim.nodes().iter().enumerate() {
-        let mut got: Vec<Vec<String>> = node
+        let mut got: Vec<Vec<NodeId>> = node
             .relayed_circuits()
             .into_iter()
             .map(|v| v.hops.iter().map(|h| h.short()).collect())

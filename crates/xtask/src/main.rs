@@ -5,7 +5,8 @@
 //! - `test`: install what is missing, then run every check: rustfmt, clippy (native and wasm),
 //!   the native unit and simulation tests, the wasm tests in headless Chromium, and the
 //!   end-to-end tests (real Chromium pages against a real bridge).
-//! - `bench`: print the benchmark figures (raw WebRTC throughput baseline, bundle size).
+//! - `bench`: print the benchmark figures (relay crypto, raw WebRTC throughput baseline, circuit
+//!   and content throughput, Kademlia lookups, relay cells/s with 1 and 1,001 circuits, bundle size).
 //! - `build-web`: build only the wasm bundle into web/pkg.
 //! - `fuzz [<target> [SECONDS]]`: list the fuzz targets, or fuzz one for a long run (see
 //!   `fuzz.rs`; `test` runs every target for a few seconds).
@@ -18,7 +19,6 @@
 #![allow(clippy::disallowed_methods)]
 
 mod fuzz;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -130,8 +130,6 @@ fn ensure_browser() -> Result {
         ("chromium-driver", CHROMEDRIVER),
         // Test videos (WebM VP9/Opus) are made on the spot by Debian's ffmpeg.
         ("ffmpeg", "/usr/bin/ffmpeg"),
-        // wasm-opt shrinks the page's wasm bundle.
-        ("binaryen", "/usr/bin/wasm-opt"),
     ])
 }
 
@@ -190,8 +188,20 @@ fn build_web() -> Result {
         .join(WASM_TARGET)
         .join("wasm")
         .join("onionmesh_browser.wasm");
+    // No function names and no producers section in what a visitor downloads (they are a
+    // quarter of the gzipped bundle). Not binaryen's wasm-opt: Debian's (version 108) breaks the
+    // externref table wasm-bindgen emits ("WebAssembly.Table.set(): Argument 1 is invalid for
+    // table" at load), and its -Oz/-Os output gzips larger than this anyway (measured
+    // 2026-11-30: 461-467 KB against 428 KB).
     run(Command::new("wasm-bindgen")
-        .args(["--target", "web", "--out-dir", "web/pkg"])
+        .args([
+            "--target",
+            "web",
+            "--out-dir",
+            "web/pkg",
+            "--remove-name-section",
+            "--remove-producers-section",
+        ])
         .arg(&wasm))
 }
 
@@ -282,9 +292,13 @@ fn bench() -> Result {
     ensure_browser()?;
     ensure_npm()?;
     build_web()?;
-    // Browser: raw WebRTC data-channel throughput (the baseline) and the bundle's size.
+    run(cargo().args(["build", "-p", "onionmesh-bridge"]))?;
+    // Browser: relay crypto in wasm, raw WebRTC data-channel throughput (the baseline), 3-hop
+    // circuit throughput, content time-to-first-byte/frame and download throughput, the bundle's
+    // size (tests/bench/run.mjs says what each figure is).
     run(Command::new("node")
         .arg("tests/bench/run.mjs")
+        .env("ONIONMESH_BRIDGE", bridge_binary("debug"))
         .env("CHROMIUM", CHROMIUM))?;
     // Kademlia: lookup rounds and messages for N = 100, 1,000 and 10,000 beside log2 N.
     run(cargo().args([
