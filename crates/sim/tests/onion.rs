@@ -337,7 +337,7 @@ fn check_views(sim: &Sim, circs: &[Circ], ids: &[NodeId]) {
         let mut got: Vec<Vec<NodeId>> = node
             .relayed_circuits()
             .into_iter()
-            .map(|v| v.hops.iter().map(|h| h.short()).collect())
+            .map(|v| v.hops)
             .collect();
         let mut want = expected.remove(&i).unwrap_or_default();
         got.sort();
