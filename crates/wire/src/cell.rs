@@ -181,6 +181,19 @@ impl EndReason {
     pub const DONE: EndReason = EndReason(6);
     pub const PROTOCOL: EndReason = EndReason(7);
     pub const TIMEOUT: EndReason = EndReason(8);
+
+    /// A short lower-case description for logs and the JS API (`"done"`, `"no such service"`,
+    /// `"resource limit"`, `"protocol error"`, `"timeout"`; `"misc"` for any other code).
+    pub fn describe(self) -> &'static str {
+        match self {
+            EndReason::DONE => "done",
+            EndReason::NO_SUCH_SERVICE => "no such service",
+            EndReason::RESOURCELIMIT => "resource limit",
+            EndReason::PROTOCOL => "protocol error",
+            EndReason::TIMEOUT => "timeout",
+            _ => "misc",
+        }
+    }
 }
 
 /// A raw cell as it crosses a link. Every 512-byte string is a valid `Cell`; the body is
