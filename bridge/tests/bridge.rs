@@ -500,8 +500,11 @@ async fn a_slow_reader_is_dropped_and_the_sender_is_not() {
     // No rate limit to speak of: the sender must be able to outrun the slow reader.
     let bridge = Bridge::start(&["--rate", "1000000", "--burst", "1000000"]);
     let mut sender = Client::registered(&bridge, 1).await;
-    // Registered, then never reads again.
-    let slow = Client::registered(&bridge, 2).await;
+    // Registered, then never reads again. Its small receive buffer makes the backlog build at
+    // the bridge within kilobytes: with loopback's auto-tuned megabytes, a loaded machine once
+    // took longer to fill them than the bridge's 25 s silence limit, which dropped the reader
+    // for silence instead.
+    let slow = Client::registered_small_buffer(&bridge, 2).await;
     let slow_id = slow.id();
     let needle = format!(
         "closing connection 2 (peer {}): the peer reads too slowly",
