@@ -2,7 +2,7 @@
 
 use clap::builder::RangedU64ValueParser;
 use clap::Parser;
-use onionmesh_wire::MAX_SIGNAL_FRAME;
+use onionmesh_wire::{BridgeAddr, MAX_ADDR, MAX_SIGNAL_FRAME};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -106,8 +106,25 @@ pub struct Args {
 
     /// The address other bridges and the DHT know this bridge by. Default:
     /// `ws://<listen address>/ws` (right for loopback tests; set it behind NAT or TLS).
-    #[arg(long, value_name = "URL")]
-    pub advertise: Option<String>,
+    /// 1 to 256 bytes, as peer records and the DHT carry it.
+    #[arg(long, value_name = "URL", value_parser = parse_advertise)]
+    pub advertise: Option<BridgeAddr>,
+}
+
+/// `--advertise`: refused at start-up with a sentence when it cannot travel in a peer record.
+fn parse_advertise(s: &str) -> Result<BridgeAddr, String> {
+    if s.is_empty() {
+        return Err(
+            "a bridge address cannot be empty; leave out --advertise for the default".into(),
+        );
+    }
+    BridgeAddr::new(s).map_err(|_| {
+        format!(
+            "the address is {} bytes, but peer records and the DHT carry at most {MAX_ADDR}; \
+             give a shorter URL",
+            s.len()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -155,5 +172,16 @@ mod tests {
         .unwrap();
         assert_eq!(a.peer_bridges.len(), 2);
         assert_eq!(a.advertise, None);
+    }
+
+    #[test]
+    fn advertise_must_fit_a_peer_record() {
+        let a = Args::try_parse_from(["b", "--advertise", "wss://bridge.example/ws"]).unwrap();
+        assert_eq!(a.advertise.unwrap(), "wss://bridge.example/ws");
+        let long = format!("wss://{}/ws", "b".repeat(MAX_ADDR));
+        let e = Args::try_parse_from(["b", "--advertise", &long]).unwrap_err();
+        assert!(e.to_string().contains("at most 256"), "{e}");
+        let e = Args::try_parse_from(["b", "--advertise", ""]).unwrap_err();
+        assert!(e.to_string().contains("cannot be empty"), "{e}");
     }
 }

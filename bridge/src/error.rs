@@ -17,6 +17,14 @@ pub enum BridgeError {
     KeyFile { path: String, reason: String },
     #[error("could not listen on {addr}: {source}; is another program using that port?")]
     Bind { addr: SocketAddr, source: io::Error },
+    #[error(
+        "the default advertised address {addr} does not fit a peer record ({source}); \
+         set a shorter one with --advertise"
+    )]
+    Advertise {
+        addr: String,
+        source: onionmesh_wire::WireError,
+    },
     #[error("could not read the address the listener is bound to: {0}")]
     LocalAddr(io::Error),
     #[error("could not write the listening line to stdout: {0}")]

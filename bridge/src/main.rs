@@ -38,6 +38,7 @@ use hub::{Clock, Hub, HUB_QUEUE};
 use limits::{Gate, GateConfig};
 use onionmesh_crypto::Identity;
 use onionmesh_rendezvous::{Rendezvous, RendezvousConfig};
+use onionmesh_wire::BridgeAddr;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -174,10 +175,15 @@ async fn run(args: Args, files: files::FileLimit) -> Result<(), BridgeError> {
         );
     }
 
-    let advertise = args
-        .advertise
-        .clone()
-        .unwrap_or_else(|| format!("ws://{local}/ws"));
+    let advertise = match args.advertise.clone() {
+        Some(addr) => addr,
+        // A socket address is far below MAX_ADDR, but a failure is still a sentence.
+        None => {
+            let addr = format!("ws://{local}/ws");
+            BridgeAddr::new(addr.clone())
+                .map_err(|source| BridgeError::Advertise { addr, source })?
+        }
+    };
     info!("known to other bridges and the DHT as {advertise}");
     let cfg = RendezvousConfig {
         max_peers: args.max_connections,

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{header, hello_frame, http_get, Bridge, Client, TempDir, PATIENCE};
+use onionmesh_wire::signal::Sdp;
 use onionmesh_wire::{Frame, SignalMsg};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -39,7 +40,7 @@ async fn two_peers_find_and_introduce_each_other() {
     b.send(&SignalMsg::Introduce {
         peer: a.id(),
         session: 42,
-        sdp: "v=0 offer".into(),
+        sdp: "v=0 offer".try_into().unwrap(),
     })
     .await;
     assert_eq!(
@@ -47,13 +48,13 @@ async fn two_peers_find_and_introduce_each_other() {
         SignalMsg::Introduce {
             peer: b.id(),
             session: 42,
-            sdp: "v=0 offer".into()
+            sdp: "v=0 offer".try_into().unwrap()
         }
     );
     a.send(&SignalMsg::Introduced {
         peer: b.id(),
         session: 42,
-        sdp: "v=0 answer".into(),
+        sdp: "v=0 answer".try_into().unwrap(),
     })
     .await;
     assert_eq!(
@@ -61,7 +62,7 @@ async fn two_peers_find_and_introduce_each_other() {
         SignalMsg::Introduced {
             peer: a.id(),
             session: 42,
-            sdp: "v=0 answer".into()
+            sdp: "v=0 answer".try_into().unwrap()
         }
     );
 
@@ -499,14 +500,17 @@ async fn a_slow_reader_is_dropped_and_the_sender_is_not() {
     // No rate limit to speak of: the sender must be able to outrun the slow reader.
     let bridge = Bridge::start(&["--rate", "1000000", "--burst", "1000000"]);
     let mut sender = Client::registered(&bridge, 1).await;
-    // Registered, then never reads again.
-    let slow = Client::registered(&bridge, 2).await;
+    // Registered, then never reads again. Its small receive buffer makes the backlog build at
+    // the bridge within kilobytes: with loopback's auto-tuned megabytes, a loaded machine once
+    // took longer to fill them than the bridge's 25 s silence limit, which dropped the reader
+    // for silence instead.
+    let slow = Client::registered_small_buffer(&bridge, 2).await;
     let slow_id = slow.id();
     let needle = format!(
         "closing connection 2 (peer {}): the peer reads too slowly",
         slow_id.short()
     );
-    let sdp = "x".repeat(16_000);
+    let sdp: Sdp = "x".repeat(16_000).try_into().unwrap();
     let mut session = 0u64;
     // Socket buffers on loopback hold several MiB; keep pushing 16 KB answers until the bridge
     // gives up on the reader (bounded, so a broken bridge fails instead of hanging). Answers,

@@ -6,7 +6,7 @@ mod common;
 use common::{Bridge, Client, PATIENCE};
 use onionmesh_crypto::{hello, node_id, Identity};
 use onionmesh_wire::kad::{Contact, KadErrorCode, KadMsg, Provider};
-use onionmesh_wire::{Frame, NodeId, PeerRecord, SignalMsg};
+use onionmesh_wire::{BoundedVec, Frame, NodeId, PeerRecord, SignalMsg};
 use tokio_tungstenite::tungstenite::Message;
 
 const MALFORMED: u16 = 1;
@@ -34,7 +34,7 @@ async fn registered_with_bridge_id(bridge: &Bridge, seed: u8) -> (Client, NodeId
         panic!("expected BridgeInfo")
     };
     assert_eq!(
-        addr,
+        addr.as_str(),
         bridge.ws_url(),
         "the bridge advertises its ws:// address"
     );
@@ -71,17 +71,17 @@ async fn find_peer_spans_federated_bridges_and_introductions_cross_them() {
 
     // DB_FIND_PEER at bridge 2 names the peer of bridge 1, tagged with bridge 1's address.
     let rec = wait_for_record(&mut x, a.id()).await;
-    assert_eq!(rec.bridge, b1.ws_url());
+    assert_eq!(rec.bridge.as_deref(), Some(b1.ws_url().as_str()));
     assert_eq!(rec.pubkey, a.identity.public_key());
     // And the other way round.
     let rec = wait_for_record(&mut a, x.id()).await;
-    assert_eq!(rec.bridge, b2.ws_url());
+    assert_eq!(rec.bridge.as_deref(), Some(b2.ws_url().as_str()));
 
     // INTRODUCE / INTRODUCED are relayed bridge to bridge.
     x.send(&SignalMsg::Introduce {
         peer: a.id(),
         session: 77,
-        sdp: "offer-sdp".into(),
+        sdp: "offer-sdp".try_into().unwrap(),
     })
     .await;
     match next_signal(&mut a).await {
@@ -93,7 +93,7 @@ async fn find_peer_spans_federated_bridges_and_introductions_cross_them() {
     a.send(&SignalMsg::Introduced {
         peer: x.id(),
         session: 77,
-        sdp: "answer-sdp".into(),
+        sdp: "answer-sdp".try_into().unwrap(),
     })
     .await;
     match next_signal(&mut x).await {
@@ -107,7 +107,7 @@ async fn find_peer_spans_federated_bridges_and_introductions_cross_them() {
     let ping = KadMsg::Ping { rid: 5 }.encode_frame();
     x.send(&SignalMsg::KadTo {
         peer: a.id(),
-        bytes: ping.clone(),
+        bytes: ping.clone().try_into().unwrap(),
     })
     .await;
     match next_signal(&mut a).await {
@@ -119,7 +119,7 @@ async fn find_peer_spans_federated_bridges_and_introductions_cross_them() {
         } => {
             assert_eq!(peer, x.id());
             assert_eq!(pubkey, x.identity.public_key());
-            assert_eq!(bridge, b2.ws_url());
+            assert_eq!(bridge.as_deref(), Some(b2.ws_url().as_str()));
             assert_eq!(bytes, ping);
         }
         other => panic!("expected KadFrom, got {other:?}"),
@@ -132,7 +132,7 @@ async fn find_peer_spans_federated_bridges_and_introductions_cross_them() {
         .find_peer(NodeId([0; 20]))
         .await
         .iter()
-        .any(|p| !p.bridge.is_empty())
+        .any(|p| p.bridge.is_some())
     {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -156,7 +156,9 @@ async fn bridges_are_dht_nodes_and_reach_each_other() {
                 rid: 9,
                 target: NodeId([0; 20]),
             }
-            .encode_frame(),
+            .encode_frame()
+            .try_into()
+            .unwrap(),
         })
         .await;
         let SignalMsg::KadFrom { peer, bytes, .. } = next_signal(&mut x).await else {
@@ -169,7 +171,10 @@ async fn bridges_are_dht_nodes_and_reach_each_other() {
         else {
             panic!("expected Nodes")
         };
-        if contacts.iter().any(|c| c.bridge == b1.ws_url()) {
+        if contacts
+            .iter()
+            .any(|c| c.bridge.as_deref() == Some(b1.ws_url().as_str()))
+        {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "bridge 1 unknown");
@@ -185,7 +190,7 @@ async fn bad_dht_input_is_refused_and_logged_without_closing() {
     // A malformed Kademlia frame: logged, nothing sent back, the connection stays.
     c.send(&SignalMsg::KadTo {
         peer: bridge_id,
-        bytes: vec![0x03, 1, 2],
+        bytes: vec![0x03, 1, 2].try_into().unwrap(),
     })
     .await;
     bridge
@@ -196,8 +201,8 @@ async fn bad_dht_input_is_refused_and_logged_without_closing() {
     let me = Contact {
         id: c.id(),
         pubkey: c.identity.public_key(),
-        bridge: String::new(),
-        introducers: vec![],
+        bridge: None,
+        introducers: Default::default(),
     };
     c.send(&SignalMsg::KadTo {
         peer: bridge_id,
@@ -210,7 +215,9 @@ async fn bad_dht_input_is_refused_and_logged_without_closing() {
                 ttl_secs: 60,
             },
         }
-        .encode_frame(),
+        .encode_frame()
+        .try_into()
+        .unwrap(),
     })
     .await;
     match next_signal(&mut c).await {
@@ -231,7 +238,9 @@ async fn bad_dht_input_is_refused_and_logged_without_closing() {
                 rid,
                 target: NodeId([1; 20]),
             }
-            .encode_frame(),
+            .encode_frame()
+            .try_into()
+            .unwrap(),
         })
         .await;
     }
@@ -257,7 +266,7 @@ async fn bad_dht_input_is_refused_and_logged_without_closing() {
             .try_send_raw(Message::Binary(
                 SignalMsg::KadTo {
                     peer: bridge_id,
-                    bytes: KadMsg::Ping { rid }.encode_frame(),
+                    bytes: KadMsg::Ping { rid }.encode_frame().try_into().unwrap(),
                 }
                 .encode_frame()
                 .into(),
@@ -282,7 +291,7 @@ async fn a_lying_bridge_is_cut_off() {
         pubkey: id.public_key(),
         challenge: c.challenge,
         sig: hello::sign(id, &c.challenge),
-        addr: "ws://fake.invalid/ws".into(),
+        addr: "ws://fake.invalid/ws".try_into().unwrap(),
     };
     let challenge = SignalMsg::Challenge { nonce: [5; 32] };
 
@@ -292,11 +301,11 @@ async fn a_lying_bridge_is_cut_off() {
     c.send(&hello_msg(&fake, &c)).await;
     assert!(matches!(c.recv().await, SignalMsg::BridgeHello { .. }));
     c.send(&SignalMsg::PeersJoined {
-        peers: vec![PeerRecord {
+        peers: BoundedVec::one(PeerRecord {
             id: NodeId([1; 20]),
             pubkey: [2; 33],
-            bridge: String::new(),
-        }],
+            bridge: None,
+        }),
     })
     .await;
     let ending = c.expect_closed().await;
@@ -317,7 +326,7 @@ async fn a_lying_bridge_is_cut_off() {
         assert!(matches!(c.recv().await, SignalMsg::BridgeHello { .. }));
         c.send(&SignalMsg::Federate {
             to: NodeId([3; 20]),
-            inner,
+            inner: inner.try_into().unwrap(),
         })
         .await;
         let ending = c.expect_closed().await;
@@ -330,7 +339,10 @@ async fn a_lying_bridge_is_cut_off() {
 
     // A node may not speak bridge-to-bridge.
     let mut n = Client::registered(&bridge, 10).await;
-    n.send(&SignalMsg::PeersLeft { ids: vec![] }).await;
+    n.send(&SignalMsg::PeersLeft {
+        ids: BoundedVec::empty(),
+    })
+    .await;
     let ending = n.expect_closed().await;
     assert_eq!(ending.error.map(|e| e.0), Some(PROTOCOL));
 

@@ -24,7 +24,7 @@ async fn a_suspended_page_fails_introductions_fast_and_is_dropped_within_30_s() 
     live.send(&SignalMsg::Introduce {
         peer: ghost_id,
         session: 9,
-        sdp: "v=0 offer".into(),
+        sdp: "v=0 offer".try_into().unwrap(),
     })
     .await;
     match live.recv().await {
@@ -43,7 +43,7 @@ async fn a_suspended_page_fails_introductions_fast_and_is_dropped_within_30_s() 
     assert_eq!(
         live.recv().await,
         SignalMsg::PeersGone {
-            ids: vec![ghost_id]
+            ids: vec![ghost_id].try_into().unwrap()
         }
     );
     assert!(live.find_peer(live.id()).await.is_empty());

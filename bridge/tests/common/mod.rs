@@ -217,6 +217,42 @@ impl Client {
             .await
             .expect("connect in time")
             .expect("WebSocket handshake");
+        Client::over(ws, seed)
+    }
+
+    /// A registered client whose socket's receive buffer is a few KiB (`SO_RCVBUF` set before
+    /// connecting), so a client that stops reading backs the bridge up after kilobytes, not the
+    /// megabytes loopback's auto-tuned buffers would absorb first.
+    pub async fn registered_small_buffer(bridge: &Bridge, seed: u8) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = tokio::time::timeout(PATIENCE, socket.connect(bridge.addr))
+            .await
+            .expect("connect in time")
+            .expect("TCP connect");
+        let (ws, _) = tokio::time::timeout(
+            PATIENCE,
+            tokio_tungstenite::client_async(bridge.ws_url(), MaybeTlsStream::Plain(stream)),
+        )
+        .await
+        .expect("handshake in time")
+        .expect("WebSocket handshake");
+        let mut c = Client::over(ws, seed);
+        c.handshake().await;
+        match c.recv().await {
+            SignalMsg::Challenge { nonce } => c.challenge = nonce,
+            other => panic!("expected the bridge's Challenge first, got {other:?}"),
+        }
+        let hello = c.hello_frame();
+        c.send_raw(Message::Binary(hello.into())).await;
+        match c.recv().await {
+            SignalMsg::Welcome { .. } => {}
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        c
+    }
+
+    fn over(ws: WebSocketStream<MaybeTlsStream<TcpStream>>, seed: u8) -> Client {
         Client {
             ws,
             identity: identity(seed),
@@ -373,7 +409,7 @@ impl Client {
         let pubkey = self.identity.public_key();
         self.send(&SignalMsg::FindPeer { id: target, pubkey }).await;
         match self.recv().await {
-            SignalMsg::FoundPeer { peers } => peers,
+            SignalMsg::FoundPeer { peers } => peers.into_vec(),
             other => panic!("expected FoundPeer, got {other:?}"),
         }
     }
@@ -386,7 +422,7 @@ impl Client {
                 match msg {
                     Ok(Message::Binary(b)) => match SignalMsg::decode_frame(&self.open(&b)) {
                         Ok(SignalMsg::Error { code, reason }) => {
-                            ending.error = Some((code, reason))
+                            ending.error = Some((code, reason.into_string()))
                         }
                         Ok(other) => ending.before.push(other),
                         Err(e) => panic!("the bridge sent a malformed frame: {e}"),

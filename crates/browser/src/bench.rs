@@ -29,7 +29,7 @@ pub fn bench_relay_crypto(cells: u32) -> f64 {
     let cells = cells.clamp(1, 10_000_000);
     let keys = HopKeys::from_bytes(std::array::from_fn(|i| i as u8));
     let mut router = RouterCrypto::new(&keys);
-    let plain = RelayCell::new(StreamId(1), RelayMsg::Data(vec![0x5a; RELAY_DATA_LEN])).encode();
+    let plain = RelayCell::new(StreamId(1), RelayMsg::Data([0x5a; RELAY_DATA_LEN].into())).encode();
     // Warm up (JIT tiers, caches) before the clock starts.
     let mut sink = 0u8;
     for _ in 0..cells.min(10_000) {

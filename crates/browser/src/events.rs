@@ -223,7 +223,7 @@ fn fill_onion(obj: &Object, e: &OnionEvent) {
             ("stream", "writable", stream.circ.0, Some(stream.stream.0))
         }
         OnionEvent::StreamEnded { stream, reason } => {
-            set(obj, "reason", reason.as_str());
+            set(obj, "reason", reason.describe());
             ("stream", "ended", stream.circ.0, Some(stream.stream.0))
         }
         OnionEvent::ServiceStreamOpened { stream, service } => {

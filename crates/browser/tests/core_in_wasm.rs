@@ -4,7 +4,7 @@
 
 use onionmesh_crypto::dtls::Fingerprint;
 use onionmesh_crypto::{hello, link_auth, node_id, verify, Identity};
-use onionmesh_wire::{Frame, LinkMsg, NodeId, PeerRecord, SignalMsg};
+use onionmesh_wire::{BoundedBytes, BoundedVec, Frame, LinkMsg, NodeId, PeerRecord, SignalMsg};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use wasm_bindgen_test::*;
@@ -89,10 +89,10 @@ fn frames_round_trip() {
             pubkey: a.public_key(),
             sig: a.sign(b"x"),
         },
-        LinkMsg::Data(data[..onionmesh_wire::link::MAX_DATA].to_vec()),
-        LinkMsg::Data(Vec::new()),
+        LinkMsg::Data(data[..onionmesh_wire::link::MAX_DATA].try_into().unwrap()),
+        LinkMsg::Data(BoundedBytes::empty()),
         LinkMsg::Close {
-            reason: "bye".into(),
+            reason: "bye".try_into().unwrap(),
         },
     ];
     for m in link_msgs {
@@ -104,20 +104,20 @@ fn frames_round_trip() {
             pubkey: a.public_key(),
         },
         SignalMsg::FoundPeer {
-            peers: vec![PeerRecord {
+            peers: BoundedVec::one(PeerRecord {
                 id: a.id(),
                 pubkey: a.public_key(),
-                bridge: String::new(),
-            }],
+                bridge: None,
+            }),
         },
         SignalMsg::Introduce {
             peer: NodeId([9; 20]),
             session: u64::MAX,
-            sdp: "v=0\r\n".into(),
+            sdp: "v=0\r\n".try_into().unwrap(),
         },
         SignalMsg::Error {
             code: 3,
-            reason: "bad hello".into(),
+            reason: "bad hello".try_into().unwrap(),
         },
     ];
     for m in signal_msgs {

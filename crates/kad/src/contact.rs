@@ -1,7 +1,7 @@
 //! Contacts and the XOR metric: which bucket an ID falls in, a random ID inside a bucket, and the
 //! checks a contact passes before it enters the routing table.
 
-use onionmesh_wire::kad::{Contact, MAX_ADDR, MAX_INTRODUCERS};
+use onionmesh_wire::kad::{Contact, Introducers};
 use onionmesh_wire::{NodeId, PublicKeyBytes, ID_LEN};
 use rand_core::RngCore;
 use sha2::{Digest, Sha256};
@@ -55,33 +55,27 @@ pub fn random_id_in_bucket(me: &NodeId, j: usize, rng: &mut dyn RngCore) -> Node
 pub enum ContactError {
     #[error("contact {0} claims an ID that is not the hash of its public key")]
     IdMismatch(String),
-    #[error("contact {0} has a bridge address longer than {MAX_ADDR} bytes")]
-    AddrTooLong(String),
 }
 
 /// Checks a contact learned from the network. The ID must be the hash of the public key, so a
-/// peer cannot place arbitrary IDs next to a target without generating the keys; the sizes are
-/// already bounded by the codec, but contacts built locally are checked too.
+/// peer cannot place arbitrary IDs next to a target without generating the keys. The sizes
+/// (bridge address, introducers) are bounded by the codec's types, for contacts built locally
+/// as for decoded ones.
 pub fn check_contact(c: &Contact) -> Result<(), ContactError> {
     if id_of(&c.pubkey) != c.id {
         return Err(ContactError::IdMismatch(c.id.short()));
-    }
-    if c.bridge.len() > MAX_ADDR {
-        return Err(ContactError::AddrTooLong(c.id.short()));
     }
     Ok(())
 }
 
 /// Puts `fresh` introducers in front of `list`, drops duplicates and the contact itself, and
-/// keeps at most [`MAX_INTRODUCERS`]: recent introducers are the likeliest to still be online.
-pub fn merge_introducers(list: &mut Vec<NodeId>, fresh: &[NodeId], own: &NodeId) {
-    let mut out: Vec<NodeId> = Vec::with_capacity(MAX_INTRODUCERS);
+/// keeps the first [`onionmesh_wire::kad::MAX_INTRODUCERS`]: recent introducers are the
+/// likeliest to still be online, so the older ones are the ones dropped.
+pub fn merge_introducers(list: &mut Introducers, fresh: &[NodeId], own: &NodeId) {
+    let mut out = Introducers::empty();
     for id in fresh.iter().chain(list.iter()) {
-        if out.len() == MAX_INTRODUCERS {
+        if id != own && !out.contains(id) && out.try_push(*id).is_err() {
             break;
-        }
-        if id != own && !out.contains(id) {
-            out.push(*id);
         }
     }
     *list = out;
@@ -132,16 +126,10 @@ mod tests {
         let mut c = Contact {
             id: id_of(&pk),
             pubkey: pk,
-            bridge: String::new(),
-            introducers: vec![],
+            bridge: None,
+            introducers: Introducers::empty(),
         };
         assert_eq!(check_contact(&c), Ok(()));
-        c.bridge = "x".repeat(MAX_ADDR + 1);
-        assert!(matches!(
-            check_contact(&c),
-            Err(ContactError::AddrTooLong(_))
-        ));
-        c.bridge.clear();
         c.id = NodeId([1; 20]);
         assert!(matches!(
             check_contact(&c),
@@ -153,7 +141,7 @@ mod tests {
     fn introducers_are_merged_and_bounded() {
         let own = NodeId([0; 20]);
         let ids: Vec<NodeId> = (1..=6).map(|i| NodeId([i; 20])).collect();
-        let mut list = vec![ids[0], ids[1], own];
+        let mut list = Introducers::new(vec![ids[0], ids[1], own]).unwrap();
         merge_introducers(&mut list, &[ids[2], ids[0], own, ids[3], ids[4]], &own);
         assert_eq!(list, vec![ids[2], ids[0], ids[3], ids[4]]);
     }

@@ -13,9 +13,10 @@ use crate::token::{TokenCheck, Tokens};
 use crate::Time;
 use onionmesh_bounded::BoundedLru;
 use onionmesh_wire::kad::{
-    Contact, KadErrorCode, KadMsg, Provider, Token, MAX_CONTACTS, MAX_PROVIDERS,
+    Contact, Contacts, KadErrorCode, KadMsg, Provider, Providers, Reason, Token, MAX_CONTACTS,
+    MAX_PROVIDERS,
 };
-use onionmesh_wire::{Frame, NodeId, WireError};
+use onionmesh_wire::{BridgeAddr, Frame, NodeId, WireError};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -394,7 +395,7 @@ impl Kad {
 
     /// Change our bridge address or introducers (what we publish about ourselves). The ID and
     /// key cannot change.
-    pub fn set_reachability(&mut self, bridge: String, introducers: Vec<NodeId>) {
+    pub fn set_reachability(&mut self, bridge: Option<BridgeAddr>, introducers: Vec<NodeId>) {
         self.me.bridge = bridge;
         let own = self.me.id;
         self.me.introducers.clear();
@@ -592,7 +593,7 @@ impl Kad {
             kind,
             iter,
             tokens: BTreeMap::new(),
-            providers: Vec::new(),
+            providers: Default::default(),
             holders: 0,
             store: None,
         };
@@ -917,12 +918,14 @@ impl Kad {
             KadMsg::FindNode { rid, target } => KadMsg::Nodes {
                 rid,
                 token: self.tokens.issue(&from.id),
-                contacts: self.table.closest(&target, n, Some(&from.id)),
+                // `n` is at most MAX_CONTACTS, so nothing is cut here.
+                contacts: Contacts::truncating(self.table.closest(&target, n, Some(&from.id))),
             },
             KadMsg::FindValue { rid, key } => {
                 let token = self.tokens.issue(&from.id);
-                let contacts = self.table.closest(&key, n, Some(&from.id));
-                let providers = self.store.get(now, &key, MAX_PROVIDERS);
+                // Both lists are asked for at most their wire maximum: nothing is cut here.
+                let contacts = Contacts::truncating(self.table.closest(&key, n, Some(&from.id)));
+                let providers = Providers::truncating(self.store.get(now, &key, MAX_PROVIDERS));
                 if providers.is_empty() {
                     KadMsg::Nodes {
                         rid,
@@ -961,7 +964,8 @@ impl Kad {
         let refusal = |code: KadErrorCode, reason: &Rejection| KadMsg::Error {
             rid,
             code,
-            reason: reason.to_string(),
+            // Our own sentence, for the peer's log: shortened rather than not sent.
+            reason: Reason::lossy(&reason.to_string()),
         };
         let (code, why) = match self.tokens.check(&from.id, &token) {
             TokenCheck::Valid => {
@@ -1031,10 +1035,12 @@ impl Kad {
                 self.pinging.remove(&from.id);
             }
             (Purpose::Store { lookup, attempt }, KadMsg::Error { code, reason, .. }) => {
+                let reason = reason.into_string();
                 self.reject(from.id, Rejection::Refused { code, reason });
                 self.store_done(now, lookup, from.id, attempt, StoreOutcome::Refused);
             }
             (purpose, KadMsg::Error { code, reason, .. }) => {
+                let reason = reason.into_string();
                 self.reject(from.id, Rejection::Refused { code, reason });
                 self.purpose_failed(now, from.id, purpose);
             }
@@ -1044,7 +1050,7 @@ impl Kad {
                     token, contacts, ..
                 },
             ) => {
-                self.lookup_answer(now, lid, from, token, Vec::new(), contacts);
+                self.lookup_answer(now, lid, from, token, Vec::new(), contacts.into_vec());
             }
             (
                 Purpose::Lookup(lid),
@@ -1054,7 +1060,14 @@ impl Kad {
                     contacts,
                     ..
                 },
-            ) => self.lookup_answer(now, lid, from, token, providers, contacts),
+            ) => self.lookup_answer(
+                now,
+                lid,
+                from,
+                token,
+                providers.into_vec(),
+                contacts.into_vec(),
+            ),
             (Purpose::Store { lookup, attempt }, _) => {
                 self.store_done(now, lookup, from.id, attempt, StoreOutcome::Stored);
             }

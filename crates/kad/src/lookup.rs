@@ -26,7 +26,7 @@
 //! ```
 //! use onionmesh_kad::lookup::{ClosestIter, LookupConfig, Step};
 //! use onionmesh_wire::{kad::Contact, NodeId};
-//! let c = |b: u8| Contact { id: NodeId([b; 20]), pubkey: [2; 33], bridge: String::new(), introducers: vec![] };
+//! let c = |b: u8| Contact { id: NodeId([b; 20]), pubkey: [2; 33], bridge: None, introducers: Default::default() };
 //! let me = NodeId([0; 20]);
 //! let mut it = ClosestIter::new(me, NodeId([1; 20]), LookupConfig::default(), vec![c(3)]);
 //! let Step::Query(first) = it.next_step() else { panic!() };
@@ -347,8 +347,8 @@ mod tests {
         Contact {
             id,
             pubkey: [2; 33],
-            bridge: String::new(),
-            introducers: vec![],
+            bridge: None,
+            introducers: Default::default(),
         }
     }
 

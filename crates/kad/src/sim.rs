@@ -49,8 +49,8 @@ pub fn test_contact(seed: u64) -> Contact {
     Contact {
         id: id_of(&pubkey),
         pubkey,
-        bridge: String::new(),
-        introducers: Vec::new(),
+        bridge: None,
+        introducers: Default::default(),
     }
 }
 

@@ -178,8 +178,8 @@ mod tests {
         Contact {
             id: NodeId([b; 20]),
             pubkey: [2; 33],
-            bridge: String::new(),
-            introducers: vec![],
+            bridge: None,
+            introducers: Default::default(),
         }
     }
 

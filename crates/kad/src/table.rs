@@ -428,7 +428,7 @@ impl RoutingTable {
 
 /// Newer information about the same node: keep a non-empty bridge, put new introducers first.
 fn merge_contact(old: &mut Contact, new: &Contact) {
-    if !new.bridge.is_empty() {
+    if new.bridge.is_some() {
         old.bridge.clone_from(&new.bridge);
     }
     let own = old.id;
@@ -447,8 +447,8 @@ mod tests {
         Contact {
             id,
             pubkey: [2; 33],
-            bridge: String::new(),
-            introducers: vec![],
+            bridge: None,
+            introducers: Default::default(),
         }
     }
 
@@ -565,14 +565,14 @@ mod tests {
         let mut rt = RoutingTable::new(me, TableConfig::default(), t(0));
         let a = far_ids(1)[0];
         let mut c = contact(a);
-        c.introducers = vec![NodeId([1; 20])];
+        c.introducers = vec![NodeId([1; 20])].try_into().unwrap();
         rt.on_query(t(0), &c);
-        c.introducers = vec![NodeId([2; 20])];
-        c.bridge = "wss://b".into();
+        c.introducers = vec![NodeId([2; 20])].try_into().unwrap();
+        c.bridge = Some("wss://b".try_into().unwrap());
         rt.on_answer(t(1), &c);
         let got = rt.get(&a).unwrap();
         assert_eq!(got.introducers, vec![NodeId([2; 20]), NodeId([1; 20])]);
-        assert_eq!(got.bridge, "wss://b");
+        assert_eq!(got.bridge.as_deref(), Some("wss://b"));
     }
 
     #[test]

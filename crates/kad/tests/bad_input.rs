@@ -302,7 +302,7 @@ fn unsolicited_and_mismatched_answers_are_reported() {
     let answer = KadMsg::Nodes {
         rid,
         token: [0; 16],
-        contacts: vec![],
+        contacts: Default::default(),
     };
     k.handle_message(secs(1), &c, &answer.encode_frame());
     assert_eq!(
@@ -335,7 +335,7 @@ fn contacts_with_forged_ids_in_answers_are_dropped() {
     let answer = KadMsg::Nodes {
         rid,
         token: [0; 16],
-        contacts: vec![forged, good.clone()],
+        contacts: vec![forged, good.clone()].try_into().unwrap(),
     };
     k.handle_message(secs(1), &b, &answer.encode_frame());
     let outs = drain(&mut k);
@@ -396,7 +396,7 @@ fn a_full_bucket_pings_its_oldest_questionable_entry_twice_then_replaces_it() {
         let answer = KadMsg::Nodes {
             rid: msg.rid().unwrap(),
             token: [0; 16],
-            contacts: vec![],
+            contacts: Default::default(),
         };
         k.handle_message(secs(1), &to, &answer.encode_frame());
     }
@@ -410,7 +410,7 @@ fn a_full_bucket_pings_its_oldest_questionable_entry_twice_then_replaces_it() {
             let answer = KadMsg::Nodes {
                 rid: msg.rid().unwrap(),
                 token: [0; 16],
-                contacts: vec![],
+                contacts: Default::default(),
             };
             k.handle_message(secs(1), &to, &answer.encode_frame());
         }

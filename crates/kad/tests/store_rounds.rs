@@ -80,14 +80,14 @@ fn round() -> Round {
     let answer = KadMsg::Nodes {
         rid: q.rid().unwrap(),
         token: [1; 16],
-        contacts: near.to_vec(),
+        contacts: near.to_vec().try_into().unwrap(),
     };
     k.handle_message(now, &far[0], &answer.encode_frame());
     let q = to_peer(&outs, &far[1]);
     let answer = KadMsg::Nodes {
         rid: q.rid().unwrap(),
         token: [2; 16],
-        contacts: vec![],
+        contacts: Default::default(),
     };
     k.handle_message(now, &far[1], &answer.encode_frame());
     let outs = drain(&mut k);
@@ -98,7 +98,7 @@ fn round() -> Round {
         let answer = KadMsg::Nodes {
             rid: q.rid().unwrap(),
             token: [3 + i as u8; 16],
-            contacts: vec![],
+            contacts: Default::default(),
         };
         k.handle_message(now, c, &answer.encode_frame());
     }
@@ -138,7 +138,7 @@ fn a_refusing_holder_is_replaced_and_a_silent_one_is_retried_then_replaced() {
     let full = KadMsg::Error {
         rid: store_rid(&stores, &near[1]),
         code: KadErrorCode::STORE_FULL,
-        reason: "full".into(),
+        reason: "full".try_into().unwrap(),
     };
     k.handle_message(now, &near[1], &full.encode_frame());
     // near[1] refused: the closest spare (far[0]) is asked instead.
@@ -202,7 +202,7 @@ fn a_round_short_of_holders_fails_with_a_code() {
         let no = KadMsg::Error {
             rid,
             code: KadErrorCode::STORE_FULL,
-            reason: "full".into(),
+            reason: "full".try_into().unwrap(),
         };
         k.handle_message(now, to, &no.encode_frame());
         drain(k)
@@ -268,11 +268,11 @@ mod every_round_ends {
                         (0..=3, KadMsg::Store { .. }) => answers.push((c, KadMsg::StoreOk { rid })),
                         (0..=3, _) => answers.push((
                             c,
-                            KadMsg::Nodes { rid, token: [9; 16], contacts: vec![] },
+                            KadMsg::Nodes { rid, token: [9; 16], contacts: Default::default() },
                         )),
                         (4, _) => answers.push((
                             c,
-                            KadMsg::Error { rid, code: KadErrorCode::STORE_FULL, reason: String::new() },
+                            KadMsg::Error { rid, code: KadErrorCode::STORE_FULL, reason: Default::default() },
                         )),
                         (5, _) => {} // silent
                         _ => failed.push(to),

@@ -33,8 +33,10 @@ use onionmesh_bounded::BoundedLru;
 use onionmesh_crypto::node_id;
 use onionmesh_kad::contact::{bucket_index, ID_BITS};
 use onionmesh_kad::{Kad, KadConfig, KadEvent, LookupKind, Output as KadOutput};
-use onionmesh_wire::kad::{Contact, KadMsg};
-use onionmesh_wire::{Frame, LinkMsg, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, Time};
+use onionmesh_wire::kad::{Contact, Introducers, KadBytes, KadMsg};
+use onionmesh_wire::{
+    BridgeAddr, Frame, LinkMsg, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, Time,
+};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -79,7 +81,7 @@ pub(crate) struct DhtPart {
     cfg: DhtConfig,
     bridge_contact: Option<Contact>,
     bridge_pubkey: Option<PublicKeyBytes>,
-    bridge_addr: Option<String>,
+    bridge_addr: Option<BridgeAddr>,
     other_bridges: BTreeSet<String>,
     far_in_a_row: u32,
     published: BTreeSet<NodeId>,
@@ -119,8 +121,8 @@ impl DhtPart {
         &self.kad
     }
 
-    fn bridge_addr(&self) -> String {
-        self.bridge_addr.clone().unwrap_or_default()
+    fn bridge_addr(&self) -> Option<BridgeAddr> {
+        self.bridge_addr.clone()
     }
 
     /// The counters, with the introducer relay's `(relayed, refused)` counts filled in.
@@ -131,7 +133,7 @@ impl DhtPart {
         s.running_lookups = self.kad.running_lookups();
         s.stored_keys = self.kad.store().keys();
         s.published_keys = self.published.len();
-        s.bridge = self.bridge_addr.clone();
+        s.bridge = self.bridge_addr.as_ref().map(|a| a.to_string());
         s
     }
 
@@ -148,10 +150,10 @@ impl DhtPart {
     /// The bridge told us its address: we can now name our bridge in the DHT, and bootstrap
     /// from the bridge's DHT node and our linked peers. After a reconnection this also
     /// re-announces every key we publish.
-    pub fn on_bridge_info(&mut self, now: Time, addr: String, r: &Route, reqs: &mut Requests) {
+    pub fn on_bridge_info(&mut self, now: Time, addr: BridgeAddr, r: &Route, reqs: &mut Requests) {
         let again = self.bridge_addr.is_some();
         self.bridge_addr = Some(addr.clone());
-        self.kad.set_reachability(addr.clone(), Vec::new());
+        self.kad.set_reachability(Some(addr.clone()), Vec::new());
         let mut seeds: Vec<Contact> = r
             .links
             .linked_peers()
@@ -160,8 +162,8 @@ impl DhtPart {
                 r.links.linked_pubkey(&id).map(|pk| Contact {
                     id,
                     pubkey: pk,
-                    bridge: addr.clone(),
-                    introducers: Vec::new(),
+                    bridge: Some(addr.clone()),
+                    introducers: Default::default(),
                 })
             })
             .collect();
@@ -169,8 +171,8 @@ impl DhtPart {
             let c = Contact {
                 id: node_id(&pk),
                 pubkey: pk,
-                bridge: addr,
-                introducers: Vec::new(),
+                bridge: Some(addr),
+                introducers: Default::default(),
             };
             self.bridge_contact = Some(c.clone());
             seeds.push(c);
@@ -202,21 +204,22 @@ impl DhtPart {
             .collect();
         self.check_far_answer(now, me, &valid, r, reqs);
         for p in valid {
-            let bridge = if p.bridge.is_empty() {
-                self.bridge_addr()
-            } else {
-                if Some(&p.bridge) != self.bridge_addr.as_ref()
-                    && self.other_bridges.len() < MAX_KNOWN_BRIDGES
-                {
-                    self.other_bridges.insert(p.bridge.clone());
+            let bridge = match &p.bridge {
+                None => self.bridge_addr(),
+                Some(b) => {
+                    if Some(b) != self.bridge_addr.as_ref()
+                        && self.other_bridges.len() < MAX_KNOWN_BRIDGES
+                    {
+                        self.other_bridges.insert(b.to_string());
+                    }
+                    Some(b.clone())
                 }
-                p.bridge.clone()
             };
             let c = Contact {
                 id: p.id,
                 pubkey: p.pubkey,
                 bridge,
-                introducers: Vec::new(),
+                introducers: Default::default(),
             };
             // Checked above; a refusal here would only mean a bad record, which we skip.
             let _ = self.kad.add_contact(now, &c);
@@ -258,7 +261,8 @@ impl DhtPart {
         }
         self.far_in_a_row = 0;
         let alternatives: Vec<String> = self.other_bridges.iter().cloned().collect();
-        let bridge = self.bridge_addr();
+        let bridge_addr = self.bridge_addr();
+        let bridge = bridge_addr.as_deref().unwrap_or_default().to_owned();
         let next = if alternatives.is_empty() {
             "no other bridge is known; add peers by hand or use another bridge".to_owned()
         } else {
@@ -286,7 +290,7 @@ impl DhtPart {
                 .table()
                 .closest(&me, 64, None)
                 .into_iter()
-                .filter(|c| c.bridge != bridge && !c.bridge.is_empty())
+                .filter(|c| c.bridge.is_some() && c.bridge != bridge_addr)
                 .collect();
             let _ = self.kad.bootstrap(now, &seeds);
             self.flush(now, r, reqs);
@@ -302,7 +306,7 @@ impl DhtPart {
         r: &Route,
         reqs: &mut Requests,
     ) {
-        if from.bridge.is_empty() {
+        if from.bridge.is_none() {
             from.bridge = self.bridge_addr();
         }
         self.kad.handle_message(now, &from, bytes);
@@ -328,7 +332,7 @@ impl DhtPart {
                     id: peer,
                     pubkey,
                     bridge: self.known_bridge(&peer),
-                    introducers: Vec::new(),
+                    introducers: Default::default(),
                 };
                 self.kad.handle_message(now, &from, &bytes);
             }
@@ -341,7 +345,7 @@ impl DhtPart {
                     id: from,
                     pubkey,
                     bridge: self.known_bridge(&from),
-                    introducers: vec![peer],
+                    introducers: Introducers::one(peer),
                 };
                 self.kad.handle_message(now, &c, &bytes);
             }
@@ -395,7 +399,7 @@ impl DhtPart {
             id: peer,
             pubkey,
             bridge: self.known_bridge(&peer),
-            introducers: Vec::new(),
+            introducers: Default::default(),
         };
         let _ = self.kad.add_contact(now, &c);
         self.flush(now, r, reqs);
@@ -426,26 +430,33 @@ impl DhtPart {
 
     // ----- routing -------------------------------------------------------------------------
 
-    fn known_bridge(&self, peer: &NodeId) -> String {
+    fn known_bridge(&self, peer: &NodeId) -> Option<BridgeAddr> {
         self.kad
             .table()
             .get(peer)
-            .map(|c| c.bridge.clone())
-            .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| self.bridge_addr())
+            .and_then(|c| c.bridge.clone())
+            .or_else(|| self.bridge_addr())
     }
 
     /// Carry out what the DHT asked for, routing each frame (see the module docs).
     pub fn flush(&mut self, now: Time, r: &Route, reqs: &mut Requests) {
         while let Some(out) = self.kad.poll_output() {
             match out {
-                KadOutput::Send { to, bytes } => self.route(now, to, bytes, r, reqs),
+                KadOutput::Send { to, bytes } => match KadBytes::new(bytes) {
+                    Ok(bytes) => self.route(now, to, bytes, r, reqs),
+                    // The DHT encodes frames of at most MAX_KAD_FRAME; one that is not is a
+                    // bug, refused (as a failed send), never cut.
+                    Err(_) => {
+                        self.stats.unroutable += 1;
+                        self.kad.handle_send_failed(now, &to.id);
+                    }
+                },
                 KadOutput::Event(e) => self.event(e, reqs),
             }
         }
     }
 
-    fn route(&mut self, now: Time, to: Contact, bytes: Vec<u8>, r: &Route, reqs: &mut Requests) {
+    fn route(&mut self, now: Time, to: Contact, bytes: KadBytes, r: &Route, reqs: &mut Requests) {
         let is_bridge = self.bridge_contact.as_ref().map(|c| c.id) == Some(to.id);
         if r.links.is_linked(&to.id) {
             self.stats.sent_direct += 1;
@@ -470,7 +481,7 @@ impl DhtPart {
                 peer: *via,
                 msg: LinkMsg::Relay { to: to.id, bytes },
             });
-        } else if r.registered && (is_bridge || !to.bridge.is_empty()) {
+        } else if r.registered && (is_bridge || to.bridge.is_some()) {
             self.stats.sent_via_bridge += 1;
             reqs.push_back(Request::SendBridge(SignalMsg::KadTo { peer: to.id, bytes }));
         } else {

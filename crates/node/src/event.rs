@@ -6,6 +6,7 @@
 //! everything is typed.
 
 use crate::code::ErrorCode;
+use onionmesh_onion::EndReason;
 use onionmesh_onion::{CircHandle, ExitStream, StreamHandle};
 use onionmesh_wire::db::HashName;
 use onionmesh_wire::{NodeId, Time};
@@ -247,9 +248,11 @@ pub enum OnionEvent {
     StreamWritable {
         stream: StreamHandle,
     },
+    /// The far end ended the stream (its `END` reason: `reason.describe()` for people); unread
+    /// data can still be read.
     StreamEnded {
         stream: StreamHandle,
-        reason: String,
+        reason: EndReason,
     },
     /// A client opened a stream to one of our application services (we are its last hop).
     ServiceStreamOpened {

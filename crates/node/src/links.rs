@@ -12,7 +12,8 @@ use crate::event::{Event, LinkCloseReason, LinkState, LogLevel, PeerView};
 use crate::output::{log, LinkId, Output, Request, Requests};
 use onionmesh_crypto::dtls::{self, Fingerprint};
 use onionmesh_crypto::{link_auth, Identity};
-use onionmesh_wire::link::{MAX_DATA, NONCE_LEN};
+use onionmesh_wire::link::{CloseReason, LinkData, MAX_DATA, NONCE_LEN};
+use onionmesh_wire::signal::{Reason, Sdp, MAX_SDP};
 use onionmesh_wire::{
     Frame, LinkMsg, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, SignatureBytes, Time,
 };
@@ -191,12 +192,10 @@ impl LinkTable {
         data: &[u8],
         reqs: &mut Requests,
     ) -> Result<(), ApiError> {
-        if data.len() > MAX_DATA {
-            return Err(ApiError::TooLarge {
-                len: data.len(),
-                max: MAX_DATA,
-            });
-        }
+        let data = LinkData::from_slice(data).map_err(|_| ApiError::TooLarge {
+            len: data.len(),
+            max: MAX_DATA,
+        })?;
         let link = self
             .linked_link(&peer)
             .ok_or_else(|| ApiError::NotLinked(peer.short()))?;
@@ -213,7 +212,7 @@ impl LinkTable {
         l.last_out = now;
         reqs.push_back(Request::Driver(Output::SendLink {
             link,
-            bytes: LinkMsg::Data(data.to_vec()).encode_frame(),
+            bytes: LinkMsg::Data(data).encode_frame(),
         }));
         Ok(())
     }
@@ -313,7 +312,7 @@ impl LinkTable {
             }
             // Peers at other bridges only enter the DHT: a link to one is made on demand with
             // `connect`, so lookups do not link to everyone.
-            if !p.bridge.is_empty() {
+            if p.bridge.is_some() {
                 continue;
             }
             if onionmesh_crypto::node_id(&p.pubkey) != p.id {
@@ -384,7 +383,7 @@ impl LinkTable {
             reqs.push_back(Request::SendBridge(SignalMsg::IntroduceFailed {
                 peer: from,
                 session,
-                reason: "the peer has no room for another link".into(),
+                reason: Reason::lossy("the peer has no room for another link"),
             }));
             return;
         }
@@ -392,7 +391,7 @@ impl LinkTable {
             reqs.push_back(Request::SendBridge(SignalMsg::IntroduceFailed {
                 peer: from,
                 session,
-                reason: "the offer has no DTLS fingerprint".into(),
+                reason: Reason::lossy("the offer has no DTLS fingerprint"),
             }));
             return;
         };
@@ -476,6 +475,33 @@ impl LinkTable {
 
     // ----- driver events -------------------------------------------------------------------
 
+    /// The browser's SDP, if the bridge can carry it; else the link closes with a sentence
+    /// (an SDP is never cut: a shortened one is garbage).
+    fn bounded_sdp(
+        &mut self,
+        link: LinkId,
+        sdp: String,
+        what: &str,
+        reqs: &mut Requests,
+    ) -> Option<Sdp> {
+        let len = sdp.len();
+        match Sdp::new(sdp) {
+            Ok(sdp) => Some(sdp),
+            Err(_) => {
+                let why = format!(
+                    "our own {what} is {len} bytes, more than the {MAX_SDP} a bridge relays (too many ICE candidates?)"
+                );
+                self.close(
+                    link,
+                    LinkCloseReason::DriverFailed(why),
+                    LinkState::Closed,
+                    reqs,
+                );
+                None
+            }
+        }
+    }
+
     pub fn offer_ready(&mut self, now: Time, link: LinkId, sdp: String, reqs: &mut Requests) {
         let Some(l) = self.links.get(&link) else {
             return;
@@ -484,6 +510,9 @@ impl LinkTable {
             return;
         }
         let (peer, session) = (l.peer, l.session);
+        let Some(sdp) = self.bounded_sdp(link, sdp, "offer", reqs) else {
+            return;
+        };
         let Some(fp) = dtls::fingerprint(&sdp) else {
             self.close(
                 link,
@@ -512,6 +541,9 @@ impl LinkTable {
             return;
         }
         let (peer, session) = (l.peer, l.session);
+        let Some(sdp) = self.bounded_sdp(link, sdp, "answer", reqs) else {
+            return;
+        };
         let Some(fp) = dtls::fingerprint(&sdp) else {
             self.close(
                 link,
@@ -608,13 +640,16 @@ impl LinkTable {
                 self.on_peer_cert(now, link, pubkey, sig, reqs)
             }
             (LinkState::Linked, LinkMsg::Data(data)) => {
-                reqs.push_back(Request::Emit(Event::Message { from: peer, data }));
+                reqs.push_back(Request::Emit(Event::Message {
+                    from: peer,
+                    data: data.into_vec(),
+                }));
             }
             (_, LinkMsg::Keepalive) => {}
             (_, LinkMsg::Close { reason }) => {
                 self.close(
                     link,
-                    LinkCloseReason::PeerClosed(reason),
+                    LinkCloseReason::PeerClosed(reason.into_string()),
                     LinkState::Closed,
                     reqs,
                 );
@@ -735,7 +770,8 @@ impl LinkTable {
                 reqs.push_back(Request::Driver(Output::SendLink {
                     link,
                     bytes: LinkMsg::Close {
-                        reason: reason.to_string(),
+                        // Our own sentence, for the peer's log: shortened rather than not sent.
+                        reason: CloseReason::lossy(&reason.to_string()),
                     }
                     .encode_frame(),
                 }));

@@ -60,8 +60,8 @@ impl Node {
         let me = onionmesh_wire::kad::Contact {
             id: identity.id(),
             pubkey: identity.public_key(),
-            bridge: String::new(),
-            introducers: Vec::new(),
+            bridge: None,
+            introducers: Default::default(),
         };
         let mut node = Node {
             links: LinkTable::new(cfg.links.clone(), link_seed),
@@ -452,21 +452,25 @@ impl Node {
                     id: peer,
                     pubkey,
                     bridge,
-                    introducers: Vec::new(),
+                    introducers: Default::default(),
                 };
                 self.dht.on_kad_from(now, from, &bytes, &route, reqs)
             }
             SignalMsg::Introduce { peer, session, sdp } => {
-                self.links.on_introduce(now, me, peer, session, sdp, reqs)
+                self.links
+                    .on_introduce(now, me, peer, session, sdp.into_string(), reqs)
             }
             SignalMsg::Introduced { peer, session, sdp } => {
-                self.links.on_introduced(now, peer, session, sdp, reqs)
+                self.links
+                    .on_introduced(now, peer, session, sdp.into_string(), reqs)
             }
             SignalMsg::IntroduceFailed {
                 peer,
                 session,
                 reason,
-            } => self.links.on_introduce_failed(peer, session, reason, reqs),
+            } => self
+                .links
+                .on_introduce_failed(peer, session, reason.into_string(), reqs),
             SignalMsg::Error { code, reason } => log(
                 reqs,
                 LogLevel::Warn,

@@ -27,13 +27,12 @@ use crate::output::{log, Request, Requests};
 use crate::services::{Echo, Handler, Services, StreamIo};
 use onionmesh_bounded::BoundedLru;
 use onionmesh_onion::{
-    owner_of, ApiError, Candidate, CellOwner, CircHandle, CircuitView, CloseReason, EndReason,
-    ExitStream, HopSpec, OnionKey, OnionProxy, OnionPublicKey, OnionRouter, Output as OnionOutput,
-    PathError, PathPins, PathRules, ProxyConfig, ProxyEvent, RouterConfig, RouterEvent,
-    StreamHandle,
+    owner_of, ApiError, Candidate, CellOwner, CircHandle, CircuitView, CloseReason, ExitStream,
+    HopSpec, OnionKey, OnionProxy, OnionPublicKey, OnionRouter, Output as OnionOutput, PathError,
+    PathPins, PathRules, ProxyConfig, ProxyEvent, RouterConfig, RouterEvent, StreamHandle,
 };
 use onionmesh_wire::cell::Cell;
-use onionmesh_wire::link::MAX_CELLS_PER_FRAME;
+use onionmesh_wire::link::{CellBatch, MAX_CELLS_PER_FRAME};
 use onionmesh_wire::{LinkMsg, NodeId, PublicKeyBytes, Time};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -353,10 +352,9 @@ impl OnionPart {
                     ProxyEvent::StreamOpened { stream } => OnionEvent::StreamOpened { stream },
                     ProxyEvent::StreamReadable { stream } => OnionEvent::StreamReadable { stream },
                     ProxyEvent::StreamWritable { stream } => OnionEvent::StreamWritable { stream },
-                    ProxyEvent::StreamEnded { stream, reason } => OnionEvent::StreamEnded {
-                        stream,
-                        reason: end_reason(reason).to_string(),
-                    },
+                    ProxyEvent::StreamEnded { stream, reason } => {
+                        OnionEvent::StreamEnded { stream, reason }
+                    }
                     _ => return,
                 };
                 reqs.push_back(ev(e));
@@ -483,7 +481,15 @@ fn send_cells(peer: NodeId, mut cells: Vec<Cell>, reqs: &mut Requests) {
             None => return,
         }
     } else {
-        LinkMsg::Cells(cells)
+        // Cannot fail: batches are cut at MAX_CELLS_PER_FRAME where they are built, and this
+        // one holds at least two cells.
+        match CellBatch::new(cells) {
+            Ok(batch) => LinkMsg::Cells(batch),
+            Err(e) => {
+                debug_assert!(false, "a cell batch out of bounds: {e}");
+                return;
+            }
+        }
     };
     reqs.push_back(Request::SendTo { peer, msg });
 }
@@ -500,17 +506,6 @@ fn garbage(peer: NodeId, reason: String, reqs: &mut Requests) {
         peer,
         reason: crate::event::LinkCloseReason::Protocol(format!("onion: {reason}")),
     });
-}
-
-fn end_reason(r: EndReason) -> &'static str {
-    match r {
-        EndReason::DONE => "done",
-        EndReason::NO_SUCH_SERVICE => "no such service",
-        EndReason::RESOURCELIMIT => "resource limit",
-        EndReason::PROTOCOL => "protocol error",
-        EndReason::TIMEOUT => "timeout",
-        _ => "misc",
-    }
 }
 
 fn circuit_info(v: CircuitView) -> CircuitInfo {

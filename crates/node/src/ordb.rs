@@ -785,7 +785,7 @@ impl OrdbPart {
             }
             OnionEvent::StreamWritable { stream } => self.flush_stream(now, stream, io),
             OnionEvent::StreamEnded { stream, reason } => {
-                self.stream_gone(now, stream, &reason, io)
+                self.stream_gone(now, stream, reason.describe(), io)
             }
         }
     }

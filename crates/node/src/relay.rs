@@ -7,7 +7,7 @@ use crate::event::LogLevel;
 use crate::links::LinkTable;
 use crate::output::{log, Request, Requests};
 use onionmesh_bounded::{BoundedLru, TokenBucket};
-use onionmesh_wire::kad::KadMsg;
+use onionmesh_wire::kad::{KadBytes, KadMsg};
 use onionmesh_wire::{Frame, LinkMsg, NodeId, Time};
 
 /// Refusals beyond this many are counted but only every 100th is logged.
@@ -77,7 +77,7 @@ impl IntroducerRelay {
         links: &LinkTable,
         from: NodeId,
         to: NodeId,
-        bytes: Vec<u8>,
+        bytes: KadBytes,
         reqs: &mut Requests,
     ) {
         let (burst, per_sec) = (self.cfg.burst, self.cfg.per_sec);

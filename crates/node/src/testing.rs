@@ -34,7 +34,8 @@ use onionmesh_ordb::{HashName, MemStore, StoreCompletion, StoreOpId, StoreReply,
 use onionmesh_rendezvous::{
     ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
 };
-use onionmesh_wire::{Frame, LinkMsg, NodeId, PeerRecord, SignalMsg};
+use onionmesh_wire::signal::Sdp;
+use onionmesh_wire::{BoundedVec, Frame, LinkMsg, NodeId, PeerRecord, SignalMsg};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -299,15 +300,12 @@ impl Net {
         }
         match SignalMsg::decode_frame(&bytes) {
             Ok(SignalMsg::FoundPeer { .. }) if self.undiscovering.contains(&to) => None,
-            Ok(SignalMsg::FoundPeer { peers }) => {
-                let peers = peers
-                    .into_iter()
-                    .filter(|p| {
-                        self.index
-                            .get(&p.id)
-                            .is_none_or(|&j| !self.holds_apart(to, j))
-                    })
-                    .collect();
+            Ok(SignalMsg::FoundPeer { mut peers }) => {
+                peers.retain(|p| {
+                    self.index
+                        .get(&p.id)
+                        .is_none_or(|&j| !self.holds_apart(to, j))
+                });
                 Some(SignalMsg::FoundPeer { peers }.encode_frame())
             }
             Ok(SignalMsg::Introduce { peer, .. })
@@ -684,11 +682,11 @@ pub fn outputs(n: &mut Node) -> Vec<Output> {
 pub fn introduce(a: &mut Node, b: &mut Node, now: Time) -> (LinkId, LinkId) {
     if a.link(b.id()).connect(now).is_err() {
         let found = SignalMsg::FoundPeer {
-            peers: vec![PeerRecord {
+            peers: BoundedVec::one(PeerRecord {
                 id: b.id(),
                 pubkey: b.public_key(),
-                bridge: String::new(),
-            }],
+                bridge: None,
+            }),
         };
         a.handle_input(now, Input::BridgeFrame(&found.encode_frame()));
     }
@@ -741,7 +739,7 @@ pub fn introduce(a: &mut Node, b: &mut Node, now: Time) -> (LinkId, LinkId) {
     let back = SignalMsg::Introduced {
         peer: b.id(),
         session,
-        sdp: answer,
+        sdp: Sdp::new(answer).expect("a fake SDP fits the field"),
     };
     a.handle_input(now, Input::BridgeFrame(&back.encode_frame()));
     outputs(a);

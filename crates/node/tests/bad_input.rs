@@ -37,7 +37,7 @@ fn handshake_by_hand_then_malformed_frames_close_the_link_only() {
         now,
         Input::LinkFrame {
             link: lb,
-            bytes: &LinkMsg::Data(vec![1; 10]).encode_frame()[..6],
+            bytes: &LinkMsg::Data(vec![1; 10].try_into().unwrap()).encode_frame()[..6],
         },
     );
     let outs: Vec<_> = outputs(&mut b);
@@ -67,7 +67,7 @@ fn data_before_authentication_is_a_violation() {
         Time::ZERO,
         Input::LinkFrame {
             link: la,
-            bytes: &LinkMsg::Data(b"sneaky".to_vec()).encode_frame(),
+            bytes: &LinkMsg::Data(b"sneaky".to_vec().try_into().unwrap()).encode_frame(),
         },
     );
     let outs: Vec<_> = outputs(&mut a);

@@ -45,7 +45,7 @@ fn registered(seed: u8, bridge: &Identity) -> Node {
             peers_online: 1,
         },
         SignalMsg::BridgeInfo {
-            addr: BRIDGE_ADDR.into(),
+            addr: BRIDGE_ADDR.try_into().unwrap(),
         },
     ] {
         n.handle_input(Time::ZERO, Input::BridgeFrame(&msg.encode_frame()));
@@ -58,8 +58,8 @@ fn kad_from(from: &Identity, msg: &KadMsg) -> Vec<u8> {
     SignalMsg::KadFrom {
         peer: from.id(),
         pubkey: from.public_key(),
-        bridge: String::new(),
-        bytes: msg.encode_frame(),
+        bridge: None,
+        bytes: msg.encode_frame().try_into().unwrap(),
     }
     .encode_frame()
 }
@@ -79,8 +79,8 @@ fn malformed_kad_frames_are_logged_and_the_node_carries_on() {
         let frame = SignalMsg::KadFrom {
             peer: peer.id(),
             pubkey: peer.public_key(),
-            bridge: String::new(),
-            bytes,
+            bridge: None,
+            bytes: bytes.try_into().unwrap(),
         }
         .encode_frame();
         n.handle_input(Time::ZERO, Input::BridgeFrame(&frame));
@@ -95,8 +95,8 @@ fn malformed_kad_frames_are_logged_and_the_node_carries_on() {
     let frame = SignalMsg::KadFrom {
         peer: NodeId([9; 20]),
         pubkey: peer.public_key(),
-        bridge: String::new(),
-        bytes: KadMsg::Ping { rid: 1 }.encode_frame(),
+        bridge: None,
+        bytes: KadMsg::Ping { rid: 1 }.encode_frame().try_into().unwrap(),
     }
     .encode_frame();
     n.handle_input(Time::ZERO, Input::BridgeFrame(&frame));
@@ -118,8 +118,8 @@ fn store_with_a_wrong_or_missing_token_is_refused() {
         contact: Contact {
             id: peer.id(),
             pubkey: peer.public_key(),
-            bridge: BRIDGE_ADDR.into(),
-            introducers: vec![],
+            bridge: Some(BRIDGE_ADDR.try_into().unwrap()),
+            introducers: Default::default(),
         },
         ttl_secs: 600,
     };
@@ -198,7 +198,7 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
     let ping = KadMsg::Ping { rid: 1 }.encode_frame();
     let relay = LinkMsg::Relay {
         to: x.id(),
-        bytes: ping.clone(),
+        bytes: ping.clone().try_into().unwrap(),
     };
     i.handle_input(
         now,
@@ -220,7 +220,7 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
         vec![LinkMsg::Relayed {
             from: a.id(),
             pubkey: a.public_key(),
-            bytes: ping.clone()
+            bytes: ping.clone().try_into().unwrap()
         }]
     );
 
@@ -231,7 +231,7 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
             link: li_a,
             bytes: &LinkMsg::Relay {
                 to: x.id(),
-                bytes: vec![0x03, 1, 2],
+                bytes: vec![0x03, 1, 2].try_into().unwrap(),
             }
             .encode_frame(),
         },
@@ -250,7 +250,7 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
             link: li_a,
             bytes: &LinkMsg::Relay {
                 to: stranger,
-                bytes: ping.clone(),
+                bytes: ping.clone().try_into().unwrap(),
             }
             .encode_frame(),
         },
@@ -266,7 +266,7 @@ fn relay_requests_are_checked_and_rate_limited_per_link() {
         back,
         LinkMsg::RelayFailed {
             to: stranger,
-            bytes: ping.clone()
+            bytes: ping.clone().try_into().unwrap()
         }
     );
 
@@ -311,9 +311,11 @@ fn a_bridge_that_keeps_returning_far_peers_is_reported() {
             .map(|id| PeerRecord {
                 id: id.id(),
                 pubkey: id.public_key(),
-                bridge: "ws://other-bridge.test/ws".into(),
+                bridge: Some("ws://other-bridge.test/ws".try_into().unwrap()),
             })
-            .collect(),
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap(),
     };
     let mut suspected = Vec::new();
     let mut logs = Vec::new();

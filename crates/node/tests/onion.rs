@@ -212,7 +212,7 @@ fn link_level_garbage_closes_that_link_only() {
         wrong,
         &CellMsg::Create2 {
             htype: HandshakeType::NTOR_K256,
-            hdata: vec![0; 65],
+            hdata: vec![0; 65].try_into().unwrap(),
         },
     );
     let mut short_cell = LinkMsg::Cell(Box::new(zero.clone())).encode_frame();

@@ -39,7 +39,11 @@ fn keys(hop: u8) -> HopKeys {
 }
 
 fn bench(c: &mut Criterion) {
-    let plain = RelayCell::new(StreamId(1), RelayMsg::Data(vec![0x5a; RELAY_DATA_LEN])).encode();
+    let plain = RelayCell::new(
+        StreamId(1),
+        RelayMsg::Data(vec![0x5a; RELAY_DATA_LEN].try_into().unwrap()),
+    )
+    .encode();
     let mut g = c.benchmark_group("relay_crypto");
     g.throughput(Throughput::Elements(1));
 
@@ -118,7 +122,11 @@ fn bench(c: &mut Criterion) {
 
 /// Cells per second for `f` over `n` cells, one core.
 fn rate(n: u32, mut f: impl FnMut(&mut CellBody)) -> f64 {
-    let plain = RelayCell::new(StreamId(1), RelayMsg::Data(vec![0x5a; RELAY_DATA_LEN])).encode();
+    let plain = RelayCell::new(
+        StreamId(1),
+        RelayMsg::Data(vec![0x5a; RELAY_DATA_LEN].try_into().unwrap()),
+    )
+    .encode();
     let start = std::time::Instant::now();
     for _ in 0..n {
         let mut body = plain;

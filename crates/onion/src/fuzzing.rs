@@ -158,7 +158,7 @@ mod tests {
                 onionmesh_wire::cell::CircId(0x8001),
                 &onionmesh_wire::cell::CellMsg::Create2 {
                     htype: onionmesh_wire::cell::HandshakeType::NTOR_K256,
-                    hdata: skin,
+                    hdata: skin.into(),
                 },
             )
             .to_bytes(),

@@ -163,13 +163,13 @@ impl ClientHandshake {
         rng: &mut impl CryptoRngCore,
         router_id: NodeId,
         router_key: &OnionPublicKey,
-    ) -> (ClientHandshake, Vec<u8>) {
+    ) -> (ClientHandshake, [u8; ONIONSKIN_LEN]) {
         let x = NonZeroScalar::random(rng);
         let big_x = OnionPublicKey::from_point(PublicKey::from_secret_scalar(&x)).to_bytes();
-        let mut skin = Vec::with_capacity(ONIONSKIN_LEN);
-        skin.extend_from_slice(&router_id.0);
-        skin.extend_from_slice(&router_key.to_bytes());
-        skin.extend_from_slice(&big_x);
+        let mut skin = [0u8; ONIONSKIN_LEN];
+        skin[..ID_LEN].copy_from_slice(&router_id.0);
+        skin[ID_LEN..ID_LEN + PUBKEY_LEN].copy_from_slice(&router_key.to_bytes());
+        skin[ID_LEN + PUBKEY_LEN..].copy_from_slice(&big_x);
         (
             ClientHandshake {
                 x,
@@ -220,7 +220,7 @@ pub fn server_handshake(
     local_id: NodeId,
     key: &OnionKey,
     onionskin: &[u8],
-) -> Result<(Vec<u8>, HopKeys), HandshakeError> {
+) -> Result<([u8; REPLY_LEN], HopKeys), HandshakeError> {
     if onionskin.len() != ONIONSKIN_LEN {
         return Err(HandshakeError::BadLength {
             got: onionskin.len(),
@@ -247,9 +247,9 @@ pub fn server_handshake(
     };
     let (mac, keys) = derive(&xy, &xb, &t);
     let auth = mac.finalize().into_bytes();
-    let mut reply = Vec::with_capacity(REPLY_LEN);
-    reply.extend_from_slice(&big_y);
-    reply.extend_from_slice(&auth);
+    let mut reply = [0u8; REPLY_LEN];
+    reply[..PUBKEY_LEN].copy_from_slice(&big_y);
+    reply[PUBKEY_LEN..].copy_from_slice(&auth);
     Ok((reply, HopKeys { material: keys }))
 }
 
@@ -293,7 +293,7 @@ mod tests {
         // An impostor holding `other` answers for `id`/`key` (it skips its own check):
         // it cannot compute X·b, so AUTH fails at the client.
         let (client, skin) = ClientHandshake::new(&mut rng, id, key.public());
-        let mut forged_skin = skin.clone();
+        let mut forged_skin = skin;
         forged_skin[ID_LEN..ID_LEN + PUBKEY_LEN].copy_from_slice(&other.public().to_bytes());
         let (reply, _) = server_handshake(&mut rng, id, &other, &forged_skin).unwrap();
         assert_eq!(client.finish(&reply).unwrap_err(), HandshakeError::BadAuth);

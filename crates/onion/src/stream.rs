@@ -9,7 +9,7 @@ use crate::crypto::SendmeTag;
 use crate::error::ProtocolError;
 use crate::flow::{CircFlow, FlowError, StreamFlow, TAG_CELL_MIN_PADDING};
 use onionmesh_wire::cell::{
-    field, CellBody, EndReason, RelayCell, RelayMsg, StreamId, RELAY_DATA_LEN,
+    field, CellBody, EndReason, RelayCell, RelayData, RelayMsg, StreamId, RELAY_DATA_LEN,
 };
 use rand_core::RngCore;
 use std::collections::{BTreeMap, VecDeque};
@@ -167,7 +167,7 @@ impl Endpoint {
                     }
                 }
             }
-            RelayMsg::Data(data) => match self.on_data(stream, data, tag) {
+            RelayMsg::Data(data) => match self.on_data(stream, data.into_vec(), tag) {
                 Ok(DataOutcome::Buffered(true)) => r.signal = Some(EndSignal::Readable(stream)),
                 Ok(DataOutcome::Buffered(false)) => {}
                 Ok(DataOutcome::Dropped(tags)) => r.replies = sendmes(StreamId(0), 0, &tags),
@@ -332,7 +332,8 @@ fn pack(id: StreamId, s: &mut StreamEnd, circ_ok: bool, limit: usize) -> Option<
         return None;
     }
     if !s.send.is_empty() && circ_ok && s.flow.can_send() {
-        let n = s.send.len().min(limit);
+        // One cell's worth at most; the rest stays queued for the next cell.
+        let n = s.send.len().min(limit).min(RELAY_DATA_LEN);
         // Copy out by slices: collecting a VecDeque drain goes byte by byte.
         let mut data = vec![0u8; n];
         let (a, b) = s.send.as_slices();
@@ -342,6 +343,8 @@ fn pack(id: StreamId, s: &mut StreamEnd, circ_ok: bool, limit: usize) -> Option<
         s.send.drain(..n);
         s.flow.on_sent();
         s.bytes_out += n as u64;
+        // Cannot fail: `n` is at most RELAY_DATA_LEN.
+        let data = RelayData::new(data).expect("at most one cell of data");
         return Some(RelayCell::new(id, RelayMsg::Data(data)));
     }
     if s.send.is_empty() && s.local_close {

@@ -57,7 +57,7 @@ fn create(
         circ,
         &CellMsg::Create2 {
             htype: HandshakeType::NTOR_K256,
-            hdata: skin,
+            hdata: skin.into(),
         },
     );
     r.handle_cell(T0, me, cell);
@@ -148,7 +148,7 @@ fn link_level_garbage_closes_the_link() {
             wrong,
             &CellMsg::Create2 {
                 htype: HandshakeType::NTOR_K256,
-                hdata: vec![0; 86],
+                hdata: vec![0; 86].try_into().unwrap(),
             },
         ),
     );
@@ -165,7 +165,7 @@ fn link_level_garbage_closes_the_link() {
         &mut r,
         CellMsg::Create2 {
             htype: HandshakeType::NTOR_K256,
-            hdata: vec![0; 86],
+            hdata: vec![0; 86].try_into().unwrap(),
         },
     );
     assert_eq!(
@@ -217,7 +217,7 @@ fn bad_create2_is_refused_with_a_reason() {
                 circ,
                 &CellMsg::Create2 {
                     htype,
-                    hdata: vec![0; len],
+                    hdata: vec![0; len].try_into().unwrap(),
                 },
             ),
         );
@@ -234,7 +234,7 @@ fn bad_create2_is_refused_with_a_reason() {
             circ,
             &CellMsg::Create2 {
                 htype: HandshakeType::NTOR_K256,
-                hdata: skin,
+                hdata: skin.into(),
             },
         ),
     );
@@ -250,7 +250,7 @@ fn extend2_outside_relay_early_closes_the_circuit() {
     let extend = RelayMsg::Extend2 {
         target: client_id(2),
         htype: HandshakeType::NTOR_K256,
-        hdata: vec![0; 86],
+        hdata: vec![0; 86].try_into().unwrap(),
     };
     let o = raw.relay(&mut r, extend, 0);
     assert_closed(&o, proto(ProtocolError::ExtendNotEarly));
@@ -272,7 +272,8 @@ fn a_ninth_relay_early_closes_the_circuit() {
 fn bad_relay_lengths_close_the_circuit() {
     let (mut r, hop) = router_with(RouterConfig::default());
     let mut raw = create(&mut r, &hop, client_id(1), 1).unwrap();
-    let mut body = RelayCell::new(StreamId(1), RelayMsg::Data(vec![1; 10])).encode();
+    let mut body =
+        RelayCell::new(StreamId(1), RelayMsg::Data(vec![1; 10].try_into().unwrap())).encode();
     body[field::LENGTH].copy_from_slice(&499u16.to_be_bytes());
     raw.crypto.originate(0, &mut body);
     let o = raw.send(&mut r, CellMsg::Relay(body));
@@ -348,7 +349,7 @@ fn forged_sendme_and_window_overrun_close_the_circuit() {
     let o = raw.relay(
         &mut r,
         RelayMsg::Begin {
-            service: "echo".into(),
+            service: "echo".try_into().unwrap(),
         },
         1,
     );
@@ -356,14 +357,14 @@ fn forged_sendme_and_window_overrun_close_the_circuit() {
         .iter()
         .any(|x| matches!(x, Output::Event(RouterEvent::StreamOpened { .. }))));
     for i in 0..500 {
-        let o = raw.relay(&mut r, RelayMsg::Data(vec![1; 498]), 1);
+        let o = raw.relay(&mut r, RelayMsg::Data(vec![1; 498].try_into().unwrap()), 1);
         assert!(
             !o.iter()
                 .any(|x| matches!(x, Output::Event(RouterEvent::CircuitClosed { .. }))),
             "closed at cell {i}"
         );
     }
-    let o = raw.relay(&mut r, RelayMsg::Data(vec![1; 498]), 1);
+    let o = raw.relay(&mut r, RelayMsg::Data(vec![1; 498].try_into().unwrap()), 1);
     assert_closed(&o, proto(ProtocolError::WindowExceeded));
 }
 
@@ -374,7 +375,7 @@ fn begin_to_an_unknown_service_ends_the_stream_only() {
     let o = raw.relay(
         &mut r,
         RelayMsg::Begin {
-            service: "nope".into(),
+            service: "nope".try_into().unwrap(),
         },
         4,
     );
@@ -433,7 +434,7 @@ fn caps_answer_resourcelimit_and_the_router_stays_responsive() {
             circ_for(me, hop.id, 5),
             &CellMsg::Create2 {
                 htype: HandshakeType::NTOR_K256,
-                hdata: skin,
+                hdata: skin.into(),
             },
         ),
     );
@@ -476,13 +477,18 @@ fn proxy_closed(p: &mut OnionProxy) -> Option<CloseReason> {
 #[test]
 fn proxy_refuses_forged_created2() {
     let (mut p, hop, _, create) = proxy_and_first_cell();
-    let mut reply = vec![0u8; 65];
+    let mut reply = [0u8; 65];
     reply[0] = 2;
     reply[1..33].copy_from_slice(&hop.onion_key.to_bytes()[1..]);
     p.handle_cell(
         T0,
         hop.id,
-        Cell::new(create.circ_id, &CellMsg::Created2 { hdata: reply }),
+        Cell::new(
+            create.circ_id,
+            &CellMsg::Created2 {
+                hdata: reply.into(),
+            },
+        ),
     );
     assert!(matches!(
         proxy_closed(&mut p),
@@ -502,7 +508,12 @@ fn proxy_closes_on_inbound_relay_early_and_on_unrecognized_cells() {
         p.handle_cell(
             T0,
             hop.id,
-            Cell::new(create.circ_id, &CellMsg::Created2 { hdata: reply }),
+            Cell::new(
+                create.circ_id,
+                &CellMsg::Created2 {
+                    hdata: reply.into(),
+                },
+            ),
         );
         assert!(std::iter::from_fn(|| p.poll_output())
             .any(|o| matches!(o, Output::Event(ProxyEvent::CircuitBuilt { .. }))));

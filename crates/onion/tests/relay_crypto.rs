@@ -20,7 +20,11 @@ fn circuit(n: usize, seed: u8) -> (ProxyCrypto, Vec<RouterCrypto>) {
 }
 
 fn data_body(payload: &[u8]) -> CellBody {
-    RelayCell::new(StreamId(3), RelayMsg::Data(payload.to_vec())).encode()
+    RelayCell::new(
+        StreamId(3),
+        RelayMsg::Data(payload.to_vec().try_into().unwrap()),
+    )
+    .encode()
 }
 
 /// Send `body` (already layered) from the proxy along the routers; returns the index of the
@@ -77,7 +81,7 @@ proptest! {
             let tag = proxy.originate(n - 1, &mut body);
             let (hop, plain) = forward(&mut routers, body).expect("recognized");
             prop_assert_eq!(hop, n - 1);
-            prop_assert_eq!(RelayCell::decode(&plain).unwrap().msg, RelayMsg::Data(payload.clone()));
+            prop_assert_eq!(RelayCell::decode(&plain).unwrap().msg, RelayMsg::Data(payload.clone().try_into().unwrap()));
             prop_assert_eq!(tag.len(), 20);
 
             // And back, from every hop.
@@ -85,7 +89,7 @@ proptest! {
                 let mut body = backward(&mut routers, from, data_body(&payload));
                 let (got, _) = proxy.receive(&mut body).expect("recognized by the proxy");
                 prop_assert_eq!(got, from);
-                prop_assert_eq!(RelayCell::decode(&body).unwrap().msg, RelayMsg::Data(payload.clone()));
+                prop_assert_eq!(RelayCell::decode(&body).unwrap().msg, RelayMsg::Data(payload.clone().try_into().unwrap()));
             }
         }
     }

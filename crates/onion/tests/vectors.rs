@@ -54,7 +54,7 @@ fn ntor_k256_vector() {
     );
     assert_eq!(id.to_hex(), "5b6b92b37b765963ab61d52a3171a54da33778c1");
     assert_eq!(
-        hex::encode(&skin),
+        hex::encode(skin),
         concat!(
             "5b6b92b37b765963ab61d52a3171a54da33778c1",
             "034f355bdcb7cc0af728ef3cceb9615d90684bb5b2ca5f859ab0f0b704075871aa",
@@ -62,7 +62,7 @@ fn ntor_k256_vector() {
         )
     );
     assert_eq!(
-        hex::encode(&reply),
+        hex::encode(reply),
         concat!(
             "023c72addb4fdf09af94f0c94d7fe92a386a7e70cf8a1d85916386bb2535c7b1b1",
             "853c87c9dd9d67a7ce3bdbc6b37d478649461dc72ac1f468ccbe6c32b9d24986"
@@ -81,11 +81,11 @@ fn ntor_k256_vector() {
     // A reply from a router that does not hold b (AUTH computed with another key) fails, and
     // so does any change to the real reply.
     let (client, _) = ClientHandshake::new(&mut Fixed(h(X_SECRET)), id, key.public());
-    let mut forged = reply.clone();
+    let mut forged = reply;
     forged[40] ^= 0x80;
     assert_eq!(client.finish(&forged), Err(HandshakeError::BadAuth));
     let (client, _) = ClientHandshake::new(&mut Fixed(h(X_SECRET)), id, key.public());
-    let mut bad_y = reply.clone();
+    let mut bad_y = reply;
     bad_y[0] = 0x05;
     assert_eq!(client.finish(&bad_y), Err(HandshakeError::BadPoint));
     let other = OnionPublicKey::from_bytes(
@@ -114,7 +114,11 @@ fn relay_layer_vector() {
     let mut proxy = ProxyCrypto::new();
     proxy.add_hop(&keys);
     let mut router = RouterCrypto::new(&keys);
-    let plain = RelayCell::new(StreamId(1), RelayMsg::Data(b"hello".to_vec())).encode();
+    let plain = RelayCell::new(
+        StreamId(1),
+        RelayMsg::Data(b"hello".to_vec().try_into().unwrap()),
+    )
+    .encode();
     let expected = [
         (
             "48589768478d652ff46ed38197a535b82a868fad",
@@ -142,7 +146,7 @@ fn relay_layer_vector() {
         );
         assert_eq!(
             RelayCell::decode(&body).unwrap().msg,
-            RelayMsg::Data(b"hello".to_vec())
+            RelayMsg::Data(b"hello".to_vec().try_into().unwrap())
         );
     }
 }

@@ -571,11 +571,11 @@ proptest! {
                 Noise::End => DbMsg::End(DbEnd::with_sentence(DbEndReason::DESTROYED, "bye")),
                 Noise::Remove => {
                     live.remove(&s);
-                    DbMsg::Unrecognized { cmd: 0, data: vec![] }
+                    DbMsg::Unrecognized { cmd: 0, data: Default::default() }
                 }
                 Noise::Wait(ms) => {
                     now = now + Duration::from_millis(ms);
-                    DbMsg::Unrecognized { cmd: 1, data: vec![] }
+                    DbMsg::Unrecognized { cmd: 1, data: Default::default() }
                 }
             };
             let input = match msg {

@@ -1,5 +1,6 @@
 //! The rendezvous' tunables and the stable error codes it sends before a close.
 
+use onionmesh_wire::BridgeAddr;
 use std::time::Duration;
 
 /// Tunables of a [`crate::Rendezvous`]. The defaults suit a public bridge.
@@ -28,7 +29,7 @@ pub struct RendezvousConfig {
     pub peers_per_answer: usize,
     /// The address other bridges and the DHT know this bridge by (`ws://host:port/ws`); sent to
     /// each node in `BridgeInfo` and to federated bridges in `BridgeHello`.
-    pub addr: String,
+    pub addr: BridgeAddr,
     /// Most peers registered at federated bridges that this bridge remembers (least recently
     /// announced or used are forgotten first).
     pub max_remote_peers: usize,
@@ -48,7 +49,8 @@ impl Default for RendezvousConfig {
             probe_timeout: Duration::from_secs(3),
             departure_batch: Duration::from_millis(500),
             peers_per_answer: 8,
-            addr: "bridge".into(),
+            // Cannot fail: a non-empty constant far under MAX_ADDR.
+            addr: BridgeAddr::new("bridge").expect("a valid constant address"),
             max_remote_peers: 50_000,
             bridge_rate_factor: 20,
         }

@@ -48,9 +48,9 @@ use crate::Time;
 use onionmesh_bounded::BoundedLru;
 use onionmesh_crypto::node_id;
 use onionmesh_kad::{Kad, KadEvent, Output as KadOutput};
-use onionmesh_wire::kad::Contact;
-use onionmesh_wire::signal::MAX_PEERS_PER_SYNC;
-use onionmesh_wire::{Frame, NodeId, PeerRecord, PublicKeyBytes, SignalMsg};
+use onionmesh_wire::kad::{Contact, KadBytes};
+use onionmesh_wire::signal::{InnerFrame, Sdp, SyncPeers, MAX_PEERS_PER_SYNC};
+use onionmesh_wire::{BridgeAddr, Frame, NodeId, PeerRecord, PublicKeyBytes, SignalMsg};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Who is registered at this bridge (the owner's table), as the federation reads it.
@@ -82,7 +82,7 @@ pub(crate) enum FedRequest {
         to: NodeId,
         from: NodeId,
         session: u64,
-        sdp: String,
+        sdp: Sdp,
     },
 }
 
@@ -92,7 +92,7 @@ pub(crate) struct Me {
     pub id: NodeId,
     pub pubkey: PublicKeyBytes,
     /// The address pages and bridges reach this bridge by.
-    pub addr: String,
+    pub addr: BridgeAddr,
 }
 
 /// A bridge that just said a valid hello on `conn`.
@@ -102,7 +102,7 @@ pub(crate) struct NewBridge {
     pub id: NodeId,
     pub pubkey: PublicKeyBytes,
     /// The address it is known by.
-    pub addr: String,
+    pub addr: BridgeAddr,
 }
 
 /// A peer registered at a federated bridge.
@@ -116,7 +116,7 @@ struct Remote {
 #[derive(Debug, Clone)]
 struct BridgeConn {
     id: NodeId,
-    addr: String,
+    addr: BridgeAddr,
 }
 
 /// The federation part of a rendezvous (see the module docs).
@@ -244,19 +244,16 @@ impl Federation {
             },
         );
         for chunk in mine.chunks(MAX_PEERS_PER_SYNC) {
-            self.send(
-                conn,
-                SignalMsg::PeersJoined {
-                    peers: chunk.to_vec(),
-                },
-            );
+            // `chunks` keeps each frame within its maximum: nothing is cut.
+            let peers = SyncPeers::truncating(chunk.iter().cloned());
+            self.send(conn, SignalMsg::PeersJoined { peers });
         }
         if let Some(kad) = self.kad.as_mut() {
             let c = Contact {
                 id,
                 pubkey,
-                bridge: addr,
-                introducers: Vec::new(),
+                bridge: Some(addr),
+                introducers: Default::default(),
             };
             let _ = kad.bootstrap(now, &[c]);
         }
@@ -397,12 +394,8 @@ impl Federation {
             let from = Contact {
                 id: peer,
                 pubkey,
-                bridge: if bridge.is_empty() {
-                    bridge_addr
-                } else {
-                    bridge
-                },
-                introducers: Vec::new(),
+                bridge: bridge.or(Some(bridge_addr)),
+                introducers: Default::default(),
             };
             if let Some(kad) = self.kad.as_mut() {
                 kad.handle_message(now, &from, &bytes);
@@ -438,11 +431,7 @@ impl Federation {
             } => SignalMsg::KadFrom {
                 peer,
                 pubkey,
-                bridge: if bridge.is_empty() {
-                    bridge_addr
-                } else {
-                    bridge
-                },
+                bridge: bridge.or(Some(bridge_addr)),
                 bytes,
             },
             other => other,
@@ -458,14 +447,14 @@ impl Federation {
         from: NodeId,
         pubkey: PublicKeyBytes,
         peer: NodeId,
-        bytes: Vec<u8>,
+        bytes: KadBytes,
     ) {
         if peer == self.me.id {
             let c = Contact {
                 id: from,
                 pubkey,
-                bridge: self.me.addr.clone(),
-                introducers: Vec::new(),
+                bridge: Some(self.me.addr.clone()),
+                introducers: Default::default(),
             };
             if let Some(kad) = self.kad.as_mut() {
                 kad.handle_message(now, &c, &bytes);
@@ -482,7 +471,7 @@ impl Federation {
                 SignalMsg::KadFrom {
                     peer: from,
                     pubkey,
-                    bridge: String::new(),
+                    bridge: None,
                     bytes,
                 },
             );
@@ -492,7 +481,7 @@ impl Federation {
             let inner = SignalMsg::KadFrom {
                 peer: from,
                 pubkey,
-                bridge: self.me.addr.clone(),
+                bridge: Some(self.me.addr.clone()),
                 bytes,
             };
             self.forward(&peer, &inner);
@@ -518,14 +507,17 @@ impl Federation {
             .get(to)
             .copied()
             .or_else(|| self.remote.get_mut(to).map(|r| r.via));
-        if let Some(via) = via {
-            self.send(
-                via,
-                SignalMsg::Federate {
-                    to: *to,
-                    inner: inner.encode_frame(),
-                },
-            );
+        let Some(via) = via else {
+            return;
+        };
+        // Every message forwarded here (a KadFrom, an introduction) is far under MAX_INNER;
+        // one that is not is refused, never cut.
+        match InnerFrame::new(inner.encode_frame()) {
+            Ok(inner) => self.send(via, SignalMsg::Federate { to: *to, inner }),
+            Err(e) => self.dropped(format!(
+                "dropping a frame for {}: it does not fit a Federate ({e})",
+                to.short()
+            )),
         }
     }
 
@@ -542,7 +534,7 @@ impl Federation {
                 Some(PeerRecord {
                     id: *id,
                     pubkey: r.pubkey,
-                    bridge: addr,
+                    bridge: Some(addr),
                 })
             })
             .collect()
@@ -555,11 +547,11 @@ impl Federation {
             self.send(
                 c,
                 SignalMsg::PeersJoined {
-                    peers: vec![PeerRecord {
+                    peers: SyncPeers::one(PeerRecord {
                         id,
                         pubkey,
-                        bridge: String::new(),
-                    }],
+                        bridge: None,
+                    }),
                 },
             );
         }
@@ -583,10 +575,22 @@ impl Federation {
             };
             match out {
                 KadOutput::Send { to, bytes } => {
+                    // The DHT encodes frames of at most MAX_KAD_FRAME; one that is not is a
+                    // bug, refused (as a failed send), never cut.
+                    let Ok(bytes) = KadBytes::new(bytes) else {
+                        self.dropped(format!(
+                            "dropping an oversized DHT frame for {}",
+                            to.id.short()
+                        ));
+                        if let Some(kad) = self.kad.as_mut() {
+                            kad.handle_send_failed(now, &to.id);
+                        }
+                        continue;
+                    };
                     let msg = SignalMsg::KadFrom {
                         peer: self.me.id,
                         pubkey: self.me.pubkey,
-                        bridge: String::new(),
+                        bridge: None,
                         bytes,
                     };
                     if let Some(conn) = local.get(&to.id).copied() {

@@ -17,9 +17,12 @@ use onionmesh_crypto::{hello, Identity};
 use onionmesh_kad::{Kad, KadConfig};
 use onionmesh_wire::kad::Contact;
 use onionmesh_wire::signal::{
-    ChallengeNonce, MAX_PEERS_GONE, MAX_PEERS_PER_ANSWER, MAX_PEERS_PER_SYNC,
+    ChallengeNonce, FoundPeers, PeerIds, Reason, Sdp, MAX_PEERS_GONE, MAX_PEERS_PER_ANSWER,
+    MAX_PEERS_PER_SYNC,
 };
-use onionmesh_wire::{Frame, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, SignatureBytes};
+use onionmesh_wire::{
+    BridgeAddr, Frame, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, SignatureBytes,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -58,7 +61,7 @@ pub enum RendezvousOutput {
     Federated {
         conn: ConnId,
         id: NodeId,
-        addr: String,
+        addr: BridgeAddr,
     },
     /// Something worth a line in the log; `warn` for misbehaviour.
     Log { warn: bool, text: String },
@@ -115,8 +118,8 @@ impl Rendezvous {
         let me = Contact {
             id: identity.id(),
             pubkey: identity.public_key(),
-            bridge: cfg.addr.clone(),
-            introducers: Vec::new(),
+            bridge: Some(cfg.addr.clone()),
+            introducers: Default::default(),
         };
         let mut r = Rendezvous::new(identity, cfg, seed);
         r.now = now;
@@ -532,7 +535,7 @@ impl Rendezvous {
                 ConnState::Registered { id, pubkey } => Some(PeerRecord {
                     id,
                     pubkey,
-                    bridge: String::new(),
+                    bridge: None,
                 }),
                 _ => None,
             })
@@ -545,22 +548,17 @@ impl Rendezvous {
         // Peers registered at federated bridges, each tagged with the bridge that introduces it.
         best.extend(self.fed.remote_records(&target, n));
         best.sort_by_key(|p| p.id.distance(&target));
-        best.truncate(n);
-        self.send(conn, &SignalMsg::FoundPeer { peers: best });
+        // The answer names the `n` closest (n is at most MAX_PEERS_PER_ANSWER): the rest are
+        // dropped on purpose.
+        let peers = FoundPeers::truncating(best.into_iter().take(n));
+        self.send(conn, &SignalMsg::FoundPeer { peers });
     }
 
     // ----- introductions ---------------------------------------------------------------------
 
-    fn on_introduce(
-        &mut self,
-        conn: ConnId,
-        from: NodeId,
-        peer: NodeId,
-        session: u64,
-        sdp: String,
-    ) {
+    fn on_introduce(&mut self, conn: ConnId, from: NodeId, peer: NodeId, session: u64, sdp: Sdp) {
         if peer == from {
-            let reason = "a peer cannot be introduced to itself".to_owned();
+            let reason = Reason::lossy("a peer cannot be introduced to itself");
             self.send(
                 conn,
                 &SignalMsg::IntroduceFailed {
@@ -583,7 +581,7 @@ impl Rendezvous {
         }
         match self.by_id.get(&peer).copied() {
             Some(target) if self.conns.get(&target).is_some_and(|c| c.suspect) => {
-                let reason = not_answering(&peer, self.cfg.probe_timeout);
+                let reason = Reason::lossy(&not_answering(&peer, self.cfg.probe_timeout));
                 self.send(
                     conn,
                     &SignalMsg::IntroduceFailed {
@@ -599,7 +597,7 @@ impl Rendezvous {
                 &SignalMsg::IntroduceFailed {
                     peer,
                     session,
-                    reason: "that peer is not connected to this bridge".into(),
+                    reason: Reason::lossy("that peer is not connected to this bridge"),
                 },
             ),
         }
@@ -607,7 +605,7 @@ impl Rendezvous {
 
     /// Relay an introduction from `from` (here or at a federated bridge) to the peer registered
     /// on `target`, and probe the target: it must show it is alive within `probe_timeout`.
-    fn introduce_local(&mut self, target: ConnId, from: NodeId, session: u64, sdp: String) {
+    fn introduce_local(&mut self, target: ConnId, from: NodeId, session: u64, sdp: Sdp) {
         self.send(
             target,
             &SignalMsg::Introduce {
@@ -656,7 +654,7 @@ impl Rendezvous {
                 SignalMsg::IntroduceFailed {
                     peer: id,
                     session,
-                    reason: reason.clone(),
+                    reason: Reason::lossy(&reason),
                 },
             );
         }
@@ -709,8 +707,9 @@ impl Rendezvous {
             }
         }
         for chunk in a.gone.chunks(MAX_PEERS_GONE) {
+            // `chunks` keeps each frame within its maximum: nothing is cut.
             let frame = SignalMsg::PeersGone {
-                ids: chunk.to_vec(),
+                ids: PeerIds::truncating(chunk.iter().copied()),
             }
             .encode_frame();
             for conn in &pages {
@@ -722,7 +721,7 @@ impl Rendezvous {
         }
         for chunk in a.left_here.chunks(MAX_PEERS_PER_SYNC) {
             let frame = SignalMsg::PeersLeft {
-                ids: chunk.to_vec(),
+                ids: PeerIds::truncating(chunk.iter().copied()),
             }
             .encode_frame();
             for conn in &bridges {
@@ -777,7 +776,7 @@ impl Rendezvous {
         pubkey: PublicKeyBytes,
         challenge: ChallengeNonce,
         sig: SignatureBytes,
-        addr: String,
+        addr: BridgeAddr,
     ) {
         let now = self.now;
         let their_challenge = match self.conns.get(&conn).map(|c| &c.state) {
@@ -867,7 +866,7 @@ impl Rendezvous {
                         let failed = SignalMsg::IntroduceFailed {
                             peer: to,
                             session,
-                            reason,
+                            reason: Reason::lossy(&reason),
                         };
                         self.fed.forward(&from, &failed);
                     } else {
@@ -910,7 +909,8 @@ impl Rendezvous {
             conn,
             &SignalMsg::Error {
                 code,
-                reason: reason.to_owned(),
+                // Our own sentence, for the page: shortened rather than not sent.
+                reason: Reason::lossy(reason),
             },
         );
         self.out.push_back(RendezvousOutput::Close {

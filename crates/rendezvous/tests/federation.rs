@@ -144,7 +144,7 @@ fn a_replayed_bridge_hello_is_refused() {
             pubkey: fake.public_key(),
             challenge: other,
             sig: hello::sign(&fake, &other),
-            addr: "ws://fake/ws".into(),
+            addr: "ws://fake/ws".try_into().unwrap(),
         }
         .encode_frame(),
     );
@@ -164,7 +164,7 @@ fn a_replayed_bridge_hello_is_refused() {
             pubkey: fake.public_key(),
             challenge: nonce,
             sig: hello::sign(&fake, &nonce),
-            addr: "ws://fake/ws".into(),
+            addr: "ws://fake/ws".try_into().unwrap(),
         }
         .encode_frame(),
     );
@@ -202,15 +202,15 @@ fn a_silent_page_at_one_bridge_is_announced_gone_at_the_other() {
     assert_eq!(p.y.registered_peers(), 0);
     assert_eq!(p.x.remote_peers(), 0);
     assert_eq!(p.x.federated_bridges(), 1, "the federation link stays up");
-    let gone: Vec<&Vec<NodeId>> = p
+    let gone: Vec<&[NodeId]> = p
         .pages
         .iter()
         .filter_map(|(s, c, m)| match m {
-            SignalMsg::PeersGone { ids } if (*s, *c) == (0, ConnId(2)) => Some(ids),
+            SignalMsg::PeersGone { ids } if (*s, *c) == (0, ConnId(2)) => Some(ids.as_slice()),
             _ => None,
         })
         .collect();
-    assert_eq!(gone, vec![&vec![ghost.id()]]);
+    assert_eq!(gone, vec![&[ghost.id()][..]]);
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn an_introduction_across_bridges_to_a_silent_page_fails_in_seconds() {
     let intro = SignalMsg::Introduce {
         peer: ghost.id(),
         session: 3,
-        sdp: "offer".into(),
+        sdp: "offer".try_into().unwrap(),
     };
     p.x.handle_input(
         p.now,
@@ -271,6 +271,6 @@ fn an_introduction_across_bridges_to_a_silent_page_fails_in_seconds() {
     assert!(p.pages.iter().any(|(s, c, m)| (*s, *c) == (0, ConnId(2))
         && *m
             == SignalMsg::PeersGone {
-                ids: vec![ghost.id()]
+                ids: vec![ghost.id()].try_into().unwrap()
             }));
 }

@@ -111,7 +111,7 @@ fn a_page_that_stops_answering_is_dropped_within_30_s_and_announced_gone() {
                 conn: ConnId(2),
                 bytes,
             } => match SignalMsg::decode_frame(bytes) {
-                Ok(SignalMsg::PeersGone { ids }) => Some((*t, ids)),
+                Ok(SignalMsg::PeersGone { ids }) => Some((*t, ids.into_vec())),
                 _ => None,
             },
             _ => None,
@@ -137,7 +137,7 @@ fn an_introduction_to_a_silent_peer_fails_in_seconds_and_it_is_not_offered_until
     let intro = SignalMsg::Introduce {
         peer: ghost.id(),
         session: 77,
-        sdp: "offer".into(),
+        sdp: "offer".try_into().unwrap(),
     };
     let outs = frame(&mut r, t, ConnId(1), &intro.encode_frame());
     // Relayed, with a ping to prove the target is there.
@@ -175,7 +175,7 @@ fn an_introduction_to_a_silent_peer_fails_in_seconds_and_it_is_not_offered_until
     // The others are told it is gone, and it is no longer offered ...
     let gone_to_other = outs.iter().any(|(_, o)| {
         matches!(o, RendezvousOutput::Send { conn: ConnId(3), bytes }
-            if SignalMsg::decode_frame(bytes) == Ok(SignalMsg::PeersGone { ids: vec![ghost.id()] }))
+            if SignalMsg::decode_frame(bytes) == Ok(SignalMsg::PeersGone { ids: vec![ghost.id()].try_into().unwrap() }))
     });
     assert!(gone_to_other);
     let now = Time::from_millis(6_000);
@@ -213,7 +213,7 @@ fn a_live_target_passes_the_probe() {
     let intro = SignalMsg::Introduce {
         peer: target.id(),
         session: 5,
-        sdp: "offer".into(),
+        sdp: "offer".try_into().unwrap(),
     };
     let outs = frame(&mut r, t, ConnId(1), &intro.encode_frame());
     // The target answers the ping sent with the introduction, a round trip later.

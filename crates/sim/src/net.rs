@@ -4,7 +4,8 @@ use onionmesh_ordb::{MemStore, StoreCompletion, StoreReply, StoreRequest};
 use onionmesh_rendezvous::{
     ConnId, Rendezvous, RendezvousConfig, RendezvousInput, RendezvousOutput,
 };
-use onionmesh_wire::{Frame, SignalMsg};
+use onionmesh_wire::signal::Sdp;
+use onionmesh_wire::{BridgeAddr, Frame, SignalMsg};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::cmp::Reverse;
@@ -180,8 +181,11 @@ fn endpoint_of(sdp: &str) -> Option<End> {
 }
 
 /// What a man-in-the-middle does to an SDP: its own certificate replaces the real one.
-fn swap_fingerprint(sdp: &str) -> String {
-    sdp.lines()
+/// A swapped SDP too long for the field is relayed as it was: the MITM then fails to tamper, and
+/// the test that expects its links refused sees them succeed.
+fn swap_fingerprint(sdp: &Sdp) -> Sdp {
+    let swapped = sdp
+        .lines()
         .map(|l| {
             if l.starts_with("a=fingerprint:") {
                 "a=fingerprint:sha-256 66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66:66".to_string()
@@ -190,7 +194,8 @@ fn swap_fingerprint(sdp: &str) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join("\r\n")
+        .join("\r\n");
+    Sdp::new(swapped).unwrap_or_else(|_| sdp.clone())
 }
 
 fn seed32(rng: &mut ChaCha20Rng) -> [u8; 32] {
@@ -266,7 +271,7 @@ impl Sim {
     fn make_bridge(&self, b: usize, seed: [u8; 32]) -> Rendezvous {
         let identity = Identity::from_seed(self.bridge_seeds[b]).expect("seeded above");
         let mut cfg = self.cfg.bridge.clone();
-        cfg.addr = format!("sim://bridge-{b}");
+        cfg.addr = BridgeAddr::new(format!("sim://bridge-{b}")).expect("a short address");
         Rendezvous::with_dht(identity, cfg, seed, self.now)
     }
 

@@ -25,7 +25,7 @@
 //! with random bytes (it makes digests, and so authenticated SENDMEs, unpredictable), and the
 //! decoder ignores it.
 
-use crate::{Frame, NodeId, Reader, WireError, Writer, ID_LEN};
+use crate::{BoundedBytes, BoundedString, Frame, NodeId, Reader, WireError, Writer, ID_LEN};
 /// Every cell is exactly this long.
 pub const CELL_LEN: usize = 512;
 /// Bytes of body after the circuit id and the command.
@@ -181,6 +181,19 @@ impl EndReason {
     pub const DONE: EndReason = EndReason(6);
     pub const PROTOCOL: EndReason = EndReason(7);
     pub const TIMEOUT: EndReason = EndReason(8);
+
+    /// A short lower-case description for logs and the JS API (`"done"`, `"no such service"`,
+    /// `"resource limit"`, `"protocol error"`, `"timeout"`; `"misc"` for any other code).
+    pub fn describe(self) -> &'static str {
+        match self {
+            EndReason::DONE => "done",
+            EndReason::NO_SUCH_SERVICE => "no such service",
+            EndReason::RESOURCELIMIT => "resource limit",
+            EndReason::PROTOCOL => "protocol error",
+            EndReason::TIMEOUT => "timeout",
+            _ => "misc",
+        }
+    }
 }
 
 /// A raw cell as it crosses a link. Every 512-byte string is a valid `Cell`; the body is
@@ -252,10 +265,10 @@ impl Frame for Cell {
 pub enum CellMsg {
     Create2 {
         htype: HandshakeType,
-        hdata: Vec<u8>,
+        hdata: Create2Hdata,
     },
     Created2 {
-        hdata: Vec<u8>,
+        hdata: Created2Hdata,
     },
     /// The (encrypted) relay body.
     Relay(CellBody),
@@ -273,19 +286,24 @@ pub const MAX_CREATE2_HDATA: usize = BODY_LEN - 4;
 /// Most handshake bytes in CREATED2 (body minus hlen).
 pub const MAX_CREATED2_HDATA: usize = BODY_LEN - 2;
 
+/// The handshake bytes of a CREATE2: at most [`MAX_CREATE2_HDATA`].
+pub type Create2Hdata = BoundedBytes<MAX_CREATE2_HDATA>;
+/// The handshake bytes of a CREATED2: at most [`MAX_CREATED2_HDATA`].
+pub type Created2Hdata = BoundedBytes<MAX_CREATED2_HDATA>;
+
 impl CellMsg {
-    /// The command and body. Handshake data longer than the body allows is a caller bug; it is
-    /// cut, so the onion layer must only build CREATE2/CREATED2 from the fixed-size handshakes.
+    /// The command and body, zero-padded. Cannot fail: the handshake fields are bounded so
+    /// that they fit the body.
     pub fn encode(&self) -> (CellCmd, CellBody) {
         let mut w = Writer::new();
         let cmd = match self {
             CellMsg::Create2 { htype, hdata } => {
                 w.put_u16(htype.0);
-                w.put_var16(&hdata[..hdata.len().min(MAX_CREATE2_HDATA)]);
+                w.put_var16(hdata);
                 CellCmd::CREATE2
             }
             CellMsg::Created2 { hdata } => {
-                w.put_var16(&hdata[..hdata.len().min(MAX_CREATED2_HDATA)]);
+                w.put_var16(hdata);
                 CellCmd::CREATED2
             }
             CellMsg::Relay(body) => return (CellCmd::RELAY, *body),
@@ -309,10 +327,10 @@ impl CellMsg {
         let msg = match cmd {
             CellCmd::CREATE2 => CellMsg::Create2 {
                 htype: HandshakeType(r.take_u16()?),
-                hdata: r.take_var16(MAX_CREATE2_HDATA)?.to_vec(),
+                hdata: r.take_bytes16()?,
             },
             CellCmd::CREATED2 => CellMsg::Created2 {
-                hdata: r.take_var16(MAX_CREATED2_HDATA)?.to_vec(),
+                hdata: r.take_bytes16()?,
             },
             CellCmd::RELAY => return Ok(CellMsg::Relay(*body)),
             CellCmd::RELAY_EARLY => return Ok(CellMsg::RelayEarly(*body)),
@@ -347,18 +365,19 @@ pub enum RelayMsg {
     Extend2 {
         target: NodeId,
         htype: HandshakeType,
-        hdata: Vec<u8>,
+        hdata: Extend2Hdata,
     },
     /// The new hop's handshake reply.
     Extended2 {
-        hdata: Vec<u8>,
+        hdata: Extended2Hdata,
     },
     /// Open a stream to a named service at the last hop.
     Begin {
-        service: String,
+        service: ServiceName,
     },
     Connected,
-    Data(Vec<u8>),
+    /// Stream bytes: at most [`RELAY_DATA_LEN`] per cell.
+    Data(RelayData),
     End(EndReason),
     /// Flow control. A circuit-level SENDME carries the tag (a digest) of the cell it
     /// acknowledges; a stream-level SENDME carries none.
@@ -371,7 +390,7 @@ pub enum RelayMsg {
     Drop,
     Unrecognized {
         cmd: u8,
-        data: Vec<u8>,
+        data: RelayData,
     },
 }
 
@@ -379,6 +398,21 @@ pub enum RelayMsg {
 pub const MAX_EXTEND2_HDATA: usize = RELAY_DATA_LEN - ID_LEN - 4;
 /// Most handshake bytes in an EXTENDED2.
 pub const MAX_EXTENDED2_HDATA: usize = RELAY_DATA_LEN - 2;
+
+/// The data of one relay cell: at most [`RELAY_DATA_LEN`] bytes.
+pub type RelayData = BoundedBytes<RELAY_DATA_LEN>;
+/// The handshake bytes of an EXTEND2: at most [`MAX_EXTEND2_HDATA`].
+pub type Extend2Hdata = BoundedBytes<MAX_EXTEND2_HDATA>;
+/// The handshake bytes of an EXTENDED2: at most [`MAX_EXTENDED2_HDATA`].
+pub type Extended2Hdata = BoundedBytes<MAX_EXTENDED2_HDATA>;
+/// The service name of a BEGIN: at most [`MAX_SERVICE_NAME`] bytes.
+pub type ServiceName = BoundedString<MAX_SERVICE_NAME>;
+
+// Every relay message fits the data part of one cell (see `RelayMsg::write_data`).
+const _: () = assert!(ID_LEN + 2 + 2 + MAX_EXTEND2_HDATA <= RELAY_DATA_LEN);
+const _: () = assert!(2 + MAX_EXTENDED2_HDATA <= RELAY_DATA_LEN);
+const _: () = assert!(2 + MAX_SERVICE_NAME <= RELAY_DATA_LEN);
+const _: () = assert!(1 + 2 + SENDME_TAG_LEN <= RELAY_DATA_LEN);
 
 impl RelayMsg {
     /// The relay command for this message.
@@ -398,7 +432,8 @@ impl RelayMsg {
         }
     }
 
-    /// The data part (at most [`RELAY_DATA_LEN`] bytes; longer fields are a caller bug and cut).
+    /// The data part: at most [`RELAY_DATA_LEN`] bytes, because every field is bounded so
+    /// that it fits (the `const` assertions above the `impl`).
     fn write_data(&self, w: &mut Writer) {
         match self {
             RelayMsg::Extend2 {
@@ -408,27 +443,26 @@ impl RelayMsg {
             } => {
                 w.put_bytes(&target.0);
                 w.put_u16(htype.0);
-                w.put_var16(&hdata[..hdata.len().min(MAX_EXTEND2_HDATA)]);
+                w.put_var16(hdata);
             }
             RelayMsg::Extended2 { hdata } => {
-                w.put_var16(&hdata[..hdata.len().min(MAX_EXTENDED2_HDATA)]);
+                w.put_var16(hdata);
             }
             RelayMsg::Begin { service } => {
-                w.put_str16(service, MAX_SERVICE_NAME);
+                w.put_str16(service);
             }
             RelayMsg::Connected | RelayMsg::Truncate | RelayMsg::Drop => {}
-            RelayMsg::Data(d) => w.put_bytes(&d[..d.len().min(RELAY_DATA_LEN)]),
+            RelayMsg::Data(d) => w.put_bytes(d),
             RelayMsg::End(r) => w.put_u8(r.0),
             RelayMsg::Sendme { tag } => {
                 if let Some(tag) = tag {
                     w.put_u8(SENDME_V1);
-                    w.put_var16(tag);
+                    w.put_u16(SENDME_TAG_LEN as u16);
+                    w.put_bytes(tag);
                 }
             }
             RelayMsg::Truncated(r) => w.put_u8(r.0),
-            RelayMsg::Unrecognized { data, .. } => {
-                w.put_bytes(&data[..data.len().min(RELAY_DATA_LEN)])
-            }
+            RelayMsg::Unrecognized { data, .. } => w.put_bytes(data),
         }
     }
 
@@ -439,16 +473,16 @@ impl RelayMsg {
             RelayCmd::EXTEND2 => RelayMsg::Extend2 {
                 target: NodeId(r.take_array()?),
                 htype: HandshakeType(r.take_u16()?),
-                hdata: r.take_var16(MAX_EXTEND2_HDATA)?.to_vec(),
+                hdata: r.take_bytes16()?,
             },
             RelayCmd::EXTENDED2 => RelayMsg::Extended2 {
-                hdata: r.take_var16(MAX_EXTENDED2_HDATA)?.to_vec(),
+                hdata: r.take_bytes16()?,
             },
             RelayCmd::BEGIN => RelayMsg::Begin {
-                service: r.take_str16(MAX_SERVICE_NAME)?.to_owned(),
+                service: r.take_string16()?,
             },
             RelayCmd::CONNECTED => RelayMsg::Connected,
-            RelayCmd::DATA => RelayMsg::Data(r.take_rest().to_vec()),
+            RelayCmd::DATA => RelayMsg::Data(r.take_rest_bounded()?),
             RelayCmd::END => RelayMsg::End(EndReason(r.take_u8()?)),
             RelayCmd::SENDME => {
                 if r.remaining() == 0 {
@@ -469,7 +503,7 @@ impl RelayMsg {
             RelayCmd::DROP => RelayMsg::Drop,
             RelayCmd(cmd) => RelayMsg::Unrecognized {
                 cmd,
-                data: r.take_rest().to_vec(),
+                data: r.take_rest_bounded()?,
             },
         };
         r.should_be_exhausted()?;
@@ -490,10 +524,12 @@ impl RelayCell {
         let mut body = [0u8; BODY_LEN];
         body[field::RELAY_CMD] = self.msg.cmd().0;
         body[field::STREAM_ID].copy_from_slice(&self.stream.0.to_be_bytes());
-        // write_data never writes more than RELAY_DATA_LEN bytes (each arm caps its fields).
-        let len = data.len().min(RELAY_DATA_LEN);
+        // write_data never writes more than RELAY_DATA_LEN bytes: every field is bounded so
+        // that the message fits (the const assertions next to `RelayData`), so this slice is
+        // in range and the length fits a u16.
+        let len = data.len();
         body[field::LENGTH].copy_from_slice(&(len as u16).to_be_bytes());
-        body[field::DATA.start..field::DATA.start + len].copy_from_slice(&data[..len]);
+        body[field::DATA.start..field::DATA.start + len].copy_from_slice(&data);
         body
     }
 
@@ -501,7 +537,7 @@ impl RelayCell {
     pub fn data_len(&self) -> usize {
         let mut w = Writer::new();
         self.msg.write_data(&mut w);
-        w.len().min(RELAY_DATA_LEN)
+        w.len()
     }
 
     /// Parse a decrypted, recognized body. Padding after the data is ignored (see module docs);
@@ -544,10 +580,13 @@ mod tests {
             )
                 .prop_map(|(h, hdata)| CellMsg::Create2 {
                     htype: HandshakeType(h),
-                    hdata
+                    hdata: Create2Hdata::new(hdata).unwrap()
                 }),
-            proptest::collection::vec(any::<u8>(), 0..=MAX_CREATED2_HDATA)
-                .prop_map(|hdata| CellMsg::Created2 { hdata }),
+            proptest::collection::vec(any::<u8>(), 0..=MAX_CREATED2_HDATA).prop_map(|hdata| {
+                CellMsg::Created2 {
+                    hdata: Created2Hdata::new(hdata).unwrap(),
+                }
+            }),
             arb_body().prop_map(CellMsg::Relay),
             arb_body().prop_map(CellMsg::RelayEarly),
             any::<u8>().prop_map(|r| CellMsg::Destroy(DestroyReason(r))),
@@ -570,13 +609,19 @@ mod tests {
                 .prop_map(|(t, h, hdata)| RelayMsg::Extend2 {
                     target: NodeId(t),
                     htype: HandshakeType(h),
-                    hdata
+                    hdata: Extend2Hdata::new(hdata).unwrap()
                 }),
-            proptest::collection::vec(any::<u8>(), 0..=MAX_EXTENDED2_HDATA)
-                .prop_map(|hdata| RelayMsg::Extended2 { hdata }),
-            "[a-z0-9.-]{0,64}".prop_map(|service| RelayMsg::Begin { service }),
+            proptest::collection::vec(any::<u8>(), 0..=MAX_EXTENDED2_HDATA).prop_map(|hdata| {
+                RelayMsg::Extended2 {
+                    hdata: Extended2Hdata::new(hdata).unwrap(),
+                }
+            }),
+            "[a-z0-9.-]{0,64}".prop_map(|service| RelayMsg::Begin {
+                service: ServiceName::new(service).unwrap()
+            }),
             Just(RelayMsg::Connected),
-            proptest::collection::vec(any::<u8>(), 0..=RELAY_DATA_LEN).prop_map(RelayMsg::Data),
+            proptest::collection::vec(any::<u8>(), 0..=RELAY_DATA_LEN)
+                .prop_map(|d| RelayMsg::Data(RelayData::new(d).unwrap())),
             any::<u8>().prop_map(|r| RelayMsg::End(EndReason(r))),
             proptest::option::of(any::<[u8; 20]>()).prop_map(|tag| RelayMsg::Sendme { tag }),
             Just(RelayMsg::Truncate),
@@ -586,7 +631,10 @@ mod tests {
                 0x70u8..=0x7f,
                 proptest::collection::vec(any::<u8>(), 0..=RELAY_DATA_LEN)
             )
-                .prop_map(|(cmd, data)| RelayMsg::Unrecognized { cmd, data }),
+                .prop_map(|(cmd, data)| RelayMsg::Unrecognized {
+                    cmd,
+                    data: RelayData::new(data).unwrap()
+                }),
         ]
     }
 
@@ -642,7 +690,11 @@ mod tests {
         assert_eq!(hex::encode(&bytes[..5]), "8001440500");
         assert!(bytes[5..].iter().all(|&b| b == 0));
 
-        let relay = RelayCell::new(StreamId(7), RelayMsg::Data(b"hi".to_vec())).encode();
+        let relay = RelayCell::new(
+            StreamId(7),
+            RelayMsg::Data(RelayData::from_slice(b"hi").unwrap()),
+        )
+        .encode();
         assert_eq!(hex::encode(&relay[..13]), "64000000070000000000026869");
 
         let sendme = RelayCell::new(
@@ -686,5 +738,53 @@ mod tests {
         // A short cell is not a cell.
         assert!(Cell::decode_frame(&[0u8; 511]).is_err());
         assert!(Cell::decode_frame(&[0u8; 513]).is_err());
+    }
+
+    #[test]
+    fn constructors_accept_exactly_the_maximum_and_refuse_one_more() {
+        assert!(RelayData::new(vec![0; RELAY_DATA_LEN]).is_ok());
+        assert_eq!(
+            RelayData::new(vec![0; RELAY_DATA_LEN + 1]),
+            Err(WireError::LengthTooLarge {
+                len: RELAY_DATA_LEN + 1,
+                max: RELAY_DATA_LEN
+            })
+        );
+        assert!(Create2Hdata::new(vec![0; MAX_CREATE2_HDATA]).is_ok());
+        assert!(Create2Hdata::new(vec![0; MAX_CREATE2_HDATA + 1]).is_err());
+        assert!(Created2Hdata::new(vec![0; MAX_CREATED2_HDATA]).is_ok());
+        assert!(Created2Hdata::new(vec![0; MAX_CREATED2_HDATA + 1]).is_err());
+        assert!(Extend2Hdata::new(vec![0; MAX_EXTEND2_HDATA]).is_ok());
+        assert!(Extend2Hdata::new(vec![0; MAX_EXTEND2_HDATA + 1]).is_err());
+        assert!(Extended2Hdata::new(vec![0; MAX_EXTENDED2_HDATA]).is_ok());
+        assert!(Extended2Hdata::new(vec![0; MAX_EXTENDED2_HDATA + 1]).is_err());
+        assert!(ServiceName::new("s".repeat(MAX_SERVICE_NAME)).is_ok());
+        assert!(ServiceName::new("s".repeat(MAX_SERVICE_NAME + 1)).is_err());
+    }
+
+    #[test]
+    fn largest_fields_fill_a_cell_exactly_and_round_trip() {
+        let full = [
+            RelayMsg::Data(RelayData::new(vec![1; RELAY_DATA_LEN]).unwrap()),
+            RelayMsg::Extend2 {
+                target: NodeId([2; 20]),
+                htype: HandshakeType::NTOR_K256,
+                hdata: Extend2Hdata::new(vec![3; MAX_EXTEND2_HDATA]).unwrap(),
+            },
+            RelayMsg::Extended2 {
+                hdata: Extended2Hdata::new(vec![4; MAX_EXTENDED2_HDATA]).unwrap(),
+            },
+        ];
+        for msg in full {
+            let cell = RelayCell::new(StreamId(1), msg);
+            assert_eq!(cell.data_len(), RELAY_DATA_LEN);
+            assert_eq!(RelayCell::decode(&cell.encode()).unwrap(), cell);
+        }
+        let create = CellMsg::Create2 {
+            htype: HandshakeType::NTOR_K256,
+            hdata: Create2Hdata::new(vec![5; MAX_CREATE2_HDATA]).unwrap(),
+        };
+        let (cmd, body) = create.encode();
+        assert_eq!(CellMsg::decode(cmd, &body).unwrap(), create);
     }
 }

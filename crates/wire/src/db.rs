@@ -47,8 +47,10 @@
 
 use std::fmt;
 
-use crate::cell::{RelayCmd, RelayMsg, RELAY_DATA_LEN};
-use crate::{PublicKeyBytes, Reader, SignatureBytes, WireError, Writer, PUBKEY_LEN, SIG_LEN};
+use crate::cell::{RelayCmd, RelayData, RelayMsg, RELAY_DATA_LEN};
+use crate::{
+    BoundedString, PublicKeyBytes, Reader, SignatureBytes, WireError, Writer, PUBKEY_LEN, SIG_LEN,
+};
 
 /// Length of a hash_name: 160 bits, the size of a DHT key.
 pub const HASH_NAME_LEN: usize = 20;
@@ -393,32 +395,25 @@ impl DbEndReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbEnd {
     reason: DbEndReason,
-    sentence: String,
+    sentence: BoundedString<MAX_END_SENTENCE>,
 }
 
 impl DbEnd {
     /// Errors: [`WireError::LengthTooLarge`] for a sentence over [`MAX_END_SENTENCE`] bytes.
     pub fn new(reason: DbEndReason, sentence: impl Into<String>) -> Result<Self, WireError> {
-        let sentence = sentence.into();
-        if sentence.len() > MAX_END_SENTENCE {
-            return Err(WireError::LengthTooLarge {
-                len: sentence.len(),
-                max: MAX_END_SENTENCE,
-            });
-        }
-        Ok(DbEnd { reason, sentence })
+        Ok(DbEnd {
+            reason,
+            sentence: BoundedString::new(sentence)?,
+        })
     }
 
     /// Like [`DbEnd::new`] for sentences written in this code base: a longer one is cut at a
-    /// character boundary (so this cannot fail); use `new` for text from elsewhere.
+    /// character boundary ([`BoundedString::lossy`], so this cannot fail); use `new` for text
+    /// from elsewhere.
     pub fn with_sentence(reason: DbEndReason, sentence: &str) -> Self {
-        let mut end = sentence.len().min(MAX_END_SENTENCE);
-        while !sentence.is_char_boundary(end) {
-            end -= 1;
-        }
         DbEnd {
             reason,
-            sentence: sentence[..end].to_owned(),
+            sentence: BoundedString::lossy(sentence),
         }
     }
 
@@ -515,7 +510,7 @@ pub enum DbMsg {
     /// A code of the reserved range this version does not know; the data is kept.
     Unrecognized {
         cmd: u8,
-        data: Vec<u8>,
+        data: RelayData,
     },
 }
 
@@ -539,8 +534,8 @@ impl DbMsg {
     }
 
     /// The command and the relay data (at most [`RELAY_DATA_LEN`] bytes: every variant is
-    /// bounded by construction; an `Unrecognized` body longer than that is cut).
-    pub fn encode(&self) -> (RelayCmd, Vec<u8>) {
+    /// bounded by construction).
+    pub fn encode(&self) -> (RelayCmd, RelayData) {
         let mut w = Writer::new();
         match self {
             DbMsg::Query(q) => {
@@ -571,18 +566,19 @@ impl DbMsg {
             }
             DbMsg::End(e) => {
                 w.put_u8(e.reason.0);
-                w.put_str16(&e.sentence, MAX_END_SENTENCE);
+                w.put_str16(&e.sentence);
             }
             DbMsg::Info(i) => {
                 w.put_bytes(&i.hash_name.0);
                 w.put_u8(i.completion as u8);
                 w.put_u8(i.flags.0);
             }
-            DbMsg::Unrecognized { data, .. } => {
-                w.put_bytes(&data[..data.len().min(RELAY_DATA_LEN)]);
-            }
+            DbMsg::Unrecognized { data, .. } => w.put_bytes(data),
         }
-        (self.cmd(), w.into_vec())
+        // Cannot fail: every variant is bounded to fit one relay cell (the const assertions
+        // after this impl), and `Unrecognized` carries a `RelayData` already.
+        let data = RelayData::new(w.into_vec()).expect("a DB_* message fits one relay cell");
+        (self.cmd(), data)
     }
 
     /// Decode the relay data of command `cmd`. A command outside `0x70..=0x7f` is a caller bug
@@ -641,7 +637,7 @@ impl DbMsg {
             }
             cmd::END => DbMsg::End(DbEnd {
                 reason: DbEndReason(r.take_u8()?),
-                sentence: r.take_str16(MAX_END_SENTENCE)?.to_owned(),
+                sentence: r.take_string16()?,
             }),
             cmd::INFO => DbMsg::Info(DbInfo {
                 hash_name: HashName(r.take_array()?),
@@ -650,7 +646,7 @@ impl DbMsg {
             }),
             RelayCmd(cmd) => DbMsg::Unrecognized {
                 cmd,
-                data: r.take_rest().to_vec(),
+                data: r.take_rest_bounded()?,
             },
         };
         r.should_be_exhausted()?;
@@ -676,6 +672,15 @@ impl DbMsg {
     }
 }
 
+// The largest body of each variant fits one relay cell, so `DbMsg::encode` cannot fail.
+const QUERY_LEN: usize = HASH_NAME_LEN + 4 + 4 + 2 + 1;
+const _: () = assert!(QUERY_LEN <= RELAY_DATA_LEN);
+const _: () = assert!(DESCRIPTOR_HEADER_LEN + MAX_DESCRIPTOR_SLICE <= RELAY_DATA_LEN);
+const _: () = assert!(PROOF_HEADER_LEN + MAX_PROOF_HASHES_PER_MSG * HASH_LEN <= RELAY_DATA_LEN);
+const _: () = assert!(DATA_HEADER_LEN + MAX_DATA_SLICE <= RELAY_DATA_LEN);
+const _: () = assert!(1 + 2 + MAX_END_SENTENCE <= RELAY_DATA_LEN); // END
+const _: () = assert!(HASH_NAME_LEN + 2 <= RELAY_DATA_LEN); // INFO
+
 /// Version byte of [`ContentMeta`]'s encoding.
 pub const CONTENT_META_V1: u8 = 1;
 
@@ -693,8 +698,8 @@ pub struct ContentMeta {
     piece_size: u32,
     root: [u8; HASH_LEN],
     publisher: PublicKeyBytes,
-    mime: String,
-    name: String,
+    mime: BoundedString<MAX_MIME>,
+    name: BoundedString<MAX_NAME>,
     signature: SignatureBytes,
 }
 
@@ -711,25 +716,13 @@ impl ContentMeta {
         name: String,
         signature: SignatureBytes,
     ) -> Result<Self, WireError> {
-        if mime.len() > MAX_MIME {
-            return Err(WireError::LengthTooLarge {
-                len: mime.len(),
-                max: MAX_MIME,
-            });
-        }
-        if name.len() > MAX_NAME {
-            return Err(WireError::LengthTooLarge {
-                len: name.len(),
-                max: MAX_NAME,
-            });
-        }
         Ok(ContentMeta {
             size,
             piece_size,
             root,
             publisher,
-            mime,
-            name,
+            mime: BoundedString::new(mime)?,
+            name: BoundedString::new(name)?,
             signature,
         })
     }
@@ -770,8 +763,8 @@ impl ContentMeta {
         w.put_u32(self.piece_size);
         w.put_bytes(&self.root);
         w.put_bytes(&self.publisher);
-        w.put_str16(&self.mime, MAX_MIME);
-        w.put_str16(&self.name, MAX_NAME);
+        w.put_str16(&self.mime);
+        w.put_str16(&self.name);
     }
 
     /// The bytes the signature covers: the encoding up to, not including, the signature.
@@ -806,8 +799,8 @@ impl ContentMeta {
             piece_size: r.take_u32()?,
             root: r.take_array()?,
             publisher: r.take_array()?,
-            mime: r.take_str16(MAX_MIME)?.to_owned(),
-            name: r.take_str16(MAX_NAME)?.to_owned(),
+            mime: r.take_string16()?,
+            name: r.take_string16()?,
             signature: r.take_array()?,
         };
         r.should_be_exhausted()?;
@@ -894,7 +887,10 @@ mod tests {
                 0x76u8..=0x7f,
                 proptest::collection::vec(any::<u8>(), 0..=RELAY_DATA_LEN)
             )
-                .prop_map(|(cmd, data)| DbMsg::Unrecognized { cmd, data }),
+                .prop_map(|(cmd, data)| DbMsg::Unrecognized {
+                    cmd,
+                    data: RelayData::new(data).unwrap()
+                }),
         ]
     }
 
@@ -928,7 +924,7 @@ mod tests {
             if let Ok(msg) = DbMsg::decode(RelayCmd(cmd), &data) {
                 let (c, d) = msg.encode();
                 prop_assert_eq!(c.0, cmd);
-                prop_assert_eq!(d, data);
+                prop_assert_eq!(d.as_slice(), &data[..]);
             }
         }
 
@@ -1055,7 +1051,7 @@ mod tests {
     #[test]
     fn malformed_inputs_are_refused() {
         // A query one byte short, and one byte long.
-        let (cmd, mut data) = DbMsg::Query(DbQuery {
+        let (cmd, data) = DbMsg::Query(DbQuery {
             hash_name: HashName([0; 20]),
             piece: 0,
             offset: 0,
@@ -1063,6 +1059,7 @@ mod tests {
             counter: 0,
         })
         .encode();
+        let mut data = data.into_vec();
         assert!(matches!(
             DbMsg::decode(cmd, &data[..data.len() - 1]),
             Err(WireError::Truncated { .. })
@@ -1130,7 +1127,7 @@ mod tests {
             assert!(DbMsg::decode(c, &[]).is_err(), "{c:?}");
         }
         // Non-DB relay messages are not ours.
-        assert!(DbMsg::from_relay(&RelayMsg::Data(vec![1])).is_none());
+        assert!(DbMsg::from_relay(&RelayMsg::Data(RelayData::from_slice(&[1]).unwrap())).is_none());
     }
 
     #[test]
@@ -1143,17 +1140,28 @@ mod tests {
         assert!(
             DescriptorSlice::split(DescriptorKind(1), &vec![0; MAX_DESCRIPTOR_LEN + 1]).is_err()
         );
-        assert!(DbEnd::new(DbEndReason::UNAVAILABLE, "x".repeat(201)).is_err());
+        assert!(DbEnd::new(DbEndReason::UNAVAILABLE, "x".repeat(MAX_END_SENTENCE)).is_ok());
+        assert!(DbEnd::new(DbEndReason::UNAVAILABLE, "x".repeat(MAX_END_SENTENCE + 1)).is_err());
         assert_eq!(
             DbEnd::with_sentence(DbEndReason::UNAVAILABLE, &"é".repeat(150))
                 .sentence()
                 .len(),
             200
         );
-        let long = "m".repeat(MAX_MIME + 1);
-        assert!(ContentMeta::new(0, 0, [0; 32], [0; 33], long, String::new(), [0; 64]).is_err());
-        let long = "n".repeat(MAX_NAME + 1);
-        assert!(ContentMeta::new(0, 0, [0; 32], [0; 33], String::new(), long, [0; 64]).is_err());
+        let meta = |mime: usize, name: usize| {
+            ContentMeta::new(
+                0,
+                0,
+                [0; 32],
+                [0; 33],
+                "m".repeat(mime),
+                "n".repeat(name),
+                [0; 64],
+            )
+        };
+        assert!(meta(MAX_MIME, MAX_NAME).is_ok());
+        assert!(meta(MAX_MIME + 1, 0).is_err());
+        assert!(meta(0, MAX_NAME + 1).is_err());
     }
 
     #[test]

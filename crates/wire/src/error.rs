@@ -1,7 +1,9 @@
 use thiserror::Error;
 
-/// Why a frame could not be decoded. Every variant means "the peer sent something malformed":
-/// the caller closes that link (or circuit) and keeps running.
+/// Why a frame could not be decoded, or a value could not be built. From a decoder, every
+/// variant means "the peer sent something malformed": the caller closes that link (or circuit)
+/// and keeps running. From a constructor ([`crate::BoundedBytes::new`], [`crate::BridgeAddr::new`],
+/// ...), it means the caller's value does not fit its wire field (`LengthTooLarge`, `BadValue`).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum WireError {

@@ -18,8 +18,9 @@
 //! Every count is bounded on decode *before* anything is allocated: at most
 //! [`MAX_CONTACTS`] contacts and [`MAX_PROVIDERS`] providers per answer, at most
 //! [`MAX_INTRODUCERS`] introducers per contact, strings of at most [`MAX_ADDR`] /
-//! [`MAX_REASON`] bytes, and the whole frame at most [`MAX_KAD_FRAME`] bytes. Encoding truncates
-//! to the same bounds, so whatever this module writes, it can read back.
+//! [`MAX_REASON`] bytes, and the whole frame at most [`MAX_KAD_FRAME`] bytes. The same bounds
+//! are in the types ([`Contacts`], [`Providers`], [`Introducers`], [`Reason`], [`BridgeAddr`]),
+//! whose constructors refuse more, so whatever can be built can be written and read back.
 //!
 //! ```
 //! use onionmesh_wire::kad::KadMsg;
@@ -30,7 +31,10 @@
 //! assert_eq!(KadMsg::decode_frame(&bytes).unwrap(), msg);
 //! ```
 
-use crate::{Frame, NodeId, PublicKeyBytes, Reader, WireError, Writer};
+use crate::{
+    BoundedBytes, BoundedString, BoundedVec, BridgeAddr, Frame, NodeId, PublicKeyBytes, Reader,
+    WireError, Writer,
+};
 
 /// Command byte of a Kademlia frame: an open newtype, so an unknown code decodes to
 /// [`KadMsg::Unrecognized`] rather than an error.
@@ -93,12 +97,26 @@ pub const MAX_PROVIDERS: usize = 20;
 /// Most introducers listed for one contact (the spec's `[IDx]`).
 pub const MAX_INTRODUCERS: usize = 4;
 /// Longest bridge address in a contact.
-pub const MAX_ADDR: usize = 256;
+pub use crate::MAX_ADDR;
 /// Longest human-readable reason in an `Error`.
 pub const MAX_REASON: usize = 256;
 /// Largest Kademlia frame. The largest possible `Value` answer (20 providers and 20 contacts
 /// with maximal addresses) is under 16 KiB; it travels as one link `Data` frame.
 pub const MAX_KAD_FRAME: usize = 16 * 1024;
+
+/// A contact's introducers: at most [`MAX_INTRODUCERS`].
+pub type Introducers = BoundedVec<NodeId, MAX_INTRODUCERS>;
+/// The contacts of one answer: at most [`MAX_CONTACTS`].
+pub type Contacts = BoundedVec<Contact, MAX_CONTACTS>;
+/// The providers of one `Value` answer: at most [`MAX_PROVIDERS`].
+pub type Providers = BoundedVec<Provider, MAX_PROVIDERS>;
+/// The human-readable reason of an `Error`: at most [`MAX_REASON`] bytes.
+pub type Reason = BoundedString<MAX_REASON>;
+/// One encoded Kademlia frame carried inside another message (a link's `Kad`, `Relay`, a
+/// bridge's `KadTo` / `KadFrom`): at most [`MAX_KAD_FRAME`] bytes.
+pub type KadBytes = BoundedBytes<MAX_KAD_FRAME>;
+/// The body of an unknown command (everything after the command byte).
+pub type UnrecognizedBody = BoundedBytes<{ MAX_KAD_FRAME - 1 }>;
 
 /// How to reach a node: who it is, which bridge it is registered at, and which peers can
 /// introduce it without asking a bridge (the spec's `[IDN, modulusN, IP:port, [IDx]]`).
@@ -109,10 +127,11 @@ pub const MAX_KAD_FRAME: usize = 16 * 1024;
 pub struct Contact {
     pub id: NodeId,
     pub pubkey: PublicKeyBytes,
-    /// The bridge this node is registered at, `host:port` or a URL; empty when unknown.
-    pub bridge: String,
-    /// Peers that can introduce this node, most useful first; at most [`MAX_INTRODUCERS`].
-    pub introducers: Vec<NodeId>,
+    /// The bridge this node is registered at, `host:port` or a URL; `None` when unknown
+    /// (the empty string on the wire).
+    pub bridge: Option<BridgeAddr>,
+    /// Peers that can introduce this node, most useful first.
+    pub introducers: Introducers,
 }
 
 /// A content reference: "this contact holds (part of) the content", valid for `ttl_secs`.
@@ -141,7 +160,7 @@ pub enum KadMsg {
     Nodes {
         rid: u64,
         token: Token,
-        contacts: Vec<Contact>,
+        contacts: Contacts,
     },
     /// Ask for the providers of `key` (a 160-bit hash_name).
     FindValue {
@@ -153,8 +172,8 @@ pub enum KadMsg {
     Value {
         rid: u64,
         token: Token,
-        providers: Vec<Provider>,
-        contacts: Vec<Contact>,
+        providers: Providers,
+        contacts: Contacts,
     },
     /// Announce that `provider` (which must be the sender itself) holds `key`.
     Store {
@@ -169,12 +188,12 @@ pub enum KadMsg {
     Error {
         rid: u64,
         code: KadErrorCode,
-        reason: String,
+        reason: Reason,
     },
     /// A command this version does not know; the body (after the command byte) is kept as is.
     Unrecognized {
         cmd: u8,
-        body: Vec<u8>,
+        body: UnrecognizedBody,
     },
 }
 
@@ -211,24 +230,14 @@ fn take_id(r: &mut Reader<'_>) -> Result<NodeId, WireError> {
     Ok(NodeId(r.take_array()?))
 }
 
-/// A u8 count, checked against `max` before anything is allocated.
-fn take_count(r: &mut Reader<'_>, max: usize) -> Result<usize, WireError> {
-    let n = usize::from(r.take_u8()?);
-    if n > max {
-        return Err(WireError::LengthTooLarge { len: n, max });
-    }
-    Ok(n)
-}
-
 impl Contact {
     /// Append the wire form: `[id: 20][pubkey: 33][bridge: str16][n: u8][n x id: 20]`.
     pub fn write_onto(&self, w: &mut Writer) {
         w.put_bytes(&self.id.0);
         w.put_bytes(&self.pubkey);
-        w.put_str16(&self.bridge, MAX_ADDR);
-        let intro = &self.introducers[..self.introducers.len().min(MAX_INTRODUCERS)];
-        w.put_u8(intro.len() as u8);
-        for id in intro {
+        BridgeAddr::write_opt(self.bridge.as_ref(), w);
+        w.put_count8(&self.introducers);
+        for id in &self.introducers {
             w.put_bytes(&id.0);
         }
     }
@@ -236,12 +245,8 @@ impl Contact {
     pub fn take_from(r: &mut Reader<'_>) -> Result<Contact, WireError> {
         let id = take_id(r)?;
         let pubkey = r.take_array()?;
-        let bridge = r.take_str16(MAX_ADDR)?.to_owned();
-        let n = take_count(r, MAX_INTRODUCERS)?;
-        let mut introducers = Vec::with_capacity(n);
-        for _ in 0..n {
-            introducers.push(take_id(r)?);
-        }
+        let bridge = BridgeAddr::take_opt(r)?;
+        let introducers = r.take_list8(take_id)?;
         Ok(Contact {
             id,
             pubkey,
@@ -266,21 +271,15 @@ impl Provider {
     }
 }
 
-fn put_contacts(w: &mut Writer, contacts: &[Contact]) {
-    let contacts = &contacts[..contacts.len().min(MAX_CONTACTS)];
-    w.put_u8(contacts.len() as u8);
+fn put_contacts(w: &mut Writer, contacts: &Contacts) {
+    w.put_count8(contacts);
     for c in contacts {
         c.write_onto(w);
     }
 }
 
-fn take_contacts(r: &mut Reader<'_>) -> Result<Vec<Contact>, WireError> {
-    let n = take_count(r, MAX_CONTACTS)?;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        out.push(Contact::take_from(r)?);
-    }
-    Ok(out)
+fn take_contacts(r: &mut Reader<'_>) -> Result<Contacts, WireError> {
+    r.take_list8(Contact::take_from)
 }
 
 impl Frame for KadMsg {
@@ -325,8 +324,7 @@ impl Frame for KadMsg {
                 w.put_u8(KadCmd::VALUE.0);
                 w.put_u64(*rid);
                 w.put_bytes(token);
-                let providers = &providers[..providers.len().min(MAX_PROVIDERS)];
-                w.put_u8(providers.len() as u8);
+                w.put_count8(providers);
                 for p in providers {
                     p.write_onto(w);
                 }
@@ -352,7 +350,7 @@ impl Frame for KadMsg {
                 w.put_u8(KadCmd::ERROR.0);
                 w.put_u64(*rid);
                 w.put_u16(code.0);
-                w.put_str16(reason, MAX_REASON);
+                w.put_str16(reason);
             }
             KadMsg::Unrecognized { cmd, body } => {
                 w.put_u8(*cmd);
@@ -378,7 +376,7 @@ impl Frame for KadMsg {
         if !known {
             return Ok(KadMsg::Unrecognized {
                 cmd: cmd.0,
-                body: r.take_rest().to_vec(),
+                body: r.take_rest_bounded()?,
             });
         }
         let rid = r.take_u64()?;
@@ -400,11 +398,7 @@ impl Frame for KadMsg {
             },
             KadCmd::VALUE => {
                 let token = r.take_array()?;
-                let n = take_count(r, MAX_PROVIDERS)?;
-                let mut providers = Vec::with_capacity(n);
-                for _ in 0..n {
-                    providers.push(Provider::take_from(r)?);
-                }
+                let providers = r.take_list8(Provider::take_from)?;
                 KadMsg::Value {
                     rid,
                     token,
@@ -423,7 +417,7 @@ impl Frame for KadMsg {
             _ => KadMsg::Error {
                 rid,
                 code: KadErrorCode(r.take_u16()?),
-                reason: r.take_str16(MAX_REASON)?.to_owned(),
+                reason: r.take_string16()?,
             },
         })
     }
@@ -442,14 +436,14 @@ mod tests {
         (
             arb_id(),
             proptest::collection::vec(any::<u8>(), 33),
-            "[a-z0-9.:/]{0,40}",
+            proptest::option::of("[a-z0-9.:/]{1,40}"),
             proptest::collection::vec(arb_id(), 0..=MAX_INTRODUCERS),
         )
             .prop_map(|(id, pk, bridge, introducers)| Contact {
                 id,
                 pubkey: pk.try_into().unwrap(),
-                bridge,
-                introducers,
+                bridge: bridge.map(|b| BridgeAddr::new(b).unwrap()),
+                introducers: Introducers::new(introducers).unwrap(),
             })
     }
 
@@ -458,7 +452,10 @@ mod tests {
     }
 
     fn arb_msg() -> impl Strategy<Value = KadMsg> {
-        let contacts = || proptest::collection::vec(arb_contact(), 0..=MAX_CONTACTS);
+        let contacts = || {
+            proptest::collection::vec(arb_contact(), 0..=MAX_CONTACTS)
+                .prop_map(|c| Contacts::new(c).unwrap())
+        };
         prop_oneof![
             any::<u64>().prop_map(|rid| KadMsg::Ping { rid }),
             any::<u64>().prop_map(|rid| KadMsg::Pong { rid }),
@@ -474,7 +471,8 @@ mod tests {
             (
                 any::<u64>(),
                 any::<Token>(),
-                proptest::collection::vec(arb_provider(), 0..=MAX_PROVIDERS),
+                proptest::collection::vec(arb_provider(), 0..=MAX_PROVIDERS)
+                    .prop_map(|p| Providers::new(p).unwrap()),
                 contacts()
             )
                 .prop_map(|(rid, token, providers, contacts)| KadMsg::Value {
@@ -496,11 +494,15 @@ mod tests {
                 KadMsg::Error {
                     rid,
                     code: KadErrorCode(code),
-                    reason,
+                    reason: Reason::new(reason).unwrap(),
                 }
             }),
-            (0x10u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40))
-                .prop_map(|(cmd, body)| KadMsg::Unrecognized { cmd, body }),
+            (0x10u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(
+                |(cmd, body)| KadMsg::Unrecognized {
+                    cmd,
+                    body: UnrecognizedBody::new(body).unwrap()
+                }
+            ),
         ]
     }
 
@@ -549,8 +551,8 @@ mod tests {
         Contact {
             id: NodeId([i; 20]),
             pubkey: [2; 33],
-            bridge: "b".repeat(MAX_ADDR),
-            introducers: vec![NodeId([9; 20]); MAX_INTRODUCERS],
+            bridge: Some(BridgeAddr::new("b".repeat(MAX_ADDR)).unwrap()),
+            introducers: Introducers::new(vec![NodeId([9; 20]); MAX_INTRODUCERS]).unwrap(),
         }
     }
 
@@ -559,13 +561,16 @@ mod tests {
         let msg = KadMsg::Value {
             rid: u64::MAX,
             token: [0xee; TOKEN_LEN],
-            providers: (0..MAX_PROVIDERS as u8)
-                .map(|i| Provider {
-                    contact: big_contact(i),
-                    ttl_secs: u32::MAX,
-                })
-                .collect(),
-            contacts: (0..MAX_CONTACTS as u8).map(big_contact).collect(),
+            providers: Providers::new(
+                (0..MAX_PROVIDERS as u8)
+                    .map(|i| Provider {
+                        contact: big_contact(i),
+                        ttl_secs: u32::MAX,
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+            contacts: Contacts::new((0..MAX_CONTACTS as u8).map(big_contact).collect()).unwrap(),
         };
         let bytes = msg.encode_frame();
         // (`MAX_KAD_FRAME` fits in a link's DATA: checked at compile time in `link`.)
@@ -574,22 +579,52 @@ mod tests {
     }
 
     #[test]
-    fn oversized_lists_are_truncated_on_encode() {
+    fn oversized_fields_are_refused_when_built() {
+        // Exactly the maximum is accepted, one more is refused: nothing is cut on encode.
+        assert!(Introducers::new(vec![NodeId([3; 20]); MAX_INTRODUCERS]).is_ok());
+        assert_eq!(
+            Introducers::new(vec![NodeId([3; 20]); MAX_INTRODUCERS + 1]),
+            Err(WireError::LengthTooLarge {
+                len: MAX_INTRODUCERS + 1,
+                max: MAX_INTRODUCERS
+            })
+        );
+        let c = big_contact(1);
+        assert!(Contacts::new(vec![c.clone(); MAX_CONTACTS]).is_ok());
+        assert!(Contacts::new(vec![c.clone(); MAX_CONTACTS + 1]).is_err());
+        let p = Provider {
+            contact: c,
+            ttl_secs: 1,
+        };
+        assert!(Providers::new(vec![p.clone(); MAX_PROVIDERS]).is_ok());
+        assert!(Providers::new(vec![p; MAX_PROVIDERS + 1]).is_err());
+        assert!(Reason::new("r".repeat(MAX_REASON)).is_ok());
+        assert!(Reason::new("r".repeat(MAX_REASON + 1)).is_err());
+        assert!(KadBytes::new(vec![0; MAX_KAD_FRAME]).is_ok());
+        assert!(KadBytes::new(vec![0; MAX_KAD_FRAME + 1]).is_err());
+        // "é" is two bytes: 129 of them are one byte over.
+        assert!(BridgeAddr::new("é".repeat(128)).is_ok());
+        assert!(BridgeAddr::new("é".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn an_empty_bridge_decodes_as_none_and_a_long_one_is_refused() {
         let mut c = big_contact(1);
-        c.introducers = vec![NodeId([3; 20]); 10];
-        c.bridge = "é".repeat(200); // 400 bytes, cut at a char boundary
-        let msg = KadMsg::Nodes {
-            rid: 1,
-            token: [0; TOKEN_LEN],
-            contacts: vec![c; 30],
-        };
-        let KadMsg::Nodes { contacts, .. } = KadMsg::decode_frame(&msg.encode_frame()).unwrap()
-        else {
-            panic!("not Nodes");
-        };
-        assert_eq!(contacts.len(), MAX_CONTACTS);
-        assert_eq!(contacts[0].introducers.len(), MAX_INTRODUCERS);
-        assert_eq!(contacts[0].bridge.len(), 256);
+        c.bridge = None;
+        let mut w = Writer::new();
+        c.write_onto(&mut w);
+        let bytes = w.into_vec();
+        assert_eq!(&bytes[20 + 33..20 + 33 + 2], &[0, 0]);
+        assert_eq!(Contact::take_from(&mut Reader::new(&bytes)), Ok(c));
+        // A bridge field claiming 257 bytes.
+        let mut bad = vec![0u8; 20 + 33];
+        bad.extend_from_slice(&257u16.to_be_bytes());
+        bad.extend(vec![b'b'; 257]);
+        bad.push(0);
+        assert!(matches!(
+            Contact::take_from(&mut Reader::new(&bad)),
+            Err(WireError::LengthTooLarge { len: 257, .. })
+        ));
     }
 
     #[test]
@@ -634,7 +669,7 @@ mod tests {
             KadMsg::decode_frame(&[0x42, 1, 2]).unwrap(),
             KadMsg::Unrecognized {
                 cmd: 0x42,
-                body: vec![1, 2]
+                body: UnrecognizedBody::new(vec![1, 2]).unwrap()
             }
         );
         assert_eq!(KadErrorCode(999).name(), "UNKNOWN");
@@ -660,8 +695,8 @@ mod tests {
                 contact: Contact {
                     id: NodeId([0x11; 20]),
                     pubkey: [0x02; 33],
-                    bridge: "b:1".into(),
-                    introducers: vec![NodeId([0x22; 20])],
+                    bridge: Some(BridgeAddr::new("b:1").unwrap()),
+                    introducers: Introducers::new(vec![NodeId([0x22; 20])]).unwrap(),
                 },
                 ttl_secs: 1800,
             },

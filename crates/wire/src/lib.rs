@@ -9,17 +9,24 @@
 //! - A frame is one transport message (WebSocket and data channels preserve message boundaries),
 //!   at most [`MAX_SIGNAL_FRAME`] or [`MAX_LINK_FRAME`] bytes, and a decoded message must consume
 //!   its frame exactly ([`Reader::should_be_exhausted`]).
+//! - Encoding never fails, panics or truncates: every length-limited field is a bounded type
+//!   ([`BoundedBytes`], [`BoundedString`], [`BoundedVec`], [`BridgeAddr`]) whose constructor
+//!   refuses what the field cannot carry, and decoders build values through the same
+//!   constructors. See [`bounded`].
 //! - Command codes are open newtypes: an unknown command decodes to an `Unrecognized` arm so the
 //!   caller decides what to do (ignore it, or close the link), rather than the codec failing.
 //!
 //! ```
 //! use onionmesh_wire::{LinkMsg, Frame};
-//! let msg = LinkMsg::Data(b"hello".to_vec());
+//! let msg = LinkMsg::Data(b"hello".to_vec().try_into()?);
 //! let bytes = msg.encode_frame();
-//! assert_eq!(LinkMsg::decode_frame(&bytes).unwrap(), msg);
+//! assert_eq!(LinkMsg::decode_frame(&bytes)?, msg);
+//! # Ok::<(), onionmesh_wire::WireError>(())
 //! ```
 #![forbid(unsafe_code)]
 
+mod addr;
+pub mod bounded;
 pub mod cell;
 pub mod db;
 mod error;
@@ -31,6 +38,8 @@ pub mod signal;
 mod time;
 mod writer;
 
+pub use addr::{BridgeAddr, MAX_ADDR};
+pub use bounded::{BoundedBytes, BoundedString, BoundedVec};
 pub use db::{DbMsg, HashName};
 pub use error::WireError;
 pub use id::{NodeId, PublicKeyBytes, SignatureBytes, ID_LEN, PUBKEY_LEN, SIG_LEN};

@@ -10,9 +10,10 @@
 //! a node reach a DHT node it has no link to.
 
 use crate::cell::{Cell, CELL_LEN};
-use crate::kad::MAX_KAD_FRAME;
+use crate::kad::KadBytes;
 use crate::{
-    Frame, NodeId, PublicKeyBytes, Reader, SignatureBytes, WireError, Writer, MAX_LINK_FRAME,
+    BoundedBytes, BoundedString, BoundedVec, Frame, NodeId, PublicKeyBytes, Reader, SignatureBytes,
+    WireError, Writer, MAX_LINK_FRAME,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +49,71 @@ const _: () = assert!(2 + MAX_CELLS_PER_FRAME * CELL_LEN <= MAX_LINK_FRAME);
 pub const NONCE_LEN: usize = 32;
 /// Largest application payload in one `Data` frame.
 pub const MAX_DATA: usize = MAX_LINK_FRAME - 5;
+/// Longest reason in a `Close`, in UTF-8 bytes.
+pub const MAX_CLOSE_REASON: usize = 512;
+
+/// The payload of one `Data` frame: at most [`MAX_DATA`] bytes.
+pub type LinkData = BoundedBytes<MAX_DATA>;
+/// The reason of a `Close`: at most [`MAX_CLOSE_REASON`] bytes.
+pub type CloseReason = BoundedString<MAX_CLOSE_REASON>;
+/// The body of an unknown command (everything after the command byte).
+pub type UnrecognizedBody = BoundedBytes<{ MAX_LINK_FRAME - 1 }>;
+
+/// The cells of one [`LinkMsg::Cells`]: 1 to [`MAX_CELLS_PER_FRAME`], in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellBatch(BoundedVec<Cell, MAX_CELLS_PER_FRAME>);
+
+impl CellBatch {
+    /// Errors: [`WireError::BadValue`] for no cells, [`WireError::LengthTooLarge`] for more than
+    /// [`MAX_CELLS_PER_FRAME`].
+    pub fn new(cells: Vec<Cell>) -> Result<CellBatch, WireError> {
+        if cells.is_empty() {
+            return Err(WireError::BadValue("a cell batch with no cells"));
+        }
+        Ok(CellBatch(BoundedVec::new(cells)?))
+    }
+
+    pub fn as_slice(&self) -> &[Cell] {
+        &self.0
+    }
+
+    pub fn into_vec(self) -> Vec<Cell> {
+        self.0.into_vec()
+    }
+}
+
+impl std::ops::Deref for CellBatch {
+    type Target = [Cell];
+    fn deref(&self) -> &[Cell] {
+        &self.0
+    }
+}
+
+impl TryFrom<Vec<Cell>> for CellBatch {
+    type Error = WireError;
+    fn try_from(cells: Vec<Cell>) -> Result<CellBatch, WireError> {
+        CellBatch::new(cells)
+    }
+}
+
+impl IntoIterator for CellBatch {
+    type Item = Cell;
+    type IntoIter = std::vec::IntoIter<Cell>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a CellBatch {
+    type Item = &'a Cell;
+    type IntoIter = std::slice::Iter<'a, Cell>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
 
 // The largest Kademlia frame fits in one link frame (a `Relay`/`KadFrom` carries one).
-const _: () = assert!(MAX_KAD_FRAME <= MAX_DATA);
-const MAX_CLOSE_REASON: usize = 512;
+const _: () = assert!(crate::kad::MAX_KAD_FRAME <= MAX_DATA);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -64,21 +126,21 @@ pub enum LinkMsg {
         sig: SignatureBytes,
     },
     /// Application bytes between two authenticated peers.
-    Data(Vec<u8>),
+    Data(LinkData),
     /// The sender is closing the link, and why.
     Close {
-        reason: String,
+        reason: CloseReason,
     },
     /// The sender is alive (see [`LinkCmd::KEEPALIVE`]).
     Keepalive,
     /// One onion cell, for the onion layer (`onionmesh-onion`).
     Cell(Box<Cell>),
-    /// One Kademlia frame (at most [`MAX_KAD_FRAME`] bytes), for the peer itself.
-    Kad(Vec<u8>),
+    /// One Kademlia frame (at most [`crate::kad::MAX_KAD_FRAME`] bytes), for the peer itself.
+    Kad(KadBytes),
     /// Sender -> introducer: relay `bytes` (one Kademlia frame) to the introducer's peer `to`.
     Relay {
         to: NodeId,
-        bytes: Vec<u8>,
+        bytes: KadBytes,
     },
     /// Introducer -> target: `from`, whose ID key is `pubkey`, asked us to relay `bytes`. The
     /// target trusts the introducer for `from` (it authenticated `from` on its own link), as
@@ -86,18 +148,18 @@ pub enum LinkMsg {
     Relayed {
         from: NodeId,
         pubkey: PublicKeyBytes,
-        bytes: Vec<u8>,
+        bytes: KadBytes,
     },
     /// Introducer -> sender: it has no link to `to`, so `bytes` come back for another route.
     RelayFailed {
         to: NodeId,
-        bytes: Vec<u8>,
+        bytes: KadBytes,
     },
     /// 1 to [`MAX_CELLS_PER_FRAME`] onion cells for the same link, in order.
-    Cells(Vec<Cell>),
+    Cells(CellBatch),
     Unrecognized {
         cmd: u8,
-        body: Vec<u8>,
+        body: UnrecognizedBody,
     },
 }
 
@@ -117,11 +179,11 @@ impl Frame for LinkMsg {
             }
             LinkMsg::Data(d) => {
                 w.put_u8(LinkCmd::DATA.0);
-                w.put_var32(&d[..d.len().min(MAX_DATA)]);
+                w.put_var32(d);
             }
             LinkMsg::Close { reason } => {
                 w.put_u8(LinkCmd::CLOSE.0);
-                w.put_str16(reason, MAX_CLOSE_REASON);
+                w.put_str16(reason);
             }
             LinkMsg::Keepalive => w.put_u8(LinkCmd::KEEPALIVE.0),
             LinkMsg::Cell(cell) => {
@@ -130,12 +192,12 @@ impl Frame for LinkMsg {
             }
             LinkMsg::Kad(bytes) => {
                 w.put_u8(LinkCmd::KAD.0);
-                w.put_var16(&bytes[..bytes.len().min(MAX_KAD_FRAME)]);
+                w.put_var16(bytes);
             }
             LinkMsg::Relay { to, bytes } => {
                 w.put_u8(LinkCmd::RELAY.0);
                 w.put_bytes(&to.0);
-                w.put_var16(&bytes[..bytes.len().min(MAX_KAD_FRAME)]);
+                w.put_var16(bytes);
             }
             LinkMsg::Relayed {
                 from,
@@ -145,18 +207,16 @@ impl Frame for LinkMsg {
                 w.put_u8(LinkCmd::RELAYED.0);
                 w.put_bytes(&from.0);
                 w.put_bytes(pubkey);
-                w.put_var16(&bytes[..bytes.len().min(MAX_KAD_FRAME)]);
+                w.put_var16(bytes);
             }
             LinkMsg::RelayFailed { to, bytes } => {
                 w.put_u8(LinkCmd::RELAY_FAILED.0);
                 w.put_bytes(&to.0);
-                w.put_var16(&bytes[..bytes.len().min(MAX_KAD_FRAME)]);
+                w.put_var16(bytes);
             }
             LinkMsg::Cells(cells) => {
-                // Callers never build more than the maximum; cut rather than write a bad frame.
-                let cells = &cells[..cells.len().min(MAX_CELLS_PER_FRAME)];
                 w.put_u8(LinkCmd::CELLS.0);
-                w.put_u8(cells.len() as u8);
+                w.put_count8(&cells.0);
                 for c in cells {
                     w.put_bytes(&c.to_bytes());
                 }
@@ -176,48 +236,36 @@ impl Frame for LinkMsg {
                 pubkey: r.take_array()?,
                 sig: r.take_array()?,
             },
-            LinkCmd::DATA => LinkMsg::Data(r.take_var32(MAX_DATA)?.to_vec()),
+            LinkCmd::DATA => LinkMsg::Data(r.take_bytes32()?),
             LinkCmd::CLOSE => LinkMsg::Close {
-                reason: r.take_str16(MAX_CLOSE_REASON)?.to_owned(),
+                reason: r.take_string16()?,
             },
             LinkCmd::KEEPALIVE => LinkMsg::Keepalive,
             LinkCmd::CELL => {
                 LinkMsg::Cell(Box::new(Cell::from_bytes(&r.take_array::<CELL_LEN>()?)))
             }
-            LinkCmd::KAD => LinkMsg::Kad(r.take_var16(MAX_KAD_FRAME)?.to_vec()),
+            LinkCmd::KAD => LinkMsg::Kad(r.take_bytes16()?),
             LinkCmd::RELAY => LinkMsg::Relay {
                 to: NodeId(r.take_array()?),
-                bytes: r.take_var16(MAX_KAD_FRAME)?.to_vec(),
+                bytes: r.take_bytes16()?,
             },
             LinkCmd::RELAYED => LinkMsg::Relayed {
                 from: NodeId(r.take_array()?),
                 pubkey: r.take_array()?,
-                bytes: r.take_var16(MAX_KAD_FRAME)?.to_vec(),
+                bytes: r.take_bytes16()?,
             },
             LinkCmd::RELAY_FAILED => LinkMsg::RelayFailed {
                 to: NodeId(r.take_array()?),
-                bytes: r.take_var16(MAX_KAD_FRAME)?.to_vec(),
+                bytes: r.take_bytes16()?,
             },
             LinkCmd::CELLS => {
-                let n = r.take_u8()? as usize;
-                if n == 0 {
-                    return Err(WireError::BadValue("a cell batch with no cells"));
-                }
-                if n > MAX_CELLS_PER_FRAME {
-                    return Err(WireError::LengthTooLarge {
-                        len: n,
-                        max: MAX_CELLS_PER_FRAME,
-                    });
-                }
-                let mut cells = Vec::with_capacity(n);
-                for _ in 0..n {
-                    cells.push(Cell::from_bytes(&r.take_array::<CELL_LEN>()?));
-                }
-                LinkMsg::Cells(cells)
+                let cells: BoundedVec<Cell, MAX_CELLS_PER_FRAME> =
+                    r.take_list8(|r| Ok(Cell::from_bytes(&r.take_array::<CELL_LEN>()?)))?;
+                LinkMsg::Cells(CellBatch::new(cells.into_vec())?)
             }
             LinkCmd(cmd) => LinkMsg::Unrecognized {
                 cmd,
-                body: r.take_rest().to_vec(),
+                body: r.take_rest_bounded()?,
             },
         })
     }
@@ -227,6 +275,10 @@ impl Frame for LinkMsg {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn kad_bytes() -> impl Strategy<Value = KadBytes> {
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(|b| KadBytes::new(b).unwrap())
+    }
 
     fn arb_msg() -> impl Strategy<Value = LinkMsg> {
         prop_oneof![
@@ -239,32 +291,27 @@ mod tests {
                     pubkey: p.try_into().unwrap(),
                     sig: s.try_into().unwrap()
                 }),
-            proptest::collection::vec(any::<u8>(), 0..2000).prop_map(LinkMsg::Data),
-            ".{0,80}".prop_map(|reason| LinkMsg::Close { reason }),
+            proptest::collection::vec(any::<u8>(), 0..2000)
+                .prop_map(|d| LinkMsg::Data(LinkData::new(d).unwrap())),
+            ".{0,80}".prop_map(|reason| LinkMsg::Close {
+                reason: CloseReason::new(reason).unwrap()
+            }),
             Just(LinkMsg::Keepalive),
             proptest::collection::vec(any::<u8>(), CELL_LEN)
                 .prop_map(|b| LinkMsg::Cell(Box::new(Cell::from_bytes(&b.try_into().unwrap())))),
-            proptest::collection::vec(any::<u8>(), 0..300).prop_map(LinkMsg::Kad),
-            (
-                any::<[u8; 20]>(),
-                proptest::collection::vec(any::<u8>(), 0..300)
-            )
-                .prop_map(|(to, bytes)| LinkMsg::Relay {
-                    to: NodeId(to),
-                    bytes
-                }),
-            (
-                any::<[u8; 20]>(),
-                proptest::collection::vec(any::<u8>(), 0..300)
-            )
-                .prop_map(|(to, bytes)| LinkMsg::RelayFailed {
-                    to: NodeId(to),
-                    bytes
-                }),
+            kad_bytes().prop_map(LinkMsg::Kad),
+            (any::<[u8; 20]>(), kad_bytes()).prop_map(|(to, bytes)| LinkMsg::Relay {
+                to: NodeId(to),
+                bytes
+            }),
+            (any::<[u8; 20]>(), kad_bytes()).prop_map(|(to, bytes)| LinkMsg::RelayFailed {
+                to: NodeId(to),
+                bytes
+            }),
             (
                 any::<[u8; 20]>(),
                 proptest::collection::vec(any::<u8>(), 33),
-                proptest::collection::vec(any::<u8>(), 0..300)
+                kad_bytes()
             )
                 .prop_map(|(from, pk, bytes)| LinkMsg::Relayed {
                     from: NodeId(from),
@@ -276,19 +323,28 @@ mod tests {
                 1..=MAX_CELLS_PER_FRAME
             )
             .prop_map(|v| LinkMsg::Cells(
-                v.into_iter()
-                    .map(|b| Cell::from_bytes(&b.try_into().unwrap()))
-                    .collect()
+                CellBatch::new(
+                    v.into_iter()
+                        .map(|b| Cell::from_bytes(&b.try_into().unwrap()))
+                        .collect()
+                )
+                .unwrap()
             )),
-            (0x30u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40))
-                .prop_map(|(cmd, body)| LinkMsg::Unrecognized { cmd, body }),
+            (0x30u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(
+                |(cmd, body)| LinkMsg::Unrecognized {
+                    cmd,
+                    body: UnrecognizedBody::new(body).unwrap()
+                }
+            ),
         ]
     }
 
     proptest! {
         #[test]
         fn round_trip(msg in arb_msg()) {
-            prop_assert_eq!(LinkMsg::decode_frame(&msg.encode_frame()).unwrap(), msg);
+            let bytes = msg.encode_frame();
+            prop_assert!(bytes.len() <= MAX_LINK_FRAME);
+            prop_assert_eq!(LinkMsg::decode_frame(&bytes).unwrap(), msg);
         }
 
         #[test]
@@ -302,7 +358,7 @@ mod tests {
 
     #[test]
     fn largest_data_fits_a_frame() {
-        let msg = LinkMsg::Data(vec![7; MAX_DATA]);
+        let msg = LinkMsg::Data(LinkData::new(vec![7; MAX_DATA]).unwrap());
         let bytes = msg.encode_frame();
         assert_eq!(bytes.len(), MAX_LINK_FRAME);
         assert_eq!(LinkMsg::decode_frame(&bytes).unwrap(), msg);
@@ -335,7 +391,7 @@ mod tests {
     fn kad_frames_vector_and_bounds() {
         let bytes = LinkMsg::Relay {
             to: NodeId([0xab; 20]),
-            bytes: vec![1, 2, 3],
+            bytes: KadBytes::new(vec![1, 2, 3]).unwrap(),
         }
         .encode_frame();
         assert_eq!(hex::encode(&bytes[..3]), "21abab");
@@ -350,7 +406,8 @@ mod tests {
     fn cell_batches_check_their_count() {
         use crate::cell::{CellMsg, CircId, DestroyReason};
         let cell = Cell::new(CircId(7), &CellMsg::Destroy(DestroyReason::PROTOCOL));
-        let two = LinkMsg::Cells(vec![cell.clone(), cell.clone()]).encode_frame();
+        let two = LinkMsg::Cells(CellBatch::new(vec![cell.clone(), cell.clone()]).unwrap())
+            .encode_frame();
         assert_eq!(two.len(), 2 + 2 * CELL_LEN);
         assert_eq!(&two[..2], &[0x11, 2]);
         assert!(LinkMsg::decode_frame(&two).is_ok());
@@ -382,5 +439,35 @@ mod tests {
             LinkMsg::decode_frame(&bytes),
             Err(WireError::TrailingBytes(1))
         );
+    }
+
+    #[test]
+    fn constructors_accept_exactly_the_maximum_and_refuse_one_more() {
+        use crate::cell::{CellMsg, CircId};
+        assert!(LinkData::new(vec![0; MAX_DATA]).is_ok());
+        assert_eq!(
+            LinkData::new(vec![0; MAX_DATA + 1]),
+            Err(WireError::LengthTooLarge {
+                len: MAX_DATA + 1,
+                max: MAX_DATA
+            })
+        );
+        assert!(CloseReason::new("c".repeat(MAX_CLOSE_REASON)).is_ok());
+        assert!(CloseReason::new("c".repeat(MAX_CLOSE_REASON + 1)).is_err());
+        let cell = Cell::new(CircId(1), &CellMsg::Padding);
+        assert!(CellBatch::new(vec![cell.clone(); MAX_CELLS_PER_FRAME]).is_ok());
+        assert!(CellBatch::new(vec![cell; MAX_CELLS_PER_FRAME + 1]).is_err());
+        assert!(matches!(
+            CellBatch::new(Vec::new()),
+            Err(WireError::BadValue(_))
+        ));
+        assert!(UnrecognizedBody::new(vec![0; MAX_LINK_FRAME - 1]).is_ok());
+        assert!(UnrecognizedBody::new(vec![0; MAX_LINK_FRAME]).is_err());
+        let big = LinkMsg::Relayed {
+            from: NodeId([1; 20]),
+            pubkey: [2; 33],
+            bytes: KadBytes::new(vec![3; crate::kad::MAX_KAD_FRAME]).unwrap(),
+        };
+        assert!(big.encode_frame().len() <= MAX_LINK_FRAME);
     }
 }

@@ -1,4 +1,4 @@
-use crate::WireError;
+use crate::{BoundedBytes, BoundedString, BoundedVec, WireError};
 
 /// A bounds-checked cursor over one frame. Every `take_*` either returns data that really is in
 /// the frame or an error; nothing here can panic or allocate more than the frame holds.
@@ -90,6 +90,50 @@ impl<'a> Reader<'a> {
     /// A u16-length-prefixed UTF-8 string of at most `max` bytes.
     pub fn take_str16(&mut self, max: usize) -> Result<&'a str, WireError> {
         std::str::from_utf8(self.take_var16(max)?).map_err(|_| WireError::BadUtf8)
+    }
+
+    /// [`Reader::take_var16`] into the bounded type the matching `Writer::put_var16` takes.
+    pub fn take_bytes16<const MAX: usize>(&mut self) -> Result<BoundedBytes<MAX>, WireError> {
+        BoundedBytes::from_slice(self.take_var16(MAX)?)
+    }
+
+    /// [`Reader::take_var32`] into the bounded type the matching `Writer::put_var32` takes.
+    pub fn take_bytes32<const MAX: usize>(&mut self) -> Result<BoundedBytes<MAX>, WireError> {
+        BoundedBytes::from_slice(self.take_var32(MAX)?)
+    }
+
+    /// [`Reader::take_str16`] into the bounded type the matching `Writer::put_str16` takes.
+    pub fn take_string16<const MAX: usize>(&mut self) -> Result<BoundedString<MAX>, WireError> {
+        BoundedString::new(self.take_str16(MAX)?)
+    }
+
+    /// Everything that is left, which must be at most `MAX` bytes.
+    pub fn take_rest_bounded<const MAX: usize>(&mut self) -> Result<BoundedBytes<MAX>, WireError> {
+        let remaining = self.remaining();
+        if remaining > MAX {
+            return Err(WireError::LengthTooLarge {
+                len: remaining,
+                max: MAX,
+            });
+        }
+        BoundedBytes::from_slice(self.take_rest())
+    }
+
+    /// A count byte (checked against `MAX` before anything is allocated), then that many items
+    /// read by `item`.
+    pub fn take_list8<T, const MAX: usize>(
+        &mut self,
+        mut item: impl FnMut(&mut Reader<'a>) -> Result<T, WireError>,
+    ) -> Result<BoundedVec<T, MAX>, WireError> {
+        let n = usize::from(self.take_u8()?);
+        if n > MAX {
+            return Err(WireError::LengthTooLarge { len: n, max: MAX });
+        }
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            items.push(item(self)?);
+        }
+        BoundedVec::new(items)
     }
 }
 

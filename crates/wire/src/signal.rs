@@ -7,8 +7,10 @@
 //! the *target* when a node sends it to the bridge and the *source* when the bridge delivers it,
 //! exactly as in the spec (`INTRODUCE [IDB, offer]` in, `INTRODUCE [IDA, offer]` out).
 
+use crate::kad::KadBytes;
 use crate::{
-    Frame, NodeId, PublicKeyBytes, Reader, SignatureBytes, WireError, Writer, MAX_SIGNAL_FRAME,
+    BoundedBytes, BoundedString, BoundedVec, BridgeAddr, Frame, NodeId, PublicKeyBytes, Reader,
+    SignatureBytes, WireError, Writer, MAX_SIGNAL_FRAME,
 };
 
 /// Command byte of a signalling frame. Codes 0x20..=0x2f carry the DHT between a node and its
@@ -56,17 +58,51 @@ pub const MAX_SDP: usize = 16 * 1024;
 /// Longest human-readable reason.
 pub const MAX_REASON: usize = 512;
 /// Longest bridge address in a peer record.
-pub const MAX_ADDR: usize = 256;
+pub use crate::MAX_ADDR;
 /// Most peer records in one `FoundPeer`.
 pub const MAX_PEERS_PER_ANSWER: usize = 20;
 
-/// One peer in a `FoundPeer` answer: who it is and which bridge can introduce it. An empty
-/// `bridge` means "the bridge that sent this answer".
+/// A human-readable reason (`Error`, `IntroduceFailed`): at most [`MAX_REASON`] bytes.
+pub type Reason = BoundedString<MAX_REASON>;
+/// An SDP offer or answer: at most [`MAX_SDP`] bytes. Never cut: a shortened SDP is garbage.
+pub type Sdp = BoundedString<MAX_SDP>;
+/// The peer records of one `FoundPeer`: at most [`MAX_PEERS_PER_ANSWER`].
+pub type FoundPeers = BoundedVec<PeerRecord, MAX_PEERS_PER_ANSWER>;
+/// The peer records of one `PeersJoined`: at most [`MAX_PEERS_PER_SYNC`]; split longer lists
+/// with `chunks(MAX_PEERS_PER_SYNC)`.
+pub type SyncPeers = BoundedVec<PeerRecord, MAX_PEERS_PER_SYNC>;
+/// The IDs of one `PeersLeft` or `PeersGone`: at most [`MAX_PEERS_PER_SYNC`] (=
+/// [`MAX_PEERS_GONE`]); split longer lists with `chunks`.
+pub type PeerIds = BoundedVec<NodeId, MAX_PEERS_PER_SYNC>;
+const _: () = assert!(MAX_PEERS_GONE == MAX_PEERS_PER_SYNC);
+/// One encoded signalling frame inside a `Federate`: at most [`MAX_INNER`] bytes.
+pub type InnerFrame = BoundedBytes<MAX_INNER>;
+/// The body of an unknown command (everything after the command byte).
+pub type UnrecognizedBody = BoundedBytes<{ MAX_SIGNAL_FRAME - 1 }>;
+
+/// One peer in a `FoundPeer` answer: who it is and which bridge can introduce it. `None` for
+/// `bridge` (the empty string on the wire) means "the bridge that sent this answer".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerRecord {
     pub id: NodeId,
     pub pubkey: PublicKeyBytes,
-    pub bridge: String,
+    pub bridge: Option<BridgeAddr>,
+}
+
+impl PeerRecord {
+    fn write_onto(&self, w: &mut Writer) {
+        w.put_bytes(&self.id.0);
+        w.put_bytes(&self.pubkey);
+        BridgeAddr::write_opt(self.bridge.as_ref(), w);
+    }
+
+    fn take_from(r: &mut Reader<'_>) -> Result<PeerRecord, WireError> {
+        Ok(PeerRecord {
+            id: take_id(r)?,
+            pubkey: r.take_array()?,
+            bridge: BridgeAddr::take_opt(r)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,107 +133,82 @@ pub enum SignalMsg {
         peers_online: u32,
     },
     /// Bridge -> node: why the bridge is about to close the connection.
-    Error { code: u16, reason: String },
+    Error { code: u16, reason: Reason },
     /// DB_FIND_PEER [ID, public key].
     FindPeer { id: NodeId, pubkey: PublicKeyBytes },
     /// DB_FOUND_PEER: peers closest to the asker by XOR distance.
-    FoundPeer { peers: Vec<PeerRecord> },
+    FoundPeer { peers: FoundPeers },
     /// INTRODUCE [peer, SDP offer].
     Introduce {
         peer: NodeId,
         session: u64,
-        sdp: String,
+        sdp: Sdp,
     },
     /// INTRODUCED [peer, SDP answer].
     Introduced {
         peer: NodeId,
         session: u64,
-        sdp: String,
+        sdp: Sdp,
     },
     /// Bridge -> offerer: the introduction could not be delivered.
     IntroduceFailed {
         peer: NodeId,
         session: u64,
-        reason: String,
+        reason: Reason,
     },
     /// Node -> bridge: deliver one Kademlia frame to `peer` (the bridge itself, a peer
     /// registered here, or a peer or bridge reachable through a federated bridge).
-    KadTo { peer: NodeId, bytes: Vec<u8> },
+    KadTo { peer: NodeId, bytes: KadBytes },
     /// Bridge -> node (or inside `Federate`): `peer`, whose key is `pubkey` and whose bridge is
-    /// `bridge` (empty: the sending bridge), sent this Kademlia frame.
+    /// `bridge` (`None`: the sending bridge), sent this Kademlia frame.
     KadFrom {
         peer: NodeId,
         pubkey: PublicKeyBytes,
-        bridge: String,
-        bytes: Vec<u8>,
+        bridge: Option<BridgeAddr>,
+        bytes: KadBytes,
     },
     /// Bridge -> node, after `Welcome`: the address under which other bridges know this bridge
     /// (what the node publishes as its own bridge in the DHT).
-    BridgeInfo { addr: String },
+    BridgeInfo { addr: BridgeAddr },
     /// Bridge -> node, batched: these peers are gone (they left this bridge or a federated
     /// one, or stopped answering), so do not choose them for new links or paths. At most
     /// [`MAX_PEERS_GONE`] IDs per frame; a bridge coalesces departures over a short interval.
-    PeersGone { ids: Vec<NodeId> },
+    PeersGone { ids: PeerIds },
     /// Bridge -> bridge, after the receiver's `Challenge`: a signed hello like a node's (over
     /// the receiver's challenge), plus the address the sender is reachable at.
     BridgeHello {
         pubkey: PublicKeyBytes,
         challenge: ChallengeNonce,
         sig: SignatureBytes,
-        addr: String,
+        addr: BridgeAddr,
     },
     /// Bridge -> bridge: deliver `inner` (one encoded `KadFrom`, `Introduce`, `Introduced` or
     /// `IntroduceFailed` whose `peer` is the source) to `to`: the receiving bridge itself or a
     /// peer registered there.
-    Federate { to: NodeId, inner: Vec<u8> },
+    Federate { to: NodeId, inner: InnerFrame },
     /// Bridge -> bridge: these peers registered at the sender (their `bridge` field is ignored).
-    PeersJoined { peers: Vec<PeerRecord> },
+    PeersJoined { peers: SyncPeers },
     /// Bridge -> bridge: these peers left the sender.
-    PeersLeft { ids: Vec<NodeId> },
+    PeersLeft { ids: PeerIds },
     /// A command this version does not know; the body is kept for logging.
-    Unrecognized { cmd: u8, body: Vec<u8> },
+    Unrecognized { cmd: u8, body: UnrecognizedBody },
 }
 
 fn take_id(r: &mut Reader<'_>) -> Result<NodeId, WireError> {
     Ok(NodeId(r.take_array()?))
 }
 
-/// A count byte (checked against `max` before allocating), then that many peer records.
-fn take_records(r: &mut Reader<'_>, max: usize) -> Result<Vec<PeerRecord>, WireError> {
-    let n = usize::from(r.take_u8()?);
-    if n > max {
-        return Err(WireError::LengthTooLarge { len: n, max });
+/// A count byte, then the records.
+fn put_records<const MAX: usize>(w: &mut Writer, peers: &BoundedVec<PeerRecord, MAX>) {
+    w.put_count8(peers);
+    for p in peers {
+        p.write_onto(w);
     }
-    let mut peers = Vec::with_capacity(n);
-    for _ in 0..n {
-        peers.push(PeerRecord {
-            id: take_id(r)?,
-            pubkey: r.take_array()?,
-            bridge: r.take_str16(MAX_ADDR)?.to_owned(),
-        });
-    }
-    Ok(peers)
 }
 
-/// A count byte (checked against `max` before allocating), then that many IDs.
-fn take_ids(r: &mut Reader<'_>, max: usize) -> Result<Vec<NodeId>, WireError> {
-    let n = usize::from(r.take_u8()?);
-    if n > max {
-        return Err(WireError::LengthTooLarge { len: n, max });
-    }
-    let mut ids = Vec::with_capacity(n);
-    for _ in 0..n {
-        ids.push(take_id(r)?);
-    }
-    Ok(ids)
-}
-
-/// At most `max` IDs after a count byte. Callers split longer lists (`chunks(max)`); a longer
-/// slice here is a caller bug, cut like every other list in this codec.
-// TODO: when the codec stops cutting (issue 8, item 6), make this a constructor that refuses.
-fn put_ids(w: &mut Writer, ids: &[NodeId], max: usize) {
-    let ids = &ids[..ids.len().min(max).min(usize::from(u8::MAX))];
-    w.put_u8(ids.len() as u8);
+/// A count byte, then the IDs.
+fn put_ids(w: &mut Writer, ids: &PeerIds) {
+    w.put_count8(ids);
     for id in ids {
         w.put_bytes(&id.0);
     }
@@ -241,7 +252,7 @@ impl Frame for SignalMsg {
             SignalMsg::Error { code, reason } => {
                 w.put_u8(SignalCmd::ERROR.0);
                 w.put_u16(*code);
-                w.put_str16(reason, MAX_REASON);
+                w.put_str16(reason);
             }
             SignalMsg::FindPeer { id, pubkey } => {
                 w.put_u8(SignalCmd::FIND_PEER.0);
@@ -250,25 +261,19 @@ impl Frame for SignalMsg {
             }
             SignalMsg::FoundPeer { peers } => {
                 w.put_u8(SignalCmd::FOUND_PEER.0);
-                let peers = &peers[..peers.len().min(MAX_PEERS_PER_ANSWER)];
-                w.put_u8(peers.len() as u8);
-                for p in peers {
-                    w.put_bytes(&p.id.0);
-                    w.put_bytes(&p.pubkey);
-                    w.put_str16(&p.bridge, MAX_ADDR);
-                }
+                put_records(w, peers);
             }
             SignalMsg::Introduce { peer, session, sdp } => {
                 w.put_u8(SignalCmd::INTRODUCE.0);
                 w.put_bytes(&peer.0);
                 w.put_u64(*session);
-                w.put_str16(sdp, MAX_SDP);
+                w.put_str16(sdp);
             }
             SignalMsg::Introduced { peer, session, sdp } => {
                 w.put_u8(SignalCmd::INTRODUCED.0);
                 w.put_bytes(&peer.0);
                 w.put_u64(*session);
-                w.put_str16(sdp, MAX_SDP);
+                w.put_str16(sdp);
             }
             SignalMsg::IntroduceFailed {
                 peer,
@@ -278,12 +283,12 @@ impl Frame for SignalMsg {
                 w.put_u8(SignalCmd::INTRODUCE_FAILED.0);
                 w.put_bytes(&peer.0);
                 w.put_u64(*session);
-                w.put_str16(reason, MAX_REASON);
+                w.put_str16(reason);
             }
             SignalMsg::KadTo { peer, bytes } => {
                 w.put_u8(SignalCmd::KAD_TO.0);
                 w.put_bytes(&peer.0);
-                w.put_var16(&bytes[..bytes.len().min(MAX_KAD_BYTES)]);
+                w.put_var16(bytes);
             }
             SignalMsg::KadFrom {
                 peer,
@@ -294,16 +299,16 @@ impl Frame for SignalMsg {
                 w.put_u8(SignalCmd::KAD_FROM.0);
                 w.put_bytes(&peer.0);
                 w.put_bytes(pubkey);
-                w.put_str16(bridge, MAX_ADDR);
-                w.put_var16(&bytes[..bytes.len().min(MAX_KAD_BYTES)]);
+                BridgeAddr::write_opt(bridge.as_ref(), w);
+                w.put_var16(bytes);
             }
             SignalMsg::BridgeInfo { addr } => {
                 w.put_u8(SignalCmd::BRIDGE_INFO.0);
-                w.put_str16(addr, MAX_ADDR);
+                addr.write(w);
             }
             SignalMsg::PeersGone { ids } => {
                 w.put_u8(SignalCmd::PEERS_GONE.0);
-                put_ids(w, ids, MAX_PEERS_GONE);
+                put_ids(w, ids);
             }
             SignalMsg::BridgeHello {
                 pubkey,
@@ -315,26 +320,20 @@ impl Frame for SignalMsg {
                 w.put_bytes(pubkey);
                 w.put_bytes(challenge);
                 w.put_bytes(sig);
-                w.put_str16(addr, MAX_ADDR);
+                addr.write(w);
             }
             SignalMsg::Federate { to, inner } => {
                 w.put_u8(SignalCmd::FEDERATE.0);
                 w.put_bytes(&to.0);
-                w.put_var16(&inner[..inner.len().min(MAX_INNER)]);
+                w.put_var16(inner);
             }
             SignalMsg::PeersJoined { peers } => {
                 w.put_u8(SignalCmd::PEERS_JOINED.0);
-                let peers = &peers[..peers.len().min(MAX_PEERS_PER_SYNC)];
-                w.put_u8(peers.len() as u8);
-                for p in peers {
-                    w.put_bytes(&p.id.0);
-                    w.put_bytes(&p.pubkey);
-                    w.put_str16(&p.bridge, MAX_ADDR);
-                }
+                put_records(w, peers);
             }
             SignalMsg::PeersLeft { ids } => {
                 w.put_u8(SignalCmd::PEERS_LEFT.0);
-                put_ids(w, ids, MAX_PEERS_PER_SYNC);
+                put_ids(w, ids);
             }
             SignalMsg::Unrecognized { cmd, body } => {
                 w.put_u8(*cmd);
@@ -361,7 +360,7 @@ impl Frame for SignalMsg {
                 nonce: r.take_u64()?,
             },
             SignalCmd::PEERS_GONE => SignalMsg::PeersGone {
-                ids: take_ids(r, MAX_PEERS_GONE)?,
+                ids: r.take_list8(take_id)?,
             },
             SignalCmd::WELCOME => SignalMsg::Welcome {
                 bridge_pubkey: r.take_array()?,
@@ -369,62 +368,62 @@ impl Frame for SignalMsg {
             },
             SignalCmd::ERROR => SignalMsg::Error {
                 code: r.take_u16()?,
-                reason: r.take_str16(MAX_REASON)?.to_owned(),
+                reason: r.take_string16()?,
             },
             SignalCmd::FIND_PEER => SignalMsg::FindPeer {
                 id: take_id(r)?,
                 pubkey: r.take_array()?,
             },
             SignalCmd::FOUND_PEER => SignalMsg::FoundPeer {
-                peers: take_records(r, MAX_PEERS_PER_ANSWER)?,
+                peers: r.take_list8(PeerRecord::take_from)?,
             },
             SignalCmd::KAD_TO => SignalMsg::KadTo {
                 peer: take_id(r)?,
-                bytes: r.take_var16(MAX_KAD_BYTES)?.to_vec(),
+                bytes: r.take_bytes16()?,
             },
             SignalCmd::KAD_FROM => SignalMsg::KadFrom {
                 peer: take_id(r)?,
                 pubkey: r.take_array()?,
-                bridge: r.take_str16(MAX_ADDR)?.to_owned(),
-                bytes: r.take_var16(MAX_KAD_BYTES)?.to_vec(),
+                bridge: BridgeAddr::take_opt(r)?,
+                bytes: r.take_bytes16()?,
             },
             SignalCmd::BRIDGE_INFO => SignalMsg::BridgeInfo {
-                addr: r.take_str16(MAX_ADDR)?.to_owned(),
+                addr: BridgeAddr::take(r)?,
             },
             SignalCmd::BRIDGE_HELLO => SignalMsg::BridgeHello {
                 pubkey: r.take_array()?,
                 challenge: r.take_array()?,
                 sig: r.take_array()?,
-                addr: r.take_str16(MAX_ADDR)?.to_owned(),
+                addr: BridgeAddr::take(r)?,
             },
             SignalCmd::FEDERATE => SignalMsg::Federate {
                 to: take_id(r)?,
-                inner: r.take_var16(MAX_INNER)?.to_vec(),
+                inner: r.take_bytes16()?,
             },
             SignalCmd::PEERS_JOINED => SignalMsg::PeersJoined {
-                peers: take_records(r, MAX_PEERS_PER_SYNC)?,
+                peers: r.take_list8(PeerRecord::take_from)?,
             },
             SignalCmd::PEERS_LEFT => SignalMsg::PeersLeft {
-                ids: take_ids(r, MAX_PEERS_PER_SYNC)?,
+                ids: r.take_list8(take_id)?,
             },
             SignalCmd::INTRODUCE => SignalMsg::Introduce {
                 peer: take_id(r)?,
                 session: r.take_u64()?,
-                sdp: r.take_str16(MAX_SDP)?.to_owned(),
+                sdp: r.take_string16()?,
             },
             SignalCmd::INTRODUCED => SignalMsg::Introduced {
                 peer: take_id(r)?,
                 session: r.take_u64()?,
-                sdp: r.take_str16(MAX_SDP)?.to_owned(),
+                sdp: r.take_string16()?,
             },
             SignalCmd::INTRODUCE_FAILED => SignalMsg::IntroduceFailed {
                 peer: take_id(r)?,
                 session: r.take_u64()?,
-                reason: r.take_str16(MAX_REASON)?.to_owned(),
+                reason: r.take_string16()?,
             },
             SignalCmd(cmd) => SignalMsg::Unrecognized {
                 cmd,
-                body: r.take_rest().to_vec(),
+                body: r.take_rest_bounded()?,
             },
         })
     }
@@ -445,6 +444,20 @@ mod tests {
         proptest::collection::vec(any::<u8>(), 64).prop_map(|v| v.try_into().unwrap())
     }
 
+    fn arb_addr() -> impl Strategy<Value = BridgeAddr> {
+        "[a-z0-9.:/]{1,40}".prop_map(|a| BridgeAddr::new(a).unwrap())
+    }
+    fn arb_bridge() -> impl Strategy<Value = Option<BridgeAddr>> {
+        proptest::option::of(arb_addr())
+    }
+    fn arb_record() -> impl Strategy<Value = PeerRecord> {
+        (arb_id(), arb_pk(), arb_bridge()).prop_map(|(id, pubkey, bridge)| PeerRecord {
+            id,
+            pubkey,
+            bridge,
+        })
+    }
+
     fn arb_msg() -> impl Strategy<Value = SignalMsg> {
         prop_oneof![
             (arb_pk(), any::<[u8; 32]>(), arb_sig()).prop_map(|(pubkey, challenge, sig)| {
@@ -457,47 +470,66 @@ mod tests {
             any::<[u8; 32]>().prop_map(|nonce| SignalMsg::Challenge { nonce }),
             any::<u64>().prop_map(|nonce| SignalMsg::Ping { nonce }),
             any::<u64>().prop_map(|nonce| SignalMsg::Pong { nonce }),
-            proptest::collection::vec(arb_id(), 0..=MAX_PEERS_GONE)
-                .prop_map(|ids| SignalMsg::PeersGone { ids }),
+            proptest::collection::vec(arb_id(), 0..=MAX_PEERS_GONE).prop_map(|ids| {
+                SignalMsg::PeersGone {
+                    ids: PeerIds::new(ids).unwrap(),
+                }
+            }),
             (arb_pk(), any::<u32>()).prop_map(|(bridge_pubkey, peers_online)| SignalMsg::Welcome {
                 bridge_pubkey,
                 peers_online
             }),
-            (any::<u16>(), ".{0,100}").prop_map(|(code, reason)| SignalMsg::Error { code, reason }),
+            (any::<u16>(), ".{0,100}").prop_map(|(code, reason)| SignalMsg::Error {
+                code,
+                reason: Reason::new(reason).unwrap()
+            }),
             (arb_id(), arb_pk()).prop_map(|(id, pubkey)| SignalMsg::FindPeer { id, pubkey }),
-            proptest::collection::vec(
-                (arb_id(), arb_pk(), "[a-z0-9.:]{0,30}")
-                    .prop_map(|(id, pubkey, bridge)| PeerRecord { id, pubkey, bridge }),
-                0..=MAX_PEERS_PER_ANSWER
-            )
-            .prop_map(|peers| SignalMsg::FoundPeer { peers }),
-            (arb_id(), any::<u64>(), ".{0,300}")
-                .prop_map(|(peer, session, sdp)| SignalMsg::Introduce { peer, session, sdp }),
-            (arb_id(), any::<u64>(), ".{0,300}")
-                .prop_map(|(peer, session, sdp)| SignalMsg::Introduced { peer, session, sdp }),
+            proptest::collection::vec(arb_record(), 0..=MAX_PEERS_PER_ANSWER).prop_map(|peers| {
+                SignalMsg::FoundPeer {
+                    peers: FoundPeers::new(peers).unwrap(),
+                }
+            }),
+            (arb_id(), any::<u64>(), ".{0,300}").prop_map(|(peer, session, sdp)| {
+                SignalMsg::Introduce {
+                    peer,
+                    session,
+                    sdp: Sdp::new(sdp).unwrap(),
+                }
+            }),
+            (arb_id(), any::<u64>(), ".{0,300}").prop_map(|(peer, session, sdp)| {
+                SignalMsg::Introduced {
+                    peer,
+                    session,
+                    sdp: Sdp::new(sdp).unwrap(),
+                }
+            }),
             (arb_id(), any::<u64>(), ".{0,50}").prop_map(|(peer, session, reason)| {
                 SignalMsg::IntroduceFailed {
                     peer,
                     session,
-                    reason,
+                    reason: Reason::new(reason).unwrap(),
                 }
             }),
-            (arb_id(), proptest::collection::vec(any::<u8>(), 0..200))
-                .prop_map(|(peer, bytes)| SignalMsg::KadTo { peer, bytes }),
+            (arb_id(), proptest::collection::vec(any::<u8>(), 0..200)).prop_map(|(peer, bytes)| {
+                SignalMsg::KadTo {
+                    peer,
+                    bytes: KadBytes::new(bytes).unwrap(),
+                }
+            }),
             (
                 arb_id(),
                 arb_pk(),
-                "[a-z0-9.:/]{0,30}",
+                arb_bridge(),
                 proptest::collection::vec(any::<u8>(), 0..200)
             )
                 .prop_map(|(peer, pubkey, bridge, bytes)| SignalMsg::KadFrom {
                     peer,
                     pubkey,
                     bridge,
-                    bytes
+                    bytes: KadBytes::new(bytes).unwrap(),
                 }),
-            "[a-z0-9.:/]{0,40}".prop_map(|addr| SignalMsg::BridgeInfo { addr }),
-            (arb_pk(), any::<[u8; 32]>(), arb_sig(), "[a-z0-9.:/]{0,40}").prop_map(
+            arb_addr().prop_map(|addr| SignalMsg::BridgeInfo { addr }),
+            (arb_pk(), any::<[u8; 32]>(), arb_sig(), arb_addr()).prop_map(
                 |(pubkey, challenge, sig, addr)| SignalMsg::BridgeHello {
                     pubkey,
                     challenge,
@@ -505,18 +537,26 @@ mod tests {
                     addr
                 }
             ),
-            (arb_id(), proptest::collection::vec(any::<u8>(), 0..200))
-                .prop_map(|(to, inner)| SignalMsg::Federate { to, inner }),
-            proptest::collection::vec(
-                (arb_id(), arb_pk(), "[a-z0-9.:]{0,10}")
-                    .prop_map(|(id, pubkey, bridge)| PeerRecord { id, pubkey, bridge }),
-                0..=30
-            )
-            .prop_map(|peers| SignalMsg::PeersJoined { peers }),
-            proptest::collection::vec(arb_id(), 0..=30)
-                .prop_map(|ids| SignalMsg::PeersLeft { ids }),
-            (0x50u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40))
-                .prop_map(|(cmd, body)| SignalMsg::Unrecognized { cmd, body }),
+            (arb_id(), proptest::collection::vec(any::<u8>(), 0..200)).prop_map(|(to, inner)| {
+                SignalMsg::Federate {
+                    to,
+                    inner: InnerFrame::new(inner).unwrap(),
+                }
+            }),
+            proptest::collection::vec(arb_record(), 0..=30).prop_map(|peers| {
+                SignalMsg::PeersJoined {
+                    peers: SyncPeers::new(peers).unwrap(),
+                }
+            }),
+            proptest::collection::vec(arb_id(), 0..=30).prop_map(|ids| SignalMsg::PeersLeft {
+                ids: PeerIds::new(ids).unwrap()
+            }),
+            (0x50u8..=0xff, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(
+                |(cmd, body)| SignalMsg::Unrecognized {
+                    cmd,
+                    body: UnrecognizedBody::new(body).unwrap()
+                }
+            ),
         ]
     }
 
@@ -524,6 +564,7 @@ mod tests {
         #[test]
         fn round_trip(msg in arb_msg()) {
             let bytes = msg.encode_frame();
+            prop_assert!(bytes.len() <= MAX_SIGNAL_FRAME);
             prop_assert_eq!(SignalMsg::decode_frame(&bytes).unwrap(), msg);
         }
 
@@ -580,7 +621,7 @@ mod tests {
     fn kad_to_vector() {
         let bytes = SignalMsg::KadTo {
             peer: NodeId([0x11; 20]),
-            bytes: vec![0xaa],
+            bytes: KadBytes::new(vec![0xaa]).unwrap(),
         }
         .encode_frame();
         assert_eq!(bytes.len(), 1 + 20 + 2 + 1);
@@ -614,7 +655,7 @@ mod tests {
         let pong = SignalMsg::Pong { nonce: 1 };
         assert_eq!(hex::encode(pong.encode_frame()), "050000000000000001");
         let gone = SignalMsg::PeersGone {
-            ids: vec![NodeId([0x11; 20]), NodeId([0x22; 20])],
+            ids: PeerIds::new(vec![NodeId([0x11; 20]), NodeId([0x22; 20])]).unwrap(),
         };
         let bytes = gone.encode_frame();
         assert_eq!(
@@ -631,6 +672,89 @@ mod tests {
         assert!(matches!(
             SignalMsg::decode_frame(&frame),
             Err(WireError::LengthTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn constructors_accept_exactly_the_maximum_and_refuse_one_more() {
+        assert!(Reason::new("r".repeat(MAX_REASON)).is_ok());
+        assert!(Reason::new("r".repeat(MAX_REASON + 1)).is_err());
+        assert!(Sdp::new("s".repeat(MAX_SDP)).is_ok());
+        assert!(Sdp::new("s".repeat(MAX_SDP + 1)).is_err());
+        assert!(InnerFrame::new(vec![0; MAX_INNER]).is_ok());
+        assert!(InnerFrame::new(vec![0; MAX_INNER + 1]).is_err());
+        assert!(PeerIds::new(vec![NodeId::default(); MAX_PEERS_PER_SYNC]).is_ok());
+        assert!(PeerIds::new(vec![NodeId::default(); MAX_PEERS_PER_SYNC + 1]).is_err());
+        let rec = PeerRecord {
+            id: NodeId::default(),
+            pubkey: [2; 33],
+            bridge: None,
+        };
+        assert!(FoundPeers::new(vec![rec.clone(); MAX_PEERS_PER_ANSWER]).is_ok());
+        assert!(FoundPeers::new(vec![rec.clone(); MAX_PEERS_PER_ANSWER + 1]).is_err());
+        assert!(SyncPeers::new(vec![rec.clone(); MAX_PEERS_PER_SYNC]).is_ok());
+        assert!(SyncPeers::new(vec![rec; MAX_PEERS_PER_SYNC + 1]).is_err());
+        assert!(UnrecognizedBody::new(vec![0; MAX_SIGNAL_FRAME - 1]).is_ok());
+        assert!(UnrecognizedBody::new(vec![0; MAX_SIGNAL_FRAME]).is_err());
+    }
+
+    #[test]
+    fn largest_messages_fit_a_frame() {
+        let addr = || BridgeAddr::new("a".repeat(MAX_ADDR)).unwrap();
+        let rec = PeerRecord {
+            id: NodeId([1; 20]),
+            pubkey: [2; 33],
+            bridge: Some(addr()),
+        };
+        let largest = [
+            SignalMsg::PeersJoined {
+                peers: SyncPeers::new(vec![rec.clone(); MAX_PEERS_PER_SYNC]).unwrap(),
+            },
+            SignalMsg::FoundPeer {
+                peers: FoundPeers::new(vec![rec; MAX_PEERS_PER_ANSWER]).unwrap(),
+            },
+            SignalMsg::Federate {
+                to: NodeId([3; 20]),
+                inner: InnerFrame::new(vec![4; MAX_INNER]).unwrap(),
+            },
+            SignalMsg::KadFrom {
+                peer: NodeId([5; 20]),
+                pubkey: [2; 33],
+                bridge: Some(addr()),
+                bytes: KadBytes::new(vec![6; MAX_KAD_BYTES]).unwrap(),
+            },
+            SignalMsg::Introduce {
+                peer: NodeId([7; 20]),
+                session: 1,
+                sdp: Sdp::new("v".repeat(MAX_SDP)).unwrap(),
+            },
+            SignalMsg::Unrecognized {
+                cmd: 0xee,
+                body: UnrecognizedBody::new(vec![8; MAX_SIGNAL_FRAME - 1]).unwrap(),
+            },
+        ];
+        for msg in largest {
+            let bytes = msg.encode_frame();
+            assert!(bytes.len() <= MAX_SIGNAL_FRAME, "{} bytes", bytes.len());
+            assert_eq!(SignalMsg::decode_frame(&bytes).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn bridge_fields_round_trip_none_as_empty() {
+        let msg = SignalMsg::KadFrom {
+            peer: NodeId([1; 20]),
+            pubkey: [2; 33],
+            bridge: None,
+            bytes: KadBytes::empty(),
+        };
+        let bytes = msg.encode_frame();
+        assert_eq!(hex::encode(&bytes[1 + 20 + 33..]), "00000000");
+        assert_eq!(SignalMsg::decode_frame(&bytes).unwrap(), msg);
+        // BridgeInfo and BridgeHello must name an address: empty is refused.
+        assert!(matches!(
+            SignalMsg::decode_frame(&[SignalCmd::BRIDGE_INFO.0, 0, 0]),
+            Err(WireError::BadValue(_))
         ));
     }
 }

@@ -1,6 +1,9 @@
-/// Appends big-endian fields to a buffer. Writing cannot fail; the caller is responsible for
-/// respecting the field maxima that the matching [`crate::Reader`] call enforces, which the message
-/// types do by construction or by truncating at their API boundary.
+use crate::{BoundedBytes, BoundedString, BoundedVec};
+
+/// Appends big-endian fields to a buffer. Writing cannot fail, panic or truncate: a
+/// length-prefixed field takes a bounded type ([`BoundedBytes`], [`BoundedString`],
+/// [`BoundedVec`]) whose maximum fits its length prefix, checked when the code is compiled, and
+/// whose length was checked when the value was built.
 #[derive(Debug, Default, Clone)]
 pub struct Writer {
     buf: Vec<u8>,
@@ -34,27 +37,31 @@ impl Writer {
     pub fn put_bytes(&mut self, v: &[u8]) {
         self.buf.extend_from_slice(v);
     }
-    /// u16 length then the bytes. Panics only on a caller bug (a field longer than 65535 bytes),
-    /// which the message constructors rule out.
-    pub fn put_var16(&mut self, v: &[u8]) {
-        let len = u16::try_from(v.len()).expect("field longer than u16::MAX: a caller bug");
-        self.put_u16(len);
+
+    /// A u16 length, then the bytes (read back with [`crate::Reader::take_var16`]).
+    pub fn put_var16<const MAX: usize>(&mut self, v: &BoundedBytes<MAX>) {
+        const { assert!(MAX <= u16::MAX as usize, "field maximum over a u16 length") };
+        self.put_u16(v.len() as u16);
         self.put_bytes(v);
-    }
-    /// A u16-length-prefixed UTF-8 string, cut to at most `max` bytes at a character boundary,
-    /// so the frame never carries more than the matching `Reader::take_str16(max)` accepts.
-    pub fn put_str16(&mut self, s: &str, max: usize) {
-        let mut end = s.len().min(max).min(usize::from(u16::MAX));
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.put_var16(&s.as_bytes()[..end]);
     }
 
-    /// u32 length then the bytes.
-    pub fn put_var32(&mut self, v: &[u8]) {
-        let len = u32::try_from(v.len()).expect("field longer than u32::MAX: a caller bug");
-        self.put_u32(len);
+    /// A u16 length, then the UTF-8 bytes (read back with [`crate::Reader::take_str16`]).
+    pub fn put_str16<const MAX: usize>(&mut self, s: &BoundedString<MAX>) {
+        const { assert!(MAX <= u16::MAX as usize, "field maximum over a u16 length") };
+        self.put_u16(s.len() as u16);
+        self.put_bytes(s.as_bytes());
+    }
+
+    /// A u32 length, then the bytes (read back with [`crate::Reader::take_var32`]).
+    pub fn put_var32<const MAX: usize>(&mut self, v: &BoundedBytes<MAX>) {
+        const { assert!(MAX <= u32::MAX as usize, "field maximum over a u32 length") };
+        self.put_u32(v.len() as u32);
         self.put_bytes(v);
+    }
+
+    /// The item count of a list as one byte; the caller writes the items.
+    pub fn put_count8<T, const MAX: usize>(&mut self, v: &BoundedVec<T, MAX>) {
+        const { assert!(MAX <= u8::MAX as usize, "list maximum over a u8 count") };
+        self.put_u8(v.len() as u8);
     }
 }

@@ -31,7 +31,7 @@ pub(crate) fn next_extend(
     let msg = RelayMsg::Extend2 {
         target: next.id,
         htype: HandshakeType::NTOR_K256,
-        hdata: skin,
+        hdata: skin.into(),
     };
     Ok(Some((n - 1, RelayCell::new(StreamId(0), msg))))
 }

@@ -33,8 +33,7 @@ use crate::ready::ReadySet;
 use crate::stream::{plaintext, sendmes, Endpoint};
 use circuit::{Circuit, Teardown};
 use onionmesh_wire::cell::{
-    Cell, CellCmd, CellMsg, EndReason, HandshakeType, RelayCell, RelayMsg, StreamId,
-    MAX_SERVICE_NAME,
+    Cell, CellCmd, CellMsg, EndReason, HandshakeType, RelayCell, RelayMsg, ServiceName, StreamId,
 };
 use onionmesh_wire::NodeId;
 use onionmesh_wire::Time;
@@ -376,9 +375,10 @@ impl OnionProxy {
         service: &str,
     ) -> Result<StreamHandle, ApiError> {
         self.tick(now);
-        if service.is_empty() || service.len() > MAX_SERVICE_NAME {
+        if service.is_empty() {
             return Err(ApiError::BadServiceName);
         }
+        let service = ServiceName::new(service).map_err(|_| ApiError::BadServiceName)?;
         let max = self.cfg.max_streams_per_circuit;
         let c = self
             .circuits
@@ -387,9 +387,7 @@ impl OnionProxy {
         let stream = streams::begin(c, max)?;
         c.last_activity = now;
         let hop = c.last_hop();
-        let begin = RelayMsg::Begin {
-            service: service.to_owned(),
-        };
+        let begin = RelayMsg::Begin { service };
         self.send_relay(circ.0, hop, RelayCell::new(stream, begin), false);
         Ok(StreamHandle { circ, stream })
     }
@@ -504,7 +502,7 @@ impl OnionProxy {
         self.by_link.insert((peer, id), key);
         let create = CellMsg::Create2 {
             htype: HandshakeType::NTOR_K256,
-            hdata: skin,
+            hdata: skin.into(),
         };
         self.push_cell(key, Cell::new(id, &create));
         Ok(())

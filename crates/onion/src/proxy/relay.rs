@@ -41,7 +41,7 @@ pub(crate) fn backward(c: &mut Circuit, mut body: CellBody) -> Backward {
             if !last || c.pending.is_none() || c.crypto.is_empty() {
                 unexpected("EXTENDED2")
             } else {
-                Backward::Extended2(hdata)
+                Backward::Extended2(hdata.into_vec())
             }
         }
         RelayMsg::Truncated(reason) => Backward::Truncated { hop, reason },

@@ -5,7 +5,7 @@
 //! multiplications, so last). A refusal is a [`DestroyReason`] for the DESTROY answer.
 
 use super::config::RouterConfig;
-use crate::handshake::{server_handshake, HandshakeError, HopKeys};
+use crate::handshake::{server_handshake, HandshakeError, HopKeys, REPLY_LEN};
 use crate::key::OnionKey;
 use onionmesh_bounded::{BoundedLru, TokenBucket};
 use onionmesh_wire::cell::{Cell, CellMsg, DestroyReason, HandshakeType};
@@ -65,7 +65,7 @@ impl Admission {
         local: NodeId,
         key: &OnionKey,
         cell: &Cell,
-    ) -> Result<(Vec<u8>, HopKeys), DestroyReason> {
+    ) -> Result<([u8; REPLY_LEN], HopKeys), DestroyReason> {
         let hdata = match cell.msg() {
             Ok(CellMsg::Create2 { htype, hdata }) if htype == HandshakeType::NTOR_K256 => hdata,
             _ => return Err(DestroyReason::PROTOCOL),

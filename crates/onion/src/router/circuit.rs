@@ -2,7 +2,7 @@
 
 use crate::crypto::RouterCrypto;
 use crate::stream::Endpoint;
-use onionmesh_wire::cell::CircId;
+use onionmesh_wire::cell::{CircId, Extend2Hdata};
 use onionmesh_wire::NodeId;
 use onionmesh_wire::Time;
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ pub(crate) enum Next {
     /// EXTEND2 accepted, waiting for the driver to open a link to `target`.
     WaitingLink {
         target: NodeId,
-        hdata: Vec<u8>,
+        hdata: Extend2Hdata,
         since: Time,
     },
     /// CREATE2 sent to `peer`, waiting for CREATED2.

@@ -6,7 +6,7 @@ use super::circuit::Circuit;
 use super::event::{ExitStream, RouterEvent};
 use crate::error::{CloseReason, ProtocolError};
 use crate::stream::{EndSignal, Reaction, StreamEnd};
-use onionmesh_wire::cell::{EndReason, HandshakeType, RelayCell, RelayMsg, StreamId};
+use onionmesh_wire::cell::{EndReason, Extend2Hdata, HandshakeType, RelayCell, RelayMsg, StreamId};
 use onionmesh_wire::NodeId;
 use std::collections::BTreeSet;
 
@@ -17,7 +17,7 @@ pub(crate) enum AtHop {
     Extend {
         target: NodeId,
         htype: HandshakeType,
-        hdata: Vec<u8>,
+        hdata: Extend2Hdata,
     },
     /// BEGIN accepted (the stream exists now): send CONNECTED, tell the service.
     Opened {
@@ -57,7 +57,7 @@ pub(crate) fn at_hop(
         RelayMsg::Begin { service } => {
             if cell.stream == StreamId(0) || c.endpoint.streams.contains_key(&cell.stream) {
                 unexpected("BEGIN on a stream id in use")
-            } else if !last || !services.contains(&service) {
+            } else if !last || !services.contains(service.as_str()) {
                 AtHop::Reply(RelayCell::new(
                     cell.stream,
                     RelayMsg::End(EndReason::NO_SUCH_SERVICE),
@@ -71,7 +71,7 @@ pub(crate) fn at_hop(
                 c.endpoint.streams.insert(cell.stream, StreamEnd::new(true));
                 AtHop::Opened {
                     stream: cell.stream,
-                    service,
+                    service: service.into_string(),
                 }
             }
         }

@@ -38,8 +38,8 @@ use deadlines::Deadlines;
 use endpoint::AtHop;
 use extend::{Refusal, Waiting};
 use onionmesh_wire::cell::{
-    Cell, CellBody, CellCmd, CellMsg, CircId, DestroyReason, HandshakeType, RelayCell, RelayMsg,
-    StreamId, MAX_SERVICE_NAME,
+    Cell, CellBody, CellCmd, CellMsg, CircId, DestroyReason, Extend2Hdata, HandshakeType,
+    RelayCell, RelayMsg, StreamId, MAX_SERVICE_NAME,
 };
 use onionmesh_wire::NodeId;
 use onionmesh_wire::Time;
@@ -409,7 +409,12 @@ impl OnionRouter {
         self.push(
             key,
             peer,
-            Cell::new(id, &CellMsg::Created2 { hdata: reply }),
+            Cell::new(
+                id,
+                &CellMsg::Created2 {
+                    hdata: reply.into(),
+                },
+            ),
         );
     }
 
@@ -502,7 +507,7 @@ impl OnionRouter {
         early: bool,
         target: NodeId,
         htype: HandshakeType,
-        hdata: Vec<u8>,
+        hdata: Extend2Hdata,
     ) {
         let pending = self.pending_extends();
         let Some(c) = self.circuits.get_mut(&key) else {
@@ -532,7 +537,7 @@ impl OnionRouter {
         }
     }
 
-    fn start_create(&mut self, now: Time, key: u64, target: NodeId, hdata: Vec<u8>) {
+    fn start_create(&mut self, now: Time, key: u64, target: NodeId, hdata: Extend2Hdata) {
         let by_link = &self.by_link;
         let Some(id) =
             circid::allocate(&mut self.rng, self.local, target, CellOwner::Router, |id| {
@@ -556,7 +561,8 @@ impl OnionRouter {
             id,
             &CellMsg::Create2 {
                 htype: HandshakeType::NTOR_K256,
-                hdata,
+                // An EXTEND2's handshake always fits a CREATE2 (checked when compiled).
+                hdata: hdata.widen(),
             },
         );
         self.push(key, target, cell);

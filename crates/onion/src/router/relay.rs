@@ -8,7 +8,7 @@ use super::circuit::{Circuit, DestroyTo, Next};
 use crate::crypto::{Forward, SendmeTag};
 use crate::error::{CloseReason, ProtocolError};
 use crate::path::MAX_RELAY_EARLY;
-use onionmesh_wire::cell::{Cell, CellBody, CellMsg, DestroyReason};
+use onionmesh_wire::cell::{Cell, CellBody, CellMsg, DestroyReason, Extended2Hdata};
 use onionmesh_wire::NodeId;
 
 /// What a cell from the previous hop asks for.
@@ -77,7 +77,7 @@ pub(crate) fn from_prev(c: &mut Circuit, msg: CellMsg) -> FromPrev {
 #[derive(Debug)]
 pub(crate) enum FromNext {
     /// The next hop answered our CREATE2: send EXTENDED2 with this reply back.
-    Extended(Vec<u8>),
+    Extended(Extended2Hdata),
     /// A backward cell, our layer added: send it to the previous hop.
     PassBack {
         peer: NodeId,
@@ -96,7 +96,11 @@ pub(crate) fn from_next(c: &mut Circuit, msg: CellMsg) -> FromNext {
         CellMsg::Created2 { hdata } => {
             if let Next::Creating { peer, id, .. } = c.next {
                 c.next = Next::Open { peer, id };
-                FromNext::Extended(hdata)
+                // A CREATED2 may carry more than an EXTENDED2 can: refuse, never cut.
+                match Extended2Hdata::from_slice(&hdata) {
+                    Ok(hdata) => FromNext::Extended(hdata),
+                    Err(e) => proto(ProtocolError::Malformed(e)),
+                }
             } else {
                 proto(ProtocolError::Unexpected("a second CREATED2"))
             }

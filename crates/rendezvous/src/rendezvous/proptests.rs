@@ -106,7 +106,7 @@ proptest! {
                     let frame = SignalMsg::Introduce {
                         peer: identity(to).id(),
                         session: 1,
-                        sdp: "o".into(),
+                        sdp: "o".try_into().unwrap(),
                     }
                     .encode_frame();
                     r.handle_input(now, RendezvousInput::Frame { conn: ConnId(conn.into()), bytes: &frame });
