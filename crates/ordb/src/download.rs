@@ -511,7 +511,7 @@ impl Download {
                 }),
             ),
             // Queries, adverts and unknown messages have no business on a download stream.
-            DbMsg::Query(_) | DbMsg::Info(_) | DbMsg::Unrecognized { .. } => {}
+            DbMsg::Query(_) | DbMsg::Info(_) | DbMsg::Source(_) | DbMsg::Unrecognized { .. } => {}
         }
     }
 

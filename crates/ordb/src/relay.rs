@@ -1046,7 +1046,7 @@ impl Relay {
                 }
             }
             // Queries and adverts do not come back up a forwarded stream.
-            DbMsg::Query(_) | DbMsg::Info(_) | DbMsg::Unrecognized { .. } => {}
+            DbMsg::Query(_) | DbMsg::Info(_) | DbMsg::Source(_) | DbMsg::Unrecognized { .. } => {}
         }
     }
 
