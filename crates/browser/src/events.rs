@@ -91,6 +91,7 @@ fn fill_content(obj: &Object, e: &ContentEvent) {
             mime,
             size,
             pieces,
+            ..
         } => {
             set(obj, "name", name.as_str());
             set(obj, "mime", mime.as_str());

@@ -111,9 +111,9 @@ use onionmesh_ordb::{
     RelayOutput, RelayStats, RequestId, SourceId, SourceProblem, StoreCompletion,
     DEFAULT_PIECE_SIZE,
 };
-use onionmesh_ordb::{OrdbCirc, PieceRecord, RelayId};
+use onionmesh_ordb::{Descriptor, OrdbCirc, PieceRecord, RelayId, TorrentFile};
 use onionmesh_wire::cell::{RelayCmd, RELAY_DATA_LEN};
-use onionmesh_wire::db::{DbEnd, DbEndReason, DbInfo, DbQuery};
+use onionmesh_wire::db::{DbEnd, DbEndReason, DbInfo, DbQuery, DbSource, DescriptorKind};
 use onionmesh_wire::{NodeId, Time};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -2189,6 +2189,7 @@ impl OrdbPart {
                 descriptor,
             } => io.emit(ContentEvent::Metadata {
                 hash_name,
+                kind: descriptor.kind(),
                 name: descriptor.name().to_owned(),
                 mime: descriptor.mime().to_owned(),
                 size: descriptor.size(),
@@ -2420,12 +2421,84 @@ impl OrdbApi<'_> {
     pub fn download(&mut self, now: Time, hash_name: HashName) -> Result<(), ContentError> {
         self.check()?;
         self.part.ordb.download(now, hash_name)?;
+        self.started(now, hash_name);
+        Ok(())
+    }
+
+    /// Start (or resume) downloading `source.hash_name` with a source hint (issue 10): a
+    /// magnet link (the hash_name is the v1 infohash) or a web URL (the hash_name is
+    /// `DbSource::web_hash_name(url)`). Every source stream carries the `DB_SOURCE` before its
+    /// first query, so an ORDB that finds no holder in the mesh hands the request to its
+    /// bridge, the facilitator. Joining a download under way adds the hint to its next
+    /// sources. Events as for [`OrdbApi::download`]; the descriptor's kind
+    /// ([`OrdbApi::kind`]) tells where the content came from.
+    pub fn download_from(&mut self, now: Time, source: DbSource) -> Result<(), ContentError> {
+        self.check()?;
+        let hash_name = source.hash_name;
+        let running = self.part.downloads.contains_key(&hash_name);
+        self.part.ordb.download_from(now, source)?;
+        if !running {
+            self.started(now, hash_name);
+        }
+        Ok(())
+    }
+
+    fn started(&mut self, now: Time, hash_name: HashName) {
         if self.part.ordb.downloads().any(|h| h == hash_name) {
             self.part.downloads.insert(hash_name, DlState::default());
             self.part.top_up(now, hash_name, &mut self.io);
         }
         self.part.drive(now, &mut self.io);
+    }
+
+    /// Restrict a download to file `index` of its torrent ([`OrdbApi::files`]): only the
+    /// pieces overlapping that file are fetched (boundary pieces whole, so they can be
+    /// checked), `Progress` and [`OrdbApi::progress`] count them, and `Done` comes when they
+    /// are stored. Offsets stay the torrent's (a seek is a byte of the torrent: the file's
+    /// `offset` plus the position in the file). Errors: not downloading, descriptor not known
+    /// yet (wait for `Metadata`), no such file.
+    pub fn select_file(
+        &mut self,
+        now: Time,
+        hash_name: HashName,
+        index: usize,
+    ) -> Result<(), ContentError> {
+        self.check()?;
+        self.part.ordb.select_file(now, hash_name, index)?;
+        self.part.drive(now, &mut self.io);
         Ok(())
+    }
+
+    /// The verified descriptor of a content being downloaded or held.
+    pub fn descriptor(&self, hash_name: &HashName) -> Option<&Descriptor> {
+        self.part.ordb.descriptor(hash_name)
+    }
+
+    /// The kind of a content's descriptor, once known: `ONIONMESH_V1` (published in the
+    /// mesh), `BITTORRENT_V1_INFO` (a torrent, from a facilitator or a page that has it) or
+    /// `WEB_V1` (a web file from an exit).
+    pub fn kind(&self, hash_name: &HashName) -> Option<DescriptorKind> {
+        self.descriptor(hash_name).map(Descriptor::kind)
+    }
+
+    /// A content's files, once its descriptor is known: a torrent's `[(path, offset, length)]`
+    /// in the torrent's byte space; any other content is one file, its name, at offset 0.
+    pub fn files(&self, hash_name: &HashName) -> Option<Vec<TorrentFile>> {
+        let d = self.descriptor(hash_name)?;
+        Some(match d.torrent() {
+            Some(t) => t.files().to_vec(),
+            None => vec![TorrentFile {
+                path: d.name().to_owned(),
+                offset: 0,
+                length: d.size(),
+            }],
+        })
+    }
+
+    /// The pieces a download is restricted to (first, end exclusive), after
+    /// [`OrdbApi::select_file`].
+    pub fn selection(&self, hash_name: &HashName) -> Option<(u32, u32)> {
+        self.part.ordb.selection(hash_name)
     }
 
     /// Play or seek position of a download, in bytes: the pieces there come first.

@@ -143,10 +143,11 @@ mod ordb;
 pub mod publish;
 pub mod relay;
 pub mod store;
+pub mod torrent;
 
 pub use content::{
-    hash_name_of, Descriptor, MetaError, PieceError, PieceRecord, VerifiedMeta, DEFAULT_PIECE_SIZE,
-    MAX_PIECE_SIZE, MIN_PIECE_SIZE,
+    hash_name_of, Descriptor, MetaError, PieceError, PieceRecord, VerifiedMeta, WebDescriptor,
+    DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, MAX_WEB_SIZE, MIN_PIECE_SIZE,
 };
 pub use download::{
     Download, DownloadConfig, DownloadError, DownloadEvent, DownloadInput, Progress, SourceId,
@@ -164,3 +165,4 @@ pub use store::{
     MemStore, Store, StoreCompletion, StoreError, StoreOpId, StoreReply, StoreRequest,
     StoredContent,
 };
+pub use torrent::{TorrentError, TorrentFile, TorrentInfo, MAX_TORRENT_PIECE};

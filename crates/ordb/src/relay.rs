@@ -429,6 +429,13 @@ impl Relay {
         })
     }
 
+    /// Whether every piece `first..end` of `hash_name` is held (stored).
+    pub fn holds_all(&self, hash_name: &HashName, first: u32, end: u32) -> bool {
+        self.held
+            .get(hash_name)
+            .is_some_and(|h| (first..end).all(|i| h.have.get(i as usize).copied().unwrap_or(false)))
+    }
+
     /// Pieces held of `hash_name` and pieces in all, if it is held.
     pub fn held_count(&self, hash_name: &HashName) -> Option<(u32, u32)> {
         self.held
