@@ -4,9 +4,9 @@
 // `window.onionmesh.downloads` (hashName -> Download) and `window.onionmesh.open(text)`.
 import { errorSentence, formatBytes, formatDuration, formatRate, sentence } from './format.js';
 import { createPlayer, saveToDisk } from './player.js';
+import { Node } from './pkg/onionmesh_browser.js';
 
 const $ = (id) => document.getElementById(id);
-const HASH_NAME = /^[0-9a-f]{40}$/i;
 const JOIN_GRACE_MS = 10000;   // with 1 or 2 linked peers, wait this long for more
 const JOIN_TIMEOUT_MS = 60000; // then say that no peer came
 
@@ -32,22 +32,19 @@ export function describeContent(event) {
   }
 }
 
-/// What the "Open" box was given: `{ target, hashName?, kind }` to pass to node.download, or
-/// `{ error }`, a sentence. The node checks the text itself (node.download throws BAD_ARGUMENT
-/// with a sentence for a malformed magnet link or address); this only sorts it for the status
-/// line: `kind` is "link" (a share link or hash), "magnet" or "web".
+/// What the "Open" box was given: `{ target, hashName, kind }` to pass to node.download, or
+/// `{ error }`, a sentence. The node's own parser decides (Node.parseTarget: share links,
+/// 40-hex hashes and infohashes, magnet links, http(s) addresses), so a malformed magnet link is
+/// refused at once, before the page has peers. `kind` is "link", "hash", "magnet" or "web".
 export function parseTarget(text) {
   const s = String(text || '').trim();
   if (!s) return { error: 'Paste a share link (it ends with # and 40 hexadecimal characters), a magnet link, a 40-character infohash or a web address.' };
-  if (HASH_NAME.test(s)) return { target: s.toLowerCase(), hashName: s.toLowerCase(), kind: 'hash' };
-  if (/^magnet:/i.test(s)) return { target: s, kind: 'magnet' };
-  const frag = s.includes('#') ? s.slice(s.lastIndexOf('#') + 1) : '';
-  if (HASH_NAME.test(frag)) return { target: s, hashName: frag.toLowerCase(), kind: 'link' };
-  if (/^https?:\/\//i.test(s)) return { target: s, kind: 'web' };
-  let url = null;
-  try { url = new URL(s); } catch { /* not a URL */ }
-  if (url) return { error: `${url.protocol.replace(/:$/, '')} links cannot be opened here; paste a share link, a magnet link, a 40-character infohash or an http(s) web address.` };
-  return { error: `"${s.slice(0, 60)}" is neither a share link, a magnet link, a 40-character hash or infohash, nor a web address.` };
+  try {
+    const { hashName, kind } = Node.parseTarget(s);
+    return { target: s, hashName, kind };
+  } catch (err) {
+    return { error: errorSentence(err) };
+  }
 }
 
 /// Where a download's bytes come from, as the page says it (`progress().source`).
@@ -109,7 +106,7 @@ export function wireContent(node, log) {
       status.dataset.level = 'bad';
       return null;
     }
-    if (!joined() && !(parsed.hashName && held(parsed.hashName))) {
+    if (!joined() && !held(parsed.hashName)) {
       status.textContent = 'Joining the mesh first: the link opens as soon as this page is linked to a few peers.';
       status.dataset.level = 'busy';
       const asked = performance.now();

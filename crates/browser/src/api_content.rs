@@ -96,6 +96,14 @@ export interface ContentFile {
   size: number;
 }
 
+/** What `Node.parseTarget` makes of a `download` argument. */
+export interface DownloadTarget {
+  /** The hashName the download will have. */
+  hashName: string;
+  /** A share link, 40 hex digits (a hash name or infohash), a magnet link, or a web URL. */
+  kind: "link" | "hash" | "magnet" | "web";
+}
+
 /** A finished web file, published as this page's own content. */
 export interface PublishedAs {
   hashName: string;
@@ -424,13 +432,7 @@ impl BrowserNode {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] target: JsValue,
     ) -> Result<Download, JsValue> {
-        let text = target.as_string().ok_or_else(|| {
-            args::bad_argument(
-                "node.download needs a string: a share link, a magnet link, a 40-character hash or infohash, or an http(s) address."
-                    .into(),
-            )
-        })?;
-        let target = crate::target::parse(&text).map_err(|e| args::bad_argument(e.to_string()))?;
+        let target = target_of(&target)?;
         let hash_name = target.hash_name();
         let source = target.source();
         self.live(|d, now| d.start_download(now, hash_name, source))?
@@ -439,6 +441,28 @@ impl BrowserNode {
             shared: Rc::downgrade(&self.shared),
             hash_name,
         })
+    }
+
+    /// Check what `node.download` would be given, without starting anything (a page can say
+    /// "malformed magnet link" before it has peers). Returns `{ hashName, kind }`: `kind` is
+    /// `"link"` (a share link), `"hash"` (40 hex: a hash name or infohash), `"magnet"` or
+    /// `"web"`. Throws `BAD_ARGUMENT` with the sentence `download` would throw.
+    #[wasm_bindgen(js_name = parseTarget, unchecked_return_type = "DownloadTarget")]
+    pub fn parse_target(
+        #[wasm_bindgen(unchecked_param_type = "string")] target: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let text = target.as_string().unwrap_or_default();
+        let parsed = target_of(&target)?;
+        let kind = match &parsed {
+            crate::target::Target::Content(_) => "link",
+            crate::target::Target::Magnet { .. } if !text.trim().starts_with(['m', 'M']) => "hash",
+            crate::target::Target::Magnet { .. } => "magnet",
+            crate::target::Target::Web { .. } => "web",
+        };
+        let o = Object::new();
+        set(&o, "hashName", parsed.hash_name().to_hex());
+        set(&o, "kind", kind);
+        Ok(o.into())
     }
 
     /// Bytes `[offset, offset + length)` of a content, clamped to its size and to 4 MiB per call
@@ -866,6 +890,17 @@ fn answerer(
             ),
         }
     }
+}
+
+/// `node.download`'s argument, checked (see `target.rs`).
+fn target_of(value: &JsValue) -> Result<crate::target::Target, JsValue> {
+    let text = value.as_string().ok_or_else(|| {
+        args::bad_argument(
+            "node.download needs a string: a share link, a magnet link, a 40-character hash or infohash, or an http(s) address."
+                .into(),
+        )
+    })?;
+    crate::target::parse(&text).map_err(|e| args::bad_argument(e.to_string()))
 }
 
 /// What reads, `blob`, `streamTo` and `metadata` act on: the selected file of a torrent, or the
