@@ -2622,7 +2622,8 @@ impl OrdbApi<'_> {
     /// Restrict a download to file `index` of its torrent ([`OrdbApi::files`]): only the
     /// pieces overlapping that file are fetched (boundary pieces whole, so they can be
     /// checked), `Progress` and [`OrdbApi::progress`] count them, and `Done` comes when they
-    /// are stored. Offsets stay the torrent's (a seek is a byte of the torrent: the file's
+    /// are stored. A multi-file torrent fetches no piece until this (or
+    /// [`OrdbApi::select_all`]) is called: show [`OrdbApi::files`] after `Metadata`. Offsets stay the torrent's (a seek is a byte of the torrent: the file's
     /// `offset` plus the position in the file). Errors: not downloading, descriptor not known
     /// yet (wait for `Metadata`), no such file.
     pub fn select_file(
@@ -2633,6 +2634,15 @@ impl OrdbApi<'_> {
     ) -> Result<(), ContentError> {
         self.check()?;
         self.part.ordb.select_file(now, hash_name, index)?;
+        self.part.drive(now, &mut self.io);
+        Ok(())
+    }
+
+    /// Fetch every file of a multi-file torrent (undo [`OrdbApi::select_file`]). A multi-file
+    /// torrent fetches no piece until this or `select_file` is called.
+    pub fn select_all(&mut self, now: Time, hash_name: HashName) -> Result<(), ContentError> {
+        self.check()?;
+        self.part.ordb.select_all(now, hash_name)?;
         self.part.drive(now, &mut self.io);
         Ok(())
     }
