@@ -884,3 +884,105 @@ fn torrent_pieces_larger_than_the_unverified_bound_are_fetched_one_at_a_time() {
     assert!(r.complete);
     assert_eq!(r.pieces.len(), 2);
 }
+
+#[test]
+fn a_web_file_downloads_by_length_only_once_its_url_matches() {
+    use onionmesh_wire::db::{SourceKind, SourceUri, WebMeta};
+    use onionmesh_wire::BoundedString;
+    let url = "http://127.0.0.1:9/clip.webm";
+    let data: Vec<u8> = (0..150_000u32).map(|i| (i % 199) as u8).collect();
+    let meta = WebMeta {
+        size: data.len() as u64,
+        mime: BoundedString::new("video/webm").unwrap(),
+        url: SourceUri::new(url).unwrap(),
+    };
+    let h = DbSource::web_hash_name(url);
+    let mut dl = Download::new(h, DownloadConfig::default(), [1; 32]);
+    dl.set_source(Some(DbSource {
+        hash_name: h,
+        kind: SourceKind::WEB,
+        uri: SourceUri::new(url).unwrap(),
+    }));
+    let now = Time::from_millis(5);
+    let s = SourceId(1);
+    dl.handle_input(now, DownloadInput::AddSource(s)).unwrap();
+    let mut pieces = BTreeMap::new();
+    let mut complete = false;
+    let mut first = true;
+    loop {
+        let mut todo = Vec::new();
+        while let Some(ev) = dl.poll_event() {
+            match ev {
+                DownloadEvent::Send { msg, .. } if first => {
+                    assert!(matches!(msg, DbMsg::Source(_)), "{msg:?}");
+                    first = false;
+                }
+                DownloadEvent::Send {
+                    msg: DbMsg::Query(q),
+                    ..
+                } => {
+                    if q.count == 0 {
+                        for d in
+                            DescriptorSlice::split(DescriptorKind::WEB_V1, &meta.encode()).unwrap()
+                        {
+                            todo.push(DbMsg::Connected(d));
+                        }
+                    }
+                    for i in q.piece..q.piece + u32::from(q.count) {
+                        let st = i as usize * 65536;
+                        let bytes = &data[st..(st + 65536).min(data.len())];
+                        let from = if i == q.piece { q.offset } else { 0 };
+                        todo.extend(
+                            DataSlice::split(i, from, bytes)
+                                .into_iter()
+                                .map(DbMsg::Data),
+                        );
+                    }
+                }
+                DownloadEvent::Metadata(d) => {
+                    assert_eq!(d.kind(), DescriptorKind::WEB_V1);
+                    assert_eq!(d.name(), "clip.webm");
+                }
+                DownloadEvent::Piece { index, record } => {
+                    pieces.insert(index, record.bytes);
+                }
+                DownloadEvent::Complete => complete = true,
+                other => panic!("{other:?}"),
+            }
+        }
+        if todo.is_empty() {
+            break;
+        }
+        for msg in todo {
+            dl.handle_input(now, DownloadInput::Message { source: s, msg })
+                .unwrap();
+        }
+    }
+    assert!(complete);
+    assert_eq!(pieces.into_values().flatten().collect::<Vec<u8>>(), data);
+    // A descriptor for another URL is refused as forged.
+    let mut dl = Download::new(h, DownloadConfig::default(), [1; 32]);
+    dl.handle_input(now, DownloadInput::AddSource(s)).unwrap();
+    while dl.poll_event().is_some() {}
+    let other = WebMeta {
+        url: SourceUri::new("http://127.0.0.1:9/other.webm").unwrap(),
+        ..meta
+    };
+    for d in DescriptorSlice::split(DescriptorKind::WEB_V1, &other.encode()).unwrap() {
+        dl.handle_input(
+            now,
+            DownloadInput::Message {
+                source: s,
+                msg: DbMsg::Connected(d),
+            },
+        )
+        .unwrap();
+    }
+    assert!(std::iter::from_fn(|| dl.poll_event()).any(|e| matches!(
+        e,
+        DownloadEvent::ReplaceSource {
+            problem: SourceProblem::BadMetadata(MetaError::WrongUrl),
+            ..
+        }
+    )));
+}
