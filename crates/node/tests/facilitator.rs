@@ -9,7 +9,9 @@
 //! no facilitator; a file of a multi-file torrent downloads byte-identical and only its pieces
 //! are asked of the facilitator; a facilitator that corrupts a piece is caught (SHA-1 against
 //! the info) and the piece is fetched again; the facilitator never sees the requester (only
-//! ORDBs' bridge connections, and no frame carries the requester's ID).
+//! ORDBs' bridge connections, and no frame carries the requester's ID); a torrent no
+//! facilitator finds fails within two minutes with the facilitator's sentence; a bridge that
+//! closes every facilitated request ends the download with a sentence.
 
 use onionmesh_node::testing::{data, Facilitator, Net};
 use onionmesh_node::{ContentEvent, Event};
@@ -291,4 +293,45 @@ fn one_file_of_a_multi_file_torrent_and_only_its_pieces() {
     assert!(net.events[6]
         .iter()
         .any(|e| matches!(e, Event::Content(ContentEvent::Done { hash_name }) if *hash_name == h)));
+}
+
+#[test]
+fn a_torrent_no_facilitator_can_find_fails_in_time_with_the_facilitators_sentence() {
+    let mut net = Net::new(8);
+    let known = Torrent::new(&[("x", 20_000)], 16 * 1024, 1);
+    let unknown = Torrent::new(&[("y", 20_000)], 16 * 1024, 2);
+    let h = unknown.hash();
+    let seen = Rc::new(RefCell::new(Seen::default()));
+    net.facilitator = Some(facilitator(vec![known], None, seen.clone()));
+    let start = net.now;
+    net.download_from(7, unknown.magnet());
+    net.until(Duration::from_secs(600), "the download fails", |n| {
+        n.done(7, h) || n.failed(7, h).is_some()
+    });
+    let why = net.failed(7, h).expect("it fails");
+    assert!(why.contains("no BitTorrent peer has this torrent"), "{why}");
+    let took = net.now.since(start);
+    assert!(
+        took < 120_000,
+        "a sentence within two minutes, not {took} ms"
+    );
+    requester_unseen(&net, &seen.borrow(), 7);
+}
+
+#[test]
+fn a_bridge_that_drops_facilitated_requests_ends_them_with_a_sentence() {
+    let mut net = Net::new(8);
+    let t = Torrent::new(&[("x", 20_000)], 16 * 1024, 3);
+    let h = t.hash();
+    // The bridge closes every facilitated request at once (it is no facilitator, or it went).
+    net.facilitator = Some(Box::new(|_, frame| match frame {
+        SignalMsg::Facilitate { req, .. } => vec![SignalMsg::FacilitateClose { req: *req }],
+        _ => Vec::new(),
+    }));
+    net.download_from(7, t.magnet());
+    net.until(Duration::from_secs(600), "the download fails", |n| {
+        n.done(7, h) || n.failed(7, h).is_some()
+    });
+    let why = net.failed(7, h).expect("it fails");
+    assert!(why.contains("bridge did not deliver it"), "{why}");
 }
