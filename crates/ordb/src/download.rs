@@ -37,7 +37,9 @@
 //!   first) instead of [`DownloadConfig::request_timeout`];
 //! - a **selection** ([`Download::select_file`], [`Download::select_pieces`]): only the pieces
 //!   in it are asked for, [`DownloadEvent::Complete`] means the selection is held, and
-//!   [`Progress`] reports the selection.
+//!   [`Progress`] reports the selection. A multi-file torrent fetches no piece until a
+//!   selection is made (the user picks a file; the others are never fetched):
+//!   `select_pieces(now, None)` takes them all.
 //!
 //! Pieces larger than the window (a torrent's up to 4 MiB) are fetched one at a time: when no
 //! piece is in flight one is always asked for, whatever its size.
@@ -287,6 +289,8 @@ pub struct Download {
     /// Pieces and bytes held inside the selection (equal to the totals without one).
     sel_have: u32,
     sel_bytes_have: u64,
+    /// A multi-file torrent with no selection yet: no piece is asked for.
+    awaiting_selection: bool,
 }
 
 impl std::fmt::Debug for Download {
@@ -322,6 +326,7 @@ impl Download {
             selection: None,
             sel_have: 0,
             sel_bytes_have: 0,
+            awaiting_selection: false,
         }
     }
 
@@ -357,6 +362,7 @@ impl Download {
             }
         }
         self.selection = range;
+        self.awaiting_selection = false;
         self.recount_selection();
         if let Some((first, end)) = range {
             if !(first..end).contains(&self.cursor) {
@@ -547,8 +553,16 @@ impl Download {
         self.partials.values().map(|p| p.buf.len() as u64).sum()
     }
 
+    /// True while a multi-file torrent waits for [`Download::select_file`] (or
+    /// `select_pieces`) before fetching any piece.
+    pub fn awaiting_selection(&self) -> bool {
+        self.awaiting_selection
+    }
+
     fn set_descriptor(&mut self, d: Descriptor) {
         self.have = vec![false; d.piece_count() as usize];
+        self.awaiting_selection =
+            self.selection.is_none() && d.torrent().is_some_and(|t| t.is_multi_file());
         if let Some(b) = self.seek_byte {
             self.cursor = d.piece_at(b);
         }
@@ -919,7 +933,7 @@ impl Download {
             }
             return;
         }
-        if self.complete {
+        if self.complete || self.awaiting_selection {
             return;
         }
         let piece_size = u64::from(self.descriptor.as_ref().map_or(1, Descriptor::piece_size));

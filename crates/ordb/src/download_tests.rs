@@ -823,13 +823,15 @@ fn one_file_of_a_multi_file_torrent_fetches_only_its_pieces() {
         Download::new(HashName([1; 20]), DownloadConfig::default(), [0; 32]).select_file(r.now, 1),
         Err(DownloadError::NoDescriptor)
     );
-    // The descriptor arrived at once (the source answers synchronously), and the first piece
-    // query went out with it: choose the file now, then let the rest run.
+    // The descriptor arrived at once (the source answers synchronously); a multi-file torrent
+    // asks for no piece until a file is chosen.
+    assert!(r.dl.descriptor().is_some());
+    assert!(r.dl.awaiting_selection());
+    assert!(r.queried_pieces().is_empty());
     assert_eq!(
         r.dl.select_file(r.now, 7),
         Err(DownloadError::NoSuchFile(7))
     );
-    let asked_before = r.queried_pieces();
     r.dl.select_file(r.now, 1).unwrap();
     r.pump();
     r.input(DownloadInput::AddSource(SourceId(2)));
@@ -838,14 +840,10 @@ fn one_file_of_a_multi_file_torrent_fetches_only_its_pieces() {
     assert_eq!((p.pieces, p.pieces_have), (4, 4));
     assert_eq!(p.size, Some(4 * 16384));
     assert!(p.complete);
-    let after: BTreeSet<u32> = r
-        .queried_pieces()
-        .difference(&asked_before)
-        .copied()
-        .collect();
-    assert!(
-        after.iter().all(|i| (3..7).contains(i)),
-        "only file 1's pieces are asked for once it is chosen: {after:?}"
+    assert_eq!(
+        r.queried_pieces(),
+        (3..7).collect::<BTreeSet<u32>>(),
+        "only file 1's pieces are asked for"
     );
     for i in 3..7u32 {
         let s = i as usize * 16384;
@@ -885,4 +883,106 @@ fn torrent_pieces_larger_than_the_unverified_bound_are_fetched_one_at_a_time() {
     r.input(DownloadInput::AddSource(SourceId(1)));
     assert!(r.complete);
     assert_eq!(r.pieces.len(), 2);
+}
+
+#[test]
+fn a_web_file_downloads_by_length_only_once_its_url_matches() {
+    use onionmesh_wire::db::{SourceKind, SourceUri, WebMeta};
+    use onionmesh_wire::BoundedString;
+    let url = "http://127.0.0.1:9/clip.webm";
+    let data: Vec<u8> = (0..150_000u32).map(|i| (i % 199) as u8).collect();
+    let meta = WebMeta {
+        size: data.len() as u64,
+        mime: BoundedString::new("video/webm").unwrap(),
+        url: SourceUri::new(url).unwrap(),
+    };
+    let h = DbSource::web_hash_name(url);
+    let mut dl = Download::new(h, DownloadConfig::default(), [1; 32]);
+    dl.set_source(Some(DbSource {
+        hash_name: h,
+        kind: SourceKind::WEB,
+        uri: SourceUri::new(url).unwrap(),
+    }));
+    let now = Time::from_millis(5);
+    let s = SourceId(1);
+    dl.handle_input(now, DownloadInput::AddSource(s)).unwrap();
+    let mut pieces = BTreeMap::new();
+    let mut complete = false;
+    let mut first = true;
+    loop {
+        let mut todo = Vec::new();
+        while let Some(ev) = dl.poll_event() {
+            match ev {
+                DownloadEvent::Send { msg, .. } if first => {
+                    assert!(matches!(msg, DbMsg::Source(_)), "{msg:?}");
+                    first = false;
+                }
+                DownloadEvent::Send {
+                    msg: DbMsg::Query(q),
+                    ..
+                } => {
+                    if q.count == 0 {
+                        for d in
+                            DescriptorSlice::split(DescriptorKind::WEB_V1, &meta.encode()).unwrap()
+                        {
+                            todo.push(DbMsg::Connected(d));
+                        }
+                    }
+                    for i in q.piece..q.piece + u32::from(q.count) {
+                        let st = i as usize * 65536;
+                        let bytes = &data[st..(st + 65536).min(data.len())];
+                        let from = if i == q.piece { q.offset } else { 0 };
+                        todo.extend(
+                            DataSlice::split(i, from, bytes)
+                                .into_iter()
+                                .map(DbMsg::Data),
+                        );
+                    }
+                }
+                DownloadEvent::Metadata(d) => {
+                    assert_eq!(d.kind(), DescriptorKind::WEB_V1);
+                    assert_eq!(d.name(), "clip.webm");
+                }
+                DownloadEvent::Piece { index, record } => {
+                    pieces.insert(index, record.bytes);
+                }
+                DownloadEvent::Complete => complete = true,
+                other => panic!("{other:?}"),
+            }
+        }
+        if todo.is_empty() {
+            break;
+        }
+        for msg in todo {
+            dl.handle_input(now, DownloadInput::Message { source: s, msg })
+                .unwrap();
+        }
+    }
+    assert!(complete);
+    assert_eq!(pieces.into_values().flatten().collect::<Vec<u8>>(), data);
+    // A descriptor for another URL is refused as forged.
+    let mut dl = Download::new(h, DownloadConfig::default(), [1; 32]);
+    dl.handle_input(now, DownloadInput::AddSource(s)).unwrap();
+    while dl.poll_event().is_some() {}
+    let other = WebMeta {
+        url: SourceUri::new("http://127.0.0.1:9/other.webm").unwrap(),
+        ..meta
+    };
+    for d in DescriptorSlice::split(DescriptorKind::WEB_V1, &other.encode()).unwrap() {
+        dl.handle_input(
+            now,
+            DownloadInput::Message {
+                source: s,
+                msg: DbMsg::Connected(d),
+            },
+        )
+        .unwrap();
+    }
+    assert!(std::iter::from_fn(|| dl.poll_event()).any(|e| matches!(
+        e,
+        DownloadEvent::ReplaceSource {
+            problem: SourceProblem::BadMetadata(MetaError::WrongUrl),
+            ..
+        }
+    )));
 }

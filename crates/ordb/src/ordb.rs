@@ -286,8 +286,8 @@ impl Ordb {
 
     /// Restrict the download of `hash_name` to file `index` of its torrent (the pieces that
     /// overlap it, boundary pieces whole); its progress then reports that file's pieces, and it
-    /// completes when they are stored. Errors: not downloading, no descriptor yet, no such
-    /// file.
+    /// completes when they are stored. A multi-file torrent fetches no piece before this (or
+    /// [`Ordb::select_all`]). Errors: not downloading, no descriptor yet, no such file.
     pub fn select_file(
         &mut self,
         now: Time,
@@ -301,6 +301,18 @@ impl Ordb {
         d.select_file(now, index)?;
         self.pump(now);
         self.complete_selection(hash_name);
+        Ok(())
+    }
+
+    /// Fetch every piece of `hash_name` again (undo [`Ordb::select_file`]; a multi-file
+    /// torrent waits for this or `select_file` before fetching any piece).
+    pub fn select_all(&mut self, now: Time, hash_name: HashName) -> Result<(), OrdbError> {
+        let d = self
+            .downloads
+            .get_mut(&hash_name)
+            .ok_or(OrdbError::NotDownloading(hash_name))?;
+        d.select_pieces(now, None)?;
+        self.pump(now);
         Ok(())
     }
 
