@@ -15,7 +15,7 @@ export function describeContent(event) {
   const h = event.hashName ? event.hashName.slice(0, 8) : '?';
   switch (event.event) {
     case 'metadata':
-      return `Found ${event.name} (${formatBytes(event.size)}, ${event.mime || 'unknown type'}, ${event.pieces} pieces) for ${h}; its description checks out against the link.`;
+      return `Found ${event.name} (${formatBytes(event.size)}, ${event.mime || 'unknown type'}, ${event.pieces} pieces) for ${h}; its description checks out against ${{ bittorrent: 'the infohash', web: 'the address asked for' }[event.kind] || 'the link'}.`;
     case 'done':
       return event.publishedAs
         ? `Every piece of the web file ${h} arrived; it is kept as onionmesh content ${event.publishedAs.hashName.slice(0, 8)}.`
