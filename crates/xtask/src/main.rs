@@ -1,7 +1,8 @@
 //! `cargo xtask <command>`: the project's own scripts, in Rust so they run wherever cargo does.
 //!
 //! - `serve [--listen ADDR]`: install what is missing, build the wasm bundle and the bridge, and
-//!   start a bridge serving the page (default http://127.0.0.1:8080).
+//!   start a bridge serving the page (default http://127.0.0.1:8080) with its BitTorrent
+//!   facilitator and web exit on.
 //! - `test`: install what is missing, then run every check: rustfmt, clippy (native and wasm),
 //!   the native unit and simulation tests, the wasm tests in headless Chromium, and the
 //!   end-to-end tests (real Chromium pages against a real bridge).
@@ -225,9 +226,16 @@ fn serve(args: &[String]) -> Result {
     ensure_wasm_tools()?;
     build_web()?;
     run(cargo().args(["build", "--release", "-p", "onionmesh-bridge"]))?;
-    println!("\nOpen http://{listen}/ in a browser (several tabs make a mesh). Ctrl-C stops.");
+    println!(
+        "\nOpen http://{listen}/ in a browser (several tabs make a mesh); paste a share link, a \
+         magnet link or a web address in \"Open a link\". Ctrl-C stops."
+    );
+    // Facilitator (BitTorrent) and web exit on, so a newcomer can open a magnet link at once
+    // (both are the bridge's defaults; said here so that a changed default does not silently
+    // turn them off). The exit still refuses private and loopback addresses.
     run(Command::new(bridge_binary("release"))
         .args(["--listen", &listen, "--static-dir", "web"])
+        .args(["--facilitator", "on", "--exit", "on"])
         .args(rest))
 }
 
