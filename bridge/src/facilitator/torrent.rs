@@ -234,7 +234,10 @@ impl Torrents {
         Ok(Loaded { handle, metadata })
     }
 
-    /// Select the files overlapping bytes `from..to` of `infohash`, reserving their cache bytes.
+    /// Select files so that the pieces holding bytes `from..to` of `infohash` are fetched,
+    /// reserving their cache bytes. librqbit fetches every piece of a selected file, boundary
+    /// pieces included, so a neighbour file that only shares a boundary piece with the range
+    /// is not selected (it would be fetched whole); see [`covering_files`].
     async fn select(
         &self,
         infohash: [u8; 20],
@@ -243,23 +246,18 @@ impl Torrents {
         to: u64,
     ) -> Result<(), Stop> {
         let files = &loaded.metadata.file_infos;
-        let wanted: Vec<usize> = files
+        let spans: Vec<(u64, u64, std::ops::Range<u32>)> = files
             .iter()
-            .enumerate()
-            .filter(|(_, f)| {
-                f.len > 0 && f.offset_in_torrent < to && from < f.offset_in_torrent + f.len
-            })
-            .map(|(i, _)| i)
+            .map(|f| (f.offset_in_torrent, f.len, f.piece_range.clone()))
             .collect();
+        let piece_len = u64::from(loaded.metadata.lengths().default_piece_length());
+        let pieces = (from / piece_len) as u32..to.div_ceil(piece_len) as u32;
         let selection = {
             let mut entries = self.entries();
             let Some(entry) = entries.get_mut(&infohash) else {
                 return Err(Stop::unavailable("the torrent was removed meanwhile"));
             };
-            let new: Vec<usize> = wanted
-                .into_iter()
-                .filter(|i| !entry.selected.contains(i))
-                .collect();
+            let new = covering_files(&spans, &entry.selected, pieces, from, to);
             if new.is_empty() {
                 return Ok(());
             }
@@ -466,5 +464,80 @@ impl ServedTorrent {
             reader.position = in_file;
         }
         Ok(reader)
+    }
+}
+
+/// The files to add to `selected` so that every piece in `pieces` belongs to a selected file.
+/// `spans` are the files' `(offset, length, piece range)` in torrent order. Greedy: the files
+/// holding the most of bytes `from..to` first, each only if it covers a piece not yet covered.
+fn covering_files(
+    spans: &[(u64, u64, std::ops::Range<u32>)],
+    selected: &BTreeSet<usize>,
+    pieces: std::ops::Range<u32>,
+    from: u64,
+    to: u64,
+) -> Vec<usize> {
+    let mut uncovered: BTreeSet<u32> = pieces
+        .filter(|p| {
+            !selected
+                .iter()
+                .any(|&i| spans.get(i).is_some_and(|s| s.2.contains(p)))
+        })
+        .collect();
+    let mut candidates: Vec<(u64, usize)> = spans
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.1 > 0 && !selected.contains(i))
+        .map(|(i, s)| {
+            let overlap = (s.0 + s.1).min(to).saturating_sub(s.0.max(from));
+            (overlap, i)
+        })
+        .filter(|(overlap, _)| *overlap > 0)
+        .collect();
+    candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut new = Vec::new();
+    for (_, i) in candidates {
+        let range = &spans[i].2;
+        if uncovered.iter().any(|p| range.contains(p)) {
+            uncovered.retain(|p| !range.contains(p));
+            new.push(i);
+        }
+        if uncovered.is_empty() {
+            break;
+        }
+    }
+    new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three files over 2^18-byte pieces: a 0..1_200_000 (pieces 0..=4), b ..1_900_000
+    /// (4..=7), c ..3_200_000 (7..=12).
+    fn spans() -> Vec<(u64, u64, std::ops::Range<u32>)> {
+        vec![
+            (0, 1_200_000, 0..5),
+            (1_200_000, 700_000, 4..8),
+            (1_900_000, 1_300_000, 7..13),
+        ]
+    }
+
+    #[test]
+    fn a_file_is_fetched_without_its_neighbours() {
+        let pl = 1u64 << 18;
+        let none = BTreeSet::new();
+        // The pieces of b: b alone covers them, boundary pieces included.
+        assert_eq!(covering_files(&spans(), &none, 4..8, 4 * pl, 8 * pl), [1]);
+        // A range inside a.
+        assert_eq!(covering_files(&spans(), &none, 0..2, 0, 2 * pl), [0]);
+        // Everything: all three.
+        let mut all = covering_files(&spans(), &none, 0..13, 0, 3_200_000);
+        all.sort();
+        assert_eq!(all, [0, 1, 2]);
+        // Already selected files count.
+        let b = BTreeSet::from([1]);
+        assert!(covering_files(&spans(), &b, 4..8, 4 * pl, 8 * pl).is_empty());
+        assert_eq!(covering_files(&spans(), &b, 7..9, 7 * pl, 9 * pl), [2]);
     }
 }
