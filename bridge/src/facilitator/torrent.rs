@@ -148,7 +148,7 @@ impl Torrents {
         let uri = source.uri.to_string();
         let loaded = lease
             .opening
-            .get_or_init(|| async move { this.add(&uri).await.map(Arc::new) })
+            .get_or_init(|| async move { this.add(&uri, infohash.0).await.map(Arc::new) })
             .await
             .clone()
             .map_err(Stop::unavailable)?;
@@ -184,11 +184,13 @@ impl Torrents {
     }
 
     /// Add the magnet link to the session and wait (bounded) for its metadata.
-    async fn add(&self, magnet: &str) -> Result<Loaded, String> {
+    async fn add(&self, magnet: &str, infohash: [u8; 20]) -> Result<Loaded, String> {
         let secs = self.cfg.metadata_timeout.as_secs_f64();
         let opts = AddTorrentOptions {
             // Nothing until a query says which pieces.
             only_files: Some(Vec::new()),
+            // One directory per infohash: two torrents with the same name never share files.
+            sub_folder: Some(hex::encode(infohash)),
             overwrite: true,
             ..Default::default()
         };
