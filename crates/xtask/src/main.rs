@@ -131,6 +131,12 @@ fn ensure_browser() -> Result {
         ("chromium-driver", CHROMEDRIVER),
         // Test videos (WebM VP9/Opus) are made on the spot by Debian's ffmpeg.
         ("ffmpeg", "/usr/bin/ffmpeg"),
+        // Real BitTorrent software for the facilitator's tests (bridge/tests/facilitator.rs,
+        // the e2e torrent tests and the torrent benchmark): a tracker, a torrent maker and a
+        // seeder, all on loopback.
+        ("opentracker", "/usr/bin/opentracker"),
+        ("mktorrent", "/usr/bin/mktorrent"),
+        ("aria2", "/usr/bin/aria2c"),
     ])
 }
 
