@@ -339,7 +339,7 @@ function openFromLocation() {
   const hash = location.hash.replace(/^#/, '');
   if (/^[0-9a-fA-F]{40}$/.test(hash)) {
     $('open-input').value = location.href;
-    content.open(hash);
+    content.open(location.href);
   }
 }
 

@@ -4,9 +4,9 @@
 // `window.onionmesh.downloads` (hashName -> Download) and `window.onionmesh.open(text)`.
 import { errorSentence, formatBytes, formatDuration, formatRate, sentence } from './format.js';
 import { createPlayer, saveToDisk } from './player.js';
+import { Node } from './pkg/onionmesh_browser.js';
 
 const $ = (id) => document.getElementById(id);
-const HASH_NAME = /^[0-9a-f]{40}$/i;
 const JOIN_GRACE_MS = 10000;   // with 1 or 2 linked peers, wait this long for more
 const JOIN_TIMEOUT_MS = 60000; // then say that no peer came
 
@@ -15,9 +15,11 @@ export function describeContent(event) {
   const h = event.hashName ? event.hashName.slice(0, 8) : '?';
   switch (event.event) {
     case 'metadata':
-      return `Found ${event.name} (${formatBytes(event.size)}, ${event.mime || 'unknown type'}, ${event.pieces} pieces) for ${h}; its description checks out against the link.`;
+      return `Found ${event.name} (${formatBytes(event.size)}, ${event.mime || 'unknown type'}, ${event.pieces} pieces) for ${h}; its description checks out against ${{ bittorrent: 'the infohash', web: 'the address asked for' }[event.kind] || 'the link'}.`;
     case 'done':
-      return `Every piece of ${h} arrived and checked out against its Merkle root.`;
+      return event.publishedAs
+        ? `Every piece of the web file ${h} arrived; it is kept as onionmesh content ${event.publishedAs.hashName.slice(0, 8)}.`
+        : `Every piece of ${h} arrived and checked out against its hashes.`;
     case 'failed':
       return `The download of ${h} stopped: ${sentence(event.reason)}`;
     case 'resumable':
@@ -30,24 +32,27 @@ export function describeContent(event) {
   }
 }
 
-/// What the "Open" box was given: `{ target }` to pass to node.download, or `{ error }`, a
-/// sentence. Share links and 40-hex hash names are understood; magnet links and plain web
-/// addresses are recognised and refused politely until the page learns them.
+/// What the "Open" box was given: `{ target, hashName, kind }` to pass to node.download, or
+/// `{ error }`, a sentence. The node's own parser decides (Node.parseTarget: share links,
+/// 40-hex hashes and infohashes, magnet links, http(s) addresses), so a malformed magnet link is
+/// refused at once, before the page has peers. `kind` is "link", "hash", "magnet" or "web".
 export function parseTarget(text) {
   const s = String(text || '').trim();
-  if (!s) return { error: 'Paste a share link (it ends with # and 40 hexadecimal characters) or a 40-character hash name.' };
-  if (HASH_NAME.test(s)) return { target: s.toLowerCase() };
-  if (/^magnet:/i.test(s)) return { error: 'Magnet links are not supported yet; paste an onionmesh share link or a hash name.' };
-  let url = null;
-  try { url = new URL(s); } catch { /* not a URL */ }
-  if (url) {
-    const frag = url.hash.replace(/^#/, '');
-    if (HASH_NAME.test(frag)) return { target: frag.toLowerCase() };
-    if (/^https?:$/.test(url.protocol)) return { error: 'Downloading from web addresses is not supported yet; paste an onionmesh share link (it ends with # and a 40-character hash name).' };
-    return { error: `${url.protocol.replace(/:$/, '')} links are not supported yet; paste an onionmesh share link or a hash name.` };
+  if (!s) return { error: 'Paste a share link (it ends with # and 40 hexadecimal characters), a magnet link, a 40-character infohash or a web address.' };
+  try {
+    const { hashName, kind } = Node.parseTarget(s);
+    return { target: s, hashName, kind };
+  } catch (err) {
+    return { error: errorSentence(err) };
   }
-  return { error: `"${s.slice(0, 60)}" is neither a share link nor a 40-character hash name.` };
 }
+
+/// Where a download's bytes come from, as the page says it (`progress().source`).
+export const SOURCE_TEXT = {
+  mesh: 'from the mesh',
+  bittorrent: 'from BitTorrent via a facilitator',
+  web: 'from the web via an exit',
+};
 
 function percent(have, total) {
   if (!total) return 0;
@@ -58,6 +63,8 @@ export function wireContent(node, log) {
   const player = createPlayer(log);
   const downloads = window.onionmesh.downloads;   // hashName -> Download
   const states = new Map();                        // hashName -> { state, reason }
+  const targets = new Map();                       // hashName -> what was opened (for Retry)
+  const published = new Map();                     // hashName -> { hashName, link } of a web file
   const startedAt = performance.now();
   let renderQueued = false;
 
@@ -99,7 +106,7 @@ export function wireContent(node, log) {
       status.dataset.level = 'bad';
       return null;
     }
-    if (!joined() && !held(parsed.target)) {
+    if (!joined() && !held(parsed.hashName)) {
       status.textContent = 'Joining the mesh first: the link opens as soon as this page is linked to a few peers.';
       status.dataset.level = 'busy';
       const asked = performance.now();
@@ -123,10 +130,16 @@ export function wireContent(node, log) {
       status.dataset.level = 'bad';
       return null;
     }
+    targets.set(download.hashName, parsed.target);
     const meta = download.metadata();
-    status.textContent = meta
-      ? `Opened ${meta.name}.`
-      : `Opening ${download.hashName.slice(0, 8)}…: asking the mesh for it through onion circuits.`;
+    const h8 = download.hashName.slice(0, 8);
+    const asking = {
+      magnet: `Opening torrent ${h8}…: asking the mesh through onion circuits; if no page holds it, a bridge fetches it from BitTorrent for you without learning who asked.`,
+      hash: `Opening ${h8}…: asking the mesh through onion circuits; if no page holds it and it is a torrent's infohash, a bridge fetches it from BitTorrent for you.`,
+      web: 'Fetching the web file through an exit bridge at the end of an onion circuit: the web server sees the bridge, not you.',
+      link: `Opening ${h8}…: asking the mesh for it through onion circuits.`,
+    }[parsed.kind];
+    status.textContent = meta ? `Opened ${meta.name}.` : asking;
     status.dataset.level = 'ok';
     if (play) player.show(download);
     render();
@@ -135,13 +148,20 @@ export function wireContent(node, log) {
 
   function stateSentence(download, st, p, meta) {
     switch (st.state) {
-      case 'done': return 'Done.';
+      case 'done': {
+        const pub = published.get(download.hashName);
+        return pub ? `Done; kept as onionmesh content ${pub.hashName.slice(0, 8)}, which other pages can open with ${pub.link}.` : 'Done.';
+      }
       case 'cancelled': return `Cancelled; the ${formatBytes(p.bytes)} already fetched stay in the library.`;
       case 'failed': return sentence(st.reason);
-      default:
-        if (!meta) return 'Looking for the file in the mesh.';
+      default: {
+        if (!meta) return 'Looking for the file.';
+        let files = null;
+        try { files = download.files(); if (download.selectedFile() !== null) files = null; } catch { /* stopped */ }
+        if (files && files.length > 1) return `Pick one of its ${files.length} files in the player.`;
         if (p.circuits === 0) return 'Waiting for a circuit to a node that has it.';
-        return `Downloading through ${p.circuits} circuit${p.circuits === 1 ? '' : 's'}.`;
+        return `Downloading ${SOURCE_TEXT[p.source] || ''} through ${p.circuits} circuit${p.circuits === 1 ? '' : 's'}.`.replace('  ', ' ');
+      }
     }
   }
 
@@ -178,7 +198,7 @@ export function wireContent(node, log) {
       if (p.complete && st.state === 'running') st.state = 'done';
       const meta = download.metadata();
       const row = rowFor(tbody, hashName, '<td class="name"></td><td class="progress"><progress max="100"></progress> <span class="pct"></span></td>'
-        + '<td class="rate"></td><td class="circuits"></td><td class="eta"></td><td class="state-text"></td><td class="actions"></td>');
+        + '<td class="source"></td><td class="rate"></td><td class="circuits"></td><td class="eta"></td><td class="state-text"></td><td class="actions"></td>');
       const name = meta ? meta.name : `${hashName.slice(0, 8)}…`;
       row.querySelector('.name').textContent = name;
       row.querySelector('.name').title = hashName;
@@ -187,6 +207,7 @@ export function wireContent(node, log) {
       row.querySelector('progress').value = pct;
       row.querySelector('.pct').textContent = `${pct} %`;
       const running = st.state === 'running';
+      row.querySelector('.source').textContent = SOURCE_TEXT[p.source] || '';
       row.querySelector('.rate').textContent = running ? formatRate(p.rateBps) : '';
       row.querySelector('.circuits').textContent = running ? String(p.circuits) : '';
       row.querySelector('.eta').textContent = running ? formatDuration(p.etaS) : '';
@@ -203,7 +224,7 @@ export function wireContent(node, log) {
           }));
         } else if (st.state === 'failed' || st.state === 'cancelled') {
           actions.replaceChildren(button('play', st.state === 'failed' ? 'Retry' : 'Resume', () => {
-            open(hashName, { play: player.current === download });
+            open(targets.get(hashName) || hashName, { play: player.current === download });
           }));
         } else {
           const hide = button('dismiss', 'Hide', () => {
@@ -286,6 +307,10 @@ export function wireContent(node, log) {
         break;
       case 'done':
         if (st) st.state = 'done';
+        if (event.publishedAs) {
+          published.set(event.hashName, event.publishedAs);
+          log(`The web file is now onionmesh content ${event.publishedAs.hashName.slice(0, 8)}, served from this page: share ${event.publishedAs.link}`);
+        }
         break;
       case 'failed':
         if (st) { st.state = 'failed'; st.reason = event.reason; }

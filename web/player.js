@@ -61,6 +61,63 @@ export function createPlayer(log) {
   });
   save.addEventListener('click', () => { if (current) saveToDisk(current, log); });
 
+  /// Lists the files of a multi-file torrent under the player, each with a button that selects
+  /// it (only its pieces are fetched). Returns the files, or null (not known yet, or one file).
+  function renderFiles(download) {
+    let files = null;
+    let selected = null;
+    try { files = download.files(); selected = download.selectedFile(); } catch { /* stopped */ }
+    const box = $('player-files');
+    if (!files || files.length < 2) {
+      box.hidden = true;
+      return null;
+    }
+    box.hidden = false;
+    $('player-files-title').textContent = selected === null
+      ? `This torrent holds ${files.length} files: pick the one to stream or save; only its pieces are fetched.`
+      : `This torrent holds ${files.length} files; fetching ${files[selected].path}. Pick another to switch.`;
+    const list = $('player-files-list');
+    if (list.dataset.hashName !== download.hashName || list.children.length !== files.length) {
+      list.dataset.hashName = download.hashName;
+      list.replaceChildren(...files.map((f) => {
+        const li = document.createElement('li');
+        li.dataset.index = String(f.index);
+        const path = document.createElement('span');
+        path.className = 'path';
+        path.textContent = f.path;
+        const size = document.createElement('span');
+        size.className = 'muted';
+        size.textContent = formatBytes(f.size);
+        const pick = document.createElement('button');
+        pick.type = 'button';
+        pick.className = 'pick-file';
+        pick.textContent = /\.(webm|mp4|m4v|mkv|ogg|ogv|mp3|m4a|opus|wav|flac)$/i.test(f.path) ? 'Stream' : 'Fetch';
+        pick.addEventListener('click', () => selectFile(download, f));
+        li.append(path, size, pick);
+        return li;
+      }));
+    }
+    for (const li of list.children) li.dataset.selected = String(Number(li.dataset.index) === selected);
+    return files;
+  }
+
+  function selectFile(download, file) {
+    try {
+      download.selectFile(file.index);
+    } catch (err) {
+      setStatus(`Could not pick ${file.path}: ${errorSentence(err)}`, 'bad');
+      return;
+    }
+    log(`Fetching ${file.path} (${formatBytes(file.size)}) of the torrent; its other files are not fetched.`);
+    // The element may be playing another file of the same torrent: start over.
+    streaming = false;
+    video.pause();
+    video.removeAttribute('src');
+    video.load();
+    video.hidden = true;
+    update();
+  }
+
   function nameOf(download) {
     const m = download.metadata();
     return m ? m.name : download.hashName.slice(0, 8);
@@ -109,8 +166,17 @@ export function createPlayer(log) {
       setStatus(failure, 'bad');
       return;
     }
+    const files = renderFiles(download);
     if (!meta) {
-      setStatus('Looking for this file in the mesh: waiting for its description (name, type and size).', 'busy');
+      setStatus('Looking for this file: waiting for its description (name, type and size).', 'busy');
+      return;
+    }
+    let selected = null;
+    try { selected = download.selectedFile(); } catch { /* stopped */ }
+    if (files && selected === null) {
+      video.hidden = true;
+      save.disabled = true;
+      setStatus(`${meta.name} is a torrent of ${files.length} files: pick one below.`, 'info');
       return;
     }
     const media = /^(video|audio)\//.test(meta.type);
@@ -131,6 +197,8 @@ export function createPlayer(log) {
       if (current === download) { update(); return; }
       current = download;
       streaming = false;
+      $('player-files-list').replaceChildren();
+      $('player-files').hidden = true;
       video.pause();
       video.removeAttribute('src');
       video.load();

@@ -109,6 +109,120 @@ pub struct Args {
     /// 1 to 256 bytes, as peer records and the DHT carry it.
     #[arg(long, value_name = "URL", value_parser = parse_advertise)]
     pub advertise: Option<BridgeAddr>,
+
+    /// The facilitator and the web exit (issue 10).
+    #[command(flatten)]
+    pub fac: FacilitatorArgs,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
+}
+
+/// The facilitator's and the web exit's flags: what a page's ORDB may ask this bridge to fetch
+/// from outside the mesh, and the limits on it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FacilitatorArgs {
+    /// Fetch BitTorrent content (magnet links, infohashes) for the pages registered here. Off:
+    /// every torrent request ends UNAVAILABLE, "this bridge is not a facilitator".
+    #[arg(long, value_name = "on|off", default_value = "on")]
+    pub facilitator: Switch,
+
+    /// Fetch http(s) URLs for the pages registered here (the web exit). Off: every URL request
+    /// ends UNAVAILABLE, "this bridge is not a web exit".
+    #[arg(long, value_name = "on|off", default_value = "on")]
+    pub exit: Switch,
+
+    /// Directory for torrent pieces and web files while they are served. Default: a fresh
+    /// directory under the system's temporary directory, removed at exit.
+    #[arg(long, value_name = "PATH")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Most bytes the cache may hold: the files of every torrent being served that a request
+    /// touched, plus every web file being fetched. A request that would pass it ends BUSY.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 30,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub cache_max_bytes: u64,
+
+    /// Most torrents fetched at once (a torrent asked for by several requests counts once).
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub max_torrents: usize,
+
+    /// Most web files fetched at once by the exit.
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub max_fetches: usize,
+
+    /// Most facilitated requests open at once on one page's connection.
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000))]
+    pub max_requests_per_peer: usize,
+
+    /// TCP port on which BitTorrent peers may connect to the facilitator. Default: none (the
+    /// facilitator only dials out; it never uploads anyway).
+    #[arg(long, value_name = "PORT")]
+    pub bt_listen_port: Option<u16>,
+
+    /// Find BitTorrent peers through the mainline DHT (off in tests).
+    #[arg(long, value_name = "on|off", default_value = "on")]
+    pub bt_dht: Switch,
+
+    /// A BitTorrent tracker tried for every torrent, besides the magnet link's own `tr`
+    /// trackers. Repeatable.
+    #[arg(long = "tracker", value_name = "URL", value_parser = parse_tracker)]
+    pub trackers: Vec<reqwest::Url>,
+
+    /// Milliseconds to wait for a torrent's metadata (the info dictionary) from its peers before
+    /// the request ends UNAVAILABLE.
+    #[arg(long, value_name = "MS", default_value_t = 30_000,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub metadata_timeout: u64,
+
+    /// Keep a torrent (and its downloaded files, in the cache) after its last request ends,
+    /// instead of deleting both. The facilitator never uploads either way.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Tests only: let the web exit fetch from loopback, private, link-local and other
+    /// non-public addresses.
+    #[arg(long)]
+    pub exit_allow_private: bool,
+
+    /// A host name or IP address the web exit may fetch from even when it resolves to a
+    /// non-public address. Repeatable.
+    #[arg(long = "exit-allow", value_name = "HOST")]
+    pub exit_allow: Vec<String>,
+
+    /// Largest web file the exit fetches, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub exit_max_bytes: u64,
+
+    /// Tests only: flip one byte of piece N of every torrent served, so the page's piece check
+    /// must catch it.
+    #[arg(long, value_name = "N", hide = true)]
+    pub test_corrupt_piece: Option<u32>,
+}
+
+/// `--tracker`: an http(s) or udp URL.
+fn parse_tracker(s: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" | "udp" => Ok(url),
+        other => Err(format!(
+            "a tracker URL starts with http://, https:// or udp://, not {other}://"
+        )),
+    }
 }
 
 /// `--advertise`: refused at start-up with a sentence when it cannot travel in a peer record.
@@ -172,6 +286,36 @@ mod tests {
         .unwrap();
         assert_eq!(a.peer_bridges.len(), 2);
         assert_eq!(a.advertise, None);
+    }
+
+    #[test]
+    fn facilitator_flags() {
+        let a = Args::try_parse_from(["b"]).unwrap();
+        assert!(a.fac.facilitator.is_on() && a.fac.exit.is_on() && a.fac.bt_dht.is_on());
+        assert_eq!(a.fac.metadata_timeout, 30_000);
+        let a = Args::try_parse_from([
+            "b",
+            "--facilitator",
+            "off",
+            "--bt-dht",
+            "off",
+            "--tracker",
+            "http://127.0.0.1:6969/announce",
+            "--tracker",
+            "udp://127.0.0.1:6969",
+            "--exit-allow",
+            "files.lan",
+            "--test-corrupt-piece",
+            "3",
+        ])
+        .unwrap();
+        assert!(!a.fac.facilitator.is_on() && !a.fac.bt_dht.is_on());
+        assert_eq!(a.fac.trackers.len(), 2);
+        assert_eq!(a.fac.exit_allow, ["files.lan"]);
+        assert_eq!(a.fac.test_corrupt_piece, Some(3));
+        let e = Args::try_parse_from(["b", "--tracker", "ftp://x/"]).unwrap_err();
+        assert!(e.to_string().contains("udp://"), "{e}");
+        assert!(Args::try_parse_from(["b", "--exit", "maybe"]).is_err());
     }
 
     #[test]

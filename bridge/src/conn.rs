@@ -10,6 +10,7 @@
 //! reports violations to the hub as transport errors, so the rendezvous answers them like any
 //! other broken frame: an Error frame (still encrypted), then a close.
 
+use crate::facilitator::FACILITATED_QUEUE;
 use crate::hub::{Goodbye, Outbound, ToHub, OUTBOUND_QUEUE};
 use crate::limits::{Admission, Refusal};
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
@@ -112,10 +113,12 @@ impl ConnTask {
             channel.peer_id().short()
         );
         let (out, queue) = mpsc::channel(OUTBOUND_QUEUE);
+        let (facilitated, facilitated_queue) = mpsc::channel(FACILITATED_QUEUE);
         let kill = Arc::new(Notify::new());
         let connected = ToHub::Connected {
             conn,
             out,
+            facilitated,
             kill: kill.clone(),
         };
         if hub.send(connected).await.is_err() {
@@ -127,6 +130,7 @@ impl ConnTask {
             conn,
             hub,
             queue,
+            facilitated: facilitated_queue,
             kill,
             shutdown,
             max_frame,
@@ -147,6 +151,9 @@ struct Link {
     conn: ConnId,
     hub: mpsc::Sender<ToHub>,
     queue: mpsc::Receiver<Outbound>,
+    /// Answers of the facilitator (issue 10), written after the hub's frames. The request tasks
+    /// wait for room here, so a slow page slows its own downloads and is never dropped for them.
+    facilitated: mpsc::Receiver<Vec<u8>>,
     kill: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
     max_frame: usize,
@@ -252,6 +259,8 @@ impl Link {
         let mut pending: Option<ToHub> = None;
         // A local handle, so a reserved slot does not borrow `self` across the branches.
         let hub = self.hub.clone();
+        // False once every sender of the facilitated queue is gone.
+        let mut facilitating = true;
         loop {
             tokio::select! {
                 biased;
@@ -262,15 +271,7 @@ impl Link {
                     // after a close is not allowed.
                     Some(Outbound::Frame(_)) if peer_said_goodbye => {}
                     Some(Outbound::Frame(bytes)) => {
-                        let sealed = match self.channel.seal(&bytes) {
-                            Ok(sealed) => sealed,
-                            Err(e) => {
-                                let reason = format!("link channel: {e}");
-                                let why = Goodbye::Broken(reason.clone());
-                                return self.close(close_code::POLICY, &reason, why).await;
-                            }
-                        };
-                        if let Err(why) = self.send(Message::Binary(sealed.into())).await {
+                        if let Err(why) = self.write_frame(&bytes).await {
                             return why;
                         }
                     }
@@ -279,6 +280,15 @@ impl Link {
                     }
                     // The hub dropped us (as a slow reader, and `kill` raced this branch).
                     None => return Goodbye::ByHub,
+                },
+                frame = self.facilitated.recv(), if facilitating => match frame {
+                    Some(_) if peer_said_goodbye => {}
+                    Some(bytes) => {
+                        if let Err(why) = self.write_frame(&bytes).await {
+                            return why;
+                        }
+                    }
+                    None => facilitating = false,
                 },
                 permit = hub.reserve(), if pending.is_some() => match (permit, pending.take()) {
                     (Ok(permit), Some(event)) => permit.send(event),
@@ -355,6 +365,19 @@ impl Link {
             }
             other => Inbound::End(Goodbye::Broken(other.to_string())),
         }
+    }
+
+    /// Seal one frame and write it; on a channel failure, close.
+    async fn write_frame(&mut self, bytes: &[u8]) -> Result<(), Goodbye> {
+        let sealed = match self.channel.seal(bytes) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                let reason = format!("link channel: {e}");
+                let why = Goodbye::Broken(reason.clone());
+                return Err(self.close(close_code::POLICY, &reason, why).await);
+            }
+        };
+        self.send(Message::Binary(sealed.into())).await
     }
 
     /// Write one message, unless the hub kills us or the bridge stops meanwhile.

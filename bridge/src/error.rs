@@ -34,4 +34,12 @@ pub enum BridgeError {
         signal: &'static str,
         source: io::Error,
     },
+    #[error(
+        "the cache directory {path} cannot be made: {source}; choose another with --cache-dir"
+    )]
+    CacheDir { path: String, source: io::Error },
+    #[error(transparent)]
+    Torrents(#[from] crate::facilitator::torrent::SessionError),
+    #[error("the web exit's HTTP client could not start: {0}; or switch it off with --exit off")]
+    WebClient(reqwest::Error),
 }

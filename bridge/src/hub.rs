@@ -8,6 +8,7 @@
 //! Every close is logged here, once, because only the hub knows which peer ID a connection
 //! registered: [`Closing`] formats the line.
 
+use crate::facilitator::{FacilitatedTx, Facilitator};
 use axum::body::Bytes;
 use onionmesh_rendezvous::{ConnId, Rendezvous, RendezvousInput, RendezvousOutput, Time};
 use onionmesh_wire::NodeId;
@@ -56,11 +57,13 @@ pub enum Goodbye {
 /// What a connection task tells the hub.
 #[derive(Debug)]
 pub enum ToHub {
-    /// A WebSocket is open. `out` is its bounded outbound queue; notifying `kill` makes the task
+    /// A WebSocket is open. `out` is its bounded outbound queue; `facilitated` the queue for
+    /// the facilitator's answers, which request tasks wait on; notifying `kill` makes the task
     /// drop the socket at once, even in the middle of a write.
     Connected {
         conn: ConnId,
         out: mpsc::Sender<Outbound>,
+        facilitated: FacilitatedTx,
         kill: Arc<Notify>,
     },
     /// The federation dialer opened a WebSocket to a `--peer-bridge`; like `Connected`, and the
@@ -81,6 +84,8 @@ pub enum ToHub {
 
 struct ConnHandle {
     out: mpsc::Sender<Outbound>,
+    /// `None` for a dialed bridge (the rendezvous never passes it Facilitate frames).
+    facilitated: Option<FacilitatedTx>,
     kill: Arc<Notify>,
     peer: Option<NodeId>,
 }
@@ -106,14 +111,23 @@ impl fmt::Display for Closing<'_> {
 /// is [`run`], so the routing rules can be tested without sockets.
 pub struct Hub {
     rv: Rendezvous,
+    /// Requests for content from outside the mesh (issue 10).
+    facilitator: Facilitator,
     // Bounded by --max-connections: only a task holding a connection slot sends `Connected`.
     conns: BTreeMap<ConnId, ConnHandle>,
 }
 
 impl Hub {
+    /// A hub that is neither facilitator nor web exit.
+    #[cfg(test)]
     pub fn new(rv: Rendezvous) -> Self {
+        Hub::with_facilitator(rv, Facilitator::disabled())
+    }
+
+    pub fn with_facilitator(rv: Rendezvous, facilitator: Facilitator) -> Self {
         Hub {
             rv,
+            facilitator,
             conns: BTreeMap::new(),
         }
     }
@@ -130,11 +144,17 @@ impl Hub {
     /// One event from a connection task.
     pub fn handle(&mut self, now: Time, event: ToHub) {
         match event {
-            ToHub::Connected { conn, out, kill } => {
+            ToHub::Connected {
+                conn,
+                out,
+                facilitated,
+                kill,
+            } => {
                 self.conns.insert(
                     conn,
                     ConnHandle {
                         out,
+                        facilitated: Some(facilitated),
                         kill,
                         peer: None,
                     },
@@ -146,6 +166,7 @@ impl Hub {
                     conn,
                     ConnHandle {
                         out,
+                        facilitated: None,
                         kill,
                         peer: None,
                     },
@@ -170,6 +191,7 @@ impl Hub {
                 if let Some(h) = self.conns.remove(&conn) {
                     log_goodbye(conn, h.peer, &why);
                 }
+                self.facilitator.conn_closed(conn);
                 self.rv.handle_input(now, RendezvousInput::Closed(conn));
             }
         }
@@ -193,6 +215,7 @@ impl Hub {
                 }
                 RendezvousOutput::Close { conn, reason } => {
                     // The rendezvous has already forgotten `conn` and queued an Error frame.
+                    self.facilitator.conn_closed(conn);
                     let Some(h) = self.conns.remove(&conn) else {
                         continue;
                     };
@@ -219,6 +242,14 @@ impl Hub {
                         self.rv.federated_bridges()
                     );
                 }
+                RendezvousOutput::Facilitate { conn, req, msg } => {
+                    if let Some(out) = self.conns.get(&conn).and_then(|h| h.facilitated.as_ref()) {
+                        self.facilitator.handle(conn, out, req, msg);
+                    }
+                }
+                RendezvousOutput::FacilitateClose { conn, req } => {
+                    self.facilitator.close(conn, req);
+                }
                 RendezvousOutput::Log { warn: true, text } => warn!("{text}"),
                 RendezvousOutput::Log { warn: false, text } => info!("{text}"),
                 RendezvousOutput::Registered { conn, id } => {
@@ -237,6 +268,7 @@ impl Hub {
     }
 
     fn drop_slow_reader(&mut self, now: Time, conn: ConnId) {
+        self.facilitator.conn_closed(conn);
         if let Some(h) = self.conns.remove(&conn) {
             warn!(
                 "{}",
@@ -339,12 +371,14 @@ mod tests {
         queue: usize,
     ) -> (mpsc::Receiver<Outbound>, Arc<Notify>, ChallengeNonce) {
         let (out, mut rx) = mpsc::channel(queue);
+        let (facilitated, _) = mpsc::channel(1);
         let kill = Arc::new(Notify::new());
         hub.handle(
             Time::ZERO,
             ToHub::Connected {
                 conn: ConnId(conn),
                 out,
+                facilitated,
                 kill: kill.clone(),
             },
         );

@@ -23,6 +23,7 @@
 mod cli;
 mod conn;
 mod error;
+mod facilitator;
 mod federation;
 mod files;
 mod http;
@@ -160,6 +161,10 @@ async fn run(args: Args, files: files::FileLimit) -> Result<(), BridgeError> {
     // Install the handlers before serving, so a signal can never be missed or kill us mid-way.
     let stop = signals::Stop::install()?;
 
+    // Before listening, so no page connects before the hub can answer it.
+    let cache = CacheDir::open(args.fac.cache_dir.clone())?;
+    let facilitator = start_facilitator(&args.fac, cache.path()).await?;
+
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|source| BridgeError::Bind {
@@ -198,7 +203,10 @@ async fn run(args: Args, files: files::FileLimit) -> Result<(), BridgeError> {
     let clock = Clock::start();
     let (hub_tx, hub_rx) = mpsc::channel(HUB_QUEUE);
     let hub_task = tokio::spawn(hub::run(
-        Hub::new(Rendezvous::with_dht(identity, cfg, dht_seed, clock.now())),
+        Hub::with_facilitator(
+            Rendezvous::with_dht(identity, cfg, dht_seed, clock.now()),
+            facilitator,
+        ),
         hub_rx,
         clock,
     ));
@@ -258,8 +266,119 @@ async fn run(args: Args, files: files::FileLimit) -> Result<(), BridgeError> {
             DRAIN_TIMEOUT.as_secs()
         );
     }
+    drop(cache);
     info!("bridge stopped");
     Ok(())
+}
+
+/// The cache directory: `--cache-dir`, or a fresh one under the system's temporary directory
+/// that is removed when this is dropped.
+struct CacheDir {
+    path: std::path::PathBuf,
+    ours: bool,
+}
+
+impl CacheDir {
+    fn open(given: Option<std::path::PathBuf>) -> Result<Self, BridgeError> {
+        let (path, ours) = match given {
+            Some(path) => (path, false),
+            None => {
+                let mut b = [0u8; 8];
+                getrandom::getrandom(&mut b).map_err(BridgeError::Entropy)?;
+                let name = format!("onionmesh-bridge-{}", hex::encode(b));
+                (std::env::temp_dir().join(name), true)
+            }
+        };
+        std::fs::create_dir_all(&path).map_err(|source| BridgeError::CacheDir {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(CacheDir { path, ours })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for CacheDir {
+    fn drop(&mut self) {
+        if self.ours {
+            if let Err(e) = std::fs::remove_dir_all(&self.path) {
+                warn!("could not remove the cache {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+/// The facilitator and the web exit as the flags say.
+async fn start_facilitator(
+    fac: &cli::FacilitatorArgs,
+    cache_dir: &std::path::Path,
+) -> Result<facilitator::Facilitator, BridgeError> {
+    use facilitator::{torrent, web, CacheBudget, Facilitator, Services};
+    let budget = CacheBudget::new(fac.cache_max_bytes);
+    let torrents = if fac.facilitator.is_on() {
+        let cfg = torrent::TorrentConfig {
+            cache_dir: cache_dir.join("torrents"),
+            max_torrents: fac.max_torrents,
+            metadata_timeout: Duration::from_millis(fac.metadata_timeout),
+            trackers: fac.trackers.clone(),
+            dht: fac.bt_dht.is_on(),
+            listen_port: fac.bt_listen_port,
+            keep: fac.keep,
+            corrupt_piece: fac.test_corrupt_piece,
+        };
+        let t = torrent::Torrents::start(cfg, budget.clone()).await?;
+        info!(
+            "facilitator on: BitTorrent with DHT {}, {} extra trackers, at most {} torrents, \
+             metadata within {} ms",
+            if fac.bt_dht.is_on() { "on" } else { "off" },
+            fac.trackers.len(),
+            fac.max_torrents,
+            fac.metadata_timeout
+        );
+        if let Some(n) = fac.test_corrupt_piece {
+            warn!("--test-corrupt-piece {n}: piece {n} of every torrent is served corrupted");
+        }
+        Some(t)
+    } else {
+        info!("facilitator off");
+        None
+    };
+    let web = if fac.exit.is_on() {
+        let cfg = web::WebConfig {
+            cache_dir: cache_dir.to_path_buf(),
+            max_fetches: fac.max_fetches,
+            max_bytes: fac.exit_max_bytes,
+            allow_private: fac.exit_allow_private,
+            allow_hosts: fac.exit_allow.clone(),
+        };
+        let w = web::WebExit::new(cfg, budget.clone()).map_err(BridgeError::WebClient)?;
+        info!(
+            "web exit on: at most {} fetches of {} bytes each{}",
+            fac.max_fetches,
+            fac.exit_max_bytes,
+            if fac.exit_allow_private {
+                "; private addresses ALLOWED (--exit-allow-private)"
+            } else {
+                ""
+            }
+        );
+        Some(w)
+    } else {
+        info!("web exit off");
+        None
+    };
+    info!(
+        "cache {} (at most {} bytes)",
+        cache_dir.display(),
+        fac.cache_max_bytes
+    );
+    Ok(Facilitator::new(
+        Services { torrents, web },
+        fac.max_requests_per_peer,
+    ))
 }
 
 /// The gate's limits from the flags and the open-file limit; logs both.

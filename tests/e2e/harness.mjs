@@ -157,11 +157,11 @@ export const VIDEO_DURATION_S = 120;
 // the size is predictable (testsrc2 is easy to code: VBR undershoots a lot); a keyframe every
 // second so a seek decodes from near where it lands; cues up front so the player can seek
 // before it has the end of the file. Realtime VP9 at speed 8 keeps making it short on 2 cores.
-const VIDEO_FFMPEG_ARGS = [
+const videoArgs = (seconds) => [
   '-hide_banner', '-loglevel', 'error', '-y',
   '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30',
   '-f', 'lavfi', '-i', 'sine=frequency=440',
-  '-t', String(VIDEO_DURATION_S),
+  '-t', String(seconds),
   '-c:v', 'libvpx-vp9', '-b:v', '1250k', '-minrate', '1250k', '-maxrate', '1250k',
   '-g', '30', '-deadline', 'realtime', '-cpu-used', '8', '-row-mt', '1',
   '-c:a', 'libopus', '-b:a', '64k',
@@ -171,8 +171,10 @@ const VIDEO_FFMPEG_ARGS = [
 
 /// The test video (WebM, VP9/Opus, about 20 MB), made with Debian's ffmpeg (`FFMPEG` or
 /// /usr/bin/ffmpeg) once per set of arguments and cached under tests/.cache/ by their hash.
-/// Resolves to `{ file, sha, size }` (SHA-256 in hex, bytes).
-export async function makeTestVideo() {
+/// Resolves to `{ file, sha, size }` (SHA-256 in hex, bytes). `seconds` makes a shorter (or
+/// longer) one, cached apart.
+export async function makeTestVideo(seconds = VIDEO_DURATION_S) {
+  const VIDEO_FFMPEG_ARGS = videoArgs(seconds);
   const { createHash } = await import('node:crypto');
   const fs = await import('node:fs');
   const ffmpeg = process.env.FFMPEG || '/usr/bin/ffmpeg';
@@ -259,4 +261,55 @@ export async function pageDump(name, p) {
   const log = await p.page.evaluate(() => [...document.querySelectorAll('#log li')].slice(-40).map((li) => li.textContent))
     .catch(() => ['(the page is gone)']);
   return `--- ${name} console:\n${p.consoleLines.slice(-30).join('\n')}\n--- ${name} log:\n${log.join('\n')}`;
+}
+
+// ----- facilitators and the web exit (issue 10) ------------------------------------------------
+
+/// Types `text` into "Open a link" and presses Open, as a user would. Resolves to the status
+/// sentence shown right after.
+export async function openFromBox(p, text) {
+  await p.page.fill('#open-input', text);
+  await p.page.click('#open-button');
+  return p.page.textContent('#open-status');
+}
+
+/// Waits until the player plays `hashName` (currentTime past 0.2 s). Resolves to `{ t,
+/// complete, piecesHave, pieces, ms }`, `ms` since `since` (a Date.now()).
+export async function waitPlaying(p, name, hashName, timeout, since = Date.now()) {
+  const h = await p.page.waitForFunction((h) => {
+    const v = document.getElementById('player-video');
+    const d = window.onionmesh.downloads.get(h);
+    if (!d || v.paused || v.currentTime <= 0.2) return false;
+    const pr = d.progress();
+    return { t: v.currentTime, complete: pr.complete, piecesHave: pr.piecesHave, pieces: pr.pieces };
+  }, hashName, { timeout, polling: 100 }).catch(async (err) => {
+    const st = await p.page.evaluate(() => ({ player: document.getElementById('player-status').textContent, open: document.getElementById('open-status').textContent }));
+    throw new Error(`${name}'s player never played: ${err.message}; ${JSON.stringify(st)}; progress ${JSON.stringify(await downloadProgress(p.page, hashName))}\n${await pageDump(name, p)}`);
+  });
+  return { ...(await h.jsonValue()), ms: Date.now() - since };
+}
+
+/// Waits for a `failed` content event of `hashName`; resolves to its reason (a sentence).
+export async function waitFailed(p, name, hashName, timeout) {
+  const h = await p.page.waitForFunction((h) => {
+    const e = window.onionmesh.events.find((ev) => ev.type === 'content' && ev.event === 'failed' && ev.hashName === h);
+    return e ? e.reason : false;
+  }, hashName, { timeout, polling: 250 }).catch(async (err) => {
+    throw new Error(`${name}'s download of ${hashName} never failed: ${err.message}; progress ${JSON.stringify(await downloadProgress(p.page, hashName))}\n${await pageDump(name, p)}`);
+  });
+  return h.jsonValue();
+}
+
+/// The hash_name a web URL is asked for by (`DbSource::web_hash_name` in crates/wire): the first
+/// 160 bits of SHA-256 of "onionmesh-web-v1\0" and the URL.
+export async function webHashName(url) {
+  const { createHash } = await import('node:crypto');
+  return createHash('sha256').update('onionmesh-web-v1\0').update(url).digest('hex').slice(0, 40);
+}
+
+/// Waits until every page's bridge badge says `registered` again (after a bridge restart).
+export async function waitRegistered(pages, timeout = 30000) {
+  for (const p of pages) {
+    await p.page.waitForFunction(() => window.onionmesh.node.bridgeState() === 'registered', null, { timeout });
+  }
 }

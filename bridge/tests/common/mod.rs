@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod facilitate;
+
 use futures_util::{SinkExt, StreamExt};
 use onionmesh_crypto::channel::{Channel, ClientHandshake};
 use onionmesh_crypto::{hello, Identity};
@@ -388,8 +390,23 @@ impl Client {
 
     /// The next signalling message, pings included.
     pub async fn recv_any(&mut self) -> SignalMsg {
+        self.recv_any_within(PATIENCE).await
+    }
+
+    /// Like [`Client::recv`], waiting up to `patience` for each message.
+    pub async fn recv_within(&mut self, patience: Duration) -> SignalMsg {
         loop {
-            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
+            match self.recv_any_within(patience).await {
+                SignalMsg::Ping { nonce } => self.send(&SignalMsg::Pong { nonce }).await,
+                other => return other,
+            }
+        }
+    }
+
+    /// Like [`Client::recv_any`], waiting up to `patience`.
+    pub async fn recv_any_within(&mut self, patience: Duration) -> SignalMsg {
+        loop {
+            let msg = tokio::time::timeout(patience, self.ws.next())
                 .await
                 .expect("a message in time")
                 .expect("the connection is open")

@@ -22,13 +22,15 @@ use crate::api::BrowserNode;
 use crate::args;
 use crate::codes::{core_error, js_error, stopped, ErrorCode};
 use crate::content::MAX_READ_BYTES;
-use crate::driver::Shared;
+use crate::driver::{remember, Driver, Shared};
 use crate::events::set;
 use crate::pending::Waiter;
 use crate::stream::{self, StreamHandler};
 use js_sys::{Array, Object, Promise, Uint8Array};
 use onionmesh_node::ContentError;
-use onionmesh_ordb::{HashName, OrdbError, PublishError, Publisher, DEFAULT_PIECE_SIZE};
+use onionmesh_ordb::{
+    Descriptor, HashName, OrdbError, PublishError, Publisher, TorrentFile, DEFAULT_PIECE_SIZE,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use std::rc::{Rc, Weak};
@@ -62,16 +64,51 @@ export interface Published {
   pieces: number;
 }
 
-/** `Download.metadata()`: the content's verified description. */
+/** What a content is: onionmesh's own signed content, a BitTorrent v1 torrent (hashName = its
+ * infohash), or a web file an exit fetched (hashName names the URL). */
+export type ContentKind = "onionmesh" | "bittorrent" | "web";
+
+/** Where a download's bytes come from: the mesh (onionmesh content), BitTorrent through a
+ * facilitator bridge (or pages that already hold the torrent), the web through an exit bridge. */
+export type ContentSource = "mesh" | "bittorrent" | "web";
+
+/** `Download.metadata()`: the content's verified description. With a file of a multi-file
+ * torrent selected (`selectFile`), `name`, `type` and `size` are that file's. */
 export interface ContentMetadata {
   name: string;
-  /** MIME type. */
+  /** MIME type (for a torrent, guessed from the file name's extension). */
   type: string;
   /** Bytes. */
   size: number;
+  /** Pieces of the whole content. */
   pieces: number;
   /** Bytes per piece (all but the last). */
   pieceSize: number;
+  kind: ContentKind;
+}
+
+/** One entry of `Download.files()`. */
+export interface ContentFile {
+  index: number;
+  /** Path inside the torrent, "/" between folders. */
+  path: string;
+  /** Bytes. */
+  size: number;
+}
+
+/** What `Node.parseTarget` makes of a `download` argument. */
+export interface DownloadTarget {
+  /** The hashName the download will have. */
+  hashName: string;
+  /** A share link, 40 hex digits (a hash name or infohash), a magnet link, or a web URL. */
+  kind: "link" | "hash" | "magnet" | "web";
+}
+
+/** A finished web file, published as this page's own content. */
+export interface PublishedAs {
+  hashName: string;
+  /** A share link other pages open to fetch it from the mesh. */
+  link: string;
 }
 
 /** `Download.progress()`. */
@@ -89,6 +126,8 @@ export interface DownloadProgress {
   /** Seconds left at the current rate, null without a rate. */
   etaS: number | null;
   complete: boolean;
+  /** Where the bytes come from; null until the content's description arrived. */
+  source: ContentSource | null;
 }
 
 /** One entry of `Node.library()`: a content held whole or in part. */
@@ -105,10 +144,12 @@ export interface LibraryEntry {
 
 /** Content events. `metadata` carries the MIME type as `mime`. */
 export type ContentNodeEvent =
-  | { type: "content"; event: "metadata"; hashName: string; name: string; mime: string; size: number; pieces: number }
+  | { type: "content"; event: "metadata"; hashName: string; name: string; mime: string; size: number; pieces: number; kind: ContentKind }
   /** Piece `index` is verified and stored (of a download, or of a publication being stored). */
   | { type: "content"; event: "progress"; hashName: string; index: number; piecesHave: number; pieces: number }
-  | { type: "content"; event: "done"; hashName: string }
+  /** Every piece (of the selected file) is held. A web file is first published as this page's
+   * content: `publishedAs` names it. */
+  | { type: "content"; event: "done"; hashName: string; publishedAs?: PublishedAs }
   /** `reason` is a sentence. */
   | { type: "content"; event: "failed"; hashName: string; reason: string }
   /** This node served piece `index` to an ORDB. */
@@ -363,24 +404,65 @@ impl BrowserNode {
         future_to_promise(publish(Rc::downgrade(&self.shared), file, opts))
     }
 
-    /// Start (or join) the download of a content: `hashNameOrLink` is 40 hex characters or a
-    /// link ending in `#<40 hex>`. Calling it again for the same content gives a `Download` of
-    /// the same download. A content already held whole completes at once (a `done` event).
-    /// Throws `BAD_ARGUMENT`, `RESOURCE_LIMIT` (16 downloads run already), `STOPPED`. Called
-    /// before the node has 3 linked peers (right after start, say), the download waits for them
-    /// (at most 15 s, then it tries with what there is); reads and `streamTo` wait meanwhile.
+    /// Start (or join) the download of a content. `target` is one of:
+    /// - a share link (an address ending in `#<40 hex>`): onionmesh content, from the mesh;
+    /// - 40 hex characters: a hash name or a BitTorrent infohash. It is asked for in the mesh,
+    ///   and if no page holds it an ORDB hands the request to its bridge, a facilitator, which
+    ///   fetches the torrent from BitTorrent;
+    /// - a magnet link `magnet:?xt=urn:btih:<infohash>&tr=...` (40 hex or 32 base32): the
+    ///   same, its trackers passed on to the facilitator;
+    /// - an `http://` or `https://` URL: fetched by an exit bridge at the end of a circuit
+    ///   (the web server sees the bridge, never this page); once complete it is published as
+    ///   this page's own content (the `done` event carries `publishedAs`).
+    ///
+    /// Calling it again for the same content gives a `Download` of the same download. A content
+    /// already held whole completes at once (a `done` event). Throws `BAD_ARGUMENT` (with a
+    /// sentence: a malformed magnet link or URL, anything else), `RESOURCE_LIMIT` (16
+    /// downloads run already), `STOPPED`. Called before the node has 3 linked peers (right
+    /// after start, say), the download waits for them (at most 15 s, then it tries with what
+    /// there is); reads and `streamTo` wait meanwhile.
+    ///
+    /// ```js
+    /// const dl = node.download('magnet:?xt=urn:btih:...');
+    /// node.on((e) => { if (e.type === 'content' && e.event === 'metadata') console.log(dl.files()); });
+    /// dl.selectFile(1);                       // a multi-file torrent: fetch only file 1
+    /// await dl.streamTo(video);               // plays file 1 while it downloads
+    /// ```
     pub fn download(
         &self,
-        #[wasm_bindgen(js_name = "hashNameOrLink", unchecked_param_type = "string")]
-        target: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] target: JsValue,
     ) -> Result<Download, JsValue> {
-        let hash_name = args::hash_name_or_link(&target)?;
-        self.live(|d, now| d.start_download(now, hash_name))?
+        let target = target_of(&target)?;
+        let hash_name = target.hash_name();
+        let source = target.source();
+        self.live(|d, now| d.start_download(now, hash_name, source))?
             .map_err(|e| content_error(&e))?;
         Ok(Download {
             shared: Rc::downgrade(&self.shared),
             hash_name,
         })
+    }
+
+    /// Check what `node.download` would be given, without starting anything (a page can say
+    /// "malformed magnet link" before it has peers). Returns `{ hashName, kind }`: `kind` is
+    /// `"link"` (a share link), `"hash"` (40 hex: a hash name or infohash), `"magnet"` or
+    /// `"web"`. Throws `BAD_ARGUMENT` with the sentence `download` would throw.
+    #[wasm_bindgen(js_name = parseTarget, unchecked_return_type = "DownloadTarget")]
+    pub fn parse_target(
+        #[wasm_bindgen(unchecked_param_type = "string")] target: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let text = target.as_string().unwrap_or_default();
+        let parsed = target_of(&target)?;
+        let kind = match &parsed {
+            crate::target::Target::Content(_) => "link",
+            crate::target::Target::Magnet { .. } if !text.trim().starts_with(['m', 'M']) => "hash",
+            crate::target::Target::Magnet { .. } => "magnet",
+            crate::target::Target::Web { .. } => "web",
+        };
+        let o = Object::new();
+        set(&o, "hashName", parsed.hash_name().to_hex());
+        set(&o, "kind", kind);
+        Ok(o.into())
     }
 
     /// Bytes `[offset, offset + length)` of a content, clamped to its size and to 4 MiB per call
@@ -448,6 +530,7 @@ impl BrowserNode {
         };
         let r = self.live(move |d, now| {
             d.forget_waiting_download(&h);
+            d.selected.remove(&h);
             d.reader
                 .wait_removed(h, waiter)
                 .map(|()| d.node.ordb().remove(now, h))
@@ -482,22 +565,107 @@ impl Download {
         self.hash_name.to_hex()
     }
 
-    /// The verified metadata, or `null` until it has arrived.
+    /// The verified metadata, or `null` until it has arrived. With a file of a multi-file
+    /// torrent selected, `name`, `type` and `size` are the file's.
     #[wasm_bindgen(unchecked_return_type = "ContentMetadata | null")]
     pub fn metadata(&self) -> Result<JsValue, JsValue> {
+        let h = self.hash_name;
+        let shared = self.shared()?;
+        shared.with(|d, _| {
+            let (Some(desc), Some(v)) = (d.reader.descriptor(&h), view(d, &h)) else {
+                return JsValue::NULL;
+            };
+            let o = Object::new();
+            set(&o, "name", v.name);
+            set(&o, "type", v.mime);
+            set(&o, "size", v.size as f64);
+            set(&o, "pieces", desc.piece_count());
+            set(&o, "pieceSize", desc.piece_size());
+            set(&o, "kind", crate::views::content_kind(desc.kind()));
+            o.into()
+        })
+    }
+
+    /// The files of the content: `null` until its description arrived, then `[{ index, path,
+    /// size }]`, one entry per file of a torrent (one entry for anything else).
+    #[wasm_bindgen(unchecked_return_type = "ContentFile[] | null")]
+    pub fn files(&self) -> Result<JsValue, JsValue> {
         let h = self.hash_name;
         let shared = self.shared()?;
         shared.with(|d, _| {
             let Some(desc) = d.reader.descriptor(&h) else {
                 return JsValue::NULL;
             };
-            let o = Object::new();
-            set(&o, "name", desc.name());
-            set(&o, "type", desc.mime());
-            set(&o, "size", desc.size() as f64);
-            set(&o, "pieces", desc.piece_count());
-            set(&o, "pieceSize", desc.piece_size());
-            o.into()
+            let file = |index: usize, path: &str, size: u64| {
+                let o = Object::new();
+                set(&o, "index", index as u32);
+                set(&o, "path", path);
+                set(&o, "size", size as f64);
+                JsValue::from(o)
+            };
+            let list: Array = match desc.torrent() {
+                Some(t) => t
+                    .files()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| file(i, &f.path, f.length))
+                    .collect(),
+                None => std::iter::once(file(0, desc.name(), desc.size())).collect(),
+            };
+            list.into()
+        })
+    }
+
+    /// Fetch only file `index` of a multi-file torrent (the pieces overlapping it, its boundary
+    /// pieces whole so they can be checked): `progress()`, `metadata()`, `streamTo` and `blob()`
+    /// then act on that file, and `done` comes once it is held. Throws `BAD_ARGUMENT` before the
+    /// file list is known (`files()` is null; wait for the `metadata` event) or for no such file,
+    /// `STOPPED`.
+    #[wasm_bindgen(js_name = selectFile)]
+    pub fn select_file(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "number")] index: JsValue,
+    ) -> Result<(), JsValue> {
+        let h = self.hash_name;
+        let i = args::handle(&index, "The file index", f64::from(u32::MAX))? as usize;
+        let shared = self.shared()?;
+        shared.with(|d, now| {
+            let count = match d.reader.descriptor(&h) {
+                None => return Err(args::bad_argument(
+                    "The file list is not known yet: wait until files() is not null (the metadata event), then select a file.".into(),
+                )),
+                Some(desc) => desc.torrent().map_or(1, |t| t.files().len()),
+            };
+            if i >= count {
+                return Err(args::bad_argument(format!(
+                    "This content has {count} file(s), numbered from 0; there is no file {i}."
+                )));
+            }
+            if !d.reader.is_complete(&h) {
+                let mut selected = d.node.ordb().select_file(now, h, i);
+                if let Err(ContentError::Ordb(OrdbError::NotDownloading(_))) = selected {
+                    // Another file of a torrent whose earlier pick is done: fetch again (with
+                    // the source it was opened with), this time that file.
+                    d.start_download(now, h, None)
+                        .map_err(|e| content_error(&e))?;
+                    selected = d.node.ordb().select_file(now, h, i);
+                }
+                selected.map_err(|e| core_error(ErrorCode::BadArgument, &e))?;
+            }
+            remember(&mut d.selected, h, i);
+            Ok(())
+        })?
+    }
+
+    /// The index of the file `selectFile` chose, or `null`.
+    #[wasm_bindgen(js_name = selectedFile, unchecked_return_type = "number | null")]
+    pub fn selected_file(&self) -> Result<JsValue, JsValue> {
+        let h = self.hash_name;
+        let shared = self.shared()?;
+        shared.with(|d, _| {
+            d.selected
+                .get(&h)
+                .map_or(JsValue::NULL, |i| JsValue::from(*i as u32))
         })
     }
 
@@ -506,8 +674,18 @@ impl Download {
     pub fn progress(&self) -> Result<JsValue, JsValue> {
         let h = self.hash_name;
         let shared = self.shared()?;
-        let p = shared.with(|d, _| d.node.ordb().progress(&h))?;
+        let (p, source, selection_held) = shared.with(|d, _| {
+            let source = d
+                .reader
+                .descriptor(&h)
+                .map(|desc| crate::views::content_source(desc.kind()));
+            // A selected file held whole is complete, whatever the rest of the torrent.
+            let held = d.selected.contains_key(&h)
+                && view(d, &h).is_some_and(|v| d.reader.holds_range(&h, v.offset, v.size));
+            (d.node.ordb().progress(&h), source, held)
+        })?;
         let o = Object::new();
+        set(&o, "source", source.map_or(JsValue::NULL, JsValue::from));
         let num = |v: Option<u64>| v.map_or(JsValue::NULL, |n| JsValue::from(n as f64));
         match p {
             Some(p) => {
@@ -518,7 +696,7 @@ impl Download {
                 set(&o, "rateBps", p.rate_bps as f64);
                 set(&o, "circuits", p.sources as u32);
                 set(&o, "etaS", num(p.eta_s));
-                set(&o, "complete", p.complete);
+                set(&o, "complete", p.complete || selection_held);
             }
             None => {
                 set(&o, "bytes", 0);
@@ -572,11 +750,7 @@ impl Download {
                 .stream_handler
                 .get_or_insert_with(|| StreamHandler::new(answerer(weak)))
                 .function();
-            let name = d
-                .reader
-                .descriptor(&h)
-                .map(|desc| desc.name().to_owned())
-                .unwrap_or_else(|| h.to_hex());
+            let name = view(d, &h).map_or_else(|| h.to_hex(), |v| v.name);
             Ok((sw, handler, name))
         });
         match setup {
@@ -595,10 +769,10 @@ impl Download {
         let h = self.hash_name;
         future_to_promise(async move {
             let shared = weak.upgrade().ok_or_else(stopped)?;
-            let (size, mime) = shared.with(|d, _| {
-                match d.reader.descriptor(&h) {
-                    Some(desc) if d.reader.is_complete(&h) => {
-                        Ok((desc.size(), desc.mime().to_owned()))
+            let (start, size, mime) = shared.with(|d, _| {
+                match view(d, &h) {
+                    Some(v) if d.reader.holds_range(&h, v.offset, v.size) => {
+                        Ok((v.offset, v.size, v.mime))
                     }
                     _ => Err(js_error(
                         ErrorCode::NotComplete,
@@ -614,11 +788,12 @@ impl Download {
             bag.set_type(&mime);
             let mut blob =
                 web_sys::Blob::new_with_u8_array_sequence_and_options(&Array::new(), &bag)?;
-            let mut offset = 0u64;
-            while offset < size {
+            let end = start + size;
+            let mut offset = start;
+            while offset < end {
                 let promise = {
                     let shared = weak.upgrade().ok_or_else(stopped)?;
-                    read_promise(&shared, h, offset, MAX_READ_BYTES)
+                    read_promise(&shared, h, offset, MAX_READ_BYTES.min(end - offset))
                 };
                 let chunk: Uint8Array = JsFuture::from(promise).await?.unchecked_into();
                 if chunk.length() == 0 {
@@ -678,10 +853,10 @@ fn answerer(
                     let shared = weak.upgrade().ok_or_else(stopped)?;
                     shared.with(|d, _| {
                         let o = Object::new();
-                        if let Some(desc) = d.reader.descriptor(&h) {
-                            set(&o, "size", desc.size() as f64);
-                            set(&o, "type", desc.mime());
-                            set(&o, "name", desc.name());
+                        if let Some(v) = view(d, &h) {
+                            set(&o, "size", v.size as f64);
+                            set(&o, "type", v.mime);
+                            set(&o, "name", v.name);
                         }
                         JsValue::from(o)
                     })
@@ -692,7 +867,20 @@ fn answerer(
                     byte_count(&offset, "The offset"),
                     byte_count(&length, "The length"),
                 ) {
-                    (Ok(o), Ok(l)) => read_promise(&shared, h, o, l),
+                    (Ok(o), Ok(l)) => {
+                        // Offsets are the selected file's (the whole content's without one).
+                        let range = shared.with(|d, _| view(d, &h).map(|v| (v.offset, v.size)));
+                        match range {
+                            Ok(Some((start, size))) => read_promise(
+                                &shared,
+                                h,
+                                start + o.min(size),
+                                l.min(size - o.min(size)),
+                            ),
+                            Ok(None) => read_promise(&shared, h, o, l),
+                            Err(e) => Promise::reject(&e),
+                        }
+                    }
                     (Err(e), _) | (_, Err(e)) => Promise::reject(&e),
                 }
             }
@@ -702,4 +890,98 @@ fn answerer(
             ),
         }
     }
+}
+
+/// `node.download`'s argument, checked (see `target.rs`).
+fn target_of(value: &JsValue) -> Result<crate::target::Target, JsValue> {
+    let text = value.as_string().ok_or_else(|| {
+        args::bad_argument(
+            "node.download needs a string: a share link, a magnet link, a 40-character hash or infohash, or an http(s) address."
+                .into(),
+        )
+    })?;
+    crate::target::parse(&text).map_err(|e| args::bad_argument(e.to_string()))
+}
+
+/// What reads, `blob`, `streamTo` and `metadata` act on: the selected file of a torrent, or the
+/// whole content. `None` until the descriptor is known.
+struct View {
+    offset: u64,
+    size: u64,
+    name: String,
+    mime: String,
+}
+
+fn selected_file<'a>(d: &'a Driver, h: &HashName) -> Option<&'a TorrentFile> {
+    let i = *d.selected.get(h)?;
+    d.reader.descriptor(h)?.torrent()?.files().get(i)
+}
+
+fn view(d: &Driver, h: &HashName) -> Option<View> {
+    let desc: &Descriptor = d.reader.descriptor(h)?;
+    Some(match selected_file(d, h) {
+        Some(f) => View {
+            offset: f.offset,
+            size: f.length,
+            name: f.path.rsplit('/').next().unwrap_or(&f.path).to_owned(),
+            mime: onionmesh_ordb::torrent::mime_for(&f.path).to_owned(),
+        },
+        None => View {
+            offset: 0,
+            size: desc.size(),
+            name: desc.name().to_owned(),
+            mime: desc.mime().to_owned(),
+        },
+    })
+}
+
+/// A web file an exit fetched is complete (the driver held its `done` back): publish its
+/// bytes as this page's own content (a new hash_name under a Merkle tree, so other pages fetch
+/// it from the mesh and check it), then send `done` with `publishedAs`. If publishing fails
+/// (a full store), `done` goes out without it and the log says why; the file stays readable
+/// under its request's hashName either way.
+pub fn publish_web(weak: Weak<Shared>, h: HashName) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let result = publish_held(weak.clone(), h).await;
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        if let Ok(out) = &result {
+            let get = |k: &str| {
+                js_sys::Reflect::get(out, &k.into())
+                    .ok()
+                    .and_then(|v| v.as_string())
+            };
+            if let (Some(hash_name), Some(link)) = (get("hashName"), get("link")) {
+                shared.published_as(h, hash_name, link);
+            }
+        }
+        let _ = shared.with(|d, _| {
+            d.publishing.retain(|x| *x != h);
+            if let Err(e) = &result {
+                d.warn(format!(
+                    "The web file {} arrived whole, but could not be kept as this page's own content: {}",
+                    h.to_hex(),
+                    crate::codes::describe(e)
+                ));
+            }
+            d.push_event(onionmesh_node::Event::Content(
+                onionmesh_node::ContentEvent::Done { hash_name: h },
+            ));
+        });
+    });
+}
+
+async fn publish_held(weak: Weak<Shared>, h: HashName) -> Result<JsValue, JsValue> {
+    let download = Download {
+        shared: weak.clone(),
+        hash_name: h,
+    };
+    let opts = Object::new();
+    if let Some(Ok(Some(v))) = weak.upgrade().map(|s| s.with(|d, _| view(d, &h))) {
+        set(&opts, "name", v.name);
+        set(&opts, "type", v.mime);
+    }
+    let blob = JsFuture::from(download.blob()).await?;
+    publish(weak, blob, opts.into()).await
 }

@@ -138,22 +138,3 @@ pub fn hash_name(value: &JsValue) -> Result<HashName, JsValue> {
         ))
     })
 }
-
-/// A hash_name, or a share link ending in `#<40 hex>`.
-pub fn hash_name_or_link(value: &JsValue) -> Result<HashName, JsValue> {
-    let parsed = value.as_string().and_then(|s| {
-        let s = s.trim();
-        let tail = s.rsplit_once('#').map_or(s, |(_, t)| t);
-        if tail.len() == 40 {
-            HashName::from_hex(tail)
-        } else {
-            None
-        }
-    });
-    parsed.ok_or_else(|| {
-        bad_argument(format!(
-            "{} is neither a hashName (40 hex characters) nor a share link ending in #<40 hex characters>.",
-            shown(value)
-        ))
-    })
-}

@@ -168,6 +168,21 @@ impl<W> Reader<W> {
             .is_some_and(|k| k.held.len() as u64 == u64::from(k.descriptor.piece_count()))
     }
 
+    /// Whether every piece overlapping bytes `[offset, offset + len)` of `hash_name` is stored
+    /// (a file of a multi-file torrent: its boundary pieces whole). An empty range is held once
+    /// the descriptor is known.
+    pub fn holds_range(&self, hash_name: &HashName, offset: u64, len: u64) -> bool {
+        let Some(k) = self.contents.get(hash_name) else {
+            return false;
+        };
+        if len == 0 {
+            return true;
+        }
+        let first = k.descriptor.piece_at(offset);
+        let last = k.descriptor.piece_at(offset.saturating_add(len - 1));
+        (first..=last).all(|i| k.held.contains(&i))
+    }
+
     /// The driver started (or resumed) a download of `hash_name`.
     pub fn download_started(&mut self, hash_name: HashName) {
         self.downloading.insert(hash_name);

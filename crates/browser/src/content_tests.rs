@@ -298,3 +298,26 @@ fn only_the_newest_read_of_a_content_steers_its_download() {
     b.node_store(put_piece(&d, 1, &records[1]));
     assert_eq!(b.seeks.last(), Some(&(h, 2 * 65_536)));
 }
+
+#[test]
+fn holds_range_needs_every_overlapping_piece() {
+    let (_, d, records) = content(300_000); // pieces of 65 536 bytes, 5 of them
+    let h = d.hash_name();
+    let mut b = Bench::new();
+    assert!(!b.reader.holds_range(&h, 0, 0), "nothing known yet");
+    b.node_store(put_descriptor(&d));
+    assert!(b.reader.holds_range(&h, 10, 0), "an empty range");
+    b.node_store(put_piece(&d, 1, &records[1]));
+    b.node_store(put_piece(&d, 2, &records[2]));
+    assert!(b.reader.holds_range(&h, 65_536, 131_072));
+    assert!(b.reader.holds_range(&h, 70_000, 100));
+    assert!(
+        !b.reader.holds_range(&h, 65_535, 2),
+        "byte 65 535 is in piece 0"
+    );
+    assert!(
+        !b.reader.holds_range(&h, 131_072, 65_537),
+        "reaches piece 3"
+    );
+    assert!(!b.reader.is_complete(&h));
+}

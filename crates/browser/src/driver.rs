@@ -28,6 +28,7 @@ use crate::timer::{self, Timer};
 use onionmesh_crypto::Identity;
 use onionmesh_node::{ContentEvent, Event, Input, LinkId, LinkState, LogLevel, Node, Output, Time};
 use onionmesh_ordb::{HashName, OrdbError, Store, StoreCompletion};
+use onionmesh_wire::db::{DbSource, DescriptorKind};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
@@ -49,6 +50,9 @@ pub struct Shared {
     /// by a subscriber are delivered after the current one, in order).
     pending: RefCell<VecDeque<Event>>,
     dispatching: Cell<bool>,
+    /// Web files published as this page's content: request hashName -> (hashName, link), for
+    /// their `done` event's `publishedAs`. At most [`MAX_REMEMBERED`].
+    published: RefCell<BTreeMap<HashName, (String, String)>>,
 }
 
 #[derive(Default)]
@@ -128,6 +132,15 @@ pub struct Driver {
     /// [`RESUME_AFTER_MS`] with whatever peers there are. At most [`MAX_RESUMABLE`].
     resumable: Vec<HashName>,
     resume_timer: Option<Timer>,
+    /// Where the page said a download can be fetched from outside the mesh (a magnet link or
+    /// a web URL, issue 10), sent as `DB_SOURCE` on its source streams. At most
+    /// [`MAX_REMEMBERED`] (the oldest forgotten: a retry then asks the mesh only).
+    sources: BTreeMap<HashName, DbSource>,
+    /// The file of a multi-file torrent each download was restricted to (`selectFile`). At
+    /// most [`MAX_REMEMBERED`].
+    pub selected: BTreeMap<HashName, usize>,
+    /// Web files whose `done` is held back while they are published as this page's content.
+    pub publishing: Vec<HashName>,
     /// Content events held back until `Node.start` resolves (nobody is subscribed before), so
     /// the page sees `resumable` for what the store held. `None` once delivered.
     held_back: Option<Vec<Event>>,
@@ -140,6 +153,8 @@ pub struct Driver {
 
 /// Most downloads waiting for peers (the core runs at most 16 at once anyway).
 const MAX_RESUMABLE: usize = 16;
+/// Most download sources and file selections remembered.
+pub const MAX_REMEMBERED: usize = 64;
 /// Linked peers wanted before resuming downloads: enough for a 3-hop circuit's first hop and
 /// an ORDB at its end.
 const RESUME_PEERS: usize = 3;
@@ -182,6 +197,9 @@ impl Shared {
                     reader: Reader::default(),
                     resumable: Vec::new(),
                     resume_timer: None,
+                    sources: BTreeMap::new(),
+                    selected: BTreeMap::new(),
+                    publishing: Vec::new(),
                     held_back: Some(Vec::new()),
                     service_worker,
                     stream_handler: None,
@@ -190,6 +208,7 @@ impl Shared {
                 subscribers: RefCell::new(Subscribers::default()),
                 pending: RefCell::new(VecDeque::new()),
                 dispatching: Cell::new(false),
+                published: RefCell::new(BTreeMap::new()),
             }
         })
     }
@@ -213,6 +232,11 @@ impl Shared {
         Ok(result)
     }
 
+    /// A web file (request `request`) was published as `hash_name` with share link `link`.
+    pub fn published_as(&self, request: HashName, hash_name: String, link: String) {
+        remember(&mut self.published.borrow_mut(), request, (hash_name, link));
+    }
+
     pub fn deliver(&self, events: Vec<Event>) {
         if events.is_empty() {
             return;
@@ -227,6 +251,14 @@ impl Shared {
                 break;
             };
             let obj = events::to_js(&event);
+            if let Event::Content(ContentEvent::Done { hash_name }) = &event {
+                if let Some((h, link)) = self.published.borrow().get(hash_name) {
+                    let p = js_sys::Object::new();
+                    events::set(&p, "hashName", h.as_str());
+                    events::set(&p, "link", link.as_str());
+                    events::set(obj.unchecked_ref(), "publishedAs", p);
+                }
+            }
             // Copy the list: a callback may subscribe or unsubscribe.
             let subs: Vec<js_sys::Function> = self
                 .subscribers
@@ -619,6 +651,15 @@ impl Driver {
             Output::Event(e) => {
                 self.promises.on_event(&e);
                 self.on_event(now, &e);
+                if let Event::Content(ContentEvent::Done { hash_name }) = &e {
+                    if self.is_web(hash_name) && !self.publishing.contains(hash_name) {
+                        // Its `done` goes out once it is published as this page's own content
+                        // (api_content.rs `publish_web`), carrying `publishedAs`.
+                        self.publishing.push(*hash_name);
+                        crate::api_content::publish_web(self.me.clone(), *hash_name);
+                        return;
+                    }
+                }
                 match &mut self.held_back {
                     Some(held) if matches!(e, Event::Content(_)) => held.push(e),
                     _ => self.events.push(e),
@@ -679,7 +720,7 @@ impl Driver {
                 self.reader.download_ended(*hash_name, Some(reason))
             }
             Event::Content(ContentEvent::Resumable { hash_name, .. }) => {
-                if let Err(e) = self.start_download(now, *hash_name) {
+                if let Err(e) = self.start_download(now, *hash_name, None) {
                     self.log(
                         LogLevel::Warn,
                         format!(
@@ -731,7 +772,11 @@ impl Driver {
         &mut self,
         now: Time,
         hash_name: HashName,
+        source: Option<DbSource>,
     ) -> Result<(), onionmesh_node::ContentError> {
+        if let Some(source) = source {
+            remember(&mut self.sources, hash_name, source);
+        }
         let held_whole = self.reader.is_complete(&hash_name);
         if held_whole
             || self.resumable.len() >= MAX_RESUMABLE
@@ -762,7 +807,11 @@ impl Driver {
         now: Time,
         hash_name: HashName,
     ) -> Result<(), onionmesh_node::ContentError> {
-        match self.node.ordb().download(now, hash_name) {
+        let started = match self.sources.get(&hash_name) {
+            Some(source) => self.node.ordb().download_from(now, source.clone()),
+            None => self.node.ordb().download(now, hash_name),
+        };
+        match started {
             Ok(()) | Err(onionmesh_node::ContentError::Ordb(OrdbError::AlreadyDownloading(_))) => {
                 self.resumable.retain(|h| *h != hash_name);
                 self.reader.download_started(hash_name);
@@ -794,6 +843,18 @@ impl Driver {
         );
     }
 
+    /// Whether `hash_name`'s descriptor says it is a web file an exit fetched.
+    pub fn is_web(&self, hash_name: &HashName) -> bool {
+        self.reader
+            .descriptor(hash_name)
+            .is_some_and(|d| d.kind() == DescriptorKind::WEB_V1)
+    }
+
+    /// Queue an event for the page (a web file's `done`, once published).
+    pub fn push_event(&mut self, e: Event) {
+        self.events.push(e);
+    }
+
     /// A warning for the page's log (and its subscribers).
     pub fn warn(&mut self, text: String) {
         self.log(LogLevel::Warn, text);
@@ -802,4 +863,12 @@ impl Driver {
     fn log(&mut self, level: LogLevel, text: String) {
         self.events.push(Event::Log { level, text });
     }
+}
+
+/// Insert into a map bounded at [`MAX_REMEMBERED`] entries, forgetting the first key when full.
+pub fn remember<V>(map: &mut BTreeMap<HashName, V>, key: HashName, value: V) {
+    if !map.contains_key(&key) && map.len() >= MAX_REMEMBERED {
+        map.pop_first();
+    }
+    map.insert(key, value);
 }

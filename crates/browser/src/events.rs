@@ -91,11 +91,13 @@ fn fill_content(obj: &Object, e: &ContentEvent) {
             mime,
             size,
             pieces,
+            kind,
         } => {
             set(obj, "name", name.as_str());
             set(obj, "mime", mime.as_str());
             set(obj, "size", *size as f64);
             set(obj, "pieces", *pieces);
+            set(obj, "kind", crate::views::content_kind(*kind));
             ("metadata", hash_name)
         }
         ContentEvent::Progress {

@@ -135,6 +135,7 @@ mod pending;
 pub mod store;
 #[cfg(target_arch = "wasm32")]
 mod stream;
+pub mod target;
 #[cfg(target_arch = "wasm32")]
 mod timer;
 #[cfg(target_arch = "wasm32")]

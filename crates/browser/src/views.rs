@@ -158,3 +158,25 @@ impl From<&DhtStats> for DhtStatsView {
         }
     }
 }
+
+/// A content's kind as the page names it (`metadata().kind`, the `metadata` event's `kind`).
+pub fn content_kind(kind: onionmesh_wire::db::DescriptorKind) -> &'static str {
+    use onionmesh_wire::db::DescriptorKind;
+    match kind {
+        DescriptorKind::BITTORRENT_V1_INFO => "bittorrent",
+        DescriptorKind::WEB_V1 => "web",
+        _ => "onionmesh",
+    }
+}
+
+/// Where a content's bytes come from, by its kind (`progress().source`). A torrent that pages
+/// of the mesh already hold still says "bittorrent": the requester cannot tell a facilitator's
+/// answer from a page's.
+pub fn content_source(kind: onionmesh_wire::db::DescriptorKind) -> &'static str {
+    use onionmesh_wire::db::DescriptorKind;
+    match kind {
+        DescriptorKind::BITTORRENT_V1_INFO => "bittorrent",
+        DescriptorKind::WEB_V1 => "web",
+        _ => "mesh",
+    }
+}

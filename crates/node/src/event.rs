@@ -8,7 +8,7 @@
 use crate::code::ErrorCode;
 use onionmesh_onion::EndReason;
 use onionmesh_onion::{CircHandle, ExitStream, StreamHandle};
-use onionmesh_wire::db::HashName;
+use onionmesh_wire::db::{DescriptorKind, HashName};
 use onionmesh_wire::{NodeId, Time};
 use std::fmt;
 
@@ -310,6 +310,9 @@ pub enum ContentEvent {
     /// A download's metadata arrived and verified against its hash_name.
     Metadata {
         hash_name: HashName,
+        /// Where the content comes from: `ONIONMESH_V1` (published in the mesh),
+        /// `BITTORRENT_V1_INFO` (a torrent) or `WEB_V1` (a web file fetched by an exit).
+        kind: DescriptorKind,
         name: String,
         mime: String,
         /// Bytes.

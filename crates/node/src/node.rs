@@ -222,6 +222,8 @@ impl Node {
             Input::BridgeClosed { reason } => {
                 self.bridge.closed(now, reason, reqs);
                 self.links.bridge_lost(reqs);
+                let (ordb, mut io) = self.ordb_io();
+                ordb.bridge_lost(now, &mut io);
             }
             Input::BridgeFrame(bytes) => self.bridge_frame(now, bytes),
             Input::OfferReady { link, sdp } => self.links.offer_ready(now, link, sdp, reqs),
@@ -394,6 +396,8 @@ impl Node {
                     .push_back(Request::Driver(Output::CloseBridge { reason }));
                 self.bridge.closed(now, &text, &mut self.reqs);
                 self.links.bridge_lost(&mut self.reqs);
+                let (ordb, mut io) = self.ordb_io();
+                ordb.bridge_lost(now, &mut io);
                 return;
             }
         };
@@ -471,6 +475,15 @@ impl Node {
             } => self
                 .links
                 .on_introduce_failed(peer, session, reason.into_string(), reqs),
+            // Answers of the facilitator to requests this node's ORDB handed it (issue 10).
+            SignalMsg::Facilitated { req, msg } => {
+                let (ordb, mut io) = self.ordb_io();
+                ordb.facilitated(now, req, msg, &mut io);
+            }
+            SignalMsg::FacilitateClose { req } => {
+                let (ordb, mut io) = self.ordb_io();
+                ordb.facilitate_closed(now, req, &mut io);
+            }
             SignalMsg::Error { code, reason } => log(
                 reqs,
                 LogLevel::Warn,

@@ -57,6 +57,21 @@
 //! `DB_PROOF`, `DB_DATA`, `DB_END`) from the builder; a `DB_END` from the neighbour cancels the
 //! pipe. At most 64 pipes per channel; anything else on a pipe closes the channel.
 //!
+//! ## Facilitators (issue 10)
+//!
+//! A download started with a source hint ([`OrdbApi::download_from`]: a magnet link or a web
+//! URL) sends a `DB_SOURCE` first on every source stream. An ORDB passes it along when it
+//! forwards (on the new stream, or first on a neighbour pipe), and when the mesh has nobody the
+//! relay hands the query to this node's bridge (`RelayOutput::Facilitate`): the part sends
+//! `SignalMsg::Facilitate { req, msg }` on the bridge connection, first the `DB_SOURCE`, then
+//! each `DB_QUERY` of that request under the same `req` (a number of this node's, one per
+//! facilitated request, naming no requester). The bridge's `Facilitated { req, msg }` answers
+//! go to the relay as `Upstream` and on to the request stream unchanged; a `FacilitateClose`
+//! from the bridge, or the bridge connection dropping, is `UpstreamClosed`; the relay's
+//! `CancelForward` sends `FacilitateClose`. A node that is not registered at a bridge answers
+//! `UpstreamClosed` at once. The bridge sees this node's connection, never the requester, who
+//! is behind its own 3-hop circuit to this node.
+//!
 //! ## Free riders
 //!
 //! The relay drops an ORDB that takes forwarded queries and answers none (or says
@@ -111,10 +126,10 @@ use onionmesh_ordb::{
     RelayOutput, RelayStats, RequestId, SourceId, SourceProblem, StoreCompletion,
     DEFAULT_PIECE_SIZE,
 };
-use onionmesh_ordb::{OrdbCirc, PieceRecord, RelayId};
+use onionmesh_ordb::{Descriptor, OrdbCirc, PieceRecord, RelayId, TorrentFile};
 use onionmesh_wire::cell::{RelayCmd, RELAY_DATA_LEN};
-use onionmesh_wire::db::{DbEnd, DbEndReason, DbInfo, DbQuery};
-use onionmesh_wire::{NodeId, Time};
+use onionmesh_wire::db::{DbEnd, DbEndReason, DbInfo, DbQuery, DbSource, DescriptorKind};
+use onionmesh_wire::{NodeId, SignalMsg, Time};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use thiserror::Error;
@@ -259,6 +274,9 @@ pub struct ContentStats {
     /// Peers dropped as free riders this session (never chosen again as ORDB, neighbour or
     /// provider).
     pub free_riders: u64,
+    /// Requests this node, as an ORDB, handed to its bridge (the facilitator) because nobody
+    /// in the mesh had the content.
+    pub facilitated: u64,
 }
 
 /// How this node came to associate a peer with a content ([`OrdbApi::peers_known_for`]).
@@ -493,6 +511,11 @@ pub(crate) struct OrdbPart {
     next_id: u64,
     provider_circuits: usize,
     stats: ContentStats,
+    /// Requests handed to the bridge (the facilitator): relay id <-> request number. Bounded
+    /// by the relay's `max_facilitated`.
+    facilitated: BTreeMap<RelayId, u32>,
+    facilitated_req: BTreeMap<u32, RelayId>,
+    next_req: u32,
 }
 
 fn frame(msg: &DbMsg) -> Vec<u8> {
@@ -623,6 +646,9 @@ impl OrdbPart {
             next_id: 0,
             provider_circuits: 0,
             stats: ContentStats::default(),
+            facilitated: BTreeMap::new(),
+            facilitated_req: BTreeMap::new(),
+            next_req: 0,
         }
     }
 
@@ -819,6 +845,10 @@ impl OrdbPart {
                             DbMsg::Query(query) => self.ordb_input(
                                 now,
                                 OrdbInput::Relay(RelayInput::Query { from: id, query }),
+                            ),
+                            DbMsg::Source(source) => self.ordb_input(
+                                now,
+                                OrdbInput::Relay(RelayInput::Source { from: id, source }),
                             ),
                             // Adverts belong on neighbour channels, not request streams.
                             DbMsg::Info(_) => {}
@@ -1367,28 +1397,16 @@ impl OrdbPart {
                 "it sent {:?} on the advert pipe, where only DB_INFO belongs",
                 other.cmd()
             )),
+            (_, DbMsg::Source(source)) => {
+                // Sent before the pipe's first query (see "Facilitators" in the module docs).
+                if let Some(from) = self.pipe_request(now, stream, pipe, io) {
+                    self.ordb_input(now, OrdbInput::Relay(RelayInput::Source { from, source }));
+                }
+                Ok(())
+            }
             (_, DbMsg::Query(query)) => {
-                let id = match self.pipe_requests.get(&(stream, pipe)) {
-                    Some(id) => *id,
-                    None => {
-                        let open = self
-                            .pipe_requests
-                            .range((stream, 0)..=(stream, u16::MAX))
-                            .count();
-                        if open >= MAX_PIPES {
-                            let end = DbMsg::End(DbEnd::with_sentence(
-                                DbEndReason::BUSY,
-                                "Too many requests on this channel.",
-                            ));
-                            self.send_bytes(now, stream, &frame_on_pipe(pipe, &end), io);
-                            return Ok(());
-                        }
-                        let id = RequestId(self.alloc());
-                        self.pipe_requests.insert((stream, pipe), id);
-                        self.request_streams.insert(id, ReqAt::Pipe(stream, pipe));
-                        self.stats.requests_served += 1;
-                        id
-                    }
+                let Some(id) = self.pipe_request(now, stream, pipe, io) else {
+                    return Ok(());
                 };
                 // What this node could learn: the neighbour it chose asked, as an ORDB.
                 if let Some(CircJob::Neighbour { peer }) =
@@ -1415,6 +1433,37 @@ impl OrdbPart {
                 other.cmd()
             )),
         }
+    }
+
+    /// The request a query pipe of our channel carries, opened on its first message; `None`
+    /// (answered `BUSY`) past [`MAX_PIPES`].
+    fn pipe_request(
+        &mut self,
+        now: Time,
+        stream: StreamHandle,
+        pipe: u16,
+        io: &mut NodeIo<'_>,
+    ) -> Option<RequestId> {
+        if let Some(id) = self.pipe_requests.get(&(stream, pipe)) {
+            return Some(*id);
+        }
+        let open = self
+            .pipe_requests
+            .range((stream, 0)..=(stream, u16::MAX))
+            .count();
+        if open >= MAX_PIPES {
+            let end = DbMsg::End(DbEnd::with_sentence(
+                DbEndReason::BUSY,
+                "Too many requests on this channel.",
+            ));
+            self.send_bytes(now, stream, &frame_on_pipe(pipe, &end), io);
+            return None;
+        }
+        let id = RequestId(self.alloc());
+        self.pipe_requests.insert((stream, pipe), id);
+        self.request_streams.insert(id, ReqAt::Pipe(stream, pipe));
+        self.stats.requests_served += 1;
+        Some(id)
     }
 
     /// A neighbour channel built to us opened: the relay counts the far end as a neighbour
@@ -1606,6 +1655,7 @@ impl OrdbPart {
         relay: RelayId,
         via: OrdbCirc,
         query: DbQuery,
+        source: Option<DbSource>,
         io: &mut NodeIo<'_>,
     ) {
         let msg = DbMsg::Query(query);
@@ -1633,6 +1683,9 @@ impl OrdbPart {
         self.relay_pipes.insert(relay, (stream, pipe));
         self.stats.forwards_via_adverts += 1;
         self.advert_relays.insert(relay);
+        if let Some(source) = source {
+            self.send_nb_in(now, stream, pipe, &DbMsg::Source(source), io);
+        }
         self.send_nb_in(now, stream, pipe, &msg, io);
     }
 
@@ -2120,9 +2173,14 @@ impl OrdbPart {
                 }
                 self.flush_request(now, stream, io);
             }
-            RelayOutput::Forward { relay, via, query } => {
+            RelayOutput::Forward {
+                relay,
+                via,
+                query,
+                source,
+            } => {
                 if via.0 & INBOUND_BIT != 0 {
-                    return self.forward_on_pipe(now, relay, via, query, io);
+                    return self.forward_on_pipe(now, relay, via, query, source, io);
                 }
                 if let Some(&s) = self.forwards.get(&relay) {
                     self.send_on(now, s, &DbMsg::Query(query), io);
@@ -2143,6 +2201,9 @@ impl OrdbPart {
                             self.stats.forwards_via_adverts += 1;
                             self.advert_relays.insert(relay);
                         }
+                        if let Some(source) = source {
+                            self.send_on(now, s, &DbMsg::Source(source), io);
+                        }
                         self.send_on(now, s, &DbMsg::Query(query), io);
                     }
                     Err(_) => {
@@ -2150,8 +2211,19 @@ impl OrdbPart {
                     }
                 }
             }
+            RelayOutput::Facilitate {
+                relay,
+                source,
+                query,
+            } => self.facilitate(now, relay, source, query, io),
             RelayOutput::CancelForward(relay) => {
                 self.advert_relays.remove(&relay);
+                if let Some(req) = self.facilitated.remove(&relay) {
+                    self.facilitated_req.remove(&req);
+                    io.reqs
+                        .push_back(Request::SendBridge(SignalMsg::FacilitateClose { req }));
+                    return;
+                }
                 if let Some((stream, pipe)) = self.relay_pipes.remove(&relay) {
                     if let Some(nb) = self.nb_in.get_mut(&stream) {
                         nb.pipes.remove(&pipe);
@@ -2189,6 +2261,7 @@ impl OrdbPart {
                 descriptor,
             } => io.emit(ContentEvent::Metadata {
                 hash_name,
+                kind: descriptor.kind(),
                 name: descriptor.name().to_owned(),
                 mime: descriptor.mime().to_owned(),
                 size: descriptor.size(),
@@ -2296,6 +2369,102 @@ impl OrdbPart {
             ),
             other => log(io.reqs, LogLevel::Info, format!("content: {other:?}")),
         }
+    }
+
+    // ----- facilitated requests (this node's bridge fetches from outside the mesh) -----------
+
+    /// Hand a query to the bridge (see "Facilitators" in the module docs).
+    fn facilitate(
+        &mut self,
+        now: Time,
+        relay: RelayId,
+        source: DbSource,
+        query: DbQuery,
+        io: &mut NodeIo<'_>,
+    ) {
+        if let Some(&req) = self.facilitated.get(&relay) {
+            let msg = DbMsg::Query(query);
+            io.reqs
+                .push_back(Request::SendBridge(SignalMsg::Facilitate { req, msg }));
+            return;
+        }
+        if !io.registered {
+            return self.ordb_input(now, OrdbInput::Relay(RelayInput::UpstreamClosed(relay)));
+        }
+        // A number not in use (the map is bounded by the relay's max_facilitated).
+        let mut req = self.next_req;
+        loop {
+            req = req.wrapping_add(1);
+            if !self.facilitated_req.contains_key(&req) {
+                break;
+            }
+        }
+        self.next_req = req;
+        self.facilitated.insert(relay, req);
+        self.facilitated_req.insert(req, relay);
+        self.stats.facilitated += 1;
+        io.reqs
+            .push_back(Request::SendBridge(SignalMsg::Facilitate {
+                req,
+                msg: DbMsg::Source(source),
+            }));
+        io.reqs
+            .push_back(Request::SendBridge(SignalMsg::Facilitate {
+                req,
+                msg: DbMsg::Query(query),
+            }));
+    }
+
+    /// The bridge answered facilitated request `req` (`SignalMsg::Facilitated`).
+    pub fn facilitated(&mut self, now: Time, req: u32, msg: DbMsg, io: &mut NodeIo<'_>) {
+        let Some(&relay) = self.facilitated_req.get(&req) else {
+            return; // a late answer to a request we closed
+        };
+        if matches!(msg, DbMsg::End(_)) {
+            self.facilitated_req.remove(&req);
+            self.facilitated.remove(&relay);
+        }
+        match msg {
+            DbMsg::Connected(_) | DbMsg::Data(_) | DbMsg::End(_) => {
+                self.ordb_input(now, OrdbInput::Relay(RelayInput::Upstream { relay, msg }))
+            }
+            other => {
+                log(
+                    io.reqs,
+                    LogLevel::Info,
+                    format!(
+                        "the bridge sent {:?} for a facilitated request, where only DB_CONNECTED, DB_DATA and DB_END belong; the request is closed",
+                        other.cmd()
+                    ),
+                );
+                self.facilitated_req.remove(&req);
+                self.facilitated.remove(&relay);
+                io.reqs
+                    .push_back(Request::SendBridge(SignalMsg::FacilitateClose { req }));
+                self.ordb_input(now, OrdbInput::Relay(RelayInput::UpstreamClosed(relay)));
+            }
+        }
+        self.drive(now, io);
+    }
+
+    /// The bridge closed facilitated request `req` (`SignalMsg::FacilitateClose`).
+    pub fn facilitate_closed(&mut self, now: Time, req: u32, io: &mut NodeIo<'_>) {
+        if let Some(relay) = self.facilitated_req.remove(&req) {
+            self.facilitated.remove(&relay);
+            self.ordb_input(now, OrdbInput::Relay(RelayInput::UpstreamClosed(relay)));
+        }
+        self.drive(now, io);
+    }
+
+    /// The bridge connection dropped: every facilitated request is over.
+    pub fn bridge_lost(&mut self, now: Time, io: &mut NodeIo<'_>) {
+        let relays: Vec<RelayId> = self.facilitated.keys().copied().collect();
+        self.facilitated.clear();
+        self.facilitated_req.clear();
+        for relay in relays {
+            self.ordb_input(now, OrdbInput::Relay(RelayInput::UpstreamClosed(relay)));
+        }
+        self.drive(now, io);
     }
 
     // ----- driver inputs ---------------------------------------------------------------------
@@ -2420,12 +2589,94 @@ impl OrdbApi<'_> {
     pub fn download(&mut self, now: Time, hash_name: HashName) -> Result<(), ContentError> {
         self.check()?;
         self.part.ordb.download(now, hash_name)?;
+        self.started(now, hash_name);
+        Ok(())
+    }
+
+    /// Start (or resume) downloading `source.hash_name` with a source hint (issue 10): a
+    /// magnet link (the hash_name is the v1 infohash) or a web URL (the hash_name is
+    /// `DbSource::web_hash_name(url)`). Every source stream carries the `DB_SOURCE` before its
+    /// first query, so an ORDB that finds no holder in the mesh hands the request to its
+    /// bridge, the facilitator. Joining a download under way adds the hint to its next
+    /// sources. Events as for [`OrdbApi::download`]; the descriptor's kind
+    /// ([`OrdbApi::kind`]) tells where the content came from.
+    pub fn download_from(&mut self, now: Time, source: DbSource) -> Result<(), ContentError> {
+        self.check()?;
+        let hash_name = source.hash_name;
+        let running = self.part.downloads.contains_key(&hash_name);
+        self.part.ordb.download_from(now, source)?;
+        if !running {
+            self.started(now, hash_name);
+        }
+        Ok(())
+    }
+
+    fn started(&mut self, now: Time, hash_name: HashName) {
         if self.part.ordb.downloads().any(|h| h == hash_name) {
             self.part.downloads.insert(hash_name, DlState::default());
             self.part.top_up(now, hash_name, &mut self.io);
         }
         self.part.drive(now, &mut self.io);
+    }
+
+    /// Restrict a download to file `index` of its torrent ([`OrdbApi::files`]): only the
+    /// pieces overlapping that file are fetched (boundary pieces whole, so they can be
+    /// checked), `Progress` and [`OrdbApi::progress`] count them, and `Done` comes when they
+    /// are stored. A multi-file torrent fetches no piece until this (or
+    /// [`OrdbApi::select_all`]) is called: show [`OrdbApi::files`] after `Metadata`. Offsets stay the torrent's (a seek is a byte of the torrent: the file's
+    /// `offset` plus the position in the file). Errors: not downloading, descriptor not known
+    /// yet (wait for `Metadata`), no such file.
+    pub fn select_file(
+        &mut self,
+        now: Time,
+        hash_name: HashName,
+        index: usize,
+    ) -> Result<(), ContentError> {
+        self.check()?;
+        self.part.ordb.select_file(now, hash_name, index)?;
+        self.part.drive(now, &mut self.io);
         Ok(())
+    }
+
+    /// Fetch every file of a multi-file torrent (undo [`OrdbApi::select_file`]). A multi-file
+    /// torrent fetches no piece until this or `select_file` is called.
+    pub fn select_all(&mut self, now: Time, hash_name: HashName) -> Result<(), ContentError> {
+        self.check()?;
+        self.part.ordb.select_all(now, hash_name)?;
+        self.part.drive(now, &mut self.io);
+        Ok(())
+    }
+
+    /// The verified descriptor of a content being downloaded or held.
+    pub fn descriptor(&self, hash_name: &HashName) -> Option<&Descriptor> {
+        self.part.ordb.descriptor(hash_name)
+    }
+
+    /// The kind of a content's descriptor, once known: `ONIONMESH_V1` (published in the
+    /// mesh), `BITTORRENT_V1_INFO` (a torrent, from a facilitator or a page that has it) or
+    /// `WEB_V1` (a web file from an exit).
+    pub fn kind(&self, hash_name: &HashName) -> Option<DescriptorKind> {
+        self.descriptor(hash_name).map(Descriptor::kind)
+    }
+
+    /// A content's files, once its descriptor is known: a torrent's `[(path, offset, length)]`
+    /// in the torrent's byte space; any other content is one file, its name, at offset 0.
+    pub fn files(&self, hash_name: &HashName) -> Option<Vec<TorrentFile>> {
+        let d = self.descriptor(hash_name)?;
+        Some(match d.torrent() {
+            Some(t) => t.files().to_vec(),
+            None => vec![TorrentFile {
+                path: d.name().to_owned(),
+                offset: 0,
+                length: d.size(),
+            }],
+        })
+    }
+
+    /// The pieces a download is restricted to (first, end exclusive), after
+    /// [`OrdbApi::select_file`].
+    pub fn selection(&self, hash_name: &HashName) -> Option<(u32, u32)> {
+        self.part.ordb.selection(hash_name)
     }
 
     /// Play or seek position of a download, in bytes: the pieces there come first.

@@ -9,7 +9,8 @@
 //!   (`onionmesh_ordb::MemStore`) driven through [`Output::Store`] / [`Input::StoreDone`], and
 //!   can leave; the bridge can be kept from introducing two nodes (`apart`) or from handing
 //!   peers to a node (`undiscovering`); a hook may rewrite or drop any link frame
-//!   ([`Net::tamper`]); a node's store may hand out forged pieces ([`Net::forge`]).
+//!   ([`Net::tamper`]); a node's store may hand out forged pieces ([`Net::forge`]); a hook
+//!   may play the bridge's facilitator ([`Net::facilitator`], issue 10).
 //! - [`pair`]: two nodes introduced to each other by hand, their data channels not open yet,
 //!   for tests that step a link frame by frame; [`introduce`], [`forward`], [`handshake`] and
 //!   [`link`] are its pieces, for nodes a test made itself.
@@ -47,6 +48,12 @@ pub type End = (usize, LinkId);
 /// A hook on every link frame `from -> to` (node indexes); it may rewrite the message, and
 /// returning false drops it.
 pub type Tamper = Box<dyn FnMut(usize, usize, &mut LinkMsg) -> bool>;
+
+/// Plays the bridge's facilitator (issue 10): called with the index of the node whose bridge
+/// connection sent a `SignalMsg::Facilitate` or `FacilitateClose` frame (what a bridge knows
+/// of its sender) and the frame; the frames it returns (`Facilitated`, `FacilitateClose`) go
+/// back to that node.
+pub type Facilitator = Box<dyn FnMut(usize, &SignalMsg) -> Vec<SignalMsg>>;
 
 /// The step at which [`Net`] gives up on a network that never settles.
 const MAX_STEPS: u64 = 50_000_000;
@@ -188,6 +195,11 @@ pub struct Net {
     pub forged: Vec<u32>,
     /// Called on every link frame (see [`Tamper`]).
     pub tamper: Option<Tamper>,
+    /// Answers the nodes' `Facilitate` frames instead of the bridge core (see [`Facilitator`]);
+    /// without one they go to the bridge core like any frame.
+    pub facilitator: Option<Facilitator>,
+    /// Every `Facilitate` / `FacilitateClose` frame a node sent its bridge: (node, frame).
+    pub facilitate_log: Vec<(usize, SignalMsg)>,
     /// The virtual clock.
     pub now: Time,
     /// Bridge connections the bridge closed: (node, reason).
@@ -239,6 +251,8 @@ impl Net {
             forge: vec![None; n],
             forged: vec![0; n],
             tamper: None,
+            facilitator: None,
+            facilitate_log: Vec::new(),
             now: Time::from_millis(1_000),
             bridge_closes: Vec::new(),
             queue: VecDeque::new(),
@@ -433,7 +447,19 @@ impl Net {
             assert!(steps < MAX_STEPS, "the network never settles");
             let now = self.now;
             if let Msg::ToBridge(i, b) = &m {
-                let conn = ConnId(*i as u64);
+                let i = *i;
+                if let Ok(f @ (SignalMsg::Facilitate { .. } | SignalMsg::FacilitateClose { .. })) =
+                    SignalMsg::decode_frame(b)
+                {
+                    self.facilitate_log.push((i, f.clone()));
+                    if let Some(fac) = self.facilitator.as_mut() {
+                        for reply in fac(i, &f) {
+                            self.queue.push_back(Msg::ToNode(i, reply.encode_frame()));
+                        }
+                        continue;
+                    }
+                }
+                let conn = ConnId(i as u64);
                 self.bridge
                     .handle_input(now, RendezvousInput::Frame { conn, bytes: b });
                 self.drain_bridge();
@@ -637,6 +663,16 @@ impl Net {
             self.tick(Duration::from_millis(100));
         }
         h
+    }
+
+    /// Node `i` starts downloading `source.hash_name` with that source hint.
+    pub fn download_from(&mut self, i: usize, source: onionmesh_wire::db::DbSource) {
+        let now = self.now;
+        self.nodes[i]
+            .ordb()
+            .download_from(now, source)
+            .expect("a download starts");
+        self.drain(i);
     }
 
     /// Node `i` starts downloading `h`.

@@ -13,20 +13,30 @@
 //! The signature adds who-published-it (the same per-content key can sign a later version or a
 //! live stream's timestamps) on top of what the hash already guarantees.
 //!
-//! [`Descriptor`] is an enum so another kind can plug in without touching the scheduler or the
-//! relay: a BitTorrent v1 torrent (issue 10) would be a `Torrent` variant built from the raw
-//! info dictionary (`DescriptorKind::BITTORRENT_V1_INFO`), with `hash_name` = SHA-1(info) (the
-//! v1 infohash), `piece_size` = `piece length`, and `verify_piece` comparing SHA-1(piece) with
-//! the `pieces` list, the proof being empty. Nothing else changes.
+//! [`Descriptor`] is an enum so other kinds plug in without touching the scheduler or the
+//! relay (issue 10):
+//!
+//! - [`Descriptor::Torrent`]: a BitTorrent v1 torrent a facilitator streams from BitTorrent.
+//!   The descriptor is the raw info dictionary (`DescriptorKind::BITTORRENT_V1_INFO`), its
+//!   hash_name the v1 infohash (SHA-1 of those bytes), `piece_size` its `piece length`
+//!   (16 KiB to 4 MiB, see [`crate::torrent`]), and [`Descriptor::verify_piece`] compares
+//!   SHA-1 of the whole piece with the `pieces` list; the proof is empty.
+//! - [`Descriptor::Web`]: a web file an exit bridge fetched (`DescriptorKind::WEB_V1`, an
+//!   encoded [`WebMeta`]). Its hash_name names the request ([`DbSource::web_hash_name`] of the
+//!   URL), not the bytes: the check is that the URL is the one asked for. Pieces are
+//!   [`WebMeta::PIECE_SIZE`]; `verify_piece` can check only their length: **the exit is
+//!   trusted for the bytes**, as any web fetch trusts its server. The page publishes the bytes
+//!   as its own content once whole (a new hash_name, checked as any other from then on).
 
 use k256::ecdsa::signature::{Signer, Verifier};
 use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
-use onionmesh_wire::db::{ContentMeta, DescriptorKind, HashName, HASH_NAME_LEN};
+use onionmesh_wire::db::{ContentMeta, DbSource, DescriptorKind, HashName, WebMeta, HASH_NAME_LEN};
 use onionmesh_wire::{PublicKeyBytes, WireError};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::merkle::{self, Hash};
+use crate::torrent::{mime_for, TorrentError, TorrentInfo};
 
 /// Smallest piece size a descriptor may declare: 16 KiB.
 pub const MIN_PIECE_SIZE: u32 = 16 * 1024;
@@ -72,6 +82,12 @@ pub enum MetaError {
     BadPublicKey,
     #[error("the publisher's signature on the content description does not verify")]
     BadSignature,
+    #[error(transparent)]
+    Torrent(#[from] TorrentError),
+    #[error("the web file's description names another URL than the one asked for")]
+    WrongUrl,
+    #[error("the web file's description declares {0} bytes; at most 1 TiB is accepted")]
+    WebTooLarge(u64),
 }
 
 /// Why a piece was refused.
@@ -88,6 +104,8 @@ pub enum PieceError {
     },
     #[error("piece {index} does not match the content's Merkle root: it was altered")]
     ProofMismatch { index: u32 },
+    #[error("piece {index} failed its SHA-1 check against the torrent's info: it was altered")]
+    Sha1Mismatch { index: u32 },
 }
 
 /// Onionmesh signed metadata that passed every check: the hash_name is right, the piece size is
@@ -157,13 +175,65 @@ impl VerifiedMeta {
     }
 }
 
-/// A verified content descriptor of any supported kind. See the module docs for how a
-/// BitTorrent-backed kind plugs in.
+/// Largest web file accepted: 1 TiB (16 Mi pieces of 64 KiB, the bound a piece table may
+/// take in memory).
+pub const MAX_WEB_SIZE: u64 = 1 << 40;
+
+/// A web file's descriptor whose URL is the one asked for (see the module docs: nothing
+/// certifies the bytes but the exit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebDescriptor {
+    meta: WebMeta,
+    encoded: Vec<u8>,
+    hash_name: HashName,
+    name: String,
+}
+
+impl WebDescriptor {
+    /// Decode `bytes` and check that its URL hashes to `expected`
+    /// ([`DbSource::web_hash_name`]).
+    pub fn verify(bytes: &[u8], expected: HashName) -> Result<WebDescriptor, MetaError> {
+        let meta = WebMeta::decode(bytes)?;
+        if DbSource::web_hash_name(&meta.url) != expected {
+            return Err(MetaError::WrongUrl);
+        }
+        if meta.size > MAX_WEB_SIZE {
+            return Err(MetaError::WebTooLarge(meta.size));
+        }
+        // The file name: the URL's last path segment, without query or fragment.
+        let path = meta.url.split(['?', '#']).next().unwrap_or("");
+        let path = path.split_once("://").map_or(path, |(_, rest)| rest);
+        let name = match path.split_once('/') {
+            Some((_, p)) => p.rsplit('/').next().unwrap_or(""),
+            None => "",
+        };
+        let name = if name.is_empty() { "download" } else { name }.to_owned();
+        Ok(WebDescriptor {
+            encoded: bytes.to_vec(),
+            hash_name: expected,
+            name,
+            meta,
+        })
+    }
+    pub fn meta(&self) -> &WebMeta {
+        &self.meta
+    }
+    /// The URL's last path segment (`download` when it has none).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A verified content descriptor of any supported kind. See the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Descriptor {
     /// Onionmesh's own signed metadata with a SHA-256 Merkle tree over the pieces.
     Signed(VerifiedMeta),
+    /// A BitTorrent v1 info dictionary; pieces checked by SHA-1.
+    Torrent(TorrentInfo),
+    /// A web file fetched by an exit; pieces checked by length only.
+    Web(WebDescriptor),
 }
 
 impl Descriptor {
@@ -177,6 +247,13 @@ impl Descriptor {
             DescriptorKind::ONIONMESH_V1 => {
                 Ok(Descriptor::Signed(VerifiedMeta::verify(bytes, expected)?))
             }
+            DescriptorKind::BITTORRENT_V1_INFO => {
+                if crate::torrent::infohash(bytes) != expected {
+                    return Err(MetaError::HashMismatch);
+                }
+                Ok(Descriptor::Torrent(TorrentInfo::parse(bytes)?))
+            }
+            DescriptorKind::WEB_V1 => Ok(Descriptor::Web(WebDescriptor::verify(bytes, expected)?)),
             DescriptorKind(k) => Err(MetaError::UnsupportedKind(k)),
         }
     }
@@ -184,46 +261,72 @@ impl Descriptor {
     pub fn kind(&self) -> DescriptorKind {
         match self {
             Descriptor::Signed(_) => DescriptorKind::ONIONMESH_V1,
+            Descriptor::Torrent(_) => DescriptorKind::BITTORRENT_V1_INFO,
+            Descriptor::Web(_) => DescriptorKind::WEB_V1,
         }
     }
-    /// The bytes that travel in `DB_CONNECTED` and hash to the hash_name.
+    /// The bytes that travel in `DB_CONNECTED` and hash to the hash_name (for a web file:
+    /// whose URL does).
     pub fn encoded(&self) -> &[u8] {
         match self {
             Descriptor::Signed(m) => m.encoded(),
+            Descriptor::Torrent(t) => t.encoded(),
+            Descriptor::Web(w) => &w.encoded,
         }
     }
     pub fn hash_name(&self) -> HashName {
         match self {
             Descriptor::Signed(m) => m.hash_name(),
+            Descriptor::Torrent(t) => t.hash_name(),
+            Descriptor::Web(w) => w.hash_name,
         }
     }
-    /// Content size, bytes.
+    /// Content size, bytes (a torrent's: all its files).
     pub fn size(&self) -> u64 {
         match self {
             Descriptor::Signed(m) => m.meta.size(),
+            Descriptor::Torrent(t) => t.size(),
+            Descriptor::Web(w) => w.meta.size,
         }
     }
     /// Bytes per piece (all but the last, which may be shorter).
     pub fn piece_size(&self) -> u32 {
         match self {
             Descriptor::Signed(m) => m.meta.piece_size(),
+            Descriptor::Torrent(t) => t.piece_length(),
+            Descriptor::Web(_) => WebMeta::PIECE_SIZE,
         }
     }
     pub fn piece_count(&self) -> u32 {
         match self {
             Descriptor::Signed(m) => m.piece_count,
+            Descriptor::Torrent(t) => t.piece_count(),
+            // Cannot truncate: the size is at most MAX_WEB_SIZE (checked in verify).
+            Descriptor::Web(w) => w.meta.size.div_ceil(u64::from(WebMeta::PIECE_SIZE)) as u32,
         }
     }
-    /// MIME type, as the publisher gave it.
+    /// MIME type: the publisher's, the exit's, or for a torrent the one its (first) file's
+    /// extension suggests.
     pub fn mime(&self) -> &str {
         match self {
             Descriptor::Signed(m) => m.meta.mime(),
+            Descriptor::Torrent(t) => t.files().first().map_or("", |f| mime_for(&f.path)),
+            Descriptor::Web(w) => &w.meta.mime,
         }
     }
-    /// File name, as the publisher gave it.
+    /// File name: the publisher's, the torrent's `name`, or the URL's last segment.
     pub fn name(&self) -> &str {
         match self {
             Descriptor::Signed(m) => m.meta.name(),
+            Descriptor::Torrent(t) => t.name(),
+            Descriptor::Web(w) => w.name(),
+        }
+    }
+    /// The torrent's info, for a torrent.
+    pub fn torrent(&self) -> Option<&TorrentInfo> {
+        match self {
+            Descriptor::Torrent(t) => Some(t),
+            _ => None,
         }
     }
 
@@ -242,14 +345,17 @@ impl Descriptor {
         (p.min(u64::from(self.piece_count().saturating_sub(1)))) as u32
     }
 
-    /// How many proof hashes piece `index` has (0 past the end).
+    /// How many proof hashes piece `index` has (0 past the end, and for torrents and web
+    /// files).
     pub fn proof_len(&self, index: u32) -> usize {
         match self {
             Descriptor::Signed(m) => merkle::proof_len(m.piece_count, index),
+            Descriptor::Torrent(_) | Descriptor::Web(_) => 0,
         }
     }
 
-    /// Check a whole piece and its proof.
+    /// Check a whole piece and its proof: against the Merkle root, the torrent's SHA-1 list,
+    /// or (a web file) its length only.
     pub fn verify_piece(&self, index: u32, bytes: &[u8], proof: &[Hash]) -> Result<(), PieceError> {
         let expected = self.piece_len(index).ok_or(PieceError::OutOfRange {
             index,
@@ -271,6 +377,14 @@ impl Descriptor {
                     Err(PieceError::ProofMismatch { index })
                 }
             }
+            Descriptor::Torrent(t) => {
+                if t.piece_matches(index, bytes) {
+                    Ok(())
+                } else {
+                    Err(PieceError::Sha1Mismatch { index })
+                }
+            }
+            Descriptor::Web(_) => Ok(()),
         }
     }
 }
@@ -379,6 +493,91 @@ mod tests {
         assert_eq!(
             VerifiedMeta::sign(meta(65536, pk), &other),
             Err(MetaError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_torrent_descriptor_checks_its_infohash_and_each_piece_by_sha1() {
+        use crate::torrent::{build_info, infohash};
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+        let info = build_info("v.webm", &[("v.webm", 70_000)], 16 * 1024, &data);
+        let name = infohash(&info);
+        let d = Descriptor::verify(DescriptorKind::BITTORRENT_V1_INFO, &info, name).unwrap();
+        assert_eq!(d.kind(), DescriptorKind::BITTORRENT_V1_INFO);
+        assert_eq!(
+            (d.size(), d.piece_size(), d.piece_count()),
+            (70_000, 16384, 5)
+        );
+        assert_eq!((d.name(), d.mime()), ("v.webm", "video/webm"));
+        assert_eq!(d.encoded(), &info[..]);
+        assert_eq!(d.proof_len(0), 0);
+        for i in 0..5u32 {
+            let s = i as usize * 16384;
+            let piece = &data[s..(s + 16384).min(data.len())];
+            d.verify_piece(i, piece, &[]).unwrap();
+        }
+        let mut bad = data[16384..32768].to_vec();
+        bad[100] ^= 0x40;
+        let e = d.verify_piece(1, &bad, &[]).unwrap_err();
+        assert_eq!(e, PieceError::Sha1Mismatch { index: 1 });
+        assert_eq!(
+            e.to_string(),
+            "piece 1 failed its SHA-1 check against the torrent's info: it was altered"
+        );
+        // A forged info dictionary (one byte changed) no longer has the infohash asked for.
+        let mut forged = info.clone();
+        let at = forged.len() - 3;
+        forged[at] ^= 1;
+        assert_eq!(
+            Descriptor::verify(DescriptorKind::BITTORRENT_V1_INFO, &forged, name),
+            Err(MetaError::HashMismatch)
+        );
+        // Valid bencode under its own infohash, but with 8 MiB pieces: refused with a sentence.
+        let big = build_info("v", &[("v", 70_000)], 8 << 20, &data);
+        let e = Descriptor::verify(DescriptorKind::BITTORRENT_V1_INFO, &big, infohash(&big))
+            .unwrap_err();
+        assert!(e.to_string().contains("16 KiB to 4 MiB"), "{e}");
+    }
+
+    #[test]
+    fn a_web_descriptor_must_name_the_url_asked_for() {
+        use onionmesh_wire::db::SourceUri;
+        use onionmesh_wire::BoundedString;
+        let url = "http://127.0.0.1:8080/files/film.webm?x=1";
+        let meta = WebMeta {
+            size: 200_000,
+            mime: BoundedString::new("video/webm").unwrap(),
+            url: SourceUri::new(url).unwrap(),
+        };
+        let bytes = meta.encode();
+        let name = DbSource::web_hash_name(url);
+        let d = Descriptor::verify(DescriptorKind::WEB_V1, &bytes, name).unwrap();
+        assert_eq!(d.kind(), DescriptorKind::WEB_V1);
+        assert_eq!(
+            (d.size(), d.piece_size(), d.piece_count()),
+            (200_000, 65536, 4)
+        );
+        assert_eq!((d.name(), d.mime()), ("film.webm", "video/webm"));
+        assert_eq!(d.hash_name(), name);
+        // Only lengths can be checked: the exit is trusted for the bytes.
+        d.verify_piece(3, &[0; 200_000 - 3 * 65536], &[]).unwrap();
+        assert!(matches!(
+            d.verify_piece(3, &[0; 10], &[]),
+            Err(PieceError::WrongLength { .. })
+        ));
+        // Another URL's descriptor is refused.
+        let other = DbSource::web_hash_name("http://127.0.0.1:8080/files/other.webm");
+        assert_eq!(
+            Descriptor::verify(DescriptorKind::WEB_V1, &bytes, other),
+            Err(MetaError::WrongUrl)
+        );
+        let huge = WebMeta {
+            size: MAX_WEB_SIZE + 1,
+            ..meta
+        };
+        assert_eq!(
+            Descriptor::verify(DescriptorKind::WEB_V1, &huge.encode(), name),
+            Err(MetaError::WebTooLarge(MAX_WEB_SIZE + 1))
         );
     }
 }

@@ -28,12 +28,28 @@
 //!
 //! The first query's loop counter is drawn at random in `0..=2` (the spec's "random < 5"), so
 //! the first ORDB cannot tell a requester from another ORDB relaying for one.
+//!
+//! Issue 10 adds two things:
+//! - a **source hint** ([`Download::set_source`], a `DB_SOURCE`: magnet link or web URL) sent
+//!   first on every source, before its first query, so an ORDB that finds no holder in the
+//!   mesh can hand the request to a facilitator; while a download has one, a source is given
+//!   [`DownloadConfig::facilitated_timeout`] (a facilitator may have to find BitTorrent peers
+//!   first) instead of [`DownloadConfig::request_timeout`];
+//! - a **selection** ([`Download::select_file`], [`Download::select_pieces`]): only the pieces
+//!   in it are asked for, [`DownloadEvent::Complete`] means the selection is held, and
+//!   [`Progress`] reports the selection. A multi-file torrent fetches no piece until a
+//!   selection is made (the user picks a file; the others are never fetched):
+//!   `select_pieces(now, None)` takes them all.
+//!
+//! Pieces larger than the window (a torrent's up to 4 MiB) are fetched one at a time: when no
+//! piece is in flight one is always asked for, whatever its size.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use onionmesh_wire::db::{
-    DbEndReason, DbMsg, DbQuery, DescriptorKind, DescriptorSlice, HashName, MAX_CONTENT_META,
+    DbEndReason, DbMsg, DbQuery, DbSource, DescriptorKind, DescriptorSlice, HashName,
+    MAX_CONTENT_META, MAX_DESCRIPTOR_LEN, MAX_MIME, MAX_SOURCE_URI,
 };
 use onionmesh_wire::Time;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -64,8 +80,12 @@ pub struct DownloadConfig {
     pub slow_factor: u64,
     /// ...once at least this many sources have a measured rate.
     pub min_measured_for_slow: usize,
-    /// Most bytes of not-yet-verified pieces held.
+    /// Most bytes of not-yet-verified pieces held (one piece in flight is always allowed,
+    /// whatever its size).
     pub max_unverified_bytes: u64,
+    /// The silence allowed instead of `request_timeout` while the download has a source hint
+    /// (a facilitator may first have to find the torrent's peers or fetch the web file).
+    pub facilitated_timeout: Duration,
 }
 
 impl Default for DownloadConfig {
@@ -79,6 +99,7 @@ impl Default for DownloadConfig {
             slow_factor: 4,
             min_measured_for_slow: 3,
             max_unverified_bytes: 2 * 1024 * 1024,
+            facilitated_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -146,14 +167,22 @@ pub enum DownloadError {
     TooManySources { max: usize },
     #[error("source {0:?} is already part of this download")]
     DuplicateSource(SourceId),
+    #[error("the content's description is not known yet; choose a file once it is")]
+    NoDescriptor,
+    #[error("this content has no file {0}")]
+    NoSuchFile(usize),
+    #[error("pieces {first}..{end} are not pieces of this content")]
+    BadSelection { first: u32, end: u32 },
 }
 
 /// A snapshot for the page: `{ bytes, size, pieces, piecesHave, rateBps, circuits, etaS }`.
+/// With a selection ([`Download::select_pieces`]) the byte and piece counts are the
+/// selection's (its pieces whole).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
     /// Verified bytes held.
     pub bytes_have: u64,
-    /// Content size, once the descriptor is known.
+    /// Content size (or the selection's), once the descriptor is known.
     pub size: Option<u64>,
     pub pieces: u32,
     pub pieces_have: u32,
@@ -220,6 +249,9 @@ struct Partial {
     bad: Vec<SourceId>,
 }
 
+/// Longest encoded web descriptor: `[version][size u64][mime str16][url str16]`.
+const MAX_WEB_META: usize = 1 + 8 + 2 + MAX_MIME + 2 + MAX_SOURCE_URI;
+
 /// Most sources remembered as bad for one piece.
 const MAX_BAD_PER_PIECE: usize = 8;
 
@@ -250,6 +282,15 @@ pub struct Download {
     urgent: Option<u32>,
     events: VecDeque<DownloadEvent>,
     complete: bool,
+    /// Sent first on every source (issue 10).
+    source_hint: Option<DbSource>,
+    /// Only these pieces (first, end exclusive) are fetched; `None`: all.
+    selection: Option<(u32, u32)>,
+    /// Pieces and bytes held inside the selection (equal to the totals without one).
+    sel_have: u32,
+    sel_bytes_have: u64,
+    /// A multi-file torrent with no selection yet: no piece is asked for.
+    awaiting_selection: bool,
 }
 
 impl std::fmt::Debug for Download {
@@ -281,6 +322,104 @@ impl Download {
             urgent: None,
             events: VecDeque::new(),
             complete: false,
+            source_hint: None,
+            selection: None,
+            sel_have: 0,
+            sel_bytes_have: 0,
+            awaiting_selection: false,
+        }
+    }
+
+    /// Where the content can be fetched from outside the mesh: sent as `DB_SOURCE` first on
+    /// every source added from now on.
+    pub fn set_source(&mut self, source: Option<DbSource>) {
+        self.source_hint = source;
+    }
+
+    /// The source hint, if any.
+    pub fn source(&self) -> Option<&DbSource> {
+        self.source_hint.as_ref()
+    }
+
+    /// The selection (first piece, end exclusive), if the download is restricted to one.
+    pub fn selection(&self) -> Option<(u32, u32)> {
+        self.selection
+    }
+
+    /// Fetch only pieces `first..end` (`None`: all of them again). Pieces in flight outside it
+    /// are still received. Errors: no descriptor yet, or a range outside the content.
+    pub fn select_pieces(
+        &mut self,
+        now: Time,
+        range: Option<(u32, u32)>,
+    ) -> Result<(), DownloadError> {
+        let Some(d) = &self.descriptor else {
+            return Err(DownloadError::NoDescriptor);
+        };
+        if let Some((first, end)) = range {
+            if first > end || end > d.piece_count() {
+                return Err(DownloadError::BadSelection { first, end });
+            }
+        }
+        self.selection = range;
+        self.awaiting_selection = false;
+        self.recount_selection();
+        if let Some((first, end)) = range {
+            if !(first..end).contains(&self.cursor) {
+                self.cursor = first;
+            }
+        }
+        self.complete = false;
+        self.check_complete();
+        self.schedule(now);
+        Ok(())
+    }
+
+    /// Fetch only the pieces of file `index` of a torrent (its boundary pieces whole). A
+    /// single-file content's file 0 is all of it.
+    pub fn select_file(&mut self, now: Time, index: usize) -> Result<(), DownloadError> {
+        let d = self
+            .descriptor
+            .as_ref()
+            .ok_or(DownloadError::NoDescriptor)?;
+        let range = match d.torrent() {
+            Some(t) => t
+                .file_pieces(index)
+                .ok_or(DownloadError::NoSuchFile(index))?,
+            None if index == 0 => (0, d.piece_count()),
+            None => return Err(DownloadError::NoSuchFile(index)),
+        };
+        self.select_pieces(now, Some(range))
+    }
+
+    fn in_selection(&self, i: u32) -> bool {
+        self.selection.is_none_or(|(a, b)| (a..b).contains(&i))
+    }
+
+    fn recount_selection(&mut self) {
+        let (first, end) = self.selection.unwrap_or((0, self.have.len() as u32));
+        let mut n = 0;
+        let mut bytes = 0;
+        if let Some(d) = &self.descriptor {
+            for i in first..end {
+                if self.have[i as usize] {
+                    n += 1;
+                    bytes += u64::from(d.piece_len(i).unwrap_or(0));
+                }
+            }
+        }
+        self.sel_have = n;
+        self.sel_bytes_have = bytes;
+    }
+
+    /// The silence allowed on a query.
+    fn timeout(&self) -> Duration {
+        if self.source_hint.is_some() {
+            self.config
+                .request_timeout
+                .max(self.config.facilitated_timeout)
+        } else {
+            self.config.request_timeout
         }
     }
 
@@ -303,6 +442,7 @@ impl Download {
                 }
             }
         }
+        d.recount_selection();
         d.check_complete();
         d
     }
@@ -340,6 +480,12 @@ impl Download {
                     });
                 }
                 self.sources.insert(s, Source::default());
+                if let Some(hint) = &self.source_hint {
+                    self.events.push_back(DownloadEvent::Send {
+                        source: s,
+                        msg: DbMsg::Source(hint.clone()),
+                    });
+                }
             }
             DownloadInput::RemoveSource(s) => self.drop_source(s, None),
             DownloadInput::Message { source, msg } => self.on_message(now, source, msg),
@@ -363,7 +509,7 @@ impl Download {
 
     /// When to feed [`DownloadInput::Timeout`]: the earliest deadline of a current query.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let t = self.config.request_timeout;
+        let t = self.timeout();
         let meta = self.meta.as_ref().map(|m| m.last_activity + t);
         let reqs = self
             .sources
@@ -375,17 +521,26 @@ impl Download {
     /// Where the download stands.
     pub fn progress(&self) -> Progress {
         let rate_bps: u64 = self.sources.values().filter_map(|s| s.rate_bps).sum();
-        let size = self.descriptor.as_ref().map(Descriptor::size);
+        let (size, pieces) = match (&self.descriptor, self.selection) {
+            (Some(d), Some((first, end))) => {
+                let bytes = (first..end)
+                    .map(|i| u64::from(d.piece_len(i).unwrap_or(0)))
+                    .sum();
+                (Some(bytes), end - first)
+            }
+            (Some(d), None) => (Some(d.size()), d.piece_count()),
+            (None, _) => (None, 0),
+        };
         let eta_s = match size {
-            Some(size) if rate_bps > 0 => Some(size.saturating_sub(self.bytes_have) / rate_bps),
+            Some(size) if rate_bps > 0 => Some(size.saturating_sub(self.sel_bytes_have) / rate_bps),
             Some(_) if self.complete => Some(0),
             _ => None,
         };
         Progress {
-            bytes_have: self.bytes_have,
+            bytes_have: self.sel_bytes_have,
             size,
-            pieces: self.descriptor.as_ref().map_or(0, Descriptor::piece_count),
-            pieces_have: self.pieces_have,
+            pieces,
+            pieces_have: self.sel_have,
             rate_bps,
             sources: self.sources.len(),
             eta_s,
@@ -398,8 +553,16 @@ impl Download {
         self.partials.values().map(|p| p.buf.len() as u64).sum()
     }
 
+    /// True while a multi-file torrent waits for [`Download::select_file`] (or
+    /// `select_pieces`) before fetching any piece.
+    pub fn awaiting_selection(&self) -> bool {
+        self.awaiting_selection
+    }
+
     fn set_descriptor(&mut self, d: Descriptor) {
         self.have = vec![false; d.piece_count() as usize];
+        self.awaiting_selection =
+            self.selection.is_none() && d.torrent().is_some_and(|t| t.is_multi_file());
         if let Some(b) = self.seek_byte {
             self.cursor = d.piece_at(b);
         }
@@ -407,10 +570,11 @@ impl Download {
     }
 
     fn check_complete(&mut self) {
-        if !self.complete
-            && self.descriptor.is_some()
-            && self.pieces_have as usize == self.have.len()
-        {
+        let wanted = match self.selection {
+            Some((first, end)) => end - first,
+            None => self.have.len() as u32,
+        };
+        if !self.complete && self.descriptor.is_some() && self.sel_have == wanted {
             self.complete = true;
             self.events.push_back(DownloadEvent::Complete);
         }
@@ -448,7 +612,7 @@ impl Download {
     }
 
     fn on_timeout(&mut self, now: Time) {
-        let t = self.config.request_timeout;
+        let t = self.timeout();
         if let Some(m) = &self.meta {
             if now.elapsed_since(m.last_activity, t) {
                 let s = m.source;
@@ -511,7 +675,7 @@ impl Download {
                 }),
             ),
             // Queries, adverts and unknown messages have no business on a download stream.
-            DbMsg::Query(_) | DbMsg::Info(_) | DbMsg::Unrecognized { .. } => {}
+            DbMsg::Query(_) | DbMsg::Info(_) | DbMsg::Source(_) | DbMsg::Unrecognized { .. } => {}
         }
     }
 
@@ -524,24 +688,25 @@ impl Download {
         };
         let first = m.kind.is_none();
         if first {
-            if slice.kind() == DescriptorKind::ONIONMESH_V1
-                && slice.total() as usize > MAX_CONTENT_META
-            {
+            let max = match slice.kind() {
+                DescriptorKind::ONIONMESH_V1 => MAX_CONTENT_META,
+                DescriptorKind::BITTORRENT_V1_INFO => MAX_DESCRIPTOR_LEN,
+                DescriptorKind::WEB_V1 => MAX_WEB_META,
+                k => {
+                    return self.drop_source(
+                        s,
+                        Some(SourceProblem::BadMetadata(MetaError::UnsupportedKind(k.0))),
+                    )
+                }
+            };
+            if slice.total() as usize > max {
                 return self.drop_source(
                     s,
                     Some(SourceProblem::BadMetadata(MetaError::Malformed(
                         onionmesh_wire::WireError::LengthTooLarge {
                             len: slice.total() as usize,
-                            max: MAX_CONTENT_META,
+                            max,
                         },
-                    ))),
-                );
-            }
-            if slice.kind() != DescriptorKind::ONIONMESH_V1 {
-                return self.drop_source(
-                    s,
-                    Some(SourceProblem::BadMetadata(MetaError::UnsupportedKind(
-                        slice.kind().0,
                     ))),
                 );
             }
@@ -642,6 +807,10 @@ impl Download {
                 self.have[index as usize] = true;
                 self.pieces_have += 1;
                 self.bytes_have += p.buf.len() as u64;
+                if self.in_selection(index) {
+                    self.sel_have += 1;
+                    self.sel_bytes_have += p.buf.len() as u64;
+                }
                 self.events.push_back(DownloadEvent::Piece {
                     index,
                     record: PieceRecord {
@@ -764,7 +933,7 @@ impl Download {
             }
             return;
         }
-        if self.complete {
+        if self.complete || self.awaiting_selection {
             return;
         }
         let piece_size = u64::from(self.descriptor.as_ref().map_or(1, Descriptor::piece_size));
@@ -778,7 +947,10 @@ impl Download {
             if inflight >= window {
                 break;
             }
-            if self.unverified_bytes() + piece_size > self.config.max_unverified_bytes
+            // One piece in flight is always allowed, whatever its size (a torrent's piece may
+            // be larger than the bound).
+            if inflight > 0
+                && self.unverified_bytes() + piece_size > self.config.max_unverified_bytes
                 && !self.evict_one()
             {
                 break;
@@ -856,9 +1028,10 @@ impl Download {
         }
     }
 
-    /// Not held, not being fetched.
+    /// Not held, not being fetched, selected.
     fn is_free(&self, i: u32) -> bool {
         self.have.get(i as usize).is_some_and(|h| !h)
+            && self.in_selection(i)
             && self.partials.get(&i).is_none_or(|p| p.owner.is_none())
     }
 
@@ -867,7 +1040,7 @@ impl Download {
         let count = self.have.len() as u32;
         (from..count)
             .chain(0..from.min(count))
-            .find(|&i| !self.have[i as usize])
+            .find(|&i| !self.have[i as usize] && self.in_selection(i))
     }
 
     fn send_query(&mut self, s: SourceId, piece: u32, offset: u32, count: u16, counter: u8) {
@@ -918,6 +1091,7 @@ impl Download {
         let count = self.have.len() as u32;
         let free = |i: u32| {
             !self.have[i as usize]
+                && self.in_selection(i)
                 && self
                     .partials
                     .get(&i)

@@ -674,3 +674,315 @@ fn a_seek_asks_for_the_sought_piece_at_once_even_with_a_full_window() {
     let q = first.expect("a query right after the seek");
     assert_eq!(q.piece, target);
 }
+
+/// A torrent download against sources that answer at once from the torrent's bytes; `corrupt`
+/// maps a source to a piece it alters. Returns the download, the queries each source got, and
+/// the sources dropped with why.
+struct TorrentRun {
+    dl: Download,
+    info: Vec<u8>,
+    data: Vec<u8>,
+    piece_length: u32,
+    corrupt: BTreeMap<SourceId, u32>,
+    asked: Vec<(SourceId, DbMsg)>,
+    replaced: Vec<(SourceId, SourceProblem)>,
+    pieces: BTreeMap<u32, Vec<u8>>,
+    complete: bool,
+    now: Time,
+}
+
+impl TorrentRun {
+    fn new(files: &[(&str, u64)], piece_length: u32, source: Option<DbSource>) -> TorrentRun {
+        let size: u64 = files.iter().map(|f| f.1).sum();
+        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 241) as u8).collect();
+        let info = crate::torrent::build_info("t", files, piece_length, &data);
+        let mut dl = Download::new(
+            crate::torrent::infohash(&info),
+            DownloadConfig::default(),
+            [3; 32],
+        );
+        dl.set_source(source);
+        TorrentRun {
+            dl,
+            info,
+            data,
+            piece_length,
+            corrupt: BTreeMap::new(),
+            asked: Vec::new(),
+            replaced: Vec::new(),
+            pieces: BTreeMap::new(),
+            complete: false,
+            now: Time::from_millis(1000),
+        }
+    }
+
+    fn input(&mut self, input: DownloadInput) {
+        self.dl.handle_input(self.now, input).unwrap();
+        self.pump();
+    }
+
+    fn answer(&self, s: SourceId, q: &DbQuery) -> Vec<DbMsg> {
+        if q.count == 0 {
+            return DescriptorSlice::split(DescriptorKind::BITTORRENT_V1_INFO, &self.info)
+                .unwrap()
+                .into_iter()
+                .map(DbMsg::Connected)
+                .collect();
+        }
+        let pl = self.piece_length as usize;
+        let mut out = Vec::new();
+        for i in q.piece..q.piece + u32::from(q.count) {
+            let start = i as usize * pl;
+            let mut bytes = self.data[start..(start + pl).min(self.data.len())].to_vec();
+            if self.corrupt.get(&s) == Some(&i) {
+                bytes[0] ^= 0xff;
+            }
+            let from = if i == q.piece { q.offset } else { 0 };
+            out.extend(
+                DataSlice::split(i, from, &bytes)
+                    .into_iter()
+                    .map(DbMsg::Data),
+            );
+        }
+        out
+    }
+
+    fn pump(&mut self) {
+        let mut todo = VecDeque::new();
+        while let Some(ev) = self.dl.poll_event() {
+            match ev {
+                DownloadEvent::Send { source, msg } => {
+                    self.asked.push((source, msg.clone()));
+                    if let DbMsg::Query(q) = msg {
+                        for m in self.answer(source, &q) {
+                            todo.push_back((source, m));
+                        }
+                    }
+                }
+                DownloadEvent::Piece { index, record } => {
+                    assert!(record.proof.is_empty());
+                    self.pieces.insert(index, record.bytes);
+                }
+                DownloadEvent::ReplaceSource { source, problem } => {
+                    self.replaced.push((source, problem))
+                }
+                DownloadEvent::Complete => self.complete = true,
+                DownloadEvent::Metadata(_) => {}
+            }
+        }
+        for (source, msg) in todo {
+            self.input(DownloadInput::Message { source, msg });
+        }
+    }
+
+    fn queried_pieces(&self) -> BTreeSet<u32> {
+        self.asked
+            .iter()
+            .filter_map(|(_, m)| match m {
+                DbMsg::Query(q) if q.count > 0 => Some(q.piece..q.piece + u32::from(q.count)),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+}
+
+#[test]
+fn a_torrent_downloads_whole_with_the_source_hint_sent_first_on_each_source() {
+    let hint = DbSource {
+        hash_name: HashName([0; 20]),
+        kind: onionmesh_wire::db::SourceKind::MAGNET,
+        uri: onionmesh_wire::db::SourceUri::new("magnet:?xt=urn:btih:00").unwrap(),
+    };
+    let mut r = TorrentRun::new(&[("a.webm", 300_000)], 64 * 1024, Some(hint.clone()));
+    r.input(DownloadInput::AddSource(SourceId(1)));
+    r.input(DownloadInput::AddSource(SourceId(2)));
+    for s in [SourceId(1), SourceId(2)] {
+        let first = r
+            .asked
+            .iter()
+            .find(|(x, _)| *x == s)
+            .map(|(_, m)| m.clone());
+        assert_eq!(first, Some(DbMsg::Source(hint.clone())), "{s:?}");
+    }
+    assert!(r.complete);
+    let got: Vec<u8> = r.pieces.values().flatten().copied().collect();
+    assert_eq!(got, r.data);
+    // A facilitated download waits longer for its first answer.
+    assert_eq!(r.dl.timeout(), Duration::from_secs(60));
+}
+
+#[test]
+fn one_file_of_a_multi_file_torrent_fetches_only_its_pieces() {
+    // 16 KiB pieces; file 1 spans bytes 50 000..110 000: pieces 3..=6.
+    let files = [("a.mkv", 50_000), ("b.webm", 60_000), ("c.txt", 90_000)];
+    let mut r = TorrentRun::new(&files, 16 * 1024, None);
+    r.input(DownloadInput::AddSource(SourceId(1)));
+    // Before the descriptor, no file can be chosen.
+    assert_eq!(
+        Download::new(HashName([1; 20]), DownloadConfig::default(), [0; 32]).select_file(r.now, 1),
+        Err(DownloadError::NoDescriptor)
+    );
+    // The descriptor arrived at once (the source answers synchronously); a multi-file torrent
+    // asks for no piece until a file is chosen.
+    assert!(r.dl.descriptor().is_some());
+    assert!(r.dl.awaiting_selection());
+    assert!(r.queried_pieces().is_empty());
+    assert_eq!(
+        r.dl.select_file(r.now, 7),
+        Err(DownloadError::NoSuchFile(7))
+    );
+    r.dl.select_file(r.now, 1).unwrap();
+    r.pump();
+    r.input(DownloadInput::AddSource(SourceId(2)));
+    assert!(r.complete, "the selection is held");
+    let p = r.dl.progress();
+    assert_eq!((p.pieces, p.pieces_have), (4, 4));
+    assert_eq!(p.size, Some(4 * 16384));
+    assert!(p.complete);
+    assert_eq!(
+        r.queried_pieces(),
+        (3..7).collect::<BTreeSet<u32>>(),
+        "only file 1's pieces are asked for"
+    );
+    for i in 3..7u32 {
+        let s = i as usize * 16384;
+        assert_eq!(r.pieces[&i], r.data[s..(s + 16384).min(r.data.len())]);
+    }
+    // The file's bytes, cut from its pieces, are the file.
+    let file: Vec<u8> = (3..7u32).flat_map(|i| r.pieces[&i].clone()).collect();
+    let off = 50_000 - 3 * 16384;
+    assert_eq!(&file[off..off + 60_000], &r.data[50_000..110_000]);
+}
+
+#[test]
+fn a_torrent_piece_failing_sha1_drops_its_source_and_is_fetched_elsewhere() {
+    let mut r = TorrentRun::new(&[("a.webm", 200_000)], 32 * 1024, None);
+    r.corrupt.insert(SourceId(1), 2);
+    r.input(DownloadInput::AddSource(SourceId(1)));
+    assert_eq!(r.replaced.len(), 1);
+    let (s, problem) = &r.replaced[0];
+    assert_eq!(*s, SourceId(1));
+    let SourceProblem::BadPiece { index: 2, error } = problem else {
+        panic!("{problem:?}");
+    };
+    assert_eq!(
+        error.to_string(),
+        "piece 2 failed its SHA-1 check against the torrent's info: it was altered"
+    );
+    assert!(!r.complete);
+    r.input(DownloadInput::AddSource(SourceId(2)));
+    assert!(r.complete);
+    let got: Vec<u8> = r.pieces.values().flatten().copied().collect();
+    assert_eq!(got, r.data);
+}
+
+#[test]
+fn torrent_pieces_larger_than_the_unverified_bound_are_fetched_one_at_a_time() {
+    let mut r = TorrentRun::new(&[("a", 5 << 20)], 4 << 20, None);
+    r.input(DownloadInput::AddSource(SourceId(1)));
+    assert!(r.complete);
+    assert_eq!(r.pieces.len(), 2);
+}
+
+#[test]
+fn a_web_file_downloads_by_length_only_once_its_url_matches() {
+    use onionmesh_wire::db::{SourceKind, SourceUri, WebMeta};
+    use onionmesh_wire::BoundedString;
+    let url = "http://127.0.0.1:9/clip.webm";
+    let data: Vec<u8> = (0..150_000u32).map(|i| (i % 199) as u8).collect();
+    let meta = WebMeta {
+        size: data.len() as u64,
+        mime: BoundedString::new("video/webm").unwrap(),
+        url: SourceUri::new(url).unwrap(),
+    };
+    let h = DbSource::web_hash_name(url);
+    let mut dl = Download::new(h, DownloadConfig::default(), [1; 32]);
+    dl.set_source(Some(DbSource {
+        hash_name: h,
+        kind: SourceKind::WEB,
+        uri: SourceUri::new(url).unwrap(),
+    }));
+    let now = Time::from_millis(5);
+    let s = SourceId(1);
+    dl.handle_input(now, DownloadInput::AddSource(s)).unwrap();
+    let mut pieces = BTreeMap::new();
+    let mut complete = false;
+    let mut first = true;
+    loop {
+        let mut todo = Vec::new();
+        while let Some(ev) = dl.poll_event() {
+            match ev {
+                DownloadEvent::Send { msg, .. } if first => {
+                    assert!(matches!(msg, DbMsg::Source(_)), "{msg:?}");
+                    first = false;
+                }
+                DownloadEvent::Send {
+                    msg: DbMsg::Query(q),
+                    ..
+                } => {
+                    if q.count == 0 {
+                        for d in
+                            DescriptorSlice::split(DescriptorKind::WEB_V1, &meta.encode()).unwrap()
+                        {
+                            todo.push(DbMsg::Connected(d));
+                        }
+                    }
+                    for i in q.piece..q.piece + u32::from(q.count) {
+                        let st = i as usize * 65536;
+                        let bytes = &data[st..(st + 65536).min(data.len())];
+                        let from = if i == q.piece { q.offset } else { 0 };
+                        todo.extend(
+                            DataSlice::split(i, from, bytes)
+                                .into_iter()
+                                .map(DbMsg::Data),
+                        );
+                    }
+                }
+                DownloadEvent::Metadata(d) => {
+                    assert_eq!(d.kind(), DescriptorKind::WEB_V1);
+                    assert_eq!(d.name(), "clip.webm");
+                }
+                DownloadEvent::Piece { index, record } => {
+                    pieces.insert(index, record.bytes);
+                }
+                DownloadEvent::Complete => complete = true,
+                other => panic!("{other:?}"),
+            }
+        }
+        if todo.is_empty() {
+            break;
+        }
+        for msg in todo {
+            dl.handle_input(now, DownloadInput::Message { source: s, msg })
+                .unwrap();
+        }
+    }
+    assert!(complete);
+    assert_eq!(pieces.into_values().flatten().collect::<Vec<u8>>(), data);
+    // A descriptor for another URL is refused as forged.
+    let mut dl = Download::new(h, DownloadConfig::default(), [1; 32]);
+    dl.handle_input(now, DownloadInput::AddSource(s)).unwrap();
+    while dl.poll_event().is_some() {}
+    let other = WebMeta {
+        url: SourceUri::new("http://127.0.0.1:9/other.webm").unwrap(),
+        ..meta
+    };
+    for d in DescriptorSlice::split(DescriptorKind::WEB_V1, &other.encode()).unwrap() {
+        dl.handle_input(
+            now,
+            DownloadInput::Message {
+                source: s,
+                msg: DbMsg::Connected(d),
+            },
+        )
+        .unwrap();
+    }
+    assert!(std::iter::from_fn(|| dl.poll_event()).any(|e| matches!(
+        e,
+        DownloadEvent::ReplaceSource {
+            problem: SourceProblem::BadMetadata(MetaError::WrongUrl),
+            ..
+        }
+    )));
+}

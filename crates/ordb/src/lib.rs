@@ -14,6 +14,12 @@
 //!   them and signed metadata ([`VerifiedMeta`]); its hash_name is the first 160 bits of SHA-256
 //!   of the metadata. Anyone can check the metadata against the hash_name and every piece
 //!   against the root ([`Descriptor::verify`], [`Descriptor::verify_piece`]).
+//! - [`torrent`] (issue 10): content from outside the mesh. A BitTorrent v1 info dictionary is
+//!   a descriptor too ([`Descriptor::Torrent`]: hash_name = infohash, pieces checked by
+//!   SHA-1), and so is a web file's [`onionmesh_wire::db::WebMeta`] ([`Descriptor::Web`]: the
+//!   URL checked, the bytes trusted to the exit). A download may carry a `DB_SOURCE` hint
+//!   ([`Ordb::download_from`]) and a selection ([`Ordb::select_file`]); a relay that finds
+//!   nobody in the mesh hands a hinted query to its bridge ([`RelayOutput::Facilitate`]).
 //! - [`store`]: the completion-based [`Store`] the driver owns (IndexedDB in the page,
 //!   [`MemStore`] in the simulator and the bridge).
 //! - [`download`]: one content from up to 5 sources ([`Download`]).
@@ -143,10 +149,11 @@ mod ordb;
 pub mod publish;
 pub mod relay;
 pub mod store;
+pub mod torrent;
 
 pub use content::{
-    hash_name_of, Descriptor, MetaError, PieceError, PieceRecord, VerifiedMeta, DEFAULT_PIECE_SIZE,
-    MAX_PIECE_SIZE, MIN_PIECE_SIZE,
+    hash_name_of, Descriptor, MetaError, PieceError, PieceRecord, VerifiedMeta, WebDescriptor,
+    DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, MAX_WEB_SIZE, MIN_PIECE_SIZE,
 };
 pub use download::{
     Download, DownloadConfig, DownloadError, DownloadEvent, DownloadInput, Progress, SourceId,
@@ -164,3 +171,4 @@ pub use store::{
     MemStore, Store, StoreCompletion, StoreError, StoreOpId, StoreReply, StoreRequest,
     StoredContent,
 };
+pub use torrent::{TorrentError, TorrentFile, TorrentInfo, MAX_TORRENT_PIECE};

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use onionmesh_wire::db::{DbMsg, HashName};
+use onionmesh_wire::db::{DbMsg, DbSource, HashName};
 use onionmesh_wire::Time;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -153,6 +153,8 @@ pub enum OrdbError {
     AlreadyDownloading(HashName),
     #[error("{0} is not being downloaded")]
     NotDownloading(HashName),
+    #[error("the source hint names {got}, not the content asked for ({want})")]
+    SourceMismatch { want: HashName, got: HashName },
     #[error(transparent)]
     Download(#[from] crate::download::DownloadError),
 }
@@ -226,6 +228,36 @@ impl Ordb {
     /// [`OrdbInput::Download`] + [`DownloadInput::AddSource`]. A content already held whole
     /// completes at once.
     pub fn download(&mut self, now: Time, hash_name: HashName) -> Result<(), OrdbError> {
+        self.download_with(now, hash_name, None)
+    }
+
+    /// [`Ordb::download`] with a source hint (issue 10): `source.hash_name` is downloaded, and
+    /// every source stream gets the `DB_SOURCE` first, so that an ORDB that finds nobody in
+    /// the mesh can hand the request to a facilitator. Joining a download already under way
+    /// sets its hint.
+    pub fn download_from(&mut self, now: Time, source: DbSource) -> Result<(), OrdbError> {
+        if let Some(d) = self.downloads.get_mut(&source.hash_name) {
+            d.set_source(Some(source));
+            return Ok(());
+        }
+        let hash_name = source.hash_name;
+        self.download_with(now, hash_name, Some(source))
+    }
+
+    fn download_with(
+        &mut self,
+        now: Time,
+        hash_name: HashName,
+        source: Option<DbSource>,
+    ) -> Result<(), OrdbError> {
+        if let Some(src) = &source {
+            if src.hash_name != hash_name {
+                return Err(OrdbError::SourceMismatch {
+                    want: hash_name,
+                    got: src.hash_name,
+                });
+            }
+        }
         if self.downloads.contains_key(&hash_name) {
             return Err(OrdbError::AlreadyDownloading(hash_name));
         }
@@ -240,6 +272,8 @@ impl Ordb {
             }
             None => Download::new(hash_name, self.config.download.clone(), seed),
         };
+        let mut dl = dl;
+        dl.set_source(source);
         if dl.is_complete() {
             self.out
                 .push_back(OrdbOutput::Event(OrdbEvent::Complete(hash_name)));
@@ -248,6 +282,66 @@ impl Ordb {
         self.downloads.insert(hash_name, dl);
         self.pump(now);
         Ok(())
+    }
+
+    /// Restrict the download of `hash_name` to file `index` of its torrent (the pieces that
+    /// overlap it, boundary pieces whole); its progress then reports that file's pieces, and it
+    /// completes when they are stored. A multi-file torrent fetches no piece before this (or
+    /// [`Ordb::select_all`]). Errors: not downloading, no descriptor yet, no such file.
+    pub fn select_file(
+        &mut self,
+        now: Time,
+        hash_name: HashName,
+        index: usize,
+    ) -> Result<(), OrdbError> {
+        let d = self
+            .downloads
+            .get_mut(&hash_name)
+            .ok_or(OrdbError::NotDownloading(hash_name))?;
+        d.select_file(now, index)?;
+        self.pump(now);
+        self.complete_selection(hash_name);
+        Ok(())
+    }
+
+    /// Fetch every piece of `hash_name` again (undo [`Ordb::select_file`]; a multi-file
+    /// torrent waits for this or `select_file` before fetching any piece).
+    pub fn select_all(&mut self, now: Time, hash_name: HashName) -> Result<(), OrdbError> {
+        let d = self
+            .downloads
+            .get_mut(&hash_name)
+            .ok_or(OrdbError::NotDownloading(hash_name))?;
+        d.select_pieces(now, None)?;
+        self.pump(now);
+        Ok(())
+    }
+
+    /// The verified descriptor of `hash_name`: the download's, or the held content's.
+    pub fn descriptor(&self, hash_name: &HashName) -> Option<&Descriptor> {
+        if let Some(d) = self.downloads.get(hash_name).and_then(Download::descriptor) {
+            return Some(d);
+        }
+        self.relay.held(hash_name).map(|(d, _)| d)
+    }
+
+    /// The selection of a download (first piece, end exclusive), if restricted.
+    pub fn selection(&self, hash_name: &HashName) -> Option<(u32, u32)> {
+        self.downloads.get(hash_name).and_then(Download::selection)
+    }
+
+    /// A download restricted to a selection is over once the selection is verified and stored.
+    fn complete_selection(&mut self, hash_name: HashName) {
+        let Some(d) = self.downloads.get(&hash_name) else {
+            return;
+        };
+        let Some((first, end)) = d.selection() else {
+            return;
+        };
+        if d.is_complete() && self.relay.holds_all(&hash_name, first, end) {
+            self.downloads.remove(&hash_name);
+            self.out
+                .push_back(OrdbOutput::Event(OrdbEvent::Complete(hash_name)));
+        }
     }
 
     /// Stop downloading `hash_name` (what is stored stays, and is served).
@@ -484,6 +578,7 @@ impl Ordb {
                     // Complete is announced once the last piece is stored (see on_store),
                     // or here for a content with no piece at all.
                     DownloadEvent::Complete => {
+                        self.complete_selection(hash_name);
                         if self.relay.held_count(&hash_name) == Some((0, 0)) {
                             self.downloads.remove(&hash_name);
                             self.out
@@ -555,6 +650,8 @@ impl Ordb {
                         self.downloads.remove(&hash_name);
                         self.out
                             .push_back(OrdbOutput::Event(OrdbEvent::Complete(hash_name)));
+                    } else {
+                        self.complete_selection(hash_name);
                     }
                 }
             }

@@ -105,7 +105,12 @@ impl Mesh {
                     );
                 }
             }
-            (R, OrdbOutput::Relay(RelayOutput::Forward { relay, via, query })) => {
+            (
+                R,
+                OrdbOutput::Relay(RelayOutput::Forward {
+                    relay, via, query, ..
+                }),
+            ) => {
                 assert_eq!(via, CIRC);
                 self.input(
                     A,

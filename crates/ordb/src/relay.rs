@@ -20,6 +20,17 @@
 //!   finds and reports them ([`RelayInput::Providers`]); they join the list and the parked
 //!   queries go on. Nothing found: the query goes to a facilitator (an ORDB that advertised with
 //!   the F flag, which can fetch from outside the mesh), else `DB_END UNAVAILABLE`.
+//! - **Facilitating (issue 10).** A `DB_SOURCE` on a request stream ([`RelayInput::Source`]:
+//!   a magnet link or a web URL) is remembered for that stream; a query forwarded for it
+//!   carries it along (sent first on the new upstream stream: [`RelayOutput::Forward`]'s
+//!   `source`). When the mesh has nobody (no list entry and the DHT search found no provider
+//!   or facilitator ORDB, or every forward ended unavailable) and the stream carried a
+//!   `DB_SOURCE` for that content, the query goes to this node's bridge, the facilitator
+//!   ([`RelayOutput::Facilitate`]); its answers come back as [`RelayInput::Upstream`] like any
+//!   forward's and are relayed unchanged, and its `DB_END` (with its sentence) ends the
+//!   request. The bridge sees this node, never the requester; and since a node's own downloads
+//!   never go through its relay (they use circuits to other ORDBs), a relay never facilitates
+//!   for its own node. At most [`RelayConfig::max_facilitated`] at once.
 //! - **Loops.** A query whose counter has reached 5 is answered `DB_END LOOP`.
 //! - **Advertising.** When held content crosses 25/50/75/100 %, a `DB_INFO` (with F if this node
 //!   is a facilitator) goes to every neighbour ORDB ([`RelayOutput::SendInfo`]); at 25 % the
@@ -44,8 +55,8 @@ use std::time::Duration;
 
 use onionmesh_bounded::{BoundedLru, TokenBucket};
 use onionmesh_wire::db::{
-    Completion, DataSlice, DbEnd, DbEndReason, DbInfo, DbMsg, DbQuery, DescriptorSlice, HashName,
-    InfoFlags, ProofPart, MAX_COUNTER,
+    Completion, DataSlice, DbEnd, DbEndReason, DbInfo, DbMsg, DbQuery, DbSource, DescriptorSlice,
+    HashName, InfoFlags, ProofPart, MAX_COUNTER,
 };
 use onionmesh_wire::Time;
 
@@ -108,6 +119,11 @@ pub struct RelayConfig {
     /// Queries accepted per second, and in a burst, over all request streams.
     pub queries_per_sec: u32,
     pub query_burst: u32,
+    /// Requests handed to this node's bridge (the facilitator) at once.
+    pub max_facilitated: usize,
+    /// A facilitated request unanswered this long fails (a facilitator may first have to
+    /// find a torrent's peers and metadata, or fetch a web file's headers).
+    pub facilitate_timeout: Duration,
 }
 
 impl Default for RelayConfig {
@@ -131,6 +147,8 @@ impl Default for RelayConfig {
             free_rider_strikes: 3,
             queries_per_sec: 200,
             query_burst: 400,
+            max_facilitated: 16,
+            facilitate_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -140,6 +158,9 @@ impl Default for RelayConfig {
 pub enum RelayInput {
     /// A `DB_QUERY` arrived on request stream `from` (this node is the stream's last hop).
     Query { from: RequestId, query: DbQuery },
+    /// A `DB_SOURCE` arrived on request stream `from`: where its content can be fetched from
+    /// outside the mesh (remembered for the stream; see "Facilitating" in the module docs).
+    Source { from: RequestId, source: DbSource },
     /// That request stream closed.
     RequestClosed(RequestId),
     /// What the driver queued on request stream `to` passed its high-water mark (`writable:
@@ -188,13 +209,26 @@ pub enum RelayOutput {
     /// Send on request stream `to`. A `DB_END` ends that stream: close it after sending.
     Reply { to: RequestId, msg: DbMsg },
     /// Send `query` on the stream of forwarded query `relay` over circuit `via` (open the stream,
-    /// to the ORDB service at the circuit's last hop, the first time this id is seen).
+    /// to the ORDB service at the circuit's last hop, the first time this id is seen). `source`
+    /// (only on the first `Forward` of an id, when the request carried a `DB_SOURCE`): send it
+    /// on the new stream before the query.
     Forward {
         relay: RelayId,
         via: OrdbCirc,
         query: DbQuery,
+        source: Option<DbSource>,
     },
-    /// Close the stream of forwarded query `relay`.
+    /// Hand `query` to this node's bridge, the facilitator (issue 10): the first time `relay`
+    /// is seen, send `source` then `query` as `SignalMsg::Facilitate` under a new request
+    /// number; later, only the query under the same number. Answers come back as
+    /// [`RelayInput::Upstream`]; a bridge that closes the request (or is not connected) is
+    /// [`RelayInput::UpstreamClosed`]. Close it with [`RelayOutput::CancelForward`].
+    Facilitate {
+        relay: RelayId,
+        source: DbSource,
+        query: DbQuery,
+    },
+    /// Close the stream of forwarded query `relay` (or the facilitated request).
     CancelForward(RelayId),
     /// Send a `DB_INFO` to a neighbour ORDB.
     SendInfo { to: OrdbCirc, info: DbInfo },
@@ -304,12 +338,15 @@ struct Session {
     blocked: bool,
     pipe: Option<RelayId>,
     last_activity: Option<Time>,
+    /// The stream's `DB_SOURCE`, if it sent one.
+    source: Option<DbSource>,
 }
 
 #[derive(Debug)]
 struct Forwarded {
     to: RequestId,
-    via: OrdbCirc,
+    /// The ORDB's circuit; `None`: this node's bridge, the facilitator.
+    via: Option<OrdbCirc>,
     hash_name: HashName,
     /// The query as received (counter not yet incremented), to retry elsewhere.
     query: DbQuery,
@@ -429,6 +466,13 @@ impl Relay {
         })
     }
 
+    /// Whether every piece `first..end` of `hash_name` is held (stored).
+    pub fn holds_all(&self, hash_name: &HashName, first: u32, end: u32) -> bool {
+        self.held
+            .get(hash_name)
+            .is_some_and(|h| (first..end).all(|i| h.have.get(i as usize).copied().unwrap_or(false)))
+    }
+
     /// Pieces held of `hash_name` and pieces in all, if it is held.
     pub fn held_count(&self, hash_name: &HashName) -> Option<(u32, u32)> {
         self.held
@@ -456,6 +500,8 @@ impl Relay {
         let relays = self.relays.values().map(|r| {
             if r.answered {
                 r.last_activity + c.idle_timeout
+            } else if r.via.is_none() {
+                r.sent_at + c.facilitate_timeout
             } else {
                 r.sent_at + c.forward_timeout
             }
@@ -471,6 +517,7 @@ impl Relay {
     pub fn handle_input(&mut self, now: Time, input: RelayInput) {
         match input {
             RelayInput::Query { from, query } => self.on_query(now, from, query),
+            RelayInput::Source { from, source } => self.on_source(now, from, source),
             RelayInput::RequestClosed(from) => self.close_session(from, false),
             RelayInput::Writable { to, writable } => {
                 if let Some(s) = self.sessions.get_mut(&to) {
@@ -488,7 +535,7 @@ impl Relay {
                 let dead: Vec<RelayId> = self
                     .relays
                     .iter()
-                    .filter(|(_, r)| r.via == circ)
+                    .filter(|(_, r)| r.via == Some(circ))
                     .map(|(id, _)| *id)
                     .collect();
                 for id in dead {
@@ -825,11 +872,23 @@ impl Relay {
                         counter: q.counter + 1,
                         ..q
                     };
-                    self.out.push_back(RelayOutput::Forward {
-                        relay: id,
-                        via,
-                        query,
-                    });
+                    let out = match via {
+                        Some(via) => RelayOutput::Forward {
+                            relay: id,
+                            via,
+                            query,
+                            source: None,
+                        },
+                        None => match self.source_for(from, &name) {
+                            Some(source) => RelayOutput::Facilitate {
+                                relay: id,
+                                source,
+                                query: q,
+                            },
+                            None => return self.give_up(from, name),
+                        },
+                    };
+                    self.out.push_back(out);
                     return;
                 }
             }
@@ -854,7 +913,8 @@ impl Relay {
     ) {
         let name = q.hash_name;
         if tried.len() >= self.config.max_attempts {
-            return self.give_up(from, name);
+            // Every ORDB tried said no: a facilitator may fetch it from outside the mesh.
+            return self.facilitate(now, from, q);
         }
         if self.relays.len() >= self.config.max_relays {
             return self.refuse(
@@ -872,7 +932,7 @@ impl Relay {
         }
         let Some(via) = chosen else {
             if searched {
-                return self.give_up(from, name);
+                return self.facilitate(now, from, q);
             }
             return self.park(now, from, q, tried);
         };
@@ -884,7 +944,7 @@ impl Relay {
             id,
             Forwarded {
                 to: from,
-                via,
+                via: Some(via),
                 hash_name: name,
                 query: q,
                 answered: false,
@@ -901,10 +961,72 @@ impl Relay {
             counter: q.counter + 1,
             ..q
         };
+        let source = self.source_for(from, &name);
         self.out.push_back(RelayOutput::Forward {
             relay: id,
             via,
             query,
+            source,
+        });
+    }
+
+    /// The `DB_SOURCE` request stream `from` sent for `name`, if any.
+    fn source_for(&self, from: RequestId, name: &HashName) -> Option<DbSource> {
+        self.sessions
+            .get(&from)
+            .and_then(|s| s.source.clone())
+            .filter(|src| src.hash_name == *name)
+    }
+
+    fn on_source(&mut self, now: Time, from: RequestId, source: DbSource) {
+        if !self.sessions.contains_key(&from) && self.sessions.len() >= self.config.max_sessions {
+            // Its query will be refused BUSY as well.
+            return;
+        }
+        let s = self.sessions.entry(from).or_default();
+        s.last_activity = Some(now);
+        s.source = Some(source);
+    }
+
+    /// Nobody in the mesh has `q`'s content: hand it to this node's bridge if the request
+    /// carried a `DB_SOURCE`, else answer `UNAVAILABLE`.
+    fn facilitate(&mut self, now: Time, from: RequestId, q: DbQuery) {
+        let name = q.hash_name;
+        let Some(source) = self.source_for(from, &name) else {
+            return self.give_up(from, name);
+        };
+        let busy = self.relays.values().filter(|r| r.via.is_none()).count();
+        if busy >= self.config.max_facilitated {
+            return self.refuse(
+                from,
+                name,
+                DbEndReason::BUSY,
+                "Nobody in the mesh holds the content, and this ORDB's facilitator is busy; try another.",
+            );
+        }
+        self.next_relay += 1;
+        let id = RelayId(self.next_relay);
+        self.relays.insert(
+            id,
+            Forwarded {
+                to: from,
+                via: None,
+                hash_name: name,
+                query: q,
+                answered: false,
+                sent_at: now,
+                last_activity: now,
+                tried: Vec::new(),
+                searched: true,
+            },
+        );
+        if let Some(s) = self.sessions.get_mut(&from) {
+            s.pipe = Some(id);
+        }
+        self.out.push_back(RelayOutput::Facilitate {
+            relay: id,
+            source,
+            query: q,
         });
     }
 
@@ -1013,7 +1135,7 @@ impl Relay {
                 r.answered = true;
                 r.last_activity = now;
                 let (to, via) = (r.to, r.via);
-                if let Some(c) = self.circuits.get_mut(&via) {
+                if let Some(c) = via.and_then(|v| self.circuits.get_mut(&v)) {
                     c.strikes = 0;
                 }
                 if let Some(s) = self.sessions.get_mut(&to) {
@@ -1022,7 +1144,9 @@ impl Relay {
                 self.out.push_back(RelayOutput::Reply { to, msg });
             }
             DbMsg::End(end) => {
-                if r.answered {
+                // A facilitator's word is final: its sentence (no peers, refused URL...) goes
+                // to the requester as it is.
+                if r.answered || r.via.is_none() {
                     let to = r.to;
                     self.relays.remove(&id);
                     self.out.push_back(RelayOutput::Reply {
@@ -1034,7 +1158,9 @@ impl Relay {
                     // Nothing there: the query goes elsewhere. Saying so is not free riding,
                     // unless that ORDB advertised holding all of this very content (one that
                     // advertised a share may lack the pieces asked for, and relays on).
-                    let (name, via) = (r.hash_name, r.via);
+                    let (name, Some(via)) = (r.hash_name, r.via) else {
+                        return;
+                    };
                     let advertised = self
                         .or_files
                         .peek(&name)
@@ -1046,7 +1172,7 @@ impl Relay {
                 }
             }
             // Queries and adverts do not come back up a forwarded stream.
-            DbMsg::Query(_) | DbMsg::Info(_) | DbMsg::Unrecognized { .. } => {}
+            DbMsg::Query(_) | DbMsg::Info(_) | DbMsg::Source(_) | DbMsg::Unrecognized { .. } => {}
         }
     }
 
@@ -1056,8 +1182,8 @@ impl Relay {
             return;
         };
         self.out.push_back(RelayOutput::CancelForward(id));
-        if strike {
-            self.strike(r.via);
+        if let (true, Some(via)) = (strike, r.via) {
+            self.strike(via);
         }
         if let Some(s) = self.sessions.get_mut(&r.to) {
             if s.pipe == Some(id) {
@@ -1065,6 +1191,15 @@ impl Relay {
             }
         } else {
             return;
+        }
+        if r.via.is_none() && !r.answered {
+            self.refuse(
+                r.to,
+                r.hash_name,
+                DbEndReason::UNAVAILABLE,
+                "Nobody in the mesh holds the content, and this ORDB's bridge did not deliver it (it is no facilitator, it is not connected, or it found nothing in time).",
+            );
+            return self.close_session(r.to, false);
         }
         if r.answered {
             // The pipe broke mid-way; the requester resumes elsewhere.
@@ -1238,7 +1373,13 @@ impl Relay {
         let unanswered: Vec<RelayId> = self
             .relays
             .iter()
-            .filter(|(_, r)| !r.answered && now.elapsed_since(r.sent_at, c.forward_timeout))
+            .filter(|(_, r)| {
+                let limit = match r.via {
+                    Some(_) => c.forward_timeout,
+                    None => c.facilitate_timeout,
+                };
+                !r.answered && now.elapsed_since(r.sent_at, limit)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in unanswered {

@@ -48,7 +48,9 @@ fn ends(out: &[RelayOutput]) -> Vec<(RequestId, DbEndReason)> {
 fn forwards(out: &[RelayOutput]) -> Vec<(RelayId, OrdbCirc, DbQuery)> {
     out.iter()
         .filter_map(|o| match o {
-            RelayOutput::Forward { relay, via, query } => Some((*relay, *via, *query)),
+            RelayOutput::Forward {
+                relay, via, query, ..
+            } => Some((*relay, *via, *query)),
             _ => None,
         })
         .collect()
@@ -995,4 +997,330 @@ fn a_stream_that_is_not_writable_gets_no_more_pieces_read_until_it_is() {
     );
     let out = drain(&mut relay);
     assert_eq!(reads(&out).len(), 1);
+}
+
+fn magnet(h: HashName) -> DbSource {
+    DbSource {
+        hash_name: h,
+        kind: onionmesh_wire::db::SourceKind::MAGNET,
+        uri: onionmesh_wire::db::SourceUri::new(format!("magnet:?xt=urn:btih:{}", h.to_hex()))
+            .unwrap(),
+    }
+}
+
+fn facilitated(out: &[RelayOutput]) -> Vec<(RelayId, DbSource, DbQuery)> {
+    out.iter()
+        .filter_map(|o| match o {
+            RelayOutput::Facilitate {
+                relay,
+                source,
+                query,
+            } => Some((*relay, source.clone(), *query)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_db_source_goes_along_with_the_forwarded_query() {
+    let h = name(7);
+    let mut r = relay_with_neighbours(RelayConfig::default(), &[1]);
+    r.handle_input(
+        T0,
+        RelayInput::Info {
+            from: OrdbCirc(1),
+            info: info(h, Completion::Full, InfoFlags::default()),
+        },
+    );
+    drain(&mut r);
+    let from = RequestId(5);
+    r.handle_input(
+        T0,
+        RelayInput::Source {
+            from,
+            source: magnet(h),
+        },
+    );
+    r.handle_input(
+        T0,
+        RelayInput::Query {
+            from,
+            query: query(h, 0, 0, 1),
+        },
+    );
+    r.handle_input(
+        T0,
+        RelayInput::Query {
+            from,
+            query: query(h, 0, 2, 1),
+        },
+    );
+    let out = drain(&mut r);
+    let sources: Vec<Option<DbSource>> = out
+        .iter()
+        .filter_map(|o| match o {
+            RelayOutput::Forward { source, .. } => Some(source.clone()),
+            _ => None,
+        })
+        .collect();
+    // The first forward on the new upstream stream carries the DB_SOURCE; the pipe's next
+    // query does not repeat it.
+    assert_eq!(sources, vec![Some(magnet(h)), None]);
+    assert!(facilitated(&out).is_empty());
+    // A DB_SOURCE for another content is not passed on.
+    let mut r = relay_with_neighbours(RelayConfig::default(), &[1]);
+    r.handle_input(
+        T0,
+        RelayInput::Info {
+            from: OrdbCirc(1),
+            info: info(h, Completion::Full, InfoFlags::default()),
+        },
+    );
+    r.handle_input(
+        T0,
+        RelayInput::Source {
+            from,
+            source: magnet(name(8)),
+        },
+    );
+    r.handle_input(
+        T0,
+        RelayInput::Query {
+            from,
+            query: query(h, 0, 0, 1),
+        },
+    );
+    assert!(drain(&mut r)
+        .iter()
+        .any(|o| matches!(o, RelayOutput::Forward { source: None, .. })));
+}
+
+#[test]
+fn nobody_in_the_mesh_hands_the_query_to_the_facilitator_and_relays_its_answers() {
+    let h = name(9);
+    let mut r = Relay::new(T0, RelayConfig::default());
+    let from = RequestId(3);
+    r.handle_input(
+        T0,
+        RelayInput::Source {
+            from,
+            source: magnet(h),
+        },
+    );
+    r.handle_input(
+        T0,
+        RelayInput::Query {
+            from,
+            query: query(h, 0, 0, 2),
+        },
+    );
+    // No list entry: the DHT is asked first.
+    assert_eq!(drain(&mut r), vec![RelayOutput::FindProviders(h)]);
+    r.handle_input(
+        T0,
+        RelayInput::Providers {
+            hash_name: h,
+            circs: Vec::new(),
+        },
+    );
+    let out = drain(&mut r);
+    let f = facilitated(&out);
+    assert_eq!(f.len(), 1, "{out:?}");
+    let (relay, source, q) = f[0].clone();
+    assert_eq!(source, magnet(h));
+    assert_eq!(q, query(h, 0, 0, 2));
+    assert!(ends(&out).is_empty());
+    // Its answers go to the requester unchanged; the next query uses the same request.
+    let slice = DescriptorSlice::split(
+        onionmesh_wire::db::DescriptorKind::BITTORRENT_V1_INFO,
+        b"d4:name1:ae",
+    )
+    .unwrap()
+    .remove(0);
+    r.handle_input(
+        T0,
+        RelayInput::Upstream {
+            relay,
+            msg: DbMsg::Connected(slice.clone()),
+        },
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![RelayOutput::Reply {
+            to: from,
+            msg: DbMsg::Connected(slice)
+        }]
+    );
+    r.handle_input(
+        T0,
+        RelayInput::Query {
+            from,
+            query: query(h, 0, 1, 2),
+        },
+    );
+    let f = facilitated(&drain(&mut r));
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].0, relay);
+    // Its DB_END, sentence and all, ends the request.
+    let end = DbEnd::with_sentence(DbEndReason::UNAVAILABLE, "no BitTorrent peer has it");
+    r.handle_input(
+        T0,
+        RelayInput::Upstream {
+            relay,
+            msg: DbMsg::End(end.clone()),
+        },
+    );
+    assert_eq!(
+        drain(&mut r),
+        vec![RelayOutput::Reply {
+            to: from,
+            msg: DbMsg::End(end)
+        }]
+    );
+    assert_eq!(r.stats().relays, 0);
+    assert_eq!(r.stats().sessions, 0);
+}
+
+#[test]
+fn without_a_db_source_or_a_facilitator_the_answer_is_unavailable() {
+    let h = name(10);
+    // No DB_SOURCE: nobody found means UNAVAILABLE, as before.
+    let mut r = Relay::new(T0, RelayConfig::default());
+    r.handle_input(
+        T0,
+        RelayInput::Query {
+            from: RequestId(1),
+            query: query(h, 0, 0, 1),
+        },
+    );
+    r.handle_input(
+        T0,
+        RelayInput::Providers {
+            hash_name: h,
+            circs: Vec::new(),
+        },
+    );
+    let out = drain(&mut r);
+    assert!(facilitated(&out).is_empty());
+    assert_eq!(ends(&out), vec![(RequestId(1), DbEndReason::UNAVAILABLE)]);
+    // With one, a bridge that cannot take it (UpstreamClosed before any answer) ends it with
+    // a sentence, once.
+    let from = RequestId(2);
+    r.handle_input(
+        T0,
+        RelayInput::Source {
+            from,
+            source: magnet(h),
+        },
+    );
+    r.handle_input(
+        T0,
+        RelayInput::Query {
+            from,
+            query: query(h, 0, 0, 1),
+        },
+    );
+    r.handle_input(
+        T0,
+        RelayInput::Providers {
+            hash_name: h,
+            circs: Vec::new(),
+        },
+    );
+    let (relay, _, _) = facilitated(&drain(&mut r))[0].clone();
+    r.handle_input(T0, RelayInput::UpstreamClosed(relay));
+    let out = drain(&mut r);
+    assert_eq!(ends(&out), vec![(from, DbEndReason::UNAVAILABLE)]);
+    assert!(facilitated(&out).is_empty());
+}
+
+#[test]
+fn forwards_that_all_end_unavailable_fall_back_to_the_facilitator_and_it_is_bounded() {
+    let h = name(11);
+    let config = RelayConfig {
+        max_facilitated: 1,
+        ..RelayConfig::default()
+    };
+    let mut r = relay_with_neighbours(config, &[1, 2, 3]);
+    for c in [1, 2, 3] {
+        r.handle_input(
+            T0,
+            RelayInput::Info {
+                from: OrdbCirc(c),
+                info: info(h, Completion::Half, InfoFlags::default()),
+            },
+        );
+    }
+    drain(&mut r);
+    let from = RequestId(4);
+    r.handle_input(
+        T0,
+        RelayInput::Source {
+            from,
+            source: magnet(h),
+        },
+    );
+    r.handle_input(
+        T0,
+        RelayInput::Query {
+            from,
+            query: query(h, 0, 0, 0),
+        },
+    );
+    let mut out = drain(&mut r);
+    for _ in 0..3 {
+        let (relay, _, _) = forwards(&out)[0];
+        r.handle_input(
+            T0,
+            RelayInput::Upstream {
+                relay,
+                msg: DbMsg::End(DbEnd::with_sentence(DbEndReason::UNAVAILABLE, "no")),
+            },
+        );
+        out = drain(&mut r);
+        if !facilitated(&out).is_empty() {
+            break;
+        }
+    }
+    assert_eq!(facilitated(&out).len(), 1, "{out:?}");
+    // A second request while the one facilitated slot is taken: BUSY, with a sentence.
+    let other = RequestId(6);
+    r.handle_input(
+        T0,
+        RelayInput::Source {
+            from: other,
+            source: magnet(h),
+        },
+    );
+    // Its forwards end unavailable too.
+    r.handle_input(
+        T0,
+        RelayInput::Query {
+            from: other,
+            query: query(h, 0, 0, 0),
+        },
+    );
+    let mut out = drain(&mut r);
+    for _ in 0..3 {
+        let Some((relay, _, _)) = forwards(&out).first().copied() else {
+            break;
+        };
+        r.handle_input(
+            T0,
+            RelayInput::Upstream {
+                relay,
+                msg: DbMsg::End(DbEnd::with_sentence(DbEndReason::UNAVAILABLE, "no")),
+            },
+        );
+        out = drain(&mut r);
+    }
+    assert_eq!(ends(&out), vec![(other, DbEndReason::BUSY)]);
+    // An unanswered facilitated request times out after facilitate_timeout, with a sentence.
+    let later = T0 + Duration::from_secs(61);
+    r.handle_input(later, RelayInput::Timeout);
+    let ends_for_from: Vec<_> = ends(&drain(&mut r))
+        .into_iter()
+        .filter(|(to, _)| *to == from)
+        .collect();
+    assert_eq!(ends_for_from, vec![(from, DbEndReason::UNAVAILABLE)]);
 }

@@ -15,6 +15,7 @@ use crate::Time;
 use onionmesh_bounded::TokenBucket;
 use onionmesh_crypto::{hello, Identity};
 use onionmesh_kad::{Kad, KadConfig};
+use onionmesh_wire::db::DbMsg;
 use onionmesh_wire::kad::Contact;
 use onionmesh_wire::signal::{
     ChallengeNonce, FoundPeers, PeerIds, Reason, Sdp, MAX_PEERS_GONE, MAX_PEERS_PER_ANSWER,
@@ -65,6 +66,12 @@ pub enum RendezvousOutput {
     },
     /// Something worth a line in the log; `warn` for misbehaviour.
     Log { warn: bool, text: String },
+    /// A registered node asked its bridge, the facilitator, for content from outside the mesh
+    /// (issue 10): one `DB_*` message of its request `req`. The rendezvous only passes these
+    /// through; the driver's facilitator answers with `Facilitated` frames on `conn`.
+    Facilitate { conn: ConnId, req: u32, msg: DbMsg },
+    /// The registered node on `conn` cancelled its facilitated request `req`.
+    FacilitateClose { conn: ConnId, req: u32 },
 }
 
 /// The bridge's peer registry, introduction relay and federation member.
@@ -393,6 +400,12 @@ impl Rendezvous {
                 self.pump_fed();
             }
             (Some(_), SignalMsg::FindPeer { id, .. }) => self.on_find_peer(conn, id),
+            (Some(_), SignalMsg::Facilitate { req, msg }) => self
+                .out
+                .push_back(RendezvousOutput::Facilitate { conn, req, msg }),
+            (Some(_), SignalMsg::FacilitateClose { req }) => self
+                .out
+                .push_back(RendezvousOutput::FacilitateClose { conn, req }),
             (Some(from), SignalMsg::Introduce { peer, session, sdp }) => {
                 self.on_introduce(conn, from, peer, session, sdp)
             }

@@ -13,6 +13,7 @@
 //! | 0x73 | `DB_DATA`      | `[piece u32][offset u32][data]`                                   |
 //! | 0x74 | `DB_END`       | `[reason u8][sentence str16]`                                     |
 //! | 0x75 | `DB_INFO`      | `[hash_name 20][P u8 (0..=3)][flags u8]`                          |
+//! | 0x76 | `DB_SOURCE`    | `[hash_name 20][kind u8][uri str16]`                              |
 //!
 //! Every body fits one relay cell's 498 data bytes ([`RELAY_DATA_LEN`]), so the messages never
 //! need a reassembly layer of their own. How a 64 KiB piece crosses 498-byte cells:
@@ -32,6 +33,14 @@
 //!   kilobytes, without a new message.
 //!
 //! `count == 0` in a `DB_QUERY` asks for the descriptor only (the spec's "nb chunks 0").
+//!
+//! `DB_SOURCE` (issue 10) tells the ORDBs where a content can be fetched from outside the mesh
+//! when nobody inside has it: a magnet link (the content is a BitTorrent v1 torrent and its
+//! hash_name is the infohash) or a web URL (hash_name = [`DbSource::web_hash_name`]). A requester
+//! sends it on a stream before the first `DB_QUERY` for that hash_name; an ORDB that forwards
+//! the query sends it along, and one that finds no holder in the mesh hands the query to a
+//! facilitator (its bridge) with it. Spec: "If the FIND process is unsuccessful, the ORDB sends
+//! the request to several facilitators".
 //!
 //! Constructors that carry a length ([`DataSlice::new`], [`ProofPart::new`],
 //! [`DescriptorSlice::new`], [`DbEnd::new`], [`ContentMeta::new`]) fail instead of truncating,
@@ -123,6 +132,7 @@ pub mod cmd {
     pub const DATA: RelayCmd = RelayCmd(0x73);
     pub const END: RelayCmd = RelayCmd(0x74);
     pub const INFO: RelayCmd = RelayCmd(0x75);
+    pub const SOURCE: RelayCmd = RelayCmd(0x76);
 }
 
 /// `DB_QUERY`: ask for `count` pieces starting at byte `offset` of piece `piece`, or for the
@@ -148,9 +158,105 @@ pub struct DescriptorKind(pub u8);
 impl DescriptorKind {
     /// An encoded [`ContentMeta`]: signed, SHA-256 Merkle tree over the pieces.
     pub const ONIONMESH_V1: DescriptorKind = DescriptorKind(1);
-    /// A raw BitTorrent v1 info dictionary (SHA-1 per piece, hash_name = infohash). Reserved for
-    /// issue 10; nothing produces it yet.
+    /// A raw BitTorrent v1 info dictionary (SHA-1 per piece, hash_name = infohash). A
+    /// facilitator sends it for a torrent it streams from BitTorrent (issue 10).
     pub const BITTORRENT_V1_INFO: DescriptorKind = DescriptorKind(2);
+    /// An encoded [`WebMeta`]: a file an exit bridge fetched from the web (issue 10). Nothing
+    /// certifies its bytes but the exit: the requester stores it as new content of its own.
+    pub const WEB_V1: DescriptorKind = DescriptorKind(3);
+}
+
+/// Where a `DB_SOURCE` says a content can be fetched from outside the mesh. Open newtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourceKind(pub u8);
+
+impl SourceKind {
+    /// `uri` is a magnet link (`magnet:?xt=urn:btih:...`) whose infohash is the hash_name; its
+    /// `tr` trackers are worth trying. A bare 40-hex infohash is sent as a magnet link too.
+    pub const MAGNET: SourceKind = SourceKind(1);
+    /// `uri` is an `http://` or `https://` URL; the hash_name is [`DbSource::web_hash_name`].
+    pub const WEB: SourceKind = SourceKind(2);
+}
+
+/// Longest URI in a `DB_SOURCE` (it fits one relay cell): 475 bytes.
+pub const MAX_SOURCE_URI: usize = RELAY_DATA_LEN - HASH_NAME_LEN - 1 - 2;
+
+/// A `DB_SOURCE` URI: at most [`MAX_SOURCE_URI`] bytes. Never cut: a shortened URL names
+/// something else.
+pub type SourceUri = BoundedString<MAX_SOURCE_URI>;
+
+/// `DB_SOURCE`: "if nobody in the mesh holds `hash_name`, a facilitator can fetch it from
+/// `uri`". Only the shape is checked here; what a facilitator accepts (schemes, addresses,
+/// that a magnet's infohash equals `hash_name`) is its own policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbSource {
+    pub hash_name: HashName,
+    pub kind: SourceKind,
+    pub uri: SourceUri,
+}
+
+impl DbSource {
+    /// The hash_name a web file is asked for by, before anyone knows its bytes: the first 160
+    /// bits of SHA-256 of `"onionmesh-web-v1\0"` followed by the URL, exactly as given. It
+    /// names the request, not the content; the requester then stores what arrived as its own
+    /// content under a new hash_name.
+    pub fn web_hash_name(url: &str) -> HashName {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"onionmesh-web-v1\0");
+        h.update(url.as_bytes());
+        let digest = h.finalize();
+        let mut out = [0u8; HASH_NAME_LEN];
+        out.copy_from_slice(&digest[..HASH_NAME_LEN]);
+        HashName(out)
+    }
+}
+
+/// Version byte of [`WebMeta`]'s encoding.
+pub const WEB_META_V1: u8 = 1;
+
+/// The descriptor of a web file ([`DescriptorKind::WEB_V1`]), sent by the exit that fetched it:
+/// `[version u8 = 1][size u64][mime str16][url str16]`. `size` is exact (an exit that does not
+/// know it from `Content-Length` fetches the whole file first). Pieces are [`WebMeta::PIECE_SIZE`]
+/// bytes. The requester checks that `url` hashes to the hash_name it asked for
+/// ([`DbSource::web_hash_name`]); nothing else about the bytes can be checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebMeta {
+    pub size: u64,
+    pub mime: BoundedString<MAX_MIME>,
+    pub url: SourceUri,
+}
+
+impl WebMeta {
+    /// Piece size of a web file on the wire and in the store: 64 KiB, the same as onionmesh's
+    /// own content (see `onionmesh-ordb`'s crate docs, "Piece size").
+    pub const PIECE_SIZE: u32 = 64 * 1024;
+
+    /// The descriptor bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.put_u8(WEB_META_V1);
+        w.put_u64(self.size);
+        w.put_str16(&self.mime);
+        w.put_str16(&self.url);
+        w.into_vec()
+    }
+
+    /// Decode descriptor bytes. Errors: [`WireError`] for a wrong version, a short or long
+    /// body, or over-long fields.
+    pub fn decode(bytes: &[u8]) -> Result<WebMeta, WireError> {
+        let mut r = Reader::new(bytes);
+        if r.take_u8()? != WEB_META_V1 {
+            return Err(WireError::BadValue("unknown web descriptor version"));
+        }
+        let meta = WebMeta {
+            size: r.take_u64()?,
+            mime: r.take_string16()?,
+            url: r.take_string16()?,
+        };
+        r.should_be_exhausted()?;
+        Ok(meta)
+    }
 }
 
 /// `DB_CONNECTED`: `bytes` are the descriptor's bytes `offset..offset + bytes.len()` out of
@@ -507,6 +613,7 @@ pub enum DbMsg {
     Data(DataSlice),
     End(DbEnd),
     Info(DbInfo),
+    Source(DbSource),
     /// A code of the reserved range this version does not know; the data is kept.
     Unrecognized {
         cmd: u8,
@@ -529,6 +636,7 @@ impl DbMsg {
             DbMsg::Data(_) => cmd::DATA,
             DbMsg::End(_) => cmd::END,
             DbMsg::Info(_) => cmd::INFO,
+            DbMsg::Source(_) => cmd::SOURCE,
             DbMsg::Unrecognized { cmd, .. } => RelayCmd(*cmd),
         }
     }
@@ -572,6 +680,11 @@ impl DbMsg {
                 w.put_bytes(&i.hash_name.0);
                 w.put_u8(i.completion as u8);
                 w.put_u8(i.flags.0);
+            }
+            DbMsg::Source(src) => {
+                w.put_bytes(&src.hash_name.0);
+                w.put_u8(src.kind.0);
+                w.put_str16(&src.uri);
             }
             DbMsg::Unrecognized { data, .. } => w.put_bytes(data),
         }
@@ -644,6 +757,11 @@ impl DbMsg {
                 completion: Completion::from_wire(r.take_u8()?)?,
                 flags: InfoFlags(r.take_u8()?),
             }),
+            cmd::SOURCE => DbMsg::Source(DbSource {
+                hash_name: HashName(r.take_array()?),
+                kind: SourceKind(r.take_u8()?),
+                uri: r.take_string16()?,
+            }),
             RelayCmd(cmd) => DbMsg::Unrecognized {
                 cmd,
                 data: r.take_rest_bounded()?,
@@ -680,6 +798,7 @@ const _: () = assert!(PROOF_HEADER_LEN + MAX_PROOF_HASHES_PER_MSG * HASH_LEN <= 
 const _: () = assert!(DATA_HEADER_LEN + MAX_DATA_SLICE <= RELAY_DATA_LEN);
 const _: () = assert!(1 + 2 + MAX_END_SENTENCE <= RELAY_DATA_LEN); // END
 const _: () = assert!(HASH_NAME_LEN + 2 <= RELAY_DATA_LEN); // INFO
+const _: () = assert!(HASH_NAME_LEN + 1 + 2 + MAX_SOURCE_URI <= RELAY_DATA_LEN); // SOURCE
 
 /// Version byte of [`ContentMeta`]'s encoding.
 pub const CONTENT_META_V1: u8 = 1;
@@ -883,8 +1002,15 @@ mod tests {
                     flags: InfoFlags(f)
                 }
             )),
+            (arb_hash_name(), any::<u8>(), "\\PC{0,120}").prop_map(|(h, k, uri)| DbMsg::Source(
+                DbSource {
+                    hash_name: h,
+                    kind: SourceKind(k),
+                    uri: SourceUri::lossy(&uri)
+                }
+            )),
             (
-                0x76u8..=0x7f,
+                0x77u8..=0x7f,
                 proptest::collection::vec(any::<u8>(), 0..=RELAY_DATA_LEN)
             )
                 .prop_map(|(cmd, data)| DbMsg::Unrecognized {
@@ -907,6 +1033,30 @@ mod tests {
             .prop_map(|(size, ps, root, pk, mime, name, sig)| {
                 ContentMeta::new(size, ps, root, pk, mime, name, sig.try_into().unwrap()).unwrap()
             })
+    }
+
+    #[test]
+    fn web_meta_round_trips_and_refuses_a_trailing_byte() {
+        let m = WebMeta {
+            size: 10 << 20,
+            mime: BoundedString::new("video/webm").unwrap(),
+            url: SourceUri::new("http://127.0.0.1:9/a.webm").unwrap(),
+        };
+        let mut b = m.encode();
+        assert_eq!(WebMeta::decode(&b).unwrap(), m);
+        b.push(0);
+        assert!(WebMeta::decode(&b).is_err());
+        assert!(WebMeta::decode(&[2]).is_err());
+    }
+
+    #[test]
+    fn a_uri_too_long_for_one_cell_is_refused_not_cut() {
+        assert!(SourceUri::new("h".repeat(MAX_SOURCE_URI)).is_ok());
+        assert!(SourceUri::new("h".repeat(MAX_SOURCE_URI + 1)).is_err());
+        assert_ne!(
+            DbSource::web_hash_name("http://a/x"),
+            DbSource::web_hash_name("http://a/y")
+        );
     }
 
     proptest! {

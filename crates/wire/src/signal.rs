@@ -7,6 +7,8 @@
 //! the *target* when a node sends it to the bridge and the *source* when the bridge delivers it,
 //! exactly as in the spec (`INTRODUCE [IDB, offer]` in, `INTRODUCE [IDA, offer]` out).
 
+use crate::cell::RelayCmd;
+use crate::db::DbMsg;
 use crate::kad::KadBytes;
 use crate::{
     BoundedBytes, BoundedString, BoundedVec, BridgeAddr, Frame, NodeId, PublicKeyBytes, Reader,
@@ -34,6 +36,9 @@ impl SignalCmd {
     pub const KAD_FROM: SignalCmd = SignalCmd(0x21);
     pub const BRIDGE_INFO: SignalCmd = SignalCmd(0x22);
     pub const PEERS_GONE: SignalCmd = SignalCmd(0x23);
+    pub const FACILITATE: SignalCmd = SignalCmd(0x24);
+    pub const FACILITATED: SignalCmd = SignalCmd(0x25);
+    pub const FACILITATE_CLOSE: SignalCmd = SignalCmd(0x26);
     pub const BRIDGE_HELLO: SignalCmd = SignalCmd(0x30);
     pub const FEDERATE: SignalCmd = SignalCmd(0x31);
     pub const PEERS_JOINED: SignalCmd = SignalCmd(0x32);
@@ -174,6 +179,19 @@ pub enum SignalMsg {
     /// one, or stopped answering), so do not choose them for new links or paths. At most
     /// [`MAX_PEERS_GONE`] IDs per frame; a bridge coalesces departures over a short interval.
     PeersGone { ids: PeerIds },
+    /// Node -> bridge: one `DB_*` message of facilitated request `req` (issue 10). An ORDB that
+    /// finds no holder of a content in the mesh hands the request to its bridge, the
+    /// facilitator: a `DB_SOURCE` (magnet link or web URL) first, then `DB_QUERY`s exactly as on
+    /// a stream to an ORDB. `req` is the node's own number for the request (one per stream it
+    /// relays); the bridge never learns whom the ORDB relays for.
+    Facilitate { req: u32, msg: DbMsg },
+    /// Bridge -> node: one `DB_*` answer to facilitated request `req` (`DB_CONNECTED`,
+    /// `DB_DATA`, `DB_END`), in the order a stream would carry them. A `DB_END` ends the
+    /// request.
+    Facilitated { req: u32, msg: DbMsg },
+    /// Either way: request `req` is over (the node cancels it, or the bridge drops it without a
+    /// `DB_END`, for instance when the node exceeds its limits).
+    FacilitateClose { req: u32 },
     /// Bridge -> bridge, after the receiver's `Challenge`: a signed hello like a node's (over
     /// the receiver's challenge), plus the address the sender is reachable at.
     BridgeHello {
@@ -310,6 +328,18 @@ impl Frame for SignalMsg {
                 w.put_u8(SignalCmd::PEERS_GONE.0);
                 put_ids(w, ids);
             }
+            SignalMsg::Facilitate { req, msg } => {
+                w.put_u8(SignalCmd::FACILITATE.0);
+                put_db(w, *req, msg);
+            }
+            SignalMsg::Facilitated { req, msg } => {
+                w.put_u8(SignalCmd::FACILITATED.0);
+                put_db(w, *req, msg);
+            }
+            SignalMsg::FacilitateClose { req } => {
+                w.put_u8(SignalCmd::FACILITATE_CLOSE.0);
+                w.put_u32(*req);
+            }
             SignalMsg::BridgeHello {
                 pubkey,
                 challenge,
@@ -421,12 +451,38 @@ impl Frame for SignalMsg {
                 session: r.take_u64()?,
                 reason: r.take_string16()?,
             },
+            SignalCmd::FACILITATE => {
+                let (req, msg) = take_db(r)?;
+                SignalMsg::Facilitate { req, msg }
+            }
+            SignalCmd::FACILITATED => {
+                let (req, msg) = take_db(r)?;
+                SignalMsg::Facilitated { req, msg }
+            }
+            SignalCmd::FACILITATE_CLOSE => SignalMsg::FacilitateClose { req: r.take_u32()? },
             SignalCmd(cmd) => SignalMsg::Unrecognized {
                 cmd,
                 body: r.take_rest_bounded()?,
             },
         })
     }
+}
+
+/// `[req u32][DB_* command u8][relay data var16]`: a `DB_*` message as a stream would carry
+/// it (the length prefix makes a cut frame an error, not a shorter slice).
+fn put_db(w: &mut Writer, req: u32, msg: &DbMsg) {
+    let (cmd, data) = msg.encode();
+    w.put_u32(req);
+    w.put_u8(cmd.0);
+    w.put_var16(&data);
+}
+
+fn take_db(r: &mut Reader<'_>) -> Result<(u32, DbMsg), WireError> {
+    let req = r.take_u32()?;
+    let cmd = RelayCmd(r.take_u8()?);
+    let data = r.take_var16(crate::cell::RELAY_DATA_LEN)?;
+    let msg = DbMsg::decode(cmd, data)?;
+    Ok((req, msg))
 }
 
 #[cfg(test)]
@@ -468,6 +524,27 @@ mod tests {
                 }
             }),
             any::<[u8; 32]>().prop_map(|nonce| SignalMsg::Challenge { nonce }),
+            (any::<u32>(), any::<u32>(), 0u16..=8).prop_map(|(req, piece, count)| {
+                SignalMsg::Facilitate {
+                    req,
+                    msg: DbMsg::Query(crate::db::DbQuery {
+                        hash_name: crate::db::HashName([3; 20]),
+                        piece,
+                        offset: 0,
+                        count,
+                        counter: 1,
+                    }),
+                }
+            }),
+            (
+                any::<u32>(),
+                proptest::collection::vec(any::<u8>(), 0..=400)
+            )
+                .prop_map(|(req, data)| SignalMsg::Facilitated {
+                    req,
+                    msg: DbMsg::Data(crate::db::DataSlice::new(7, 0, data).unwrap()),
+                }),
+            any::<u32>().prop_map(|req| SignalMsg::FacilitateClose { req }),
             any::<u64>().prop_map(|nonce| SignalMsg::Ping { nonce }),
             any::<u64>().prop_map(|nonce| SignalMsg::Pong { nonce }),
             proptest::collection::vec(arb_id(), 0..=MAX_PEERS_GONE).prop_map(|ids| {

@@ -1,7 +1,8 @@
 //! `cargo xtask <command>`: the project's own scripts, in Rust so they run wherever cargo does.
 //!
 //! - `serve [--listen ADDR]`: install what is missing, build the wasm bundle and the bridge, and
-//!   start a bridge serving the page (default http://127.0.0.1:8080).
+//!   start a bridge serving the page (default http://127.0.0.1:8080) with its BitTorrent
+//!   facilitator and web exit on.
 //! - `test`: install what is missing, then run every check: rustfmt, clippy (native and wasm),
 //!   the native unit and simulation tests, the wasm tests in headless Chromium, and the
 //!   end-to-end tests (real Chromium pages against a real bridge).
@@ -130,6 +131,12 @@ fn ensure_browser() -> Result {
         ("chromium-driver", CHROMEDRIVER),
         // Test videos (WebM VP9/Opus) are made on the spot by Debian's ffmpeg.
         ("ffmpeg", "/usr/bin/ffmpeg"),
+        // Real BitTorrent software for the facilitator's tests (bridge/tests/facilitator.rs,
+        // the e2e torrent tests and the torrent benchmark): a tracker, a torrent maker and a
+        // seeder, all on loopback.
+        ("opentracker", "/usr/bin/opentracker"),
+        ("mktorrent", "/usr/bin/mktorrent"),
+        ("aria2", "/usr/bin/aria2c"),
     ])
 }
 
@@ -225,9 +232,16 @@ fn serve(args: &[String]) -> Result {
     ensure_wasm_tools()?;
     build_web()?;
     run(cargo().args(["build", "--release", "-p", "onionmesh-bridge"]))?;
-    println!("\nOpen http://{listen}/ in a browser (several tabs make a mesh). Ctrl-C stops.");
+    println!(
+        "\nOpen http://{listen}/ in a browser (several tabs make a mesh); paste a share link, a \
+         magnet link or a web address in \"Open a link\". Ctrl-C stops."
+    );
+    // Facilitator (BitTorrent) and web exit on, so a newcomer can open a magnet link at once
+    // (both are the bridge's defaults; said here so that a changed default does not silently
+    // turn them off). The exit still refuses private and loopback addresses.
     run(Command::new(bridge_binary("release"))
         .args(["--listen", &listen, "--static-dir", "web"])
+        .args(["--facilitator", "on", "--exit", "on"])
         .args(rest))
 }
 

@@ -1,0 +1,271 @@
+// Facilitators (issue 10, end-to-end acceptance): real BitTorrent software from Debian on
+// loopback, a real bridge as facilitator, real pages in headless Chromium.
+//
+// The test starts opentracker (whitelisting every torrent below), makes torrents with mktorrent
+// (256 KiB pieces) and seeds each with its own aria2c (no DHT, no local peer discovery, no peer
+// exchange). The bridge runs with `--bt-dht off --tracker <announce>`, so the facilitator finds
+// the seeders through the tracker only. Pages A..E form the mesh (enough for 3-hop circuits).
+//   1. A opens the video's magnet link in "Open a link": the video plays before the download
+//      completes (the time from magnet link to first frame is printed); SHA-256 of blob() is the
+//      file's; the page says the bytes come from BitTorrent via a facilitator.
+//   2. A multi-file torrent: C sees its files listed under the player, picks the video clip; it
+//      plays and verifies; aria2c's upload counter shows the other files were not fetched.
+//   3. Bad input: a malformed magnet link gets a sentence at once; an unknown infohash gets a
+//      sentence once the facilitator's metadata timeout (10 s here) passes.
+//   4. The mesh without a facilitator: the video's seeder is stopped and the bridge restarted
+//      (same address and key) with `--facilitator off`; B opens the same magnet link and gets
+//      the video, byte-identical, from A through the mesh. A restart rather than a second,
+//      federated bridge: with federation the first bridge's facilitator would still serve the
+//      ORDBs registered on it, so B succeeding would not show the mesh served it. An unknown
+//      infohash now gets the bridge's "not a facilitator" sentence.
+//   5. A lying facilitator: the bridge restarted with `--test-corrupt-piece 2`; D opens a fresh
+//      torrent; the altered piece fails its SHA-1 check and the page says so.
+//   6. A facilitator that disappears mid-stream: E opens a fresh torrent; once pieces arrive the
+//      bridge is killed (SIGKILL); E's page says the download stopped, within a minute.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes, createHash } from 'node:crypto';
+import {
+  blobDigest, downloadProgress, launchBrowser, makeTestVideo, openFromBox, openMesh, pageDump,
+  startBridge, waitDownloadComplete, waitFailed, waitPlaying, waitRegistered,
+} from './harness.mjs';
+import { freePort, makeTorrent, removeTemp, seed, startTracker, tempDir } from './bittorrent.mjs';
+
+const PIECE = 1 << 18; // mktorrent -l 18
+const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+
+let dir;          // temp dir: seeded data, torrents, the bridge key
+let tracker;
+let torrents;     // { video, multi, corrupt, vanish }: makeTorrent results
+let seeders = {}; // name -> aria2c
+let bridge;
+let bridgeArgs;   // the flags every bridge start shares
+let listen;
+let browser;
+let pages;
+let video;        // { file, sha, size }
+let clip;         // the multi-file torrent's chosen file: { sha, size }
+
+async function restartBridge(extra = []) {
+  await bridge.stop();
+  bridge = await startBridge([...bridgeArgs, ...extra], { listen });
+  await waitRegistered(Object.values(pages).filter((p) => !p.page.isClosed()));
+}
+
+function writeRandom(file, size) {
+  const bytes = randomBytes(size);
+  fs.writeFileSync(file, bytes);
+  return { sha: sha256(bytes), size };
+}
+
+before(async () => {
+  const t0 = Date.now();
+  video = await makeTestVideo();
+  const short = await makeTestVideo(10);
+  dir = tempDir('torrent');
+  const port = await freePort();
+  const announce = `http://127.0.0.1:${port}/announce`;
+
+  // 1. The 2-minute video, a single-file torrent.
+  const single = path.join(dir, 'single');
+  fs.mkdirSync(single);
+  fs.copyFileSync(video.file, path.join(single, 'test-video.webm'));
+  // 2. Three files; the clip in the middle starts and ends inside pieces.
+  const multi = path.join(dir, 'multi', 'holiday');
+  fs.mkdirSync(multi, { recursive: true });
+  writeRandom(path.join(multi, 'a-notes.bin'), 700_001);
+  fs.copyFileSync(short.file, path.join(multi, 'b-clip.webm'));
+  clip = { sha: short.sha, size: short.size };
+  writeRandom(path.join(multi, 'c-extra.bin'), 6_000_003);
+  // 5. and 6.: fresh content nobody in the mesh holds.
+  const corrupt = path.join(dir, 'corrupt');
+  fs.mkdirSync(corrupt);
+  writeRandom(path.join(corrupt, 'altered.bin'), 3_000_000);
+  const vanish = path.join(dir, 'vanish');
+  fs.mkdirSync(vanish);
+  writeRandom(path.join(vanish, 'vanishing.bin'), 24_000_000);
+
+  torrents = {
+    video: await makeTorrent(path.join(single, 'test-video.webm'), path.join(dir, 'video.torrent'), announce),
+    multi: await makeTorrent(multi, path.join(dir, 'multi.torrent'), announce),
+    corrupt: await makeTorrent(path.join(corrupt, 'altered.bin'), path.join(dir, 'corrupt.torrent'), announce),
+    vanish: await makeTorrent(path.join(vanish, 'vanishing.bin'), path.join(dir, 'vanish.torrent'), announce),
+  };
+  tracker = await startTracker(Object.values(torrents).map((t) => t.infohash), port);
+  seeders = {
+    video: await seed(torrents.video.torrent, single),
+    multi: await seed(torrents.multi.torrent, path.dirname(multi)),
+    corrupt: await seed(torrents.corrupt.torrent, corrupt),
+    vanish: await seed(torrents.vanish.torrent, vanish),
+  };
+
+  bridgeArgs = ['--key-file', path.join(dir, 'bridge.key'), '--bt-dht', 'off', '--tracker', announce, '--metadata-timeout', '10000'];
+  bridge = await startBridge(bridgeArgs);
+  listen = bridge.url.replace(/^http:\/\//, '');
+  browser = await launchBrowser();
+  pages = await openMesh(browser, bridge, ['a', 'b', 'c', 'd', 'e']);
+  console.log(`set-up (tracker, 4 seeders, bridge, 5 pages) took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}, { timeout: 240000 });
+
+after(async () => {
+  if (browser) await browser.close();
+  if (bridge) await bridge.stop();
+  for (const s of Object.values(seeders)) await s.stop();
+  if (tracker) await tracker.stop();
+  removeTemp(dir);
+});
+
+const consoleErrors = (p) => p.consoleLines.filter((l) => /^(error|pageerror):/.test(l));
+
+test('A opens a magnet link: the video plays before it completes and arrives byte-identical, from BitTorrent via a facilitator', { timeout: 300000 }, async () => {
+  const { a } = pages;
+  const { infohash, magnet } = torrents.video;
+  const t0 = Date.now();
+  const status = await openFromBox(a, magnet);
+  assert.match(status, /BitTorrent/, `the open status names BitTorrent: ${status}`);
+  const first = await waitPlaying(a, 'A', infohash, 180000, t0);
+  console.log(`magnet link to first frame: ${first.ms} ms (${first.piecesHave}/${first.pieces} pieces held)`);
+  assert.equal(first.complete, false, 'the video played before the download completed');
+
+  const info = await a.page.evaluate((h) => {
+    const d = window.onionmesh.downloads.get(h);
+    return { kind: d.metadata().kind, source: d.progress().source, files: d.files(), type: d.metadata().type };
+  }, infohash);
+  assert.equal(info.kind, 'bittorrent');
+  assert.equal(info.source, 'bittorrent');
+  assert.equal(info.type, 'video/webm');
+  assert.deepEqual(info.files, [{ index: 0, path: 'test-video.webm', size: video.size }]);
+  const row = await a.page.textContent(`#downloads tr[data-hash-name="${infohash}"] .source`);
+  assert.equal(row, 'from BitTorrent via a facilitator');
+
+  await waitDownloadComplete(a, 'A', infohash, 240000);
+  console.log(`magnet link to complete: ${Date.now() - t0} ms for ${video.size} bytes`);
+  const got = await blobDigest(a.page, infohash);
+  assert.equal(got.size, video.size);
+  assert.equal(got.sha, video.sha, 'SHA-256 of blob() equals the seeded file\'s');
+  assert.deepEqual(consoleErrors(a), [], 'no console errors');
+});
+
+test('a multi-file torrent: the page lists the files, streams the one picked, and the others are not fetched', { timeout: 240000 }, async () => {
+  const { c } = pages;
+  const { infohash, magnet } = torrents.multi;
+  await openFromBox(c, magnet);
+  await c.page.waitForSelector('#player-files-list li', { timeout: 90000 }).catch(async (e) => {
+    throw new Error(`C never listed the torrent's files: ${e.message}\n${await pageDump('C', c)}`);
+  });
+  const listed = await c.page.$$eval('#player-files-list li .path', (els) => els.map((e) => e.textContent));
+  assert.deepEqual(listed, ['a-notes.bin', 'b-clip.webm', 'c-extra.bin']);
+  assert.match(await c.page.textContent('#player-status'), /pick one/i);
+  const t0 = Date.now();
+  await c.page.click('#player-files-list li[data-index="1"] button');
+  const first = await waitPlaying(c, 'C', infohash, 120000, t0);
+  console.log(`picked file to first frame: ${first.ms} ms`);
+  await waitDownloadComplete(c, 'C', infohash, 120000);
+  const got = await blobDigest(c.page, infohash);
+  assert.equal(got.size, clip.size);
+  assert.equal(got.sha, clip.sha, 'SHA-256 of the chosen file equals the seeded one\'s');
+  assert.equal(got.type, 'video/webm');
+  // The seeder uploaded the pieces overlapping the clip (the two boundary pieces whole), not the
+  // 6.7 MB of the other files. Known gap, printed: the facilitator also fetches up to two whole
+  // pieces past the clip (9 pieces uploaded for the clip's 7 in every run so far; likely librqbit's
+  // read-ahead when the boundary piece's bytes are read through the neighbour file's stream). The
+  // bound below allows those two and nothing more, so fetching the other files still fails it.
+  const first = Math.floor(700_001 / PIECE);
+  const last = Math.floor((700_001 + clip.size - 1) / PIECE);
+  const clipPieces = last - first + 1;
+  const uploaded = await seeders.multi.uploaded();
+  console.log(`the multi-file seeder uploaded ${uploaded} bytes (${(uploaded / PIECE).toFixed(2)} pieces) for a ${clip.size}-byte file over ${clipPieces} pieces; the other files hold ${700_001 + 6_000_003} bytes`);
+  assert.ok(uploaded >= clip.size, `the seeder uploaded the clip (${uploaded} bytes)`);
+  assert.ok(uploaded <= (clipPieces + 2) * PIECE, `the seeder uploaded ${uploaded} bytes: more than the clip's ${clipPieces} pieces and two more`);
+});
+
+test('bad input: a malformed magnet link and an unknown infohash each get a timely sentence', { timeout: 220000 }, async () => {
+  const { d } = pages;
+  const status = await openFromBox(d, 'magnet:?xt=urn:btih:12345');
+  assert.match(status, /magnet link is malformed.*\.$/, status);
+  assert.equal(await d.page.getAttribute('#open-status', 'data-level'), 'bad');
+  const thrown = await d.page.evaluate(() => {
+    try { window.onionmesh.node.download('magnet:?dn=nothing'); return null; } catch (e) { return { code: e.code, message: e.message }; }
+  });
+  assert.equal(thrown.code, 'BAD_ARGUMENT');
+  assert.match(thrown.message, /infohash/);
+
+  // The facilitator's sentence reaches the page's log after its metadata timeout (10 s here);
+  // the download itself fails once every ORDB it tries has answered the same.
+  const unknown = randomBytes(20).toString('hex');
+  const t0 = Date.now();
+  await openFromBox(d, unknown);
+  const first = await d.page.waitForFunction((h) => {
+    const e = window.onionmesh.events.find((ev) => ev.type === 'log' && ev.text.includes(h) && /metadata|UNAVAILABLE/.test(ev.text));
+    return e ? e.text : false;
+  }, unknown, { timeout: 45000, polling: 250 }).then((h) => h.jsonValue());
+  console.log(`unknown infohash, first sentence after ${Date.now() - t0} ms: ${first}`);
+  assert.match(first, /metadata/, first);
+  const reason = await waitFailed(d, 'D', unknown, 150000);
+  console.log(`unknown infohash failed after ${Date.now() - t0} ms: "${reason}"`);
+  assert.match(reason, /could not be downloaded/, reason);
+  await d.page.waitForFunction((h) => /[.!?]$/.test(document.querySelector(`#downloads tr[data-hash-name="${h}"] .state-text`)?.textContent || ''), unknown, { timeout: 5000 });
+});
+
+test('with the facilitator off and the seeder gone, B gets the video from A through the mesh', { timeout: 300000 }, async () => {
+  const { a, b } = pages;
+  const { infohash, magnet } = torrents.video;
+  assert.ok(await a.page.evaluate((h) => window.onionmesh.node.library().some((i) => i.hashName === h && i.complete), infohash), 'A holds the video');
+  await seeders.video.stop();
+  delete seeders.video;
+  await restartBridge(['--facilitator', 'off']);
+  const t0 = Date.now();
+  await openFromBox(b, magnet);
+  await waitDownloadComplete(b, 'B', infohash, 240000);
+  console.log(`B got the video from the mesh in ${Date.now() - t0} ms`);
+  const got = await blobDigest(b.page, infohash);
+  assert.equal(got.sha, video.sha, 'SHA-256 of B\'s blob() equals the seeded file\'s');
+
+  const unknown = randomBytes(20).toString('hex');
+  await openFromBox(b, unknown);
+  const reason = await waitFailed(b, 'B', unknown, 90000);
+  assert.match(reason, /not a facilitator/i, reason);
+});
+
+test('a facilitator that alters a piece is caught, and the page says so', { timeout: 180000 }, async () => {
+  const { d } = pages;
+  const { infohash, magnet } = torrents.corrupt;
+  await restartBridge(['--test-corrupt-piece', '2']);
+  await openFromBox(d, magnet);
+  const said = await d.page.waitForFunction((h) => {
+    const hit = window.onionmesh.events.find((e) => (e.type === 'log' && /SHA-1|altered/i.test(e.text))
+      || (e.type === 'content' && e.event === 'failed' && e.hashName === h && /SHA-1|altered/i.test(e.reason)));
+    return hit ? (hit.text || hit.reason) : false;
+  }, infohash, { timeout: 150000, polling: 250 }).then((h) => h.jsonValue()).catch(async (err) => {
+    throw new Error(`D never said a piece was altered: ${err.message}; progress ${JSON.stringify(await downloadProgress(d.page, infohash))}\n${await pageDump('D', d)}`);
+  });
+  console.log(`D said: ${said}`);
+  const shown = await d.page.evaluate(() => [...document.querySelectorAll('#log li')].map((li) => li.textContent).join('\n')
+    + document.getElementById('player-status').textContent
+    + [...document.querySelectorAll('#downloads .state-text')].map((e) => e.textContent).join('\n'));
+  assert.match(shown, /SHA-1|altered/i, 'the page shows it');
+});
+
+test('a facilitator that disappears mid-stream: the page says the download stopped, within a minute', { timeout: 180000 }, async () => {
+  const { e } = pages;
+  const { infohash, magnet } = torrents.vanish;
+  await restartBridge();
+  await openFromBox(e, magnet);
+  await e.page.waitForFunction((h) => {
+    const d = window.onionmesh.downloads.get(h);
+    return d && d.progress().piecesHave >= 2;
+  }, infohash, { timeout: 120000, polling: 100 }).catch(async (err) => {
+    throw new Error(`E's download never started: ${err.message}\n${await pageDump('E', e)}`);
+  });
+  const p = await downloadProgress(e.page, infohash);
+  assert.equal(p.complete, false, 'still mid-stream');
+  const t0 = Date.now();
+  await bridge.kill();
+  const reason = await waitFailed(e, 'E', infohash, 60000);
+  console.log(`after the facilitator vanished at ${p.piecesHave}/${p.pieces} pieces, E said after ${Date.now() - t0} ms: ${reason}`);
+  assert.ok(reason.length > 10, 'a sentence');
+  // Restart it so that after() stops a live bridge (and other pages keep a bridge).
+  bridge = await startBridge(bridgeArgs, { listen });
+});
