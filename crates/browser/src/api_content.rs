@@ -435,8 +435,11 @@ impl BrowserNode {
         let target = target_of(&target)?;
         let hash_name = target.hash_name();
         let source = target.source();
-        self.live(|d, now| d.start_download(now, hash_name, source))?
-            .map_err(|e| content_error(&e))?;
+        self.live(|d, now| {
+            d.web_publisher = Some(publish_web);
+            d.start_download(now, hash_name, source)
+        })?
+        .map_err(|e| content_error(&e))?;
         Ok(Download {
             shared: Rc::downgrade(&self.shared),
             hash_name,

@@ -141,6 +141,11 @@ pub struct Driver {
     pub selected: BTreeMap<HashName, usize>,
     /// Web files whose `done` is held back while they are published as this page's content.
     pub publishing: Vec<HashName>,
+    /// What publishes a finished web file as this page's own content and then sends its `done`
+    /// with `publishedAs`. Set by the JS API when it starts a download (`api_content.rs`), so
+    /// the driver calls up into the API layer without importing it; `None`: `done` goes out as
+    /// it is.
+    pub web_publisher: Option<fn(Weak<Shared>, HashName)>,
     /// Content events held back until `Node.start` resolves (nobody is subscribed before), so
     /// the page sees `resumable` for what the store held. `None` once delivered.
     held_back: Option<Vec<Event>>,
@@ -200,6 +205,7 @@ impl Shared {
                     sources: BTreeMap::new(),
                     selected: BTreeMap::new(),
                     publishing: Vec::new(),
+                    web_publisher: None,
                     held_back: Some(Vec::new()),
                     service_worker,
                     stream_handler: None,
@@ -652,11 +658,14 @@ impl Driver {
                 self.promises.on_event(&e);
                 self.on_event(now, &e);
                 if let Event::Content(ContentEvent::Done { hash_name }) = &e {
-                    if self.is_web(hash_name) && !self.publishing.contains(hash_name) {
+                    let publisher = self
+                        .web_publisher
+                        .filter(|_| self.is_web(hash_name) && !self.publishing.contains(hash_name));
+                    if let Some(publish) = publisher {
                         // Its `done` goes out once it is published as this page's own content
-                        // (api_content.rs `publish_web`), carrying `publishedAs`.
+                        // (`web_publisher`), carrying `publishedAs`.
                         self.publishing.push(*hash_name);
-                        crate::api_content::publish_web(self.me.clone(), *hash_name);
+                        publish(self.me.clone(), *hash_name);
                         return;
                     }
                 }
