@@ -172,9 +172,9 @@ test('a multi-file torrent: the page lists the files, streams the one picked, an
   // pieces past the clip (9 pieces uploaded for the clip's 7 in every run so far; likely librqbit's
   // read-ahead when the boundary piece's bytes are read through the neighbour file's stream). The
   // bound below allows those two and nothing more, so fetching the other files still fails it.
-  const first = Math.floor(700_001 / PIECE);
-  const last = Math.floor((700_001 + clip.size - 1) / PIECE);
-  const clipPieces = last - first + 1;
+  const firstPiece = Math.floor(700_001 / PIECE);
+  const lastPiece = Math.floor((700_001 + clip.size - 1) / PIECE);
+  const clipPieces = lastPiece - firstPiece + 1;
   const uploaded = await seeders.multi.uploaded();
   console.log(`the multi-file seeder uploaded ${uploaded} bytes (${(uploaded / PIECE).toFixed(2)} pieces) for a ${clip.size}-byte file over ${clipPieces} pieces; the other files hold ${700_001 + 6_000_003} bytes`);
   assert.ok(uploaded >= clip.size, `the seeder uploaded the clip (${uploaded} bytes)`);
