@@ -19,7 +19,8 @@ use thiserror::Error;
 
 use crate::content::{Descriptor, PieceRecord};
 use crate::download::{
-    Download, DownloadConfig, DownloadEvent, DownloadInput, Progress, SourceId, SourceProblem,
+    Download, DownloadConfig, DownloadError, DownloadEvent, DownloadInput, Progress, SourceId,
+    SourceProblem,
 };
 use crate::publish::Publication;
 use crate::relay::{Relay, RelayConfig, RelayEvent, RelayInput, RelayOutput, RELAY_STORE_OP_BIT};
@@ -294,12 +295,7 @@ impl Ordb {
         hash_name: HashName,
         index: usize,
     ) -> Result<(), OrdbError> {
-        let d = self
-            .downloads
-            .get_mut(&hash_name)
-            .ok_or(OrdbError::NotDownloading(hash_name))?;
-        d.select_file(now, index)?;
-        self.pump(now);
+        self.reselect(now, hash_name, |d| d.select_file(now, index))?;
         self.complete_selection(hash_name);
         Ok(())
     }
@@ -307,11 +303,21 @@ impl Ordb {
     /// Fetch every piece of `hash_name` again (undo [`Ordb::select_file`]; a multi-file
     /// torrent waits for this or `select_file` before fetching any piece).
     pub fn select_all(&mut self, now: Time, hash_name: HashName) -> Result<(), OrdbError> {
+        self.reselect(now, hash_name, |d| d.select_pieces(now, None))
+    }
+
+    /// Change the selection of the download of `hash_name` with `change`, then pump.
+    fn reselect(
+        &mut self,
+        now: Time,
+        hash_name: HashName,
+        change: impl FnOnce(&mut Download) -> Result<(), DownloadError>,
+    ) -> Result<(), OrdbError> {
         let d = self
             .downloads
             .get_mut(&hash_name)
             .ok_or(OrdbError::NotDownloading(hash_name))?;
-        d.select_pieces(now, None)?;
+        change(d)?;
         self.pump(now);
         Ok(())
     }
