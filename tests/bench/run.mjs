@@ -299,7 +299,10 @@ async function torrentPageRun(browser, magnet, infohash, announce) {
           let pr = null;
           try { pr = dl.progress(); } catch (e) { /* stopped: the failed event says why */ }
           if (failed || !pr) { clearInterval(timer); reject(new Error(`the download failed: ${failed ? failed.reason : 'stopped'}`)); return; }
-          if (complete === null && pr.complete) complete = { ms: performance.now() - t0, pr };
+          // Complete: every piece verified (progress) and stored (the `done` event; blob() works
+          // from then on), as the e2e tests' waitDownloadComplete waits for.
+          const stored = window.onionmesh.events.some((e) => e.type === 'content' && e.event === 'done' && e.hashName === infohash);
+          if (complete === null && pr.complete && stored) complete = { ms: performance.now() - t0, pr };
           if (complete !== null && firstFrame !== null) {
             clearInterval(timer);
             resolve({ firstFrame, framePieces, complete: complete.ms, bytes: complete.pr.bytes, pieces: complete.pr.pieces, source: complete.pr.source, beforeComplete: firstFrame < complete.ms });
