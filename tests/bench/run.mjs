@@ -14,21 +14,38 @@
 //    small WebM made with Debian's ffmpeg (targets <= 1 s and <= 2 s), and the download
 //    throughput of a larger file through circuits as a ratio to (1) measured in the same run
 //    (target >= 50 %);
-// 7. the wasm bundle's size, raw and gzipped.
-// Set BENCH_CONTENT=0 to skip (6) on a build without the content API.
-import { spawnSync } from 'node:child_process';
+// 7. BitTorrent through a facilitator (issue 10): a 2-minute WebM torrent seeded by aria2c on
+//    loopback (opentracker, mktorrent, aria2c from Debian), opened by magnet link in a page of a
+//    fresh five-page mesh whose bridge has the facilitator on: time from `download(magnet)` to
+//    the first video frame, time to complete and MB/s as a ratio to (1) and to librqbit's own
+//    download rate of the same torrent from the same seeder in the same run (the
+//    `librqbit_rate` example of the bridge crate, given in `LIBRQBIT_RATE`);
+// 8. the wasm bundle's size, raw and gzipped.
+// (The Kademlia and native relay figures `cargo xtask bench` prints come from cargo, not here.)
+// Set BENCH_CONTENT=0 to skip (6) on a build without the content API, BENCH_TORRENT=0 to skip (7).
+// BENCH_ONLY=torrent (or a comma-separated list of crypto, circuit, content, torrent, hops,
+// newcomer, bundle) runs only those sections; the raw baseline (1) always runs, as the ratios
+// need it.
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { launchBrowser, openNode, root, startBridge, waitForLinked } from '../e2e/harness.mjs';
+import { blobDigest, launchBrowser, makeTestVideo, openMesh, openNode, root, startBridge, waitForLinked } from '../e2e/harness.mjs';
 import { buildCircuit, fourPages, sendToSink, serveSink } from '../e2e/circuits.mjs';
+import { freePort, makeTorrent, removeTemp, seed, startTracker, tempDir } from '../e2e/bittorrent.mjs';
 
 const TOTAL = Number(process.env.BENCH_BYTES || 64 * 1024 * 1024);
 const CIRCUIT_BYTES = Number(process.env.BENCH_CIRCUIT_BYTES || 16 * 1024 * 1024);
 const CONTENT_BYTES = Number(process.env.BENCH_CONTENT_BYTES || 8 * 1024 * 1024);
 const FFMPEG = process.env.FFMPEG || '/usr/bin/ffmpeg';
+// The torrent section: the e2e tests' 2-minute, about 20 MB WebM (so that the page plays long
+// before it completes and the rates are not all start-up), this many runs of each side.
+const TORRENT_VIDEO_S = Number(process.env.BENCH_TORRENT_SECONDS || 120);
+const TORRENT_RUNS = Number(process.env.BENCH_TORRENT_RUNS || 2);
+const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((x) => x.trim())) : null;
+const want = (section) => !ONLY || ONLY.has(section);
 // A small WebM (VP9/Opus, 10 s, about 0.6 MB): a keyframe every second, cues up front.
 const FFMPEG_ARGS = [
   '-hide_banner', '-loglevel', 'error', '-y',
@@ -221,6 +238,128 @@ async function contentBench(browser) {
   }
 }
 
+// ----- BitTorrent through a facilitator (issue 10) ------------------------------------------
+
+/// librqbit's own download of `magnet` into a fresh directory (the `librqbit_rate` example):
+/// `{ bytes, seconds, metadata_seconds, data_seconds }`, `seconds` from add_torrent to finished,
+/// the metadata exchange included.
+async function librqbitRate(bin, magnet, announce) {
+  const out = tempDir('librqbit-rate');
+  try {
+    const p = spawn(bin, ['--out', out, '--tracker', announce, '--metadata-timeout-ms', '30000', '--timeout-s', '600', magnet], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => { stdout += d; });
+    p.stderr.on('data', (d) => { stderr += d; });
+    const code = await new Promise((resolve) => {
+      p.on('error', (e) => { stderr += `could not run ${bin}: ${e.message}`; resolve(-1); });
+      p.on('exit', resolve);
+    });
+    if (code !== 0) throw new Error(`${bin} exited with ${code}: ${stderr.trim()}`);
+    return JSON.parse(stdout.trim().split('\n').pop());
+  } finally {
+    removeTemp(out);
+  }
+}
+
+/// One page run: a fresh bridge (facilitator on, fresh cache dir, so librqbit really fetches)
+/// and a fresh five-page mesh; page A calls `download(magnet)`, `streamTo(<video>)` and plays.
+/// Resolves to `{ firstFrame, framePieces, complete, bytes, pieces, source, beforeComplete, sha,
+/// size }` (ms since `download`; `sha` and `size` are of `blob()` afterwards).
+async function torrentPageRun(browser, magnet, infohash, announce) {
+  const cache = tempDir('bench-bridge-cache');
+  const bridge = await startBridge(['--facilitator', 'on', '--bt-dht', 'off', '--tracker', announce, '--metadata-timeout', '30000', '--cache-dir', cache]);
+  let pages = {};
+  try {
+    pages = await openMesh(browser, bridge, ['a', 'b', 'c', 'd', 'e']);
+    const { a } = pages;
+    const r = await a.page.evaluate(async ({ magnet, infohash }) => {
+      const node = window.onionmesh.node;
+      const media = document.createElement('video');
+      media.muted = true;
+      document.body.append(media);
+      let firstFrame = null;
+      let framePieces = null;
+      let dl = null;
+      const t0 = performance.now();
+      const sawFrame = () => {
+        if (firstFrame !== null) return;
+        firstFrame = performance.now() - t0;
+        try { framePieces = dl ? dl.progress().piecesHave : null; } catch { /* stopped */ }
+      };
+      media.requestVideoFrameCallback(sawFrame);
+      media.addEventListener('timeupdate', () => { if (media.currentTime > 0) sawFrame(); });
+      dl = node.download(magnet);
+      await dl.streamTo(media);
+      await media.play();
+      return new Promise((resolve, reject) => {
+        let complete = null;
+        const timer = setInterval(() => {
+          const failed = window.onionmesh.events.find((e) => e.type === 'content' && e.event === 'failed' && e.hashName === infohash);
+          let pr = null;
+          try { pr = dl.progress(); } catch (e) { /* stopped: the failed event says why */ }
+          if (failed || !pr) { clearInterval(timer); reject(new Error(`the download failed: ${failed ? failed.reason : 'stopped'}`)); return; }
+          // Complete: every piece verified (progress) and stored (the `done` event; blob() works
+          // from then on), as the e2e tests' waitDownloadComplete waits for.
+          const stored = window.onionmesh.events.some((e) => e.type === 'content' && e.event === 'done' && e.hashName === infohash);
+          if (complete === null && pr.complete && stored) complete = { ms: performance.now() - t0, pr };
+          if (complete !== null && firstFrame !== null) {
+            clearInterval(timer);
+            resolve({ firstFrame, framePieces, complete: complete.ms, bytes: complete.pr.bytes, pieces: complete.pr.pieces, source: complete.pr.source, beforeComplete: firstFrame < complete.ms });
+          }
+          if (performance.now() - t0 > 600000) { clearInterval(timer); reject(new Error(`not complete and playing within 600 s: ${JSON.stringify(pr)}`)); }
+        }, 50);
+      });
+    }, { magnet, infohash });
+    const got = await blobDigest(a.page, infohash);
+    return { ...r, sha: got.sha, size: got.size };
+  } finally {
+    for (const p of Object.values(pages)) await p.context.close().catch(() => {});
+    await bridge.stop();
+    removeTemp(cache);
+  }
+}
+
+/// The torrent section: tracker, torrent, seeder; then `TORRENT_RUNS` rounds of one page run and
+/// one librqbit run each, interleaved so that both see the same load.
+async function torrentBench(browser) {
+  const video = await makeTestVideo(TORRENT_VIDEO_S);
+  const dir = tempDir('bench-torrent');
+  let tracker;
+  let seeder;
+  try {
+    const port = await freePort();
+    const announce = `http://127.0.0.1:${port}/announce`;
+    const data = path.join(dir, 'data');
+    mkdirSync(data);
+    copyFileSync(video.file, path.join(data, 'bench-video.webm'));
+    const t = await makeTorrent(path.join(data, 'bench-video.webm'), path.join(dir, 'video.torrent'), announce);
+    tracker = await startTracker([t.infohash], port);
+    seeder = await seed(t.torrent, data);
+    // aria2c announces right after its check (then every 2 s); librqbit announces once when a
+    // torrent is added and then only after the tracker's interval (about 15 min), so a client
+    // that asks before the seeder's first announce finds no peer for the whole run.
+    await new Promise((r) => setTimeout(r, 3000));
+    const bin = process.env.LIBRQBIT_RATE;
+    const pageRuns = [];
+    const rqRuns = [];
+    for (let i = 0; i < TORRENT_RUNS; i++) {
+      pageRuns.push(await torrentPageRun(browser, t.magnet, t.infohash, announce));
+      if (bin) rqRuns.push(await librqbitRate(bin, t.magnet, announce));
+    }
+    return { video, pageRuns, rqRuns, bin, uploaded: await seeder.uploaded() };
+  } finally {
+    if (seeder) await seeder.stop();
+    if (tracker) await tracker.stop();
+    removeTemp(dir);
+  }
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
 async function rawThroughput(browser, messageSize) {
   const a = await (await browser.newContext()).newPage();
   const b = await (await browser.newContext()).newPage();
@@ -307,14 +446,16 @@ async function relayCryptoInWasm(browser, url, cells) {
 const browser = await launchBrowser();
 const web = await serveWeb();
 try {
-  const CELLS = Number(process.env.BENCH_CELLS || 500000);
-  const rates = [];
-  for (let i = 0; i < 3; i++) rates.push(await relayCryptoInWasm(browser, web.url, CELLS));
-  rates.sort((x, y) => x - y);
-  const k = (r) => `${Math.round(r / 1000)} k`;
-  console.log(`onion relay crypto in wasm (headless Chromium, one core), per-hop forward, ${CELLS} cells per run`);
-  console.log(`  ${k(rates[1])} cells/s (median of 3; min ${k(rates[0])}, max ${k(rates[2])}); target >= 500 k in wasm`);
-  console.log('  (native figure: `cargo bench -p onionmesh-onion --bench relay`, target >= 1,500 k cells/s)\n');
+  if (want('crypto')) {
+    const CELLS = Number(process.env.BENCH_CELLS || 500000);
+    const rates = [];
+    for (let i = 0; i < 3; i++) rates.push(await relayCryptoInWasm(browser, web.url, CELLS));
+    rates.sort((x, y) => x - y);
+    const k = (r) => `${Math.round(r / 1000)} k`;
+    console.log(`onion relay crypto in wasm (headless Chromium, one core), per-hop forward, ${CELLS} cells per run`);
+    console.log(`  ${k(rates[1])} cells/s (median of 3; min ${k(rates[0])}, max ${k(rates[2])}); target >= 500 k in wasm`);
+    console.log('  (native figure: `cargo bench -p onionmesh-onion --bench relay`, target >= 1,500 k cells/s)\n');
+  }
 
   console.log(`raw WebRTC data channel, two pages in one headless Chromium, ${TOTAL / 1048576} MiB per run`);
   console.log('message size | MB/s');
@@ -326,14 +467,16 @@ try {
     console.log(`${String(size / 1024).padStart(9)} KiB | ${runs[1].toFixed(1)} (median of 3; min ${runs[0].toFixed(1)}, max ${runs[2].toFixed(1)})`);
     raw[size] = runs[1];
   }
-  const circ = await circuitThroughput(browser, 3);
-  circ.sort((x, y) => x - y);
-  const med = circ[1];
-  console.log(`\n3-hop onion circuit, four pages (A -> B -> C -> D) and a real bridge, one stream, ${CIRCUIT_BYTES / 1048576} MiB per run`);
-  console.log('MB/s, median of 3 | min - max | ratio to raw 16 KiB | ratio to raw 64 KiB');
-  console.log(`${med.toFixed(1)} | ${circ[0].toFixed(1)} - ${circ[2].toFixed(1)} | ${(100 * med / raw[16384]).toFixed(0)} % | ${(100 * med / raw[65536]).toFixed(0)} %`);
+  if (want('circuit')) {
+    const circ = await circuitThroughput(browser, 3);
+    circ.sort((x, y) => x - y);
+    const med = circ[1];
+    console.log(`\n3-hop onion circuit, four pages (A -> B -> C -> D) and a real bridge, one stream, ${CIRCUIT_BYTES / 1048576} MiB per run`);
+    console.log('MB/s, median of 3 | min - max | ratio to raw 16 KiB | ratio to raw 64 KiB');
+    console.log(`${med.toFixed(1)} | ${circ[0].toFixed(1)} - ${circ[2].toFixed(1)} | ${(100 * med / raw[16384]).toFixed(0)} % | ${(100 * med / raw[65536]).toFixed(0)} %`);
+  }
 
-  if (process.env.BENCH_CONTENT !== '0') {
+  if (want('content') && process.env.BENCH_CONTENT !== '0') {
     const r = await contentBench(browser);
     const mbps = r.blob.size / r.seconds / 1e6;
     console.log(`\ncontent on a warm mesh of five pages (A publishes; others open the share link), video ${r.video.size} bytes (WebM VP9/Opus, 10 s)`);
@@ -342,26 +485,59 @@ try {
     console.log(`download of ${r.blob.size} bytes through ${r.circuits} circuit(s) | ${r.seconds.toFixed(1)} s, ${mbps.toFixed(2)} MB/s | ${(100 * mbps / raw[16384]).toFixed(0)} % of raw 16 KiB | ${(100 * mbps / raw[65536]).toFixed(0)} % of raw 64 KiB (target >= 50 %)`);
   }
 
-  const fmt = (ms) => (ms === null ? 'not within 30 s' : `${(ms / 1000).toFixed(2)} s`);
-  console.log('\na hop\'s page goes away (A -> B -> C -> D, C goes): time until B closes its link to C | until A sees the circuit destroyed (target <= 5 s)');
-  for (const how of ['closed', 'suspended']) {
-    const r = await hopGone(browser, how);
-    console.log(`C's page ${how.padEnd(9)} | ${fmt(r.link)} | ${fmt(r.circuit)}`);
+  if (want('torrent') && process.env.BENCH_TORRENT !== '0') {
+    const r = await torrentBench(browser);
+    const n = r.pageRuns.length;
+    const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
+    const list = (xs, f) => xs.map(f).join(', ');
+    const frame = median(r.pageRuns.map((p) => p.firstFrame));
+    const done = median(r.pageRuns.map((p) => p.complete));
+    const pageMBps = r.video.size / (done / 1000) / 1e6;
+    console.log(`\nBitTorrent through a facilitator: a ${r.video.size}-byte WebM (VP9/Opus, ${TORRENT_VIDEO_S} s) seeded by aria2c on loopback (opentracker, mktorrent, 256 KiB pieces), opened by magnet link in page A of a fresh five-page mesh with a fresh bridge (facilitator on, fresh cache) per run; ${n} run(s)`);
+    console.log(`time from download(magnet) to the first video frame | ${s(frame)} (median of ${n}: ${list(r.pageRuns, (p) => `${s(p.firstFrame)} at ${p.framePieces}/${p.pieces} pieces`)})`);
+    console.log(`played before complete | ${list(r.pageRuns, (p) => (p.beforeComplete ? 'yes' : 'no'))}`);
+    console.log(`time from download(magnet) to complete | ${s(done)} (median of ${n}: ${list(r.pageRuns, (p) => s(p.complete))})`);
+    console.log(`blob() SHA-256 equals the seeded file's | ${list(r.pageRuns, (p) => (p.sha === r.video.sha && p.size === r.video.size ? 'yes' : `NO (${p.size} bytes)`))}`);
+    console.log(`page throughput, whole file, metadata included | ${pageMBps.toFixed(2)} MB/s | ${(100 * pageMBps / raw[16384]).toFixed(0)} % of raw 16 KiB | ${(100 * pageMBps / raw[65536]).toFixed(0)} % of raw 64 KiB`);
+    if (r.rqRuns.length) {
+      const rq = r.rqRuns.map((x) => ({ ...x, mbps: x.bytes / x.seconds / 1e6, dataMbps: x.bytes / x.data_seconds / 1e6 }));
+      const rqMbps = median(rq.map((x) => x.mbps));
+      const rqData = median(rq.map((x) => x.dataMbps));
+      console.log(`librqbit alone (examples/librqbit_rate.rs, same seeder, DHT off), add_torrent to finished, metadata included | ${median(rq.map((x) => x.seconds)).toFixed(2)} s, ${rqMbps.toFixed(1)} MB/s (median of ${rq.length}: ${list(rq, (x) => `${x.seconds.toFixed(2)} s`)})`);
+      console.log(`librqbit alone, pieces only (after its metadata, ${list(rq, (x) => `${x.metadata_seconds.toFixed(2)} s`)}) | ${rqData.toFixed(1)} MB/s`);
+      console.log(`page throughput as a share of librqbit's own (both metadata included) | ${(100 * pageMBps / rqMbps).toFixed(1)} %`);
+    } else {
+      console.log('librqbit alone: skipped (set LIBRQBIT_RATE to the librqbit_rate example binary; cargo xtask bench does)');
+    }
+    console.log(`the seeder uploaded ${r.uploaded} bytes in all (${(r.uploaded / r.video.size).toFixed(2)} times the file)`);
   }
-  console.log('\na newcomer joins four registered pages: time until it holds 3 links (target: the same with one page suspended)');
-  for (const suspended of [false, true]) {
-    const ms = await newcomerLinks(browser, suspended);
-    console.log(`${suspended ? 'one page suspended' : 'all pages alive   '} | ${ms === null ? 'not within 60 s' : `${(ms / 1000).toFixed(2)} s`}`);
+
+  const fmt = (ms) => (ms === null ? 'not within 30 s' : `${(ms / 1000).toFixed(2)} s`);
+  if (want('hops')) {
+    console.log('\na hop\'s page goes away (A -> B -> C -> D, C goes): time until B closes its link to C | until A sees the circuit destroyed (target <= 5 s)');
+    for (const how of ['closed', 'suspended']) {
+      const r = await hopGone(browser, how);
+      console.log(`C's page ${how.padEnd(9)} | ${fmt(r.link)} | ${fmt(r.circuit)}`);
+    }
+  }
+  if (want('newcomer')) {
+    console.log('\na newcomer joins four registered pages: time until it holds 3 links (target: the same with one page suspended)');
+    for (const suspended of [false, true]) {
+      const ms = await newcomerLinks(browser, suspended);
+      console.log(`${suspended ? 'one page suspended' : 'all pages alive   '} | ${ms === null ? 'not within 60 s' : `${(ms / 1000).toFixed(2)} s`}`);
+    }
   }
 } finally {
   web.close();
   await browser.close();
 }
 
-const pkg = path.join(root, 'web', 'pkg');
-console.log('\nwasm bundle (web/pkg)');
-console.log('file | raw bytes | gzip -9 bytes');
-for (const f of readdirSync(pkg).filter((f) => f.endsWith('.wasm') || f.endsWith('.js'))) {
-  const bytes = readFileSync(path.join(pkg, f));
-  console.log(`${f} | ${bytes.length} | ${gzipSync(bytes, { level: 9 }).length}`);
+if (want('bundle')) {
+  const pkg = path.join(root, 'web', 'pkg');
+  console.log('\nwasm bundle (web/pkg)');
+  console.log('file | raw bytes | gzip -9 bytes');
+  for (const f of readdirSync(pkg).filter((f) => f.endsWith('.wasm') || f.endsWith('.js'))) {
+    const bytes = readFileSync(path.join(pkg, f));
+    console.log(`${f} | ${bytes.length} | ${gzipSync(bytes, { level: 9 }).length}`);
+  }
 }

@@ -7,7 +7,8 @@
 //!   the native unit and simulation tests, the wasm tests in headless Chromium, and the
 //!   end-to-end tests (real Chromium pages against a real bridge).
 //! - `bench`: print the benchmark figures (relay crypto, raw WebRTC throughput baseline, circuit
-//!   and content throughput, Kademlia lookups, relay cells/s with 1 and 1,001 circuits, bundle size).
+//!   and content throughput, a torrent through a facilitator against the baseline and librqbit's
+//!   own rate, Kademlia lookups, relay cells/s with 1 and 1,001 circuits, bundle size).
 //! - `build-web`: build only the wasm bundle into web/pkg.
 //! - `fuzz [<target> [SECONDS]]`: list the fuzz targets, or fuzz one for a long run (see
 //!   `fuzz.rs`; `test` runs every target for a few seconds).
@@ -301,18 +302,38 @@ fn test(args: &[String]) -> Result {
     Ok(())
 }
 
+/// The bridge crate's `librqbit_rate` example (librqbit's own download rate, the torrent
+/// benchmark's baseline) as `cargo build -p onionmesh-bridge --example librqbit_rate` leaves it.
+fn librqbit_rate_binary(profile: &str) -> PathBuf {
+    target_dir()
+        .join(profile)
+        .join("examples")
+        .join("librqbit_rate")
+}
+
 fn bench() -> Result {
     ensure_wasm_tools()?;
+    // Chromium and ffmpeg, and for the torrent benchmark opentracker, mktorrent and aria2c.
     ensure_browser()?;
     ensure_npm()?;
     build_web()?;
     run(cargo().args(["build", "-p", "onionmesh-bridge"]))?;
+    // Same profile as the bridge, so librqbit runs the same code in both.
+    run(cargo().args([
+        "build",
+        "-p",
+        "onionmesh-bridge",
+        "--example",
+        "librqbit_rate",
+    ]))?;
     // Browser: relay crypto in wasm, raw WebRTC data-channel throughput (the baseline), 3-hop
-    // circuit throughput, content time-to-first-byte/frame and download throughput, the bundle's
-    // size (tests/bench/run.mjs says what each figure is).
+    // circuit throughput, content time-to-first-byte/frame and download throughput, a torrent
+    // through a facilitator against the raw baseline and librqbit's own rate, the bundle's size
+    // (tests/bench/run.mjs says what each figure is; BENCH_ONLY=torrent runs one section).
     run(Command::new("node")
         .arg("tests/bench/run.mjs")
         .env("ONIONMESH_BRIDGE", bridge_binary("debug"))
+        .env("LIBRQBIT_RATE", librqbit_rate_binary("debug"))
         .env("CHROMIUM", CHROMIUM))?;
     // Kademlia: lookup rounds and messages for N = 100, 1,000 and 10,000 beside log2 N.
     run(cargo().args([
