@@ -15,7 +15,7 @@ use librqbit::{
     AddTorrent, AddTorrentOptions, AddTorrentResponse, ListenerMode, ListenerOptions, Magnet,
     ManagedTorrent, Session, SessionOptions, TorrentMetadata,
 };
-use onionmesh_wire::db::DbSource;
+use onionmesh_wire::db::{DbEndReason, DbSource};
 use sha1::{Digest, Sha1};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -58,7 +58,7 @@ struct Loaded {
     metadata: Arc<TorrentMetadata>,
 }
 
-type Opening = Arc<OnceCell<Result<Arc<Loaded>, String>>>;
+type Opening = Arc<OnceCell<Result<Arc<Loaded>, Stop>>>;
 
 /// One infohash's place in the table.
 struct Entry {
@@ -150,8 +150,7 @@ impl Torrents {
             .opening
             .get_or_init(|| async move { this.add(&uri, infohash.0).await.map(Arc::new) })
             .await
-            .clone()
-            .map_err(Stop::unavailable)?;
+            .clone()?;
         Ok(ServedTorrent {
             lease,
             loaded,
@@ -183,8 +182,10 @@ impl Torrents {
         })
     }
 
-    /// Add the magnet link to the session and wait (bounded) for its metadata.
-    async fn add(&self, magnet: &str, infohash: [u8; 20]) -> Result<Loaded, String> {
+    /// Add the magnet link to the session and wait (bounded) for its metadata. No metadata
+    /// in time is `NOT_FOUND` (a verdict on the infohash: the requester stops at once); other
+    /// failures are `UNAVAILABLE` (another facilitator may do better).
+    async fn add(&self, magnet: &str, infohash: [u8; 20]) -> Result<Loaded, Stop> {
         let secs = self.cfg.metadata_timeout.as_secs_f64();
         let opts = AddTorrentOptions {
             // Nothing until a query says which pieces.
@@ -201,30 +202,34 @@ impl Torrents {
         )
         .await
         .map_err(|_| {
-            format!(
-                "no BitTorrent peer sent this torrent's metadata within {secs:.0} s: unknown \
-                 infohash, or nobody seeds it"
+            Stop::end(
+                DbEndReason::NOT_FOUND,
+                format!(
+                    "no BitTorrent peer sent this torrent's metadata within {secs:.0} s: unknown \
+                     infohash, or nobody seeds it"
+                ),
             )
         })?
-        .map_err(|e| format!("BitTorrent could not add the torrent: {e:#}"))?;
+        .map_err(|e| Stop::unavailable(format!("BitTorrent could not add the torrent: {e:#}")))?;
         let handle = match added {
             AddTorrentResponse::Added(_, h) | AddTorrentResponse::AlreadyManaged(_, h) => h,
             AddTorrentResponse::ListOnly(_) => {
-                return Err("BitTorrent listed the torrent instead of adding it".into())
+                return Err(Stop::unavailable(
+                    "BitTorrent listed the torrent instead of adding it",
+                ))
             }
         };
-        let metadata = handle
-            .metadata
-            .load_full()
-            .ok_or("BitTorrent added the torrent without its metadata")?;
+        let metadata = handle.metadata.load_full().ok_or_else(|| {
+            Stop::unavailable("BitTorrent added the torrent without its metadata")
+        })?;
         let digest: [u8; 20] = Sha1::digest(&metadata.info_bytes).into();
         if digest != handle.info_hash().0 {
-            return Err(format!(
+            return Err(Stop::unavailable(format!(
                 "the metadata BitTorrent returned hashes to {}, not the infohash {}; refusing \
                  to serve it",
                 hex::encode(digest),
                 hex::encode(handle.info_hash().0)
-            ));
+            )));
         }
         info!(
             "torrent {} resolved: {} bytes in {} files, pieces of {} bytes",
