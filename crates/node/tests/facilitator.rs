@@ -7,7 +7,7 @@
 //! 3-hop circuits to ORDBs, which find nobody in the mesh and hand the request to their bridge;
 //! the bytes are identical and the content is then served inside the mesh to another page with
 //! no facilitator; a file of a multi-file torrent downloads byte-identical and only its pieces
-//! are asked of the facilitator; a facilitator that corrupts a piece is caught (SHA-1 against
+//! are asked of the facilitator, and a later `select_all` fetches only the rest and completes; a facilitator that corrupts a piece is caught (SHA-1 against
 //! the info) and the piece is fetched again; the facilitator never sees the requester (only
 //! ORDBs' bridge connections, and no frame carries the requester's ID); a torrent no
 //! facilitator finds (`DB_END NOT_FOUND`) fails at the first such answer with the
@@ -240,6 +240,7 @@ fn one_file_of_a_multi_file_torrent_and_only_its_pieces() {
     let t = Torrent::new(&files, 16 * 1024, 9);
     let (h, whole) = (t.hash(), t.data.clone());
     let magnet = t.magnet();
+    let t_magnet = t.magnet();
     let seen = Rc::new(RefCell::new(Seen::default()));
     net.facilitator = Some(facilitator(vec![t], None, seen.clone()));
 
@@ -293,9 +294,36 @@ fn one_file_of_a_multi_file_torrent_and_only_its_pieces() {
     );
     requester_unseen(&net, &seen.borrow(), 6);
     // The Done event, not a failure, ended it.
-    assert!(net.events[6]
-        .iter()
-        .any(|e| matches!(e, Event::Content(ContentEvent::Done { hash_name }) if *hash_name == h)));
+    let dones = |n: &Net| {
+        n.events[6]
+            .iter()
+            .filter(
+                |e| matches!(e, Event::Content(ContentEvent::Done { hash_name }) if *hash_name == h),
+            )
+            .count()
+    };
+    assert_eq!(dones(&net), 1);
+
+    // Later the page wants the whole torrent: the download resumes from what is stored (no
+    // piece is asked for before the choice), `select_all` fetches only the other files'
+    // pieces, and the download completes.
+    seen.borrow_mut().pieces.clear();
+    net.download_from(6, t_magnet);
+    net.advance_for(Duration::from_secs(2));
+    assert!(seen.borrow().pieces.is_empty());
+    let now = net.now;
+    net.nodes[6].ordb().select_all(now, h).unwrap();
+    net.drain(6);
+    net.until(
+        Duration::from_secs(300),
+        "the whole torrent downloads",
+        |n| dones(n) == 2 || n.failed(6, h).is_some(),
+    );
+    assert_eq!(net.failed(6, h), None);
+    assert_eq!(stored(&mut net, 6, h, 0..16), whole);
+    let asked = seen.borrow().pieces.get(&h).cloned().unwrap_or_default();
+    let rest: BTreeSet<u32> = (0..4).chain(11..16).collect();
+    assert_eq!(asked, rest, "only the pieces not stored yet were asked for");
 }
 
 #[test]
