@@ -13,7 +13,9 @@
 //! facilitator finds (`DB_END NOT_FOUND`) fails at the first such answer with the
 //! facilitator's sentence, a few seconds after the request; a bridge that closes every
 //! facilitated request (the mesh merely lacks the content) ends the download with a sentence
-//! only after other ORDBs were tried.
+//! only after other ORDBs were tried; two bridges, each a facilitator for its own ORDBs, both
+//! serve pieces of one download (the requester's scheduler splits the ranges between its
+//! sources), which completes byte-identical.
 
 use onionmesh_node::testing::{data, Facilitator, Net};
 use onionmesh_node::{ContentEvent, Event};
@@ -385,4 +387,49 @@ fn a_bridge_that_drops_facilitated_requests_ends_them_with_a_sentence() {
         "{:?}",
         net.nodes[7].ordb().stats()
     );
+}
+
+#[test]
+fn two_facilitators_on_two_bridges_share_the_pieces_of_one_torrent() {
+    let mut net = Net::new(8);
+    // Two bridges: the even nodes are registered at one, the odd nodes at the other; each
+    // bridge is a facilitator with its own BitTorrent session (here: its own copy of the
+    // torrent and its own record of what it served).
+    let t = Torrent::new(&[("film.webm", 1_200_000)], 16 * 1024, 21);
+    let (h, whole, magnet) = (t.hash(), t.data.clone(), t.magnet());
+    let pieces = whole.len().div_ceil(16 * 1024) as u32;
+    let seen = [
+        Rc::new(RefCell::new(Seen::default())),
+        Rc::new(RefCell::new(Seen::default())),
+    ];
+    let mut bridges = [
+        facilitator(vec![t], None, seen[0].clone()),
+        facilitator(
+            vec![Torrent::new(&[("film.webm", 1_200_000)], 16 * 1024, 21)],
+            None,
+            seen[1].clone(),
+        ),
+    ];
+    net.facilitator = Some(Box::new(move |node, frame| bridges[node % 2](node, frame)));
+
+    net.download_from(7, magnet);
+    net.until(Duration::from_secs(300), "the torrent downloads", |n| {
+        n.done(7, h) || n.failed(7, h).is_some()
+    });
+    assert_eq!(net.failed(7, h), None);
+    assert_eq!(stored(&mut net, 7, h, 0..pieces), whole);
+    // The requester split the pieces between the ORDBs of both bridges, so both facilitators
+    // served some.
+    let served: Vec<usize> = seen
+        .iter()
+        .map(|s| s.borrow().pieces.get(&h).map_or(0, BTreeSet::len))
+        .collect();
+    assert!(
+        served.iter().all(|&n| n > 0),
+        "pieces served per bridge: {served:?}"
+    );
+    assert!(served.iter().sum::<usize>() >= pieces as usize);
+    for s in &seen {
+        requester_unseen(&net, &s.borrow(), 7);
+    }
 }
