@@ -416,8 +416,12 @@ impl ServedTorrent {
             };
             let in_file = pos - offset;
             let n = ((len - in_file) as usize).min(buf.len() - done);
-            let reader = self.reader_at(index, in_file).await?;
             let span = &mut buf[done..done + n];
+            if self.neighbour_bytes(index, pos, in_file, span).await? {
+                done += n;
+                continue;
+            }
+            let reader = self.reader_at(index, in_file).await?;
             match timeout(PIECE_TIMEOUT, reader.stream.read_exact(span)).await {
                 Ok(Ok(_)) => reader.position += n as u64,
                 Ok(Err(e)) => {
@@ -437,6 +441,86 @@ impl ServedTorrent {
             done += n;
         }
         Ok(())
+    }
+
+    /// Bytes of a boundary piece that belong to a neighbour file no query selected: read from
+    /// the cache file on disk once the piece is verified, never through that file's stream. A
+    /// librqbit stream asks the swarm for up to 32 MiB of its file from its position on,
+    /// selected or not, so reading the neighbour's bytes through it fetched the neighbour's
+    /// next pieces too (2 extra pieces per boundary in the e2e test). The piece is waited for
+    /// through a selected file's stream (its position then lies inside that same piece); the
+    /// bytes are on disk since librqbit writes every verified piece whole, into every file it
+    /// overlaps. False (nothing read) when `index` is selected, or no selected file shares the
+    /// piece: then the caller reads through `index`'s stream.
+    async fn neighbour_bytes(
+        &mut self,
+        index: usize,
+        pos: u64,
+        in_file: u64,
+        span: &mut [u8],
+    ) -> Result<bool, Stop> {
+        let selected = {
+            let entries = self.lease.torrents.entries();
+            match entries.get(&self.lease.infohash) {
+                Some(e) => e.selected.clone(),
+                None => return Ok(false),
+            }
+        };
+        if selected.contains(&index) {
+            return Ok(false);
+        }
+        let loaded = self.loaded.clone();
+        let files = &loaded.metadata.file_infos;
+        let piece_len = self.piece_len();
+        let piece = (pos / piece_len) as u32;
+        let Some((j, j_in_file)) = selected.iter().find_map(|&j| {
+            let f = files.get(j)?;
+            if f.len == 0 || !f.piece_range.contains(&piece) {
+                return None;
+            }
+            let start = (u64::from(piece) * piece_len).max(f.offset_in_torrent);
+            Some((j, start - f.offset_in_torrent))
+        }) else {
+            return Ok(false);
+        };
+        // One byte of the selected file inside the same piece: returns once it is verified.
+        let reader = self.reader_at(j, j_in_file).await?;
+        let mut one = [0u8; 1];
+        match timeout(PIECE_TIMEOUT, reader.stream.read_exact(&mut one)).await {
+            Ok(Ok(_)) => reader.position += 1,
+            Ok(Err(e)) => {
+                self.reader = None;
+                return Err(Stop::unavailable(format!(
+                    "BitTorrent could not read piece {piece}: {e}"
+                )));
+            }
+            Err(_) => {
+                self.reader = None;
+                return Err(Stop::unavailable(format!(
+                    "no BitTorrent peer delivered piece {piece} within {} s",
+                    PIECE_TIMEOUT.as_secs()
+                )));
+            }
+        }
+        let info = &files[index];
+        if info.attrs.padding {
+            // BEP 47 padding: zeros, not on disk.
+            span.fill(0);
+            return Ok(true);
+        }
+        let path = loaded.handle.output_folder().join(&info.relative_filename);
+        let read = async {
+            let mut f = tokio::fs::File::open(&path).await?;
+            f.seek(std::io::SeekFrom::Start(in_file)).await?;
+            f.read_exact(span).await
+        };
+        read.await.map_err(|e| {
+            Stop::unavailable(format!(
+                "the cache lost piece {piece}'s bytes of file {index} ({}): {e}",
+                path.display()
+            ))
+        })?;
+        Ok(true)
     }
 
     /// The stream of file `index`, positioned at `in_file`.
