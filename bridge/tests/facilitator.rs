@@ -410,7 +410,7 @@ async fn a_magnet_link_streams_a_torrent_verified_piece_by_piece() {
         send_source(&mut other, 8, magnet_source(unknown, &magnet(&unknown))).await;
         send_query(&mut other, 8, HashName(unknown), 0, 0, 0).await;
         let end = expect_end(&mut other, 8, SLOW).await;
-        assert_end(&end, DbEndReason::UNAVAILABLE, &["metadata", "4 s"]);
+        assert_end(&end, DbEndReason::NOT_FOUND, &["metadata", "4 s"]);
         let took = started.elapsed();
         assert!(
             took >= Duration::from_millis(3_900) && took < Duration::from_secs(9),

@@ -38,7 +38,7 @@ impl Answers {
 }
 
 /// Why a request stops early.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Stop {
     /// Answer `DB_END` with this reason and sentence.
     End {

@@ -15,7 +15,7 @@ use librqbit::{
     AddTorrent, AddTorrentOptions, AddTorrentResponse, ListenerMode, ListenerOptions, Magnet,
     ManagedTorrent, Session, SessionOptions, TorrentMetadata,
 };
-use onionmesh_wire::db::DbSource;
+use onionmesh_wire::db::{DbEndReason, DbSource};
 use sha1::{Digest, Sha1};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -58,7 +58,7 @@ struct Loaded {
     metadata: Arc<TorrentMetadata>,
 }
 
-type Opening = Arc<OnceCell<Result<Arc<Loaded>, String>>>;
+type Opening = Arc<OnceCell<Result<Arc<Loaded>, Stop>>>;
 
 /// One infohash's place in the table.
 struct Entry {
@@ -150,8 +150,7 @@ impl Torrents {
             .opening
             .get_or_init(|| async move { this.add(&uri, infohash.0).await.map(Arc::new) })
             .await
-            .clone()
-            .map_err(Stop::unavailable)?;
+            .clone()?;
         Ok(ServedTorrent {
             lease,
             loaded,
@@ -183,8 +182,10 @@ impl Torrents {
         })
     }
 
-    /// Add the magnet link to the session and wait (bounded) for its metadata.
-    async fn add(&self, magnet: &str, infohash: [u8; 20]) -> Result<Loaded, String> {
+    /// Add the magnet link to the session and wait (bounded) for its metadata. No metadata
+    /// in time is `NOT_FOUND` (a verdict on the infohash: the requester stops at once); other
+    /// failures are `UNAVAILABLE` (another facilitator may do better).
+    async fn add(&self, magnet: &str, infohash: [u8; 20]) -> Result<Loaded, Stop> {
         let secs = self.cfg.metadata_timeout.as_secs_f64();
         let opts = AddTorrentOptions {
             // Nothing until a query says which pieces.
@@ -201,30 +202,34 @@ impl Torrents {
         )
         .await
         .map_err(|_| {
-            format!(
-                "no BitTorrent peer sent this torrent's metadata within {secs:.0} s: unknown \
-                 infohash, or nobody seeds it"
+            Stop::end(
+                DbEndReason::NOT_FOUND,
+                format!(
+                    "no BitTorrent peer sent this torrent's metadata within {secs:.0} s: unknown \
+                     infohash, or nobody seeds it"
+                ),
             )
         })?
-        .map_err(|e| format!("BitTorrent could not add the torrent: {e:#}"))?;
+        .map_err(|e| Stop::unavailable(format!("BitTorrent could not add the torrent: {e:#}")))?;
         let handle = match added {
             AddTorrentResponse::Added(_, h) | AddTorrentResponse::AlreadyManaged(_, h) => h,
             AddTorrentResponse::ListOnly(_) => {
-                return Err("BitTorrent listed the torrent instead of adding it".into())
+                return Err(Stop::unavailable(
+                    "BitTorrent listed the torrent instead of adding it",
+                ))
             }
         };
-        let metadata = handle
-            .metadata
-            .load_full()
-            .ok_or("BitTorrent added the torrent without its metadata")?;
+        let metadata = handle.metadata.load_full().ok_or_else(|| {
+            Stop::unavailable("BitTorrent added the torrent without its metadata")
+        })?;
         let digest: [u8; 20] = Sha1::digest(&metadata.info_bytes).into();
         if digest != handle.info_hash().0 {
-            return Err(format!(
+            return Err(Stop::unavailable(format!(
                 "the metadata BitTorrent returned hashes to {}, not the infohash {}; refusing \
                  to serve it",
                 hex::encode(digest),
                 hex::encode(handle.info_hash().0)
-            ));
+            )));
         }
         info!(
             "torrent {} resolved: {} bytes in {} files, pieces of {} bytes",
@@ -411,8 +416,12 @@ impl ServedTorrent {
             };
             let in_file = pos - offset;
             let n = ((len - in_file) as usize).min(buf.len() - done);
-            let reader = self.reader_at(index, in_file).await?;
             let span = &mut buf[done..done + n];
+            if self.neighbour_bytes(index, pos, in_file, span).await? {
+                done += n;
+                continue;
+            }
+            let reader = self.reader_at(index, in_file).await?;
             match timeout(PIECE_TIMEOUT, reader.stream.read_exact(span)).await {
                 Ok(Ok(_)) => reader.position += n as u64,
                 Ok(Err(e)) => {
@@ -432,6 +441,86 @@ impl ServedTorrent {
             done += n;
         }
         Ok(())
+    }
+
+    /// Bytes of a boundary piece that belong to a neighbour file no query selected: read from
+    /// the cache file on disk once the piece is verified, never through that file's stream. A
+    /// librqbit stream asks the swarm for up to 32 MiB of its file from its position on,
+    /// selected or not, so reading the neighbour's bytes through it fetched the neighbour's
+    /// next pieces too (2 extra pieces per boundary in the e2e test). The piece is waited for
+    /// through a selected file's stream (its position then lies inside that same piece); the
+    /// bytes are on disk since librqbit writes every verified piece whole, into every file it
+    /// overlaps. False (nothing read) when `index` is selected, or no selected file shares the
+    /// piece: then the caller reads through `index`'s stream.
+    async fn neighbour_bytes(
+        &mut self,
+        index: usize,
+        pos: u64,
+        in_file: u64,
+        span: &mut [u8],
+    ) -> Result<bool, Stop> {
+        let selected = {
+            let entries = self.lease.torrents.entries();
+            match entries.get(&self.lease.infohash) {
+                Some(e) => e.selected.clone(),
+                None => return Ok(false),
+            }
+        };
+        if selected.contains(&index) {
+            return Ok(false);
+        }
+        let loaded = self.loaded.clone();
+        let files = &loaded.metadata.file_infos;
+        let piece_len = self.piece_len();
+        let piece = (pos / piece_len) as u32;
+        let Some((j, j_in_file)) = selected.iter().find_map(|&j| {
+            let f = files.get(j)?;
+            if f.len == 0 || !f.piece_range.contains(&piece) {
+                return None;
+            }
+            let start = (u64::from(piece) * piece_len).max(f.offset_in_torrent);
+            Some((j, start - f.offset_in_torrent))
+        }) else {
+            return Ok(false);
+        };
+        // One byte of the selected file inside the same piece: returns once it is verified.
+        let reader = self.reader_at(j, j_in_file).await?;
+        let mut one = [0u8; 1];
+        match timeout(PIECE_TIMEOUT, reader.stream.read_exact(&mut one)).await {
+            Ok(Ok(_)) => reader.position += 1,
+            Ok(Err(e)) => {
+                self.reader = None;
+                return Err(Stop::unavailable(format!(
+                    "BitTorrent could not read piece {piece}: {e}"
+                )));
+            }
+            Err(_) => {
+                self.reader = None;
+                return Err(Stop::unavailable(format!(
+                    "no BitTorrent peer delivered piece {piece} within {} s",
+                    PIECE_TIMEOUT.as_secs()
+                )));
+            }
+        }
+        let info = &files[index];
+        if info.attrs.padding {
+            // BEP 47 padding: zeros, not on disk.
+            span.fill(0);
+            return Ok(true);
+        }
+        let path = loaded.handle.output_folder().join(&info.relative_filename);
+        let read = async {
+            let mut f = tokio::fs::File::open(&path).await?;
+            f.seek(std::io::SeekFrom::Start(in_file)).await?;
+            f.read_exact(span).await
+        };
+        read.await.map_err(|e| {
+            Stop::unavailable(format!(
+                "the cache lost piece {piece}'s bytes of file {index} ({}): {e}",
+                path.display()
+            ))
+        })?;
+        Ok(true)
     }
 
     /// The stream of file `index`, positioned at `in_file`.

@@ -2096,6 +2096,26 @@ impl OrdbPart {
                             hash_name.to_hex()
                         ),
                     );
+                    if let SourceProblem::Ended {
+                        reason: DbEndReason::NOT_FOUND,
+                        sentence,
+                    } = &problem
+                    {
+                        // A facilitator searched outside the mesh and found nothing: other
+                        // ORDBs' facilitators would search the same world, so the download
+                        // stops now with its sentence (a descriptor already held means the
+                        // content exists: then it is one source's problem only).
+                        if self.ordb.descriptor(&hash_name).is_none()
+                            && self.downloads.contains_key(&hash_name)
+                        {
+                            let reason = format!(
+                                "{} could not be downloaded: a facilitator looked outside the mesh and found nothing ({sentence})",
+                                hash_name.to_hex()
+                            );
+                            self.fail(now, hash_name, reason, io);
+                            continue;
+                        }
+                    }
                     let circ = self
                         .downloads
                         .get(&hash_name)

@@ -481,6 +481,11 @@ impl DbEndReason {
     pub const BUSY: DbEndReason = DbEndReason(4);
     /// The query made no sense (a piece past the end, a count over the limit).
     pub const BAD_REQUEST: DbEndReason = DbEndReason(5);
+    /// A facilitator looked outside the mesh and found nothing (an infohash no BitTorrent
+    /// peer knows, say): a verdict about the content, not about this ORDB, so a requester
+    /// that has no descriptor yet stops at once with the sentence instead of asking other
+    /// ORDBs, whose facilitators would search the same world (issue 10, "bad input").
+    pub const NOT_FOUND: DbEndReason = DbEndReason(6);
 
     /// A stable upper-case name for logs and the JS API.
     pub fn name(self) -> &'static str {
@@ -491,6 +496,7 @@ impl DbEndReason {
             Self::LOOP => "LOOP",
             Self::BUSY => "BUSY",
             Self::BAD_REQUEST => "BAD_REQUEST",
+            Self::NOT_FOUND => "NOT_FOUND",
             _ => "UNKNOWN",
         }
     }
