@@ -29,7 +29,7 @@ use onionmesh_crypto::Identity;
 use onionmesh_node::{ContentEvent, Event, Input, LinkId, LinkState, LogLevel, Node, Output, Time};
 use onionmesh_ordb::{HashName, OrdbError, Store, StoreCompletion};
 use onionmesh_wire::db::{DbSource, DescriptorKind};
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
 use wasm_bindgen::closure::Closure;
@@ -221,21 +221,34 @@ impl Shared {
 
     /// Run `f` on the driver, carry out every output, re-arm the timer, then deliver events.
     /// Fails only if the driver is already borrowed (a re-entrant call).
+    ///
+    /// Generic only around `f`: the borrow and the pump are out-of-line functions, so the ~50
+    /// callers do not each get a copy of them in the wasm.
     pub fn with<R>(&self, f: impl FnOnce(&mut Driver, Time) -> R) -> Result<R, JsValue> {
-        let (result, events) = {
-            let mut d = self.driver.try_borrow_mut().map_err(|_| {
-                js_error(
-                    ErrorCode::Internal,
-                    "The node is busy handling another call; try again from a later task.",
-                )
-            })?;
-            let now = timer::now();
-            let result = f(&mut d, now);
-            d.pump(now);
-            (result, std::mem::take(&mut d.events))
-        };
-        self.deliver(events);
+        let mut d = self.borrow_driver()?;
+        let now = timer::now();
+        let result = f(&mut d, now);
+        self.pump_and_deliver(d, now);
         Ok(result)
+    }
+
+    #[inline(never)]
+    fn borrow_driver(&self) -> Result<RefMut<'_, Driver>, JsValue> {
+        self.driver.try_borrow_mut().map_err(|_| {
+            js_error(
+                ErrorCode::Internal,
+                "The node is busy handling another call; try again from a later task.",
+            )
+        })
+    }
+
+    /// Pump, release the driver, then deliver the events (subscribers may call into the node).
+    #[inline(never)]
+    fn pump_and_deliver(&self, mut d: RefMut<'_, Driver>, now: Time) {
+        d.pump(now);
+        let events = std::mem::take(&mut d.events);
+        drop(d);
+        self.deliver(events);
     }
 
     /// A web file (request `request`) was published as `hash_name` with share link `link`.

@@ -10,7 +10,7 @@
 //! | `http://…`, `https://…` | [`DbSource::web_hash_name`] of the URL (fragment dropped) | `WEB` with the URL |
 //!
 //! Parsing uses crates, never hand-written grammar: `form_urlencoded` for a magnet's query,
-//! `data-encoding` for a base32 infohash, `http::Uri` for web URLs. Every refusal is a
+//! `base32` for a base32 infohash, `http::Uri` for web URLs. Every refusal is a
 //! [`TargetError`] whose `Display` is a sentence for the person who typed it.
 
 use onionmesh_wire::db::{DbSource, SourceKind, SourceUri, MAX_SOURCE_URI};
@@ -135,12 +135,13 @@ fn btih(xt: &str) -> Option<Result<HashName, TargetError>> {
         40 => HashName::from_hex(id).ok_or_else(|| {
             TargetError::BadMagnet("its infohash has characters that are not hexadecimal".into())
         }),
-        32 => data_encoding::BASE32
-            .decode(id.to_ascii_uppercase().as_bytes())
-            .ok()
-            .and_then(|b| <[u8; 20]>::try_from(b.as_slice()).ok())
-            .map(HashName)
-            .ok_or_else(|| TargetError::BadMagnet("its base32 infohash does not decode".into())),
+        32 => base32::decode(
+            base32::Alphabet::Rfc4648 { padding: false },
+            &id.to_ascii_uppercase(),
+        )
+        .and_then(|b| <[u8; 20]>::try_from(b.as_slice()).ok())
+        .map(HashName)
+        .ok_or_else(|| TargetError::BadMagnet("its base32 infohash does not decode".into())),
         n => Err(TargetError::BadMagnet(format!(
             "its infohash has {n} characters, not 40 hexadecimal or 32 base32"
         ))),
