@@ -177,6 +177,18 @@ test('a multi-file torrent: the page lists the files, streams the one picked, an
   const clipPieces = lastPiece - firstPiece + 1;
   const uploaded = await seeders.multi.uploaded();
   console.log(`the multi-file seeder uploaded ${uploaded} bytes (${(uploaded / PIECE).toFixed(2)} pieces) for a ${clip.size}-byte file over ${clipPieces} pieces; the other files hold ${700_001 + 6_000_003} bytes`);
+  // The facilitator's side: librqbit says which pieces it checked and how many bytes its peers
+  // sent when the request ends (printed: it tells duplicate blocks from pieces of other files
+  // when the seeder's count is above the clip's pieces).
+  const released = new RegExp(`torrent ${infohash} released: librqbit checked (\\d+) pieces \\((\\d+) bytes\\) and received (\\d+) bytes`);
+  let seen = null;
+  for (let i = 0; i < 60 && !seen; i++) {
+    seen = bridge.logs().match(released);
+    if (!seen) await new Promise((r) => setTimeout(r, 500));
+  }
+  console.log(`the facilitator's librqbit: ${seen ? `checked ${seen[1]} pieces (${seen[2]} bytes), received ${seen[3]} bytes from peers` : 'no release line within 30 s'}`);
+  // The request ended with the download, so the torrent was released (its cache deleted).
+  assert.ok(seen, `the bridge did not release the torrent within 30 s of the download's end:\n${bridge.logs().slice(-3000)}`);
   assert.ok(uploaded >= clip.size, `the seeder uploaded the clip (${uploaded} bytes)`);
   assert.ok(uploaded <= (clipPieces + 2) * PIECE, `the seeder uploaded ${uploaded} bytes: more than the clip's ${clipPieces} pieces and two more`);
 });

@@ -320,6 +320,20 @@ impl Torrents {
         let Some(Ok(loaded)) = entry.opening.get() else {
             return;
         };
+        // What librqbit took from the swarm for this torrent: the pieces it checked (only the
+        // selected files' pieces, if the selection held) and the bytes its peers sent (more
+        // than the checked pieces when a block came twice, from two connections).
+        if let Some(live) = loaded.handle.stats().live {
+            let s = &live.snapshot;
+            info!(
+                "torrent {} released: librqbit checked {} pieces ({} bytes) and received {} bytes \
+                 from peers",
+                hex::encode(infohash),
+                s.downloaded_and_checked_pieces,
+                s.downloaded_and_checked_bytes,
+                s.fetched_bytes
+            );
+        }
         let id = TorrentIdOrHash::Id(loaded.handle.id());
         let session = self.session.clone();
         // The cache bytes are given back once the files are gone.
