@@ -435,23 +435,8 @@ impl ServedTorrent {
                 done += n;
                 continue;
             }
-            let reader = self.reader_at(index, in_file).await?;
-            match timeout(PIECE_TIMEOUT, reader.stream.read_exact(span)).await {
-                Ok(Ok(_)) => reader.position += n as u64,
-                Ok(Err(e)) => {
-                    self.reader = None;
-                    return Err(Stop::unavailable(format!(
-                        "BitTorrent could not read the torrent at byte {pos}: {e}"
-                    )));
-                }
-                Err(_) => {
-                    self.reader = None;
-                    return Err(Stop::unavailable(format!(
-                        "no BitTorrent peer delivered the bytes at {pos} within {} s",
-                        PIECE_TIMEOUT.as_secs()
-                    )));
-                }
-            }
+            self.read_stream(index, in_file, span, &format!("the bytes at {pos}"))
+                .await?;
             done += n;
         }
         Ok(())
@@ -498,24 +483,9 @@ impl ServedTorrent {
             return Ok(false);
         };
         // One byte of the selected file inside the same piece: returns once it is verified.
-        let reader = self.reader_at(j, j_in_file).await?;
         let mut one = [0u8; 1];
-        match timeout(PIECE_TIMEOUT, reader.stream.read_exact(&mut one)).await {
-            Ok(Ok(_)) => reader.position += 1,
-            Ok(Err(e)) => {
-                self.reader = None;
-                return Err(Stop::unavailable(format!(
-                    "BitTorrent could not read piece {piece}: {e}"
-                )));
-            }
-            Err(_) => {
-                self.reader = None;
-                return Err(Stop::unavailable(format!(
-                    "no BitTorrent peer delivered piece {piece} within {} s",
-                    PIECE_TIMEOUT.as_secs()
-                )));
-            }
-        }
+        self.read_stream(j, j_in_file, &mut one, &format!("piece {piece}"))
+            .await?;
         let info = &files[index];
         if info.attrs.padding {
             // BEP 47 padding: zeros, not on disk.
@@ -535,6 +505,32 @@ impl ServedTorrent {
             ))
         })?;
         Ok(true)
+    }
+
+    /// Fill `buf` from file `index`'s stream at `in_file` (waiting, at most
+    /// [`PIECE_TIMEOUT`], for librqbit to verify the pieces there). A failed or late read
+    /// drops the stream and is `UNAVAILABLE`, its sentence naming `what` was being read.
+    async fn read_stream(
+        &mut self,
+        index: usize,
+        in_file: u64,
+        buf: &mut [u8],
+        what: &str,
+    ) -> Result<(), Stop> {
+        let reader = self.reader_at(index, in_file).await?;
+        let stop = match timeout(PIECE_TIMEOUT, reader.stream.read_exact(buf)).await {
+            Ok(Ok(_)) => {
+                reader.position += buf.len() as u64;
+                return Ok(());
+            }
+            Ok(Err(e)) => format!("BitTorrent could not read {what}: {e}"),
+            Err(_) => format!(
+                "no BitTorrent peer delivered {what} within {} s",
+                PIECE_TIMEOUT.as_secs()
+            ),
+        };
+        self.reader = None;
+        Err(Stop::unavailable(stop))
     }
 
     /// The stream of file `index`, positioned at `in_file`.
