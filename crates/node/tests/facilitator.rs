@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
+#[derive(Clone)]
 struct Torrent {
     info: Vec<u8>,
     data: Vec<u8>,
@@ -242,11 +243,10 @@ fn one_file_of_a_multi_file_torrent_and_only_its_pieces() {
     let t = Torrent::new(&files, 16 * 1024, 9);
     let (h, whole) = (t.hash(), t.data.clone());
     let magnet = t.magnet();
-    let t_magnet = t.magnet();
     let seen = Rc::new(RefCell::new(Seen::default()));
     net.facilitator = Some(facilitator(vec![t], None, seen.clone()));
 
-    net.download_from(6, magnet);
+    net.download_from(6, magnet.clone());
     net.until(
         Duration::from_secs(300),
         "the torrent's info arrives",
@@ -310,7 +310,7 @@ fn one_file_of_a_multi_file_torrent_and_only_its_pieces() {
     // piece is asked for before the choice), `select_all` fetches only the other files'
     // pieces, and the download completes.
     seen.borrow_mut().pieces.clear();
-    net.download_from(6, t_magnet);
+    net.download_from(6, magnet);
     net.advance_for(Duration::from_secs(2));
     assert!(seen.borrow().pieces.is_empty());
     let now = net.now;
@@ -403,12 +403,8 @@ fn two_facilitators_on_two_bridges_share_the_pieces_of_one_torrent() {
         Rc::new(RefCell::new(Seen::default())),
     ];
     let mut bridges = [
-        facilitator(vec![t], None, seen[0].clone()),
-        facilitator(
-            vec![Torrent::new(&[("film.webm", 1_200_000)], 16 * 1024, 21)],
-            None,
-            seen[1].clone(),
-        ),
+        facilitator(vec![t.clone()], None, seen[0].clone()),
+        facilitator(vec![t], None, seen[1].clone()),
     ];
     net.facilitator = Some(Box::new(move |node, frame| bridges[node % 2](node, frame)));
 

@@ -319,12 +319,13 @@ fn bench() -> Result {
     ensure_browser()?;
     ensure_npm()?;
     build_web()?;
-    run(cargo().args(["build", "-p", "onionmesh-bridge"]))?;
-    // Same profile as the bridge, so librqbit runs the same code in both.
+    // The bridge and, in the same profile so librqbit runs the same code in both, the
+    // torrent benchmark's librqbit-alone baseline.
     run(cargo().args([
         "build",
         "-p",
         "onionmesh-bridge",
+        "--bins",
         "--example",
         "librqbit_rate",
     ]))?;
