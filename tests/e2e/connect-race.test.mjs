@@ -23,10 +23,26 @@ async function peerEvents(page, peer, from) {
 
 const eventCount = (page) => page.evaluate(() => window.onionmesh.events.length);
 
-// In `page`: no link (in any state) to `peer`.
-const noLink = (page, peer, timeout) => page.waitForFunction(
-  (id) => !window.onionmesh.node.peers().some((p) => p.id === id), peer, { timeout },
-);
+// In `page`: no link (in any state) to `peer`. On a page that called `disconnect` itself
+// (`again`), a link to `peer` still there is a new one (once, in the round after a round hit the
+// known authentication race, a page still had a link here after 10 s): it is disconnected
+// again, so that every round starts with no link on either side. Resolves to how many times
+// that was needed (printed).
+const noLink = async (page, peer, timeout, again) => {
+  const h = await page.waitForFunction(({ id, again }) => {
+    const node = window.onionmesh.node;
+    window.__againDisconnects = window.__againDisconnects || 0;
+    if (!node.peers().some((p) => p.id === id)) return { n: window.__againDisconnects };
+    if (again) {
+      window.__againDisconnects += 1;
+      node.disconnect(id);
+    }
+    return false;
+  }, { id: peer, again }, { timeout, polling: 250 });
+  const { n } = await h.jsonValue();
+  await page.evaluate(() => { window.__againDisconnects = 0; });
+  return n;
+};
 
 // In `page`: call connect(peer) at wall-clock time `at` (ms since 1970); resolves with the ms
 // from then until the link is up.
@@ -64,8 +80,8 @@ test(`both pages connect at once after a disconnect, ${ROUNDS} rounds: every rou
         await a.page.evaluate((id) => window.onionmesh.node.disconnect(id), b.id);
       }
       if (kind !== 'a closes, no wait') {
-        await noLink(a.page, b.id, 10000);
-        await noLink(b.page, a.id, 10000);
+        const again = (await noLink(a.page, b.id, 10000, true)) + (await noLink(b.page, a.id, 10000, kind === 'both close'));
+        if (again > 0) console.log(`round ${round} (${kind}): a link came back after the disconnect and was disconnected again (${again} time(s))`);
       }
       // Both call connect() in the same millisecond (the pages share the machine's clock).
       const at = Date.now() + (kind === 'a closes, no wait' ? 20 : 150);
