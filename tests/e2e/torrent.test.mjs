@@ -145,6 +145,8 @@ test('A opens a magnet link: the video plays before it completes and arrives byt
   const got = await blobDigest(a.page, infohash);
   assert.equal(got.size, video.size);
   assert.equal(got.sha, video.sha, 'SHA-256 of blob() equals the seeded file\'s');
+  const after = await a.page.evaluate((h) => window.onionmesh.downloads.get(h).progress().source, infohash);
+  assert.equal(after, 'bittorrent', 'the source stays named once the download is over');
   assert.deepEqual(consoleErrors(a), [], 'no console errors');
 });
 
@@ -238,6 +240,10 @@ test('with the facilitator off and the seeder gone, B gets the video from A thro
   console.log(`B got the video from the mesh in ${Date.now() - t0} ms`);
   const got = await blobDigest(b.page, infohash);
   assert.equal(got.sha, video.sha, 'SHA-256 of B\'s blob() equals the seeded file\'s');
+  const source = await b.page.evaluate((h) => window.onionmesh.downloads.get(h).progress().source, infohash);
+  assert.equal(source, 'mesh', 'a torrent the mesh served is labelled as from the mesh');
+  // The page's row says so too (it is redrawn on a timer).
+  await b.page.waitForFunction((h) => document.querySelector(`#downloads tr[data-hash-name="${h}"] .source`)?.textContent === 'from the mesh', infohash, { timeout: 10000 });
 
   const unknown = randomBytes(20).toString('hex');
   await openFromBox(b, unknown);

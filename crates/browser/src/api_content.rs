@@ -126,7 +126,9 @@ export interface DownloadProgress {
   /** Seconds left at the current rate, null without a rate. */
   etaS: number | null;
   complete: boolean;
-  /** Where the bytes come from; null until the content's description arrived. */
+  /** Where the bytes come from: "bittorrent" or "web" once a facilitator fetched some of them
+   * from outside the mesh (the ORDB that asked it says so), "mesh" while every byte came from
+   * pages and ORDBs that hold the content; null until the content's description arrived. */
   source: ContentSource | null;
 }
 
@@ -678,14 +680,16 @@ impl Download {
         let h = self.hash_name;
         let shared = self.shared()?;
         let (p, source, selection_held) = shared.with(|d, _| {
+            let p = d.node.ordb().progress(&h);
+            let facilitated = p.as_ref().is_some_and(|p| p.facilitated);
             let source = d
                 .reader
                 .descriptor(&h)
-                .map(|desc| crate::views::content_source(desc.kind()));
+                .map(|desc| crate::views::content_source(desc.kind(), facilitated));
             // A selected file held whole is complete, whatever the rest of the torrent.
             let held = d.selected.contains_key(&h)
                 && view(d, &h).is_some_and(|v| d.reader.holds_range(&h, v.offset, v.size));
-            (d.node.ordb().progress(&h), source, held)
+            (p, source, held)
         })?;
         let o = Object::new();
         set(&o, "source", source.map_or(JsValue::NULL, JsValue::from));

@@ -169,14 +169,15 @@ pub fn content_kind(kind: onionmesh_wire::db::DescriptorKind) -> &'static str {
     }
 }
 
-/// Where a content's bytes come from, by its kind (`progress().source`). A torrent that pages
-/// of the mesh already hold still says "bittorrent": the requester cannot tell a facilitator's
-/// answer from a page's.
-pub fn content_source(kind: onionmesh_wire::db::DescriptorKind) -> &'static str {
+/// Where a content's bytes come from (`progress().source`): "bittorrent" or "web" when a
+/// facilitator fetched them from outside the mesh (its ORDB said so on the stream; see
+/// `onionmesh_ordb::Progress::facilitated`), else "mesh", whatever the content's kind: a torrent
+/// that pages of the mesh already hold comes from the mesh.
+pub fn content_source(kind: onionmesh_wire::db::DescriptorKind, facilitated: bool) -> &'static str {
     use onionmesh_wire::db::DescriptorKind;
     match kind {
-        DescriptorKind::BITTORRENT_V1_INFO => "bittorrent",
-        DescriptorKind::WEB_V1 => "web",
+        DescriptorKind::BITTORRENT_V1_INFO if facilitated => "bittorrent",
+        DescriptorKind::WEB_V1 if facilitated => "web",
         _ => "mesh",
     }
 }

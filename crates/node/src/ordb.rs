@@ -1528,12 +1528,15 @@ impl OrdbPart {
                         self.stats.infos_received += 1;
                         self.ordb_input(now, OrdbInput::Relay(RelayInput::Info { from, info }));
                     }
+                    // Answers to a query we forwarded; a DB_INFO there says the answers come
+                    // from a facilitator (passed on to the requester by the relay).
                     (
                         p,
                         msg @ (DbMsg::Connected(_)
                         | DbMsg::Proof(_)
                         | DbMsg::Data(_)
-                        | DbMsg::End(_)),
+                        | DbMsg::End(_)
+                        | DbMsg::Info(_)),
                     ) if p != PIPE_ADVERTS => {
                         let Some(nb) = self.nb_in.get_mut(&stream) else {
                             return;

@@ -216,6 +216,9 @@ fn a_torrent_nobody_in_the_mesh_has_comes_through_the_facilitator_then_from_the_
     assert!(facilitating >= 1);
     assert_eq!(net.nodes[7].ordb().stats().facilitated, 0);
     drop(seen_ref);
+    // The requester learnt that the bytes came through a facilitator (its ORDB said so), and
+    // still knows it once the download is over.
+    assert!(net.nodes[7].ordb().progress(&h).unwrap().facilitated);
 
     // Afterwards the content lives in the mesh: another page gets it with no facilitator.
     net.facilitator = None;
@@ -229,6 +232,8 @@ fn a_torrent_nobody_in_the_mesh_has_comes_through_the_facilitator_then_from_the_
     assert_eq!(net.failed(3, h), None);
     assert_eq!(stored(&mut net, 3, h, 0..10), whole);
     assert_eq!(net.facilitate_log.len(), asked, "no facilitator was asked");
+    // ... and this one knows its bytes came from the mesh.
+    assert!(!net.nodes[3].ordb().progress(&h).unwrap().facilitated);
 }
 
 #[test]

@@ -48,7 +48,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use onionmesh_wire::db::{
-    DbEndReason, DbMsg, DbQuery, DbSource, DescriptorKind, DescriptorSlice, HashName,
+    DbEndReason, DbMsg, DbQuery, DbSource, DescriptorKind, DescriptorSlice, HashName, InfoFlags,
     MAX_CONTENT_META, MAX_DESCRIPTOR_LEN, MAX_MIME, MAX_SOURCE_URI,
 };
 use onionmesh_wire::Time;
@@ -194,6 +194,11 @@ pub struct Progress {
     /// Bytes of pieces received but not yet verified.
     pub unverified_bytes: u64,
     pub complete: bool,
+    /// True once the descriptor or a verified piece came from a source that said, with a
+    /// `DB_INFO` carrying the F flag on its stream, that its answers come from a facilitator
+    /// (issue 10: a torrent or web file fetched from outside the mesh); false while every byte
+    /// came from ORDBs that hold the content.
+    pub facilitated: bool,
 }
 
 #[derive(Debug)]
@@ -215,6 +220,8 @@ struct Source {
     rtt_ms: Option<u64>,
     /// What the next rate sample is made of.
     meter: Meter,
+    /// The source said its answers come from a facilitator (a `DB_INFO` with F on its stream).
+    facilitated: bool,
 }
 
 /// Bytes a source delivered over the time it was busy. Busy time starts when a query goes to
@@ -291,6 +298,8 @@ pub struct Download {
     sel_bytes_have: u64,
     /// A multi-file torrent with no selection yet: no piece is asked for.
     awaiting_selection: bool,
+    /// The descriptor or a verified piece came through a facilitator ([`Progress::facilitated`]).
+    facilitated: bool,
 }
 
 impl std::fmt::Debug for Download {
@@ -327,6 +336,7 @@ impl Download {
             sel_have: 0,
             sel_bytes_have: 0,
             awaiting_selection: false,
+            facilitated: false,
         }
     }
 
@@ -546,6 +556,7 @@ impl Download {
             eta_s,
             unverified_bytes: self.unverified_bytes(),
             complete: self.complete,
+            facilitated: self.facilitated,
         }
     }
 
@@ -674,8 +685,16 @@ impl Download {
                     sentence: end.sentence().to_owned(),
                 }),
             ),
-            // Queries, adverts and unknown messages have no business on a download stream.
-            DbMsg::Query(_) | DbMsg::Info(_) | DbMsg::Source(_) | DbMsg::Unrecognized { .. } => {}
+            // An ORDB that hands the query to a facilitator says so (see `Relay`'s module doc).
+            DbMsg::Info(info) => {
+                if info.hash_name == self.hash_name && info.flags.contains(InfoFlags::FACILITATOR) {
+                    if let Some(src) = self.sources.get_mut(&s) {
+                        src.facilitated = true;
+                    }
+                }
+            }
+            // Queries and unknown messages have no business on a download stream.
+            DbMsg::Query(_) | DbMsg::Source(_) | DbMsg::Unrecognized { .. } => {}
         }
     }
 
@@ -733,6 +752,7 @@ impl Download {
             Ok(d) => {
                 if let Some(src) = self.sources.get_mut(&s) {
                     src.rtt_ms = Some(now.since(sent_at));
+                    self.facilitated |= src.facilitated;
                 }
                 self.set_descriptor(d.clone());
                 self.events.push_back(DownloadEvent::Metadata(d));
@@ -818,6 +838,7 @@ impl Download {
                         proof: p.proof,
                     },
                 });
+                self.facilitated |= self.sources.get(&s).is_some_and(|src| src.facilitated);
                 self.piece_done_by(now, s, index);
                 self.check_complete();
             }

@@ -161,7 +161,10 @@ pub use download::{
 };
 pub use onionmesh_wire::db::{DbMsg, HashName};
 pub use onionmesh_wire::Time;
-pub use ordb::{LibraryEntry, Ordb, OrdbConfig, OrdbError, OrdbEvent, OrdbInput, OrdbOutput};
+pub use ordb::{
+    LibraryEntry, Ordb, OrdbConfig, OrdbError, OrdbEvent, OrdbInput, OrdbOutput,
+    MAX_FACILITATED_REMEMBERED,
+};
 pub use publish::{publish_bytes, Publication, PublishError, Publisher};
 pub use relay::{
     OrdbCirc, Relay, RelayConfig, RelayEvent, RelayId, RelayInput, RelayOutput, RelayStats,

@@ -178,8 +178,15 @@ pub struct Ordb {
     next_op: u64,
     /// See [`Ordb::pieces_received`].
     pieces_received: u64,
+    /// Contents whose completed download came (in part) through a facilitator, newest last, at
+    /// most [`MAX_FACILITATED_REMEMBERED`]: their [`Progress::facilitated`] stays true once the
+    /// download is over (not across a reload).
+    facilitated: VecDeque<HashName>,
     out: VecDeque<OrdbOutput>,
 }
+
+/// Completed facilitated downloads remembered for [`Progress::facilitated`].
+pub const MAX_FACILITATED_REMEMBERED: usize = 64;
 
 impl std::fmt::Debug for Ordb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -199,6 +206,7 @@ impl Ordb {
             downloads: BTreeMap::new(),
             ops: BTreeMap::new(),
             pending_writes: 0,
+            facilitated: VecDeque::new(),
             next_op: 0,
             pieces_received: 0,
             out: VecDeque::new(),
@@ -344,9 +352,22 @@ impl Ordb {
             return;
         };
         if d.is_complete() && self.relay.holds_all(&hash_name, first, end) {
-            self.downloads.remove(&hash_name);
+            self.download_completed(hash_name);
             self.out
                 .push_back(OrdbOutput::Event(OrdbEvent::Complete(hash_name)));
+        }
+    }
+
+    /// A download is over, complete: forget it, remembering whether it was facilitated.
+    fn download_completed(&mut self, hash_name: HashName) {
+        let Some(d) = self.downloads.remove(&hash_name) else {
+            return;
+        };
+        if d.progress().facilitated && !self.facilitated.contains(&hash_name) {
+            if self.facilitated.len() >= MAX_FACILITATED_REMEMBERED {
+                self.facilitated.pop_front();
+            }
+            self.facilitated.push_back(hash_name);
         }
     }
 
@@ -361,6 +382,7 @@ impl Ordb {
     /// Remove a content: stop its download, stop serving it, delete it from the store.
     pub fn remove(&mut self, now: Time, hash_name: HashName) {
         self.downloads.remove(&hash_name);
+        self.facilitated.retain(|h| *h != hash_name);
         self.relay.handle_input(now, RelayInput::Forget(hash_name));
         let id = self.alloc_op();
         self.out.push_back(OrdbOutput::Store {
@@ -414,6 +436,7 @@ impl Ordb {
             eta_s: None,
             unverified_bytes: 0,
             complete: pieces.len() as u32 == d.piece_count(),
+            facilitated: self.facilitated.contains(hash_name),
         })
     }
 
@@ -586,7 +609,7 @@ impl Ordb {
                     DownloadEvent::Complete => {
                         self.complete_selection(hash_name);
                         if self.relay.held_count(&hash_name) == Some((0, 0)) {
-                            self.downloads.remove(&hash_name);
+                            self.download_completed(hash_name);
                             self.out
                                 .push_back(OrdbOutput::Event(OrdbEvent::Complete(hash_name)));
                         }
@@ -653,7 +676,7 @@ impl Ordb {
                         pieces: all,
                     }));
                     if have == all {
-                        self.downloads.remove(&hash_name);
+                        self.download_completed(hash_name);
                         self.out
                             .push_back(OrdbOutput::Event(OrdbEvent::Complete(hash_name)));
                     } else {

@@ -28,7 +28,9 @@
 //!   `DB_SOURCE` for that content, the query goes to this node's bridge, the facilitator
 //!   ([`RelayOutput::Facilitate`]); its answers come back as [`RelayInput::Upstream`] like any
 //!   forward's and are relayed unchanged, and its `DB_END` (with its sentence) ends the
-//!   request. The bridge sees this node, never the requester; and since a node's own downloads
+//!   request. First on the stream goes a `DB_INFO` with the F flag for that hash_name, and a
+//!   relay passes such a `DB_INFO` on from upstream: the requester learns that the bytes come
+//!   from outside the mesh (not which ORDB or bridge fetched them). The bridge sees this node, never the requester; and since a node's own downloads
 //!   never go through its relay (they use circuits to other ORDBs), a relay never facilitates
 //!   for its own node. At most [`RelayConfig::max_facilitated`] at once.
 //! - **Loops.** A query whose counter has reached 5 is answered `DB_END LOOP`.
@@ -1023,6 +1025,16 @@ impl Relay {
         if let Some(s) = self.sessions.get_mut(&from) {
             s.pipe = Some(id);
         }
+        // The requester may tell where its bytes come from (its progress says "BitTorrent via
+        // a facilitator" rather than "mesh"): a DB_INFO with F, first on the stream.
+        self.out.push_back(RelayOutput::Reply {
+            to: from,
+            msg: DbMsg::Info(DbInfo {
+                hash_name: name,
+                completion: Completion::Full,
+                flags: InfoFlags::FACILITATOR,
+            }),
+        });
         self.out.push_back(RelayOutput::Facilitate {
             relay: id,
             source,
@@ -1171,7 +1183,17 @@ impl Relay {
                     self.upstream_failed(now, id, advertised);
                 }
             }
-            // Queries and adverts do not come back up a forwarded stream.
+            // An ORDB further on facilitates: the requester learns it, as from `facilitate`.
+            DbMsg::Info(info)
+                if info.hash_name == r.hash_name && info.flags.contains(InfoFlags::FACILITATOR) =>
+            {
+                let to = r.to;
+                self.out.push_back(RelayOutput::Reply {
+                    to,
+                    msg: DbMsg::Info(info),
+                });
+            }
+            // Queries and other adverts do not come back up a forwarded stream.
             DbMsg::Query(_) | DbMsg::Info(_) | DbMsg::Source(_) | DbMsg::Unrecognized { .. } => {}
         }
     }

@@ -841,6 +841,23 @@ fn when_the_dht_finds_nobody_a_facilitator_is_asked() {
     let f = forwards(&drain(&mut r));
     assert_eq!(f.len(), 1);
     assert_eq!((f[0].1, f[0].2.counter), (OrdbCirc(2), 1));
+    // That ORDB's word that it facilitates is passed on to the requester; other adverts on
+    // an answer stream are not.
+    let said = info(h, Completion::Full, InfoFlags::FACILITATOR);
+    for msg in [
+        DbMsg::Info(info(h, Completion::Half, InfoFlags::default())),
+        DbMsg::Info(info(name(32), Completion::Full, InfoFlags::FACILITATOR)),
+        DbMsg::Info(said),
+    ] {
+        r.handle_input(T0, RelayInput::Upstream { relay: f[0].0, msg });
+    }
+    assert_eq!(
+        drain(&mut r),
+        vec![RelayOutput::Reply {
+            to: RequestId(1),
+            msg: DbMsg::Info(said),
+        }]
+    );
     // The facilitator has nothing either: UNAVAILABLE, and no other facilitator to try.
     r.handle_input(
         T0,
@@ -1130,6 +1147,14 @@ fn nobody_in_the_mesh_hands_the_query_to_the_facilitator_and_relays_its_answers(
     assert_eq!(source, magnet(h));
     assert_eq!(q, query(h, 0, 0, 2));
     assert!(ends(&out).is_empty());
+    // The requester learns that the answers come from a facilitator (a DB_INFO with F).
+    assert_eq!(
+        out[0],
+        RelayOutput::Reply {
+            to: from,
+            msg: DbMsg::Info(info(h, Completion::Full, InfoFlags::FACILITATOR)),
+        }
+    );
     // Its answers go to the requester unchanged; the next query uses the same request.
     let slice = DescriptorSlice::split(
         onionmesh_wire::db::DescriptorKind::BITTORRENT_V1_INFO,
