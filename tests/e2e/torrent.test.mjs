@@ -9,7 +9,8 @@
 //      completes (the time from magnet link to first frame is printed); SHA-256 of blob() is the
 //      file's; the page says the bytes come from BitTorrent via a facilitator.
 //   2. A multi-file torrent: C sees its files listed under the player, picks the video clip; it
-//      plays and verifies; aria2c's upload counter shows the other files were not fetched.
+//      plays and verifies; aria2c's upload counter and the facilitator's librqbit both show that
+//      exactly the clip's pieces were fetched (its boundary pieces whole), nothing of the others.
 //   3. Bad input: a malformed magnet link gets a sentence at once; an unknown infohash fails
 //      with the facilitator's sentence once its metadata timeout (10 s here) passes.
 //   4. The mesh without a facilitator: the video's seeder is stopped and the bridge restarted
@@ -169,19 +170,19 @@ test('a multi-file torrent: the page lists the files, streams the one picked, an
   assert.equal(got.size, clip.size);
   assert.equal(got.sha, clip.sha, 'SHA-256 of the chosen file equals the seeded one\'s');
   assert.equal(got.type, 'video/webm');
-  // The seeder uploaded the pieces overlapping the clip (the two boundary pieces whole), not the
-  // 6.7 MB of the other files. Known gap, printed: the facilitator may still fetch two whole
-  // pieces more (9 uploaded for the clip's 7 in 2 of the 3 runs since the facilitator stopped
-  // reading neighbour bytes through the neighbour file's stream; 7 in the third). The bound
-  // below allows those two and nothing more, so fetching the other files still fails it.
+  // The seeder uploaded exactly the pieces overlapping the clip (the two boundary pieces whole,
+  // so the page can check them), not one byte of the other files' other pieces: it is the only
+  // peer, so its upload counter is what the facilitator fetched. The facilitator's librqbit
+  // says the same when the request ends: it checked exactly those pieces (printed with the
+  // bytes its peers sent, which would show duplicate blocks).
   const firstPiece = Math.floor(700_001 / PIECE);
   const lastPiece = Math.floor((700_001 + clip.size - 1) / PIECE);
   const clipPieces = lastPiece - firstPiece + 1;
+  const total = 700_001 + clip.size + 6_000_003;
+  let clipPieceBytes = 0;
+  for (let p = firstPiece; p <= lastPiece; p++) clipPieceBytes += Math.min(PIECE, total - p * PIECE);
   const uploaded = await seeders.multi.uploaded();
-  console.log(`the multi-file seeder uploaded ${uploaded} bytes (${(uploaded / PIECE).toFixed(2)} pieces) for a ${clip.size}-byte file over ${clipPieces} pieces; the other files hold ${700_001 + 6_000_003} bytes`);
-  // The facilitator's side: librqbit says which pieces it checked and how many bytes its peers
-  // sent when the request ends (printed: it tells duplicate blocks from pieces of other files
-  // when the seeder's count is above the clip's pieces).
+  console.log(`the multi-file seeder uploaded ${uploaded} bytes (${(uploaded / PIECE).toFixed(2)} pieces) for a ${clip.size}-byte file over ${clipPieces} pieces (${clipPieceBytes} bytes); the other files hold ${700_001 + 6_000_003} bytes`);
   const released = new RegExp(`torrent ${infohash} released: librqbit checked (\\d+) pieces \\((\\d+) bytes\\) and received (\\d+) bytes`);
   let seen = null;
   for (let i = 0; i < 60 && !seen; i++) {
@@ -191,8 +192,9 @@ test('a multi-file torrent: the page lists the files, streams the one picked, an
   console.log(`the facilitator's librqbit: ${seen ? `checked ${seen[1]} pieces (${seen[2]} bytes), received ${seen[3]} bytes from peers` : 'no release line within 30 s'}`);
   // The request ended with the download, so the torrent was released (its cache deleted).
   assert.ok(seen, `the bridge did not release the torrent within 30 s of the download's end:\n${bridge.logs().slice(-3000)}`);
-  assert.ok(uploaded >= clip.size, `the seeder uploaded the clip (${uploaded} bytes)`);
-  assert.ok(uploaded <= (clipPieces + 2) * PIECE, `the seeder uploaded ${uploaded} bytes: more than the clip's ${clipPieces} pieces and two more`);
+  assert.equal(Number(seen[1]), clipPieces, `librqbit checked ${seen[1]} pieces, not the clip's ${clipPieces}`);
+  assert.equal(Number(seen[2]), clipPieceBytes, 'librqbit checked the bytes of the clip\'s pieces');
+  assert.equal(uploaded, clipPieceBytes, `the seeder uploaded ${uploaded} bytes, not the ${clipPieceBytes} bytes of the clip's ${clipPieces} pieces`);
 });
 
 test('bad input: a malformed magnet link and an unknown infohash each get a timely sentence', { timeout: 220000 }, async () => {

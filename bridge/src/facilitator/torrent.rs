@@ -3,10 +3,14 @@
 //! `--keep`).
 //!
 //! A torrent is added with no file selected, so nothing is fetched until a query asks for
-//! pieces; then the files those pieces overlap are selected (librqbit's `only_files`), and the
-//! pieces are read in order through librqbit's file streams, which wait for verified pieces
-//! and move the download to the read position. librqbit waits for a magnet link's metadata
-//! without limit, so adding is bounded by `--metadata-timeout`.
+//! pieces; then the file that alone holds a queried piece is selected (librqbit's
+//! `only_files`), and the pieces are read in order through librqbit's file streams, which wait
+//! for verified pieces and move the download to the read position. A boundary piece (shared by
+//! two files) selects neither: a query for it alone does not say which file the requester is
+//! after, and librqbit fetches every piece of a selected file. It is fetched alone, through the
+//! stream of the first file in it, which ends inside it (see [`ServedTorrent::shared_piece_bytes`]).
+//! librqbit waits for a magnet link's metadata without limit, so adding is bounded by
+//! `--metadata-timeout`.
 
 use super::answer::Stop;
 use super::cache::{CacheBudget, Reservation};
@@ -25,7 +29,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::OnceCell;
 use tokio::time::timeout;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// A read that gets no byte from the swarm for this long ends the request UNAVAILABLE.
 pub const PIECE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -67,7 +71,9 @@ struct Entry {
     opening: Opening,
     /// Files selected so far (only grows while the torrent lives).
     selected: BTreeSet<usize>,
-    /// Cache bytes of the selected files.
+    /// Boundary pieces asked for while no selected file held them, each fetched alone.
+    loose: BTreeSet<u32>,
+    /// Cache bytes of the selected files and of the loose pieces (one piece each).
     reserved: Option<Reservation>,
 }
 
@@ -172,6 +178,7 @@ impl Torrents {
             refs: 0,
             opening: Arc::new(OnceCell::new()),
             selected: BTreeSet::new(),
+            loose: BTreeSet::new(),
             reserved: None,
         });
         entry.refs += 1;
@@ -241,10 +248,10 @@ impl Torrents {
         Ok(Loaded { handle, metadata })
     }
 
-    /// Select files so that the pieces holding bytes `from..to` of `infohash` are fetched,
-    /// reserving their cache bytes. librqbit fetches every piece of a selected file, boundary
-    /// pieces included, so a neighbour file that only shares a boundary piece with the range
-    /// is not selected (it would be fetched whole); see [`covering_files`].
+    /// Make sure the pieces holding bytes `from..to` of `infohash` will be fetched, reserving
+    /// their cache bytes: select the files that alone hold one of them (see
+    /// [`plan_selection`]); a boundary piece no selected file holds is left loose, to be fetched
+    /// alone when it is read. Each call is logged (debug) with the pieces and what they added.
     async fn select(
         &self,
         infohash: [u8; 20],
@@ -253,10 +260,7 @@ impl Torrents {
         to: u64,
     ) -> Result<(), Stop> {
         let files = &loaded.metadata.file_infos;
-        let spans: Vec<(u64, u64, std::ops::Range<u32>)> = files
-            .iter()
-            .map(|f| (f.offset_in_torrent, f.len, f.piece_range.clone()))
-            .collect();
+        let spans = spans(loaded);
         let piece_len = u64::from(loaded.metadata.lengths().default_piece_length());
         let pieces = (from / piece_len) as u32..to.div_ceil(piece_len) as u32;
         let selection = {
@@ -264,11 +268,18 @@ impl Torrents {
             let Some(entry) = entries.get_mut(&infohash) else {
                 return Err(Stop::unavailable("the torrent was removed meanwhile"));
             };
-            let new = covering_files(&spans, &entry.selected, pieces, from, to);
-            if new.is_empty() {
+            let plan = plan_selection(&spans, &entry.selected, pieces.clone());
+            let loose: Vec<u32> = plan
+                .loose
+                .iter()
+                .copied()
+                .filter(|p| !entry.loose.contains(p))
+                .collect();
+            if plan.files.is_empty() && loose.is_empty() {
                 return Ok(());
             }
-            let bytes: u64 = new.iter().map(|&i| files[i].len).sum();
+            let bytes: u64 = plan.files.iter().map(|&i| files[i].len).sum::<u64>()
+                + loose.len() as u64 * piece_len;
             let ok = match &mut entry.reserved {
                 Some(r) => r.grow(bytes),
                 None => match self.cache.reserve(bytes) {
@@ -287,7 +298,18 @@ impl Torrents {
                     self.cache.max()
                 )));
             }
-            entry.selected.extend(new);
+            entry.selected.extend(plan.files.iter().copied());
+            entry.loose.extend(loose.iter().copied());
+            debug!(
+                "torrent {}: pieces {pieces:?} asked for; files {:?} selected (now {:?}), \
+                 boundary pieces {loose:?} left to fetch alone",
+                hex::encode(infohash),
+                plan.files,
+                entry.selected
+            );
+            if plan.files.is_empty() {
+                return Ok(());
+            }
             entry.selected.iter().copied().collect::<HashSet<usize>>()
         };
         loaded.handle.wait_until_initialized().await.map_err(|e| {
@@ -429,9 +451,11 @@ impl ServedTorrent {
                 )));
             };
             let in_file = pos - offset;
-            let n = ((len - in_file) as usize).min(buf.len() - done);
+            // One file's bytes in one piece at a time: a boundary piece is waited for alone.
+            let piece_end = (pos / self.piece_len() + 1) * self.piece_len();
+            let n = ((len - in_file).min(piece_end - pos) as usize).min(buf.len() - done);
             let span = &mut buf[done..done + n];
-            if self.neighbour_bytes(index, pos, in_file, span).await? {
+            if self.shared_piece_bytes(index, pos, in_file, span).await? {
                 done += n;
                 continue;
             }
@@ -442,16 +466,19 @@ impl ServedTorrent {
         Ok(())
     }
 
-    /// Bytes of a boundary piece that belong to a neighbour file no query selected: read from
-    /// the cache file on disk once the piece is verified, never through that file's stream. A
-    /// librqbit stream asks the swarm for up to 32 MiB of its file from its position on,
-    /// selected or not, so reading the neighbour's bytes through it fetched the neighbour's
-    /// next pieces too (2 extra pieces per boundary in the e2e test). The piece is waited for
-    /// through a selected file's stream (its position then lies inside that same piece); the
-    /// bytes are on disk since librqbit writes every verified piece whole, into every file it
-    /// overlaps. False (nothing read) when `index` is selected, or no selected file shares the
-    /// piece: then the caller reads through `index`'s stream.
-    async fn neighbour_bytes(
+    /// Bytes `span` of file `index`, at `in_file`, inside one boundary piece, when `index` is
+    /// not selected: read from the cache file on disk once the piece is verified, never through
+    /// `index`'s stream (unless it is the piece's first file, below). A librqbit stream asks the
+    /// swarm for up to 32 MiB of its file from its position on, selected or not, so reading a
+    /// neighbour's bytes through its stream fetched the neighbour's next pieces too. The piece
+    /// is waited for through one byte of the stream of a selected file holding it (its
+    /// position then lies inside that same piece); if none does (the piece is loose: see
+    /// [`Torrents::select`]), through the stream of the first file in the piece, which ends
+    /// inside it, so that stream asks for this piece and nothing more. The bytes are on disk
+    /// since librqbit writes every verified piece whole, into every file it overlaps. False
+    /// (nothing read) when `index` is selected or is that first file: then the caller reads
+    /// through `index`'s stream.
+    async fn shared_piece_bytes(
         &mut self,
         index: usize,
         pos: u64,
@@ -470,19 +497,19 @@ impl ServedTorrent {
         }
         let loaded = self.loaded.clone();
         let files = &loaded.metadata.file_infos;
+        let spans = spans(&loaded);
         let piece_len = self.piece_len();
         let piece = (pos / piece_len) as u32;
-        let Some((j, j_in_file)) = selected.iter().find_map(|&j| {
-            let f = files.get(j)?;
-            if f.len == 0 || !f.piece_range.contains(&piece) {
-                return None;
-            }
-            let start = (u64::from(piece) * piece_len).max(f.offset_in_torrent);
-            Some((j, start - f.offset_in_torrent))
-        }) else {
+        let held_by_selected = piece_files(&spans, piece).find(|j| selected.contains(j));
+        let Some(j) = held_by_selected.or_else(|| piece_files(&spans, piece).next()) else {
             return Ok(false);
         };
-        // One byte of the selected file inside the same piece: returns once it is verified.
+        if j == index {
+            return Ok(false);
+        }
+        let start = (u64::from(piece) * piece_len).max(spans[j].offset);
+        let j_in_file = start - spans[j].offset;
+        // One byte of file j inside the same piece: returns once it is verified.
         let mut one = [0u8; 1];
         self.read_stream(j, j_in_file, &mut one, &format!("piece {piece}"))
             .await?;
@@ -568,77 +595,168 @@ impl ServedTorrent {
     }
 }
 
-/// The files to add to `selected` so that every piece in `pieces` belongs to a selected file.
-/// `spans` are the files' `(offset, length, piece range)` in torrent order. Greedy: the files
-/// holding the most of bytes `from..to` first, each only if it covers a piece not yet covered.
-fn covering_files(
-    spans: &[(u64, u64, std::ops::Range<u32>)],
-    selected: &BTreeSet<usize>,
+/// Where one file of a torrent lies: bytes `offset..offset + len` of the torrent, over
+/// `pieces`. Padding files (BEP 47) are not real files: nothing is selected or streamed for
+/// them.
+#[derive(Debug, Clone)]
+struct FileSpan {
+    offset: u64,
+    len: u64,
     pieces: std::ops::Range<u32>,
-    from: u64,
-    to: u64,
-) -> Vec<usize> {
-    let mut uncovered: BTreeSet<u32> = pieces
-        .filter(|p| {
-            !selected
-                .iter()
-                .any(|&i| spans.get(i).is_some_and(|s| s.2.contains(p)))
+    padding: bool,
+}
+
+/// The torrent's files as [`FileSpan`]s, in torrent order.
+fn spans(loaded: &Loaded) -> Vec<FileSpan> {
+    loaded
+        .metadata
+        .file_infos
+        .iter()
+        .map(|f| FileSpan {
+            offset: f.offset_in_torrent,
+            len: f.len,
+            pieces: f.piece_range.clone(),
+            padding: f.attrs.padding,
         })
-        .collect();
-    let mut candidates: Vec<(u64, usize)> = spans
+        .collect()
+}
+
+/// The real (non-empty, not padding) files holding bytes of `piece`, in torrent order. When
+/// there are two or more, the first ends inside the piece.
+fn piece_files(spans: &[FileSpan], piece: u32) -> impl Iterator<Item = usize> + '_ {
+    spans
         .iter()
         .enumerate()
-        .filter(|(i, s)| s.1 > 0 && !selected.contains(i))
-        .map(|(i, s)| {
-            let overlap = (s.0 + s.1).min(to).saturating_sub(s.0.max(from));
-            (overlap, i)
-        })
-        .filter(|(overlap, _)| *overlap > 0)
-        .collect();
-    candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut new = Vec::new();
-    for (_, i) in candidates {
-        let range = &spans[i].2;
-        if uncovered.iter().any(|p| range.contains(p)) {
-            uncovered.retain(|p| !range.contains(p));
-            new.push(i);
+        .filter(move |(_, s)| s.len > 0 && !s.padding && s.pieces.contains(&piece))
+        .map(|(i, _)| i)
+}
+
+/// What a query for some pieces adds to a torrent's selection.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Plan {
+    /// Files to select: each alone holds one of the pieces.
+    files: Vec<usize>,
+    /// Boundary pieces (held by two or more files) that no selected file holds: fetched alone.
+    loose: Vec<u32>,
+}
+
+/// Which files to add to `selected` for `pieces`. A piece held by one file selects that file
+/// (librqbit then fetches all of it, which the requester reading that file wants). A piece
+/// held by two files (a boundary piece) selects neither: asked for alone it does not say which
+/// file the requester reads (a page reading a file asks for its first piece, or its last when
+/// the player seeks to the end), and selecting the wrong one fetches a whole file nobody asked
+/// for. Such a piece is loose, unless a file selected here or before holds it.
+fn plan_selection(
+    spans: &[FileSpan],
+    selected: &BTreeSet<usize>,
+    pieces: std::ops::Range<u32>,
+) -> Plan {
+    let mut plan = Plan::default();
+    let mut shared = Vec::new();
+    for piece in pieces {
+        let holders: Vec<usize> = piece_files(spans, piece).collect();
+        if holders
+            .iter()
+            .any(|i| selected.contains(i) || plan.files.contains(i))
+        {
+            continue;
         }
-        if uncovered.is_empty() {
-            break;
+        match holders.as_slice() {
+            [] => {}
+            [only] => plan.files.push(*only),
+            _ => shared.push((piece, holders)),
         }
     }
-    new
+    plan.loose = shared
+        .into_iter()
+        .filter(|(_, holders)| !holders.iter().any(|i| plan.files.contains(i)))
+        .map(|(piece, _)| piece)
+        .collect();
+    plan
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Three files over 2^18-byte pieces: a 0..1_200_000 (pieces 0..=4), b ..1_900_000
-    /// (4..=7), c ..3_200_000 (7..=12).
-    fn spans() -> Vec<(u64, u64, std::ops::Range<u32>)> {
+    fn span(offset: u64, len: u64, pieces: std::ops::Range<u32>) -> FileSpan {
+        FileSpan {
+            offset,
+            len,
+            pieces,
+            padding: false,
+        }
+    }
+
+    /// Three files over 2^18-byte pieces, as in the e2e test: a 0..700_001 (pieces 0..=2),
+    /// b ..2_344_988 (2..=8), c ..8_344_991 (8..=31).
+    fn spans() -> Vec<FileSpan> {
         vec![
-            (0, 1_200_000, 0..5),
-            (1_200_000, 700_000, 4..8),
-            (1_900_000, 1_300_000, 7..13),
+            span(0, 700_001, 0..3),
+            span(700_001, 1_644_987, 2..9),
+            span(2_344_988, 6_000_003, 8..32),
         ]
+    }
+
+    fn plan(files: &[usize], loose: &[u32]) -> Plan {
+        Plan {
+            files: files.to_vec(),
+            loose: loose.to_vec(),
+        }
     }
 
     #[test]
     fn a_file_is_fetched_without_its_neighbours() {
-        let pl = 1u64 << 18;
         let none = BTreeSet::new();
-        // The pieces of b: b alone covers them, boundary pieces included.
-        assert_eq!(covering_files(&spans(), &none, 4..8, 4 * pl, 8 * pl), [1]);
+        // The pieces of b: b alone holds 3..=7, and it holds both boundary pieces.
+        assert_eq!(plan_selection(&spans(), &none, 2..9), plan(&[1], &[]));
         // A range inside a.
-        assert_eq!(covering_files(&spans(), &none, 0..2, 0, 2 * pl), [0]);
+        assert_eq!(plan_selection(&spans(), &none, 0..2), plan(&[0], &[]));
         // Everything: all three.
-        let mut all = covering_files(&spans(), &none, 0..13, 0, 3_200_000);
-        all.sort();
-        assert_eq!(all, [0, 1, 2]);
+        assert_eq!(
+            plan_selection(&spans(), &none, 0..32),
+            plan(&[0, 1, 2], &[])
+        );
         // Already selected files count.
         let b = BTreeSet::from([1]);
-        assert!(covering_files(&spans(), &b, 4..8, 4 * pl, 8 * pl).is_empty());
-        assert_eq!(covering_files(&spans(), &b, 7..9, 7 * pl, 9 * pl), [2]);
+        assert_eq!(plan_selection(&spans(), &b, 2..9), plan(&[], &[]));
+        assert_eq!(plan_selection(&spans(), &b, 8..10), plan(&[2], &[]));
+    }
+
+    #[test]
+    fn a_boundary_piece_alone_selects_no_file() {
+        let none = BTreeSet::new();
+        // b's first piece, asked for first (a source not yet measured gets one piece): a holds
+        // more of it, but selecting a would fetch a's pieces 0 and 1 for nobody.
+        assert_eq!(plan_selection(&spans(), &none, 2..3), plan(&[], &[2]));
+        // b's last piece (a player seeking to the end): selecting c would fetch 23 pieces more.
+        assert_eq!(plan_selection(&spans(), &none, 8..9), plan(&[], &[8]));
+        // With one of b's own pieces, b is selected and holds the boundary piece too.
+        assert_eq!(plan_selection(&spans(), &none, 2..4), plan(&[1], &[]));
+        assert_eq!(plan_selection(&spans(), &none, 7..9), plan(&[1], &[]));
+        // A selected neighbour holds it.
+        let a = BTreeSet::from([0]);
+        assert_eq!(plan_selection(&spans(), &a, 2..3), plan(&[], &[]));
+    }
+
+    #[test]
+    fn empty_and_padding_files_hold_no_piece() {
+        let none = BTreeSet::new();
+        // x ends inside piece 0, padding fills it, y starts at piece 1, an empty file between.
+        let pl = 1u64 << 18;
+        let spans = vec![
+            span(0, 100, 0..1),
+            FileSpan {
+                offset: 100,
+                len: pl - 100,
+                pieces: 0..1,
+                padding: true,
+            },
+            span(pl, 0, 1..1),
+            span(pl, 2 * pl, 1..3),
+        ];
+        assert_eq!(plan_selection(&spans, &none, 0..1), plan(&[0], &[]));
+        assert_eq!(plan_selection(&spans, &none, 1..2), plan(&[3], &[]));
+        assert_eq!(piece_files(&spans, 0).collect::<Vec<_>>(), [0]);
     }
 }
