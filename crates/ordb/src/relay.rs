@@ -165,8 +165,9 @@ pub enum RelayInput {
     RequestClosed(RequestId),
     /// What the driver queued on request stream `to` passed its high-water mark (`writable:
     /// false`: the stream's flow control holds it back), or drained below it again (`true`).
-    /// While a stream is not writable, no further piece is read from the store for it, so what
-    /// this node queues for a slow reader stays bounded by about one piece. (Relayed answers
+    /// While a stream is not writable, no further piece is read from the store or sent for it
+    /// (pieces already read wait, at most four of them), so what this node queues
+    /// for a slow reader stays bounded by the mark plus that many pieces. (Relayed answers
     /// are held back by the driver, which stops reading the upstream stream; see
     /// [`Relay::forwarded_for`].)
     Writable { to: RequestId, writable: bool },
