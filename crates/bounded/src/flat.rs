@@ -474,6 +474,12 @@ impl<T: Ord> Extend<T> for FlatSet<T> {
     }
 }
 
+impl<'a, T: Ord + Copy + 'a> Extend<&'a T> for FlatSet<T> {
+    fn extend<I: IntoIterator<Item = &'a T>>(&mut self, iter: I) {
+        self.extend(iter.into_iter().copied())
+    }
+}
+
 impl<T> IntoIterator for FlatSet<T> {
     type Item = T;
     type IntoIter = std::iter::Map<std::vec::IntoIter<(T, ())>, fn((T, ())) -> T>;
