@@ -1,4 +1,6 @@
-//! The workspace's one token bucket ([`TokenBucket`]) and one bounded LRU map ([`BoundedLru`]).
+//! The workspace's one token bucket ([`TokenBucket`]), one bounded LRU map ([`BoundedLru`]), and
+//! the ordered flat maps ([`FlatMap`], [`FlatSet`]) that replace `BTreeMap`/`BTreeSet` in the crates
+//! compiled into the wasm bundle (their code per type is a fraction of a B-tree's).
 //!
 //! Every rate limit and every bounded cache in onionmesh (onion admission, Kademlia request
 //! limits, the node's DHT relay limits, the bridge's rendezvous limits, the ORDB lists) uses these
@@ -12,7 +14,9 @@
 #![forbid(unsafe_code)]
 
 mod bucket;
+pub mod flat;
 mod lru;
 
 pub use bucket::TokenBucket;
+pub use flat::{FlatMap, FlatSet};
 pub use lru::BoundedLru;

@@ -1,19 +1,19 @@
 //! A bounded map that evicts its least recently used entry.
 
-use std::collections::BTreeMap;
+use crate::flat::FlatMap;
 
 /// A map of at most `capacity` entries (at least 1).
 ///
 /// `get_mut`, `touch` and `insert` mark an entry as most recently used; `peek` does not. Inserting
 /// a new key into a full map evicts the least recently used entry and returns it. Ordered maps
 /// throughout, so iteration and eviction are deterministic (the simulators rely on it).
-/// Every operation is O(log n).
+/// Lookups are O(log n); insert, touch and eviction O(n) (sorted-`Vec` maps, see [`crate::flat`]).
 #[derive(Debug, Clone)]
 pub struct BoundedLru<K: Ord + Clone, V> {
     capacity: usize,
     tick: u64,
-    entries: BTreeMap<K, (u64, V)>,
-    by_use: BTreeMap<u64, K>,
+    entries: FlatMap<K, (u64, V)>,
+    by_use: FlatMap<u64, K>,
 }
 
 impl<K: Ord + Clone, V> BoundedLru<K, V> {
@@ -22,8 +22,8 @@ impl<K: Ord + Clone, V> BoundedLru<K, V> {
         BoundedLru {
             capacity: capacity.max(1),
             tick: 0,
-            entries: BTreeMap::new(),
-            by_use: BTreeMap::new(),
+            entries: FlatMap::new(),
+            by_use: FlatMap::new(),
         }
     }
 

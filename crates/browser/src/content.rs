@@ -23,11 +23,12 @@
 //!
 //! `W` is whatever settles a caller (the JS promise's functions in the page, a number in tests).
 
+use onionmesh_bounded::{FlatMap, FlatSet};
 use onionmesh_node::ErrorCode;
 use onionmesh_ordb::{
     Descriptor, HashName, StoreCompletion, StoreError, StoreOpId, StoreReply, StoreRequest,
 };
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 /// Set in the ids of the reader's own store requests. The node's ids stay far below it (its
 /// relay uses bit 63, its content layer counts up from 1).
@@ -89,7 +90,7 @@ pub enum ReaderOutput<W> {
 
 struct Known {
     descriptor: Descriptor,
-    held: BTreeSet<u32>,
+    held: FlatSet<u32>,
 }
 
 /// The node's store operations being watched, by id.
@@ -123,15 +124,15 @@ struct Read<W> {
 
 /// The reader (see the module docs).
 pub struct Reader<W> {
-    contents: BTreeMap<HashName, Known>,
-    downloading: BTreeSet<HashName>,
-    watched: BTreeMap<StoreOpId, Watched>,
-    reads: BTreeMap<ReadId, Read<W>>,
-    gets: BTreeMap<StoreOpId, (ReadId, u32)>,
+    contents: FlatMap<HashName, Known>,
+    downloading: FlatSet<HashName>,
+    watched: FlatMap<StoreOpId, Watched>,
+    reads: FlatMap<ReadId, Read<W>>,
+    gets: FlatMap<StoreOpId, (ReadId, u32)>,
     publishes: Vec<(HashName, W)>,
     removals: Vec<(HashName, W)>,
     /// Removals whose `Delete` was submitted, by its id.
-    deletes: BTreeMap<StoreOpId, W>,
+    deletes: FlatMap<StoreOpId, W>,
     next_read: u64,
     next_op: u64,
     out: VecDeque<ReaderOutput<W>>,
@@ -140,14 +141,14 @@ pub struct Reader<W> {
 impl<W> Default for Reader<W> {
     fn default() -> Self {
         Reader {
-            contents: BTreeMap::new(),
-            downloading: BTreeSet::new(),
-            watched: BTreeMap::new(),
-            reads: BTreeMap::new(),
-            gets: BTreeMap::new(),
+            contents: FlatMap::new(),
+            downloading: FlatSet::new(),
+            watched: FlatMap::new(),
+            reads: FlatMap::new(),
+            gets: FlatMap::new(),
             publishes: Vec::new(),
             removals: Vec::new(),
-            deletes: BTreeMap::new(),
+            deletes: FlatMap::new(),
             next_read: 0,
             next_op: 0,
             out: VecDeque::new(),
@@ -509,7 +510,7 @@ impl<W> Reader<W> {
                 h,
                 Known {
                     descriptor,
-                    held: BTreeSet::new(),
+                    held: FlatSet::new(),
                 },
             );
         }

@@ -8,8 +8,8 @@ struct Bench {
     store: MemStore,
     next_node_op: u64,
     seeks: Vec<(HashName, u64)>,
-    reads: BTreeMap<u32, Result<Vec<u8>, Failure>>,
-    settled: BTreeMap<u32, Result<(), Failure>>,
+    reads: FlatMap<u32, Result<Vec<u8>, Failure>>,
+    settled: FlatMap<u32, Result<(), Failure>>,
 }
 
 impl Bench {
@@ -19,8 +19,8 @@ impl Bench {
             store: MemStore::new(64 << 20),
             next_node_op: 0,
             seeks: Vec::new(),
-            reads: BTreeMap::new(),
-            settled: BTreeMap::new(),
+            reads: FlatMap::new(),
+            settled: FlatMap::new(),
         }
     }
 

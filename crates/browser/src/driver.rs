@@ -25,12 +25,13 @@ use crate::pending::{Promises, Waiter};
 use crate::store::StoreQueue;
 use crate::stream::StreamHandler;
 use crate::timer::{self, Timer};
+use onionmesh_bounded::FlatMap;
 use onionmesh_crypto::Identity;
 use onionmesh_node::{ContentEvent, Event, Input, LinkId, LinkState, LogLevel, Node, Output, Time};
 use onionmesh_ordb::{HashName, OrdbError, Store, StoreCompletion};
 use onionmesh_wire::db::{DbSource, DescriptorKind};
 use std::cell::{Cell, RefCell, RefMut};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -52,7 +53,7 @@ pub struct Shared {
     dispatching: Cell<bool>,
     /// Web files published as this page's content: request hashName -> (hashName, link), for
     /// their `done` event's `publishedAs`. At most [`MAX_REMEMBERED`].
-    published: RefCell<BTreeMap<HashName, (String, String)>>,
+    published: RefCell<FlatMap<HashName, (String, String)>>,
 }
 
 #[derive(Default)]
@@ -110,9 +111,9 @@ pub struct Driver {
     transport: Option<Box<dyn BridgeTransport>>,
     /// Gives the current attempt [`CONNECT_TIMEOUT_MS`] to open.
     connect_timer: Option<Timer>,
-    links: BTreeMap<LinkId, PeerLink>,
+    links: FlatMap<LinkId, PeerLink>,
     /// Links the core has closed whose queued frames are still going into the channel.
-    closing: BTreeMap<LinkId, PeerLink>,
+    closing: FlatMap<LinkId, PeerLink>,
     link_sink: LinkSink,
     /// The one armed timer, for the core's `poll_timeout`.
     timer: Option<(Time, Timer)>,
@@ -135,10 +136,10 @@ pub struct Driver {
     /// Where the page said a download can be fetched from outside the mesh (a magnet link or
     /// a web URL, issue 10), sent as `DB_SOURCE` on its source streams. At most
     /// [`MAX_REMEMBERED`] (the oldest forgotten: a retry then asks the mesh only).
-    sources: BTreeMap<HashName, DbSource>,
+    sources: FlatMap<HashName, DbSource>,
     /// The file of a multi-file torrent each download was restricted to (`selectFile`). At
     /// most [`MAX_REMEMBERED`].
-    pub selected: BTreeMap<HashName, usize>,
+    pub selected: FlatMap<HashName, usize>,
     /// Web files whose `done` is held back while they are published as this page's content.
     pub publishing: Vec<HashName>,
     /// What publishes a finished web file as this page's own content and then sends its `done`
@@ -190,8 +191,8 @@ impl Shared {
                     generation: 0,
                     transport: None,
                     connect_timer: None,
-                    links: BTreeMap::new(),
-                    closing: BTreeMap::new(),
+                    links: FlatMap::new(),
+                    closing: FlatMap::new(),
                     link_sink,
                     timer: None,
                     start: None,
@@ -202,8 +203,8 @@ impl Shared {
                     reader: Reader::default(),
                     resumable: Vec::new(),
                     resume_timer: None,
-                    sources: BTreeMap::new(),
-                    selected: BTreeMap::new(),
+                    sources: FlatMap::new(),
+                    selected: FlatMap::new(),
                     publishing: Vec::new(),
                     web_publisher: None,
                     held_back: Some(Vec::new()),
@@ -214,7 +215,7 @@ impl Shared {
                 subscribers: RefCell::new(Subscribers::default()),
                 pending: RefCell::new(VecDeque::new()),
                 dispatching: Cell::new(false),
-                published: RefCell::new(BTreeMap::new()),
+                published: RefCell::new(FlatMap::new()),
             }
         })
     }
@@ -888,7 +889,7 @@ impl Driver {
 }
 
 /// Insert into a map bounded at [`MAX_REMEMBERED`] entries, forgetting the first key when full.
-pub fn remember<V>(map: &mut BTreeMap<HashName, V>, key: HashName, value: V) {
+pub fn remember<V>(map: &mut FlatMap<HashName, V>, key: HashName, value: V) {
     if !map.contains_key(&key) && map.len() >= MAX_REMEMBERED {
         map.pop_first();
     }

@@ -54,8 +54,9 @@
 //! (its own storage quota) is reported as [`StoreError::QuotaFull`] too; the transaction is then
 //! rolled back, so nothing stored before is lost.
 
+use onionmesh_bounded::FlatMap;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -433,7 +434,7 @@ impl IdbStore {
                     values.len()
                 )));
             }
-            let mut held: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+            let mut held: FlatMap<String, Vec<u32>> = FlatMap::new();
             for k in &piece_keys {
                 let (hex, index) = piece_key_from_js(k).ok_or_else(|| {
                     StoreError::Backend(format!(

@@ -6,8 +6,9 @@
 use crate::codes::{js_error, sentence, ErrorCode};
 use crate::events::fill_dht;
 use js_sys::{Function, Object};
+use onionmesh_bounded::FlatMap;
 use onionmesh_node::{DhtEvent, Event};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use wasm_bindgen::JsValue;
 
 /// Most DHT promises waiting at once.
@@ -42,7 +43,7 @@ impl Waiter {
 
 #[derive(Default)]
 pub struct Promises {
-    waiting: BTreeMap<u64, Waiter>,
+    waiting: FlatMap<u64, Waiter>,
     /// Lookups that finished before their promise was parked (an empty routing table ends a
     /// lookup within the call that starts it). Bounded by [`MAX_EARLY`].
     early: VecDeque<(u64, Settle)>,

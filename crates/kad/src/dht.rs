@@ -12,6 +12,7 @@ use crate::table::{Failure, Insert, RoutingTable, TableConfig};
 use crate::token::{TokenCheck, Tokens};
 use crate::Time;
 use onionmesh_bounded::BoundedLru;
+use onionmesh_bounded::{FlatMap, FlatSet};
 use onionmesh_wire::kad::{
     Contact, Contacts, KadErrorCode, KadMsg, Provider, Providers, Reason, Token, MAX_CONTACTS,
     MAX_PROVIDERS,
@@ -19,7 +20,7 @@ use onionmesh_wire::kad::{
 use onionmesh_wire::{BridgeAddr, Frame, NodeId, WireError};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -299,7 +300,7 @@ struct StorePhase {
     /// each gave us: the ones that replace a holder that refuses or stays silent.
     spare: VecDeque<(Contact, Token)>,
     /// Nodes asked and not done yet: their contact, token and the attempts made.
-    asking: BTreeMap<NodeId, (Contact, Token, u8)>,
+    asking: FlatMap<NodeId, (Contact, Token, u8)>,
     /// `min(k, nodes that answered)`: the holders the round wants.
     wanted: usize,
     holders: usize,
@@ -311,7 +312,7 @@ struct Lookup {
     kind: LookupKind,
     iter: ClosestIter,
     /// STORE tokens from the nodes that answered (at most `max_requests` of them).
-    tokens: BTreeMap<NodeId, Token>,
+    tokens: FlatMap<NodeId, Token>,
     providers: Vec<Provider>,
     holders: usize,
     store: Option<StorePhase>,
@@ -332,7 +333,7 @@ pub struct Kad {
     limiter: RateLimiter,
     pacer: Pacer,
     rtt: RoundTrips,
-    pending: BTreeMap<u64, Pending>,
+    pending: FlatMap<u64, Pending>,
     /// Requests waiting for the pacer, in order (each also in `pending`, with `sent: None`).
     queued: VecDeque<(u64, Contact, Vec<u8>)>,
     /// When to try the queue again, while it is not empty.
@@ -340,13 +341,13 @@ pub struct Kad {
     /// Publication rounds waiting for a lookup slot, at most one per published key.
     rounds: VecDeque<(LookupId, NodeId)>,
     recent_timeouts: BoundedLru<u64, ()>,
-    pinging: BTreeSet<NodeId>,
+    pinging: FlatSet<NodeId>,
     /// Buckets waiting for a refresh lookup (at most [`ID_BITS`]): the join's buckets farther
     /// than our closest neighbour, and stale ones. Started farthest first, at most
     /// `max_refresh_lookups` at once.
-    refresh_due: BTreeSet<usize>,
-    lookups: BTreeMap<LookupId, Lookup>,
-    publications: BTreeMap<NodeId, Time>,
+    refresh_due: FlatSet<usize>,
+    lookups: FlatMap<LookupId, Lookup>,
+    publications: FlatMap<NodeId, Time>,
     next_lookup: u64,
     next_maintenance: Time,
     out: VecDeque<Output>,
@@ -368,15 +369,15 @@ impl Kad {
             rtt: RoundTrips::new(cfg.rtt.clone()),
             tokens,
             rng,
-            pending: BTreeMap::new(),
+            pending: FlatMap::new(),
             queued: VecDeque::new(),
             next_pump: None,
             rounds: VecDeque::new(),
             recent_timeouts: BoundedLru::new(RECENT_TIMEOUTS),
-            pinging: BTreeSet::new(),
-            refresh_due: BTreeSet::new(),
-            lookups: BTreeMap::new(),
-            publications: BTreeMap::new(),
+            pinging: FlatSet::new(),
+            refresh_due: FlatSet::new(),
+            lookups: FlatMap::new(),
+            publications: FlatMap::new(),
             next_lookup: 1,
             next_maintenance: now + cfg.maintenance_interval,
             out: VecDeque::new(),
@@ -592,7 +593,7 @@ impl Kad {
         let mut lookup = Lookup {
             kind,
             iter,
-            tokens: BTreeMap::new(),
+            tokens: FlatMap::new(),
             providers: Default::default(),
             holders: 0,
             store: None,
@@ -692,7 +693,7 @@ impl Kad {
     /// Sends the queued requests the pacer lets through now, in order per peer.
     fn pump(&mut self, now: Time) {
         self.next_pump = None;
-        let mut blocked: BTreeSet<NodeId> = BTreeSet::new();
+        let mut blocked: FlatSet<NodeId> = FlatSet::new();
         let mut keep = VecDeque::with_capacity(self.queued.len());
         while let Some((rid, to, bytes)) = self.queued.pop_front() {
             let Some(p) = self.pending.get(&rid) else {
@@ -1338,7 +1339,7 @@ impl Kad {
             l.store = Some(StorePhase {
                 wanted: spare.len().min(self.cfg.lookup.k.max(1)),
                 spare,
-                asking: BTreeMap::new(),
+                asking: FlatMap::new(),
                 holders: 0,
                 attempted: 0,
             });

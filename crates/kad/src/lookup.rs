@@ -340,8 +340,8 @@ impl ClosestIter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use onionmesh_bounded::FlatSet;
     use proptest::prelude::*;
-    use std::collections::BTreeSet;
 
     fn c(id: NodeId) -> Contact {
         Contact {
@@ -364,7 +364,7 @@ mod tests {
     struct Net {
         ids: Vec<NodeId>,
         known: Vec<Vec<NodeId>>,
-        dead: BTreeSet<NodeId>,
+        dead: FlatSet<NodeId>,
     }
 
     impl Net {
@@ -429,7 +429,7 @@ mod tests {
             })
             .collect();
         let dead = if dead_every == 0 {
-            BTreeSet::new()
+            FlatSet::new()
         } else {
             ids.iter().step_by(dead_every).copied().collect()
         };

@@ -8,9 +8,9 @@
 //! its freshest providers.
 
 use crate::Time;
+use onionmesh_bounded::FlatMap;
 use onionmesh_wire::kad::{Contact, Provider};
 use onionmesh_wire::NodeId;
-use std::collections::BTreeMap;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -53,7 +53,7 @@ struct Record {
 #[derive(Debug, Clone)]
 pub struct ValueStore {
     cfg: StoreConfig,
-    map: BTreeMap<NodeId, Vec<Record>>,
+    map: FlatMap<NodeId, Vec<Record>>,
     records: usize,
 }
 
@@ -61,7 +61,7 @@ impl ValueStore {
     pub fn new(cfg: StoreConfig) -> ValueStore {
         ValueStore {
             cfg,
-            map: BTreeMap::new(),
+            map: FlatMap::new(),
             records: 0,
         }
     }

@@ -675,7 +675,7 @@ mod tests {
                     Op::Remove(i) => if !known.is_empty() { rt.remove(&known[i % known.len()]); },
                     Op::Advance(s) => now = now + Duration::from_secs(u64::from(s)),
                 }
-                let mut seen = std::collections::BTreeSet::new();
+                let mut seen = onionmesh_bounded::FlatSet::new();
                 for j in 0..ID_BITS {
                     let (n, r) = rt.bucket_len(j);
                     prop_assert!(n <= k, "bucket {} holds {} > k", j, n);

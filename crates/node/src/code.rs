@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn texts_are_unique_and_round_trip() {
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = onionmesh_bounded::FlatSet::new();
         for c in ErrorCode::ALL {
             assert!(
                 seen.insert(c.as_str()),

@@ -30,6 +30,7 @@ use crate::event::{DhtEvent, DhtLookupKind, DhtStats, Event, LogLevel};
 use crate::links::LinkTable;
 use crate::output::{log, Request, Requests};
 use onionmesh_bounded::BoundedLru;
+use onionmesh_bounded::FlatSet;
 use onionmesh_crypto::node_id;
 use onionmesh_kad::contact::{bucket_index, ID_BITS};
 use onionmesh_kad::{Kad, KadConfig, KadEvent, LookupKind, Output as KadOutput};
@@ -37,7 +38,6 @@ use onionmesh_wire::kad::{Contact, Introducers, KadBytes, KadMsg};
 use onionmesh_wire::{
     BridgeAddr, Frame, LinkMsg, NodeId, PeerRecord, PublicKeyBytes, SignalMsg, Time,
 };
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Tunables of the node's DHT.
@@ -82,9 +82,9 @@ pub(crate) struct DhtPart {
     bridge_contact: Option<Contact>,
     bridge_pubkey: Option<PublicKeyBytes>,
     bridge_addr: Option<BridgeAddr>,
-    other_bridges: BTreeSet<String>,
+    other_bridges: FlatSet<String>,
     far_in_a_row: u32,
-    published: BTreeSet<NodeId>,
+    published: FlatSet<NodeId>,
     /// `(introducer, target)` pairs whose relay failed (the introducer had no link to the
     /// target), with when: skipped when routing.
     no_route: BoundedLru<(NodeId, NodeId), Time>,
@@ -108,9 +108,9 @@ impl DhtPart {
             bridge_contact: None,
             bridge_pubkey: None,
             bridge_addr: None,
-            other_bridges: BTreeSet::new(),
+            other_bridges: FlatSet::new(),
             far_in_a_row: 0,
-            published: BTreeSet::new(),
+            published: FlatSet::new(),
             no_route: BoundedLru::new(MAX_NO_ROUTE),
             hints: BoundedLru::new(MAX_HINTS),
             stats: DhtStats::default(),

@@ -10,6 +10,7 @@
 
 use crate::event::{Event, LinkCloseReason, LinkState, LogLevel, PeerView};
 use crate::output::{log, LinkId, Output, Request, Requests};
+use onionmesh_bounded::FlatMap;
 use onionmesh_crypto::dtls::{self, Fingerprint};
 use onionmesh_crypto::{link_auth, Identity};
 use onionmesh_wire::link::{CloseReason, LinkData, MAX_DATA, NONCE_LEN};
@@ -19,7 +20,6 @@ use onionmesh_wire::{
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::ApiError;
@@ -98,8 +98,8 @@ struct Link {
 /// The link table (see the module docs).
 pub(crate) struct LinkTable {
     cfg: LinkConfig,
-    links: BTreeMap<LinkId, Link>,
-    by_peer: BTreeMap<NodeId, LinkId>,
+    links: FlatMap<LinkId, Link>,
+    by_peer: FlatMap<NodeId, LinkId>,
     next_link: u64,
     rng: ChaCha20Rng,
 }
@@ -108,8 +108,8 @@ impl LinkTable {
     pub fn new(cfg: LinkConfig, seed: [u8; 32]) -> LinkTable {
         LinkTable {
             cfg,
-            links: BTreeMap::new(),
-            by_peer: BTreeMap::new(),
+            links: FlatMap::new(),
+            by_peer: FlatMap::new(),
             next_link: 1,
             rng: ChaCha20Rng::from_seed(seed),
         }

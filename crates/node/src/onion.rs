@@ -26,6 +26,7 @@ use crate::links::LinkTable;
 use crate::output::{log, Request, Requests};
 use crate::services::{Echo, Handler, Services, StreamIo};
 use onionmesh_bounded::BoundedLru;
+use onionmesh_bounded::{FlatMap, FlatSet};
 use onionmesh_onion::{
     owner_of, ApiError, Candidate, CellOwner, CircHandle, CircuitView, CloseReason, ExitStream,
     HopSpec, OnionKey, OnionProxy, OnionPublicKey, OnionRouter, Output as OnionOutput, PathError,
@@ -36,7 +37,6 @@ use onionmesh_wire::link::{CellBatch, MAX_CELLS_PER_FRAME};
 use onionmesh_wire::{LinkMsg, NodeId, PublicKeyBytes, Time};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use std::collections::{BTreeMap, BTreeSet};
 
 /// Most peers whose onion keys the node remembers (least recently used forgotten first).
 pub const MAX_DIRECTORY: usize = 4096;
@@ -62,12 +62,12 @@ pub(crate) struct OnionPart {
     router: OnionRouter,
     directory: BoundedLru<NodeId, DirEntry>,
     /// Peers the router asked a link for and is waiting on.
-    needed: BTreeSet<NodeId>,
+    needed: FlatSet<NodeId>,
     /// Peers whose link closed before it was authenticated: if no new link replaced it by the
     /// next poll, a waiting extension to them has failed (a glare close is replaced at once).
     maybe_failed: Vec<NodeId>,
     /// Links the driver reported congested.
-    blocked: BTreeSet<NodeId>,
+    blocked: FlatSet<NodeId>,
     services: Services,
     bridge: Option<NodeId>,
 }
@@ -118,9 +118,9 @@ impl OnionPart {
             proxy: OnionProxy::new(me, cfg.proxy.clone(), pseed),
             router: OnionRouter::new(me, key, cfg.router.clone(), rseed),
             directory: BoundedLru::new(MAX_DIRECTORY),
-            needed: BTreeSet::new(),
+            needed: FlatSet::new(),
             maybe_failed: Vec::new(),
-            blocked: BTreeSet::new(),
+            blocked: FlatSet::new(),
             services: Services::default(),
             bridge: None,
         }
@@ -259,7 +259,7 @@ impl OnionPart {
                 self.router.link_failed(now, peer);
             }
         }
-        let mut batches: BTreeMap<NodeId, Vec<Cell>> = BTreeMap::new();
+        let mut batches: FlatMap<NodeId, Vec<Cell>> = FlatMap::new();
         while reqs.is_empty() {
             let cell = if let Some(o) = self.proxy.poll_output() {
                 match o {
@@ -466,7 +466,7 @@ impl OnionPart {
     }
 }
 
-fn flush(batches: &mut BTreeMap<NodeId, Vec<Cell>>, reqs: &mut Requests) {
+fn flush(batches: &mut FlatMap<NodeId, Vec<Cell>>, reqs: &mut Requests) {
     for (peer, cells) in std::mem::take(batches) {
         if !cells.is_empty() {
             send_cells(peer, cells, reqs);

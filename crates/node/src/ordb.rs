@@ -115,7 +115,7 @@
 //! This part writes no other part's fields: it acts on the onion and DHT parts through their
 //! handles ([`OnionApi`], [`DhtApi`]), which push the node's typed requests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use onionmesh_bounded::{FlatMap, FlatSet};
 use std::time::Duration;
 
 use onionmesh_bounded::BoundedLru;
@@ -372,7 +372,7 @@ struct NbIn {
     circ: OrdbCirc,
     pipe: Pipe,
     next_pipe: u16,
-    pipes: BTreeMap<u16, RelayId>,
+    pipes: FlatMap<u16, RelayId>,
 }
 
 #[derive(Debug)]
@@ -386,10 +386,10 @@ struct ReqStream {
 #[derive(Debug, Default)]
 struct DlState {
     /// Our circuit per source.
-    sources: BTreeMap<SourceId, CircHandle>,
+    sources: FlatMap<SourceId, CircHandle>,
     attempts: u32,
     /// ORDBs tried, so replacements go elsewhere first.
-    tried: BTreeSet<NodeId>,
+    tried: FlatSet<NodeId>,
     last_problem: Option<String>,
     /// No circuit could be built at all (refused at once, or no ORDB known): try again then.
     retry_at: Option<Time>,
@@ -399,7 +399,7 @@ struct DlState {
 
 #[derive(Debug, Default)]
 struct ProviderFind {
-    pending: BTreeSet<CircHandle>,
+    pending: FlatSet<CircHandle>,
     built: Vec<OrdbCirc>,
 }
 
@@ -454,7 +454,7 @@ impl NodeIo<'_> {
     /// always fails. Contacts carry no "bridge" mark, so a federated bridge's DHT node is
     /// left out only once a circuit failed to reach it ([`OrdbPart`]'s unreachable peers).
     fn ordb_candidates(&self) -> Vec<NodeId> {
-        let mut ids: BTreeSet<NodeId> = self.links.linked_peers().into_iter().collect();
+        let mut ids: FlatSet<NodeId> = self.links.linked_peers().into_iter().collect();
         ids.extend(self.dht.kad().table().iter().map(|(_, c)| c.id));
         ids.remove(&self.me);
         if let Some(bridge) = self.onion.bridge() {
@@ -469,23 +469,23 @@ pub(crate) struct OrdbPart {
     cfg: ContentConfig,
     ordb: Ordb,
     rng: ChaCha20Rng,
-    circs: BTreeMap<CircHandle, OurCirc>,
-    streams: BTreeMap<StreamHandle, OurStream>,
-    sources: BTreeMap<(HashName, SourceId), StreamHandle>,
-    forwards: BTreeMap<RelayId, StreamHandle>,
-    requests: BTreeMap<ExitStream, ReqStream>,
-    request_streams: BTreeMap<RequestId, ReqAt>,
+    circs: FlatMap<CircHandle, OurCirc>,
+    streams: FlatMap<StreamHandle, OurStream>,
+    sources: FlatMap<(HashName, SourceId), StreamHandle>,
+    forwards: FlatMap<RelayId, StreamHandle>,
+    requests: FlatMap<ExitStream, ReqStream>,
+    request_streams: FlatMap<RequestId, ReqAt>,
     /// Our neighbour circuits, with our channel's stream once it is open.
-    nb_out: BTreeMap<CircHandle, Option<StreamHandle>>,
+    nb_out: FlatMap<CircHandle, Option<StreamHandle>>,
     /// Queries neighbours sent back through our channels, by (channel, pipe).
-    pipe_requests: BTreeMap<(StreamHandle, u16), RequestId>,
+    pipe_requests: FlatMap<(StreamHandle, u16), RequestId>,
     /// Neighbour channels built to us.
-    nb_in: BTreeMap<ExitStream, NbIn>,
-    nb_in_circ: BTreeMap<OrdbCirc, ExitStream>,
+    nb_in: FlatMap<ExitStream, NbIn>,
+    nb_in_circ: FlatMap<OrdbCirc, ExitStream>,
     /// Forwarded queries on a pipe of a channel built to us.
-    relay_pipes: BTreeMap<RelayId, (ExitStream, u16)>,
+    relay_pipes: FlatMap<RelayId, (ExitStream, u16)>,
     /// Forwarded queries over neighbour channels not yet answered with data.
-    advert_relays: BTreeSet<RelayId>,
+    advert_relays: FlatSet<RelayId>,
     /// Adverts sent: (channel, hash_name, step, own), to count repeats.
     adverts_sent: BoundedLru<(OrdbCirc, HashName, u8, bool), ()>,
     /// Peers dropped as free riders this session, and strikes of download ORDBs that sent
@@ -497,24 +497,24 @@ pub(crate) struct OrdbPart {
     unreachable: BoundedLru<NodeId, Time>,
     /// No neighbour circuit is built before this (after a failure).
     nb_retry_at: Option<Time>,
-    downloads: BTreeMap<HashName, DlState>,
+    downloads: FlatMap<HashName, DlState>,
     /// DHT lookups for provider searches.
-    lookups: BTreeMap<u64, HashName>,
-    finds: BTreeMap<HashName, ProviderFind>,
+    lookups: FlatMap<u64, HashName>,
+    finds: FlatMap<HashName, ProviderFind>,
     closed_circs: BoundedLru<CircHandle, ()>,
     closed_streams: BoundedLru<StreamHandle, ()>,
     known: BoundedLru<(HashName, NodeId), KnownAs>,
     /// DHT announcements under way, and failed ones waiting to be tried again (when, attempts
     /// so far). Both bounded by the relay's held contents.
-    provides: BTreeMap<u64, HashName>,
-    provide_retry: BTreeMap<HashName, (Time, u32)>,
+    provides: FlatMap<u64, HashName>,
+    provide_retry: FlatMap<HashName, (Time, u32)>,
     next_id: u64,
     provider_circuits: usize,
     stats: ContentStats,
     /// Requests handed to the bridge (the facilitator): relay id <-> request number. Bounded
     /// by the relay's `max_facilitated`.
-    facilitated: BTreeMap<RelayId, u32>,
-    facilitated_req: BTreeMap<u32, RelayId>,
+    facilitated: FlatMap<RelayId, u32>,
+    facilitated_req: FlatMap<u32, RelayId>,
     next_req: u32,
 }
 
@@ -618,36 +618,36 @@ impl OrdbPart {
             ordb: Ordb::new(Time::ZERO, cfg.ordb.clone(), ordb_seed),
             cfg,
             rng,
-            circs: BTreeMap::new(),
-            streams: BTreeMap::new(),
-            sources: BTreeMap::new(),
-            forwards: BTreeMap::new(),
-            requests: BTreeMap::new(),
-            request_streams: BTreeMap::new(),
-            nb_out: BTreeMap::new(),
-            pipe_requests: BTreeMap::new(),
-            nb_in: BTreeMap::new(),
-            nb_in_circ: BTreeMap::new(),
-            relay_pipes: BTreeMap::new(),
-            advert_relays: BTreeSet::new(),
+            circs: FlatMap::new(),
+            streams: FlatMap::new(),
+            sources: FlatMap::new(),
+            forwards: FlatMap::new(),
+            requests: FlatMap::new(),
+            request_streams: FlatMap::new(),
+            nb_out: FlatMap::new(),
+            pipe_requests: FlatMap::new(),
+            nb_in: FlatMap::new(),
+            nb_in_circ: FlatMap::new(),
+            relay_pipes: FlatMap::new(),
+            advert_relays: FlatSet::new(),
             adverts_sent: BoundedLru::new(MAX_ADVERTS_REMEMBERED),
             banned_peers: BoundedLru::new(MAX_BANNED_PEERS),
             peer_strikes: BoundedLru::new(MAX_BANNED_PEERS),
             unreachable: BoundedLru::new(MAX_UNREACHABLE),
             nb_retry_at: None,
-            downloads: BTreeMap::new(),
-            lookups: BTreeMap::new(),
-            finds: BTreeMap::new(),
+            downloads: FlatMap::new(),
+            lookups: FlatMap::new(),
+            finds: FlatMap::new(),
             closed_circs: BoundedLru::new(CLOSED_MEMORY),
             closed_streams: BoundedLru::new(CLOSED_MEMORY),
             known: BoundedLru::new(MAX_KNOWN),
-            provides: BTreeMap::new(),
-            provide_retry: BTreeMap::new(),
+            provides: FlatMap::new(),
+            provide_retry: FlatMap::new(),
             next_id: 0,
             provider_circuits: 0,
             stats: ContentStats::default(),
-            facilitated: BTreeMap::new(),
-            facilitated_req: BTreeMap::new(),
+            facilitated: FlatMap::new(),
+            facilitated_req: FlatMap::new(),
             next_req: 0,
         }
     }
@@ -1310,7 +1310,7 @@ impl OrdbPart {
             return;
         }
         self.nb_retry_at = None;
-        let current: BTreeSet<NodeId> = self
+        let current: FlatSet<NodeId> = self
             .circs
             .values()
             .filter_map(|c| match c.job {
@@ -1483,7 +1483,7 @@ impl OrdbPart {
                     ..Pipe::default()
                 },
                 next_pipe: 0,
-                pipes: BTreeMap::new(),
+                pipes: FlatMap::new(),
             },
         );
         self.nb_in_circ.insert(circ, stream);
@@ -1961,7 +1961,7 @@ impl OrdbPart {
                 hash_name.to_hex()
             ),
         );
-        let mut pending = BTreeSet::new();
+        let mut pending = FlatSet::new();
         let me = io.me;
         let usable: Vec<NodeId> = providers
             .into_iter()

@@ -7,9 +7,9 @@
 //! service that stops reading stops the circuit's windows, so the far writer sees
 //! backpressure and every hop's buffers stay bounded.
 
+use onionmesh_bounded::{FlatMap, FlatSet};
 use onionmesh_onion::ExitStream;
 use onionmesh_wire::Time;
-use std::collections::{BTreeMap, BTreeSet};
 
 /// Most bytes the echo service holds per stream between reading and writing back.
 pub const ECHO_BUFFER: usize = 64 * 1024;
@@ -41,7 +41,7 @@ pub trait StreamService {
 /// than buffer more).
 #[derive(Debug, Default)]
 pub struct Echo {
-    pending: BTreeMap<ExitStream, Vec<u8>>,
+    pending: FlatMap<ExitStream, Vec<u8>>,
 }
 
 impl StreamService for Echo {
@@ -95,11 +95,11 @@ pub(crate) enum Handler {
 /// The registry of named services and of which service each open exit stream belongs to.
 #[derive(Default)]
 pub(crate) struct Services {
-    handlers: BTreeMap<String, Handler>,
+    handlers: FlatMap<String, Handler>,
     /// Streams owned by built-in services, and which one. Bounded by the router's stream
     /// limits: entries leave when their stream ends or its circuit closes.
-    builtin_streams: BTreeMap<ExitStream, String>,
-    app_streams: BTreeSet<ExitStream>,
+    builtin_streams: FlatMap<ExitStream, String>,
+    app_streams: FlatSet<ExitStream>,
 }
 
 impl Services {

@@ -30,6 +30,7 @@ use crate::{
     CircHandle, ContentConfig, ContentEvent, DhtEvent, Event, Input, LinkId, Node, NodeConfig,
     OnionEvent, Output, Time,
 };
+use onionmesh_bounded::{FlatMap, FlatSet};
 use onionmesh_crypto::Identity;
 use onionmesh_ordb::{HashName, MemStore, StoreCompletion, StoreOpId, StoreReply, StoreRequest};
 use onionmesh_rendezvous::{
@@ -39,7 +40,7 @@ use onionmesh_wire::signal::Sdp;
 use onionmesh_wire::{BoundedVec, Frame, LinkMsg, NodeId, PeerRecord, SignalMsg};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// One end of a link: (node index, that node's link id).
@@ -205,11 +206,11 @@ pub struct Net {
     /// Bridge connections the bridge closed: (node, reason).
     pub bridge_closes: Vec<(usize, String)>,
     queue: VecDeque<Msg>,
-    pairs: BTreeMap<End, End>,
+    pairs: FlatMap<End, End>,
     alive: Vec<bool>,
-    apart: BTreeSet<(usize, usize)>,
-    undiscovering: BTreeSet<usize>,
-    index: BTreeMap<NodeId, usize>,
+    apart: FlatSet<(usize, usize)>,
+    undiscovering: FlatSet<usize>,
+    index: FlatMap<NodeId, usize>,
 }
 
 impl Net {
@@ -256,7 +257,7 @@ impl Net {
             now: Time::from_millis(1_000),
             bridge_closes: Vec::new(),
             queue: VecDeque::new(),
-            pairs: BTreeMap::new(),
+            pairs: FlatMap::new(),
             alive: vec![true; n],
             apart: cfg.apart.iter().copied().collect(),
             undiscovering: cfg.undiscovering.iter().copied().collect(),

@@ -21,9 +21,9 @@
 //! holds); a pinned first hop must be linked, but need not be a guard (the caller chose it).
 
 use crate::key::OnionPublicKey;
+use onionmesh_bounded::FlatSet;
 use onionmesh_wire::NodeId;
 use rand_core::RngCore;
-use std::collections::BTreeSet;
 use thiserror::Error;
 
 /// At most this many RELAY_EARLY cells per circuit (Tor's limit); each EXTEND2 uses one.
@@ -136,7 +136,7 @@ pub fn check_path_ids(local: NodeId, path: &[NodeId]) -> Result<(), PathError> {
     if path.is_empty() || path.len() > MAX_HOPS {
         return Err(PathError::BadLength(path.len()));
     }
-    let mut seen = BTreeSet::new();
+    let mut seen = FlatSet::new();
     for id in path {
         if *id == local {
             return Err(PathError::ContainsSelf);
@@ -199,7 +199,7 @@ fn resolve_pins<'a>(
             _ => fixed[position] = Some(c),
         }
     }
-    let mut seen = BTreeSet::new();
+    let mut seen = FlatSet::new();
     for c in fixed.iter().flatten() {
         // One node pinned at two positions.
         if !seen.insert(c.hop.id) {
@@ -223,7 +223,7 @@ pub fn select_path_pinned(
         return Err(PathError::BadLength(hops));
     }
     // Distinct candidates other than ourselves (first occurrence wins).
-    let mut ids = BTreeSet::new();
+    let mut ids = FlatSet::new();
     let usable: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.hop.id != rules.local && ids.insert(c.hop.id))
@@ -235,7 +235,7 @@ pub fn select_path_pinned(
             have: usable.len(),
         });
     }
-    let pinned: BTreeSet<NodeId> = fixed.iter().flatten().map(|c| c.hop.id).collect();
+    let pinned: FlatSet<NodeId> = fixed.iter().flatten().map(|c| c.hop.id).collect();
     let tied = |c: &Candidate| tied_to(c, rules.own_bridge);
     // A pinned last hop tied to the bridge rules out bridge-tied first hops.
     let last_pinned_tied = hops > 1 && fixed[hops - 1].is_some_and(tied);
@@ -266,7 +266,7 @@ pub fn select_path_pinned(
     };
     let mut path = vec![first];
     // Pinned hops' introducers count from the start, so free hops avoid them where they can.
-    let mut introducers: BTreeSet<NodeId> = fixed
+    let mut introducers: FlatSet<NodeId> = fixed
         .iter()
         .flatten()
         .chain(std::iter::once(&first))
@@ -352,7 +352,7 @@ mod tests {
             };
             assert!(!(tied(&p[0]) && tied(&p[2])), "bridge tied to both ends");
             // Enough distinct introducers exist, so they are distinct.
-            let intros: BTreeSet<_> = p
+            let intros: FlatSet<_> = p
                 .iter()
                 .map(|h| cands.iter().find(|c| c.hop.id == h.id).unwrap().introducer)
                 .collect();

@@ -5,9 +5,10 @@
 //! Each queued cell is tagged with the local circuit key so the owner can bound how much one
 //! circuit may have queued, and drop a dead circuit's cells.
 
+use onionmesh_bounded::FlatMap;
 use onionmesh_wire::cell::Cell;
 use onionmesh_wire::NodeId;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 #[derive(Debug, Default)]
 struct LinkQ {
@@ -18,8 +19,8 @@ struct LinkQ {
 
 #[derive(Debug)]
 pub(crate) struct LinkQueues {
-    links: BTreeMap<NodeId, LinkQ>,
-    per_circ: BTreeMap<u64, usize>,
+    links: FlatMap<NodeId, LinkQ>,
+    per_circ: FlatMap<u64, usize>,
     ready: VecDeque<NodeId>,
     cap: usize,
 }
@@ -31,8 +32,8 @@ pub(crate) struct Full;
 impl LinkQueues {
     pub(crate) fn new(cap: usize) -> LinkQueues {
         LinkQueues {
-            links: BTreeMap::new(),
-            per_circ: BTreeMap::new(),
+            links: FlatMap::new(),
+            per_circ: FlatMap::new(),
             ready: VecDeque::new(),
             cap,
         }

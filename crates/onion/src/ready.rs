@@ -9,17 +9,17 @@
 //!
 //! Bounded by the owner's circuit table: one entry per live circuit at most.
 
+use onionmesh_bounded::{FlatMap, FlatSet};
 use onionmesh_wire::NodeId;
-use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Default)]
 pub(crate) struct ReadySet {
-    links: BTreeMap<NodeId, Link>,
+    links: FlatMap<NodeId, Link>,
 }
 
 #[derive(Debug, Default)]
 struct Link {
-    circuits: BTreeSet<u64>,
+    circuits: FlatSet<u64>,
     /// The circuit served last, for round-robin between a link's ready circuits.
     last: u64,
 }

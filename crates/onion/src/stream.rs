@@ -8,11 +8,12 @@
 use crate::crypto::SendmeTag;
 use crate::error::ProtocolError;
 use crate::flow::{CircFlow, FlowError, StreamFlow, TAG_CELL_MIN_PADDING};
+use onionmesh_bounded::FlatMap;
 use onionmesh_wire::cell::{
     field, CellBody, EndReason, RelayCell, RelayData, RelayMsg, StreamId, RELAY_DATA_LEN,
 };
 use rand_core::RngCore;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 /// Bytes a stream accepts from its writer before `write` returns short.
 pub const STREAM_SEND_BUFFER: usize = 64 * 1024;
@@ -125,7 +126,7 @@ pub(crate) fn sendmes(stream: StreamId, n: u32, tags: &[SendmeTag]) -> Vec<Relay
 #[derive(Debug, Default)]
 pub(crate) struct Endpoint {
     pub(crate) flow: CircFlow,
-    pub(crate) streams: BTreeMap<StreamId, StreamEnd>,
+    pub(crate) streams: FlatMap<StreamId, StreamEnd>,
     rr: u16,
     /// Some stream's write came back short: `take_writable` has something to look for.
     writers_waiting: bool,

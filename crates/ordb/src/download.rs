@@ -44,7 +44,8 @@
 //! Pieces larger than the window (a torrent's up to 4 MiB) are fetched one at a time: when no
 //! piece is in flight one is always asked for, whatever its size.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use onionmesh_bounded::{FlatMap, FlatSet};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use onionmesh_wire::db::{
@@ -281,8 +282,8 @@ pub struct Download {
     have: Vec<bool>,
     pieces_have: u32,
     bytes_have: u64,
-    sources: BTreeMap<SourceId, Source>,
-    partials: BTreeMap<u32, Partial>,
+    sources: FlatMap<SourceId, Source>,
+    partials: FlatMap<u32, Partial>,
     cursor: u32,
     seek_byte: Option<u64>,
     /// The first missing piece at a seek position, to ask for at once (ahead of the window).
@@ -324,8 +325,8 @@ impl Download {
             have: Vec::new(),
             pieces_have: 0,
             bytes_have: 0,
-            sources: BTreeMap::new(),
-            partials: BTreeMap::new(),
+            sources: FlatMap::new(),
+            partials: FlatMap::new(),
             cursor: 0,
             seek_byte: None,
             urgent: None,
@@ -962,7 +963,7 @@ impl Download {
         if let Some(piece) = self.urgent.take() {
             self.ask_urgent(now, piece, window);
         }
-        let mut skipped = BTreeSet::new();
+        let mut skipped = FlatSet::new();
         loop {
             let inflight = self.partials.values().filter(|p| p.owner.is_some()).count();
             if inflight >= window {

@@ -32,15 +32,15 @@ fn honest(rate_bps: u64) -> Behaviour {
 struct Harness {
     dl: Download,
     now: Time,
-    queue: BTreeMap<(u64, u64), (SourceId, DbMsg)>,
+    queue: FlatMap<(u64, u64), (SourceId, DbMsg)>,
     seq: u64,
-    busy_until: BTreeMap<SourceId, u64>,
-    behaviours: BTreeMap<SourceId, Behaviour>,
-    sent: BTreeMap<SourceId, u64>,
+    busy_until: FlatMap<SourceId, u64>,
+    behaviours: FlatMap<SourceId, Behaviour>,
+    sent: FlatMap<SourceId, u64>,
     data_bytes: u64,
     publication: Publication,
     records: Vec<PieceRecord>,
-    got: BTreeMap<u32, Vec<u8>>,
+    got: FlatMap<u32, Vec<u8>>,
     replaced: Vec<(SourceId, SourceProblem)>,
     queries: Vec<(SourceId, DbQuery)>,
     spares: VecDeque<(SourceId, Behaviour)>,
@@ -67,15 +67,15 @@ impl Harness {
         let mut h = Harness {
             dl,
             now: Time::from_millis(1000),
-            queue: BTreeMap::new(),
+            queue: FlatMap::new(),
             seq: 0,
-            busy_until: BTreeMap::new(),
-            behaviours: BTreeMap::new(),
-            sent: BTreeMap::new(),
+            busy_until: FlatMap::new(),
+            behaviours: FlatMap::new(),
+            sent: FlatMap::new(),
             data_bytes: 0,
             publication,
             records,
-            got: BTreeMap::new(),
+            got: FlatMap::new(),
             replaced: Vec::new(),
             queries: Vec::new(),
             spares: VecDeque::new(),
@@ -539,7 +539,7 @@ proptest! {
         let config = DownloadConfig { max_unverified_bytes: 100_000, ..DownloadConfig::default() };
         let mut dl = Download::new(d.hash_name(), config.clone(), [2; 32]);
         let mut now = Time::ZERO;
-        let mut live = BTreeSet::new();
+        let mut live = FlatSet::new();
         for (s, n) in steps {
             let s = SourceId(s);
             if live.insert(s) {
@@ -647,7 +647,7 @@ fn a_seek_asks_for_the_sought_piece_at_once_even_with_a_full_window() {
         dl.handle_input(now, DownloadInput::AddSource(SourceId(i)))
             .unwrap();
     }
-    let mut asked = BTreeSet::new();
+    let mut asked = FlatSet::new();
     while let Some(ev) = dl.poll_event() {
         if let DownloadEvent::Send {
             msg: DbMsg::Query(q),
@@ -683,10 +683,10 @@ struct TorrentRun {
     info: Vec<u8>,
     data: Vec<u8>,
     piece_length: u32,
-    corrupt: BTreeMap<SourceId, u32>,
+    corrupt: FlatMap<SourceId, u32>,
     asked: Vec<(SourceId, DbMsg)>,
     replaced: Vec<(SourceId, SourceProblem)>,
-    pieces: BTreeMap<u32, Vec<u8>>,
+    pieces: FlatMap<u32, Vec<u8>>,
     complete: bool,
     now: Time,
 }
@@ -707,10 +707,10 @@ impl TorrentRun {
             info,
             data,
             piece_length,
-            corrupt: BTreeMap::new(),
+            corrupt: FlatMap::new(),
             asked: Vec::new(),
             replaced: Vec::new(),
-            pieces: BTreeMap::new(),
+            pieces: FlatMap::new(),
             complete: false,
             now: Time::from_millis(1000),
         }
@@ -775,7 +775,7 @@ impl TorrentRun {
         }
     }
 
-    fn queried_pieces(&self) -> BTreeSet<u32> {
+    fn queried_pieces(&self) -> FlatSet<u32> {
         self.asked
             .iter()
             .filter_map(|(_, m)| match m {
@@ -842,7 +842,7 @@ fn one_file_of_a_multi_file_torrent_fetches_only_its_pieces() {
     assert!(p.complete);
     assert_eq!(
         r.queried_pieces(),
-        (3..7).collect::<BTreeSet<u32>>(),
+        (3..7).collect::<FlatSet<u32>>(),
         "only file 1's pieces are asked for"
     );
     for i in 3..7u32 {
@@ -906,7 +906,7 @@ fn a_web_file_downloads_by_length_only_once_its_url_matches() {
     let now = Time::from_millis(5);
     let s = SourceId(1);
     dl.handle_input(now, DownloadInput::AddSource(s)).unwrap();
-    let mut pieces = BTreeMap::new();
+    let mut pieces = FlatMap::new();
     let mut complete = false;
     let mut first = true;
     loop {

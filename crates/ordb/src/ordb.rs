@@ -9,7 +9,8 @@
 //! API methods, then drain [`Ordb::poll_output`] until `None` and carry out each output in
 //! order; arm one timer for [`Ordb::poll_timeout`] and feed [`OrdbInput::Timeout`].
 
-use std::collections::{BTreeMap, VecDeque};
+use onionmesh_bounded::FlatMap;
+use std::collections::VecDeque;
 
 use onionmesh_wire::db::{DbMsg, DbSource, HashName};
 use onionmesh_wire::Time;
@@ -172,8 +173,8 @@ pub struct Ordb {
     config: OrdbConfig,
     rng: ChaCha8Rng,
     relay: Relay,
-    downloads: BTreeMap<HashName, Download>,
-    ops: BTreeMap<StoreOpId, Op>,
+    downloads: FlatMap<HashName, Download>,
+    ops: FlatMap<StoreOpId, Op>,
     pending_writes: usize,
     next_op: u64,
     /// See [`Ordb::pieces_received`].
@@ -203,8 +204,8 @@ impl Ordb {
         Ordb {
             rng: ChaCha8Rng::from_seed(seed),
             relay: Relay::new(now, config.relay.clone()),
-            downloads: BTreeMap::new(),
-            ops: BTreeMap::new(),
+            downloads: FlatMap::new(),
+            ops: FlatMap::new(),
             pending_writes: 0,
             facilitated: VecDeque::new(),
             next_op: 0,

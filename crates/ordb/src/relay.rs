@@ -52,7 +52,8 @@
 //! Calling rules: feed inputs with [`Relay::handle_input`], drain [`Relay::poll_output`] after
 //! each, and feed [`RelayInput::Timeout`] at [`Relay::poll_timeout`].
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use onionmesh_bounded::{FlatMap, FlatSet};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use onionmesh_bounded::{BoundedLru, TokenBucket};
@@ -389,19 +390,19 @@ struct Find {
 pub struct Relay {
     config: RelayConfig,
     queries: TokenBucket,
-    held: BTreeMap<HashName, Held>,
+    held: FlatMap<HashName, Held>,
     or_files: BoundedLru<HashName, Vec<Entry>>,
     or_streams: BoundedLru<HashName, Vec<Entry>>,
     /// Neighbours told about (or known to know) each hash_name.
     told: BoundedLru<HashName, Vec<OrdbCirc>>,
-    circuits: BTreeMap<OrdbCirc, CircState>,
+    circuits: FlatMap<OrdbCirc, CircState>,
     banned: BoundedLru<OrdbCirc, ()>,
     /// ORDBs that advertised with the F flag, in rotation order.
     facilitators: VecDeque<OrdbCirc>,
-    sessions: BTreeMap<RequestId, Session>,
-    relays: BTreeMap<RelayId, Forwarded>,
-    finds: BTreeMap<HashName, Find>,
-    reads: BTreeMap<StoreOpId, RequestId>,
+    sessions: FlatMap<RequestId, Session>,
+    relays: FlatMap<RelayId, Forwarded>,
+    finds: FlatMap<HashName, Find>,
+    reads: FlatMap<StoreOpId, RequestId>,
     next_relay: u64,
     next_op: u64,
     out: VecDeque<RelayOutput>,
@@ -424,17 +425,17 @@ impl Relay {
     pub fn new(now: Time, config: RelayConfig) -> Relay {
         Relay {
             queries: TokenBucket::new(now, config.query_burst, config.queries_per_sec),
-            held: BTreeMap::new(),
+            held: FlatMap::new(),
             or_files: BoundedLru::new(config.max_names),
             or_streams: BoundedLru::new(config.max_names),
             told: BoundedLru::new(config.max_names),
-            circuits: BTreeMap::new(),
+            circuits: FlatMap::new(),
             banned: BoundedLru::new(config.max_circuits * 4),
             facilitators: VecDeque::new(),
-            sessions: BTreeMap::new(),
-            relays: BTreeMap::new(),
-            finds: BTreeMap::new(),
-            reads: BTreeMap::new(),
+            sessions: FlatMap::new(),
+            relays: FlatMap::new(),
+            finds: FlatMap::new(),
+            reads: FlatMap::new(),
             next_relay: 0,
             next_op: 0,
             out: VecDeque::new(),
@@ -1476,7 +1477,7 @@ impl Relay {
         for name in finds {
             self.on_providers(now, name, Vec::new());
         }
-        let idle: BTreeSet<RequestId> = self
+        let idle: FlatSet<RequestId> = self
             .sessions
             .iter()
             .filter(|(_, s)| {

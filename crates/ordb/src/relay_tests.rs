@@ -2,8 +2,8 @@ use super::*;
 use crate::download::{Download, DownloadConfig, DownloadEvent, DownloadInput, SourceId};
 use crate::publish::publish_bytes;
 use crate::store::{MemStore, Store};
+use onionmesh_bounded::FlatSet;
 use rand_chacha::rand_core::SeedableRng;
-use std::collections::BTreeSet;
 
 const T0: Time = Time::from_millis(0);
 
@@ -110,7 +110,7 @@ fn held_content_is_served_and_verifies_at_the_requester() {
     let mut dl = Download::new(h, DownloadConfig::default(), [3; 32]);
     let src = SourceId(1);
     dl.handle_input(T0, DownloadInput::AddSource(src)).unwrap();
-    let mut got = BTreeMap::new();
+    let mut got = FlatMap::new();
     let mut served = 0;
     let mut now = T0;
     for _ in 0..100_000 {
@@ -739,7 +739,7 @@ mod bounds {
             r.handle_input(T0, RelayInput::Hold { descriptor: Box::new(d), pieces: vec![0, 1, 2] });
             let mut now = T0;
             let mut reads: Vec<StoreOpId> = Vec::new();
-            let mut up: BTreeSet<OrdbCirc> = BTreeSet::new();
+            let mut up: FlatSet<OrdbCirc> = FlatSet::new();
             for op in ops {
                 let input = match op {
                     Op::Query(from, n, piece, count, counter) => RelayInput::Query {

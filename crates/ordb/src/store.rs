@@ -12,7 +12,8 @@
 //! A full store refuses the write with [`StoreError::QuotaFull`], naming how much is stored;
 //! nothing already stored is touched.
 
-use std::collections::{BTreeMap, VecDeque};
+use onionmesh_bounded::FlatMap;
+use std::collections::VecDeque;
 
 use onionmesh_wire::db::{DescriptorKind, HashName};
 use thiserror::Error;
@@ -113,7 +114,7 @@ pub trait Store {
 struct MemContent {
     kind: DescriptorKind,
     descriptor: Vec<u8>,
-    pieces: BTreeMap<u32, PieceRecord>,
+    pieces: FlatMap<u32, PieceRecord>,
     bytes: u64,
 }
 
@@ -127,7 +128,7 @@ pub const MEM_STORE_MAX_PENDING: usize = 4096;
 pub struct MemStore {
     quota: u64,
     used: u64,
-    contents: BTreeMap<HashName, MemContent>,
+    contents: FlatMap<HashName, MemContent>,
     done: VecDeque<StoreCompletion>,
 }
 
@@ -137,7 +138,7 @@ impl MemStore {
         MemStore {
             quota: quota_bytes,
             used: 0,
-            contents: BTreeMap::new(),
+            contents: FlatMap::new(),
             done: VecDeque::new(),
         }
     }
@@ -166,7 +167,7 @@ impl MemStore {
                     MemContent {
                         kind,
                         descriptor,
-                        pieces: BTreeMap::new(),
+                        pieces: FlatMap::new(),
                         bytes: need,
                     },
                 );

@@ -32,6 +32,7 @@ use crate::queue::LinkQueues;
 use crate::ready::ReadySet;
 use crate::stream::{plaintext, sendmes, Endpoint};
 use circuit::{Circuit, Teardown};
+use onionmesh_bounded::FlatMap;
 use onionmesh_wire::cell::{
     Cell, CellCmd, CellMsg, EndReason, HandshakeType, RelayCell, RelayMsg, ServiceName, StreamId,
 };
@@ -41,7 +42,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use relay::Backward;
 use retry::{AutoBuild, FailedHops};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 pub use crate::path::MAX_RELAY_EARLY;
 pub use config::ProxyConfig;
@@ -57,10 +58,10 @@ pub struct OnionProxy {
     rng: ChaCha20Rng,
     /// The latest `now` of any input.
     now: Time,
-    circuits: BTreeMap<u64, Circuit>,
-    by_link: BTreeMap<(NodeId, onionmesh_wire::cell::CircId), u64>,
+    circuits: FlatMap<u64, Circuit>,
+    by_link: FlatMap<(NodeId, onionmesh_wire::cell::CircId), u64>,
     /// Automatic builds not yet built, by circuit key.
-    auto: BTreeMap<u64, AutoBuild>,
+    auto: FlatMap<u64, AutoBuild>,
     failed: FailedHops,
     next_handle: u64,
     queues: LinkQueues,
@@ -89,9 +90,9 @@ impl OnionProxy {
             cfg,
             rng: ChaCha20Rng::from_seed(seed),
             now: Time::ZERO,
-            circuits: BTreeMap::new(),
-            by_link: BTreeMap::new(),
-            auto: BTreeMap::new(),
+            circuits: FlatMap::new(),
+            by_link: FlatMap::new(),
+            auto: FlatMap::new(),
             next_handle: 1,
             ready: ReadySet::default(),
             events: VecDeque::new(),

@@ -7,11 +7,11 @@
 use super::config::RouterConfig;
 use crate::handshake::{server_handshake, HandshakeError, HopKeys, REPLY_LEN};
 use crate::key::OnionKey;
+use onionmesh_bounded::FlatMap;
 use onionmesh_bounded::{BoundedLru, TokenBucket};
 use onionmesh_wire::cell::{Cell, CellMsg, DestroyReason, HandshakeType};
 use onionmesh_wire::{NodeId, Time};
 use rand_core::CryptoRngCore;
-use std::collections::BTreeMap;
 
 /// Rate buckets kept at most: one per linked peer in practice. A bucket evicted by a flood of
 /// new links comes back full, which costs the evicted peer nothing it had not earned.
@@ -21,14 +21,14 @@ const MAX_BUCKETS: usize = 4096;
 pub(crate) struct Admission {
     buckets: BoundedLru<NodeId, TokenBucket>,
     /// Live circuits each link created through us (no entry means 0).
-    per_link: BTreeMap<NodeId, usize>,
+    per_link: FlatMap<NodeId, usize>,
 }
 
 impl Admission {
     pub(crate) fn new() -> Admission {
         Admission {
             buckets: BoundedLru::new(MAX_BUCKETS),
-            per_link: BTreeMap::new(),
+            per_link: FlatMap::new(),
         }
     }
 

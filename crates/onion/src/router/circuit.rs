@@ -2,10 +2,10 @@
 
 use crate::crypto::RouterCrypto;
 use crate::stream::Endpoint;
+use onionmesh_bounded::FlatMap;
 use onionmesh_wire::cell::{CircId, Extend2Hdata};
 use onionmesh_wire::NodeId;
 use onionmesh_wire::Time;
-use std::collections::BTreeMap;
 
 /// Which side of a circuit a link carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +98,7 @@ impl Circuit {
 /// one removal away.
 #[derive(Debug, Default)]
 pub(crate) struct ByLink {
-    links: BTreeMap<NodeId, BTreeMap<CircId, (u64, Side)>>,
+    links: FlatMap<NodeId, FlatMap<CircId, (u64, Side)>>,
 }
 
 impl ByLink {

@@ -6,13 +6,13 @@
 //! circuit it finds still alive. Only a change that brings a deadline earlier (an extension
 //! starting) re-arms at once. So a busy circuit costs one spurious wake-up per idle period.
 
+use onionmesh_bounded::{FlatMap, FlatSet};
 use onionmesh_wire::Time;
-use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Default)]
 pub(crate) struct Deadlines {
-    by_time: BTreeSet<(Time, u64)>,
-    at: BTreeMap<u64, Time>,
+    by_time: FlatSet<(Time, u64)>,
+    at: FlatMap<u64, Time>,
 }
 
 impl Deadlines {

@@ -6,9 +6,9 @@ use super::circuit::Circuit;
 use super::event::{ExitStream, RouterEvent};
 use crate::error::{CloseReason, ProtocolError};
 use crate::stream::{EndSignal, Reaction, StreamEnd};
+use onionmesh_bounded::FlatSet;
 use onionmesh_wire::cell::{EndReason, Extend2Hdata, HandshakeType, RelayCell, RelayMsg, StreamId};
 use onionmesh_wire::NodeId;
-use std::collections::BTreeSet;
 
 /// What a relay cell addressed to this hop asks for.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ pub(crate) fn at_hop(
     c: &mut Circuit,
     cell: RelayCell,
     tag: crate::crypto::SendmeTag,
-    services: &BTreeSet<String>,
+    services: &FlatSet<String>,
     max_streams: usize,
 ) -> AtHop {
     let last = c.is_last();

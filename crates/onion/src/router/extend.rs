@@ -7,9 +7,9 @@
 
 use super::circuit::{Circuit, Next};
 use crate::error::{CloseReason, ProtocolError};
+use onionmesh_bounded::FlatMap;
 use onionmesh_wire::cell::{DestroyReason, HandshakeType};
 use onionmesh_wire::NodeId;
-use std::collections::BTreeMap;
 
 /// Why an EXTEND2 is not carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub(crate) fn pending<'a>(circuits: impl Iterator<Item = &'a Circuit>) -> usize 
 /// Circuits waiting for a link, by the peer they wait for. Bounded by `max_pending_extends`.
 #[derive(Debug, Default)]
 pub(crate) struct Waiting {
-    by_target: BTreeMap<NodeId, Vec<u64>>,
+    by_target: FlatMap<NodeId, Vec<u64>>,
 }
 
 impl Waiting {

@@ -37,6 +37,7 @@ use circuit::{ByLink, Circuit, DestroyTo, Next, Side};
 use deadlines::Deadlines;
 use endpoint::AtHop;
 use extend::{Refusal, Waiting};
+use onionmesh_bounded::{FlatMap, FlatSet};
 use onionmesh_wire::cell::{
     Cell, CellBody, CellCmd, CellMsg, CircId, DestroyReason, Extend2Hdata, HandshakeType,
     RelayCell, RelayMsg, StreamId, MAX_SERVICE_NAME,
@@ -46,7 +47,7 @@ use onionmesh_wire::Time;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use relay::{FromNext, FromPrev};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 pub use config::RouterConfig;
 pub use event::{ExitStream, RouterEvent, RouterOutput};
@@ -60,11 +61,11 @@ pub struct OnionRouter {
     key: OnionKey,
     cfg: RouterConfig,
     rng: ChaCha20Rng,
-    services: BTreeSet<String>,
-    circuits: BTreeMap<u64, Circuit>,
+    services: FlatSet<String>,
+    circuits: FlatMap<u64, Circuit>,
     by_link: ByLink,
     admission: Admission,
-    linked: BTreeSet<NodeId>,
+    linked: FlatSet<NodeId>,
     waiting: Waiting,
     /// Last-hop circuits that may have stream cells to package, by the link back.
     ready: ReadySet,
@@ -94,11 +95,11 @@ impl OnionRouter {
             queues: LinkQueues::new(cfg.link_queue_cap),
             cfg,
             rng: ChaCha20Rng::from_seed(seed),
-            services: BTreeSet::new(),
-            circuits: BTreeMap::new(),
+            services: FlatSet::new(),
+            circuits: FlatMap::new(),
             by_link: ByLink::default(),
             admission: Admission::new(),
-            linked: BTreeSet::new(),
+            linked: FlatSet::new(),
             waiting: Waiting::default(),
             ready: ReadySet::default(),
             deadlines: Deadlines::default(),
