@@ -11,8 +11,7 @@ use crate::store::{StoreConfig, StoreFull, ValueStore};
 use crate::table::{Failure, Insert, RoutingTable, TableConfig};
 use crate::token::{TokenCheck, Tokens};
 use crate::Time;
-use onionmesh_bounded::BoundedLru;
-use onionmesh_bounded::{FlatMap, FlatSet};
+use onionmesh_bounded::{BoundedLru, FlatMap, FlatSet};
 use onionmesh_wire::kad::{
     Contact, Contacts, KadErrorCode, KadMsg, Provider, Providers, Reason, Token, MAX_CONTACTS,
     MAX_PROVIDERS,

@@ -25,8 +25,7 @@ use crate::event::{CircuitInfo, Event, LogLevel, OnionEvent};
 use crate::links::LinkTable;
 use crate::output::{log, Request, Requests};
 use crate::services::{Echo, Handler, Services, StreamIo};
-use onionmesh_bounded::BoundedLru;
-use onionmesh_bounded::{FlatMap, FlatSet};
+use onionmesh_bounded::{BoundedLru, FlatMap, FlatSet};
 use onionmesh_onion::{
     owner_of, ApiError, Candidate, CellOwner, CircHandle, CircuitView, CloseReason, ExitStream,
     HopSpec, OnionKey, OnionProxy, OnionPublicKey, OnionRouter, Output as OnionOutput, PathError,

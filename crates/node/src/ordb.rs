@@ -115,10 +115,9 @@
 //! This part writes no other part's fields: it acts on the onion and DHT parts through their
 //! handles ([`OnionApi`], [`DhtApi`]), which push the node's typed requests.
 
-use onionmesh_bounded::{FlatMap, FlatSet};
 use std::time::Duration;
 
-use onionmesh_bounded::BoundedLru;
+use onionmesh_bounded::{BoundedLru, FlatMap, FlatSet};
 use onionmesh_onion::{CircHandle, ExitStream, PathPins, StreamHandle};
 use onionmesh_ordb::{
     publish_bytes, DbMsg, DownloadInput, HashName, LibraryEntry, Ordb, OrdbConfig, OrdbError,

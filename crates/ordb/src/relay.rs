@@ -30,9 +30,10 @@
 //!   forward's and are relayed unchanged, and its `DB_END` (with its sentence) ends the
 //!   request. First on the stream goes a `DB_INFO` with the F flag for that hash_name, and a
 //!   relay passes such a `DB_INFO` on from upstream: the requester learns that the bytes come
-//!   from outside the mesh (not which ORDB or bridge fetched them). The bridge sees this node, never the requester; and since a node's own downloads
-//!   never go through its relay (they use circuits to other ORDBs), a relay never facilitates
-//!   for its own node. At most [`RelayConfig::max_facilitated`] at once.
+//!   from outside the mesh (not which ORDB or bridge fetched them). The bridge sees this node,
+//!   never the requester; and since a node's own downloads never go through its relay (they
+//!   use circuits to other ORDBs), a relay never facilitates for its own node. At most
+//!   [`RelayConfig::max_facilitated`] at once.
 //! - **Loops.** A query whose counter has reached 5 is answered `DB_END LOOP`.
 //! - **Advertising.** When held content crosses 25/50/75/100 %, a `DB_INFO` (with F if this node
 //!   is a facilitator) goes to every neighbour ORDB ([`RelayOutput::SendInfo`]); at 25 % the
@@ -52,11 +53,10 @@
 //! Calling rules: feed inputs with [`Relay::handle_input`], drain [`Relay::poll_output`] after
 //! each, and feed [`RelayInput::Timeout`] at [`Relay::poll_timeout`].
 
-use onionmesh_bounded::{FlatMap, FlatSet};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use onionmesh_bounded::{BoundedLru, TokenBucket};
+use onionmesh_bounded::{BoundedLru, FlatMap, FlatSet, TokenBucket};
 use onionmesh_wire::db::{
     Completion, DataSlice, DbEnd, DbEndReason, DbInfo, DbMsg, DbQuery, DbSource, DescriptorSlice,
     HashName, InfoFlags, ProofPart, MAX_COUNTER,

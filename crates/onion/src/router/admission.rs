@@ -7,8 +7,7 @@
 use super::config::RouterConfig;
 use crate::handshake::{server_handshake, HandshakeError, HopKeys, REPLY_LEN};
 use crate::key::OnionKey;
-use onionmesh_bounded::FlatMap;
-use onionmesh_bounded::{BoundedLru, TokenBucket};
+use onionmesh_bounded::{BoundedLru, FlatMap, TokenBucket};
 use onionmesh_wire::cell::{Cell, CellMsg, DestroyReason, HandshakeType};
 use onionmesh_wire::{NodeId, Time};
 use rand_core::CryptoRngCore;
