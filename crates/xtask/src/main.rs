@@ -234,7 +234,7 @@ fn serve(args: &[String]) -> Result {
     }
     ensure_wasm_tools()?;
     build_web()?;
-    run(cargo().args(["build", "--release", "-p", "onionmesh-bridge"]))?;
+    run(cargo().args(["build", "--profile", "native", "-p", "onionmesh-bridge"]))?;
     println!(
         "\nOpen http://{listen}/ in a browser (several tabs make a mesh); paste a share link, a \
          magnet link or a web address in \"Open a link\". Ctrl-C stops."
@@ -242,7 +242,7 @@ fn serve(args: &[String]) -> Result {
     // Facilitator (BitTorrent) and web exit on, so a newcomer can open a magnet link at once
     // (both are the bridge's defaults; said here so that a changed default does not silently
     // turn them off). The exit still refuses private and loopback addresses.
-    run(Command::new(bridge_binary("release"))
+    run(Command::new(bridge_binary("native"))
         .args(["--listen", &listen, "--static-dir", "web"])
         .args(["--facilitator", "on", "--exit", "on"])
         .args(rest))
@@ -341,7 +341,8 @@ fn bench() -> Result {
     // Kademlia: lookup rounds and messages for N = 100, 1,000 and 10,000 beside log2 N.
     run(cargo().args([
         "run",
-        "--release",
+        "--profile",
+        "native",
         "-p",
         "onionmesh-kad",
         "--example",
