@@ -56,14 +56,41 @@ pub async fn open(
     }
 }
 
+/// Most writes (`PutDescriptor`, `PutPiece`, `Delete`) the driver has in the store at once.
+/// IndexedDB starts a readonly transaction only after every readwrite one created before it on
+/// the same object stores, so every write in flight delays every read: with up to
+/// [`MAX_IN_FLIGHT`] writes in flight, a player's read of a piece stored long ago waited 2-4 s
+/// behind a download's writes on a loaded machine (measured 2026-12-01, the e2e content test's
+/// seek). Writes run one after another in IndexedDB anyway, so keeping the rest in the backlog
+/// costs them nothing but the hop from one completion to the next submission.
+pub const MAX_WRITES_IN_FLIGHT: usize = 4;
+
 /// The driver's store with a backlog: at most [`MAX_IN_FLIGHT`] operations are in the store at
-/// once, the rest wait here in order (the content reader's reads ahead of writes, so a player is
-/// not stuck behind a large publication). The backlog holds requests the core has already made
-/// (their bytes exist already); it copies nothing, and empties as the store completes.
+/// once, of which at most [`MAX_WRITES_IN_FLIGHT`] writes; the rest wait here. Reads (`GetPiece`,
+/// `GetDescriptor`, `List`) go ahead of waiting writes, the content reader's (`urgent`) ahead of
+/// the other reads, so a player is neither stuck behind a large publication nor behind a
+/// download's writes; writes keep their order. Reordering a read ahead of a write is safe here:
+/// the node and the reader read only what a completed write stored. The backlog holds requests
+/// the core has already made (their bytes exist already); it copies nothing, and empties as the
+/// store completes.
 pub struct StoreQueue {
     store: Box<dyn Store>,
     in_flight: usize,
-    backlog: VecDeque<(StoreOpId, StoreRequest)>,
+    /// Ids of the writes in the store (at most [`MAX_WRITES_IN_FLIGHT`]).
+    writes_in_flight: Vec<StoreOpId>,
+    reads: VecDeque<(StoreOpId, StoreRequest)>,
+    writes: VecDeque<(StoreOpId, StoreRequest)>,
+}
+
+fn is_write(request: &StoreRequest) -> bool {
+    match request {
+        StoreRequest::PutDescriptor { .. }
+        | StoreRequest::PutPiece { .. }
+        | StoreRequest::Delete { .. } => true,
+        StoreRequest::GetPiece { .. } | StoreRequest::GetDescriptor { .. } | StoreRequest::List => {
+            false
+        }
+    }
 }
 
 impl StoreQueue {
@@ -71,19 +98,40 @@ impl StoreQueue {
         StoreQueue {
             store,
             in_flight: 0,
-            backlog: VecDeque::new(),
+            writes_in_flight: Vec::new(),
+            reads: VecDeque::new(),
+            writes: VecDeque::new(),
         }
     }
 
-    /// Submit now, or queue behind what waits. `urgent` requests go ahead of the backlog.
+    /// Submit now, or queue behind what waits. `urgent` reads go ahead of the other reads.
     pub fn submit(&mut self, id: StoreOpId, request: StoreRequest, urgent: bool) {
-        if self.in_flight < MAX_IN_FLIGHT && self.backlog.is_empty() {
-            self.in_flight += 1;
-            self.store.submit(id, request);
+        if is_write(&request) {
+            self.writes.push_back((id, request));
         } else if urgent {
-            self.backlog.push_front((id, request));
+            self.reads.push_front((id, request));
         } else {
-            self.backlog.push_back((id, request));
+            self.reads.push_back((id, request));
+        }
+        self.fill();
+    }
+
+    /// Let waiting requests in while there is room: reads first, then writes.
+    fn fill(&mut self) {
+        while self.in_flight < MAX_IN_FLIGHT {
+            let next = match self.reads.pop_front() {
+                Some(read) => read,
+                None if self.writes_in_flight.len() < MAX_WRITES_IN_FLIGHT => {
+                    let Some(write) = self.writes.pop_front() else {
+                        break;
+                    };
+                    self.writes_in_flight.push(write.0);
+                    write
+                }
+                None => break,
+            };
+            self.in_flight += 1;
+            self.store.submit(next.0, next.1);
         }
     }
 
@@ -91,19 +139,14 @@ impl StoreQueue {
     pub fn poll_completion(&mut self) -> Option<StoreCompletion> {
         let c = self.store.poll_completion()?;
         self.in_flight = self.in_flight.saturating_sub(1);
-        while self.in_flight < MAX_IN_FLIGHT {
-            let Some((id, request)) = self.backlog.pop_front() else {
-                break;
-            };
-            self.in_flight += 1;
-            self.store.submit(id, request);
-        }
+        self.writes_in_flight.retain(|id| *id != c.id);
+        self.fill();
         Some(c)
     }
 
     /// Requests waiting to enter the store.
     pub fn backlog(&self) -> usize {
-        self.backlog.len()
+        self.reads.len() + self.writes.len()
     }
 }
 
@@ -138,6 +181,58 @@ mod tests {
             hash_name: HashName([1; 20]),
             index: i as u32,
         }
+    }
+
+    fn put(i: u64) -> StoreRequest {
+        StoreRequest::PutPiece {
+            hash_name: HashName([1; 20]),
+            index: i as u32,
+            record: onionmesh_ordb::PieceRecord {
+                bytes: vec![0; 8],
+                proof: Vec::new(),
+            },
+        }
+    }
+
+    /// Completes the oldest operation in the store; returns its id.
+    fn complete_one(
+        slow: &std::rc::Rc<std::cell::RefCell<Slow>>,
+        q: &mut StoreQueue,
+    ) -> Option<u64> {
+        let id = slow.borrow_mut().held.pop_front()?;
+        slow.borrow_mut().done.push_back(StoreCompletion {
+            id,
+            result: Ok(StoreReply::Stored),
+        });
+        assert!(q.poll_completion().is_some());
+        Some(id.0)
+    }
+
+    #[test]
+    fn reads_pass_waiting_writes_and_few_writes_are_in_flight() {
+        let slow = std::rc::Rc::new(std::cell::RefCell::new(Slow::default()));
+        let mut q = StoreQueue::new(Box::new(Shared(slow.clone())));
+        // A download's burst of 100 writes, then a relay's read and a player's read.
+        for i in 0..100 {
+            q.submit(StoreOpId(i), put(i), false);
+        }
+        assert_eq!(slow.borrow().held.len(), MAX_WRITES_IN_FLIGHT);
+        q.submit(StoreOpId(500), get(500), false);
+        q.submit(StoreOpId(501), get(501), true);
+        // Both reads entered the store at once, behind only MAX_WRITES_IN_FLIGHT writes.
+        let held: Vec<u64> = slow.borrow().held.iter().map(|id| id.0).collect();
+        assert_eq!(held, [0, 1, 2, 3, 500, 501]);
+        let mut order = Vec::new();
+        while let Some(id) = complete_one(&slow, &mut q) {
+            order.push(id);
+            let writes = slow.borrow().held.iter().filter(|id| id.0 < 100).count();
+            assert!(writes <= MAX_WRITES_IN_FLIGHT, "{writes} writes in flight");
+        }
+        // Every write went in, in order; nothing was lost or repeated.
+        let writes: Vec<u64> = order.iter().copied().filter(|&id| id < 100).collect();
+        assert_eq!(writes, (0..100).collect::<Vec<_>>());
+        assert_eq!(order.len(), 102);
+        assert_eq!(q.backlog(), 0);
     }
 
     #[test]
