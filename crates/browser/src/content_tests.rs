@@ -321,3 +321,65 @@ fn holds_range_needs_every_overlapping_piece() {
     );
     assert!(!b.reader.is_complete(&h));
 }
+
+#[test]
+fn a_waiting_read_gets_a_fresh_piece_before_the_store_has_written_it() {
+    let (data, d, records) = content(400_000); // 7 pieces
+    let h = d.hash_name();
+    let mut b = Bench::new();
+    b.reader.download_started(h);
+    b.node_store(put_descriptor(&d));
+    b.node_store(put_piece(&d, 2, &records[2]));
+    // A player's read of pieces 2..=4 (piece 2 stored, 3 and 4 not yet).
+    b.read(h, 150_000, 150_000, 1);
+    assert!(b.reads.is_empty());
+    // The node hands pieces 3 and 4 to the store; the writes have not completed (a slow
+    // IndexedDB): the read is answered from the copies, byte-identical.
+    b.reader
+        .observe_submit(StoreOpId(900), &put_piece(&d, 3, &records[3]));
+    b.pump();
+    assert!(b.reads.is_empty(), "piece 4 is still missing");
+    b.reader
+        .observe_submit(StoreOpId(901), &put_piece(&d, 4, &records[4]));
+    b.pump();
+    assert_eq!(b.got(1), &data[150_000..300_000]);
+    // Not stored yet: the reader does not count them as held.
+    assert!(!b.reader.holds_range(&h, 3 * 65_536, 1));
+    // A later read of the fresh pieces needs no store read either: a store that has neither
+    // piece 3 nor 4 would fail a GetPiece with "no longer stored".
+    b.read(h, 3 * 65_536, 2 * 65_536, 2);
+    assert_eq!(b.got(2), &data[3 * 65_536..5 * 65_536]);
+    // The writes complete: the pieces are held; nothing was lost or double-counted.
+    b.reader.observe_completion(&StoreCompletion {
+        id: StoreOpId(900),
+        result: Ok(StoreReply::Stored),
+    });
+    assert!(b.reader.holds_range(&h, 3 * 65_536, 1));
+    assert_eq!(b.reader.contents.get(&h).map(|k| k.held.len()), Some(2));
+}
+
+#[test]
+fn pieces_kept_in_memory_are_bounded_and_forgotten_with_their_content() {
+    let size = (MAX_RECENT_PIECES + 8) * DEFAULT_PIECE_SIZE as usize;
+    let (data, d, records) = content(size);
+    let h = d.hash_name();
+    let mut b = Bench::new();
+    b.node_store(put_descriptor(&d));
+    for (i, r) in records.iter().enumerate() {
+        b.node_store(put_piece(&d, i as u32, r));
+        assert!(b.reader.recent.len() <= MAX_RECENT_PIECES);
+        assert!(b.reader.recent_bytes <= MAX_RECENT_BYTES);
+    }
+    assert_eq!(b.reader.recent.len(), MAX_RECENT_PIECES);
+    // The oldest were dropped; the newest are kept.
+    assert!(recent_piece(&b.reader.recent, &h, 0).is_none());
+    let last = records.len() as u32 - 1;
+    assert!(recent_piece(&b.reader.recent, &h, last).is_some());
+    // Pieces no longer in memory are read from the store, byte-identical.
+    b.read(h, 0, size as u64, 1);
+    assert_eq!(b.got(1), &data[..]);
+    // Removing the content forgets its copies.
+    b.node_store(StoreRequest::Delete { hash_name: h });
+    assert!(b.reader.recent.is_empty());
+    assert_eq!(b.reader.recent_bytes, 0);
+}
