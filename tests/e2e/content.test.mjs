@@ -95,6 +95,9 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
   assert.ok(row, 'E lists the download under Downloads');
 
   // Seeking to 80 % plays (target: within 3 s; printed, see the file's docs).
+  const traceFrom = Object.fromEntries(Object.entries(pages).map(([n, p]) => [n, p.consoleLines.length]));
+  const origins = {};
+  for (const [n, p] of Object.entries(pages)) origins[n] = await p.page.evaluate(() => performance.timeOrigin);
   const seek = await e.page.evaluate(async ({ h, duration }) => {
     const v = document.getElementById('player-video');
     const d = window.onionmesh.downloads.get(h);
@@ -102,6 +105,10 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
     const target = total * 0.8;
     const before = d.progress();
     const t0 = performance.now();
+    const media = [];
+    for (const ev of ['seeking', 'seeked', 'waiting', 'canplay', 'canplaythrough', 'playing', 'progress', 'stalled']) {
+      v.addEventListener(ev, () => media.push(`${(performance.now() - t0).toFixed(0)} ${ev} rs=${v.readyState} t=${v.currentTime.toFixed(2)}`));
+    }
     v.currentTime = target;
     const ok = await new Promise((resolve) => {
       const timer = setInterval(() => {
@@ -113,12 +120,26 @@ test('A shares a video from the file input; E, with no link to A, streams it, se
     for (let i = 0; i < v.buffered.length; i++) buffered.push(`${v.buffered.start(i).toFixed(1)}-${v.buffered.end(i).toFixed(1)}`);
     const arrived = window.onionmesh.events.filter((ev) => ev.type === 'content' && ev.event === 'progress' && ev.hashName === h).slice(-20).map((ev) => ev.index);
     return {
-      ok, ms: performance.now() - t0, target, completeAtSeek: before.complete, piecesHave: before.piecesHave, pieces: before.pieces,
+      ok, ms: performance.now() - t0, target, t0, media, completeAtSeek: before.complete, piecesHave: before.piecesHave, pieces: before.pieces,
       now: v.currentTime, paused: v.paused, seeking: v.seeking, readyState: v.readyState, buffered: buffered.join(' '),
       lastPieces: arrived.join(','), piecesHaveNow: d.progress().piecesHave, status: document.getElementById('player-status').textContent,
     };
   }, { h: shared.hashName, duration: VIDEO_DURATION_S });
   console.log(`seek to ${seek.target.toFixed(1)} s played after ${seek.ms.toFixed(0)} ms (${seek.completeAtSeek ? 'download already complete' : `mid-download, ${seek.piecesHave}/${seek.pieces} pieces held`})`);
+  if (process.env.SEEK_TRACE) {
+    const e0 = origins.e + seek.t0;
+    const lines = [];
+    for (const [n, p] of Object.entries(pages)) {
+      for (const l of p.consoleLines.slice(traceFrom[n])) {
+        const m = /^debug: TRACE (\d+) (.*)$/.exec(l);
+        if (!m) continue;
+        const rel = origins[n] + Number(m[1]) - e0;
+        if (rel > -3000 && rel < seek.ms + 500) lines.push([rel, `${rel.toFixed(0).padStart(6)} ${n} ${m[2]}`]);
+      }
+    }
+    lines.sort((x, y) => x[0] - y[0]);
+    console.log(`seek trace (ms from the seek, page):\n${lines.map((x) => x[1]).join('\n')}\nmedia events:\n${seek.media.join('\n')}`);
+  }
   assert.ok(seek.ok, `after seeking to 80 % the video did not play within 30 s: ${JSON.stringify(seek)}\n${await pageDump('E', e)}`);
 
   // Complete: the bytes are the original's.
