@@ -245,6 +245,8 @@ impl Meter {
 
 /// A rate sample covers at least this long (ms), so one burst of cells is not a rate.
 const MIN_RATE_SAMPLE_MS: u64 = 250;
+/// Sources a seek's first pieces are asked of at once, one run each ([`Download::ask_urgent`]).
+const URGENT_SOURCES: usize = 2;
 /// Rate samples a source needs before it can be dropped as too slow.
 const MIN_SAMPLES_FOR_SLOW: u32 = 1;
 
@@ -1014,39 +1016,52 @@ impl Download {
     }
 
     /// A seek landed on `piece`, which nobody is fetching: ask for it now, ahead of the
-    /// window, from the source expected to deliver it first (the least owed bytes for its
-    /// rate). Sources answer their queries in order, so this is the best a requester can do
-    /// without cancelling what is in flight (which would waste bytes already on the way).
-    /// A source takes at most one such query beyond [`DownloadConfig::max_requests_per_source`].
+    /// window, from the source expected to deliver it first (the least round trip plus owed
+    /// bytes for its rate), and the run after it at once from the next best source
+    /// ([`URGENT_SOURCES`] runs of up to [`DownloadConfig::max_pieces_per_request`] pieces on
+    /// distinct sources), so the pieces a player needs after a seek arrive side by side instead
+    /// of one run after the other, or trickling in later behind the window's older pieces (a
+    /// player needed about six 64 KiB pieces to play again after a seek in the e2e content
+    /// test, 2026-12-01). Sources answer their queries in order, so this is the best a
+    /// requester can do without cancelling what is in flight (which would waste bytes already
+    /// on the way). A source takes at most one query beyond
+    /// [`DownloadConfig::max_requests_per_source`].
     fn ask_urgent(&mut self, now: Time, piece: u32, window: usize) {
-        if !self.is_free(piece) {
-            return;
-        }
         let limit = self.config.max_requests_per_source + 1;
-        let best = self
-            .sources
-            .iter()
-            .filter(|(_, s)| s.requests.len() < limit)
-            .filter(|(id, _)| {
-                self.partials
-                    .get(&piece)
-                    .is_none_or(|p| !p.bad.contains(id))
-            })
-            .min_by_key(|(id, s)| {
-                let owed = self.owed_bytes(s);
-                // Unmeasured sources count as slow: ~16 KB/s.
-                let rate = s.rate_bps.unwrap_or(16_000).max(1);
-                (owed.saturating_mul(1000) / rate, **id)
-            })
-            .map(|(id, _)| *id);
-        let Some(s) = best else { return };
         let n = usize::from(self.config.max_pieces_per_request).min(window.max(1));
-        let saved = self.cursor;
-        self.cursor = piece;
-        let run = self.next_run(s, n);
-        self.cursor = saved;
-        if run.first() == Some(&piece) {
+        let mut next = piece;
+        let mut used: Vec<SourceId> = Vec::new();
+        for _ in 0..URGENT_SOURCES {
+            if !self.is_free(next) {
+                return;
+            }
+            let best = self
+                .sources
+                .iter()
+                .filter(|(id, s)| s.requests.len() < limit && !used.contains(id))
+                .filter(|(id, _)| self.partials.get(&next).is_none_or(|p| !p.bad.contains(id)))
+                .min_by_key(|(id, s)| {
+                    let owed = self.owed_bytes(s);
+                    // Unmeasured sources count as slow: ~16 KB/s and a 1 s round trip.
+                    let rate = s.rate_bps.unwrap_or(16_000).max(1);
+                    let rtt = s.rtt_ms.unwrap_or(1000);
+                    (rtt + owed.saturating_mul(1000) / rate, **id)
+                })
+                .map(|(id, _)| *id);
+            let Some(s) = best else { return };
+            let saved = self.cursor;
+            self.cursor = next;
+            let run = self.next_run(s, n);
+            self.cursor = saved;
+            let (Some(&first), Some(&last)) = (run.first(), run.last()) else {
+                return;
+            };
+            if first != next {
+                return;
+            }
             self.push_query(now, s, &run);
+            used.push(s);
+            next = last + 1;
         }
     }
 
