@@ -300,11 +300,15 @@ async fn publish(shared: Weak<Shared>, file: JsValue, opts: JsValue) -> Result<J
     })?;
     let size = blob.size();
     if size > MAX_PUBLISH_BYTES {
+        // Tenths of a GiB in integers: formatting an f64 would bring the standard library's
+        // float printing (about 17 KB) into the wasm bundle.
+        let tenths = (size * 10.0 / MAX_PUBLISH_BYTES).round() as u64;
         return Err(js_error(
             ErrorCode::TooLarge,
             &format!(
-                "This file is {:.1} GiB; a page can publish at most 1 GiB. Split it, or publish a smaller file.",
-                size / MAX_PUBLISH_BYTES
+                "This file is {}.{} GiB; a page can publish at most 1 GiB. Split it, or publish a smaller file.",
+                tenths / 10,
+                tenths % 10
             ),
         ));
     }

@@ -9,7 +9,7 @@
 //! under the same session identity and the DHT part re-announces its records when the bridge
 //! sends its address.
 
-use crate::event::{BridgeState, Event};
+use crate::event::{BridgeState, Event, Seconds};
 use crate::output::{Request, Requests};
 use onionmesh_wire::Time;
 use rand_chacha::ChaCha20Rng;
@@ -111,8 +111,10 @@ impl BridgeLink {
                 attempt: self.attempts,
             },
             format!(
-                "{reason}; reconnecting in {:.1} s (attempt {})",
-                delay.as_secs_f64(),
+                "{reason}; reconnecting in {} s (attempt {})",
+                Seconds {
+                    ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
+                },
                 self.attempts
             ),
             reqs,

@@ -12,6 +12,21 @@ use onionmesh_wire::db::{DescriptorKind, HashName};
 use onionmesh_wire::{NodeId, Time};
 use std::fmt;
 
+/// Milliseconds shown as seconds with one decimal, rounded (`1250` -> `1.3`), for the sentences
+/// of events and states. Integer arithmetic only: formatting an `f64` would bring the standard
+/// library's float printing (about 17 KB) into the wasm bundle.
+pub(crate) struct Seconds {
+    /// The duration, in milliseconds.
+    pub(crate) ms: u64,
+}
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenths = self.ms.saturating_add(50) / 100;
+        write!(f, "{}.{}", tenths / 10, tenths % 10)
+    }
+}
+
 /// The node's connection to its bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BridgeState {
@@ -135,8 +150,8 @@ impl fmt::Display for LinkCloseReason {
             LinkCloseReason::Timeout(s) => write!(f, "timed out while {}", s.as_words()),
             LinkCloseReason::Silent { ms } => write!(
                 f,
-                "the peer went silent for {:.1} s (its page closed, crashed or froze)",
-                *ms as f64 / 1000.0
+                "the peer went silent for {} s (its page closed, crashed or froze)",
+                Seconds { ms: *ms }
             ),
             LinkCloseReason::AuthFailed(r) => write!(f, "link authentication failed: {r}"),
             LinkCloseReason::Protocol(r) => write!(f, "{r}"),
@@ -399,4 +414,19 @@ pub struct DhtStats {
     pub far_answers: u32,
     /// Our bridge's address, once it told us.
     pub bridge: Option<String>,
+}
+
+#[cfg(test)]
+mod seconds_tests {
+    use super::Seconds;
+
+    #[test]
+    fn seconds_have_one_rounded_decimal() {
+        let show = |ms| Seconds { ms }.to_string();
+        assert_eq!(show(0), "0.0");
+        assert_eq!(show(49), "0.0");
+        assert_eq!(show(1250), "1.3");
+        assert_eq!(show(15_000), "15.0");
+        assert_eq!(show(59_960), "60.0");
+    }
 }

@@ -18,8 +18,7 @@
 //! ```
 
 use crate::handshake::{HopKeys, DIRECTION_KEYS_LEN};
-use chacha20::cipher::{KeyIvInit, StreamCipher};
-use chacha20::ChaCha20;
+use onionmesh_keystream::{xor_chacha20, KEYSTREAM_LEN};
 use onionmesh_wire::cell::{field, CellBody, BODY_LEN, SENDME_TAG_LEN};
 use sha2::{Digest as _, Sha256};
 
@@ -28,20 +27,15 @@ use sha2::{Digest as _, Sha256};
 pub type SendmeTag = [u8; SENDME_TAG_LEN];
 
 /// XOR `body` with the ChaCha20 keystream for `key` and cell number `n`.
-///
-/// Kept out of line and non-generic so every caller shares one optimised copy.
-#[inline(never)]
 fn xor_keystream(key: &[u8; 32], n: u64, body: &mut CellBody) {
     let mut nonce = [0u8; 12];
     nonce[4..].copy_from_slice(&n.to_be_bytes());
     // Work on 8 whole 64-byte blocks: the SIMD backends make keystream 4 blocks at a time and
     // a lone trailing block costs as much as 4, so 509 bytes in place would cost 5 batches
     // instead of 2.
-    let mut blocks = [0u8; 512];
+    let mut blocks = [0u8; KEYSTREAM_LEN];
     blocks[..BODY_LEN].copy_from_slice(body);
-    // `apply_keystream` panics only when the 32-bit block counter would wrap, after 256 GiB;
-    // this is 8 blocks from block 0.
-    ChaCha20::new(key.into(), &nonce.into()).apply_keystream(&mut blocks);
+    xor_chacha20(key, &nonce, &mut blocks);
     body.copy_from_slice(&blocks[..BODY_LEN]);
 }
 

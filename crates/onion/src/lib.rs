@@ -146,7 +146,8 @@
 //! layer at ~2.9 M, recognizes a cell addressed to it at ~1.45 M (the SHA-256 digest doubles the
 //! cost), the proxy seals a cell for 3 hops at ~0.78 M and peels 3 backward layers at ~0.84 M.
 //! In wasm (headless Chromium, `benchRelayCrypto` in the browser crate) a hop passes a cell on
-//! at ~0.75-0.88 M cells/s, with WebAssembly SIMD on and this crate built at `opt-level = 3`.
+//! at ~0.75-0.88 M cells/s, with WebAssembly SIMD on and the ChaCha20 keystream built at
+//! `opt-level = 3` (it lives in `onionmesh-keystream` so that this crate can be built for size).
 //!
 //! ## Circuits
 //!
