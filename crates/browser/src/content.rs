@@ -581,18 +581,7 @@ impl<W> Reader<W> {
             };
             self.recent_bytes -= old.len();
         }
-        let waiting: Vec<ReadId> = self
-            .reads
-            .iter()
-            .filter(|(_, r)| r.hash_name == h && r.waiting_for == Some(index))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
-            if let Some(r) = self.reads.get_mut(&id) {
-                r.waiting_for = None;
-            }
-            self.advance(id);
-        }
+        self.wake_reads(h, index);
     }
 
     fn piece_stored(&mut self, h: HashName, index: u32) {
@@ -603,6 +592,11 @@ impl<W> Reader<W> {
             return;
         }
         k.held.insert(index);
+        self.wake_reads(h, index);
+    }
+
+    /// Piece `index` of `h` can be read now: move on the reads waiting for it.
+    fn wake_reads(&mut self, h: HashName, index: u32) {
         let waiting: Vec<ReadId> = self
             .reads
             .iter()
