@@ -475,7 +475,8 @@ impl BrowserNode {
     }
 
     /// Bytes `[offset, offset + length)` of a content, clamped to its size and to 4 MiB per call
-    /// (read again for the rest). Waits until the pieces are verified (the newest 32 are answered from memory, before their store write ends); a range not held moves the
+    /// (read again for the rest). Waits until the pieces are verified (the newest 32 are
+    /// answered from memory, before their store write ends); a range not held moves the
     /// download there first (seeking). Rejects `NOT_FOUND` (neither held nor being
     /// downloaded), `NOT_COMPLETE` (not held and not being downloaded, or the download stopped
     /// first), `BUSY` (128 reads wait already), `BAD_ARGUMENT`, `STOPPED`.
