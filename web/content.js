@@ -9,6 +9,7 @@ import { Node } from './pkg/onionmesh_browser.js';
 const $ = (id) => document.getElementById(id);
 const JOIN_GRACE_MS = 10000;   // with 1 or 2 linked peers, wait this long for more
 const JOIN_TIMEOUT_MS = 60000; // then say that no peer came
+const RENDER_EVERY_MS = 250;    // progress redraws at most this often
 
 /// A log line for a content event, or null for the per-piece ones (they would flood the log).
 export function describeContent(event) {
@@ -67,6 +68,7 @@ export function wireContent(node, log) {
   const published = new Map();                     // hashName -> { hashName, link } of a web file
   const startedAt = performance.now();
   let renderQueued = false;
+  let frameQueued = false;
 
   function track(download) {
     if (!downloads.has(download.hashName)) {
@@ -291,11 +293,20 @@ export function wireContent(node, log) {
     player.update();
   }
 
-  // Per-piece events come hundreds of times a second: redraw at most once a frame.
+  // Per-piece events come hundreds of times a second, and every redraw costs the page a style
+  // and layout pass on the thread that also moves the node's cells: redraw at most four times a
+  // second (a number that changes faster cannot be read anyway).
   function renderSoon() {
     if (renderQueued) return;
     renderQueued = true;
-    requestAnimationFrame(() => { renderQueued = false; render(); });
+    setTimeout(() => requestAnimationFrame(() => { renderQueued = false; render(); }), RENDER_EVERY_MS);
+  }
+
+  // A new state (metadata found, done, failed): redraw at the next frame.
+  function renderNext() {
+    if (frameQueued) return;
+    frameQueued = true;
+    requestAnimationFrame(() => { frameQueued = false; render(); });
   }
 
   function onEvent(event) {
@@ -312,14 +323,19 @@ export function wireContent(node, log) {
           log(`The web file is now onionmesh content ${event.publishedAs.hashName.slice(0, 8)}, served from this page: share ${event.publishedAs.link}`);
         }
         break;
+      case 'served':
+        // Serving a piece changes nothing on screen.
+        return;
+      case 'progress':
+        return renderSoon();
       case 'failed':
         if (st) { st.state = 'failed'; st.reason = event.reason; }
         player.failed(event.hashName, sentence(event.reason));
-        return renderSoon();
+        return renderNext();
       default:
         break;
     }
-    renderSoon();
+    renderNext();
   }
 
   $('open-form').addEventListener('submit', (ev) => {
