@@ -180,7 +180,7 @@ fn queries_are_relayed_along_the_list_in_rotation() {
         T0,
         RelayInput::Info {
             from: OrdbCirc(2),
-            info: info(h, Completion::Half, InfoFlags::default()),
+            info: info(h, Completion::Full, InfoFlags::default()),
         },
     );
     drain(&mut r);
@@ -231,6 +231,95 @@ fn queries_are_relayed_along_the_list_in_rotation() {
     );
     let f2 = forwards(&drain(&mut r));
     assert_eq!(f2, vec![(f[1].0, OrdbCirc(2), query(h, 5, 1, 1))]);
+}
+
+/// Queries go to an ORDB that holds the whole content before one that holds a share, and to
+/// either before one that only passed a reference on; rotation stays within the best rank, and
+/// the others are used when the better ones are gone.
+#[test]
+fn queries_go_to_holders_before_shares_and_shares_before_references() {
+    let mut r = relay_with_neighbours(RelayConfig::default(), &[1, 2, 3, 4]);
+    let h = name(6);
+    let adverts = [
+        (1, Completion::Full, InfoFlags::REFERENCE),
+        (2, Completion::Half, InfoFlags::default()),
+        (3, Completion::Full, InfoFlags::default()),
+        (4, Completion::Full, InfoFlags::default()),
+    ];
+    for (c, completion, flags) in adverts {
+        r.handle_input(
+            T0,
+            RelayInput::Info {
+                from: OrdbCirc(c),
+                info: info(h, completion, flags),
+            },
+        );
+    }
+    drain(&mut r);
+    let mut next = 0u64;
+    let mut ask = |r: &mut Relay| {
+        next += 1;
+        r.handle_input(
+            T0,
+            RelayInput::Query {
+                from: RequestId(next),
+                query: query(h, 0, 1, 0),
+            },
+        );
+        let f = forwards(&drain(r));
+        assert_eq!(f.len(), 1, "one forward per query: {f:?}");
+        f[0].1
+    };
+    // The two whole holders, in rotation; never the share or the reference.
+    let firsts: Vec<OrdbCirc> = (0..4).map(|_| ask(&mut r)).collect();
+    assert_eq!(
+        firsts,
+        vec![OrdbCirc(3), OrdbCirc(4), OrdbCirc(3), OrdbCirc(4)]
+    );
+    // Without them, the share; without it too, the reference.
+    r.handle_input(T0, RelayInput::CircuitDown(OrdbCirc(3)));
+    r.handle_input(T0, RelayInput::CircuitDown(OrdbCirc(4)));
+    drain(&mut r);
+    assert_eq!(ask(&mut r), OrdbCirc(2));
+    r.handle_input(T0, RelayInput::CircuitDown(OrdbCirc(2)));
+    drain(&mut r);
+    assert_eq!(ask(&mut r), OrdbCirc(1));
+}
+
+/// An ORDB that only passed a reference on (R) and then has nothing is not a free rider, even
+/// when the reference said 100 %.
+#[test]
+fn a_reference_that_finds_nothing_is_not_a_free_rider() {
+    let mut r = relay_with_neighbours(RelayConfig::default(), &[1]);
+    let h = name(41);
+    r.handle_input(
+        T0,
+        RelayInput::Info {
+            from: OrdbCirc(1),
+            info: info(h, Completion::Full, InfoFlags::REFERENCE),
+        },
+    );
+    drain(&mut r);
+    for i in 0..5 {
+        r.handle_input(
+            T0,
+            RelayInput::Query {
+                from: RequestId(i),
+                query: query(h, 0, 1, 0),
+            },
+        );
+        let f = forwards(&drain(&mut r));
+        assert_eq!(f[0].1, OrdbCirc(1));
+        r.handle_input(
+            T0,
+            RelayInput::Upstream {
+                relay: f[0].0,
+                msg: DbMsg::End(DbEnd::with_sentence(DbEndReason::UNAVAILABLE, "no")),
+            },
+        );
+        drain(&mut r);
+    }
+    assert_eq!(r.stats().banned, 0);
 }
 
 #[test]
@@ -363,8 +452,9 @@ fn references_are_passed_once_to_those_who_lack_them() {
         .iter()
         .map(|c| RelayOutput::SendInfo {
             to: OrdbCirc(*c),
-            // The facilitator flag was the advertiser's, not this node's.
-            info: info(h, Completion::Quarter, InfoFlags::default()),
+            // The facilitator flag was the advertiser's, not this node's; R says this node
+            // only passes the reference on.
+            info: info(h, Completion::Quarter, InfoFlags::REFERENCE),
         })
         .collect();
     assert_eq!(out, expected);

@@ -593,6 +593,12 @@ impl InfoFlags {
     pub const FACILITATOR: InfoFlags = InfoFlags(0x01);
     /// S: the content is a continuous (live) stream: it goes in OR_streams, not OR_files.
     pub const STREAM: InfoFlags = InfoFlags(0x02);
+    /// R: a reference passed on. The sender does not claim to hold the content: it heard of it
+    /// from another ORDB and can relay a query there. `completion` is that ORDB's. (Not in the
+    /// Peersm spec, whose `DB_INFO` cannot tell the two apart. Without it, a query could go
+    /// from one ORDB that only heard of the content to another one, each such step adding a
+    /// whole circuit to the path of every byte.)
+    pub const REFERENCE: InfoFlags = InfoFlags(0x04);
 
     pub fn contains(self, other: InfoFlags) -> bool {
         self.0 & other.0 == other.0
