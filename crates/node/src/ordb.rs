@@ -177,7 +177,12 @@ const TOP_UP_RETRY_MAX: Duration = Duration::from_secs(30);
 const MAX_TOP_UP_BACKOFFS: u32 = 12;
 
 /// Bytes of a frame header on a stream: command and body length.
-const FRAME_HEADER: usize = 3;
+const FRAME_HEADER: usize = onionmesh_wire::db::STREAM_FRAME_HEADER_LEN;
+// A framed DB_DATA of the largest slice fills one relay cell exactly (see MAX_DATA_SLICE).
+const _: () = assert!(
+    FRAME_HEADER + onionmesh_wire::db::DATA_HEADER_LEN + onionmesh_wire::db::MAX_DATA_SLICE
+        == onionmesh_wire::cell::RELAY_DATA_LEN
+);
 /// Most bytes pulled from one stream per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// Bytes queued for a request stream past which the relay reads no further piece for it and

@@ -4,7 +4,7 @@
 use super::*;
 use crate::merkle::Hash;
 use crate::publish::{publish_bytes, Publication};
-use onionmesh_wire::db::{DataSlice, DbEnd, ProofPart};
+use onionmesh_wire::db::{DataSlice, DbEnd, ProofPart, MAX_DATA_SLICE};
 use proptest::prelude::*;
 use rand_chacha::rand_core::SeedableRng;
 
@@ -520,7 +520,7 @@ enum Noise {
 
 fn noise() -> impl Strategy<Value = Noise> {
     prop_oneof![
-        5 => (0u32..12, 0u32..20_000, 0usize..=490, any::<u8>()).prop_map(|(p, o, n, b)| Noise::Data(p, o, n, b)),
+        5 => (0u32..12, 0u32..20_000, 0usize..=MAX_DATA_SLICE, any::<u8>()).prop_map(|(p, o, n, b)| Noise::Data(p, o, n, b)),
         2 => (0u32..12, 0u8..5, 0usize..5).prop_map(|(p, l, n)| Noise::Proof(p, l, n)),
         2 => (any::<bool>(), 0u32..600).prop_map(|(g, o)| Noise::Meta(g, o)),
         1 => Just(Noise::End),

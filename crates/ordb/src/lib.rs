@@ -70,7 +70,7 @@
 //! ## Piece size: 64 KiB
 //!
 //! Three units, three sizes. The *transport* unit is the 498-byte relay cell: a piece crosses as
-//! `DB_DATA` slices of 490 bytes. The *verification and storage* unit is the piece. The
+//! `DB_DATA` slices of 487 bytes. The *verification and storage* unit is the piece. The
 //! *scheduling* unit is a query of 1..4 pieces. The publisher's piece size is 64 KiB
 //! ([`DEFAULT_PIECE_SIZE`]; descriptors may declare any power of two from 16 to 256 KiB):
 //!

@@ -19,7 +19,7 @@
 //! need a reassembly layer of their own. How a 64 KiB piece crosses 498-byte cells:
 //!
 //! - The piece travels as many `DB_DATA` slices, each naming its piece and its byte offset in
-//!   that piece (8 bytes of header, 490 bytes of data). Because every slice says where it goes,
+//!   that piece (8 bytes of header, at most 487 bytes of data, [`MAX_DATA_SLICE`]). Because every slice says where it goes,
 //!   an interrupted request resumes with a new `DB_QUERY` whose `offset` is the first missing
 //!   byte, and pipelined requests on one stream need no request id.
 //! - The piece's Merkle proof travels once per piece, in one or more `DB_PROOF` messages sent
@@ -67,8 +67,16 @@ pub const HASH_NAME_LEN: usize = 20;
 pub const HASH_LEN: usize = 32;
 /// Header bytes of a `DB_DATA` (piece, offset).
 pub const DATA_HEADER_LEN: usize = 8;
-/// Most piece bytes in one `DB_DATA`: 490.
-pub const MAX_DATA_SLICE: usize = RELAY_DATA_LEN - DATA_HEADER_LEN;
+/// Header bytes the node puts before each `DB_*` message on a content stream (command, u16
+/// body length; `onionmesh_node`'s stream framing).
+pub const STREAM_FRAME_HEADER_LEN: usize = 3;
+/// Most piece bytes in one `DB_DATA`: 487, so that a `DB_DATA` framed on a content stream
+/// fills exactly one relay cell (3 + 8 + 487 = 498). With 490 (the whole cell body), every
+/// framed slice took a full cell and 3 bytes of the next. A relaying ORDB writes answers as
+/// they arrive, so it sent two cells per slice; in a five-page mesh that made a relayed byte
+/// cost about 8.5 data-channel crossings instead of 6 (measured 2026-12-01, README "Where the
+/// CPU goes").
+pub const MAX_DATA_SLICE: usize = RELAY_DATA_LEN - DATA_HEADER_LEN - STREAM_FRAME_HEADER_LEN;
 /// Header bytes of a `DB_PROOF` (piece, first level, count).
 pub const PROOF_HEADER_LEN: usize = 6;
 /// Most proof hashes in one `DB_PROOF`: 15 (486 bytes).
