@@ -299,7 +299,7 @@ export function wireContent(node, log) {
   function renderSoon() {
     if (renderQueued) return;
     renderQueued = true;
-    setTimeout(() => requestAnimationFrame(() => { renderQueued = false; render(); }), RENDER_EVERY_MS);
+    setTimeout(() => { renderQueued = false; renderNext(); }, RENDER_EVERY_MS);
   }
 
   // A new state (metadata found, done, failed): redraw at the next frame.

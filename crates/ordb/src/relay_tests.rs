@@ -71,6 +71,28 @@ fn relay_with_neighbours(config: RelayConfig, circs: &[u64]) -> Relay {
     r
 }
 
+/// A query for piece 0 of `h` from request stream `from` is forwarded via `via`, whose ORDB
+/// answers `DB_END UNAVAILABLE`. Returns what the relay did after that answer.
+fn ask_and_deny(r: &mut Relay, h: HashName, from: u64, via: OrdbCirc) -> Vec<RelayOutput> {
+    r.handle_input(
+        T0,
+        RelayInput::Query {
+            from: RequestId(from),
+            query: query(h, 0, 1, 0),
+        },
+    );
+    let f = forwards(&drain(r));
+    assert_eq!(f[0].1, via);
+    r.handle_input(
+        T0,
+        RelayInput::Upstream {
+            relay: f[0].0,
+            msg: DbMsg::End(DbEnd::with_sentence(DbEndReason::UNAVAILABLE, "no")),
+        },
+    );
+    drain(r)
+}
+
 /// A requester's download served by a relay that holds the content, through a memory store.
 #[test]
 fn held_content_is_served_and_verifies_at_the_requester() {
@@ -301,23 +323,7 @@ fn a_reference_that_finds_nothing_is_not_a_free_rider() {
     );
     drain(&mut r);
     for i in 0..5 {
-        r.handle_input(
-            T0,
-            RelayInput::Query {
-                from: RequestId(i),
-                query: query(h, 0, 1, 0),
-            },
-        );
-        let f = forwards(&drain(&mut r));
-        assert_eq!(f[0].1, OrdbCirc(1));
-        r.handle_input(
-            T0,
-            RelayInput::Upstream {
-                relay: f[0].0,
-                msg: DbMsg::End(DbEnd::with_sentence(DbEndReason::UNAVAILABLE, "no")),
-            },
-        );
-        drain(&mut r);
+        ask_and_deny(&mut r, h, i, OrdbCirc(1));
     }
     assert_eq!(r.stats().banned, 0);
 }
@@ -976,25 +982,9 @@ fn an_ordb_that_denies_what_it_advertised_is_dropped_but_an_honest_no_is_not() {
     drain(&mut r);
     let mut dropped = false;
     for i in 0..3 {
-        r.handle_input(
-            T0,
-            RelayInput::Query {
-                from: RequestId(i),
-                query: query(h, 0, 1, 0),
-            },
-        );
-        let f = forwards(&drain(&mut r));
-        assert_eq!(f[0].1, OrdbCirc(1));
-        r.handle_input(
-            T0,
-            RelayInput::Upstream {
-                relay: f[0].0,
-                msg: DbMsg::End(DbEnd::with_sentence(DbEndReason::UNAVAILABLE, "no")),
-            },
-        );
-        dropped |= drain(&mut r).contains(&RelayOutput::Event(RelayEvent::FreeRiderDropped(
-            OrdbCirc(1),
-        )));
+        dropped |= ask_and_deny(&mut r, h, i, OrdbCirc(1)).contains(&RelayOutput::Event(
+            RelayEvent::FreeRiderDropped(OrdbCirc(1)),
+        ));
     }
     assert!(dropped);
     assert_eq!(r.stats().banned, 1);

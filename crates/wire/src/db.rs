@@ -19,9 +19,10 @@
 //! need a reassembly layer of their own. How a 64 KiB piece crosses 498-byte cells:
 //!
 //! - The piece travels as many `DB_DATA` slices, each naming its piece and its byte offset in
-//!   that piece (8 bytes of header, at most 487 bytes of data, [`MAX_DATA_SLICE`]). Because every slice says where it goes,
-//!   an interrupted request resumes with a new `DB_QUERY` whose `offset` is the first missing
-//!   byte, and pipelined requests on one stream need no request id.
+//!   that piece (8 bytes of header, at most 487 bytes of data, [`MAX_DATA_SLICE`]). Because
+//!   every slice says where it goes, an interrupted request resumes with a new `DB_QUERY` whose
+//!   `offset` is the first missing byte, and pipelined requests on one stream need no request
+//!   id.
 //! - The piece's Merkle proof travels once per piece, in one or more `DB_PROOF` messages sent
 //!   *before* the piece's first `DB_DATA`. Putting it in its own message (rather than in the
 //!   first slice) keeps every `DB_DATA` the same shape, lets a resumed request (offset > 0) still
