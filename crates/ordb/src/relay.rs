@@ -277,7 +277,8 @@ pub struct RelayStats {
     pub finds: usize,
     /// Queries parked waiting for provider searches.
     pub parked: usize,
-    /// Store reads outstanding.
+    /// Store reads outstanding: at most [`READ_AHEAD`] per session, so at most
+    /// `max_sessions` times that.
     pub reads: usize,
 }
 

@@ -900,7 +900,7 @@ mod bounds {
                 prop_assert!(s.file_names <= config.max_names && s.stream_names <= config.max_names);
                 prop_assert!(s.longest_list <= config.max_entries_per_name);
                 prop_assert!(s.circuits <= config.max_circuits);
-                prop_assert!(s.reads <= config.max_sessions);
+                prop_assert!(s.reads <= config.max_sessions * READ_AHEAD, "{} reads", s.reads);
             }
         }
     }
