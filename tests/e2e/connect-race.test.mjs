@@ -24,10 +24,10 @@ async function peerEvents(page, peer, from) {
 const eventCount = (page) => page.evaluate(() => window.onionmesh.events.length);
 
 // In `page`: no link (in any state) to `peer`. On a page that called `disconnect` itself
-// (`again`), a link to `peer` still there is a new one (once, in the round after a round hit the
-// known authentication race, a page still had a link here after 10 s): it is disconnected
-// again, so that every round starts with no link on either side. Resolves to how many times
-// that was needed (printed).
+// (`again`), a link to `peer` still there is a new one (seen once, in the round after a round
+// whose link had sat in `authenticating` until its timeout and been relinked by the node): it is
+// disconnected again, so that every round starts with no link on either side. Resolves to how
+// many times that was needed (printed).
 const noLink = async (page, peer, timeout, again) => {
   const h = await page.waitForFunction(({ id, again }) => {
     const node = window.onionmesh.node;
@@ -67,7 +67,6 @@ test(`both pages connect at once after a disconnect, ${ROUNDS} rounds: every rou
     await waitForLinked(a.page, [b.id]);
     await waitForLinked(b.page, [a.id]);
     const times = [];
-    const authTimeouts = [];
     for (let round = 0; round < ROUNDS; round++) {
       const kind = ['a closes', 'both close', 'a closes, no wait'][round % 3];
       const [fromA, fromB] = [await eventCount(a.page), await eventCount(b.page)];
@@ -105,21 +104,14 @@ test(`both pages connect at once after a disconnect, ${ROUNDS} rounds: every rou
       if (slowest > RELINK_MS) console.log(`round ${round} (${kind}): relinked after ${slowest} ms (target ${RELINK_MS} ms)`);
       for (const [name, page, peer, from] of [['A', a.page, b.id, fromA], ['B', b.page, a.id, fromB]]) {
         const events = await peerEvents(page, peer, from);
-        // Known race (README "Known gaps"): about one round in a hundred, a link raced by both
-        // sides sits in `authenticating` until its 15 s authentication timeout closes it, and the
-        // node then relinks by itself. One such round per run is printed and tolerated; a second
-        // one, or any other complaint, fails.
-        const stuck = events.filter((e) => e.code === 'TIMEOUT' && /while authenticating/.test(e.reason || ''));
-        if (stuck.length > 0) {
-          authTimeouts.push({ round, kind, page: name, slowest });
-          console.log(`round ${round} (${kind}): page ${name}'s link timed out while authenticating and was relinked after ${slowest} ms (known race)`);
-        }
+        // A link that sat in `authenticating` until its timeout ("timed out while
+        // authenticating") fails here too: until 2026-12-01 about one round in a hundred did,
+        // because the answerer's nonce, sent the moment its channel opened, could reach the
+        // offerer's channel before it was open and be dropped by Chromium (`links.rs` docs).
         const bad = events
-          .filter((e) => !stuck.includes(e))
           .filter((e) => /certificate|nonce|protocol|timed out/i.test(e.reason || '') || ['AUTH_FAILED', 'TIMEOUT', 'PROTOCOL'].includes(e.code));
         assert.deepEqual(bad, [], `round ${round} (${kind}): page ${name} closed a link for a bad reason`);
       }
-      assert.ok(new Set(authTimeouts.map((t) => t.round)).size <= 1, `more than one round hit the authentication timeout: ${JSON.stringify(authTimeouts)}`);
     }
     const all = times.map((t) => Math.max(t.aMs, t.bMs)).sort((x, y) => x - y);
     console.table(times);

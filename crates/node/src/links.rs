@@ -3,10 +3,18 @@
 //! policy. It owns every link's state; other parts see links only through its read methods and
 //! through `LinkUp` / `LinkDown` / `Deliver` requests.
 //!
-//! Authentication: each side sends its nonce when its data channel opens and answers the peer's
-//! nonce with its certificate. The two messages may arrive in either order (the peer's data
-//! channel can open before ours, and a certificate can overtake our own nonce going out): a
-//! certificate that comes before the peer's nonce is held, and checked once the nonce is there.
+//! Authentication: the offering side sends its nonce when its data channel opens; the answering
+//! side sends its own nonce only when the offerer's arrives, followed at once by its certificate
+//! over the offerer's nonce; the offerer then answers with its certificate. Each side thus
+//! proves itself over the other's fresh nonce, as before, but the answerer never speaks first.
+//! That is on purpose: in Chromium the answerer's channel opens (`datachannel`) before the
+//! offerer's does (`open`), and a frame the answerer sent at once could reach the offerer's
+//! channel before it was open and be dropped there, leaving both sides in `authenticating`
+//! until the timeout (seen on 2026-12-01: the answerer's nonce was sent 4 ms before the
+//! offerer's `open` event and never delivered, while its certificate, sent after the offerer's
+//! nonce came, was). A frame sent in answer to one the offerer sent is never early. A
+//! certificate that comes before the peer's nonce (a peer of an earlier version, whose
+//! answerer sends its nonce on open) is still held, and checked once the nonce is there.
 
 use crate::event::{Event, LinkCloseReason, LinkState, LogLevel, PeerView};
 use crate::output::{log, LinkId, Output, Request, Requests};
@@ -75,6 +83,8 @@ struct Link {
     remote_fp: Option<Fingerprint>,
     /// Our challenge for the peer's proof.
     nonce: [u8; NONCE_LEN],
+    /// Our nonce has gone out (the offerer's on open, the answerer's on the offerer's nonce).
+    sent_nonce: bool,
     got_peer_nonce: bool,
     /// A certificate that arrived before the peer's nonce, checked once the nonce is in.
     early_cert: Option<(PublicKeyBytes, SignatureBytes)>,
@@ -586,7 +596,8 @@ impl LinkTable {
         }
     }
 
-    /// The data channel opened: send our nonce and start the authentication deadline.
+    /// The data channel opened: start the authentication deadline, and on the offering side send
+    /// our nonce (the answering side waits for the offerer's; see the module docs).
     pub fn link_opened(&mut self, now: Time, link: LinkId, reqs: &mut Requests) {
         let Some(l) = self.links.get(&link) else {
             return;
@@ -594,14 +605,28 @@ impl LinkTable {
         if l.state != LinkState::Connecting {
             return;
         }
-        let nonce = l.nonce;
+        let initiator = l.initiator;
         self.set_state(now, link, LinkState::Authenticating, reqs);
         if let Some(l) = self.links.get_mut(&link) {
             l.deadline = Some(now + self.cfg.auth_timeout);
         }
+        if initiator {
+            self.send_nonce(link, reqs);
+        }
+    }
+
+    /// Send our nonce on `link`, once.
+    fn send_nonce(&mut self, link: LinkId, reqs: &mut Requests) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if l.sent_nonce {
+            return;
+        }
+        l.sent_nonce = true;
         reqs.push_back(Request::Driver(Output::SendLink {
             link,
-            bytes: LinkMsg::Nonce(nonce).encode_frame(),
+            bytes: LinkMsg::Nonce(l.nonce).encode_frame(),
         }));
     }
 
@@ -713,6 +738,8 @@ impl LinkTable {
             return;
         };
         let early = l.early_cert.take();
+        // The answerer's nonce goes out now, ahead of its certificate.
+        self.send_nonce(link, reqs);
         let mut nonce = their_nonce;
         if self.cfg.test_only_corrupt_link_proof {
             nonce[0] ^= 0x80;
@@ -915,6 +942,7 @@ impl LinkTable {
                 local_fp: None,
                 remote_fp: None,
                 nonce,
+                sent_nonce: false,
                 got_peer_nonce: false,
                 early_cert: None,
                 pubkey: None,

@@ -6,10 +6,17 @@
 //! except that a nonce and the certificate behind it may be swapped (the module docs of
 //! `links.rs` promise either order).
 //!
+//! A frame that reaches the offering end of a channel before that end has opened is dropped, as
+//! Chromium did on 2026-12-01 (the answerer's channel opens first; a nonce it sent at once was
+//! never delivered to the offerer, and both sides sat in `authenticating` until the timeout).
+//! The answering end never sees a frame before it opens (the channel's opening message comes
+//! first), so frames to it wait.
+//!
 //! Each step carries a causal depth: one hop to or from the bridge or across a link adds one,
 //! a data channel opens two hops (an ICE/DTLS round trip) after the answer is applied, and
 //! local work (the browser making an offer) adds nothing. One side connecting alone links at
-//! depth 8; glare may cost at most one extra round trip, so every link must be up by depth 10.
+//! depth 9 (the answerer's nonce waits for the offerer's); glare may cost at most one extra
+//! round trip, so every link must be up by depth 11.
 
 use onionmesh_crypto::Identity;
 use onionmesh_node::testing::{end_of, fake_sdp as sdp, End};
@@ -24,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 /// The depth at which one side connecting alone is linked (see the module docs).
-const BASELINE_DEPTH: u32 = 8;
+const BASELINE_DEPTH: u32 = 9;
 
 enum Item {
     Frame(Vec<u8>),
@@ -49,6 +56,8 @@ enum Step {
     Chan(End),
     /// Deliver the second item of the queue first: a certificate overtaking a nonce.
     ChanSwapped(End),
+    /// The head of the queue reaches an offering end that has not opened yet: dropped.
+    ChanEarly(End),
 }
 
 struct Sim {
@@ -72,6 +81,10 @@ struct Sim {
     /// late is not charged for an unrelated frame it heard meanwhile.
     clock: [u32; 2],
     swaps: u64,
+    /// Offering ends (those that applied an answer).
+    offerers: BTreeSet<End>,
+    /// Frames dropped because they reached an offering end before it opened.
+    dropped: u64,
 }
 
 fn is_kind(item: Option<&(u32, Item)>, nonce: bool) -> bool {
@@ -115,6 +128,8 @@ impl Sim {
             events: Default::default(),
             clock: [0; 2],
             swaps: 0,
+            offerers: BTreeSet::new(),
+            dropped: 0,
         };
         for i in 0..2 {
             sim.bridge
@@ -152,6 +167,7 @@ impl Sim {
                 Output::ApplyAnswer { link, answer } => {
                     let remote = end_of(&answer).unwrap();
                     if self.alive.contains(&remote) {
+                        self.offerers.insert((i, link));
                         self.pairs.insert((i, link), remote);
                         self.pairs.insert(remote, (i, link));
                         self.local.push((depth + 2, Local::Open((i, link))));
@@ -170,6 +186,7 @@ impl Sim {
                     let end = (i, link);
                     self.alive.remove(&end);
                     self.opened.remove(&end);
+                    self.offerers.remove(&end);
                     self.chan.remove(&end);
                     self.local.retain(|(_, l)| match l {
                         Local::OfferReady(e) | Local::AnswerReady(e) | Local::Open(e) => *e != end,
@@ -211,6 +228,9 @@ impl Sim {
                 if allow_swap && is_kind(q.front(), true) && is_kind(q.get(1), false) {
                     s.push(Step::ChanSwapped(*end));
                 }
+            } else if self.offerers.contains(end) && matches!(q.front(), Some((_, Item::Frame(_))))
+            {
+                s.push(Step::ChanEarly(*end));
             }
         }
         s
@@ -277,6 +297,14 @@ impl Sim {
                     }
                 };
                 self.drain(i, d);
+            }
+            Step::ChanEarly(end) => {
+                let q = self.chan.get_mut(&end).unwrap();
+                q.pop_front();
+                if q.is_empty() {
+                    self.chan.remove(&end);
+                }
+                self.dropped += 1;
             }
             Step::Chan(end) | Step::ChanSwapped(end) => {
                 let q = self.chan.get_mut(&end).unwrap();
