@@ -67,8 +67,8 @@ const HINTS_PER_TARGET: usize = 4;
 /// introducer that had no link to a node may well have one soon after: with the 5 minutes this
 /// was until 2026-12-01, a node that had once tried an introducer too early went on through the
 /// bridge for 5 minutes after the introducer had linked (`tests/e2e/dht.test.mjs` failed on it in
-/// about one run in three on a loaded machine). A stale hint costs one refused frame per
-/// introducer and node each period.
+/// 6 of 14 runs on a loaded machine). A stale hint costs one refused frame per introducer and
+/// node each period.
 const NO_ROUTE_TTL: Duration = Duration::from_secs(30);
 /// Rejections beyond this many are counted but only every 100th is logged.
 const LOGGED_REJECTIONS: u64 = 50;
