@@ -223,10 +223,13 @@ async function contentBench(browser) {
       const node = window.onionmesh.node;
       const t0 = performance.now();
       const dl = node.download(link);
+      // The most circuits seen at once: a complete download has closed its circuits.
+      let circuits = 0;
       return new Promise((resolve, reject) => {
         const timer = setInterval(() => {
           const pr = dl.progress();
-          if (pr.complete) { clearInterval(timer); resolve({ s: (performance.now() - t0) / 1000, circuits: pr.circuits }); }
+          circuits = Math.max(circuits, pr.circuits);
+          if (pr.complete) { clearInterval(timer); resolve({ s: (performance.now() - t0) / 1000, circuits }); }
           if (performance.now() - t0 > 300000) { clearInterval(timer); reject(new Error(`not complete within 300 s: ${JSON.stringify(pr)}`)); }
         }, 50);
       });
@@ -482,7 +485,7 @@ try {
     console.log(`\ncontent on a warm mesh of five pages (A publishes; others open the share link), video ${r.video.size} bytes (WebM VP9/Opus, 10 s)`);
     console.log(`time to first byte (download + readContent of byte 0) | ${(r.ttfb / 1000).toFixed(2)} s (target <= 1 s)`);
     console.log(`time to first video frame (download + streamTo + play) | ${(r.firstFrame / 1000).toFixed(2)} s (target <= 2 s)`);
-    console.log(`download of ${r.blob.size} bytes through ${r.circuits} circuit(s) | ${r.seconds.toFixed(1)} s, ${mbps.toFixed(2)} MB/s | ${(100 * mbps / raw[16384]).toFixed(0)} % of raw 16 KiB | ${(100 * mbps / raw[65536]).toFixed(0)} % of raw 64 KiB (target >= 50 %)`);
+    console.log(`download of ${r.blob.size} bytes through up to ${r.circuits} circuit(s) at once | ${r.seconds.toFixed(1)} s, ${mbps.toFixed(2)} MB/s | ${(100 * mbps / raw[16384]).toFixed(0)} % of raw 16 KiB | ${(100 * mbps / raw[65536]).toFixed(0)} % of raw 64 KiB (target >= 50 %)`);
   }
 
   if (want('torrent') && process.env.BENCH_TORRENT !== '0') {
