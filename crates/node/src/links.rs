@@ -83,8 +83,6 @@ struct Link {
     remote_fp: Option<Fingerprint>,
     /// Our challenge for the peer's proof.
     nonce: [u8; NONCE_LEN],
-    /// Our nonce has gone out (the offerer's on open, the answerer's on the offerer's nonce).
-    sent_nonce: bool,
     got_peer_nonce: bool,
     /// A certificate that arrived before the peer's nonce, checked once the nonce is in.
     early_cert: Option<(PublicKeyBytes, SignatureBytes)>,
@@ -605,29 +603,14 @@ impl LinkTable {
         if l.state != LinkState::Connecting {
             return;
         }
-        let initiator = l.initiator;
+        let (initiator, nonce) = (l.initiator, l.nonce);
         self.set_state(now, link, LinkState::Authenticating, reqs);
         if let Some(l) = self.links.get_mut(&link) {
             l.deadline = Some(now + self.cfg.auth_timeout);
         }
         if initiator {
-            self.send_nonce(link, reqs);
+            send_nonce(link, nonce, reqs);
         }
-    }
-
-    /// Send our nonce on `link`, once.
-    fn send_nonce(&mut self, link: LinkId, reqs: &mut Requests) {
-        let Some(l) = self.links.get_mut(&link) else {
-            return;
-        };
-        if l.sent_nonce {
-            return;
-        }
-        l.sent_nonce = true;
-        reqs.push_back(Request::Driver(Output::SendLink {
-            link,
-            bytes: LinkMsg::Nonce(l.nonce).encode_frame(),
-        }));
     }
 
     /// One frame from `link`. Authentication is handled here; authenticated application
@@ -738,8 +721,11 @@ impl LinkTable {
             return;
         };
         let early = l.early_cert.take();
-        // The answerer's nonce goes out now, ahead of its certificate.
-        self.send_nonce(link, reqs);
+        if !l.initiator {
+            // The answerer's nonce goes out now, ahead of its certificate (the offerer sent its
+            // own on open; a second nonce from the peer never gets here).
+            send_nonce(link, l.nonce, reqs);
+        }
         let mut nonce = their_nonce;
         if self.cfg.test_only_corrupt_link_proof {
             nonce[0] ^= 0x80;
@@ -942,7 +928,6 @@ impl LinkTable {
                 local_fp: None,
                 remote_fp: None,
                 nonce,
-                sent_nonce: false,
                 got_peer_nonce: false,
                 early_cert: None,
                 pubkey: None,
@@ -1030,4 +1015,12 @@ impl LinkTable {
             reqs,
         );
     }
+}
+
+/// Send our nonce on `link`: the offerer on open, the answerer on the offerer's nonce.
+fn send_nonce(link: LinkId, nonce: [u8; NONCE_LEN], reqs: &mut Requests) {
+    reqs.push_back(Request::Driver(Output::SendLink {
+        link,
+        bytes: LinkMsg::Nonce(nonce).encode_frame(),
+    }));
 }

@@ -83,7 +83,7 @@ struct Sim {
     swaps: u64,
     /// Offering ends (those that applied an answer).
     offerers: BTreeSet<End>,
-    /// Frames dropped because they reached an offering end before it opened.
+    /// Frames dropped because they reached an offering end before it opened (printed).
     dropped: u64,
 }
 
@@ -581,8 +581,8 @@ fn simultaneous_connects_in_every_order_end_with_one_link_within_one_extra_round
         sim.advance(Duration::from_secs(2), &mut rng);
     }
     println!(
-        "{rounds} rounds: {glare_seen} resolved a glare, {} certificates overtook a nonce, worst link depth {worst} (baseline {BASELINE_DEPTH})",
-        sim.swaps
+        "{rounds} rounds: {glare_seen} resolved a glare, {} certificates overtook a nonce, {} frames reached an unopened offering end, worst link depth {worst} (baseline {BASELINE_DEPTH})",
+        sim.swaps, sim.dropped
     );
     // The test must really have exercised both kinds of race.
     assert!(glare_seen > rounds / 10, "only {glare_seen} glares");
