@@ -17,6 +17,8 @@ use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use onionmesh_crypto::channel::{Channel, ServerHandshake, TAG_LEN};
 use onionmesh_crypto::Identity;
 use onionmesh_rendezvous::ConnId;
+use onionmesh_wire::signal::{FacilitatedAnswer, FacilitatedAnswers, MAX_FACILITATED_BATCH};
+use onionmesh_wire::{Frame, SignalMsg};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::net::SocketAddr;
@@ -151,9 +153,10 @@ struct Link {
     conn: ConnId,
     hub: mpsc::Sender<ToHub>,
     queue: mpsc::Receiver<Outbound>,
-    /// Answers of the facilitator (issue 10), written after the hub's frames. The request tasks
-    /// wait for room here, so a slow page slows its own downloads and is never dropped for them.
-    facilitated: mpsc::Receiver<Vec<u8>>,
+    /// Answers of the facilitator (issue 10), written after the hub's frames, as many as are
+    /// waiting in one `Facilitated` frame. The request tasks wait for room here, so a slow page
+    /// slows its own downloads and is never dropped for them.
+    facilitated: mpsc::Receiver<FacilitatedAnswer>,
     kill: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
     max_frame: usize,
@@ -281,10 +284,11 @@ impl Link {
                     // The hub dropped us (as a slow reader, and `kill` raced this branch).
                     None => return Goodbye::ByHub,
                 },
-                frame = self.facilitated.recv(), if facilitating => match frame {
+                answer = self.facilitated.recv(), if facilitating => match answer {
                     Some(_) if peer_said_goodbye => {}
-                    Some(bytes) => {
-                        if let Err(why) = self.write_frame(&bytes).await {
+                    Some(first) => {
+                        let frame = self.facilitated_frame(first);
+                        if let Err(why) = self.write_frame(&frame).await {
                             return why;
                         }
                     }
@@ -316,6 +320,21 @@ impl Link {
                 },
             }
         }
+    }
+
+    /// One `Facilitated` frame: `first` and the answers queued behind it, up to
+    /// [`MAX_FACILITATED_BATCH`]. A page then handles a burst of slices in one go.
+    fn facilitated_frame(&mut self, first: FacilitatedAnswer) -> Vec<u8> {
+        let mut answers = FacilitatedAnswers::one(first);
+        while answers.len() < MAX_FACILITATED_BATCH {
+            match self.facilitated.try_recv() {
+                Ok(next) => {
+                    let _ = answers.try_push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        SignalMsg::Facilitated { answers }.encode_frame()
     }
 
     fn inbound(&mut self, msg: Option<Result<Message, axum::Error>>) -> Inbound {

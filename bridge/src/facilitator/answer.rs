@@ -2,14 +2,15 @@
 //! why a request stops.
 
 use onionmesh_wire::db::{DbEnd, DbEndReason, DbMsg};
-use onionmesh_wire::{Frame, SignalMsg};
+use onionmesh_wire::signal::FacilitatedAnswer;
 use tokio::sync::mpsc;
 
-/// The sending half of a connection's facilitated queue: encoded `Facilitated` frames.
-pub type FacilitatedTx = mpsc::Sender<Vec<u8>>;
+/// The sending half of a connection's facilitated queue: answers waiting to be written, which
+/// the connection puts into `Facilitated` frames as many at a time as are waiting.
+pub type FacilitatedTx = mpsc::Sender<FacilitatedAnswer>;
 
-/// One request's answers: encodes `Facilitated { req, msg }` and waits for room in the
-/// connection's queue.
+/// One request's answers: queues each `(req, msg)` and waits for room in the connection's
+/// queue.
 #[derive(Clone)]
 pub struct Answers {
     req: u32,
@@ -26,8 +27,19 @@ impl Answers {
     }
 
     pub async fn send(&self, msg: DbMsg) -> Result<(), Gone> {
-        let frame = SignalMsg::Facilitated { req: self.req, msg }.encode_frame();
-        self.out.send(frame).await.map_err(|_| Gone)
+        let answer = FacilitatedAnswer { req: self.req, msg };
+        self.out.send(answer).await.map_err(|_| Gone)
+    }
+
+    /// Queue `msgs` together, once there is room for all of them (at most the queue's size,
+    /// [`super::FACILITATED_QUEUE`]), so the connection finds them side by side and writes
+    /// them in as few `Facilitated` frames as fit.
+    pub async fn send_all(&self, msgs: Vec<DbMsg>) -> Result<(), Gone> {
+        let permits = self.out.reserve_many(msgs.len()).await.map_err(|_| Gone)?;
+        for (permit, msg) in permits.zip(msgs) {
+            permit.send(FacilitatedAnswer { req: self.req, msg });
+        }
+        Ok(())
     }
 
     /// End the request with `reason` and `sentence`.

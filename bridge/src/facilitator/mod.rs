@@ -33,6 +33,7 @@ use answer::Answers;
 
 use onionmesh_rendezvous::ConnId;
 use onionmesh_wire::db::{DbEndReason, DbMsg};
+use onionmesh_wire::signal::MAX_FACILITATED_BATCH;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -40,10 +41,10 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-/// Frames of facilitated answers waiting to be written to one connection. Small: the request
-/// tasks wait for room (back-pressure from the page's socket), and each frame is about 520
-/// bytes.
-pub const FACILITATED_QUEUE: usize = 32;
+/// Facilitated answers waiting to be written to one connection: two full `Facilitated` frames
+/// (about 60 KB), so one batch can fill while the last is written. The request tasks wait for
+/// room (back-pressure from the page's socket).
+pub const FACILITATED_QUEUE: usize = 2 * MAX_FACILITATED_BATCH;
 
 /// Queries of one request waiting for its task. A node asks for the next range when the last
 /// one arrived, so a full queue means a node that floods: its request ends BUSY.
@@ -219,7 +220,8 @@ fn msg_name(msg: &DbMsg) -> &'static str {
 mod tests {
     use super::*;
     use onionmesh_wire::db::{DbEnd, DbQuery, DbSource, HashName, SourceKind};
-    use onionmesh_wire::{BoundedString, Frame, SignalMsg};
+    use onionmesh_wire::signal::FacilitatedAnswer;
+    use onionmesh_wire::BoundedString;
     use std::time::Duration;
 
     fn source(uri: &str) -> DbMsg {
@@ -240,16 +242,16 @@ mod tests {
         })
     }
 
-    async fn end(rx: &mut mpsc::Receiver<Vec<u8>>) -> (u32, DbEnd) {
-        let frame = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+    async fn end(rx: &mut mpsc::Receiver<FacilitatedAnswer>) -> (u32, DbEnd) {
+        let answer = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("an answer in time")
             .expect("the queue is open");
-        match SignalMsg::decode_frame(&frame) {
-            Ok(SignalMsg::Facilitated {
+        match answer {
+            FacilitatedAnswer {
                 req,
                 msg: DbMsg::End(end),
-            }) => (req, end),
+            } => (req, end),
             other => panic!("expected a DB_END, got {other:?}"),
         }
     }

@@ -8,6 +8,7 @@ use onionmesh_wire::db::{
     DataSlice, DbMsg, DbQuery, DbSource, DescriptorKind, DescriptorSlice, SourceKind,
     MAX_DATA_SLICE,
 };
+use onionmesh_wire::signal::MAX_FACILITATED_BATCH;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -18,8 +19,9 @@ use tracing::debug;
 /// otherwise stay in the cache for a node that forgot it.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Bytes read from the content at a time: a whole number of `DB_DATA` slices.
-const READ_CHUNK: usize = MAX_DATA_SLICE * 32;
+/// Bytes read from the content at a time: the `DB_DATA` slices of one full `Facilitated` frame.
+const READ_CHUNK: usize = MAX_DATA_SLICE * MAX_FACILITATED_BATCH;
+const _: () = assert!(MAX_FACILITATED_BATCH <= super::FACILITATED_QUEUE);
 
 /// The parts a request task may use: `None` where switched off.
 pub struct Services {
@@ -206,12 +208,14 @@ async fn serve_range(
             if corrupt == Some(index) && pos == first_sent {
                 chunk[0] ^= 0xff;
             }
+            let mut slices = Vec::with_capacity(MAX_FACILITATED_BATCH);
             for (i, data) in chunk.chunks(MAX_DATA_SLICE).enumerate() {
                 let offset = (pos + (i * MAX_DATA_SLICE) as u64) as u32;
                 let slice = DataSlice::new(index, offset, data.to_vec())
                     .map_err(|e| Stop::unavailable(format!("a data slice: {e}")))?;
-                answers.send(DbMsg::Data(slice)).await?;
+                slices.push(DbMsg::Data(slice));
             }
+            answers.send_all(slices).await?;
             pos += n as u64;
         }
     }

@@ -63,9 +63,18 @@ pub async fn send_query(
 /// dropped), waiting up to `patience` for each frame.
 pub async fn answer(c: &mut Client, req: u32, patience: Duration) -> DbMsg {
     loop {
+        while let Some(a) = c.facilitated.pop_front() {
+            if a.req == req {
+                return a.msg;
+            }
+        }
         match c.recv_within(patience).await {
-            SignalMsg::Facilitated { req: r, msg } if r == req => return msg,
-            SignalMsg::Facilitated { .. } | SignalMsg::PeersGone { .. } => {}
+            SignalMsg::Facilitated { answers } => {
+                c.facilitated_frames += 1;
+                c.facilitated_answers += answers.len() as u64;
+                c.facilitated.extend(answers.into_vec());
+            }
+            SignalMsg::PeersGone { .. } => {}
             other => panic!("expected a Facilitated answer, got {other:?}"),
         }
     }

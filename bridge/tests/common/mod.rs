@@ -185,6 +185,11 @@ pub struct Client {
     channel: Option<Channel>,
     /// The bridge's challenge on this connection (all zero before the link handshake).
     pub challenge: ChallengeNonce,
+    /// Facilitated answers received in a frame and not yet taken (see `facilitate::answer`).
+    pub facilitated: std::collections::VecDeque<onionmesh_wire::signal::FacilitatedAnswer>,
+    /// `Facilitated` frames and the answers in them, received so far.
+    pub facilitated_frames: u64,
+    pub facilitated_answers: u64,
 }
 
 impl Client {
@@ -260,6 +265,9 @@ impl Client {
             identity: identity(seed),
             channel: None,
             challenge: [0; 32],
+            facilitated: Default::default(),
+            facilitated_frames: 0,
+            facilitated_answers: 0,
         }
     }
 

@@ -476,9 +476,9 @@ impl Node {
                 .links
                 .on_introduce_failed(peer, session, reason.into_string(), reqs),
             // Answers of the facilitator to requests this node's ORDB handed it (issue 10).
-            SignalMsg::Facilitated { req, msg } => {
+            SignalMsg::Facilitated { answers } => {
                 let (ordb, mut io) = self.ordb_io();
-                ordb.facilitated(now, req, msg, &mut io);
+                ordb.facilitated(now, answers.into_vec(), &mut io);
             }
             SignalMsg::FacilitateClose { req } => {
                 let (ordb, mut io) = self.ordb_io();

@@ -128,6 +128,7 @@ use onionmesh_ordb::{
 use onionmesh_ordb::{Descriptor, OrdbCirc, PieceRecord, RelayId, TorrentFile};
 use onionmesh_wire::cell::{RelayCmd, RELAY_DATA_LEN};
 use onionmesh_wire::db::{DbEnd, DbEndReason, DbInfo, DbQuery, DbSource, DescriptorKind};
+use onionmesh_wire::signal::FacilitatedAnswer;
 use onionmesh_wire::{NodeId, SignalMsg, Time};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -2442,8 +2443,16 @@ impl OrdbPart {
             }));
     }
 
-    /// The bridge answered facilitated request `req` (`SignalMsg::Facilitated`).
-    pub fn facilitated(&mut self, now: Time, req: u32, msg: DbMsg, io: &mut NodeIo<'_>) {
+    /// The bridge answered facilitated requests (`SignalMsg::Facilitated`): every answer is
+    /// passed to its relay, then the ORDB runs once for the whole batch.
+    pub fn facilitated(&mut self, now: Time, answers: Vec<FacilitatedAnswer>, io: &mut NodeIo<'_>) {
+        for FacilitatedAnswer { req, msg } in answers {
+            self.facilitated_one(now, req, msg, io);
+        }
+        self.drive(now, io);
+    }
+
+    fn facilitated_one(&mut self, now: Time, req: u32, msg: DbMsg, io: &mut NodeIo<'_>) {
         let Some(&relay) = self.facilitated_req.get(&req) else {
             return; // a late answer to a request we closed
         };
@@ -2471,7 +2480,6 @@ impl OrdbPart {
                 self.ordb_input(now, OrdbInput::Relay(RelayInput::UpstreamClosed(relay)));
             }
         }
-        self.drive(now, io);
     }
 
     /// The bridge closed facilitated request `req` (`SignalMsg::FacilitateClose`).

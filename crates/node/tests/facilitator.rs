@@ -25,6 +25,7 @@ use onionmesh_wire::db::{
     DataSlice, DbEnd, DbEndReason, DbMsg, DbSource, DescriptorKind, DescriptorSlice, SourceKind,
     SourceUri,
 };
+use onionmesh_wire::signal::{FacilitatedAnswer, FacilitatedAnswers, MAX_FACILITATED_BATCH};
 use onionmesh_wire::{Frame, SignalMsg};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,7 +99,7 @@ fn facilitator(
             return Vec::new();
         };
         let req = *req;
-        let reply = |msg| SignalMsg::Facilitated { req, msg };
+        let reply = |msg| FacilitatedAnswer { req, msg };
         match msg {
             DbMsg::Source(src) => {
                 sources.insert((node, req), src.hash_name);
@@ -110,17 +111,19 @@ fn facilitator(
                 };
                 let Some(t) = torrents.iter().find(|t| t.hash() == h && q.hash_name == h) else {
                     // As the bridge answers when no metadata comes within its timeout.
-                    return vec![reply(DbMsg::End(DbEnd::with_sentence(
+                    return batches(vec![reply(DbMsg::End(DbEnd::with_sentence(
                         DbEndReason::NOT_FOUND,
                         "no BitTorrent peer has this torrent",
-                    )))];
+                    )))]);
                 };
                 if q.count == 0 {
-                    return DescriptorSlice::split(DescriptorKind::BITTORRENT_V1_INFO, &t.info)
-                        .unwrap()
-                        .into_iter()
-                        .map(|s| reply(DbMsg::Connected(s)))
-                        .collect();
+                    return batches(
+                        DescriptorSlice::split(DescriptorKind::BITTORRENT_V1_INFO, &t.info)
+                            .unwrap()
+                            .into_iter()
+                            .map(|s| reply(DbMsg::Connected(s)))
+                            .collect(),
+                    );
                 }
                 let mut out = Vec::new();
                 for i in q.piece..q.piece + u32::from(q.count) {
@@ -141,11 +144,21 @@ fn facilitator(
                             .map(|d| reply(DbMsg::Data(d))),
                     );
                 }
-                out
+                batches(out)
             }
             _ => Vec::new(),
         }
     })
+}
+
+/// Answers in frames of at most `MAX_FACILITATED_BATCH`, as the bridge sends them.
+fn batches(answers: Vec<FacilitatedAnswer>) -> Vec<SignalMsg> {
+    answers
+        .chunks(MAX_FACILITATED_BATCH)
+        .map(|c| SignalMsg::Facilitated {
+            answers: FacilitatedAnswers::new(c.to_vec()).unwrap(),
+        })
+        .collect()
 }
 
 fn stored(net: &mut Net, i: usize, h: HashName, pieces: std::ops::Range<u32>) -> Vec<u8> {

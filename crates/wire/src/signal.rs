@@ -37,8 +37,11 @@ impl SignalCmd {
     pub const BRIDGE_INFO: SignalCmd = SignalCmd(0x22);
     pub const PEERS_GONE: SignalCmd = SignalCmd(0x23);
     pub const FACILITATE: SignalCmd = SignalCmd(0x24);
-    pub const FACILITATED: SignalCmd = SignalCmd(0x25);
+    /// Bridge -> node, one answer per frame: retired on 2026-12-01 for [`Self::FACILITATED`]
+    /// (a page of the older version logs the new frame as unexpected, and the other way round).
+    pub const FACILITATED_ONE: SignalCmd = SignalCmd(0x25);
     pub const FACILITATE_CLOSE: SignalCmd = SignalCmd(0x26);
+    pub const FACILITATED: SignalCmd = SignalCmd(0x27);
     pub const BRIDGE_HELLO: SignalCmd = SignalCmd(0x30);
     pub const FEDERATE: SignalCmd = SignalCmd(0x31);
     pub const PEERS_JOINED: SignalCmd = SignalCmd(0x32);
@@ -80,6 +83,23 @@ pub type SyncPeers = BoundedVec<PeerRecord, MAX_PEERS_PER_SYNC>;
 /// [`MAX_PEERS_GONE`]); split longer lists with `chunks`.
 pub type PeerIds = BoundedVec<NodeId, MAX_PEERS_PER_SYNC>;
 const _: () = assert!(MAX_PEERS_GONE == MAX_PEERS_PER_SYNC);
+/// Most answers in one `Facilitated` frame: the most that fit in [`MAX_SIGNAL_FRAME`] when
+/// every one carries a full cell's worth of relay data (7 bytes of request, command and
+/// length, plus at most [`RELAY_DATA_LEN`](crate::cell::RELAY_DATA_LEN)).
+pub const MAX_FACILITATED_BATCH: usize = 60;
+const _: () = assert!(
+    1 + 1 + MAX_FACILITATED_BATCH * (4 + 1 + 2 + crate::cell::RELAY_DATA_LEN) <= MAX_SIGNAL_FRAME
+);
+/// The answers of one `Facilitated` frame: at most [`MAX_FACILITATED_BATCH`].
+pub type FacilitatedAnswers = BoundedVec<FacilitatedAnswer, MAX_FACILITATED_BATCH>;
+
+/// One `DB_*` answer of a facilitator to request `req` (see `SignalMsg::Facilitated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FacilitatedAnswer {
+    pub req: u32,
+    pub msg: DbMsg,
+}
+
 /// One encoded signalling frame inside a `Federate`: at most [`MAX_INNER`] bytes.
 pub type InnerFrame = BoundedBytes<MAX_INNER>;
 /// The body of an unknown command (everything after the command byte).
@@ -185,10 +205,13 @@ pub enum SignalMsg {
     /// a stream to an ORDB. `req` is the node's own number for the request (one per stream it
     /// relays); the bridge never learns whom the ORDB relays for.
     Facilitate { req: u32, msg: DbMsg },
-    /// Bridge -> node: one `DB_*` answer to facilitated request `req` (`DB_CONNECTED`,
-    /// `DB_DATA`, `DB_END`), in the order a stream would carry them. A `DB_END` ends the
-    /// request.
-    Facilitated { req: u32, msg: DbMsg },
+    /// Bridge -> node: `DB_*` answers to facilitated requests (`DB_CONNECTED`, `DB_DATA`,
+    /// `DB_END`), each request's in the order a stream would carry them; a `DB_END` ends its
+    /// request. Up to [`MAX_FACILITATED_BATCH`] per frame: a bridge puts every answer waiting
+    /// for the connection into one frame, so a page handles a burst of slices in one go (one
+    /// WebSocket message, one pass of its node, one batch of cells on the circuit) instead of
+    /// one slice at a time.
+    Facilitated { answers: FacilitatedAnswers },
     /// Either way: request `req` is over (the node cancels it, or the bridge drops it without a
     /// `DB_END`, for instance when the node exceeds its limits).
     FacilitateClose { req: u32 },
@@ -332,9 +355,12 @@ impl Frame for SignalMsg {
                 w.put_u8(SignalCmd::FACILITATE.0);
                 put_db(w, *req, msg);
             }
-            SignalMsg::Facilitated { req, msg } => {
+            SignalMsg::Facilitated { answers } => {
                 w.put_u8(SignalCmd::FACILITATED.0);
-                put_db(w, *req, msg);
+                w.put_u8(answers.len() as u8);
+                for a in answers.iter() {
+                    put_db(w, a.req, &a.msg);
+                }
             }
             SignalMsg::FacilitateClose { req } => {
                 w.put_u8(SignalCmd::FACILITATE_CLOSE.0);
@@ -455,10 +481,12 @@ impl Frame for SignalMsg {
                 let (req, msg) = take_db(r)?;
                 SignalMsg::Facilitate { req, msg }
             }
-            SignalCmd::FACILITATED => {
-                let (req, msg) = take_db(r)?;
-                SignalMsg::Facilitated { req, msg }
-            }
+            SignalCmd::FACILITATED => SignalMsg::Facilitated {
+                answers: r.take_list8(|r| {
+                    let (req, msg) = take_db(r)?;
+                    Ok(FacilitatedAnswer { req, msg })
+                })?,
+            },
             SignalCmd::FACILITATE_CLOSE => SignalMsg::FacilitateClose { req: r.take_u32()? },
             SignalCmd(cmd) => SignalMsg::Unrecognized {
                 cmd,
@@ -536,14 +564,25 @@ mod tests {
                     }),
                 }
             }),
-            (
-                any::<u32>(),
-                proptest::collection::vec(any::<u8>(), 0..=400)
+            proptest::collection::vec(
+                (
+                    any::<u32>(),
+                    proptest::collection::vec(any::<u8>(), 0..=crate::db::MAX_DATA_SLICE)
+                ),
+                0..=MAX_FACILITATED_BATCH
             )
-                .prop_map(|(req, data)| SignalMsg::Facilitated {
-                    req,
-                    msg: DbMsg::Data(crate::db::DataSlice::new(7, 0, data).unwrap()),
-                }),
+            .prop_map(|answers| SignalMsg::Facilitated {
+                answers: FacilitatedAnswers::new(
+                    answers
+                        .into_iter()
+                        .map(|(req, data)| FacilitatedAnswer {
+                            req,
+                            msg: DbMsg::Data(crate::db::DataSlice::new(7, 0, data).unwrap()),
+                        })
+                        .collect()
+                )
+                .unwrap(),
+            }),
             any::<u32>().prop_map(|req| SignalMsg::FacilitateClose { req }),
             any::<u64>().prop_map(|nonce| SignalMsg::Ping { nonce }),
             any::<u64>().prop_map(|nonce| SignalMsg::Pong { nonce }),
@@ -635,6 +674,38 @@ mod tests {
                 }
             ),
         ]
+    }
+
+    #[test]
+    fn a_full_facilitated_batch_fits_and_one_more_is_refused() {
+        let full = |n: usize| {
+            (0..n)
+                .map(|i| FacilitatedAnswer {
+                    req: i as u32,
+                    msg: DbMsg::Data(
+                        crate::db::DataSlice::new(1, 0, vec![7; crate::db::MAX_DATA_SLICE])
+                            .unwrap(),
+                    ),
+                })
+                .collect::<Vec<_>>()
+        };
+        let msg = SignalMsg::Facilitated {
+            answers: FacilitatedAnswers::new(full(MAX_FACILITATED_BATCH)).unwrap(),
+        };
+        let bytes = msg.encode_frame();
+        assert!(bytes.len() <= MAX_SIGNAL_FRAME, "{} bytes", bytes.len());
+        assert_eq!(SignalMsg::decode_frame(&bytes).unwrap(), msg);
+        assert!(FacilitatedAnswers::new(full(MAX_FACILITATED_BATCH + 1)).is_err());
+        // A frame that claims one answer more than allowed is refused before anything is read.
+        let mut forged = bytes.clone();
+        forged[1] = (MAX_FACILITATED_BATCH + 1) as u8;
+        assert_eq!(
+            SignalMsg::decode_frame(&forged),
+            Err(WireError::LengthTooLarge {
+                len: MAX_FACILITATED_BATCH + 1,
+                max: MAX_FACILITATED_BATCH
+            })
+        );
     }
 
     proptest! {
