@@ -321,6 +321,9 @@ struct Lookup {
 /// reported as unsolicited.
 const RECENT_TIMEOUTS: usize = 128;
 
+/// Most peers remembered as linked ([`Kad::set_linked`]); more than a node ever holds links.
+pub const MAX_LINKED: usize = 256;
+
 /// One DHT node. See the crate docs for the calling rules.
 pub struct Kad {
     me: Contact,
@@ -341,6 +344,9 @@ pub struct Kad {
     rounds: VecDeque<(LookupId, NodeId)>,
     recent_timeouts: BoundedLru<u64, ()>,
     pinging: FlatSet<NodeId>,
+    /// Peers the node layer holds an authenticated link to, at most [`MAX_LINKED`]: an answer
+    /// names this node as their first introducer.
+    linked: FlatSet<NodeId>,
     /// Buckets waiting for a refresh lookup (at most [`ID_BITS`]): the join's buckets farther
     /// than our closest neighbour, and stale ones. Started farthest first, at most
     /// `max_refresh_lookups` at once.
@@ -374,6 +380,7 @@ impl Kad {
             rounds: VecDeque::new(),
             recent_timeouts: BoundedLru::new(RECENT_TIMEOUTS),
             pinging: FlatSet::new(),
+            linked: FlatSet::new(),
             refresh_due: FlatSet::new(),
             lookups: FlatMap::new(),
             publications: FlatMap::new(),
@@ -400,6 +407,34 @@ impl Kad {
         let own = self.me.id;
         self.me.introducers.clear();
         crate::contact::merge_introducers(&mut self.me.introducers, &introducers, &own);
+    }
+
+    /// The node layer now holds (`true`) or no longer holds an authenticated link to `peer`.
+    /// While it does, every `Nodes` or `Value` answer that names `peer` lists this node first
+    /// among `peer`'s introducers: the asker learns that this node can relay to `peer` *now*
+    /// (the spec's `[IDx]`, "a list of peers that can perform the introduction to N"), which a
+    /// contact it merely knows of would not tell. Beyond [`MAX_LINKED`] peers, new ones are
+    /// not marked.
+    pub fn set_linked(&mut self, peer: NodeId, linked: bool) {
+        if !linked {
+            self.linked.remove(&peer);
+        } else if self.linked.len() < MAX_LINKED {
+            self.linked.insert(peer);
+        }
+    }
+
+    /// The `n` contacts closest to `target` for an answer to `asker`, those we are linked to
+    /// with us as their first introducer.
+    fn answer_contacts(&self, target: &NodeId, n: usize, asker: &NodeId) -> Contacts {
+        let mut contacts = self.table.closest(target, n, Some(asker));
+        for c in &mut contacts {
+            if self.linked.contains(&c.id) {
+                let own = c.id;
+                crate::contact::merge_introducers(&mut c.introducers, &[self.me.id], &own);
+            }
+        }
+        // `n` is at most MAX_CONTACTS, so nothing is cut here.
+        Contacts::truncating(contacts)
     }
 
     pub fn table(&self) -> &RoutingTable {
@@ -918,13 +953,12 @@ impl Kad {
             KadMsg::FindNode { rid, target } => KadMsg::Nodes {
                 rid,
                 token: self.tokens.issue(&from.id),
-                // `n` is at most MAX_CONTACTS, so nothing is cut here.
-                contacts: Contacts::truncating(self.table.closest(&target, n, Some(&from.id))),
+                contacts: self.answer_contacts(&target, n, &from.id),
             },
             KadMsg::FindValue { rid, key } => {
                 let token = self.tokens.issue(&from.id);
                 // Both lists are asked for at most their wire maximum: nothing is cut here.
-                let contacts = Contacts::truncating(self.table.closest(&key, n, Some(&from.id)));
+                let contacts = self.answer_contacts(&key, n, &from.id);
                 let providers = Providers::truncating(self.store.get(now, &key, MAX_PROVIDERS));
                 if providers.is_empty() {
                     KadMsg::Nodes {

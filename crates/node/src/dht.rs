@@ -63,12 +63,13 @@ const MAX_NO_ROUTE: usize = 256;
 /// Most targets with introducer hints, and hints per target.
 const MAX_HINTS: usize = 512;
 const HINTS_PER_TARGET: usize = 4;
-/// How long such an answer is remembered. Links in the mesh form within seconds, so an
-/// introducer that had no link to a node may well have one soon after: with the 5 minutes this
-/// was until 2026-12-01, a node that had once tried an introducer too early went on through the
-/// bridge for 5 minutes after the introducer had linked (`tests/e2e/dht.test.mjs` failed on it in
-/// 6 of 14 runs on a loaded machine). A stale hint costs one refused frame per introducer and
-/// node each period.
+/// How long such an answer is remembered, unless the introducer names itself an introducer of
+/// that node in a later answer (it linked to it since; see `learn_hints`). Links in the mesh
+/// form within seconds: with the 5 minutes this was until 2026-12-01, and no such mark in
+/// answers, a node that had once tried an introducer too early went on through the bridge for
+/// 5 minutes after the introducer had linked (`tests/e2e/dht.test.mjs` failed on it in 6 of 14
+/// runs on a loaded machine). A stale hint costs one refused frame per introducer and node each
+/// period.
 const NO_ROUTE_TTL: Duration = Duration::from_secs(30);
 /// Rejections beyond this many are counted but only every 100th is logged.
 const LOGGED_REJECTIONS: u64 = 50;
@@ -373,7 +374,9 @@ impl DhtPart {
         self.flush(now, r, reqs);
     }
 
-    /// `peer` is linked to us and named these nodes: it may be linked to them too.
+    /// `peer` is linked to us and named these nodes: it may be linked to them too. Those it
+    /// names itself an introducer of, it is linked to now (`Kad::set_linked` on its side): an
+    /// earlier refusal of `peer` to introduce one of them is forgotten at once.
     fn learn_hints(&mut self, peer: NodeId, bytes: &[u8]) {
         let contacts = match KadMsg::decode_frame(bytes) {
             Ok(KadMsg::Nodes { contacts, .. }) | Ok(KadMsg::Value { contacts, .. }) => contacts,
@@ -382,6 +385,9 @@ impl DhtPart {
         for c in contacts {
             if c.id == peer {
                 continue;
+            }
+            if c.introducers.contains(&peer) {
+                self.no_route.remove(&(peer, c.id));
             }
             let mut list = self.hints.remove(&c.id).unwrap_or_default();
             list.retain(|p| *p != peer);
@@ -406,7 +412,13 @@ impl DhtPart {
             introducers: Default::default(),
         };
         let _ = self.kad.add_contact(now, &c);
+        self.kad.set_linked(peer, true);
         self.flush(now, r, reqs);
+    }
+
+    /// The link to `peer` is gone: answers stop naming us as its introducer.
+    pub fn link_down(&mut self, peer: NodeId) {
+        self.kad.set_linked(peer, false);
     }
 
     pub fn handle_timeout(&mut self, now: Time, r: &Route, reqs: &mut Requests) {

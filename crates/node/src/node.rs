@@ -354,6 +354,7 @@ impl Node {
                 Request::LinkDown { peer, was_linked } => {
                     self.onion.link_down(now, peer, was_linked);
                     self.relay.link_down(&peer);
+                    self.dht.link_down(peer);
                 }
                 Request::Deliver { peer, msg } => self.deliver(now, peer, msg),
             }
