@@ -166,6 +166,13 @@ test('after A closes, page F still gets the whole file byte-identical', { timeou
   const got = await blobDigest(f.page, shared.hashName);
   assert.equal(got.size, video.size);
   assert.equal(got.sha, video.sha, 'SHA-256 of F\'s blob() equals the original\'s');
-  const peers = await f.page.evaluate(() => window.onionmesh.node.peers().map((p) => p.id));
-  assert.ok(!peers.includes(pages.a.id), 'A is gone');
+  // A is really gone: its page is closed and F never linked to it. F may still be *offering* a
+  // link to A for a moment: as a circuit's middle hop it is asked to extend to A when another
+  // ORDB follows a provider record that still names A (records live until their TTL), and the
+  // bridge then answers that A is not there (seen in 2 of 4 runs on 2026-12-01, 118 ms old).
+  assert.ok(pages.a.page.isClosed(), 'A\'s page is closed');
+  const peers = await f.page.evaluate(() => window.onionmesh.node.peers());
+  // An answered introduction (connecting) or more would mean A is still there.
+  const toA = peers.filter((p) => p.id === pages.a.id && ['answering', 'connecting', 'authenticating', 'linked'].includes(p.state));
+  assert.deepEqual(toA, [], `A is gone, but F has ${JSON.stringify(toA)}\n${await pageDump('F', f)}`);
 });
