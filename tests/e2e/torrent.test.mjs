@@ -13,6 +13,11 @@
 //      exactly the clip's pieces were fetched (its boundary pieces whole), nothing of the others.
 //   3. Bad input: a malformed magnet link gets a sentence at once; an unknown infohash fails
 //      with the facilitator's sentence once its metadata timeout (10 s here) passes.
+//   3b. A page reloaded mid-torrent: B opens a fresh torrent's magnet link and reloads once it
+//      holds a fifth of the pieces. Nobody in the mesh holds the torrent, so only the magnet
+//      link stored with B's partial download lets the resumed download reach the facilitator
+//      again: B says it resumes (naming the link), fetches at most the missing pieces plus 5 %,
+//      and the result is byte-identical.
 //   4. The mesh without a facilitator: the video's seeder is stopped and the bridge restarted
 //      (same address and key) with `--facilitator off`; B opens the same magnet link and gets
 //      the video, byte-identical, from A through the mesh. A restart rather than a second,
@@ -48,6 +53,7 @@ let browser;
 let pages;
 let video;        // { file, sha, size }
 let clip;         // the multi-file torrent's chosen file: { sha, size }
+let resumed;      // the file of test 3b's torrent: { sha, size }
 
 async function restartBridge(extra = []) {
   await bridge.stop();
@@ -87,12 +93,16 @@ before(async () => {
   const vanish = path.join(dir, 'vanish');
   fs.mkdirSync(vanish);
   writeRandom(path.join(vanish, 'vanishing.bin'), 24_000_000);
+  const resume = path.join(dir, 'resume');
+  fs.mkdirSync(resume);
+  resumed = writeRandom(path.join(resume, 'resumed.bin'), 16_000_000);
 
   torrents = {
     video: await makeTorrent(path.join(single, 'test-video.webm'), path.join(dir, 'video.torrent'), announce),
     multi: await makeTorrent(multi, path.join(dir, 'multi.torrent'), announce),
     corrupt: await makeTorrent(path.join(corrupt, 'altered.bin'), path.join(dir, 'corrupt.torrent'), announce),
     vanish: await makeTorrent(path.join(vanish, 'vanishing.bin'), path.join(dir, 'vanish.torrent'), announce),
+    resume: await makeTorrent(path.join(resume, 'resumed.bin'), path.join(dir, 'resume.torrent'), announce),
   };
   tracker = await startTracker(Object.values(torrents).map((t) => t.infohash), port);
   seeders = {
@@ -100,6 +110,7 @@ before(async () => {
     multi: await seed(torrents.multi.torrent, path.dirname(multi)),
     corrupt: await seed(torrents.corrupt.torrent, corrupt),
     vanish: await seed(torrents.vanish.torrent, vanish),
+    resume: await seed(torrents.resume.torrent, resume),
   };
 
   bridgeArgs = ['--key-file', path.join(dir, 'bridge.key'), '--bt-dht', 'off', '--tracker', announce, '--metadata-timeout', '10000'];
@@ -227,6 +238,46 @@ test('bad input: a malformed magnet link and an unknown infohash each get a time
   assert.match(reason, /could not be downloaded.*metadata/, reason);
   assert.ok(took < 30000, `the download failed after ${took} ms, not within 30 s`);
   await d.page.waitForFunction((h) => /[.!?]$/.test(document.querySelector(`#downloads tr[data-hash-name="${h}"] .state-text`)?.textContent || ''), unknown, { timeout: 5000 });
+});
+
+test('a page reloaded mid-torrent resumes through the facilitator and fetches only what it lacked', { timeout: 240000 }, async () => {
+  const { b } = pages;
+  const { infohash, magnet } = torrents.resume;
+  const status = await openFromBox(b, magnet);
+  assert.match(status, /BitTorrent/, `the open status names BitTorrent: ${status}`);
+  const mid = await b.page.waitForFunction((h) => {
+    const d = window.onionmesh.downloads.get(h);
+    if (!d) return false;
+    const p = d.progress();
+    if (p.complete) return { complete: true };
+    return p.pieces > 0 && p.piecesHave >= p.pieces * 0.2 ? p : false;
+  }, infohash, { timeout: 120000, polling: 20 }).then((h) => h.jsonValue()).catch(async (err) => {
+    throw new Error(`B's torrent never reached 20 %: ${err.message}; ${JSON.stringify(await downloadProgress(b.page, infohash))}\n${await pageDump('B', b)}`);
+  });
+  assert.ok(!mid.complete, 'B is still downloading when it reloads');
+
+  await b.page.reload();
+  await b.page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
+  assert.equal(await b.page.evaluate(() => window.onionmeshError), undefined);
+  await waitDownloadComplete(b, 'B', infohash, 180000);
+
+  const evs = await b.page.evaluate((h) => window.onionmesh.events
+    .filter((ev) => ev.type === 'content' && ev.hashName === h)
+    .map((ev) => ({ event: ev.event, index: ev.index, piecesHave: ev.piecesHave, source: ev.source })), infohash);
+  const resumable = evs.find((ev) => ev.event === 'resumable');
+  assert.ok(resumable, `B found its partial torrent in its store after the reload; its events: ${JSON.stringify(evs.slice(0, 5))}\n${await pageDump('B', b)}`);
+  assert.equal(resumable.source, magnet, 'the magnet link was stored with the partial download');
+  const remaining = mid.pieces - resumable.piecesHave;
+  const fetched = evs.filter((ev) => ev.event === 'progress').length;
+  console.log(`B: ${mid.piecesHave}/${mid.pieces} pieces before the reload, ${resumable.piecesHave} found stored after it; fetched ${fetched} after it`);
+  assert.ok(resumable.piecesHave >= mid.piecesHave * 0.9, `what B stored survived the reload (${resumable.piecesHave} of ${mid.piecesHave})`);
+  assert.ok(fetched >= remaining && fetched <= Math.ceil(remaining * 1.05),
+    `after the reload B fetched ${fetched} pieces: the ${remaining} missing, at most 5 % more`);
+  const source = await b.page.evaluate((h) => window.onionmesh.downloads.get(h).progress().source, infohash);
+  assert.equal(source, 'bittorrent', 'the resumed download came from BitTorrent via a facilitator');
+  const got = await blobDigest(b.page, infohash);
+  assert.equal(got.size, resumed.size);
+  assert.equal(got.sha, resumed.sha, 'the resumed torrent is byte-identical');
 });
 
 test('with the facilitator off and the seeder gone, B gets the video from A through the mesh', { timeout: 300000 }, async () => {

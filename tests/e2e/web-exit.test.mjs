@@ -7,6 +7,10 @@
 //      file's; the page says it came from the web via an exit; the `done` event carries
 //      `publishedAs`, A's own onionmesh content with its share link.
 //   2. B opens that share link and gets the file, byte-identical, from the mesh.
+//   2b. D opens another URL for the same bytes and reloads once it holds a fifth of the pieces:
+//      the URL stored with its partial download lets the resumed download reach the exit again
+//      (nobody in the mesh holds it); it fetches at most the missing pieces plus 5 %, and the
+//      result is byte-identical.
 //   3. The bridge restarted without `--exit-allow-private`: C opens another URL on the same
 //      server and gets the exit policy's sentence; the server saw no request for it.
 import { after, before, test } from 'node:test';
@@ -107,6 +111,42 @@ test('B gets the web file from A through the mesh, by the published link', { tim
   assert.equal(served.length, before, 'the web server was not asked again');
   const source = await b.page.evaluate((h) => window.onionmesh.downloads.get(h).progress().source, publishedAs.hashName);
   assert.equal(source, 'mesh');
+});
+
+test('a page reloaded mid-download of a web file resumes through the exit', { timeout: 240000 }, async () => {
+  const { d } = pages;
+  const url = `${base}/files/resumed.bin`;
+  const h = await webHashName(url);
+  await openFromBox(d, url);
+  const mid = await d.page.waitForFunction((h) => {
+    const dl = window.onionmesh.downloads.get(h);
+    if (!dl) return false;
+    const p = dl.progress();
+    if (p.complete) return { complete: true };
+    return p.pieces > 0 && p.piecesHave >= p.pieces * 0.2 ? p : false;
+  }, h, { timeout: 120000, polling: 20 }).then((x) => x.jsonValue());
+  assert.ok(!mid.complete, 'D is still downloading when it reloads');
+
+  await d.page.reload();
+  await d.page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
+  assert.equal(await d.page.evaluate(() => window.onionmeshError), undefined);
+  await waitDownloadComplete(d, 'D', h, 180000);
+
+  const evs = await d.page.evaluate((h) => window.onionmesh.events
+    .filter((ev) => ev.type === 'content' && ev.hashName === h)
+    .map((ev) => ({ event: ev.event, piecesHave: ev.piecesHave, source: ev.source })), h);
+  const resumable = evs.find((ev) => ev.event === 'resumable');
+  assert.ok(resumable, `D found its partial web file in its store after the reload; its events: ${JSON.stringify(evs.slice(0, 5))}`);
+  assert.equal(resumable.source, url, 'the URL was stored with the partial download');
+  const remaining = mid.pieces - resumable.piecesHave;
+  const fetched = evs.filter((ev) => ev.event === 'progress').length;
+  console.log(`D: ${mid.piecesHave}/${mid.pieces} pieces before the reload, ${resumable.piecesHave} found stored after it; fetched ${fetched} after it`);
+  assert.ok(resumable.piecesHave >= mid.piecesHave * 0.9, `what D stored survived the reload (${resumable.piecesHave} of ${mid.piecesHave})`);
+  assert.ok(fetched >= remaining && fetched <= Math.ceil(remaining * 1.05),
+    `after the reload D fetched ${fetched} pieces: the ${remaining} missing, at most 5 % more`);
+  const got = await blobDigest(d.page, h);
+  assert.equal(got.size, SIZE);
+  assert.equal(got.sha, fileSha, 'the resumed web file is byte-identical');
 });
 
 test('an exit that refuses private addresses says so', { timeout: 120000 }, async () => {

@@ -157,7 +157,7 @@ export type ContentNodeEvent =
   /** This node served piece `index` to an ORDB. */
   | { type: "content"; event: "served"; hashName: string; index: number }
   /** Found in the store at start, incomplete: the node resumes it by itself once it has peers. */
-  | { type: "content"; event: "resumable"; hashName: string; piecesHave: number; pieces: number };
+  | { type: "content"; event: "resumable"; hashName: string; piecesHave: number; pieces: number; source?: string };
 "##;
 
 #[wasm_bindgen]

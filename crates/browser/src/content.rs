@@ -468,6 +468,7 @@ impl<W> Reader<W> {
                 hash_name,
                 kind,
                 descriptor,
+                ..
             } => match Descriptor::verify(*kind, descriptor, *hash_name) {
                 Ok(d) => Watched::Descriptor(Box::new(d)),
                 // The node verified it before storing; a failure here cannot happen.

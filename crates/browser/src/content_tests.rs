@@ -98,6 +98,7 @@ fn put_descriptor(d: &Descriptor) -> StoreRequest {
         hash_name: d.hash_name(),
         kind: d.kind(),
         descriptor: d.encoded().to_vec(),
+        source: None,
     }
 }
 

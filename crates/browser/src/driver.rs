@@ -742,8 +742,10 @@ impl Driver {
             Event::Content(ContentEvent::Failed { hash_name, reason }) => {
                 self.reader.download_ended(*hash_name, Some(reason))
             }
-            Event::Content(ContentEvent::Resumable { hash_name, .. }) => {
-                if let Err(e) = self.start_download(now, *hash_name, None) {
+            Event::Content(ContentEvent::Resumable {
+                hash_name, source, ..
+            }) => {
+                if let Err(e) = self.start_download(now, *hash_name, source.clone()) {
                     self.log(
                         LogLevel::Warn,
                         format!(
@@ -798,7 +800,13 @@ impl Driver {
         source: Option<DbSource>,
     ) -> Result<(), onionmesh_node::ContentError> {
         if let Some(source) = source {
-            remember(&mut self.sources, hash_name, source);
+            // 40 bare hex digits stand for a magnet link with no tracker, a guess: it never
+            // replaces a source already known for this content (the page resumes a download by
+            // its hash_name, after the node resumed it with the magnet link or URL it stored).
+            let guess = source.uri.as_str() == crate::target::bare_magnet(&hash_name).as_str();
+            if !(guess && self.sources.contains_key(&hash_name)) {
+                remember(&mut self.sources, hash_name, source);
+            }
         }
         let held_whole = self.reader.is_complete(&hash_name);
         if held_whole

@@ -124,9 +124,13 @@ fn fill_content(obj: &Object, e: &ContentEvent) {
             hash_name,
             pieces_have,
             pieces,
+            source,
         } => {
             set(obj, "piecesHave", *pieces_have);
             set(obj, "pieces", *pieces);
+            if let Some(s) = source {
+                set(obj, "source", s.uri.as_str());
+            }
             ("resumable", hash_name)
         }
         _ => {

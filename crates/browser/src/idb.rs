@@ -68,10 +68,10 @@ use ::idb::{
 };
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use onionmesh_ordb::{
-    HashName, PieceRecord, Store, StoreCompletion, StoreError, StoreOpId, StoreReply, StoreRequest,
-    StoredContent,
+    record_len, HashName, PieceRecord, Store, StoreCompletion, StoreError, StoreOpId, StoreReply,
+    StoreRequest, StoredContent,
 };
-use onionmesh_wire::db::DescriptorKind;
+use onionmesh_wire::db::{DbSource, DescriptorKind, SourceKind};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{DomException, IdbTransaction};
 
@@ -249,7 +249,8 @@ impl IdbStore {
                 hash_name,
                 kind,
                 descriptor,
-            } => self.put_descriptor(shared, hash_name, kind, descriptor),
+                source,
+            } => self.put_descriptor(shared, hash_name, kind, descriptor, source),
             StoreRequest::PutPiece {
                 hash_name,
                 index,
@@ -268,6 +269,7 @@ impl IdbStore {
         hash_name: HashName,
         kind: DescriptorKind,
         descriptor: Vec<u8>,
+        source: Option<DbSource>,
     ) -> Result<Op, StoreError> {
         const DOING: &str = "store a content's description";
         let tx = WriteTx::open(&self.db, &[CONTENTS])?;
@@ -283,11 +285,12 @@ impl IdbStore {
                 // Kept as it is, like MemStore: a descriptor never changes under its hash_name.
                 return Ok(StoreReply::Stored);
             }
-            let need = descriptor.len() as u64;
+            let need = record_len(&descriptor, source.as_ref());
             let reservation = Reservation::take(&shared, need)?;
             let record = ContentRecord {
                 kind,
                 descriptor,
+                source,
                 stored_bytes: need,
                 pieces: 0,
             };
@@ -464,6 +467,7 @@ impl IdbStore {
                     hash_name,
                     kind: c.kind,
                     descriptor: c.descriptor,
+                    source: c.source,
                     pieces: held.remove(&hash_name.to_hex()).unwrap_or_default(),
                     stored_bytes: c.stored_bytes,
                 });
@@ -836,6 +840,9 @@ fn piece_key_from_js(key: &JsValue) -> Option<(String, u32)> {
 struct ContentRecord {
     kind: DescriptorKind,
     descriptor: Vec<u8>,
+    /// The magnet link or URL the content was downloaded from (`sourceKind`, `sourceUri`;
+    /// absent in records written before 2026-12-01 and for content from the mesh).
+    source: Option<DbSource>,
     /// Descriptor + pieces + proofs, bytes.
     stored_bytes: u64,
     /// Pieces held.
@@ -854,6 +861,10 @@ impl ContentRecord {
             &JsValue::from_f64(self.stored_bytes as f64),
         );
         set(&o, "pieces", &JsValue::from_f64(f64::from(self.pieces)));
+        if let Some(src) = &self.source {
+            set(&o, "sourceKind", &JsValue::from_f64(f64::from(src.kind.0)));
+            set(&o, "sourceUri", &JsValue::from_str(src.uri.as_str()));
+        }
         o.into()
     }
 
@@ -867,9 +878,21 @@ impl ContentRecord {
         let pieces = field_u64(v, "pieces")
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| bad("no piece count"))?;
+        // An unreadable source costs only the resume's hint, never the content.
+        let source = field_u64(v, "sourceKind")
+            .and_then(|k| u8::try_from(k).ok())
+            .zip(field(v, "sourceUri").and_then(|u| u.as_string()))
+            .and_then(|(k, uri)| {
+                Some(DbSource {
+                    hash_name: *hash_name,
+                    kind: SourceKind(k),
+                    uri: uri.try_into().ok()?,
+                })
+            });
         Ok(ContentRecord {
             kind: DescriptorKind(kind),
             descriptor,
+            source,
             stored_bytes,
             pieces,
         })

@@ -117,7 +117,8 @@ pub fn parse(text: &str) -> Result<Target, TargetError> {
     Err(TargetError::Unknown(s.chars().take(60).collect()))
 }
 
-fn bare_magnet(h: &HashName) -> SourceUri {
+/// The magnet link 40 bare hex digits stand for: the infohash alone, no tracker.
+pub(crate) fn bare_magnet(h: &HashName) -> SourceUri {
     // 60 ASCII bytes: always fits.
     SourceUri::new(format!("magnet:?xt=urn:btih:{}", h.to_hex()))
         .unwrap_or_else(|_| unreachable!("a 60-byte magnet link fits {MAX_SOURCE_URI} bytes"))

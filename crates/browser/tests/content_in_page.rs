@@ -473,6 +473,7 @@ async fn a_partial_content_in_indexeddb_is_resumable_at_start() {
                 hash_name: h,
                 kind: d.kind(),
                 descriptor: d.encoded().to_vec(),
+                source: None,
             },
         );
         for i in [0u32, 1] {

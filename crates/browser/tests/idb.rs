@@ -114,6 +114,7 @@ fn desc(hash_name: HashName, len: usize) -> StoreRequest {
         hash_name,
         kind: DescriptorKind::ONIONMESH_V1,
         descriptor: (0..len).map(|i| (i * 7 + 3) as u8).collect(),
+        source: None,
     }
 }
 
@@ -213,10 +214,21 @@ async fn the_store_survives_reopening() {
     let db = db_name("reopen");
     let a = HashName([0x10; 20]);
     let b = HashName([0x01; 20]);
+    // b came from outside the mesh: its magnet link is kept for resuming it.
+    let uri = "magnet:?xt=urn:btih:0101010101010101010101010101010101010101&tr=http://t/a";
+    let source = onionmesh_wire::db::DbSource {
+        hash_name: b,
+        kind: onionmesh_wire::db::SourceKind::MAGNET,
+        uri: uri.try_into().unwrap(),
+    };
     {
         let mut h = Harness::open(&db, 1 << 20).await;
         assert_eq!(h.run(desc(a, 200)).await, Ok(StoreReply::Stored));
-        assert_eq!(h.run(desc(b, 80)).await, Ok(StoreReply::Stored));
+        let mut with_source = desc(b, 80);
+        if let StoreRequest::PutDescriptor { source: s, .. } = &mut with_source {
+            *s = Some(source.clone());
+        }
+        assert_eq!(h.run(with_source).await, Ok(StoreReply::Stored));
         for i in [5u32, 0, 2] {
             assert_eq!(
                 h.run(put(a, i, rec(i as u8, 1000 + i as usize, 2))).await,
@@ -235,13 +247,17 @@ async fn the_store_survives_reopening() {
     } // dropped: the connection closes
     let a_bytes = 200 + (1005 + 64) + (1000 + 64) + (500 + 64);
     let mut h = Harness::open(&db, 1 << 20).await;
-    assert_eq!(h.store.stored_bytes(), a_bytes + 80 + 10);
+    let b_bytes = 80 + uri.len() as u64 + 10;
+    assert_eq!(h.store.stored_bytes(), a_bytes + b_bytes);
     let list = h.list().await;
     assert_eq!(list.len(), 2);
     // Listed in hash_name order, like MemStore.
     assert_eq!(list[0].hash_name, b);
     assert_eq!(list[0].pieces, vec![7]);
-    assert_eq!(list[0].stored_bytes, 90);
+    assert_eq!(list[0].stored_bytes, b_bytes);
+    // The source outlived a piece's write (which rewrites the record) and the reopening.
+    assert_eq!(list[0].source, Some(source));
+    assert_eq!(list[1].source, None);
     assert_eq!(list[1].hash_name, a);
     assert_eq!(list[1].kind, DescriptorKind::ONIONMESH_V1);
     assert_eq!(list[1].descriptor.len(), 200);

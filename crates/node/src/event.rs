@@ -8,7 +8,7 @@
 use crate::code::ErrorCode;
 use onionmesh_onion::EndReason;
 use onionmesh_onion::{CircHandle, ExitStream, StreamHandle};
-use onionmesh_wire::db::{DescriptorKind, HashName};
+use onionmesh_wire::db::{DbSource, DescriptorKind, HashName};
 use onionmesh_wire::{NodeId, Time};
 use std::fmt;
 
@@ -348,11 +348,15 @@ pub enum ContentEvent {
     Failed { hash_name: HashName, reason: String },
     /// This node served a piece of held content to an ORDB's request stream.
     Served { hash_name: HashName, index: u32 },
-    /// Found in the store at start, incomplete: `node.ordb().download(..)` resumes it.
+    /// Found in the store at start, incomplete: `node.ordb().download(..)` resumes it, or
+    /// `node.ordb().download_from(source)` when it was fetched from outside the mesh (`source`:
+    /// the magnet link or URL stored with its descriptor), so that ORDBs can hand it to a
+    /// facilitator again.
     Resumable {
         hash_name: HashName,
         pieces_have: u32,
         pieces: u32,
+        source: Option<DbSource>,
     },
 }
 

@@ -2314,10 +2314,12 @@ impl OrdbPart {
                 hash_name,
                 pieces_have,
                 pieces,
+                source,
             } => io.emit(ContentEvent::Resumable {
                 hash_name,
                 pieces_have,
                 pieces,
+                source,
             }),
             OrdbEvent::BadStoredContent(h) => log(
                 io.reqs,
@@ -2574,7 +2576,8 @@ impl OrdbApi<'_> {
 
     /// Read the driver's store (call once at start, after the store is open): stored content is
     /// served and advertised again, partial downloads are reported as
-    /// [`ContentEvent::Resumable`] (resume them with [`OrdbApi::download`]).
+    /// [`ContentEvent::Resumable`] (resume them with [`OrdbApi::download`], or
+    /// [`OrdbApi::download_from`] with the event's source).
     pub fn load(&mut self, now: Time) {
         if self.check().is_err() {
             return;

@@ -171,7 +171,7 @@ pub use relay::{
     RequestId, RELAY_STORE_OP_BIT,
 };
 pub use store::{
-    MemStore, Store, StoreCompletion, StoreError, StoreOpId, StoreReply, StoreRequest,
+    record_len, MemStore, Store, StoreCompletion, StoreError, StoreOpId, StoreReply, StoreRequest,
     StoredContent,
 };
 pub use torrent::{TorrentError, TorrentFile, TorrentInfo, MAX_TORRENT_PIECE};

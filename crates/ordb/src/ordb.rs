@@ -111,11 +111,14 @@ pub enum OrdbEvent {
     /// Every piece is held and stored: a download is over (close its sources), or a
     /// publication is fully stored.
     Complete(HashName),
-    /// Found in the store at start, incomplete: [`Ordb::download`] resumes it.
+    /// Found in the store at start, incomplete: [`Ordb::download`] resumes it, or
+    /// [`Ordb::download_from`] with `source` when it came from outside the mesh (the magnet
+    /// link or URL stored with its descriptor), so ORDBs can hand it to a facilitator again.
     Resumable {
         hash_name: HashName,
         pieces_have: u32,
         pieces: u32,
+        source: Option<DbSource>,
     },
     /// A stored descriptor failed verification at start; it is ignored.
     BadStoredContent(HashName),
@@ -397,7 +400,7 @@ impl Ordb {
     /// [`Ordb::put_piece`] (from the publisher's second pass).
     pub fn publish(&mut self, now: Time, publication: &Publication) {
         let d = publication.descriptor();
-        self.hold_descriptor(now, d.clone());
+        self.hold_descriptor(now, d.clone(), None);
         if d.piece_count() == 0 {
             self.out
                 .push_back(OrdbOutput::Event(OrdbEvent::Complete(d.hash_name())));
@@ -532,7 +535,8 @@ impl Ordb {
         self.out.push_back(OrdbOutput::Store { id, request });
     }
 
-    fn hold_descriptor(&mut self, now: Time, d: Descriptor) {
+    /// Store `d` (with the download's `source` hint, kept for resuming) and serve it.
+    fn hold_descriptor(&mut self, now: Time, d: Descriptor, source: Option<DbSource>) {
         let hash_name = d.hash_name();
         self.store(
             Op::PutDescriptor(hash_name),
@@ -540,6 +544,7 @@ impl Ordb {
                 hash_name,
                 kind: d.kind(),
                 descriptor: d.encoded().to_vec(),
+                source,
             },
         );
         // Held (and served) from now on; pieces count as they are stored.
@@ -592,7 +597,11 @@ impl Ordb {
                             hash_name,
                             descriptor: Box::new(d.clone()),
                         }));
-                        self.hold_descriptor(now, d);
+                        let source = self
+                            .downloads
+                            .get(&hash_name)
+                            .and_then(|dl| dl.source().cloned());
+                        self.hold_descriptor(now, d, source);
                     }
                     DownloadEvent::Piece { index, record } => {
                         self.pieces_received += 1;
@@ -657,6 +666,7 @@ impl Ordb {
                                     hash_name: s.hash_name,
                                     pieces_have: have,
                                     pieces: all,
+                                    source: s.source.filter(|src| src.hash_name == s.hash_name),
                                 }));
                             }
                         }

@@ -78,16 +78,18 @@ impl Mesh {
             (_, OrdbOutput::Event(e)) => self.events.push((n, e)),
             (B, OrdbOutput::ToSource { source, msg, .. }) => {
                 assert_eq!(source, SRC);
-                let DbMsg::Query(query) = msg else {
-                    panic!("{msg:?}")
-                };
-                self.input(
-                    R,
-                    OrdbInput::Relay(RelayInput::Query {
+                let input = match msg {
+                    DbMsg::Query(query) => RelayInput::Query {
                         from: FROM_B,
                         query,
-                    }),
-                );
+                    },
+                    DbMsg::Source(source) => RelayInput::Source {
+                        from: FROM_B,
+                        source,
+                    },
+                    other => panic!("{other:?}"),
+                };
+                self.input(R, OrdbInput::Relay(input));
             }
             (R, OrdbOutput::Relay(RelayOutput::Reply { to, msg })) => {
                 assert_eq!(to, FROM_B);
@@ -249,7 +251,14 @@ fn after_a_reload_a_partial_download_resumes_without_refetching() {
     let mut mesh = Mesh::new(vec![MemStore::new(10 << 20); 3]);
     let h = publish_on_a(&mut mesh, &data);
     let now = mesh.now;
-    mesh.nodes[B].download(now, h).unwrap();
+    // With a source hint (as a magnet link or URL gives): it is stored with the descriptor and
+    // comes back with the partial download, so the resumed one can reach a facilitator again.
+    let hint = DbSource {
+        hash_name: h,
+        kind: onionmesh_wire::db::SourceKind::WEB,
+        uri: "http://example.org/v.webm".try_into().unwrap(),
+    };
+    mesh.nodes[B].download_from(now, hint.clone()).unwrap();
     mesh.input(
         B,
         OrdbInput::Download {
@@ -304,10 +313,15 @@ fn after_a_reload_a_partial_download_resumes_without_refetching() {
     mesh.nodes[B].load();
     mesh.settle();
     let resumable = mesh.events.iter().find_map(|(n, e)| match e {
-        OrdbEvent::Resumable { pieces_have, .. } if *n == B => Some(*pieces_have),
+        OrdbEvent::Resumable {
+            pieces_have,
+            source,
+            ..
+        } if *n == B => Some((*pieces_have, source.clone())),
         _ => None,
     });
-    let have = resumable.expect("the partial download is found in the store");
+    let (have, source) = resumable.expect("the partial download is found in the store");
+    assert_eq!(source, Some(hint));
     assert!(have >= 14);
     mesh.data_bytes_to_b = 0;
     let now = mesh.now;

@@ -107,6 +107,7 @@ fn held_content_is_served_and_verifies_at_the_requester() {
             hash_name: h,
             kind: d.kind(),
             descriptor: d.encoded().to_vec(),
+            source: None,
         })
         .unwrap();
     for (i, rec) in records.iter().enumerate() {

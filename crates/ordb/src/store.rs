@@ -15,7 +15,7 @@
 use onionmesh_bounded::FlatMap;
 use std::collections::VecDeque;
 
-use onionmesh_wire::db::{DescriptorKind, HashName};
+use onionmesh_wire::db::{DbSource, DescriptorKind, HashName};
 use thiserror::Error;
 
 use crate::content::PieceRecord;
@@ -28,11 +28,15 @@ pub struct StoreOpId(pub u64);
 /// One storage operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreRequest {
-    /// Create (or keep) the content's record with its descriptor.
+    /// Create (or keep) the content's record with its descriptor, and the magnet link or URL
+    /// it was downloaded from (`source`, when it came from outside the mesh), so a partial
+    /// download can be handed to a facilitator again after a reload. A record that exists is
+    /// kept as it is.
     PutDescriptor {
         hash_name: HashName,
         kind: DescriptorKind,
         descriptor: Vec<u8>,
+        source: Option<DbSource>,
     },
     /// Store a verified piece. Fails with `UnknownContent` before `PutDescriptor`.
     PutPiece {
@@ -71,6 +75,8 @@ pub struct StoredContent {
     pub hash_name: HashName,
     pub kind: DescriptorKind,
     pub descriptor: Vec<u8>,
+    /// The magnet link or URL it was downloaded from, if it was stored with its descriptor.
+    pub source: Option<DbSource>,
     /// Indexes of the pieces held, ascending.
     pub pieces: Vec<u32>,
     /// Bytes used (descriptor, pieces and proofs).
@@ -114,8 +120,14 @@ pub trait Store {
 struct MemContent {
     kind: DescriptorKind,
     descriptor: Vec<u8>,
+    source: Option<DbSource>,
     pieces: FlatMap<u32, PieceRecord>,
     bytes: u64,
+}
+
+/// Bytes a content's record takes before its pieces: the descriptor and the source's link.
+pub fn record_len(descriptor: &[u8], source: Option<&DbSource>) -> u64 {
+    (descriptor.len() + source.map_or(0, |s| s.uri.len())) as u64
 }
 
 /// Most completions a [`MemStore`] holds before the caller drains them; past it, requests fail
@@ -155,11 +167,12 @@ impl MemStore {
                 hash_name,
                 kind,
                 descriptor,
+                source,
             } => {
                 if self.contents.contains_key(&hash_name) {
                     return Ok(StoreReply::Stored);
                 }
-                let need = descriptor.len() as u64;
+                let need = record_len(&descriptor, source.as_ref());
                 self.check_room(need)?;
                 self.used += need;
                 self.contents.insert(
@@ -167,6 +180,7 @@ impl MemStore {
                     MemContent {
                         kind,
                         descriptor,
+                        source,
                         pieces: FlatMap::new(),
                         bytes: need,
                     },
@@ -215,6 +229,7 @@ impl MemStore {
                         hash_name: *h,
                         kind: c.kind,
                         descriptor: c.descriptor.clone(),
+                        source: c.source.clone(),
                         pieces: c.pieces.keys().copied().collect(),
                         stored_bytes: c.bytes,
                     })
@@ -270,6 +285,45 @@ mod tests {
     }
 
     #[test]
+    fn the_source_is_kept_and_listed_with_its_content() {
+        let uri = "magnet:?xt=urn:btih:0101010101010101010101010101010101010101&tr=http://t/a";
+        let source = DbSource {
+            hash_name: HashName([1; 20]),
+            kind: onionmesh_wire::db::SourceKind::MAGNET,
+            uri: uri.try_into().unwrap(),
+        };
+        let mut s = MemStore::new(1000);
+        for (h, src) in [
+            (HashName([1; 20]), Some(source.clone())),
+            (HashName([2; 20]), None),
+        ] {
+            s.execute(StoreRequest::PutDescriptor {
+                hash_name: h,
+                kind: DescriptorKind::BITTORRENT_V1_INFO,
+                descriptor: vec![0; 100],
+                source: src,
+            })
+            .unwrap();
+        }
+        assert_eq!(
+            s.used(),
+            200 + uri.len() as u64,
+            "the link counts as stored bytes"
+        );
+        let Ok(StoreReply::List(list)) = s.execute(StoreRequest::List) else {
+            panic!("a list")
+        };
+        let sources: Vec<_> = list
+            .iter()
+            .map(|c| (c.hash_name, c.source.clone()))
+            .collect();
+        assert_eq!(
+            sources,
+            vec![(HashName([1; 20]), Some(source)), (HashName([2; 20]), None)]
+        );
+    }
+
+    #[test]
     fn quota_full_keeps_what_is_stored() {
         let h = HashName([1; 20]);
         let mut s = MemStore::new(1000);
@@ -277,6 +331,7 @@ mod tests {
             hash_name: h,
             kind: DescriptorKind::ONIONMESH_V1,
             descriptor: vec![0; 100],
+            source: None,
         };
         // A piece before its descriptor is refused.
         assert_eq!(
