@@ -3,29 +3,40 @@
 // opens the share link (`#<hash_name>`: the download starts at load), reloads once it holds a
 // quarter of the pieces, finds what it stored in IndexedDB, and fetches no more than the
 // remaining pieces plus 5 %; the result is byte-identical.
+// A second page, S, downloads another file of A's, and A leaves mid-download; S reloads. Its
+// resumed download ends with the mesh's sentence (nobody holds it), not with a facilitator's
+// about BitTorrent: the page resumes by hash_name, and 40 bare hex digits, which would be
+// taken for an infohash, are not taken so for a content the node knows is onionmesh's own.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import {
   blobDigest, downloadProgress, launchBrowser, makeTestVideo, openMesh, openNode, pageDump,
-  shareFromInput, startBridge, waitDownloadComplete,
+  shareFromInput, startBridge, waitDownloadComplete, waitFailed,
 } from './harness.mjs';
+import { removeTemp, tempDir } from './bittorrent.mjs';
 
 let bridge;
 let browser;
 let video;
 let shared;
+let a;
+let dir;
 
 before(async () => {
   video = await makeTestVideo();
   bridge = await startBridge();
   browser = await launchBrowser();
-  const { a } = await openMesh(browser, bridge, ['a', 'b', 'c', 'd']);
+  ({ a } = await openMesh(browser, bridge, ['a', 'b', 'c', 'd']));
   ({ shared } = await shareFromInput(a, video.file));
 }, { timeout: 150000 });
 
 after(async () => {
   if (browser) await browser.close();
   if (bridge) await bridge.stop();
+  removeTemp(dir);
 });
 
 /// Progress events of `hashName` the page saw, in order.
@@ -73,4 +84,32 @@ test('a page reloaded mid-download resumes and fetches no more than the remainin
   const got = await blobDigest(r.page, shared.hashName);
   assert.equal(got.size, video.size);
   assert.equal(got.sha, video.sha, 'the resumed download is byte-identical');
+});
+
+test('a resumed download whose only holder left ends with the mesh\'s sentence, not a BitTorrent one', { timeout: 240000 }, async () => {
+  dir = tempDir('resume-gone');
+  const file = path.join(dir, 'only-on-a.bin');
+  fs.writeFileSync(file, randomBytes(12_000_000));
+  await a.page.setInputFiles('#share-file', file);
+  const second = await a.page.waitForFunction(() => window.onionmesh.shared.length > 1 && window.onionmesh.shared[1], null, { timeout: 120000 })
+    .then((h) => h.jsonValue());
+  const s = await openNode(browser, bridge.url, `#${second.hashName}`);
+  await s.page.waitForFunction((h) => {
+    const d = window.onionmesh.downloads.get(h);
+    const p = d && d.progress();
+    return p && p.pieces > 0 && p.piecesHave >= p.pieces * 0.2 && !p.complete;
+  }, second.hashName, { timeout: 90000, polling: 20 }).catch(async (err) => {
+    throw new Error(`S's download never reached 20 %: ${err.message}; ${JSON.stringify(await downloadProgress(s.page, second.hashName))}\n${await pageDump('S', s)}`);
+  });
+  await a.context.close();
+  await s.page.reload();
+  await s.page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
+  const t0 = Date.now();
+  const reason = await waitFailed(s, 'S', second.hashName, 120000);
+  console.log(`S's resumed download, its only holder gone, ended after ${Date.now() - t0} ms: "${reason}"`);
+  const resumed = await s.page.evaluate((h) => window.onionmesh.events
+    .some((ev) => ev.type === 'content' && ev.event === 'resumable' && ev.hashName === h), second.hashName);
+  assert.ok(resumed, 'S found its partial download after the reload');
+  assert.doesNotMatch(reason, /torrent|BitTorrent|facilitator/i, 'no facilitator was asked to look for it on BitTorrent');
+  assert.match(reason, /holder/, reason);
 });
