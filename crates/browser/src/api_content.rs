@@ -414,7 +414,9 @@ impl BrowserNode {
     /// - a share link (an address ending in `#<40 hex>`): onionmesh content, from the mesh;
     /// - 40 hex characters: a hash name or a BitTorrent infohash. It is asked for in the mesh,
     ///   and if no page holds it an ORDB hands the request to its bridge, a facilitator, which
-    ///   fetches the torrent from BitTorrent;
+    ///   fetches the torrent from BitTorrent. For a content this page already knows it uses
+    ///   what was stored instead: the magnet link or URL the content came from, or, for
+    ///   onionmesh content, the mesh only;
     /// - a magnet link `magnet:?xt=urn:btih:<infohash>&tr=...` (40 hex or 32 base32): the
     ///   same, its trackers passed on to the facilitator;
     /// - an `http://` or `https://` URL: fetched by an exit bridge at the end of a circuit
