@@ -12,7 +12,7 @@
 use onionmesh_bounded::FlatMap;
 use std::collections::VecDeque;
 
-use onionmesh_wire::db::{DbMsg, DbSource, HashName};
+use onionmesh_wire::db::{DbMsg, DbSource, DescriptorKind, HashName, SourceKind};
 use onionmesh_wire::Time;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -597,10 +597,24 @@ impl Ordb {
                             hash_name,
                             descriptor: Box::new(d.clone()),
                         }));
-                        let source = self
-                            .downloads
-                            .get(&hash_name)
-                            .and_then(|dl| dl.source().cloned());
+                        // A hint that does not fit the content (40 bare hex digits, taken
+                        // for an infohash, that named onionmesh content) is dropped: it is
+                        // neither sent again nor stored.
+                        let fits = |src: &DbSource| {
+                            matches!(
+                                (d.kind(), src.kind),
+                                (DescriptorKind::BITTORRENT_V1_INFO, SourceKind::MAGNET)
+                                    | (DescriptorKind::WEB_V1, SourceKind::WEB)
+                            )
+                        };
+                        let source = match self.downloads.get_mut(&hash_name) {
+                            Some(dl) if dl.source().is_some_and(|src| !fits(src)) => {
+                                dl.set_source(None);
+                                None
+                            }
+                            Some(dl) => dl.source().cloned(),
+                            None => None,
+                        };
                         self.hold_descriptor(now, d, source);
                     }
                     DownloadEvent::Piece { index, record } => {
