@@ -183,7 +183,7 @@ pub struct FacilitatorArgs {
     pub trackers: Vec<reqwest::Url>,
 
     /// Milliseconds to wait for a torrent's metadata (the info dictionary) from its peers before
-    /// the request ends UNAVAILABLE.
+    /// the request ends NOT_FOUND with a sentence.
     #[arg(long, value_name = "MS", default_value_t = 30_000,
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
     pub metadata_timeout: u64,
