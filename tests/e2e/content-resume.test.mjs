@@ -13,8 +13,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
-  blobDigest, downloadProgress, launchBrowser, makeTestVideo, openMesh, openNode, pageDump,
-  shareFromInput, startBridge, waitDownloadComplete, waitFailed,
+  blobDigest, contentEvents, launchBrowser, makeTestVideo, openMesh, openNode, pageDump,
+  reloadNode, shareFromInput, startBridge, waitDownloadComplete, waitFailed, waitHolding,
 } from './harness.mjs';
 import { removeTemp, tempDir } from './bittorrent.mjs';
 
@@ -39,32 +39,17 @@ after(async () => {
   removeTemp(dir);
 });
 
-/// Progress events of `hashName` the page saw, in order.
-const pieceEvents = (page, hashName) => page.evaluate((h) => window.onionmesh.events
-  .filter((ev) => ev.type === 'content' && ev.hashName === h)
-  .map((ev) => ({ event: ev.event, index: ev.index, piecesHave: ev.piecesHave })), hashName);
-
 test('a page reloaded mid-download resumes and fetches no more than the remaining pieces plus 5 %', { timeout: 200000 }, async () => {
   const r = await openNode(browser, bridge.url, `#${shared.hashName}`);
-  const mid = await r.page.waitForFunction((h) => {
-    const d = window.onionmesh.downloads.get(h);
-    if (!d) return false;
-    const p = d.progress();
-    if (p.complete) return { complete: true };
-    return p.pieces > 0 && p.piecesHave >= p.pieces * 0.25 ? p : false;
-  }, shared.hashName, { timeout: 90000, polling: 20 }).then((h) => h.jsonValue()).catch(async (err) => {
-    throw new Error(`R's download never reached 25 %: ${err.message}; ${JSON.stringify(await downloadProgress(r.page, shared.hashName))}\n${await pageDump('R', r)}`);
-  });
+  const mid = await waitHolding(r, 'R', shared.hashName, 0.25, 90000);
   assert.ok(!mid.complete, 'R is still downloading when it reloads');
-  const before = await pieceEvents(r.page, shared.hashName);
+  const before = await contentEvents(r.page, shared.hashName);
   const heldBefore = new Set(before.filter((ev) => ev.event === 'progress').map((ev) => ev.index));
 
-  await r.page.reload();
-  await r.page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
-  assert.equal(await r.page.evaluate(() => window.onionmeshError), undefined);
+  assert.equal(await reloadNode(r), undefined);
   await waitDownloadComplete(r, 'R', shared.hashName, 120000);
 
-  const evs = await pieceEvents(r.page, shared.hashName);
+  const evs = await contentEvents(r.page, shared.hashName);
   const resumable = evs.find((ev) => ev.event === 'resumable');
   assert.ok(resumable, `R found its partial download in its store after the reload and said it resumes it; its events: ${JSON.stringify(evs.slice(0, 5))}\n${await pageDump('R', r)}`);
   // Every event of the reloaded page came after the reload. (The page may ask for the download
@@ -94,21 +79,13 @@ test('a resumed download whose only holder left ends with the mesh\'s sentence, 
   const second = await a.page.waitForFunction(() => window.onionmesh.shared.length > 1 && window.onionmesh.shared[1], null, { timeout: 120000 })
     .then((h) => h.jsonValue());
   const s = await openNode(browser, bridge.url, `#${second.hashName}`);
-  await s.page.waitForFunction((h) => {
-    const d = window.onionmesh.downloads.get(h);
-    const p = d && d.progress();
-    return p && p.pieces > 0 && p.piecesHave >= p.pieces * 0.2 && !p.complete;
-  }, second.hashName, { timeout: 90000, polling: 20 }).catch(async (err) => {
-    throw new Error(`S's download never reached 20 %: ${err.message}; ${JSON.stringify(await downloadProgress(s.page, second.hashName))}\n${await pageDump('S', s)}`);
-  });
+  await waitHolding(s, 'S', second.hashName, 0.2, 90000);
   await a.context.close();
-  await s.page.reload();
-  await s.page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
+  await reloadNode(s);
   const t0 = Date.now();
   const reason = await waitFailed(s, 'S', second.hashName, 120000);
   console.log(`S's resumed download, its only holder gone, ended after ${Date.now() - t0} ms: "${reason}"`);
-  const resumed = await s.page.evaluate((h) => window.onionmesh.events
-    .some((ev) => ev.type === 'content' && ev.event === 'resumable' && ev.hashName === h), second.hashName);
+  const resumed = (await contentEvents(s.page, second.hashName)).some((ev) => ev.event === 'resumable');
   assert.ok(resumed, 'S found its partial download after the reload');
   assert.doesNotMatch(reason, /torrent|BitTorrent|facilitator/i, 'no facilitator was asked to look for it on BitTorrent');
   assert.match(reason, /holder/, reason);

@@ -244,6 +244,35 @@ export async function downloadProgress(page, hashName) {
   }, hashName);
 }
 
+/// Waits until the page holds at least `fraction` of the pieces of `hashName`; resolves to its
+/// `progress()`, or to `{ complete: true }` if it completed first. The error says how far it got.
+export async function waitHolding(p, name, hashName, fraction, timeout) {
+  return p.page.waitForFunction(({ h, fraction }) => {
+    const d = window.onionmesh.downloads.get(h);
+    if (!d) return false;
+    const pr = d.progress();
+    if (pr.complete) return { complete: true };
+    return pr.pieces > 0 && pr.piecesHave >= pr.pieces * fraction ? pr : false;
+  }, { h: hashName, fraction }, { timeout, polling: 20 }).then((x) => x.jsonValue()).catch(async (err) => {
+    throw new Error(`${name}'s download never reached ${Math.round(fraction * 100)} %: ${err.message}; ${JSON.stringify(await downloadProgress(p.page, hashName))}\n${await pageDump(name, p)}`);
+  });
+}
+
+/// Reloads the page and waits until its node started again; resolves to `onionmeshError`
+/// (undefined when the node started).
+export async function reloadNode(p) {
+  await p.page.reload();
+  await p.page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
+  return p.page.evaluate(() => window.onionmeshError);
+}
+
+/// The content events of `hashName` the page saw, in order: `{ event, index, piecesHave, source }`.
+export async function contentEvents(page, hashName) {
+  return page.evaluate((h) => window.onionmesh.events
+    .filter((ev) => ev.type === 'content' && ev.hashName === h)
+    .map((ev) => ({ event: ev.event, index: ev.index, piecesHave: ev.piecesHave, source: ev.source })), hashName);
+}
+
 /// Waits until the page holds every piece of `hashName` and its node said `done` (blob()
 /// answers only from then on); the error says how far it got.
 export async function waitDownloadComplete(p, name, hashName, timeout) {

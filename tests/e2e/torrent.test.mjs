@@ -34,8 +34,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import {
-  blobDigest, downloadProgress, launchBrowser, makeTestVideo, openFromBox, openMesh, pageDump,
-  startBridge, waitDownloadComplete, waitFailed, waitPlaying, waitRegistered,
+  blobDigest, contentEvents, downloadProgress, launchBrowser, makeTestVideo, openFromBox, openMesh,
+  pageDump, reloadNode, startBridge, waitDownloadComplete, waitFailed, waitHolding, waitPlaying,
+  waitRegistered,
 } from './harness.mjs';
 import { freePort, makeTorrent, removeTemp, seed, startTracker, tempDir } from './bittorrent.mjs';
 
@@ -245,25 +246,13 @@ test('a page reloaded mid-torrent resumes through the facilitator and fetches on
   const { infohash, magnet } = torrents.resume;
   const status = await openFromBox(b, magnet);
   assert.match(status, /BitTorrent/, `the open status names BitTorrent: ${status}`);
-  const mid = await b.page.waitForFunction((h) => {
-    const d = window.onionmesh.downloads.get(h);
-    if (!d) return false;
-    const p = d.progress();
-    if (p.complete) return { complete: true };
-    return p.pieces > 0 && p.piecesHave >= p.pieces * 0.2 ? p : false;
-  }, infohash, { timeout: 120000, polling: 20 }).then((h) => h.jsonValue()).catch(async (err) => {
-    throw new Error(`B's torrent never reached 20 %: ${err.message}; ${JSON.stringify(await downloadProgress(b.page, infohash))}\n${await pageDump('B', b)}`);
-  });
+  const mid = await waitHolding(b, 'B', infohash, 0.2, 120000);
   assert.ok(!mid.complete, 'B is still downloading when it reloads');
 
-  await b.page.reload();
-  await b.page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
-  assert.equal(await b.page.evaluate(() => window.onionmeshError), undefined);
+  assert.equal(await reloadNode(b), undefined);
   await waitDownloadComplete(b, 'B', infohash, 180000);
 
-  const evs = await b.page.evaluate((h) => window.onionmesh.events
-    .filter((ev) => ev.type === 'content' && ev.hashName === h)
-    .map((ev) => ({ event: ev.event, index: ev.index, piecesHave: ev.piecesHave, source: ev.source })), infohash);
+  const evs = await contentEvents(b.page, infohash);
   const resumable = evs.find((ev) => ev.event === 'resumable');
   assert.ok(resumable, `B found its partial torrent in its store after the reload; its events: ${JSON.stringify(evs.slice(0, 5))}\n${await pageDump('B', b)}`);
   assert.equal(resumable.source, magnet, 'the magnet link was stored with the partial download');

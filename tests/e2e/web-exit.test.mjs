@@ -20,8 +20,8 @@ import { once } from 'node:events';
 import { randomBytes, createHash } from 'node:crypto';
 import path from 'node:path';
 import {
-  blobDigest, launchBrowser, openFromBox, openMesh, startBridge, waitDownloadComplete, waitFailed,
-  waitRegistered, webHashName,
+  blobDigest, contentEvents, launchBrowser, openFromBox, openMesh, reloadNode, startBridge,
+  waitDownloadComplete, waitFailed, waitHolding, waitRegistered, webHashName,
 } from './harness.mjs';
 import { removeTemp, tempDir } from './bittorrent.mjs';
 
@@ -118,23 +118,13 @@ test('a page reloaded mid-download of a web file resumes through the exit', { ti
   const url = `${base}/files/resumed.bin`;
   const h = await webHashName(url);
   await openFromBox(d, url);
-  const mid = await d.page.waitForFunction((h) => {
-    const dl = window.onionmesh.downloads.get(h);
-    if (!dl) return false;
-    const p = dl.progress();
-    if (p.complete) return { complete: true };
-    return p.pieces > 0 && p.piecesHave >= p.pieces * 0.2 ? p : false;
-  }, h, { timeout: 120000, polling: 20 }).then((x) => x.jsonValue());
+  const mid = await waitHolding(d, 'D', h, 0.2, 120000);
   assert.ok(!mid.complete, 'D is still downloading when it reloads');
 
-  await d.page.reload();
-  await d.page.waitForFunction(() => window.onionmeshReady || window.onionmeshError, null, { timeout: 30000 });
-  assert.equal(await d.page.evaluate(() => window.onionmeshError), undefined);
+  assert.equal(await reloadNode(d), undefined);
   await waitDownloadComplete(d, 'D', h, 180000);
 
-  const evs = await d.page.evaluate((h) => window.onionmesh.events
-    .filter((ev) => ev.type === 'content' && ev.hashName === h)
-    .map((ev) => ({ event: ev.event, piecesHave: ev.piecesHave, source: ev.source })), h);
+  const evs = await contentEvents(d.page, h);
   const resumable = evs.find((ev) => ev.event === 'resumable');
   assert.ok(resumable, `D found its partial web file in its store after the reload; its events: ${JSON.stringify(evs.slice(0, 5))}`);
   assert.equal(resumable.source, url, 'the URL was stored with the partial download');

@@ -800,20 +800,13 @@ impl Driver {
         source: Option<DbSource>,
     ) -> Result<(), onionmesh_node::ContentError> {
         if let Some(source) = source {
-            // 40 bare hex digits stand for a magnet link with no tracker, a guess. It is
-            // dropped for a content this node already knows (the page resumes a download, or
-            // plays a library item, by its hash_name): a source known for it stands (the magnet
-            // link or URL the node stored with it), and a descriptor that is no torrent's says
-            // BitTorrent cannot have it (a facilitator would search for 30 s and end the download
-            // with a sentence about torrents).
+            // 40 bare hex digits stand for a magnet link with no tracker, a guess: it never
+            // replaces a source known for this content (the page resumes a download, or plays a
+            // library item, by its hash_name, after the node resumed it with the magnet link or
+            // URL it stored). A guess for a content that is no torrent is dropped by the ORDB
+            // (`Ordb::download_from`).
             let guess = source.uri.as_str() == crate::target::bare_magnet(&hash_name).as_str();
-            let known = self.sources.contains_key(&hash_name)
-                || self
-                    .node
-                    .ordb()
-                    .kind(&hash_name)
-                    .is_some_and(|k| k != DescriptorKind::BITTORRENT_V1_INFO);
-            if !(guess && known) {
+            if !(guess && self.sources.contains_key(&hash_name)) {
                 remember(&mut self.sources, hash_name, source);
             }
         }

@@ -707,6 +707,30 @@ pub fn pair() -> Pair {
     Pair { a, b, la, lb }
 }
 
+/// The bridge address [`registered`] gives its node.
+pub const TEST_BRIDGE_ADDR: &str = "ws://bridge.test/ws";
+
+/// A node with identity seed `seed`, registered at a bridge whose DHT node is `bridge` and whose
+/// address is [`TEST_BRIDGE_ADDR`] (`Welcome` and `BridgeInfo` handled), its outputs drained.
+pub fn registered(seed: u8, bridge: &Identity) -> Node {
+    let identity = Identity::from_seed([seed; 32]).expect("a valid seed");
+    let mut n = Node::new(identity, NodeConfig::default(), [seed; 32]);
+    n.handle_input(Time::ZERO, Input::BridgeOpened);
+    for msg in [
+        SignalMsg::Welcome {
+            bridge_pubkey: bridge.public_key(),
+            peers_online: 1,
+        },
+        SignalMsg::BridgeInfo {
+            addr: TEST_BRIDGE_ADDR.try_into().expect("a short address"),
+        },
+    ] {
+        n.handle_input(Time::ZERO, Input::BridgeFrame(&msg.encode_frame()));
+    }
+    outputs(&mut n);
+    n
+}
+
 /// Every output `n` has now.
 pub fn outputs(n: &mut Node) -> Vec<Output> {
     std::iter::from_fn(|| n.poll_output()).collect()

@@ -3,12 +3,10 @@
 //! refused or rate-limited, logged, and leaves the node (and its links) running.
 
 use onionmesh_crypto::Identity;
-use onionmesh_node::testing::{link, outputs};
-use onionmesh_node::{DhtEvent, Event, Input, LogLevel, Node, NodeConfig, Output, Time};
+use onionmesh_node::testing::{link, outputs, registered, TEST_BRIDGE_ADDR as BRIDGE_ADDR};
+use onionmesh_node::{DhtEvent, Event, Input, LogLevel, Output, Time};
 use onionmesh_wire::kad::{Contact, KadErrorCode, KadMsg, Provider, TOKEN_LEN};
 use onionmesh_wire::{Frame, LinkMsg, NodeId, PeerRecord, SignalMsg};
-
-const BRIDGE_ADDR: &str = "ws://bridge.test/ws";
 
 fn identity(n: u8) -> Identity {
     Identity::from_seed([n; 32]).unwrap()
@@ -33,25 +31,6 @@ fn bridge_frames(outs: &[Output]) -> Vec<SignalMsg> {
             _ => None,
         })
         .collect()
-}
-
-/// A node registered at a bridge whose DHT node is `bridge`.
-fn registered(seed: u8, bridge: &Identity) -> Node {
-    let mut n = Node::new(identity(seed), NodeConfig::default(), [seed; 32]);
-    n.handle_input(Time::ZERO, Input::BridgeOpened);
-    for msg in [
-        SignalMsg::Welcome {
-            bridge_pubkey: bridge.public_key(),
-            peers_online: 1,
-        },
-        SignalMsg::BridgeInfo {
-            addr: BRIDGE_ADDR.try_into().unwrap(),
-        },
-    ] {
-        n.handle_input(Time::ZERO, Input::BridgeFrame(&msg.encode_frame()));
-    }
-    outputs(&mut n);
-    n
 }
 
 fn kad_from(from: &Identity, msg: &KadMsg) -> Vec<u8> {

@@ -4,33 +4,14 @@
 //! through the bridge until the refusal expires.
 
 use onionmesh_crypto::Identity;
-use onionmesh_node::testing::{link, outputs};
-use onionmesh_node::{Input, LinkId, Node, NodeConfig, Output, Time};
+use onionmesh_node::testing::{link, outputs, registered};
+use onionmesh_node::{Input, LinkId, Node, Output, Time};
 use onionmesh_wire::kad::{Contact, Contacts, Introducers, KadMsg, TOKEN_LEN};
 use onionmesh_wire::{Frame, LinkMsg, NodeId, PeerRecord, SignalMsg};
 use std::time::Duration;
 
 fn identity(n: u8) -> Identity {
     Identity::from_seed([n; 32]).unwrap()
-}
-
-/// A node registered at a bridge whose DHT node is `bridge`.
-fn registered(seed: u8, bridge: &Identity) -> Node {
-    let mut n = Node::new(identity(seed), NodeConfig::default(), [seed; 32]);
-    n.handle_input(Time::ZERO, Input::BridgeOpened);
-    for msg in [
-        SignalMsg::Welcome {
-            bridge_pubkey: bridge.public_key(),
-            peers_online: 1,
-        },
-        SignalMsg::BridgeInfo {
-            addr: "ws://bridge.test/ws".try_into().unwrap(),
-        },
-    ] {
-        n.handle_input(Time::ZERO, Input::BridgeFrame(&msg.encode_frame()));
-    }
-    outputs(&mut n);
-    n
 }
 
 /// The Kademlia frames `n` sent on `on`, and those it sent through the bridge to `to`.
@@ -51,6 +32,19 @@ fn sent(n: &mut Node, on: LinkId, to: NodeId) -> (Vec<LinkMsg>, usize) {
         }
     }
     (on_link, via_bridge)
+}
+
+/// A frame from the peer on `link` (an answer of i's, here), its outputs dropped.
+fn answer(n: &mut Node, link: LinkId, at: Time, frame: &[u8]) {
+    n.handle_input(at, Input::LinkFrame { link, bytes: frame });
+    outputs(n);
+}
+
+/// `n` looks `target` up: what it sent on `on`, and how many frames to `target` went through the
+/// bridge ([`sent`]).
+fn look_up(n: &mut Node, on: LinkId, at: Time, target: NodeId) -> (Vec<LinkMsg>, usize) {
+    n.dht().find_node(at, target).unwrap();
+    sent(n, on, target)
 }
 
 fn relayed_to(msgs: &[LinkMsg], to: NodeId) -> usize {
@@ -158,18 +152,10 @@ fn a_refusal_is_forgotten_when_the_introducer_says_it_is_linked_now() {
         )
         .encode_frame()
     };
-    a.handle_input(
-        now,
-        Input::LinkFrame {
-            link: la_i,
-            bytes: &nodes(Vec::new()),
-        },
-    );
-    outputs(&mut a);
+    answer(&mut a, la_i, now, &nodes(Vec::new()));
 
     // The first lookup of b goes through i, which answers that it has no link to b.
-    a.dht().find_node(now, b.id()).unwrap();
-    let (msgs, _) = sent(&mut a, la_i, b.id());
+    let (msgs, _) = look_up(&mut a, la_i, now, b.id());
     let relay = msgs
         .into_iter()
         .find_map(|m| match m {
@@ -196,16 +182,8 @@ fn a_refusal_is_forgotten_when_the_introducer_says_it_is_linked_now() {
 
     // Within the refusal's memory, a hint without the mark changes nothing.
     let t1 = now + Duration::from_secs(2);
-    a.handle_input(
-        t1,
-        Input::LinkFrame {
-            link: la_i,
-            bytes: &nodes(Vec::new()),
-        },
-    );
-    outputs(&mut a);
-    a.dht().find_node(t1, b.id()).unwrap();
-    let (msgs, bridge_sends) = sent(&mut a, la_i, b.id());
+    answer(&mut a, la_i, t1, &nodes(Vec::new()));
+    let (msgs, bridge_sends) = look_up(&mut a, la_i, t1, b.id());
     assert_eq!(
         (relayed_to(&msgs, b.id()), bridge_sends),
         (0, 1),
@@ -215,15 +193,7 @@ fn a_refusal_is_forgotten_when_the_introducer_says_it_is_linked_now() {
     // i's answer now names itself b's introducer: it has linked to b since. The next frame
     // for b goes through i at once.
     let t2 = now + Duration::from_secs(4);
-    a.handle_input(
-        t2,
-        Input::LinkFrame {
-            link: la_i,
-            bytes: &nodes(vec![i.id()]),
-        },
-    );
-    outputs(&mut a);
-    a.dht().find_node(t2, b.id()).unwrap();
-    let (msgs, bridge_sends) = sent(&mut a, la_i, b.id());
+    answer(&mut a, la_i, t2, &nodes(vec![i.id()]));
+    let (msgs, bridge_sends) = look_up(&mut a, la_i, t2, b.id());
     assert_eq!((relayed_to(&msgs, b.id()), bridge_sends), (1, 0));
 }

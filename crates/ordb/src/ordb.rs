@@ -248,13 +248,24 @@ impl Ordb {
     /// every source stream gets the `DB_SOURCE` first, so that an ORDB that finds nobody in
     /// the mesh can hand the request to a facilitator. Joining a download already under way
     /// sets its hint.
+    ///
+    /// A hint that does not fit the content's descriptor, once this node knows it (a magnet
+    /// link for a content that is no torrent, as 40 bare hex digits give), is dropped, here and
+    /// when the descriptor arrives: a facilitator could not find it, and would end the download
+    /// with a sentence about torrents.
     pub fn download_from(&mut self, now: Time, source: DbSource) -> Result<(), OrdbError> {
-        if let Some(d) = self.downloads.get_mut(&source.hash_name) {
-            d.set_source(Some(source));
+        let hash_name = source.hash_name;
+        let fits = self
+            .descriptor(&hash_name)
+            .is_none_or(|d| source_fits(d.kind(), &source));
+        let source = fits.then_some(source);
+        if let Some(d) = self.downloads.get_mut(&hash_name) {
+            if source.is_some() {
+                d.set_source(source);
+            }
             return Ok(());
         }
-        let hash_name = source.hash_name;
-        self.download_with(now, hash_name, Some(source))
+        self.download_with(now, hash_name, source)
     }
 
     fn download_with(
@@ -600,15 +611,10 @@ impl Ordb {
                         // A hint that does not fit the content (40 bare hex digits, taken
                         // for an infohash, that named onionmesh content) is dropped: it is
                         // neither sent again nor stored.
-                        let fits = |src: &DbSource| {
-                            matches!(
-                                (d.kind(), src.kind),
-                                (DescriptorKind::BITTORRENT_V1_INFO, SourceKind::MAGNET)
-                                    | (DescriptorKind::WEB_V1, SourceKind::WEB)
-                            )
-                        };
                         let source = match self.downloads.get_mut(&hash_name) {
-                            Some(dl) if dl.source().is_some_and(|src| !fits(src)) => {
+                            Some(dl)
+                                if dl.source().is_some_and(|src| !source_fits(d.kind(), src)) =>
+                            {
                                 dl.set_source(None);
                                 None
                             }
@@ -729,6 +735,16 @@ impl Ordb {
         }
         self.pump(now);
     }
+}
+
+/// Whether a source hint can lead to a content of `kind`: a magnet link to a torrent, a URL to
+/// a web file. Onionmesh content has no source outside the mesh.
+fn source_fits(kind: DescriptorKind, source: &DbSource) -> bool {
+    matches!(
+        (kind, source.kind),
+        (DescriptorKind::BITTORRENT_V1_INFO, SourceKind::MAGNET)
+            | (DescriptorKind::WEB_V1, SourceKind::WEB)
+    )
 }
 
 #[cfg(test)]
