@@ -266,6 +266,14 @@ export async function reloadNode(p) {
   return p.page.evaluate(() => window.onionmeshError);
 }
 
+/// The pieces of `hashName` the page's node said it stored (its `progress` events, each sent once
+/// the piece's IndexedDB transaction committed), as a Set of indexes. A reload may lose pieces
+/// verified but not yet written; it must never lose one of these.
+export async function storedPieces(page, hashName) {
+  const evs = await contentEvents(page, hashName);
+  return new Set(evs.filter((ev) => ev.event === 'progress').map((ev) => ev.index));
+}
+
 /// The content events of `hashName` the page saw, in order: `{ event, index, piecesHave, source }`.
 export async function contentEvents(page, hashName) {
   return page.evaluate((h) => window.onionmesh.events
