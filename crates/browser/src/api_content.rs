@@ -118,6 +118,8 @@ export interface DownloadProgress {
   /** Content size in bytes, null until the metadata arrived. */
   size: number | null;
   pieces: number;
+  /** Verified pieces held. The last few may not be written to IndexedDB yet; a reload fetches
+   * those again. The `progress` content event counts the stored ones. */
   piecesHave: number;
   /** Bytes per second over all circuits now. */
   rateBps: number;

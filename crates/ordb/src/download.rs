@@ -186,6 +186,7 @@ pub struct Progress {
     /// Content size (or the selection's), once the descriptor is known.
     pub size: Option<u64>,
     pub pieces: u32,
+    /// Verified pieces held (the store may not have written the last few yet).
     pub pieces_have: u32,
     /// Sum of the sources' measured rates, bytes per second.
     pub rate_bps: u64,
