@@ -1,5 +1,6 @@
 // Shared set-up for the end-to-end tests and benchmarks: a real bridge process on loopback and a
 // real headless Chromium, both started here and torn down by the caller.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
@@ -272,6 +273,42 @@ export async function reloadNode(p) {
 export async function storedPieces(page, hashName) {
   const evs = await contentEvents(page, hashName);
   return new Set(evs.filter((ev) => ev.event === 'progress').map((ev) => ev.index));
+}
+
+/// Reloads page `p` in the middle of its download of `hashName`, once it holds `fraction` of the
+/// pieces, and waits until the download completed again. Asserts on the way that the page was
+/// still downloading and had stored some pieces, that its node started again, and that it found
+/// its partial content (`what`, for the message) in its store. Resolves to `{ mid, storedBefore,
+/// evs, resumable }`: `progress()` before the reload, the pieces stored before it
+/// ([`storedPieces`]), the content events after it, and their `resumable` event.
+export async function reloadMidDownload(p, name, hashName, { fraction, holdTimeout, completeTimeout, what }) {
+  const mid = await waitHolding(p, name, hashName, fraction, holdTimeout);
+  assert.ok(!mid.complete, `${name} is still downloading when it reloads`);
+  const storedBefore = await storedPieces(p.page, hashName);
+  assert.ok(storedBefore.size > 0, `${name} had stored some pieces when it reloads`);
+
+  assert.equal(await reloadNode(p), undefined);
+  await waitDownloadComplete(p, name, hashName, completeTimeout);
+
+  const evs = await contentEvents(p.page, hashName);
+  const resumable = evs.find((ev) => ev.event === 'resumable');
+  assert.ok(resumable, `${name} found its ${what} in its store after the reload; its events: ${JSON.stringify(evs.slice(0, 5))}\n${await pageDump(name, p)}`);
+  return { mid, storedBefore, evs, resumable };
+}
+
+/// Checks what [`reloadMidDownload`] saw: every piece stored before the reload survived it, and
+/// after it the page fetched the missing pieces, at most 5 % more. Logs the counts; returns the
+/// progress events after the reload and the number of pieces that were missing.
+export function checkResumed(name, { mid, storedBefore, evs, resumable }) {
+  // Every event of the reloaded page came after the reload. (The page may ask for the download
+  // before the node reports it resumable, so pieces can arrive before that event.)
+  const fetched = evs.filter((ev) => ev.event === 'progress');
+  const remaining = mid.pieces - resumable.piecesHave;
+  console.log(`${name}: ${mid.piecesHave}/${mid.pieces} pieces verified and ${storedBefore.size} stored before the reload, ${resumable.piecesHave} found stored after it; fetched ${fetched.length} after it`);
+  assert.ok(resumable.piecesHave >= storedBefore.size, `every piece ${name} said it stored survived the reload (${resumable.piecesHave} found, ${storedBefore.size} stored)`);
+  assert.ok(fetched.length >= remaining && fetched.length <= Math.ceil(remaining * 1.05),
+    `after the reload ${name} fetched ${fetched.length} pieces: the ${remaining} missing, at most 5 % more`);
+  return { fetched, remaining };
 }
 
 /// The content events of `hashName` the page saw, in order: `{ event, index, piecesHave, source }`.

@@ -34,9 +34,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import {
-  blobDigest, contentEvents, downloadProgress, launchBrowser, makeTestVideo, openFromBox, openMesh,
-  pageDump, reloadNode, startBridge, waitDownloadComplete, waitFailed, waitHolding, waitPlaying,
-  storedPieces, waitRegistered,
+  blobDigest, checkResumed, downloadProgress, launchBrowser, makeTestVideo, openFromBox, openMesh,
+  pageDump, reloadMidDownload, startBridge, waitDownloadComplete, waitFailed, waitPlaying,
+  waitRegistered,
 } from './harness.mjs';
 import { freePort, makeTorrent, removeTemp, seed, startTracker, tempDir } from './bittorrent.mjs';
 
@@ -246,24 +246,11 @@ test('a page reloaded mid-torrent resumes through the facilitator and fetches on
   const { infohash, magnet } = torrents.resume;
   const status = await openFromBox(b, magnet);
   assert.match(status, /BitTorrent/, `the open status names BitTorrent: ${status}`);
-  const mid = await waitHolding(b, 'B', infohash, 0.2, 120000);
-  assert.ok(!mid.complete, 'B is still downloading when it reloads');
-  const storedBefore = await storedPieces(b.page, infohash);
-  assert.ok(storedBefore.size > 0, 'B had stored some pieces when it reloads');
-
-  assert.equal(await reloadNode(b), undefined);
-  await waitDownloadComplete(b, 'B', infohash, 180000);
-
-  const evs = await contentEvents(b.page, infohash);
-  const resumable = evs.find((ev) => ev.event === 'resumable');
-  assert.ok(resumable, `B found its partial torrent in its store after the reload; its events: ${JSON.stringify(evs.slice(0, 5))}\n${await pageDump('B', b)}`);
-  assert.equal(resumable.source, magnet, 'the magnet link was stored with the partial download');
-  const remaining = mid.pieces - resumable.piecesHave;
-  const fetched = evs.filter((ev) => ev.event === 'progress').length;
-  console.log(`B: ${mid.piecesHave}/${mid.pieces} pieces verified and ${storedBefore.size} stored before the reload, ${resumable.piecesHave} found stored after it; fetched ${fetched} after it`);
-  assert.ok(resumable.piecesHave >= storedBefore.size, `every piece B said it stored survived the reload (${resumable.piecesHave} found, ${storedBefore.size} stored)`);
-  assert.ok(fetched >= remaining && fetched <= Math.ceil(remaining * 1.05),
-    `after the reload B fetched ${fetched} pieces: the ${remaining} missing, at most 5 % more`);
+  const reload = await reloadMidDownload(b, 'B', infohash, {
+    fraction: 0.2, holdTimeout: 120000, completeTimeout: 180000, what: 'partial torrent',
+  });
+  assert.equal(reload.resumable.source, magnet, 'the magnet link was stored with the partial download');
+  checkResumed('B', reload);
   const source = await b.page.evaluate((h) => window.onionmesh.downloads.get(h).progress().source, infohash);
   assert.equal(source, 'bittorrent', 'the resumed download came from BitTorrent via a facilitator');
   const got = await blobDigest(b.page, infohash);

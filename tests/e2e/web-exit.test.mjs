@@ -20,8 +20,8 @@ import { once } from 'node:events';
 import { randomBytes, createHash } from 'node:crypto';
 import path from 'node:path';
 import {
-  blobDigest, contentEvents, launchBrowser, openFromBox, openMesh, reloadNode, startBridge,
-  storedPieces, waitDownloadComplete, waitFailed, waitHolding, waitRegistered, webHashName,
+  blobDigest, checkResumed, launchBrowser, openFromBox, openMesh, reloadMidDownload, startBridge,
+  waitDownloadComplete, waitFailed, waitRegistered, webHashName,
 } from './harness.mjs';
 import { removeTemp, tempDir } from './bittorrent.mjs';
 
@@ -118,24 +118,11 @@ test('a page reloaded mid-download of a web file resumes through the exit', { ti
   const url = `${base}/files/resumed.bin`;
   const h = await webHashName(url);
   await openFromBox(d, url);
-  const mid = await waitHolding(d, 'D', h, 0.2, 120000);
-  assert.ok(!mid.complete, 'D is still downloading when it reloads');
-  const storedBefore = await storedPieces(d.page, h);
-  assert.ok(storedBefore.size > 0, 'D had stored some pieces when it reloads');
-
-  assert.equal(await reloadNode(d), undefined);
-  await waitDownloadComplete(d, 'D', h, 180000);
-
-  const evs = await contentEvents(d.page, h);
-  const resumable = evs.find((ev) => ev.event === 'resumable');
-  assert.ok(resumable, `D found its partial web file in its store after the reload; its events: ${JSON.stringify(evs.slice(0, 5))}`);
-  assert.equal(resumable.source, url, 'the URL was stored with the partial download');
-  const remaining = mid.pieces - resumable.piecesHave;
-  const fetched = evs.filter((ev) => ev.event === 'progress').length;
-  console.log(`D: ${mid.piecesHave}/${mid.pieces} pieces verified and ${storedBefore.size} stored before the reload, ${resumable.piecesHave} found stored after it; fetched ${fetched} after it`);
-  assert.ok(resumable.piecesHave >= storedBefore.size, `every piece D said it stored survived the reload (${resumable.piecesHave} found, ${storedBefore.size} stored)`);
-  assert.ok(fetched >= remaining && fetched <= Math.ceil(remaining * 1.05),
-    `after the reload D fetched ${fetched} pieces: the ${remaining} missing, at most 5 % more`);
+  const reload = await reloadMidDownload(d, 'D', h, {
+    fraction: 0.2, holdTimeout: 120000, completeTimeout: 180000, what: 'partial web file',
+  });
+  assert.equal(reload.resumable.source, url, 'the URL was stored with the partial download');
+  checkResumed('D', reload);
   const got = await blobDigest(d.page, h);
   assert.equal(got.size, SIZE);
   assert.equal(got.sha, fileSha, 'the resumed web file is byte-identical');
